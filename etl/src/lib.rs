@@ -1,0 +1,1 @@
+//! cvm-etl: the nightly batch jobs.

@@ -1,0 +1,312 @@
+//! Configuration: one TOML file, every setting overridable by a `CVM_*`
+//! environment variable (and by command-line flags in the binaries).
+//!
+//! Precedence, lowest to highest: built-in defaults, the TOML file, the
+//! environment, flags. Every value is validated once, here, so a bad value is a
+//! one-line error naming the setting and never a surprise deep in a run.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Currency;
+
+/// A configuration problem, worded for the person who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid TOML or has unknown or mistyped keys.
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// A setting has a value that cannot be used.
+    #[error("invalid setting {setting} = {value:?}: {expected}")]
+    Invalid { setting: String, value: String, expected: String },
+}
+
+/// Settings of the ingest job (the choices the data contract leaves open).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Currency every amount is converted to (`CVM_BASE_CURRENCY`).
+    pub base_currency: String,
+    /// IANA time zone of POS local times without offset (`CVM_POS_TIME_ZONE`).
+    pub pos_time_zone: String,
+    /// Country calling code for phones without one, digits only (`CVM_DEFAULT_COUNTRY_CODE`).
+    pub default_country_code: String,
+    /// Largest share of rejected records a run may have and still publish (`CVM_REJECT_LIMIT`).
+    pub reject_limit: f64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            base_currency: "USD".into(),
+            pos_time_zone: "UTC".into(),
+            default_country_code: "1".into(),
+            reject_limit: 0.01,
+        }
+    }
+}
+
+/// Settings of the scoring job.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSettings {
+    /// `week` or `day`: the time unit of recency and T (`CVM_PERIOD`).
+    pub period: String,
+    /// Monthly discount rate for CLV (`CVM_DISCOUNT_RATE`).
+    pub discount_rate: f64,
+    /// Profit margin applied to CLV (`CVM_MARGIN`).
+    pub margin: f64,
+    /// `p_alive` below which a customer is `churned`.
+    pub churned_below: f64,
+    /// `p_alive` below which a customer is `at_risk`.
+    pub at_risk_below: f64,
+    /// Orders from which a live customer is `loyal`.
+    pub loyal_min_orders: u32,
+    /// Days since a first purchase during which a one-time buyer is `new`.
+    pub new_within_days: u32,
+}
+
+impl Default for ScoringSettings {
+    fn default() -> Self {
+        ScoringSettings {
+            period: "week".into(),
+            discount_rate: 0.01,
+            margin: 1.0,
+            churned_below: 0.2,
+            at_risk_below: 0.5,
+            loyal_min_orders: 3,
+            new_within_days: 90,
+        }
+    }
+}
+
+/// Database settings (used by `load`, `nightly` and the portal).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path` or `postgres://...` (`CVM_DATABASE_URL`). Never logged.
+    pub url: Option<String>,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `human` or `json` (`CVM_LOG_FORMAT`).
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { format: "human".into() }
+    }
+}
+
+/// All settings of cvm.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Ingest job.
+    pub ingest: IngestSettings,
+    /// Scoring job.
+    pub scoring: ScoringSettings,
+    /// Database.
+    pub database: DatabaseSettings,
+    /// Logs.
+    pub log: LogSettings,
+}
+
+/// Environment variables that override settings, with the setting each names.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("CVM_BASE_CURRENCY", "ingest.base_currency"),
+    ("CVM_POS_TIME_ZONE", "ingest.pos_time_zone"),
+    ("CVM_DEFAULT_COUNTRY_CODE", "ingest.default_country_code"),
+    ("CVM_REJECT_LIMIT", "ingest.reject_limit"),
+    ("CVM_PERIOD", "scoring.period"),
+    ("CVM_DISCOUNT_RATE", "scoring.discount_rate"),
+    ("CVM_MARGIN", "scoring.margin"),
+    ("CVM_DATABASE_URL", "database.url"),
+    ("CVM_LOG_FORMAT", "log.format"),
+];
+
+impl Settings {
+    /// Defaults, then `file` (if given), then the process environment; validated.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_with_env(file, |k| std::env::var(k).ok())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_with_env(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut s = match file {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        for (var, setting) in ENV_OVERRIDES {
+            if let Some(value) = env(var) {
+                s.set(setting, &value).map_err(|e| match e {
+                    ConfigError::Invalid { value, expected, .. } => {
+                        ConfigError::Invalid { setting: format!("{setting} (from {var})"), value, expected }
+                    }
+                    other => other,
+                })?;
+            }
+        }
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads a TOML file without validating values.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().replace('\n', " "),
+        })
+    }
+
+    /// Sets one setting by its dotted name from text (env vars and flags).
+    pub fn set(&mut self, setting: &str, value: &str) -> Result<(), ConfigError> {
+        let invalid = |expected: &str| ConfigError::Invalid {
+            setting: setting.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        };
+        let num = || value.trim().parse::<f64>().map_err(|_| invalid("expected a number"));
+        match setting {
+            "ingest.base_currency" => self.ingest.base_currency = value.trim().to_string(),
+            "ingest.pos_time_zone" => self.ingest.pos_time_zone = value.trim().to_string(),
+            "ingest.default_country_code" => self.ingest.default_country_code = value.trim().to_string(),
+            "ingest.reject_limit" => self.ingest.reject_limit = num()?,
+            "scoring.period" => self.scoring.period = value.trim().to_string(),
+            "scoring.discount_rate" => self.scoring.discount_rate = num()?,
+            "scoring.margin" => self.scoring.margin = num()?,
+            "database.url" => self.database.url = Some(value.trim().to_string()),
+            "log.format" => self.log.format = value.trim().to_string(),
+            _ => return Err(invalid("unknown setting")),
+        }
+        Ok(())
+    }
+
+    /// Checks every value; the first bad one is the error.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &str, value: String, expected: &str| {
+            Err(ConfigError::Invalid { setting: setting.into(), value, expected: expected.into() })
+        };
+        let i = &self.ingest;
+        if Currency::parse(&i.base_currency).is_err() {
+            return invalid("ingest.base_currency", i.base_currency.clone(), "expected a three-letter ISO 4217 code such as USD");
+        }
+        if i.pos_time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid("ingest.pos_time_zone", i.pos_time_zone.clone(), "expected an IANA time zone such as Europe/Berlin or UTC");
+        }
+        let cc = &i.default_country_code;
+        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+            return invalid("ingest.default_country_code", cc.clone(), "expected a country calling code of 1 to 3 digits such as 1 or 86");
+        }
+        if !(0.0..=1.0).contains(&i.reject_limit) {
+            return invalid("ingest.reject_limit", i.reject_limit.to_string(), "expected a fraction from 0 to 1 such as 0.01");
+        }
+        let s = &self.scoring;
+        if s.period != "week" && s.period != "day" {
+            return invalid("scoring.period", s.period.clone(), "expected week or day");
+        }
+        if !(0.0..1.0).contains(&s.discount_rate) {
+            return invalid("scoring.discount_rate", s.discount_rate.to_string(), "expected a monthly rate from 0 up to 1 such as 0.01");
+        }
+        if !(s.margin.is_finite() && s.margin >= 0.0) {
+            return invalid("scoring.margin", s.margin.to_string(), "expected a non-negative number such as 1.0");
+        }
+        for (name, v) in [("scoring.churned_below", s.churned_below), ("scoring.at_risk_below", s.at_risk_below)] {
+            if !(0.0..=1.0).contains(&v) {
+                return invalid(name, v.to_string(), "expected a probability from 0 to 1");
+            }
+        }
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                // Never echo the URL: it may hold a password.
+                return invalid("database.url", "<hidden>".into(), "expected sqlite://PATH or postgres://...");
+            }
+        }
+        if self.log.format != "human" && self.log.format != "json" {
+            return invalid("log.format", self.log.format.clone(), "expected human or json");
+        }
+        Ok(())
+    }
+
+    /// The base currency, already validated.
+    pub fn base_currency(&self) -> Currency {
+        Currency::parse(&self.ingest.base_currency).unwrap_or_else(|_| Currency::parse("USD").expect("USD is valid"))
+    }
+
+    /// The POS time zone, already validated.
+    pub fn pos_time_zone(&self) -> chrono_tz::Tz {
+        self.ingest.pos_time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(s.ingest.base_currency, "USD");
+        assert_eq!(s.ingest.pos_time_zone, "UTC");
+        assert_eq!(s.ingest.default_country_code, "1");
+        assert_eq!(s.ingest.reject_limit, 0.01);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cvm.toml");
+        std::fs::write(&f, "[ingest]\nbase_currency = \"EUR\"\npos_time_zone = \"Asia/Shanghai\"\n").unwrap();
+        let s = Settings::load_with_env(Some(&f), env(&[("CVM_BASE_CURRENCY", "CNY"), ("CVM_REJECT_LIMIT", "0.05")])).unwrap();
+        assert_eq!(s.ingest.base_currency, "CNY");
+        assert_eq!(s.ingest.pos_time_zone, "Asia/Shanghai");
+        assert_eq!(s.ingest.reject_limit, 0.05);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            ("CVM_BASE_CURRENCY", "dollars", "ingest.base_currency"),
+            ("CVM_POS_TIME_ZONE", "Mars/Olympus", "ingest.pos_time_zone"),
+            ("CVM_DEFAULT_COUNTRY_CODE", "+86", "ingest.default_country_code"),
+            ("CVM_REJECT_LIMIT", "lots", "ingest.reject_limit"),
+            ("CVM_REJECT_LIMIT", "2", "ingest.reject_limit"),
+        ];
+        for (var, value, setting) in cases {
+            let err = Settings::load_with_env(None, env(&[(var, value)])).unwrap_err().to_string();
+            assert!(err.contains(setting), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cvm.toml");
+        std::fs::write(&f, "[ingest]\nbase_curency = \"EUR\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(err.contains("base_curency"), "{err}");
+    }
+
+    #[test]
+    fn database_url_is_never_echoed() {
+        let err = Settings::load_with_env(None, env(&[("CVM_DATABASE_URL", "mysql://u:secret@h/db")])).unwrap_err();
+        assert!(!err.to_string().contains("secret"));
+    }
+}

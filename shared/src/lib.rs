@@ -1,0 +1,12 @@
+//! Shared building blocks of cvm: domain types (money, channels, identities),
+//! configuration and common errors. The ETL (`cvm-etl`) and the portal
+//! (`cvm-portal`) both depend on this crate and never on each other.
+
+pub mod channel;
+pub mod config;
+pub mod identity;
+pub mod money;
+
+pub use channel::{Channel, TxnKind};
+pub use config::{ConfigError, Settings};
+pub use money::{Amount, BaseAmount, Currency, MoneyError, Rate};
