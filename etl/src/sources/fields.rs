@@ -1,0 +1,155 @@
+//! Field parsers shared by the sources: times, dates, booleans, money,
+//! currencies, customer keys. Each returns a [`Reject`] that names the field
+//! and the value, so a reject row says exactly what to fix.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
+use cvm_shared::identity::{normalize_email, normalize_phone};
+use cvm_shared::{Amount, BaseAmount, Currency, Rate};
+
+use super::ParseContext;
+use crate::record::{Keys, Reject, RejectReason};
+
+/// Microseconds since the Unix epoch of an RFC 3339 timestamp.
+pub fn rfc3339_micros(s: &str) -> Option<i64> {
+    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_micros())
+}
+
+/// A `YYYY-MM-DD` date.
+pub fn date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()
+}
+
+/// Microseconds of `YYYY-MM-DD` at 00:00 UTC.
+pub fn date_micros(s: &str) -> Option<i64> {
+    date(s).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros())
+}
+
+/// Microseconds of a local `YYYY-MM-DD HH:MM:SS` in `tz`. In the autumn
+/// overlap the earlier instant is taken; a time skipped by spring-forward is
+/// impossible and yields `None`.
+pub fn local_micros(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
+    let t = s.trim();
+    let naive = NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    tz.from_local_datetime(&naive).earliest().map(|t| t.timestamp_micros())
+}
+
+/// A `bad_date` reject for `field`.
+pub fn bad_date(field: &str, value: &str) -> Reject {
+    Reject::new(RejectReason::BadDate, format!("{field} {value:?} is not a valid time"))
+}
+
+/// A required record id, or a `missing_id` reject.
+pub fn required_id<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, Reject> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Reject::new(RejectReason::MissingId, format!("{field} is missing"))),
+    }
+}
+
+/// A boolean as the contract allows (`true/false/1/0/yes/no/y/n`, any case; empty is false).
+pub fn boolean(field: &str, value: Option<&str>) -> Result<bool, Reject> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(false);
+    };
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" => Ok(true),
+        "false" | "0" | "no" | "n" => Ok(false),
+        _ => Err(Reject::new(RejectReason::BadValue, format!("{field} {v:?} is not true/false/1/0/yes/no/y/n"))),
+    }
+}
+
+/// Money text, or a `bad_amount` reject.
+pub fn money(field: &str, value: Option<&str>) -> Result<Amount, Reject> {
+    let v = value.ok_or_else(|| Reject::new(RejectReason::BadAmount, format!("{field} is missing")))?;
+    v.parse::<Amount>().map_err(|e| Reject::new(RejectReason::BadAmount, format!("{field}: {e}")))
+}
+
+/// The currency (empty = base) and its rate, or an `unknown_currency` reject.
+pub fn currency(value: Option<&str>, ctx: &ParseContext) -> Result<(Currency, Rate), Reject> {
+    let cur = match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => ctx.base,
+        Some(v) => Currency::parse(v)
+            .map_err(|_| Reject::new(RejectReason::UnknownCurrency, format!("currency {v:?} is not a currency code")))?,
+    };
+    let rate = ctx.rates.get(&cur).copied().ok_or_else(|| {
+        Reject::new(RejectReason::UnknownCurrency, format!("currency {cur} has no rate in fx/rates.csv"))
+    })?;
+    Ok((cur, rate))
+}
+
+/// Converts an amount at `rate`.
+pub fn to_base(amount: Amount, rate: Rate) -> BaseAmount {
+    amount.to_base(rate)
+}
+
+/// Normalised customer keys; empty inputs give `None`.
+pub fn keys(customer_id: Option<&str>, email: Option<&str>, phone: Option<&str>, ctx: &ParseContext) -> Keys {
+    Keys {
+        customer_id: customer_id.map(str::trim).filter(|s| !s.is_empty()).map(Into::into),
+        email: email.and_then(normalize_email).map(Into::into),
+        phone: phone.and_then(|p| normalize_phone(p, &ctx.default_cc)).map(Into::into),
+    }
+}
+
+/// Stable content hash of a record's fields (field boundaries included).
+pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(&[0x1f]);
+    }
+    h.digest()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        let mut c = ParseContext::new(&cvm_shared::Settings::default());
+        c.rates.insert(Currency::parse("CNY").unwrap(), Rate::parse_positive("0.14").unwrap());
+        c
+    }
+
+    #[test]
+    fn times_with_offsets_are_utc_micros() {
+        assert_eq!(rfc3339_micros("2026-03-01T10:15:00+08:00"), rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(rfc3339_micros("2026-02-30T00:00:00Z"), None);
+        assert_eq!(date_micros("1970-01-02"), Some(86_400_000_000));
+    }
+
+    #[test]
+    fn local_times_use_the_zone_and_reject_the_impossible() {
+        let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+        assert_eq!(local_micros("2026-03-01 10:15:00", tz), rfc3339_micros("2026-03-01T02:15:00Z"));
+        let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        assert_eq!(local_micros("2026-03-08 02:30:00", ny), None, "skipped by DST");
+        assert_eq!(local_micros("2026-11-01 01:30:00", ny), rfc3339_micros("2026-11-01T01:30:00-04:00"));
+    }
+
+    #[test]
+    fn booleans_follow_the_contract() {
+        for (v, want) in [("TRUE", true), ("y", true), ("1", true), ("No", false), ("0", false), ("", false)] {
+            assert_eq!(boolean("email_opt_in", Some(v)).unwrap(), want, "{v}");
+        }
+        assert_eq!(boolean("email_opt_in", None).unwrap(), false);
+        assert_eq!(boolean("email_opt_in", Some("maybe")).unwrap_err().reason, RejectReason::BadValue);
+    }
+
+    #[test]
+    fn currencies_default_to_base_and_need_a_rate() {
+        let c = ctx();
+        assert_eq!(currency(None, &c).unwrap().1, Rate::ONE);
+        assert_eq!(currency(Some("cny"), &c).unwrap().0.as_str(), "CNY");
+        assert_eq!(currency(Some("EUR"), &c).unwrap_err().reason, RejectReason::UnknownCurrency);
+        assert_eq!(currency(Some("€"), &c).unwrap_err().reason, RejectReason::UnknownCurrency);
+    }
+
+    #[test]
+    fn digests_respect_field_boundaries() {
+        assert_ne!(digest(["ab", "c"]), digest(["a", "bc"]));
+        assert_eq!(digest(["a", "b"]), digest(["a", "b"]));
+    }
+}

@@ -1,0 +1,130 @@
+//! The Parquet warehouse: dataset layouts, row types, reading and writing,
+//! and atomic publishing of versions.
+//!
+//! Layout of a warehouse folder:
+//! ```text
+//! customers/ transactions/ events/  -> symlinks into current/
+//! current -> _versions/<run_id>     (one atomic rename publishes a version)
+//! _versions/<run_id>/{customers,transactions/month=YYYY-MM,events,_state}/
+//! runs/<run_id>/{manifest.json,rejects.parquet}
+//! scores/as_of=YYYY-MM-DD/
+//! ```
+
+pub mod customers;
+pub mod events;
+pub mod parquet_io;
+pub mod rejects;
+pub mod state;
+pub mod transactions;
+
+use chrono::NaiveDate;
+use cvm_shared::Channel;
+
+use crate::record::{Keys, RejectReason, TxnRow};
+
+/// Errors reading or writing warehouse files.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    /// File system error on a path.
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    /// Parquet or Arrow error on a path.
+    #[error("{path}: {message}")]
+    Format { path: std::path::PathBuf, message: String },
+    /// A file that does not have the expected columns or values.
+    #[error("{path}: not a cvm {dataset} file: {message}")]
+    Schema { path: std::path::PathBuf, dataset: &'static str, message: String },
+}
+
+/// A consolidated transaction as stored in `transactions/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTxn {
+    /// The transaction.
+    pub row: TxnRow,
+    /// Resolved customer; `None` when anonymous.
+    pub customer_id: Option<Box<str>>,
+    /// The keys the source gave (kept so identities can be re-resolved when CRM changes).
+    pub keys: Keys,
+    /// The source record it came from (replaced as a unit by a newer version).
+    pub record_key: Box<str>,
+    /// Input file it was read from, relative to its drop.
+    pub source_file: Box<str>,
+}
+
+/// A resolved customer as stored in `customers/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerRow {
+    /// CRM id, or the guest id.
+    pub customer_id: Box<str>,
+    /// True for customers not in CRM.
+    pub is_guest: bool,
+    /// Normalised email.
+    pub email: Option<Box<str>>,
+    /// Phone in E.164.
+    pub phone: Option<Box<str>>,
+    /// Given name.
+    pub first_name: Option<Box<str>>,
+    /// Family name.
+    pub last_name: Option<Box<str>>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<Box<str>>,
+    /// CRM signup date.
+    pub signup_date: Option<NaiveDate>,
+    /// CRM birth date.
+    pub birth_date: Option<NaiveDate>,
+    /// Marketing email consent (false for guests).
+    pub email_opt_in: bool,
+    /// CRM `updated_at` (microseconds UTC).
+    pub updated_at: Option<i64>,
+    /// Earliest of the first transaction and the signup date (microseconds UTC).
+    pub first_seen: Option<i64>,
+    /// Channels the customer bought through, sorted.
+    pub channels: Vec<Channel>,
+}
+
+/// An engagement event as stored in `events/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Stable id (`ev:<hex>`).
+    pub event_id: Box<str>,
+    /// Resolved customer, if its key matches one.
+    pub customer_id: Option<Box<str>>,
+    /// The keys the source gave.
+    pub keys: Keys,
+    /// Event type.
+    pub event_type: Box<str>,
+    /// When (microseconds UTC).
+    pub ts: i64,
+    /// Source record key.
+    pub record_key: Box<str>,
+    /// Input file.
+    pub source_file: Box<str>,
+}
+
+/// The latest version seen of a source record (the `_state/records` table), so
+/// that re-deliveries across runs are recognised even when the winning version
+/// produced no rows (a cancelled order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordState {
+    /// Record key.
+    pub key: Box<str>,
+    /// Version order (`updated_at`), if the source has one.
+    pub version: Option<i64>,
+    /// Content hash of the winning version.
+    pub digest: u64,
+}
+
+/// A rejected input record, as written to `runs/<run_id>/rejects.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectRow {
+    /// Input file relative to the drop.
+    pub source_file: Box<str>,
+    /// 1-based line where the record starts.
+    pub line: u64,
+    /// Stable reason code.
+    pub reason: RejectReason,
+    /// Field and value at fault.
+    pub detail: String,
+    /// The record's text.
+    pub raw: String,
+}
