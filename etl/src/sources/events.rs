@@ -1,9 +1,91 @@
-//! `events/` source (being written).
+//! `events/*.jsonl`: engagement events. Accepted per valid line; they create
+//! no customer and no transaction. `ts` is RFC 3339 (or Unix seconds).
 
-use super::{ParseContext};
-use crate::record::{Parsed, Pos, Reject, RejectReason};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
-/// Parses one record.
-pub fn parse(_raw: impl Sized, _pos: Pos, _ctx: &ParseContext) -> Parsed {
-    Parsed::Rejected(Reject::new(RejectReason::BadRow, "not implemented"))
+use super::{ParseContext, fields};
+use crate::record::{EventRecord, Parsed, Pos, Reject, RejectReason, Versioned};
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    customer_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    email: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ts: Option<&'a RawValue>,
+}
+
+/// Parses one event line.
+pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
+    match parse_record(line, pos, ctx) {
+        Ok(v) => Parsed::Event(v),
+        Err(r) => Parsed::Rejected(r),
+    }
+}
+
+fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<EventRecord>, Reject> {
+    let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
+    let id = fields::json_text("customer_id", l.customer_id)?;
+    let email = fields::json_text("email", l.email)?;
+    let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
+    if keys.customer_id.is_none() && keys.email.is_none() {
+        return Err(Reject::new(RejectReason::MissingId, "customer_id and email are both missing"));
+    }
+    let event_type = fields::json_text("type", l.event_type)?
+        .ok_or_else(|| Reject::new(RejectReason::BadValue, "type is missing"))?;
+    let ts = fields::json_text("ts", l.ts)?.ok_or_else(|| fields::bad_date("ts", ""))?;
+    let ts = fields::rfc3339_micros(&ts)
+        .or_else(|| super::app::unix_micros(&ts))
+        .ok_or_else(|| fields::bad_date("ts", &ts))?;
+    let digest = fields::digest([line]);
+    Ok(Versioned {
+        key: format!("ev:{digest:016x}").into(),
+        numbered: true,
+        version: None,
+        digest,
+        pos,
+        body: EventRecord { keys, event_type: event_type.trim().into(), ts },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Parsed {
+        parse(line, Pos::default(), &ParseContext::new(&cvm_shared::Settings::default()))
+    }
+
+    #[test]
+    fn events_by_id_or_email() {
+        let Parsed::Event(v) = run(r#"{"customer_id":"C1","type":"email_open","ts":"2026-03-01T10:00:00Z"}"#) else {
+            panic!()
+        };
+        assert_eq!(&*v.body.event_type, "email_open");
+        assert!(v.numbered);
+        let Parsed::Event(v) = run(r#"{"email":" X@Y.Z ","type":"web_visit","ts":1709260500}"#) else { panic!() };
+        assert_eq!(v.body.keys.email.as_deref(), Some("x@y.z"));
+        assert_eq!(v.body.ts, 1_709_260_500_000_000);
+    }
+
+    #[test]
+    fn bad_events_get_their_reason() {
+        let cases = [
+            (r#"{"type":"email_open","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::MissingId),
+            (r#"{"customer_id":"","type":"x","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::MissingId),
+            (r#"{"customer_id":"C1","type":"x","ts":"March"}"#, RejectReason::BadDate),
+            (r#"{"customer_id":"C1","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::BadValue),
+            ("not json", RejectReason::BadJson),
+        ];
+        for (line, want) in cases {
+            match run(line) {
+                Parsed::Rejected(r) => assert_eq!(r.reason, want, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
 }

@@ -153,3 +153,32 @@ mod tests {
         assert_eq!(digest(["a", "b"]), digest(["a", "b"]));
     }
 }
+
+/// Text of a JSON scalar field: strings as they are, numbers as written;
+/// `None` for absent, `null` or empty. Objects and arrays are `bad_json`.
+pub fn json_text<'a>(
+    field: &str,
+    raw: Option<&'a serde_json::value::RawValue>,
+) -> Result<Option<std::borrow::Cow<'a, str>>, Reject> {
+    use std::borrow::Cow;
+    let Some(raw) = raw else { return Ok(None) };
+    let t = raw.get().trim();
+    let text: Cow<'a, str> = match t.as_bytes().first() {
+        Some(b'"') if !t.contains('\\') => Cow::Borrowed(&t[1..t.len() - 1]),
+        Some(b'"') => Cow::Owned(
+            serde_json::from_str::<String>(t)
+                .map_err(|_| Reject::new(RejectReason::BadJson, format!("{field} is not a valid JSON string")))?,
+        ),
+        Some(b'n') => return Ok(None),
+        Some(b'-' | b'0'..=b'9') => Cow::Borrowed(t),
+        _ => {
+            return Err(Reject::new(RejectReason::BadJson, format!("{field} must be a string or a number")));
+        }
+    };
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
+/// A `bad_json` reject for a line that is not a JSON object of the expected shape.
+pub fn bad_json(e: &serde_json::Error) -> Reject {
+    Reject::new(RejectReason::BadJson, format!("not a JSON object of the expected shape: {e}"))
+}

@@ -59,12 +59,81 @@ fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReadError> {
     Ok(Box::new(r))
 }
 
-/// Re-serialises CSV fields as one CSV line (the raw text of a rejected row).
-pub fn csv_text(fields: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
-    let _ = w.write_record(fields);
-    let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+/// Physical lines joined into CSV records: a record ends at a line end outside
+/// quotes (RFC 4180 doubles quotes inside quoted fields, so parity decides).
+struct LineReader<R> {
+    input: R,
+    line: u64,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LineReader<R> {
+    /// The next non-blank record: the line it starts on and its text without
+    /// the final line end. `None` at the end of the input.
+    fn next_record(&mut self) -> std::io::Result<Option<(u64, &[u8])>> {
+        loop {
+            self.buf.clear();
+            let start = self.line + 1;
+            let mut quotes = 0usize;
+            loop {
+                let from = self.buf.len();
+                let n = self.input.read_until(b'\n', &mut self.buf)?;
+                if n == 0 {
+                    break;
+                }
+                self.line += 1;
+                quotes += self.buf[from..].iter().filter(|&&b| b == b'"').count();
+                if quotes % 2 == 0 {
+                    break;
+                }
+            }
+            if self.buf.is_empty() {
+                return Ok(None);
+            }
+            while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+                self.buf.pop();
+            }
+            if !self.buf.is_empty() {
+                return Ok(Some((start, &self.buf)));
+            }
+        }
+    }
+}
+
+/// Splits one CSV record into `out`. Returns false when a quoted field is
+/// left open (the record is malformed).
+fn split_fields(text: &str, out: &mut csv::StringRecord) -> bool {
+    out.clear();
+    let mut field = String::new();
+    let mut chars = text.chars().peekable();
+    let mut in_quotes = false;
+    let mut at_start = true;
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    field.push('"');
+                } else {
+                    in_quotes = false;
+                }
+            } else {
+                field.push(c);
+            }
+        } else if c == ',' {
+            out.push_field(&field);
+            field.clear();
+            at_start = true;
+            continue;
+        } else if c == '"' && at_start {
+            in_quotes = true;
+        } else {
+            field.push(c);
+        }
+        at_start = false;
+    }
+    out.push_field(&field);
+    !in_quotes
 }
 
 /// Reads a file of `format`, calling `on_header` once for CSV and `on_batch`
@@ -79,53 +148,42 @@ pub fn read_file(
     let err = |m: String| ReadError { path: path.to_path_buf(), message: m };
     match format {
         Format::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
-            let mut rec = csv::ByteRecord::new();
-            let header_len = match rdr.read_byte_record(&mut rec) {
-                Ok(false) => {
-                    on_header(Header::default());
-                    return Ok(());
-                }
-                Ok(true) => {
-                    let names: Vec<String> = rec.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-                    on_header(Header::new(names.iter().map(String::as_str)));
-                    rec.len()
-                }
-                Err(e) => return Err(err(format!("bad CSV header: {e}"))),
-            };
+            let mut lines = LineReader { input, line: 0, buf: Vec::with_capacity(1024) };
+            let mut header: Option<usize> = None;
             let mut batch = Vec::with_capacity(BATCH);
-            loop {
-                match rdr.read_byte_record(&mut rec) {
-                    Ok(false) => break,
-                    Ok(true) => {}
-                    Err(e) => return Err(err(format!("CSV error: {e}"))),
-                }
-                let line = rec.position().map_or(0, |p| p.line());
-                // A fully blank line between rows is not a record.
-                if rec.len() == 1 && rec.get(0).is_some_and(|f| f.is_empty()) {
+            let mut fields = csv::StringRecord::new();
+            while let Some((line, text)) = lines.next_record().map_err(|e| err(e.to_string()))? {
+                let Ok(text) = std::str::from_utf8(text) else {
+                    let raw = String::from_utf8_lossy(text).into_owned();
+                    if header.is_none() {
+                        return Err(err("the CSV header is not valid UTF-8".into()));
+                    }
+                    batch.push(RawItem { line, body: RawBody::Bad(Reject::new(RejectReason::BadEncoding, "row is not valid UTF-8"), raw) });
                     continue;
-                }
-                let body = if rec.len() != header_len {
+                };
+                let balanced = split_fields(text, &mut fields);
+                let Some(header_len) = header else {
+                    header = Some(fields.len());
+                    on_header(Header::new(fields.iter()));
+                    continue;
+                };
+                let body = if !balanced {
+                    RawBody::Bad(Reject::new(RejectReason::BadRow, "a quoted field is never closed"), text.to_string())
+                } else if fields.len() != header_len {
                     RawBody::Bad(
-                        Reject::new(
-                            RejectReason::BadRow,
-                            format!("row has {} fields, the header has {header_len}", rec.len()),
-                        ),
-                        csv_text(rec.iter()),
+                        Reject::new(RejectReason::BadRow, format!("row has {} fields, the header has {header_len}", fields.len())),
+                        text.to_string(),
                     )
                 } else {
-                    match csv::StringRecord::from_byte_record(rec.clone()) {
-                        Ok(r) => RawBody::Csv(r),
-                        Err(_) => RawBody::Bad(
-                            Reject::new(RejectReason::BadEncoding, "row is not valid UTF-8"),
-                            csv_text(rec.iter()),
-                        ),
-                    }
+                    RawBody::Csv(fields.clone())
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
                     on_batch(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
+            }
+            if header.is_none() {
+                on_header(Header::default());
             }
             if !batch.is_empty() {
                 on_batch(batch);
@@ -241,5 +299,28 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
         let err = read_file(&p, Format::Jsonl, |_| {}, |_| {}).unwrap_err();
         assert!(err.to_string().contains("a.jsonl.gz"));
+    }
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn fields_follow_rfc_4180() {
+        let mut r = csv::StringRecord::new();
+        assert!(split_fields(r#"a,"b,c","d ""q""",,"#, &mut r));
+        assert_eq!(r.iter().collect::<Vec<_>>(), ["a", "b,c", "d \"q\"", "", ""]);
+        assert!(!split_fields(r#"a,"open"#, &mut r));
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_but_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.csv");
+        std::fs::write(&p, "id,n\n1,a\n\n3,c\n").unwrap();
+        let mut items = Vec::new();
+        read_file(&p, Format::Csv, |_| {}, |b| items.extend(b)).unwrap();
+        assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [2, 4]);
     }
 }

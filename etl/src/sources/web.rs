@@ -1,9 +1,195 @@
-//! `web/` source (being written).
+//! `web/*.jsonl`: web-shop orders. An order is re-delivered whenever it
+//! changes; the version with the latest `updated_at` wins (else the last read).
+//! `paid` is a purchase, `refunded` a purchase plus a full refund at
+//! `updated_at`, `cancelled` and `pending` are ignored when they win.
 
-use super::{ParseContext};
-use crate::record::{Parsed, Pos, Reject, RejectReason};
+use cvm_shared::{Channel, TxnKind};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
-/// Parses one record.
-pub fn parse(_raw: impl Sized, _pos: Pos, _ctx: &ParseContext) -> Parsed {
-    Parsed::Rejected(Reject::new(RejectReason::BadRow, "not implemented"))
+use super::{ParseContext, fields};
+use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    order_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    customer: Option<Customer<'a>>,
+    #[serde(borrow, default)]
+    created_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    updated_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    total: Option<Total<'a>>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Customer<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    email: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Total<'a> {
+    #[serde(borrow, default)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    currency: Option<&'a RawValue>,
+}
+
+/// Parses one order line.
+pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
+    match parse_record(line, pos, ctx) {
+        Ok(v) => Parsed::Txn(v),
+        Err(r) => Parsed::Rejected(r),
+    }
+}
+
+fn time(field: &str, raw: Option<&RawValue>) -> Result<Option<i64>, Reject> {
+    match fields::json_text(field, raw)? {
+        None => Ok(None),
+        Some(t) => fields::rfc3339_micros(&t).map(Some).ok_or_else(|| fields::bad_date(field, &t)),
+    }
+}
+
+fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<TxnRecord>, Reject> {
+    let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
+    let order_id = fields::json_text("order_id", l.order_id)?;
+    let order_id = fields::required_id("order_id", order_id.as_deref())?;
+    let status = fields::json_text("status", l.status)?.map(|s| s.to_ascii_lowercase());
+    let updated_at = time("updated_at", l.updated_at)?;
+    let key = format!("web:{order_id}");
+    let digest = fields::digest([line]);
+    let versioned = |body| Versioned { key: key.clone().into(), numbered: false, version: updated_at, digest, pos, body };
+    let refunded = match status.as_deref() {
+        Some("paid") => false,
+        Some("refunded") => true,
+        Some("cancelled" | "pending") => {
+            return Ok(versioned(TxnRecord { keys: Default::default(), rows: vec![], ignored: true }));
+        }
+        other => {
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("status {:?} is not paid, refunded, cancelled or pending", other.unwrap_or("")),
+            ));
+        }
+    };
+    let created_at = time("created_at", l.created_at)?.ok_or_else(|| fields::bad_date("created_at", ""))?;
+    let (amount, currency) = match &l.total {
+        Some(t) => (fields::json_text("total.amount", t.amount)?, fields::json_text("total.currency", t.currency)?),
+        None => (None, None),
+    };
+    let amount = fields::money("total.amount", amount.as_deref())?;
+    if amount.units() < 0 {
+        return Err(Reject::new(RejectReason::BadAmount, format!("total.amount {amount} of an order is negative")));
+    }
+    let (currency, rate) = fields::currency(currency.as_deref(), ctx)?;
+    let (id, email) = match &l.customer {
+        Some(c) => (fields::json_text("customer.id", c.id)?, fields::json_text("customer.email", c.email)?),
+        None => (None, None),
+    };
+    let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
+    let row = |transaction_id: String, occurred_at, amount: cvm_shared::Amount, kind| TxnRow {
+        transaction_id: transaction_id.into(),
+        channel: Channel::Web,
+        source_id: Some(order_id.into()),
+        order_id: Some(order_id.into()),
+        occurred_at,
+        amount_original: amount,
+        currency,
+        amount_base: amount.to_base(rate),
+        kind,
+    };
+    let mut rows = vec![row(key.clone(), created_at, amount, TxnKind::Purchase)];
+    if refunded {
+        // Without updated_at the refund can only be dated at the order itself.
+        rows.push(row(format!("{key}:refund"), updated_at.unwrap_or(created_at), -amount, TxnKind::Refund));
+    }
+    Ok(versioned(TxnRecord { keys, rows, ignored: false }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cvm_shared::{Currency, Rate};
+
+    fn run(line: &str) -> Parsed {
+        let mut c = ParseContext::new(&cvm_shared::Settings::default());
+        c.rates.insert(Currency::parse("CNY").unwrap(), Rate::parse_positive("0.14").unwrap());
+        parse(line, Pos { file: 2, line: 1 }, &c)
+    }
+
+    fn txn(p: Parsed) -> Versioned<TxnRecord> {
+        match p {
+            Parsed::Txn(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const PAID: &str = r#"{"order_id":"W-1001","customer":{"id":"C000123","email":"Ann@Example.com"},"created_at":"2026-03-01T10:15:00+08:00","updated_at":"2026-03-02T08:00:00Z","total":{"amount":"59.90","currency":"CNY"},"status":"paid","items":[{"sku":"A1","qty":2,"price":"29.95"}]}"#;
+
+    #[test]
+    fn the_contract_example_is_one_purchase() {
+        let v = txn(run(PAID));
+        assert_eq!(&*v.key, "web:W-1001");
+        assert_eq!(v.version, fields::rfc3339_micros("2026-03-02T08:00:00Z"));
+        assert_eq!(v.body.rows.len(), 1);
+        let t = &v.body.rows[0];
+        assert_eq!(Some(t.occurred_at), fields::rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(t.amount_base.to_string(), "8.386");
+        assert_eq!(v.body.keys.email.as_deref(), Some("ann@example.com"));
+        assert_eq!(v.body.keys.customer_id.as_deref(), Some("C000123"));
+    }
+
+    #[test]
+    fn refunded_is_a_purchase_and_a_refund_at_updated_at() {
+        let v = txn(run(&PAID.replace("\"paid\"", "\"refunded\"")));
+        assert_eq!(v.body.rows.len(), 2);
+        let r = &v.body.rows[1];
+        assert_eq!((&*r.transaction_id, r.kind), ("web:W-1001:refund", TxnKind::Refund));
+        assert_eq!(Some(r.occurred_at), v.version);
+        assert_eq!(r.amount_original.to_string(), "-59.9");
+    }
+
+    #[test]
+    fn cancelled_and_pending_are_versions_with_no_rows() {
+        for s in ["cancelled", "PENDING"] {
+            let v = txn(run(&PAID.replace("\"paid\"", &format!("\"{s}\""))));
+            assert!(v.body.ignored && v.body.rows.is_empty());
+        }
+    }
+
+    #[test]
+    fn numbers_are_accepted_for_money_and_ids() {
+        let v = txn(run(r#"{"order_id":17,"customer":{"email":"x@y.z"},"created_at":"2026-03-01T00:00:00Z","total":{"amount":12.5,"currency":"USD"},"status":"paid"}"#));
+        assert_eq!(&*v.key, "web:17");
+        assert_eq!(v.body.rows[0].amount_original.to_string(), "12.5");
+        assert_eq!(v.version, None);
+    }
+
+    #[test]
+    fn bad_lines_get_their_reason() {
+        let cases = [
+            ("[1,2]", RejectReason::BadJson),
+            (r#"{"order_id":"W1","#, RejectReason::BadJson),
+            (&PAID.replace("\"W-1001\"", "\"\""), RejectReason::MissingId),
+            (&PAID.replace("\"order_id\":\"W-1001\",", ""), RejectReason::MissingId),
+            (&PAID.replace("2026-03-01T10:15:00+08:00", "yesterday"), RejectReason::BadDate),
+            (&PAID.replace("\"59.90\"", "\"59,90\""), RejectReason::BadAmount),
+            (&PAID.replace("\"CNY\"", "\"XYZ\""), RejectReason::UnknownCurrency),
+            (&PAID.replace("\"paid\"", "\"shipped\""), RejectReason::BadValue),
+            (&PAID.replace("\"W-1001\"", "{}"), RejectReason::BadJson),
+        ];
+        for (line, want) in cases {
+            match run(line) {
+                Parsed::Rejected(r) => assert_eq!(r.reason, want, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
 }
