@@ -1,1 +1,188 @@
-fn main() {}
+//! `cvm-etl`: the nightly batch jobs of cvm. Errors end as one line on stderr
+//! and a documented exit code, never a panic or a backtrace.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
+use cvm_etl::warehouse::publish::PublishError;
+use cvm_shared::Settings;
+
+/// Exit codes, for schedulers (documented in the README and the runbook).
+mod exit {
+    /// The run failed (input unreadable, warehouse error, ...).
+    pub const FAILED: u8 = 1;
+    /// Bad command line or configuration.
+    pub const USAGE: u8 = 2;
+    /// More records were rejected than the reject limit allows; nothing published.
+    pub const REJECT_LIMIT: u8 = 3;
+    /// Another run holds the warehouse lock.
+    pub const LOCKED: u8 = 4;
+}
+
+#[derive(Parser)]
+#[command(name = "cvm-etl", version, about = "Nightly customer value ETL: ingest multi-channel drops into a Parquet warehouse and score customers")]
+struct Cli {
+    /// TOML configuration file (settings can also come from CVM_* environment variables).
+    #[arg(long, global = true, env = "CVM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: human or json (overrides CVM_LOG_FORMAT).
+    #[arg(long, global = true)]
+    log_format: Option<String>,
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read a drop folder and publish a new warehouse version.
+    Ingest {
+        /// The drop folder (crm/, pos/, web/, app/, transactions/, events/, fx/).
+        #[arg(long)]
+        input: PathBuf,
+        /// The warehouse folder (created if missing).
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Base currency (overrides CVM_BASE_CURRENCY).
+        #[arg(long)]
+        base_currency: Option<String>,
+        /// Time zone of POS local times (overrides CVM_POS_TIME_ZONE).
+        #[arg(long)]
+        pos_time_zone: Option<String>,
+        /// Default phone country code (overrides CVM_DEFAULT_COUNTRY_CODE).
+        #[arg(long)]
+        default_country_code: Option<String>,
+        /// Largest share of rejected records that still publishes (overrides CVM_REJECT_LIMIT).
+        #[arg(long)]
+        reject_limit: Option<String>,
+    },
+    /// Write a realistic synthetic drop (deterministic for a seed).
+    Generate {
+        /// Folder to write the drop into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of CRM customers.
+        #[arg(long, default_value_t = 1000)]
+        customers: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of deliberately bad records (0 to 0.5).
+        #[arg(long, default_value_t = 0.0)]
+        dirty_ratio: f64,
+        /// Compress files with gzip.
+        #[arg(long)]
+        gzip: bool,
+    },
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure { code: exit::FAILED, error: e.into() }
+    }
+}
+
+fn usage(e: impl Into<anyhow::Error>) -> Failure {
+    Failure { code: exit::USAGE, error: e.into() }
+}
+
+fn init_logs(format: &str, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.compact().init();
+    }
+}
+
+fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Failure> {
+    let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
+    for (name, value) in flags {
+        if let Some(v) = value {
+            s.set(name, v).map_err(usage)?;
+        }
+    }
+    if let Some(f) = &cli.log_format {
+        s.set("log.format", f).map_err(usage)?;
+    }
+    s.validate().map_err(usage)?;
+    Ok(s)
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Ingest { input, warehouse, base_currency, pos_time_zone, default_country_code, reject_limit } => {
+            let s = settings(
+                &cli,
+                &[
+                    ("ingest.base_currency", base_currency),
+                    ("ingest.pos_time_zone", pos_time_zone),
+                    ("ingest.default_country_code", default_country_code),
+                    ("ingest.reject_limit", reject_limit),
+                ],
+            )?;
+            init_logs(&s.log.format, cli.quiet);
+            let opts = IngestOptions { input: input.clone(), warehouse: warehouse.clone(), settings: s, progress: !cli.quiet };
+            match ingest::run(&opts) {
+                Ok(report) => {
+                    if !cli.quiet {
+                        eprint!("{}", ingest::summary_table(&report.manifest));
+                        eprintln!("manifest: {}", report.run_dir.join("manifest.json").display());
+                    }
+                    Ok(())
+                }
+                Err(e @ IngestError::RejectLimit { .. }) => Err(Failure { code: exit::REJECT_LIMIT, error: e.into() }),
+                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
+                Err(e @ (IngestError::Discover(_) | IngestError::EmptyDrop(_))) => Err(usage(e)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Generate { out, customers, seed, dirty_ratio, gzip } => {
+            let s = settings(&cli, &[])?;
+            init_logs(&s.log.format, cli.quiet);
+            let _ = (out, customers, seed, dirty_ratio, gzip);
+            Err(usage(anyhow::anyhow!("generate is being wired")))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("cvm-etl: internal error{at}: {msg} (please report this)");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let text = format!("{:#}", f.error).replace('\n', " ");
+            eprintln!("cvm-etl: error: {text}");
+            ExitCode::from(f.code)
+        }
+    }
+}

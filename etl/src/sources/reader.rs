@@ -136,20 +136,16 @@ fn split_fields(text: &str, out: &mut csv::StringRecord) -> bool {
     !in_quotes
 }
 
-/// Reads a file of `format`, calling `on_header` once for CSV and `on_batch`
-/// for each batch of up to [`BATCH`] records, in file order.
-pub fn read_file(
-    path: &Path,
-    format: Format,
-    mut on_header: impl FnMut(Header),
-    mut on_batch: impl FnMut(Vec<RawItem>),
-) -> Result<(), ReadError> {
+/// Reads a file of `format`, calling `on_batch` with the CSV header (empty for
+/// JSONL) and each batch of up to [`BATCH`] records, in file order.
+pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, Vec<RawItem>)) -> Result<(), ReadError> {
     let input = open(path)?;
     let err = |m: String| ReadError { path: path.to_path_buf(), message: m };
     match format {
         Format::Csv => {
             let mut lines = LineReader { input, line: 0, buf: Vec::with_capacity(1024) };
             let mut header: Option<usize> = None;
+            let mut names = Header::default();
             let mut batch = Vec::with_capacity(BATCH);
             let mut fields = csv::StringRecord::new();
             while let Some((line, text)) = lines.next_record().map_err(|e| err(e.to_string()))? {
@@ -164,7 +160,7 @@ pub fn read_file(
                 let balanced = split_fields(text, &mut fields);
                 let Some(header_len) = header else {
                     header = Some(fields.len());
-                    on_header(Header::new(fields.iter()));
+                    names = Header::new(fields.iter());
                     continue;
                 };
                 let body = if !balanced {
@@ -179,14 +175,11 @@ pub fn read_file(
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    on_batch(&names, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
             }
-            if header.is_none() {
-                on_header(Header::default());
-            }
             if !batch.is_empty() {
-                on_batch(batch);
+                on_batch(&names, batch);
             }
         }
         Format::Jsonl => {
@@ -216,11 +209,11 @@ pub fn read_file(
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    on_batch(&Header::default(), std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                 }
             }
             if !batch.is_empty() {
-                on_batch(batch);
+                on_batch(&Header::default(), batch);
             }
         }
     }
@@ -235,7 +228,11 @@ mod tests {
     fn read(path: &Path, format: Format) -> (Header, Vec<RawItem>) {
         let mut header = Header::default();
         let mut items = Vec::new();
-        read_file(path, format, |h| header = h, |b| items.extend(b)).unwrap();
+        read_file(path, format, |h, b| {
+            header = h.clone();
+            items.extend(b)
+        })
+        .unwrap();
         (header, items)
     }
 
@@ -297,7 +294,7 @@ mod tests {
         gz.write_all(&b"{\"a\":1}\n".repeat(1000)).unwrap();
         let bytes = gz.finish().unwrap();
         std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
-        let err = read_file(&p, Format::Jsonl, |_| {}, |_| {}).unwrap_err();
+        let err = read_file(&p, Format::Jsonl, |_, _| {}).unwrap_err();
         assert!(err.to_string().contains("a.jsonl.gz"));
     }
 }
@@ -320,7 +317,7 @@ mod split_tests {
         let p = d.path().join("a.csv");
         std::fs::write(&p, "id,n\n1,a\n\n3,c\n").unwrap();
         let mut items = Vec::new();
-        read_file(&p, Format::Csv, |_| {}, |b| items.extend(b)).unwrap();
+        read_file(&p, Format::Csv, |_, b| items.extend(b)).unwrap();
         assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [2, 4]);
     }
 }

@@ -13,6 +13,7 @@
 pub mod customers;
 pub mod events;
 pub mod parquet_io;
+pub mod publish;
 pub mod rejects;
 pub mod state;
 pub mod transactions;

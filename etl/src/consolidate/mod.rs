@@ -1,0 +1,4 @@
+//! Consolidation: versions across files and runs, then identity resolution.
+
+pub mod identity;
+pub mod versions;

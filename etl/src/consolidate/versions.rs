@@ -1,0 +1,112 @@
+//! Latest-version-wins across files and runs.
+//!
+//! Every record has a key; among the versions of a key read in this run the
+//! one with the greatest `version` wins, ties going to the later read. That
+//! winner then meets the version already in the warehouse: it replaces it when
+//! it is newer (or as new and different), and is a `duplicate` otherwise, so
+//! re-running a drop changes nothing.
+
+use std::collections::HashMap;
+
+use crate::record::{Pos, Versioned};
+use crate::warehouse::RecordState;
+
+/// What became of one versioned record read in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It wins and replaces (or adds) its key in the warehouse.
+    Wins,
+    /// Superseded by another version (in this run or already stored).
+    Duplicate,
+}
+
+/// The outcome of resolving a set of new versions against the stored state.
+#[derive(Debug)]
+pub struct Resolution<T> {
+    /// Winning new records, in read order.
+    pub winners: Vec<Versioned<T>>,
+    /// Positions of the superseded new records.
+    pub duplicates: Vec<Pos>,
+    /// Keys whose stored version is replaced by a winner.
+    pub replaced: Vec<Box<str>>,
+}
+
+/// Resolves `new` (in read order) against `stored`.
+pub fn resolve<T>(new: Vec<Versioned<T>>, stored: &HashMap<Box<str>, RecordState>) -> Resolution<T> {
+    // Index of the current best version per key; later reads win ties.
+    let mut best: HashMap<&str, usize> = HashMap::with_capacity(new.len());
+    let mut superseded = vec![false; new.len()];
+    for (i, rec) in new.iter().enumerate() {
+        match best.get_mut(&*rec.key) {
+            None => {
+                best.insert(&rec.key, i);
+            }
+            Some(b) => {
+                if rec.version >= new[*b].version {
+                    superseded[*b] = true;
+                    *b = i;
+                } else {
+                    superseded[i] = true;
+                }
+            }
+        }
+    }
+    drop(best);
+    let mut out = Resolution { winners: Vec::new(), duplicates: Vec::new(), replaced: Vec::new() };
+    for (rec, sup) in new.into_iter().zip(superseded) {
+        if sup {
+            out.duplicates.push(rec.pos);
+            continue;
+        }
+        match stored.get(&*rec.key) {
+            Some(s) if rec.version < s.version || (rec.version == s.version && rec.digest == s.digest) => {
+                out.duplicates.push(rec.pos);
+            }
+            Some(_) => {
+                out.replaced.push(rec.key.clone());
+                out.winners.push(rec);
+            }
+            None => out.winners.push(rec),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(key: &str, version: Option<i64>, digest: u64, line: u64) -> Versioned<()> {
+        Versioned { key: key.into(), numbered: false, version, digest, pos: Pos { file: 0, line }, body: () }
+    }
+
+    fn state(key: &str, version: Option<i64>, digest: u64) -> (Box<str>, RecordState) {
+        (key.into(), RecordState { key: key.into(), version, digest })
+    }
+
+    #[test]
+    fn the_latest_version_wins_and_ties_go_to_the_later_read() {
+        let r = resolve(vec![v("a", Some(2), 1, 1), v("a", Some(1), 2, 2), v("a", Some(2), 3, 3), v("b", None, 4, 4)], &HashMap::new());
+        let lines: Vec<u64> = r.winners.iter().map(|w| w.pos.line).collect();
+        assert_eq!(lines, [3, 4]);
+        assert_eq!(r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(), [1, 2]);
+    }
+
+    #[test]
+    fn a_version_with_a_time_beats_one_without() {
+        let r = resolve(vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)], &HashMap::new());
+        assert_eq!(r.winners[0].pos.line, 1);
+    }
+
+    #[test]
+    fn stored_versions_are_kept_unless_beaten() {
+        let stored: HashMap<_, _> = [state("old", Some(5), 9), state("same", Some(5), 9), state("newer", Some(5), 9), state("changed", None, 1)].into();
+        let r = resolve(
+            vec![v("old", Some(4), 1, 1), v("same", Some(5), 9, 2), v("newer", Some(6), 2, 3), v("changed", None, 2, 4), v("fresh", None, 3, 5)],
+            &stored,
+        );
+        assert_eq!(r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(), ["newer", "changed", "fresh"]);
+        assert_eq!(r.replaced.iter().map(|k| &**k).collect::<Vec<_>>(), ["newer", "changed"]);
+        assert_eq!(r.duplicates.len(), 2);
+    }
+}

@@ -1,0 +1,686 @@
+//! `cvm-etl ingest`: read a drop, consolidate it with the warehouse's history,
+//! and publish a new warehouse version atomically.
+//!
+//! Steps: list the drop; read `fx` first (rates feed every conversion), then
+//! every other file in parallel, each in batches parsed in parallel; resolve
+//! versions against the stored state; resolve identities over the whole
+//! history (so a new CRM record claims a guest's past purchases); write and
+//! publish. Every record read ends in exactly one outcome, counted per file.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use cvm_shared::identity::stable_hash;
+use cvm_shared::{Channel, Currency, Rate, Settings};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::consolidate::identity::{Directory, Guests};
+use crate::consolidate::versions::{self, Resolution};
+use crate::manifest::{self, Counts, FileCounts};
+use crate::record::{CrmRecord, EventRecord, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned};
+use crate::sources::reader::{self, RawBody};
+use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
+use crate::warehouse::publish::{PublishError, Warehouse};
+use crate::warehouse::{self, CustomerRow, RecordState, RejectRow, StoredEvent, StoredTxn, WarehouseError};
+
+/// What to ingest, and how.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The drop folder.
+    pub input: PathBuf,
+    /// The warehouse folder.
+    pub warehouse: PathBuf,
+    /// Validated settings.
+    pub settings: Settings,
+    /// Show a progress bar when attached to a terminal.
+    pub progress: bool,
+}
+
+/// Why an ingest run failed. Nothing is published in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The drop folder is unusable.
+    #[error(transparent)]
+    Discover(#[from] sources::DiscoverError),
+    /// The drop has no input files.
+    #[error("input folder {0} holds no input files: expected crm/*.csv, pos/*.csv, web/*.jsonl, app/*.jsonl, transactions/*.csv, events/*.jsonl or fx/rates.csv")]
+    EmptyDrop(PathBuf),
+    /// A file could not be read at all.
+    #[error(transparent)]
+    Read(#[from] reader::ReadError),
+    /// The warehouse could not be read or written.
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] WarehouseError),
+    /// Locking or publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Writing the run's records failed.
+    #[error("cannot write run files in {path}: {source}")]
+    RunFiles { path: PathBuf, source: std::io::Error },
+    /// Too many records were rejected.
+    #[error("{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT")]
+    RejectLimit { rejected: u64, records: u64, share: f64, limit: f64, rejects: PathBuf },
+}
+
+/// Totals of the published warehouse.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct WarehouseTotals {
+    /// Resolved customers (CRM + guests).
+    pub customers: u64,
+    /// CRM customers.
+    pub crm_customers: u64,
+    /// Guest customers.
+    pub guests: u64,
+    /// Consolidated transactions.
+    pub transactions: u64,
+    /// Transactions with no customer.
+    pub anonymous_transactions: u64,
+    /// Engagement events.
+    pub events: u64,
+    /// Emails or phones shared by several CRM records.
+    pub crm_key_conflicts: u64,
+}
+
+/// The manifest of an ingest run.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestManifest {
+    /// Run id.
+    pub run_id: String,
+    /// Always `ingest`.
+    pub command: String,
+    /// `published`, `unchanged` (nothing new: no version written) or `failed`.
+    pub status: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Start (RFC 3339 UTC).
+    pub started_at: String,
+    /// End (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Milliseconds per step.
+    pub timings_ms: BTreeMap<String, u64>,
+    /// The drop folder.
+    pub input: String,
+    /// The warehouse version this run published (or that stayed current).
+    pub version: Option<String>,
+    /// Ingest settings in force.
+    pub settings: cvm_shared::config::IngestSettings,
+    /// Per input file.
+    pub files: Vec<FileCounts>,
+    /// Files in the drop that are not inputs.
+    pub ignored_files: Vec<String>,
+    /// Over all files.
+    pub totals: Counts,
+    /// `rejected / records`.
+    pub reject_share: f64,
+    /// The warehouse after this run.
+    pub warehouse: WarehouseTotals,
+    /// Program versions.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// The result of a successful ingest.
+#[derive(Debug)]
+pub struct IngestReport {
+    /// The manifest, as written.
+    pub manifest: IngestManifest,
+    /// `runs/<run_id>/` folder.
+    pub run_dir: PathBuf,
+}
+
+/// Everything read from one file.
+#[derive(Default)]
+struct FileResult {
+    counts: Counts,
+    rejects: Vec<RejectRow>,
+    txns: Vec<Versioned<TxnRecord>>,
+    crm: Vec<Versioned<CrmRecord>>,
+    events: Vec<Versioned<EventRecord>>,
+    fx: Vec<(Currency, Rate)>,
+}
+
+/// Reads and parses one file; framing errors and parse rejects are counted here,
+/// versioned records are counted after consolidation.
+fn read_one(idx: usize, file: &InputFile, ctx: &ParseContext, pb: &indicatif::ProgressBar) -> Result<FileResult, reader::ReadError> {
+    let mut out = FileResult::default();
+    let mut warned_columns = false;
+    let kind = file.kind;
+    reader::read_file(
+        &file.path,
+        kind.format(),
+        |header: &Header, batch| {
+            if !warned_columns && kind.format() == sources::Format::Csv {
+                warned_columns = true;
+                warn_missing_columns(file, header);
+            }
+            let parsed: Vec<(u64, Parsed, Option<String>)> = batch
+                .par_iter()
+                .map(|item| {
+                    let pos = Pos { file: idx as u32, line: item.line };
+                    match &item.body {
+                        RawBody::Bad(r, raw) => (item.line, Parsed::Rejected(r.clone()), Some(raw.clone())),
+                        RawBody::Csv(rec) => {
+                            let p = sources::parse(kind, RawRecord::Csv(CsvRow { header, record: rec }), pos, ctx);
+                            let raw = matches!(p, Parsed::Rejected(_)).then(|| csv_raw(rec));
+                            (item.line, p, raw)
+                        }
+                        RawBody::Json(line) => {
+                            let p = sources::parse(kind, RawRecord::Json(line), pos, ctx);
+                            let raw = matches!(p, Parsed::Rejected(_)).then(|| line.clone());
+                            (item.line, p, raw)
+                        }
+                    }
+                })
+                .collect();
+            pb.inc(parsed.len() as u64);
+            for (line, p, raw) in parsed {
+                match p {
+                    Parsed::Txn(v) => out.txns.push(v),
+                    Parsed::Crm(v) => out.crm.push(v),
+                    Parsed::Event(v) => out.events.push(v),
+                    Parsed::Fx(c, r) => {
+                        out.counts.add(Outcome::Accepted, None);
+                        out.fx.push((c, r));
+                    }
+                    Parsed::Ignored => out.counts.add(Outcome::Ignored, None),
+                    Parsed::Rejected(r) => {
+                        out.counts.add(Outcome::Rejected, Some(r.reason));
+                        out.rejects.push(RejectRow {
+                            source_file: file.name.as_str().into(),
+                            line,
+                            reason: r.reason,
+                            detail: r.detail,
+                            raw: raw.unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        },
+    )?;
+    number_keys(&mut out);
+    Ok(out)
+}
+
+/// The raw text of a rejected CSV row, re-serialised.
+fn csv_raw(rec: &csv::StringRecord) -> String {
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let _ = w.write_record(rec);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+}
+
+fn warn_missing_columns(file: &InputFile, header: &Header) {
+    let required: &[&str] = match file.kind {
+        SourceKind::Crm => &["customer_id"],
+        SourceKind::Pos => &["receipt_id", "purchased_at", "total"],
+        SourceKind::Transactions => &["customer_id", "occurred_at", "amount"],
+        SourceKind::Fx => &["currency", "rate_to_base"],
+        _ => &[],
+    };
+    for c in required {
+        if !header.has(c) {
+            tracing::warn!(file = %file.name, column = c, "required column is missing: every row will be rejected");
+        }
+    }
+}
+
+/// Records with no id of their own get `#n` (n-th identical record in the
+/// file), so identical rows stay distinct yet a re-delivered file matches.
+fn number_keys(out: &mut FileResult) {
+    let mut seen: HashMap<Box<str>, u32> = HashMap::new();
+    for v in out.txns.iter_mut().filter(|v| v.numbered) {
+        let n = seen.entry(v.key.clone()).or_default();
+        *n += 1;
+        v.key = format!("{}#{n}", v.key).into();
+        let id: Box<str> = format!("tx:{:016x}", stable_hash(v.key.as_bytes())).into();
+        for row in &mut v.body.rows {
+            row.transaction_id = id.clone();
+        }
+    }
+    seen.clear();
+    for v in out.events.iter_mut().filter(|v| v.numbered) {
+        let n = seen.entry(v.key.clone()).or_default();
+        *n += 1;
+        v.key = format!("{}#{n}", v.key).into();
+    }
+}
+
+/// Rates and anything else small that must survive between runs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct SmallState {
+    rates: BTreeMap<String, String>,
+}
+
+/// The published state this run starts from.
+#[derive(Default)]
+struct Stored {
+    records: HashMap<Box<str>, RecordState>,
+    txns: Vec<StoredTxn>,
+    customers: Vec<CustomerRow>,
+    events: Vec<StoredEvent>,
+    small: SmallState,
+}
+
+fn load_stored(w: &Warehouse) -> Result<Stored, IngestError> {
+    let Some(dir) = w.current() else { return Ok(Stored::default()) };
+    let (records, (txns, (customers, events))) = rayon::join(
+        || warehouse::state::read(&dir.join("_state")),
+        || {
+            rayon::join(
+                || warehouse::transactions::read(&dir.join("transactions")),
+                || rayon::join(|| warehouse::customers::read(&dir.join("customers")), || warehouse::events::read(&dir.join("events"))),
+            )
+        },
+    );
+    let small_path = dir.join("_state").join("small.json");
+    let small: SmallState = if small_path.exists() { warehouse::state::read_json(&small_path)? } else { SmallState::default() };
+    Ok(Stored {
+        records: records?.into_iter().map(|r| (r.key.clone(), r)).collect(),
+        txns: txns?,
+        customers: customers?,
+        events: events?,
+        small,
+    })
+}
+
+fn crm_of(c: &CustomerRow) -> CrmRecord {
+    CrmRecord {
+        customer_id: c.customer_id.clone(),
+        email: c.email.clone(),
+        phone: c.phone.clone(),
+        first_name: c.first_name.clone(),
+        last_name: c.last_name.clone(),
+        country: c.country.clone(),
+        signup_date: c.signup_date,
+        birth_date: c.birth_date,
+        email_opt_in: c.email_opt_in,
+        updated_at: c.updated_at,
+    }
+}
+
+fn fate<T>(res: &Resolution<T>, per_file: &mut [Counts], winner_outcome: impl Fn(&Versioned<T>) -> Outcome) {
+    for p in &res.duplicates {
+        per_file[p.file as usize].add(Outcome::Duplicate, None);
+    }
+    for w in &res.winners {
+        per_file[w.pos.file as usize].add(winner_outcome(w), None);
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn versions_map() -> BTreeMap<String, String> {
+    BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
+}
+
+/// Runs an ingest.
+pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let run_id = manifest::new_run_id("ingest");
+    let mut timings = BTreeMap::new();
+    let mut lap = Instant::now();
+    let tick = |timings: &mut BTreeMap<String, u64>, name: &str, lap: &mut Instant| {
+        timings.insert(name.to_string(), lap.elapsed().as_millis() as u64);
+        *lap = Instant::now();
+    };
+
+    let found = sources::discover(&opts.input)?;
+    for f in &found.ignored {
+        tracing::warn!(file = %f, "not an input file of the data contract: ignored");
+    }
+    if found.files.is_empty() {
+        return Err(IngestError::EmptyDrop(opts.input.clone()));
+    }
+    let wh = Warehouse::open(&opts.warehouse)?;
+    let stored = load_stored(&wh)?;
+    tick(&mut timings, "load_warehouse", &mut lap);
+
+    // Rates: base, then those of earlier runs, then this drop's fx file.
+    let mut ctx = ParseContext::new(&opts.settings);
+    for (c, r) in &stored.small.rates {
+        if let (Ok(c), Ok(r)) = (Currency::parse(c), Rate::parse_positive(r)) {
+            ctx.rates.entry(c).or_insert(r);
+        }
+    }
+    let pb = super::progress::records_spinner(opts.progress, "reading");
+    let (fx_files, other_files): (Vec<_>, Vec<_>) = found.files.iter().enumerate().partition(|(_, f)| f.kind == SourceKind::Fx);
+    let mut results: Vec<(usize, FileResult)> = Vec::with_capacity(found.files.len());
+    for (i, f) in fx_files {
+        let r = read_one(i, f, &ctx, &pb)?;
+        for (c, rate) in &r.fx {
+            if *c != ctx.base {
+                ctx.rates.insert(*c, *rate);
+            }
+        }
+        results.push((i, r));
+    }
+    let rest: Vec<(usize, FileResult)> =
+        other_files.par_iter().map(|(i, f)| read_one(*i, f, &ctx, &pb).map(|r| (*i, r))).collect::<Result<_, _>>()?;
+    results.extend(rest);
+    results.sort_by_key(|(i, _)| *i);
+    pb.finish_and_clear();
+    tick(&mut timings, "read", &mut lap);
+
+    // Split what was read: counts per file, and the versioned records in read order.
+    let mut per_file: Vec<Counts> = Vec::with_capacity(results.len());
+    let mut rejects = Vec::new();
+    let (mut new_txns, mut new_crm, mut new_events) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, r) in results {
+        per_file.push(r.counts);
+        rejects.extend(r.rejects);
+        new_txns.extend(r.txns);
+        new_crm.extend(r.crm);
+        new_events.extend(r.events);
+    }
+
+    // Versions.
+    let crm_res = versions::resolve(new_crm, &stored.records);
+    fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
+    let txn_res = versions::resolve(new_txns, &stored.records);
+    fate(&txn_res, &mut per_file, |w| {
+        if w.body.ignored {
+            Outcome::Ignored
+        } else if w.body.keys.is_empty() {
+            Outcome::Anonymous
+        } else {
+            Outcome::Accepted
+        }
+    });
+    let ev_res = versions::resolve(new_events, &stored.records);
+    fate(&ev_res, &mut per_file, |_| Outcome::Accepted);
+
+    let mut totals = Counts::default();
+    let files: Vec<FileCounts> = found
+        .files
+        .iter()
+        .zip(&per_file)
+        .map(|(f, c)| {
+            totals.merge(c);
+            FileCounts { file: f.name.clone(), kind: f.kind.folder().to_string(), counts: c.clone() }
+        })
+        .collect();
+    debug_assert!(totals.balanced());
+    let reject_share = if totals.records == 0 { 0.0 } else { totals.rejected as f64 / totals.records as f64 };
+
+    let mut small = SmallState::default();
+    for (c, r) in &ctx.rates {
+        small.rates.insert(c.to_string(), r.to_string());
+    }
+    let changed = !crm_res.winners.is_empty()
+        || !txn_res.winners.is_empty()
+        || !ev_res.winners.is_empty()
+        || small.rates != stored.small.rates;
+
+    let mut mf = IngestManifest {
+        run_id: run_id.clone(),
+        command: "ingest".into(),
+        status: String::new(),
+        error: None,
+        started_at,
+        finished_at: String::new(),
+        timings_ms: BTreeMap::new(),
+        input: opts.input.display().to_string(),
+        version: wh.current_id(),
+        settings: opts.settings.ingest.clone(),
+        files,
+        ignored_files: found.ignored.clone(),
+        totals: totals.clone(),
+        reject_share,
+        warehouse: WarehouseTotals::default(),
+        versions: versions_map(),
+    };
+    let runs = opts.warehouse.join("runs");
+    let run_dir = runs.join(&run_id);
+    let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
+        let tmp = runs.join(format!(".{run_id}.tmp"));
+        let err = |source| IngestError::RunFiles { path: run_dir.clone(), source };
+        std::fs::create_dir_all(&tmp).map_err(err)?;
+        warehouse::rejects::write(&tmp.join("rejects.parquet"), rejects)?;
+        manifest::write_json(&tmp.join("manifest.json"), mf).map_err(err)?;
+        std::fs::rename(&tmp, &run_dir).map_err(err)
+    };
+
+    if reject_share > opts.settings.ingest.reject_limit {
+        let e = IngestError::RejectLimit {
+            rejected: totals.rejected,
+            records: totals.records,
+            share: reject_share * 100.0,
+            limit: opts.settings.ingest.reject_limit * 100.0,
+            rejects: run_dir.join("rejects.parquet"),
+        };
+        mf.status = "failed".into();
+        mf.error = Some(e.to_string());
+        mf.finished_at = now_rfc3339();
+        mf.timings_ms = timings;
+        write_run(&mf, &rejects)?;
+        return Err(e);
+    }
+
+    // Consolidate the whole history.
+    let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
+    let mut crm: Vec<CrmRecord> = stored
+        .customers
+        .iter()
+        .filter(|c| !c.is_guest && !crm_replaced.contains(format!("crm:{}", c.customer_id).as_str()))
+        .map(crm_of)
+        .collect();
+    crm.extend(crm_res.winners.iter().map(|w| w.body.clone()));
+    let directory = Directory::from_crm(&crm);
+
+    let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
+    let mut txns: Vec<StoredTxn> = stored.txns.into_iter().filter(|t| !txn_replaced.contains(&*t.record_key)).collect();
+    for w in txn_res.winners.iter().filter(|w| !w.body.ignored) {
+        let source_file: Box<str> = found.files[w.pos.file as usize].name.as_str().into();
+        for row in &w.body.rows {
+            txns.push(StoredTxn {
+                row: row.clone(),
+                customer_id: None,
+                keys: w.body.keys.clone(),
+                record_key: w.key.clone(),
+                source_file: source_file.clone(),
+            });
+        }
+    }
+    let guests = Guests::build(txns.iter().filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none()).map(|t| &t.keys));
+    txns.par_iter_mut().for_each(|t| {
+        t.customer_id = directory
+            .resolve(&t.keys)
+            .map(Into::into)
+            .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
+    });
+
+    let ev_replaced: HashSet<&str> = ev_res.replaced.iter().map(|k| &**k).collect();
+    let mut events: Vec<StoredEvent> = stored.events.into_iter().filter(|e| !ev_replaced.contains(&*e.record_key)).collect();
+    for w in &ev_res.winners {
+        events.push(StoredEvent {
+            event_id: format!("ev:{:016x}", stable_hash(w.key.as_bytes())).into(),
+            customer_id: None,
+            keys: w.body.keys.clone(),
+            event_type: w.body.event_type.clone(),
+            ts: w.body.ts,
+            record_key: w.key.clone(),
+            source_file: found.files[w.pos.file as usize].name.as_str().into(),
+        });
+    }
+    events.par_iter_mut().for_each(|e| {
+        e.customer_id = directory
+            .resolve(&e.keys)
+            .map(Into::into)
+            .or_else(|| guests.resolve(&e.keys).map(|g| g.id.clone()))
+            .or_else(|| e.keys.customer_id.clone());
+    });
+
+    let customers = build_customers(&crm, &guests, &txns);
+    let mut state: HashMap<Box<str>, RecordState> = stored.records;
+    for (key, version, digest) in crm_res
+        .winners
+        .iter()
+        .map(|w| (&w.key, w.version, w.digest))
+        .chain(txn_res.winners.iter().map(|w| (&w.key, w.version, w.digest)))
+        .chain(ev_res.winners.iter().map(|w| (&w.key, w.version, w.digest)))
+    {
+        state.insert(key.clone(), RecordState { key: key.clone(), version, digest });
+    }
+    let mut state: Vec<RecordState> = state.into_values().collect();
+    state.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    tick(&mut timings, "consolidate", &mut lap);
+
+    mf.warehouse = WarehouseTotals {
+        customers: customers.len() as u64,
+        crm_customers: crm.len() as u64,
+        guests: guests.list.len() as u64,
+        transactions: txns.len() as u64,
+        anonymous_transactions: txns.iter().filter(|t| t.customer_id.is_none()).count() as u64,
+        events: events.len() as u64,
+        crm_key_conflicts: directory.conflicts,
+    };
+
+    if changed {
+        let staging = wh.begin(&run_id)?;
+        let d = staging.dir.clone();
+        let (a, (b, c)) = rayon::join(
+            || warehouse::transactions::write(&d.join("transactions"), &txns),
+            || {
+                rayon::join(
+                    || warehouse::customers::write(&d.join("customers"), &customers),
+                    || warehouse::events::write(&d.join("events"), &events),
+                )
+            },
+        );
+        a?;
+        b?;
+        c?;
+        warehouse::state::write(&d.join("_state"), &state)?;
+        warehouse::state::write_json(&d.join("_state").join("small.json"), &small)?;
+        tick(&mut timings, "write", &mut lap);
+        mf.status = "published".into();
+        mf.version = Some(run_id.clone());
+        mf.finished_at = now_rfc3339();
+        mf.timings_ms = timings.clone();
+        // A copy inside the version is published atomically with the data.
+        manifest::write_json(&d.join("manifest.json"), &mf)
+            .map_err(|source| IngestError::RunFiles { path: d.clone(), source })?;
+        wh.publish(staging)?;
+        tick(&mut timings, "publish", &mut lap);
+    } else {
+        mf.status = "unchanged".into();
+    }
+    timings.insert("total".into(), started.elapsed().as_millis() as u64);
+    mf.timings_ms = timings;
+    mf.finished_at = now_rfc3339();
+    write_run(&mf, &rejects)?;
+    Ok(IngestReport { manifest: mf, run_dir })
+}
+
+/// CRM customers plus guests, with `first_seen` and `channels` from the history.
+fn build_customers(crm: &[CrmRecord], guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
+    let mut seen: HashMap<&str, (i64, u8)> = HashMap::with_capacity(crm.len() + guests.list.len());
+    for t in txns {
+        if let Some(id) = &t.customer_id {
+            let e = seen.entry(id).or_insert((i64::MAX, 0));
+            e.0 = e.0.min(t.row.occurred_at);
+            e.1 |= 1 << Channel::ALL.iter().position(|c| *c == t.row.channel).unwrap_or(0);
+        }
+    }
+    let channels = |mask: u8| Channel::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, c)| *c).collect();
+    let mut out: Vec<CustomerRow> = crm
+        .iter()
+        .map(|c| {
+            let (first_txn, mask) = seen.get(&*c.customer_id).copied().unwrap_or((i64::MAX, 0));
+            let signup = c.signup_date.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros());
+            let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup].into_iter().flatten().min();
+            CustomerRow {
+                customer_id: c.customer_id.clone(),
+                is_guest: false,
+                email: c.email.clone(),
+                phone: c.phone.clone(),
+                first_name: c.first_name.clone(),
+                last_name: c.last_name.clone(),
+                country: c.country.clone(),
+                signup_date: c.signup_date,
+                birth_date: c.birth_date,
+                email_opt_in: c.email_opt_in,
+                updated_at: c.updated_at,
+                first_seen,
+                channels: channels(mask),
+            }
+        })
+        .collect();
+    out.extend(guests.list.iter().map(|g| {
+        let (first_txn, mask) = seen.get(&*g.id).copied().unwrap_or((i64::MAX, 0));
+        CustomerRow {
+            customer_id: g.id.clone(),
+            is_guest: true,
+            email: g.email.clone(),
+            phone: g.phone.clone(),
+            first_name: None,
+            last_name: None,
+            country: None,
+            signup_date: None,
+            birth_date: None,
+            email_opt_in: false,
+            updated_at: None,
+            first_seen: Some(first_txn).filter(|t| *t != i64::MAX),
+            channels: channels(mask),
+        }
+    }));
+    out.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    out
+}
+
+/// A one-screen summary of a run, for the terminal.
+pub fn summary_table(m: &IngestManifest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<40} {:>10} {:>10} {:>9} {:>8} {:>9} {:>8}",
+        "file", "records", "accepted", "duplicate", "ignored", "anonymous", "rejected"
+    );
+    let mut row = |name: &str, c: &Counts| {
+        let _ = writeln!(
+            s,
+            "{:<40} {:>10} {:>10} {:>9} {:>8} {:>9} {:>8}",
+            name, c.records, c.accepted, c.duplicate, c.ignored, c.anonymous, c.rejected
+        );
+    };
+    for f in &m.files {
+        row(&f.file, &f.counts);
+    }
+    row("TOTAL", &m.totals);
+    let w = &m.warehouse;
+    let _ = writeln!(
+        s,
+        "run {} {}: {} customers ({} CRM, {} guests), {} transactions ({} anonymous), {} events; {} CRM key conflicts; rejects {:.3}%",
+        m.run_id,
+        m.status,
+        w.customers,
+        w.crm_customers,
+        w.guests,
+        w.transactions,
+        w.anonymous_transactions,
+        w.events,
+        w.crm_key_conflicts,
+        m.reject_share * 100.0
+    );
+    if !m.totals.rejected_by_reason.is_empty() {
+        let reasons: Vec<String> = m.totals.rejected_by_reason.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(s, "rejects by reason: {}", reasons.join(", "));
+    }
+    s
+}
+
+/// Whether `reason` codes in the manifest are known (used by tests and checks).
+pub fn known_reason(code: &str) -> bool {
+    RejectReason::ALL.iter().any(|r| r.as_str() == code)
+}
+
+/// The folder of the current version, for readers of the warehouse.
+pub fn current_version(warehouse: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(warehouse.join("current")).ok()?;
+    Some(warehouse.join(target))
+}

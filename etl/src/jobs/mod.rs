@@ -1,0 +1,4 @@
+//! The jobs `cvm-etl` runs; each is a library function the binary calls.
+
+pub mod ingest;
+pub mod progress;
