@@ -1,0 +1,421 @@
+//! BG/NBD "buy till you die" model: Fader, Hardie & Lee (2005), "Counting your
+//! customers the easy way: an alternative to the Pareto/NBD model", Marketing
+//! Science 24(2), and Hardie's notes 004 (likelihood) and 021 (P(alive)).
+//!
+//! The fit maximises the log-likelihood over log-parameters on weighted sufficient
+//! statistics (x, t_x, T, count). Everything is evaluated in log space so that
+//! huge frequencies or ages neither overflow nor lose precision.
+
+use std::collections::HashMap;
+
+use rayon::prelude::*;
+use statrs::function::gamma::{digamma, ln_gamma};
+
+use super::optimize::{FitError, FitReport, Minimum, Tolerances, bfgs, nelder_mead};
+
+/// One weighted observation: `weight` customers share (frequency, recency, T).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightedRow {
+    /// x: number of repeat purchase occasions.
+    pub frequency: f64,
+    /// t_x: time of the last occasion since the first, in periods.
+    pub recency: f64,
+    /// T: time from the first occasion to the end of observation, in periods.
+    pub t: f64,
+    /// Number of customers with exactly this history.
+    pub weight: f64,
+}
+
+/// BG/NBD parameters: purchase rate ~ Gamma(r, alpha), dropout p ~ Beta(a, b).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BgNbdParams {
+    /// Shape of the Gamma purchase-rate heterogeneity.
+    pub r: f64,
+    /// Scale (in periods) of the Gamma purchase-rate heterogeneity.
+    pub alpha: f64,
+    /// First Beta parameter of the dropout probability.
+    pub a: f64,
+    /// Second Beta parameter of the dropout probability.
+    pub b: f64,
+}
+
+/// Collapses (frequency, recency, T) triples into weighted rows, one per distinct
+/// triple (bit-exact), sorted so that the fit is deterministic.
+pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64, f64)>) -> Vec<WeightedRow> {
+    let mut counts: HashMap<(u64, u64, u64), f64> = HashMap::new();
+    for (x, tx, t) in rows {
+        *counts.entry((x.to_bits(), tx.to_bits(), t.to_bits())).or_insert(0.0) += 1.0;
+    }
+    let mut out: Vec<WeightedRow> = counts
+        .into_iter()
+        .map(|((x, tx, t), w)| WeightedRow {
+            frequency: f64::from_bits(x),
+            recency: f64::from_bits(tx),
+            t: f64::from_bits(t),
+            weight: w,
+        })
+        .collect();
+    out.sort_unstable_by(|p, q| {
+        p.frequency.total_cmp(&q.frequency).then(p.recency.total_cmp(&q.recency)).then(p.t.total_cmp(&q.t))
+    });
+    out
+}
+
+/// A repeat-buyer row reduced to indexes into the distinct-value tables.
+#[derive(Debug, Clone, Copy)]
+struct RepeatRow {
+    xi: u32,
+    txi: u32,
+    ti: u32,
+    w: f64,
+}
+
+/// Sufficient statistics prepared for fast likelihood evaluation: terms that
+/// depend only on x or only on a time value are computed once per distinct value.
+#[derive(Debug)]
+struct Prepared {
+    xs: Vec<f64>,
+    x_weight: Vec<f64>,
+    times: Vec<f64>,
+    zero_weight: Vec<f64>,
+    repeat: Vec<RepeatRow>,
+    total_weight: f64,
+    mean_t: f64,
+}
+
+fn validate_row(i: usize, row: &WeightedRow) -> Result<Option<(f64, f64, f64, f64)>, FitError> {
+    let bad = |what| Err(FitError::InvalidInput { row: i, what });
+    let WeightedRow { frequency: x, recency, t, weight: w } = *row;
+    if !w.is_finite() || w < 0.0 {
+        return bad("weight must be finite and >= 0");
+    }
+    if !x.is_finite() || x < 0.0 || x.fract() != 0.0 {
+        return bad("frequency must be a non-negative integer");
+    }
+    if !t.is_finite() || t < 0.0 || !recency.is_finite() || recency < 0.0 {
+        return bad("recency and T must be finite and >= 0");
+    }
+    if w == 0.0 {
+        return Ok(None);
+    }
+    // recency > T is impossible for a real history; clamp rather than reject so one
+    // bad upstream row cannot stop the whole scoring run. x = 0 ignores recency.
+    let tx = if x == 0.0 { 0.0 } else { recency.min(t) };
+    Ok(Some((x, tx, t, w)))
+}
+
+fn index_of(sorted: &[f64], v: f64) -> u32 {
+    // Values come from the same rows, so the search always hits.
+    sorted.partition_point(|u| u.total_cmp(&v).is_lt()) as u32
+}
+
+fn sorted_distinct(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_unstable_by(f64::total_cmp);
+    v.dedup_by(|p, q| p.to_bits() == q.to_bits());
+    v
+}
+
+fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
+    let mut clean = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if let Some(r) = validate_row(i, row)? {
+            clean.push(r);
+        }
+    }
+    let total_weight: f64 = clean.iter().map(|r| r.3).sum();
+    if clean.is_empty() || total_weight <= 0.0 {
+        return Err(FitError::NoCustomers);
+    }
+    if clean.iter().all(|r| r.0 == 0.0) {
+        return Err(FitError::AllZeroFrequency(total_weight));
+    }
+    let xs = sorted_distinct(clean.iter().map(|r| r.0).collect());
+    let times = sorted_distinct(clean.iter().flat_map(|r| [r.1, r.2]).collect());
+    let mut x_weight = vec![0.0; xs.len()];
+    let mut zero_weight = vec![0.0; times.len()];
+    let mut repeat = Vec::new();
+    for &(x, tx, t, w) in &clean {
+        let xi = index_of(&xs, x);
+        x_weight[xi as usize] += w;
+        let ti = index_of(&times, t);
+        if x == 0.0 {
+            zero_weight[ti as usize] += w;
+        } else {
+            repeat.push(RepeatRow { xi, txi: index_of(&times, tx), ti, w });
+        }
+    }
+    let mean_t = clean.iter().map(|r| r.2 * r.3).sum::<f64>() / total_weight;
+    Ok(Prepared { xs, x_weight, times, zero_weight, repeat, total_weight, mean_t })
+}
+
+/// Per-x terms of the likelihood (A1, A2 of FHL 2005 section 7) and their derivatives.
+#[derive(Debug, Clone, Copy, Default)]
+struct XTerms {
+    ln_q: f64,
+    dq_db: f64,
+}
+
+/// Sums of row contributions: [ll, d/dr, d/dalpha, d/da (times a), d/db].
+type Partial = [f64; 5];
+
+const CHUNK: usize = 16_384;
+
+impl Prepared {
+    /// Total log-likelihood and its gradient with respect to (r, alpha, a, b).
+    fn ll_grad(&self, p: &BgNbdParams) -> (f64, [f64; 4]) {
+        let BgNbdParams { r, alpha, a, b } = *p;
+        let (mut ll, mut g) = (0.0, [0.0; 4]);
+        let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
+        let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
+        let ln_alpha = alpha.ln();
+        let mut xterms = vec![XTerms::default(); self.xs.len()];
+        for (k, (&x, &w)) in self.xs.iter().zip(&self.x_weight).enumerate() {
+            let a1 = ln_gamma(r + x) - lg_r + r * ln_alpha;
+            let a2 = lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
+            ll += w * (a1 + a2);
+            g[0] += w * (digamma(r + x) - dg_r + ln_alpha);
+            g[1] += w * r / alpha;
+            g[2] += w * (dg_ab - digamma(a + b + x));
+            g[3] += w * (dg_ab + digamma(b + x) - dg_b - digamma(a + b + x));
+            if x > 0.0 {
+                xterms[k] = XTerms { ln_q: a.ln() - (b + x - 1.0).ln(), dq_db: -1.0 / (b + x - 1.0) };
+            }
+        }
+        let ln_t: Vec<f64> = self.times.iter().map(|&v| (alpha + v).ln()).collect();
+        let inv_t: Vec<f64> = self.times.iter().map(|&v| 1.0 / (alpha + v)).collect();
+        // One-time buyers contribute only A3 = -r ln(alpha + T).
+        for ((&w, &lt), &it) in self.zero_weight.iter().zip(&ln_t).zip(&inv_t) {
+            if w > 0.0 {
+                ll -= w * r * lt;
+                g[0] -= w * lt;
+                g[1] -= w * r * it;
+            }
+        }
+        let partial = |rows: &[RepeatRow]| -> Partial {
+            let mut s = [0.0; 5];
+            for row in rows {
+                let x = self.xs[row.xi as usize];
+                let xt = xterms[row.xi as usize];
+                let (lt, ltx) = (ln_t[row.ti as usize], ln_t[row.txi as usize]);
+                let rx = r + x;
+                let a3 = -rx * lt;
+                let a4 = xt.ln_q - rx * ltx;
+                // log-sum-exp of A3 and A4, with the shares w3 + w4 = 1.
+                let e = (-(a3 - a4).abs()).exp();
+                let lse = a3.max(a4) + e.ln_1p();
+                let (w3, w4) = if a3 >= a4 { (1.0 / (1.0 + e), e / (1.0 + e)) } else { (e / (1.0 + e), 1.0 / (1.0 + e)) };
+                let w = row.w;
+                s[0] += w * lse;
+                s[1] -= w * (w3 * lt + w4 * ltx);
+                s[2] -= w * rx * (w3 * inv_t[row.ti as usize] + w4 * inv_t[row.txi as usize]);
+                s[3] += w * w4;
+                s[4] += w * w4 * xt.dq_db;
+            }
+            s
+        };
+        // Fixed chunks summed in order keep the result bit-for-bit reproducible.
+        let parts: Vec<Partial> = if self.repeat.len() > 2 * CHUNK {
+            self.repeat.par_chunks(CHUNK).map(partial).collect()
+        } else {
+            vec![partial(&self.repeat)]
+        };
+        for s in parts {
+            ll += s[0];
+            g[0] += s[1];
+            g[1] += s[2];
+            g[2] += s[3] / a;
+            g[3] += s[4];
+        }
+        (ll, g)
+    }
+}
+
+impl BgNbdParams {
+    fn from_log(v: &[f64; 4]) -> Self {
+        Self { r: v[0].exp(), alpha: v[1].exp(), a: v[2].exp(), b: v[3].exp() }
+    }
+
+    fn is_valid(&self) -> bool {
+        [self.r, self.alpha, self.a, self.b].iter().all(|v| v.is_finite() && *v > 0.0)
+    }
+
+    /// Log-likelihood of one customer history (FHL 2005 eq. 6 in log space).
+    pub fn log_likelihood(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
+        let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
+        let a3 = -(r + x) * (alpha + t).ln();
+        if x <= 0.0 {
+            return a1 + a2 + a3;
+        }
+        let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x.min(t)).ln();
+        a1 + a2 + a3.max(a4) + (-(a3 - a4).abs()).exp().ln_1p()
+    }
+
+    /// P(alive | x, t_x, T) (Hardie note 021); 1 for x = 0.
+    pub fn p_alive(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        if x <= 0.0 {
+            return 1.0;
+        }
+        let log_div = (self.r + x) * ((self.alpha + t) / (self.alpha + t_x.min(t))).ln()
+            + (self.a / (self.b + x - 1.0)).ln();
+        logistic(-log_div)
+    }
+
+    /// Conditional expected number of repeat purchases in (T, T + t] given the
+    /// history (FHL 2005 eq. 10), computed in log space: with the Euler transform
+    /// of 2F1 the factor (1-z)^(r+x) of the paper folds into (1-z)^(a-1), which
+    /// stays finite for any x where the raw 2F1 overflows.
+    pub fn conditional_expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        if horizon <= 0.0 {
+            return 0.0;
+        }
+        let BgNbdParams { r, alpha, b, .. } = *self;
+        let a = nudge_away_from_one(self.a);
+        let c = a + b + x - 1.0;
+        let ln_1mz = -(horizon / (alpha + t)).ln_1p();
+        let z = horizon / (alpha + t + horizon);
+        let ln_f = ln_hyp2f1(a + b - 1.0 - r, a - 1.0, c, z);
+        let second = -((a - 1.0) * ln_1mz + ln_f).exp_m1();
+        let numerator = (c / (a - 1.0)) * second;
+        let denominator = if x > 0.0 {
+            1.0 + ((a / (b + x - 1.0)).ln() + (r + x) * ((alpha + t) / (alpha + t_x.min(t))).ln()).exp()
+        } else {
+            1.0
+        };
+        numerator / denominator
+    }
+
+    /// Unconditional E[X(t)] for a customer just acquired (FHL 2005 eq. 9).
+    pub fn expected_purchases(&self, horizon: f64) -> f64 {
+        if horizon <= 0.0 {
+            return 0.0;
+        }
+        let BgNbdParams { r, alpha, b, .. } = *self;
+        let a = nudge_away_from_one(self.a);
+        let z = horizon / (alpha + horizon);
+        let ln_1mz = -(horizon / alpha).ln_1p();
+        // (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z), Euler-transformed like above.
+        let ln_f = ln_hyp2f1(a + b - 1.0 - r, a - 1.0, a + b - 1.0, z) + (a - 1.0) * ln_1mz;
+        ((a + b - 1.0) / (a - 1.0)) * -ln_f.exp_m1()
+    }
+}
+
+/// The expectations divide by (a - 1); at exactly a = 1 the singularity is
+/// removable, so evaluating next to it is accurate to ~1e-7 relative.
+fn nudge_away_from_one(a: f64) -> f64 {
+    if (a - 1.0).abs() < 1e-7 { 1.0 + 1e-7 } else { a }
+}
+
+/// 1 / (1 + exp(-v)) without overflow.
+fn logistic(v: f64) -> f64 {
+    if v >= 0.0 {
+        1.0 / (1.0 + (-v).exp())
+    } else {
+        let e = v.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// ln 2F1(a, b; c; z) for 0 <= z < 1 by the Gauss series, summed until the terms
+/// are below 1e-17 of the sum once they decrease. The callers pass the
+/// Euler-transformed parameters (a+b-1-r, a-1), which are small whatever x is, so
+/// the terms decay geometrically like z^n and (for the usual a, b, r) share one
+/// sign beyond the first, so there is no cancellation.
+/// Returns NaN if the series does not converge in 10^6 terms or is not positive.
+pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
+    if z == 0.0 {
+        return 0.0;
+    }
+    if !(0.0..1.0).contains(&z) || !(a.is_finite() && b.is_finite() && c.is_finite()) {
+        return f64::NAN;
+    }
+    let (mut term, mut sum) = (1.0_f64, 1.0_f64);
+    for n in 0..1_000_000_u32 {
+        let n = f64::from(n);
+        let ratio = (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
+        term *= ratio;
+        sum += term;
+        if term == 0.0 || (ratio.abs() < 1.0 && term.abs() <= 1e-17 * sum.abs()) {
+            return if sum > 0.0 { sum.ln() } else { f64::NAN };
+        }
+    }
+    f64::NAN
+}
+
+/// Largest |log-parameter| accepted as an interior maximum (e^30 ~ 1e13).
+const LOG_BOUND: f64 = 30.0;
+
+/// Fits BG/NBD by maximum likelihood on weighted rows (see [`collapse_rows`]).
+/// Tries BFGS from several starting points, then Nelder-Mead polished by BFGS.
+pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
+    let n_customers: f64 = rows.iter().filter(|r| r.weight.is_finite() && r.weight > 0.0).map(|r| r.weight).sum();
+    let data = match prepare(rows) {
+        Ok(d) => d,
+        Err(e) => return FitReport::failed(n_customers, 0, e),
+    };
+    let n = data.total_weight;
+    // Minimise the mean negative log-likelihood over log-parameters, so the
+    // tolerances do not depend on the number of customers.
+    let objective = |v: &[f64; 4], grad: &mut [f64; 4]| -> f64 {
+        let p = BgNbdParams::from_log(v);
+        if !p.is_valid() || v.iter().any(|t| t.abs() > 2.0 * LOG_BOUND) {
+            return f64::NAN;
+        }
+        let (ll, g) = data.ll_grad(&p);
+        let natural = [p.r, p.alpha, p.a, p.b];
+        for i in 0..4 {
+            grad[i] = -g[i] * natural[i] / n;
+        }
+        -ll / n
+    };
+    let m_t = data.mean_t.max(1e-3).ln();
+    let starts = [[0.0, m_t, 0.0, 0.0], [(0.25f64).ln(), m_t - 1.0, (0.8f64).ln(), (2.5f64).ln()], [-2.3, -2.3, -2.3, -2.3]];
+    let tol = Tolerances::default();
+    let mut iterations = 0;
+    let mut best: Option<Minimum<4>> = None;
+    for start in starts {
+        let m = bfgs(objective, start, tol);
+        iterations += m.iterations;
+        if m.converged && best.is_none_or(|b| m.f < b.f) {
+            best = Some(m);
+            break;
+        }
+    }
+    if best.is_none() {
+        let mut g = [0.0; 4];
+        let nm = nelder_mead(|v| objective(v, &mut g), starts[0], 1.0, 20_000);
+        iterations += nm.iterations;
+        let polished = bfgs(objective, nm.x, tol);
+        iterations += polished.iterations;
+        if polished.converged {
+            best = Some(polished);
+        } else if nm.converged {
+            best = Some(nm);
+        } else {
+            let detail = format!("last log-params {:?}, mean -LL {}", polished.x, polished.f);
+            return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail });
+        }
+    }
+    let Some(m) = best else {
+        return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail: String::new() });
+    };
+    finish(&data, m, iterations)
+}
+
+fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdParams> {
+    let p = BgNbdParams::from_log(&m.x);
+    if !p.is_valid() || m.x.iter().any(|v| v.abs() > LOG_BOUND) {
+        let detail = format!("r={} alpha={} a={} b={}", p.r, p.alpha, p.a, p.b);
+        return FitReport::failed(data.total_weight, iterations, FitError::Diverged(detail));
+    }
+    let (ll, _) = data.ll_grad(&p);
+    FitReport {
+        params: Some(p),
+        log_likelihood: Some(ll),
+        n_customers: data.total_weight,
+        iterations,
+        converged: true,
+        reason: None,
+    }
+}

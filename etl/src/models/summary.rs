@@ -1,0 +1,129 @@
+//! Per-customer summary statistics of `docs/scoring.md` ("Summary statistics"),
+//! from plain numbers: UTC day numbers and occasion values. They are the inputs
+//! of the BG/NBD and Gamma-Gamma models (x = frequency, t_x = recency, T).
+
+use thiserror::Error;
+
+/// Time unit of recency and T.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Period {
+    /// 7 days (`--period week`, the default).
+    #[default]
+    Week,
+    /// 1 day (`--period day`).
+    Day,
+}
+
+impl Period {
+    /// Length of the period in days.
+    pub fn days(self) -> f64 {
+        match self {
+            Period::Week => 7.0,
+            Period::Day => 1.0,
+        }
+    }
+
+    /// Length of the CLV month in periods (lifetimes' 4.345 weeks or 30 days).
+    pub fn month(self) -> f64 {
+        match self {
+            Period::Week => 4.345,
+            Period::Day => 30.0,
+        }
+    }
+}
+
+/// Why an occasion list cannot be summarised.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum SummaryError {
+    /// Occasion days must be strictly increasing (one entry per day).
+    #[error("occasion {index}: day {day} is not after the previous occasion's day")]
+    NotIncreasing {
+        /// Position in the input.
+        index: usize,
+        /// Offending day number.
+        day: i64,
+    },
+    /// An occasion value is NaN or infinite.
+    #[error("occasion {index}: value is not finite")]
+    NonFiniteValue {
+        /// Position in the input.
+        index: usize,
+    },
+}
+
+/// The summary of one customer on `as_of`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CustomerSummary {
+    /// Number of purchase occasions.
+    pub orders: u64,
+    /// Repeat occasions: `orders - 1`, 0 for one-time buyers and prospects.
+    pub frequency: u64,
+    /// (last - first occasion) in periods; None for prospects.
+    pub recency: Option<f64>,
+    /// (as_of - first occasion) in periods; None for prospects.
+    pub t: Option<f64>,
+    /// Mean value of the repeat occasions; 0 when `frequency` = 0.
+    pub monetary_avg: f64,
+    /// Day number of the first occasion.
+    pub first_day: Option<i64>,
+    /// Day number of the last occasion.
+    pub last_day: Option<i64>,
+    /// as_of - last occasion, in days.
+    pub days_since_last_purchase: Option<i64>,
+}
+
+/// Merges purchases (day, amount) into purchase occasions (day, that day's sum),
+/// sorted by day. Amounts within a day are added in input order.
+pub fn occasions_from_purchases(purchases: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    let mut sorted = purchases.to_vec();
+    // Stable sort keeps the input order within a day, so the sums are reproducible.
+    sorted.sort_by_key(|p| p.0);
+    let mut out: Vec<(i64, f64)> = Vec::with_capacity(sorted.len());
+    for (day, amount) in sorted {
+        match out.last_mut() {
+            Some(last) if last.0 == day => last.1 += amount,
+            _ => out.push((day, amount)),
+        }
+    }
+    out
+}
+
+/// Summarises one customer's occasions (sorted by day, one per day) as of
+/// `as_of_day`. Occasions after `as_of_day` are ignored, so a full history can be
+/// passed for a backfill.
+pub fn summarize(occasions: &[(i64, f64)], as_of_day: i64, period: Period) -> Result<CustomerSummary, SummaryError> {
+    let mut previous: Option<i64> = None;
+    let (mut orders, mut repeat_sum) = (0_u64, 0.0_f64);
+    let (mut first, mut last) = (None, None);
+    for (index, &(day, value)) in occasions.iter().enumerate() {
+        if previous.is_some_and(|p| day <= p) {
+            return Err(SummaryError::NotIncreasing { index, day });
+        }
+        previous = Some(day);
+        if !value.is_finite() {
+            return Err(SummaryError::NonFiniteValue { index });
+        }
+        if day > as_of_day {
+            continue;
+        }
+        if first.is_none() {
+            first = Some(day);
+        } else {
+            repeat_sum += value;
+        }
+        last = Some(day);
+        orders += 1;
+    }
+    let frequency = orders.saturating_sub(1);
+    let days = |from: Option<i64>, to: Option<i64>| from.zip(to).map(|(f, t)| (t - f) as f64 / period.days());
+    Ok(CustomerSummary {
+        orders,
+        frequency,
+        recency: days(first, last),
+        t: days(first, Some(as_of_day)),
+        monetary_avg: if frequency > 0 { repeat_sum / frequency as f64 } else { 0.0 },
+        first_day: first,
+        last_day: last,
+        days_since_last_purchase: last.map(|l| as_of_day - l),
+    })
+}
