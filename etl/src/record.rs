@@ -55,6 +55,11 @@ impl RejectReason {
             RejectReason::BadEncoding => "bad_encoding",
         }
     }
+
+    /// Parses a stable code back (as written to `rejects.parquet`).
+    pub fn parse(code: &str) -> Option<RejectReason> {
+        RejectReason::ALL.into_iter().find(|r| r.as_str() == code)
+    }
 }
 
 impl fmt::Display for RejectReason {

@@ -1,1 +1,265 @@
-//! (being written)
+//! The `customers/` dataset: one row per resolved customer, in
+//! `part-NNNNN.parquet` files sorted by `customer_id`.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::types::Date32Type;
+use arrow_array::{ArrayRef, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::NaiveDate;
+use cvm_shared::Channel;
+use rayon::prelude::*;
+
+use super::parquet_io::{
+    self, Columns, UTC, WriteStats, opt_str, opt_timestamp_array, opt_utf8_array, opt_value,
+    part_jobs, utf8_array, write_parts, writer_properties,
+};
+use super::{CustomerRow, WarehouseError};
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "customers";
+/// Columns with few distinct values, dictionary-encoded.
+const DICTIONARY_COLUMNS: &[&str] = &["country"];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let ts = |name: &str| {
+        Field::new(
+            name,
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
+            true,
+        )
+    };
+    Arc::new(Schema::new(vec![
+        text("customer_id", false),
+        Field::new("is_guest", DataType::Boolean, false),
+        text("email", true),
+        text("phone", true),
+        text("first_name", true),
+        text("last_name", true),
+        text("country", true),
+        Field::new("signup_date", DataType::Date32, true),
+        Field::new("birth_date", DataType::Date32, true),
+        Field::new("email_opt_in", DataType::Boolean, false),
+        ts("updated_at"),
+        ts("first_seen"),
+        Field::new(
+            "channels",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            false,
+        ),
+    ]))
+});
+
+/// The Arrow schema of a customers file.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+fn date_array<'a, I: Iterator<Item = &'a CustomerRow>>(
+    rows: I,
+    get: fn(&CustomerRow) -> Option<NaiveDate>,
+) -> ArrayRef {
+    Arc::new(PrimitiveArray::<Date32Type>::from_iter(
+        rows.map(|c| get(c).map(|d| d.to_epoch_days())),
+    ))
+}
+
+fn build<'a, I>(rows: I) -> RecordBatch
+where
+    I: Iterator<Item = &'a CustomerRow> + Clone,
+{
+    let r = rows;
+    let (n, n_channels) = r
+        .clone()
+        .fold((0, 0), |(n, k), c| (n + 1, k + c.channels.len()));
+    let mut channels =
+        ListBuilder::with_capacity(StringBuilder::with_capacity(n_channels, n_channels * 5), n);
+    for c in r.clone() {
+        for ch in &c.channels {
+            channels.values().append_value(ch.as_str());
+        }
+        channels.append(true);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        utf8_array(r.clone().map(|c| &*c.customer_id)),
+        Arc::new(BooleanArray::from(
+            r.clone().map(|c| c.is_guest).collect::<Vec<_>>(),
+        )),
+        opt_utf8_array(r.clone().map(|c| c.email.as_deref())),
+        opt_utf8_array(r.clone().map(|c| c.phone.as_deref())),
+        opt_utf8_array(r.clone().map(|c| c.first_name.as_deref())),
+        opt_utf8_array(r.clone().map(|c| c.last_name.as_deref())),
+        opt_utf8_array(r.clone().map(|c| c.country.as_deref())),
+        date_array(r.clone(), |c| c.signup_date),
+        date_array(r.clone(), |c| c.birth_date),
+        Arc::new(BooleanArray::from(
+            r.clone().map(|c| c.email_opt_in).collect::<Vec<_>>(),
+        )),
+        opt_timestamp_array(r.clone().map(|c| c.updated_at)),
+        opt_timestamp_array(r.map(|c| c.first_seen)),
+        Arc::new(channels.finish()),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Converts rows to one Arrow batch (channels kept in the order given).
+pub fn to_batch(rows: &[CustomerRow]) -> RecordBatch {
+    build(rows.iter())
+}
+
+/// Converts a batch back to rows, checking column types and values.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<CustomerRow>, WarehouseError> {
+    decode(batch, Path::new("<batch>"))
+}
+
+fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<CustomerRow>, WarehouseError> {
+    let c = Columns::new(batch, path, DATASET);
+    let customer_id = c.utf8("customer_id", true)?;
+    let is_guest = c.boolean("is_guest", true)?;
+    let email = c.utf8("email", false)?;
+    let phone = c.utf8("phone", false)?;
+    let first_name = c.utf8("first_name", false)?;
+    let last_name = c.utf8("last_name", false)?;
+    let country = c.utf8("country", false)?;
+    let signup_date = c.date32("signup_date", false)?;
+    let birth_date = c.date32("birth_date", false)?;
+    let email_opt_in = c.boolean("email_opt_in", true)?;
+    let updated_at = c.timestamp_us("updated_at", false)?;
+    let first_seen = c.timestamp_us("first_seen", false)?;
+    let (channels, channel_values) = c.list_utf8("channels", true)?;
+    let offsets = channels.value_offsets();
+    let date = |col: &str, days: Option<i32>| match days {
+        None => Ok(None),
+        Some(d) => NaiveDate::from_epoch_days(d)
+            .map(Some)
+            .ok_or_else(|| c.error(format!("column {col:?} has out-of-range date {d}"))),
+    };
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let (from, to) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let chans = (from..to)
+            .map(|j| {
+                let s = channel_values.value(j);
+                Channel::parse(s)
+                    .ok_or_else(|| c.error(format!("column \"channels\" has invalid value {s:?}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(CustomerRow {
+            customer_id: customer_id.value(i).into(),
+            is_guest: is_guest.value(i),
+            email: opt_str(email, i),
+            phone: opt_str(phone, i),
+            first_name: opt_str(first_name, i),
+            last_name: opt_str(last_name, i),
+            country: opt_str(country, i),
+            signup_date: date("signup_date", opt_value(signup_date, i))?,
+            birth_date: date("birth_date", opt_value(birth_date, i))?,
+            email_opt_in: email_opt_in.value(i),
+            updated_at: opt_value(updated_at, i),
+            first_seen: opt_value(first_seen, i),
+            channels: chans,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes `rows` to `dir/part-00000.parquet` (more parts past
+/// [`parquet_io::MAX_PART_ROWS`]), sorted by `customer_id`; always at least one file.
+pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseError> {
+    let mut sorted: Vec<&CustomerRow> = rows.iter().collect();
+    sorted.par_sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let jobs = part_jobs(dir, &sorted);
+    write_parts(
+        &jobs,
+        &schema(),
+        &writer_properties(DICTIONARY_COLUMNS),
+        |rows| build(rows.iter().copied()),
+    )
+}
+
+/// Reads every customer under `dir`; a missing folder has none.
+pub fn read(dir: &Path) -> Result<Vec<CustomerRow>, WarehouseError> {
+    parquet_io::read_rows(dir, decode)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    fn full() -> CustomerRow {
+        CustomerRow {
+            customer_id: "CRM-0002".into(),
+            is_guest: false,
+            email: Some("zoë@exämple.com".into()),
+            phone: Some("+33612345678".into()),
+            first_name: Some("Zoë".into()),
+            last_name: Some("Ñúñez 山田".into()),
+            country: Some("FR".into()),
+            signup_date: NaiveDate::from_ymd_opt(2019, 2, 28),
+            birth_date: NaiveDate::from_ymd_opt(1950, 12, 31),
+            email_opt_in: true,
+            updated_at: Some(1_700_000_000_123_456),
+            first_seen: Some(-86_400_000_001),
+            channels: vec![Channel::Pos, Channel::Web, Channel::App],
+        }
+    }
+
+    fn guest() -> CustomerRow {
+        CustomerRow {
+            customer_id: "guest:0001".into(),
+            is_guest: true,
+            email: None,
+            phone: None,
+            first_name: None,
+            last_name: None,
+            country: None,
+            signup_date: None,
+            birth_date: None,
+            email_opt_in: false,
+            updated_at: None,
+            first_seen: None,
+            channels: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trips_sorted_by_customer_id() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = vec![guest(), full()];
+        let st = write(d.path(), &rows).unwrap();
+        assert_eq!((st.files, st.rows), (1, 2));
+        assert!(d.path().join("part-00000.parquet").is_file());
+        assert_eq!(read(d.path()).unwrap(), vec![full(), guest()]);
+        assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn no_customers_still_writes_a_readable_file() {
+        let d = tempfile::tempdir().unwrap();
+        let st = write(d.path(), &[]).unwrap();
+        assert_eq!((st.files, st.rows), (1, 0));
+        assert!(read(d.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_channel_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = ListBuilder::new(StringBuilder::new());
+        b.values().append_value("fax");
+        b.append(true);
+        let batch = to_batch(&[full()]);
+        let mut cols = batch.columns().to_vec();
+        cols[12] = Arc::new(b.finish());
+        let bad = RecordBatch::try_new(schema(), cols).unwrap();
+        let err = decode(&bad, d.path()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"channels\" has invalid value \"fax\""),
+            "{err}"
+        );
+    }
+}

@@ -1,1 +1,177 @@
-//! (being written)
+//! The `events/` dataset: engagement events, in `part-NNNNN.parquet` files
+//! sorted by (`ts`, `event_id`).
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rayon::prelude::*;
+
+use super::parquet_io::{
+    self, Columns, UTC, WriteStats, opt_str, opt_utf8_array, part_jobs, timestamp_array,
+    utf8_array, write_parts, writer_properties,
+};
+use super::{StoredEvent, WarehouseError};
+use crate::record::Keys;
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "events";
+/// Columns with few distinct values, dictionary-encoded.
+const DICTIONARY_COLUMNS: &[&str] = &["type", "source_file"];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        text("event_id", false),
+        text("customer_id", true),
+        text("key_customer_id", true),
+        text("key_email", true),
+        text("key_phone", true),
+        text("type", false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
+            false,
+        ),
+        text("record_key", false),
+        text("source_file", false),
+    ]))
+});
+
+/// The Arrow schema of an events file.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+fn build<'a, I>(rows: I) -> RecordBatch
+where
+    I: Iterator<Item = &'a StoredEvent> + Clone,
+{
+    let r = rows;
+    let columns: Vec<ArrayRef> = vec![
+        utf8_array(r.clone().map(|e| &*e.event_id)),
+        opt_utf8_array(r.clone().map(|e| e.customer_id.as_deref())),
+        opt_utf8_array(r.clone().map(|e| e.keys.customer_id.as_deref())),
+        opt_utf8_array(r.clone().map(|e| e.keys.email.as_deref())),
+        opt_utf8_array(r.clone().map(|e| e.keys.phone.as_deref())),
+        utf8_array(r.clone().map(|e| &*e.event_type)),
+        timestamp_array(r.clone().map(|e| e.ts)),
+        utf8_array(r.clone().map(|e| &*e.record_key)),
+        utf8_array(r.map(|e| &*e.source_file)),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Converts rows to one Arrow batch.
+pub fn to_batch(rows: &[StoredEvent]) -> RecordBatch {
+    build(rows.iter())
+}
+
+/// Converts a batch back to rows, checking column types.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredEvent>, WarehouseError> {
+    decode(batch, Path::new("<batch>"))
+}
+
+fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
+    let c = Columns::new(batch, path, DATASET);
+    let event_id = c.utf8("event_id", true)?;
+    let customer_id = c.utf8("customer_id", false)?;
+    let key_customer_id = c.utf8("key_customer_id", false)?;
+    let key_email = c.utf8("key_email", false)?;
+    let key_phone = c.utf8("key_phone", false)?;
+    let event_type = c.utf8("type", true)?;
+    let ts = c.timestamp_us("ts", true)?;
+    let record_key = c.utf8("record_key", true)?;
+    let source_file = c.utf8("source_file", true)?;
+    Ok((0..batch.num_rows())
+        .map(|i| StoredEvent {
+            event_id: event_id.value(i).into(),
+            customer_id: opt_str(customer_id, i),
+            keys: Keys {
+                customer_id: opt_str(key_customer_id, i),
+                email: opt_str(key_email, i),
+                phone: opt_str(key_phone, i),
+            },
+            event_type: event_type.value(i).into(),
+            ts: ts.value(i),
+            record_key: record_key.value(i).into(),
+            source_file: source_file.value(i).into(),
+        })
+        .collect())
+}
+
+/// Writes `rows` to `dir/part-00000.parquet` (more parts past
+/// [`parquet_io::MAX_PART_ROWS`]), sorted by (`ts`, `event_id`); always at least one file.
+pub fn write(dir: &Path, rows: &[StoredEvent]) -> Result<WriteStats, WarehouseError> {
+    let mut sorted: Vec<&StoredEvent> = rows.iter().collect();
+    // Stable, so equal (ts, id) pairs keep a deterministic order.
+    sorted.par_sort_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
+    let jobs = part_jobs(dir, &sorted);
+    write_parts(
+        &jobs,
+        &schema(),
+        &writer_properties(DICTIONARY_COLUMNS),
+        |rows| build(rows.iter().copied()),
+    )
+}
+
+/// Reads every event under `dir`; a missing folder has none.
+pub fn read(dir: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
+    parquet_io::read_rows(dir, decode)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, ts: i64, customer: Option<&str>) -> StoredEvent {
+        StoredEvent {
+            event_id: id.into(),
+            customer_id: customer.map(Into::into),
+            keys: Keys {
+                customer_id: None,
+                email: Some("émile@exämple.org".into()),
+                phone: None,
+            },
+            event_type: "email_open".into(),
+            ts,
+            record_key: format!("events/x.csv#{id}").into(),
+            source_file: "events/x.csv".into(),
+        }
+    }
+
+    #[test]
+    fn round_trips_sorted_by_time_then_id() {
+        let d = tempfile::tempdir().unwrap();
+        let mut odd = ev("ev:00ff", -5, None);
+        odd.event_type = "web_visit 🌐".into();
+        odd.keys = Keys {
+            customer_id: Some("C-9".into()),
+            email: None,
+            phone: Some("+4915112345678".into()),
+        };
+        let rows = vec![
+            ev("ev:0b", 1_700_000_000_000_000, Some("C-1")),
+            ev("ev:0a", 1_700_000_000_000_000, None),
+            odd,
+        ];
+        let st = write(d.path(), &rows).unwrap();
+        assert_eq!((st.files, st.rows), (1, 3));
+        let got = read(d.path()).unwrap();
+        let ids: Vec<&str> = got.iter().map(|e| &*e.event_id).collect();
+        assert_eq!(ids, ["ev:00ff", "ev:0a", "ev:0b"]);
+        assert_eq!(got, vec![rows[2].clone(), rows[1].clone(), rows[0].clone()]);
+        assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let b = to_batch(&[ev("ev:1", 0, None)]);
+        let mut b = b.clone();
+        b.remove_column(5);
+        let err = from_batch(&b).unwrap_err();
+        assert!(err.to_string().contains("no column \"type\""), "{err}");
+    }
+}

@@ -1,1 +1,671 @@
-//! (being written)
+//! Shared Parquet plumbing for the warehouse datasets: writer settings, atomic
+//! file writes, streaming reads of a file or a folder, and typed access to the
+//! columns of a batch with errors that name the file and the column.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType, UInt64Type,
+};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use super::WarehouseError;
+
+/// Rows per Parquet row group.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows converted to Arrow at a time when writing, which bounds the memory a
+/// write holds in Arrow arrays.
+pub const CHUNK_ROWS: usize = 256 * 1024;
+/// Rows per batch when reading.
+pub const READ_BATCH_ROWS: usize = 64 * 1024;
+/// The time zone of every warehouse timestamp column.
+pub const UTC: &str = "UTC";
+/// Level 3 is zstd's own default: most of the ratio at a fraction of the CPU of higher levels.
+const ZSTD_LEVEL: i32 = 3;
+
+/// What a write produced.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Files written.
+    pub files: usize,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+}
+
+impl std::ops::Add for WriteStats {
+    type Output = WriteStats;
+    fn add(self, o: WriteStats) -> WriteStats {
+        WriteStats {
+            files: self.files + o.files,
+            rows: self.rows + o.rows,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
+impl std::iter::Sum for WriteStats {
+    fn sum<I: Iterator<Item = WriteStats>>(iter: I) -> WriteStats {
+        iter.fold(WriteStats::default(), |a, b| a + b)
+    }
+}
+
+/// Writer settings for every warehouse file; dictionary encoding only on the
+/// named (low-cardinality) columns.
+pub fn writer_properties(dictionary_columns: &[&str]) -> WriterProperties {
+    let level = ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default();
+    // Dictionary off by default: on unique ids it costs CPU until the page
+    // limit forces the fallback to plain anyway.
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(format!("cvm {}", env!("CARGO_PKG_VERSION")));
+    for c in dictionary_columns {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(*c), true);
+    }
+    b.build()
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> WarehouseError {
+    WarehouseError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn format_err(path: &Path, e: impl std::fmt::Display) -> WarehouseError {
+    WarehouseError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Removes the temporary file unless the write got as far as renaming it.
+struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `path` through a temporary file in the same folder, fsynced and
+/// renamed over `path`, so that `path` is either absent, the old file or the
+/// complete new one. Creates missing parent folders. Returns the bytes written.
+pub fn write_atomically<F>(path: &Path, write: F) -> Result<u64, WarehouseError>
+where
+    F: FnOnce(BufWriter<File>) -> Result<BufWriter<File>, WarehouseError>,
+{
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| format_err(path, "not a file path"))?
+        .to_string_lossy();
+    fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    // Hidden and `.tmp`-suffixed, so folder readers never pick it up.
+    let temp = TempFile {
+        path: parent.join(format!(".{name}.{}.{seq}.tmp", std::process::id())),
+        armed: true,
+    };
+    let file = File::create(&temp.path).map_err(|e| io_err(path, e))?;
+    let out = write(BufWriter::with_capacity(1 << 20, file))?;
+    let file = out.into_inner().map_err(|e| io_err(path, e.into_error()))?;
+    file.sync_all().map_err(|e| io_err(path, e))?;
+    let bytes = file.metadata().map_err(|e| io_err(path, e))?.len();
+    drop(file);
+    fs::rename(&temp.path, path).map_err(|e| io_err(path, e))?;
+    let mut temp = temp;
+    temp.armed = false;
+    // The rename is durable only once the folder entry is on disk.
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(parent, e))?;
+    Ok(bytes)
+}
+
+/// Writes `batches` (all of `schema`) to one Parquet file at `path`, atomically.
+/// Batches are consumed one at a time; an empty input writes a schema-only file.
+pub fn write_batches<I>(
+    path: &Path,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+    batches: I,
+) -> Result<WriteStats, WarehouseError>
+where
+    I: IntoIterator<Item = RecordBatch>,
+{
+    let mut rows = 0u64;
+    let bytes = write_atomically(path, |out| {
+        let mut w = ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))
+            .map_err(|e| format_err(path, e))?;
+        for batch in batches {
+            rows += batch.num_rows() as u64;
+            w.write(&batch).map_err(|e| format_err(path, e))?;
+        }
+        let mut out = w.into_inner().map_err(|e| format_err(path, e))?;
+        out.flush().map_err(|e| io_err(path, e))?;
+        Ok(out)
+    })?;
+    Ok(WriteStats {
+        files: 1,
+        rows,
+        bytes,
+    })
+}
+
+/// The Parquet files at `path`: the file itself, or every `*.parquet` below the
+/// folder (recursively, following symlinks, in sorted path order). Names
+/// starting with `.` or `_` are skipped as Hive-style readers do. A missing
+/// path has no files.
+pub fn list_parquet_files(path: &Path) -> Result<Vec<PathBuf>, WarehouseError> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let mut files = Vec::new();
+    if meta.is_dir() {
+        collect(path, &mut files)?;
+        files.sort();
+    } else {
+        files.push(path.to_path_buf());
+    }
+    Ok(files)
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), WarehouseError> {
+    for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let p = entry.path();
+        let meta = fs::metadata(&p).map_err(|e| io_err(&p, e))?;
+        if meta.is_dir() {
+            collect(&p, files)?;
+        } else if name.ends_with(".parquet") {
+            files.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Opens one Parquet file for streaming reads.
+pub fn open_file(path: &Path) -> Result<ParquetRecordBatchReader, WarehouseError> {
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+        .map_err(|e| format_err(path, e))
+}
+
+/// Streams the batches of every file [`list_parquet_files`] finds, each with the
+/// file it came from.
+pub struct BatchReader {
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<(Arc<Path>, ParquetRecordBatchReader)>,
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<(Arc<Path>, RecordBatch), WarehouseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some((path, reader)) = &mut self.current {
+                match reader.next() {
+                    Some(Ok(b)) => return Some(Ok((path.clone(), b))),
+                    Some(Err(e)) => {
+                        let err = format_err(path, e);
+                        self.current = None;
+                        self.files = Vec::new().into_iter();
+                        return Some(Err(err));
+                    }
+                    None => self.current = None,
+                }
+            }
+            let next = self.files.next()?;
+            match open_file(&next) {
+                Ok(r) => self.current = Some((Arc::from(next.as_path()), r)),
+                Err(e) => {
+                    self.files = Vec::new().into_iter();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Streams the batches of a Parquet file, or of all `*.parquet` files under a
+/// folder (see [`list_parquet_files`]).
+pub fn read_batches(path: &Path) -> Result<BatchReader, WarehouseError> {
+    Ok(BatchReader {
+        files: list_parquet_files(path)?.into_iter(),
+        current: None,
+    })
+}
+
+/// Reads every row under `path` with a dataset's batch decoder.
+pub(crate) fn read_rows<T>(
+    path: &Path,
+    decode: impl Fn(&RecordBatch, &Path) -> Result<Vec<T>, WarehouseError>,
+) -> Result<Vec<T>, WarehouseError> {
+    let mut rows = Vec::new();
+    for item in read_batches(path)? {
+        let (file, batch) = item?;
+        let mut part = decode(&batch, &file)?;
+        if rows.is_empty() {
+            rows = part;
+        } else {
+            rows.append(&mut part);
+        }
+    }
+    Ok(rows)
+}
+
+/// Most rows in one part file; a bigger folder is split into several parts.
+pub const MAX_PART_ROWS: usize = 4 << 20;
+
+/// One part file to write: its path and its (already sorted) rows.
+pub(crate) type PartJob<'a, T> = (PathBuf, &'a [&'a T]);
+
+/// Splits sorted rows into `folder/part-NNNNN.parquet` files of at most
+/// [`MAX_PART_ROWS`]; no rows still make one (schema-only) part so the folder
+/// always has a readable file.
+pub(crate) fn part_jobs<'a, T>(folder: &Path, rows: &'a [&'a T]) -> Vec<PartJob<'a, T>> {
+    if rows.is_empty() {
+        return vec![(folder.join(part_name(0)), rows)];
+    }
+    rows.chunks(MAX_PART_ROWS)
+        .enumerate()
+        .map(|(k, part)| (folder.join(part_name(k)), part))
+        .collect()
+}
+
+/// The file name of the `k`-th part of a folder.
+pub fn part_name(k: usize) -> String {
+    format!("part-{k:05}.parquet")
+}
+
+/// Writes part files in parallel, converting each in [`CHUNK_ROWS`] chunks.
+pub(crate) fn write_parts<T, B>(
+    jobs: &[PartJob<'_, T>],
+    schema: &SchemaRef,
+    props: &WriterProperties,
+    build: B,
+) -> Result<WriteStats, WarehouseError>
+where
+    T: Sync,
+    B: Fn(&[&T]) -> RecordBatch + Sync,
+{
+    use rayon::prelude::*;
+    let stats = jobs
+        .par_iter()
+        .map(|(path, rows)| {
+            write_batches(
+                path,
+                schema,
+                props,
+                chunks(rows.len()).map(|r| build(&rows[r])),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(stats.into_iter().sum())
+}
+
+/// Splits `n` rows into consecutive ranges of at most [`CHUNK_ROWS`].
+pub(crate) fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n)
+        .step_by(CHUNK_ROWS)
+        .map(move |s| s..(s + CHUNK_ROWS).min(n))
+}
+
+/// A non-null Utf8 array, sized in one pass before filling so the value
+/// buffer is allocated once.
+pub(crate) fn utf8_array<'a, I>(values: I) -> ArrayRef
+where
+    I: Iterator<Item = &'a str> + Clone,
+{
+    let (n, bytes) = values
+        .clone()
+        .fold((0, 0), |(n, b), s| (n + 1, b + s.len()));
+    let mut b = StringBuilder::with_capacity(n, bytes);
+    for v in values {
+        b.append_value(v);
+    }
+    Arc::new(b.finish())
+}
+
+/// A nullable Utf8 array (see [`utf8_array`]).
+pub(crate) fn opt_utf8_array<'a, I>(values: I) -> ArrayRef
+where
+    I: Iterator<Item = Option<&'a str>> + Clone,
+{
+    let (n, bytes) = values
+        .clone()
+        .fold((0, 0), |(n, b), s| (n + 1, b + s.map_or(0, str::len)));
+    let mut b = StringBuilder::with_capacity(n, bytes);
+    for v in values {
+        b.append_option(v);
+    }
+    Arc::new(b.finish())
+}
+
+/// A non-null UTC microsecond timestamp array.
+pub(crate) fn timestamp_array(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(
+        PrimitiveArray::<TimestampMicrosecondType>::from_iter_values(values).with_timezone(UTC),
+    )
+}
+
+/// A nullable UTC microsecond timestamp array.
+pub(crate) fn opt_timestamp_array(values: impl Iterator<Item = Option<i64>>) -> ArrayRef {
+    Arc::new(PrimitiveArray::<TimestampMicrosecondType>::from_iter(values).with_timezone(UTC))
+}
+
+/// A Decimal128(38, `scale`) array.
+pub(crate) fn decimal_array(values: impl Iterator<Item = i128>, scale: i8) -> ArrayRef {
+    Arc::new(
+        PrimitiveArray::<Decimal128Type>::from_iter_values(values)
+            .with_data_type(DataType::Decimal128(DECIMAL_PRECISION, scale)),
+    )
+}
+
+/// Precision of every decimal column: the widest Decimal128.
+pub const DECIMAL_PRECISION: u8 = 38;
+/// Largest magnitude (in raw units) a Decimal128(38, _) column holds.
+pub const DECIMAL_MAX_UNITS: i128 = 99_999_999_999_999_999_999_999_999_999_999_999_999;
+
+/// Typed, validated access to the columns of one batch of a dataset.
+pub(crate) struct Columns<'a> {
+    batch: &'a RecordBatch,
+    path: &'a Path,
+    dataset: &'static str,
+}
+
+impl<'a> Columns<'a> {
+    /// Column access for `batch` read from `path`.
+    pub(crate) fn new(batch: &'a RecordBatch, path: &'a Path, dataset: &'static str) -> Self {
+        Columns {
+            batch,
+            path,
+            dataset,
+        }
+    }
+
+    /// A schema error on this batch's file.
+    pub(crate) fn error(&self, message: impl Into<String>) -> WarehouseError {
+        WarehouseError::Schema {
+            path: self.path.to_path_buf(),
+            dataset: self.dataset,
+            message: message.into(),
+        }
+    }
+
+    fn typed<T: Array + 'static>(
+        &self,
+        name: &str,
+        expected: &str,
+        ok: impl Fn(&DataType) -> bool,
+        required: bool,
+    ) -> Result<&'a T, WarehouseError> {
+        let col = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| self.error(format!("no column {name:?}")))?;
+        let dt = col.data_type();
+        let arr = if ok(dt) {
+            col.as_any().downcast_ref::<T>()
+        } else {
+            None
+        };
+        let arr =
+            arr.ok_or_else(|| self.error(format!("column {name:?} is {dt}, expected {expected}")))?;
+        if required && arr.null_count() > 0 {
+            return Err(self.error(format!(
+                "column {name:?} has {} null values",
+                arr.null_count()
+            )));
+        }
+        Ok(arr)
+    }
+
+    /// A Utf8 column; `required` rejects nulls.
+    pub(crate) fn utf8(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a StringArray, WarehouseError> {
+        self.typed(name, "Utf8", |d| *d == DataType::Utf8, required)
+    }
+
+    /// A Boolean column.
+    pub(crate) fn boolean(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a BooleanArray, WarehouseError> {
+        self.typed(name, "Boolean", |d| *d == DataType::Boolean, required)
+    }
+
+    /// A Date32 column.
+    pub(crate) fn date32(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<Date32Type>, WarehouseError> {
+        self.typed(name, "Date32", |d| *d == DataType::Date32, required)
+    }
+
+    /// An Int64 column.
+    pub(crate) fn int64(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<Int64Type>, WarehouseError> {
+        self.typed(name, "Int64", |d| *d == DataType::Int64, required)
+    }
+
+    /// A UInt64 column.
+    pub(crate) fn uint64(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<UInt64Type>, WarehouseError> {
+        self.typed(name, "UInt64", |d| *d == DataType::UInt64, required)
+    }
+
+    /// A microsecond timestamp column (any zone: the values are UTC instants either way).
+    pub(crate) fn timestamp_us(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<TimestampMicrosecondType>, WarehouseError> {
+        self.typed(
+            name,
+            "Timestamp(Microsecond, \"UTC\")",
+            |d| matches!(d, DataType::Timestamp(TimeUnit::Microsecond, _)),
+            required,
+        )
+    }
+
+    /// A Decimal128 column of exactly `scale` decimal places.
+    pub(crate) fn decimal128(
+        &self,
+        name: &str,
+        scale: i8,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<Decimal128Type>, WarehouseError> {
+        self.typed(
+            name,
+            &format!("Decimal128({DECIMAL_PRECISION}, {scale})"),
+            |d| matches!(d, DataType::Decimal128(_, s) if *s == scale),
+            required,
+        )
+    }
+
+    /// A List<Utf8> column: the list array and its values.
+    pub(crate) fn list_utf8(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<(&'a ListArray, &'a StringArray), WarehouseError> {
+        let list: &ListArray = self.typed(
+            name,
+            "List<Utf8>",
+            |d| matches!(d, DataType::List(f) if *f.data_type() == DataType::Utf8),
+            required,
+        )?;
+        let values = list
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| self.error(format!("column {name:?} is not a list of Utf8")))?;
+        Ok((list, values))
+    }
+}
+
+/// The value at `i` of a nullable string column.
+pub(crate) fn opt_str(a: &StringArray, i: usize) -> Option<Box<str>> {
+    if a.is_null(i) {
+        None
+    } else {
+        Some(Box::from(a.value(i)))
+    }
+}
+
+/// The value at `i` of a nullable primitive column.
+pub(crate) fn opt_value<T: arrow_array::ArrowPrimitiveType>(
+    a: &PrimitiveArray<T>,
+    i: usize,
+) -> Option<T::Native> {
+    if a.is_null(i) { None } else { Some(a.value(i)) }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use arrow_schema::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]))
+    }
+
+    fn batch(values: &[&str]) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![utf8_array(values.iter().copied())]).unwrap()
+    }
+
+    fn no_temp_files(dir: &Path) -> bool {
+        fs::read_dir(dir)
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+    }
+
+    #[test]
+    fn writes_atomically_and_reads_back_in_path_order() {
+        let d = tempfile::tempdir().unwrap();
+        let props = writer_properties(&["s"]);
+        write_batches(
+            &d.path().join("b/part-00000.parquet"),
+            &schema(),
+            &props,
+            [batch(&["b"])],
+        )
+        .unwrap();
+        let st = write_batches(
+            &d.path().join("a/part-00000.parquet"),
+            &schema(),
+            &props,
+            [batch(&["a1"]), batch(&["a2"])],
+        )
+        .unwrap();
+        assert_eq!((st.files, st.rows), (1, 2));
+        assert!(st.bytes > 0);
+        fs::write(d.path().join("a/_ignored.parquet"), b"junk").unwrap();
+        fs::write(d.path().join("a/notes.txt"), b"junk").unwrap();
+        let got: Vec<String> = read_batches(d.path())
+            .unwrap()
+            .flat_map(|r| {
+                let (_, b) = r.unwrap();
+                let a = b
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone();
+                a.iter().map(|s| s.unwrap().to_string()).collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(got, ["a1", "a2", "b"]);
+        assert!(no_temp_files(&d.path().join("a")) && no_temp_files(&d.path().join("b")));
+    }
+
+    #[test]
+    fn missing_folder_reads_as_empty() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(read_batches(&d.path().join("nope")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn failing_write_names_the_path_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let blocker = d.path().join("blocker");
+        fs::write(&blocker, b"a file, not a folder").unwrap();
+        let err = write_batches(
+            &blocker.join("x.parquet"),
+            &schema(),
+            &writer_properties(&[]),
+            [batch(&["a"])],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains(&*blocker.to_string_lossy()),
+            "{err}"
+        );
+
+        // A failure inside the write removes the temporary file.
+        let target = d.path().join("t.parquet");
+        let err = write_atomically(&target, |_| Err(format_err(&target, "boom"))).unwrap_err();
+        assert!(err.to_string().contains("t.parquet"), "{err}");
+        assert!(!target.exists());
+        assert!(no_temp_files(d.path()));
+    }
+
+    #[test]
+    fn corrupt_file_is_a_format_error_naming_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bad.parquet");
+        fs::write(&p, b"not parquet at all").unwrap();
+        let err = read_batches(d.path()).unwrap().next().unwrap().unwrap_err();
+        assert!(matches!(err, WarehouseError::Format { .. }));
+        assert!(err.to_string().contains("bad.parquet"), "{err}");
+    }
+}

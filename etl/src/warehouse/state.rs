@@ -1,1 +1,202 @@
-//! (being written)
+//! The `_state/` folder of a warehouse version: the latest version seen of
+//! every source record (`records.parquet`) and small JSON state files
+//! (such as `fx.json`).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::parquet_io::{
+    self, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically, write_batches,
+    writer_properties,
+};
+use super::{RecordState, WarehouseError};
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "record state";
+/// File name of the record state table inside `_state/`.
+pub const RECORDS_FILE: &str = "records.parquet";
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("version", DataType::Int64, true),
+        Field::new("digest", DataType::UInt64, false),
+    ]))
+});
+
+/// The Arrow schema of the record state table.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+fn build<'a, I>(rows: I) -> RecordBatch
+where
+    I: Iterator<Item = &'a RecordState> + Clone,
+{
+    let columns: Vec<ArrayRef> = vec![
+        utf8_array(rows.clone().map(|r| &*r.key)),
+        Arc::new(PrimitiveArray::<Int64Type>::from_iter(
+            rows.clone().map(|r| r.version),
+        )),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.map(|r| r.digest),
+        )),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Converts rows to one Arrow batch.
+pub fn to_batch(rows: &[RecordState]) -> RecordBatch {
+    build(rows.iter())
+}
+
+/// Converts a batch back to rows, checking column types.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<RecordState>, WarehouseError> {
+    decode(batch, Path::new("<batch>"))
+}
+
+fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, WarehouseError> {
+    let c = Columns::new(batch, path, DATASET);
+    let key = c.utf8("key", true)?;
+    let version = c.int64("version", false)?;
+    let digest = c.uint64("digest", true)?;
+    Ok((0..batch.num_rows())
+        .map(|i| RecordState {
+            key: key.value(i).into(),
+            version: opt_value(version, i),
+            digest: digest.value(i),
+        })
+        .collect())
+}
+
+/// Writes `rows` to `dir/records.parquet` (`dir` is the `_state` folder),
+/// sorted by key, atomically; always writes the file.
+pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseError> {
+    let mut sorted: Vec<&RecordState> = rows.iter().collect();
+    sorted.par_sort_by(|a, b| a.key.cmp(&b.key));
+    let batches = chunks(sorted.len()).map(|r| build(sorted[r].iter().copied()));
+    write_batches(
+        &dir.join(RECORDS_FILE),
+        &schema(),
+        &writer_properties(&[]),
+        batches,
+    )
+}
+
+/// Reads `dir/records.parquet`; a missing file (first run) has no records.
+pub fn read(dir: &Path) -> Result<Vec<RecordState>, WarehouseError> {
+    parquet_io::read_rows(&dir.join(RECORDS_FILE), decode)
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically (temp file, fsync, rename).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), WarehouseError> {
+    write_atomically(path, |mut out| {
+        serde_json::to_writer_pretty(&mut out, value).map_err(|e| WarehouseError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        out.write_all(b"\n").map_err(|e| WarehouseError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Ok(out)
+    })?;
+    Ok(())
+}
+
+/// Reads a JSON file written by [`write_json`]; missing is an error (see [`read_json_if_exists`]).
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, WarehouseError> {
+    let bytes = std::fs::read(path).map_err(|e| WarehouseError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| WarehouseError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a JSON file, or `None` when it does not exist (a first run).
+pub fn read_json_if_exists<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, WarehouseError> {
+    match read_json(path) {
+        Err(WarehouseError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        other => other.map(Some),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn records_round_trip_sorted_by_key() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = vec![
+            RecordState {
+                key: "web:W-2".into(),
+                version: None,
+                digest: u64::MAX,
+            },
+            RecordState {
+                key: "pos:R1#2".into(),
+                version: Some(i64::MIN),
+                digest: 0,
+            },
+            RecordState {
+                key: "crm:ü".into(),
+                version: Some(1_700_000_000_000_000),
+                digest: 0x8000_0000_0000_0001,
+            },
+        ];
+        let dir = d.path().join("_state");
+        let st = write(&dir, &rows).unwrap();
+        assert_eq!((st.files, st.rows), (1, 3));
+        let mut want = rows.clone();
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(read(&dir).unwrap(), want);
+        assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn missing_state_is_empty() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(d.path()).unwrap().is_empty());
+        write(d.path(), &[]).unwrap();
+        assert!(d.path().join(RECORDS_FILE).is_file());
+        assert!(read(d.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn json_round_trips_atomically() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("_state/fx.json");
+        assert_eq!(
+            read_json_if_exists::<BTreeMap<String, String>>(&p).unwrap(),
+            None
+        );
+        let v: BTreeMap<String, String> = [("EUR".to_string(), "1.08".to_string())].into();
+        write_json(&p, &v).unwrap();
+        assert_eq!(read_json::<BTreeMap<String, String>>(&p).unwrap(), v);
+        assert_eq!(read_json_if_exists(&p).unwrap(), Some(v));
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["fx.json"]);
+        std::fs::write(&p, b"{not json").unwrap();
+        let err = read_json::<BTreeMap<String, String>>(&p).unwrap_err();
+        assert!(err.to_string().contains("fx.json"), "{err}");
+    }
+}

@@ -1,1 +1,465 @@
-//! (being written)
+//! The `transactions/` dataset: consolidated transactions, Hive-partitioned by
+//! month of `occurred_at` (UTC) as `month=YYYY-MM/part-NNNNN.parquet`.
+//!
+//! The month lives only in the folder name; Hive-aware readers (DuckDB,
+//! Polars, Spark) add it as a column.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
+use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
+use rayon::prelude::*;
+
+use super::parquet_io::{
+    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
+    opt_utf8_array, part_jobs, timestamp_array, utf8_array, write_parts, writer_properties,
+};
+use super::{StoredTxn, WarehouseError};
+use crate::record::{Keys, TxnRow};
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "transactions";
+/// Columns with few distinct values, dictionary-encoded.
+const DICTIONARY_COLUMNS: &[&str] = &["channel", "currency", "kind", "source_file"];
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let utc = Some(Arc::from(UTC));
+    Arc::new(Schema::new(vec![
+        text("transaction_id", false),
+        text("customer_id", true),
+        text("channel", false),
+        text("source_id", true),
+        text("order_id", true),
+        Field::new(
+            "occurred_at",
+            DataType::Timestamp(TimeUnit::Microsecond, utc),
+            false,
+        ),
+        Field::new(
+            "amount_base",
+            DataType::Decimal128(DECIMAL_PRECISION, BASE_SCALE as i8),
+            false,
+        ),
+        Field::new(
+            "amount_original",
+            DataType::Decimal128(DECIMAL_PRECISION, AMOUNT_SCALE as i8),
+            false,
+        ),
+        text("currency", false),
+        text("kind", false),
+        text("key_customer_id", true),
+        text("key_email", true),
+        text("key_phone", true),
+        text("record_key", false),
+        text("source_file", false),
+    ]))
+});
+
+/// The Arrow schema of a transactions file.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+fn build<'a, I>(rows: I) -> RecordBatch
+where
+    I: Iterator<Item = &'a StoredTxn> + Clone,
+{
+    let r = rows;
+    let columns = vec![
+        utf8_array(r.clone().map(|t| &*t.row.transaction_id)),
+        opt_utf8_array(r.clone().map(|t| t.customer_id.as_deref())),
+        utf8_array(r.clone().map(|t| t.row.channel.as_str())),
+        opt_utf8_array(r.clone().map(|t| t.row.source_id.as_deref())),
+        opt_utf8_array(r.clone().map(|t| t.row.order_id.as_deref())),
+        timestamp_array(r.clone().map(|t| t.row.occurred_at)),
+        decimal_array(r.clone().map(|t| t.row.amount_base.0), BASE_SCALE as i8),
+        decimal_array(
+            r.clone().map(|t| t.row.amount_original.0),
+            AMOUNT_SCALE as i8,
+        ),
+        utf8_array(r.clone().map(|t| t.row.currency.as_str())),
+        utf8_array(r.clone().map(|t| t.row.kind.as_str())),
+        opt_utf8_array(r.clone().map(|t| t.keys.customer_id.as_deref())),
+        opt_utf8_array(r.clone().map(|t| t.keys.email.as_deref())),
+        opt_utf8_array(r.clone().map(|t| t.keys.phone.as_deref())),
+        utf8_array(r.clone().map(|t| &*t.record_key)),
+        utf8_array(r.map(|t| &*t.source_file)),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Converts rows to one Arrow batch. Amounts must lie within Decimal128(38)
+/// (checked by [`write`], not here).
+pub fn to_batch(rows: &[StoredTxn]) -> RecordBatch {
+    build(rows.iter())
+}
+
+/// Converts a batch back to rows, checking column types and values.
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredTxn>, WarehouseError> {
+    decode(batch, Path::new("<batch>"))
+}
+
+fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
+    let c = Columns::new(batch, path, DATASET);
+    let transaction_id = c.utf8("transaction_id", true)?;
+    let customer_id = c.utf8("customer_id", false)?;
+    let channel = c.utf8("channel", true)?;
+    let source_id = c.utf8("source_id", false)?;
+    let order_id = c.utf8("order_id", false)?;
+    let occurred_at = c.timestamp_us("occurred_at", true)?;
+    let amount_base = c.decimal128("amount_base", BASE_SCALE as i8, true)?;
+    let amount_original = c.decimal128("amount_original", AMOUNT_SCALE as i8, true)?;
+    let currency = c.utf8("currency", true)?;
+    let kind = c.utf8("kind", true)?;
+    let key_customer_id = c.utf8("key_customer_id", false)?;
+    let key_email = c.utf8("key_email", false)?;
+    let key_phone = c.utf8("key_phone", false)?;
+    let record_key = c.utf8("record_key", true)?;
+    let source_file = c.utf8("source_file", true)?;
+    let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let ch = channel.value(i);
+        let cur = currency.value(i);
+        let k = kind.value(i);
+        out.push(StoredTxn {
+            row: TxnRow {
+                transaction_id: transaction_id.value(i).into(),
+                channel: Channel::parse(ch).ok_or_else(|| bad("channel", ch))?,
+                source_id: opt_str(source_id, i),
+                order_id: opt_str(order_id, i),
+                occurred_at: occurred_at.value(i),
+                amount_original: Amount(amount_original.value(i)),
+                currency: Currency::parse(cur).map_err(|_| bad("currency", cur))?,
+                amount_base: BaseAmount(amount_base.value(i)),
+                kind: TxnKind::parse(k).ok_or_else(|| bad("kind", k))?,
+            },
+            customer_id: opt_str(customer_id, i),
+            keys: Keys {
+                customer_id: opt_str(key_customer_id, i),
+                email: opt_str(key_email, i),
+                phone: opt_str(key_phone, i),
+            },
+            record_key: record_key.value(i).into(),
+            source_file: source_file.value(i).into(),
+        });
+    }
+    Ok(out)
+}
+
+/// The Hive partition folder name of a UTC microsecond instant: `month=YYYY-MM`.
+pub fn month_partition(occurred_at: i64) -> String {
+    let (y, m) = year_month(occurred_at);
+    format!("month={y:04}-{m:02}")
+}
+
+/// Calendar (proleptic Gregorian) year and month of a UTC microsecond instant;
+/// total over all of `i64`, unlike a calendar library's bounded range.
+fn year_month(micros: i64) -> (i64, u32) {
+    // Howard Hinnant's civil_from_days.
+    let z = micros.div_euclid(86_400_000_000) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32)
+}
+
+/// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (a part per
+/// [`parquet_io::MAX_PART_ROWS`]), rows sorted by (`occurred_at`,
+/// `transaction_id`), parts in parallel. `dir` should be
+/// a fresh folder: files already there are not removed.
+pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseError> {
+    let limit = DECIMAL_MAX_UNITS.unsigned_abs();
+    if let Some(t) = txns.iter().find(|t| {
+        t.row.amount_base.0.unsigned_abs() > limit || t.row.amount_original.0.unsigned_abs() > limit
+    }) {
+        return Err(WarehouseError::Format {
+            path: dir.to_path_buf(),
+            message: format!(
+                "transaction {}: amount does not fit Decimal128({DECIMAL_PRECISION})",
+                t.row.transaction_id
+            ),
+        });
+    }
+    std::fs::create_dir_all(dir).map_err(|e| WarehouseError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+
+    let mut sorted: Vec<&StoredTxn> = txns.iter().collect();
+    // Stable, so even duplicate (time, id) pairs come out in a deterministic order.
+    sorted.par_sort_by(|a, b| {
+        (a.row.occurred_at, &a.row.transaction_id).cmp(&(b.row.occurred_at, &b.row.transaction_id))
+    });
+    // Sorting by time also groups months into consecutive runs.
+    let mut jobs = Vec::new();
+    let mut start = 0;
+    while start < sorted.len() {
+        let month = year_month(sorted[start].row.occurred_at);
+        let len = sorted[start..].partition_point(|t| year_month(t.row.occurred_at) == month);
+        let folder = dir.join(month_partition(sorted[start].row.occurred_at));
+        jobs.extend(part_jobs(&folder, &sorted[start..start + len]));
+        start += len;
+    }
+    write_parts(
+        &jobs,
+        &schema(),
+        &writer_properties(DICTIONARY_COLUMNS),
+        |rows| build(rows.iter().copied()),
+    )
+}
+
+/// Reads every transaction under `dir`; a missing or empty folder has none.
+pub fn read(dir: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
+    parquet_io::read_rows(dir, decode)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::Field as PField;
+
+    fn micros(y: i32, m: u32, d: u32, h: u32) -> i64 {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0)
+            .unwrap()
+            .timestamp_micros()
+    }
+
+    fn txn(id: &str, at: i64, base: i128, original: i128, kind: TxnKind) -> StoredTxn {
+        StoredTxn {
+            row: TxnRow {
+                transaction_id: id.into(),
+                channel: Channel::Web,
+                source_id: Some(format!("src-{id}").into()),
+                order_id: None,
+                occurred_at: at,
+                amount_original: Amount(original),
+                currency: Currency::parse("EUR").unwrap(),
+                amount_base: BaseAmount(base),
+                kind,
+            },
+            customer_id: Some("C-1".into()),
+            keys: Keys {
+                customer_id: Some("C-1".into()),
+                email: Some("zoë@exämple.com".into()),
+                phone: None,
+            },
+            record_key: format!("web:{id}").into(),
+            source_file: "web/orders-2024.jsonl".into(),
+        }
+    }
+
+    fn sample() -> Vec<StoredTxn> {
+        let mut anon = txn(
+            "pos:R9",
+            micros(2024, 2, 29, 23),
+            1_234_567_890_123_456,
+            123_456,
+            TxnKind::Purchase,
+        );
+        anon.customer_id = None;
+        anon.keys = Keys::default();
+        anon.row.channel = Channel::Pos;
+        anon.row.source_id = None;
+        anon.row.order_id = Some("订单-1".into());
+        anon.row.currency = Currency::parse("CNY").unwrap();
+        vec![
+            txn(
+                "web:W-2",
+                micros(2024, 3, 1, 0),
+                59_900_000_000_000_000,
+                59_900_000,
+                TxnKind::Purchase,
+            ),
+            txn(
+                "web:W-1:refund",
+                micros(2024, 1, 15, 12),
+                -12_345_678_901_234_567,
+                -1_234_567,
+                TxnKind::Refund,
+            ),
+            anon,
+            txn(
+                "web:W-1",
+                micros(2024, 1, 15, 12),
+                DECIMAL_MAX_UNITS,
+                -DECIMAL_MAX_UNITS,
+                TxnKind::Purchase,
+            ),
+            txn(
+                "web:W-0",
+                micros(1969, 12, 31, 23),
+                -DECIMAL_MAX_UNITS,
+                1,
+                TxnKind::Purchase,
+            ),
+        ]
+    }
+
+    fn sorted(mut v: Vec<StoredTxn>) -> Vec<StoredTxn> {
+        v.sort_by(|a, b| {
+            (a.row.occurred_at, &a.row.transaction_id)
+                .cmp(&(b.row.occurred_at, &b.row.transaction_id))
+        });
+        v
+    }
+
+    #[test]
+    fn round_trips_through_parquet() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = sample();
+        let st = write(d.path(), &rows).unwrap();
+        assert_eq!(st.rows, 5);
+        assert_eq!(read(d.path()).unwrap(), sorted(rows.clone()));
+        assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn partitions_by_utc_month_with_sorted_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let st = write(d.path(), &sample()).unwrap();
+        let mut folders: Vec<String> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        folders.sort();
+        assert_eq!(
+            folders,
+            [
+                "month=1969-12",
+                "month=2024-01",
+                "month=2024-02",
+                "month=2024-03"
+            ]
+        );
+        assert_eq!(st.files, 4);
+        let jan = read(&d.path().join("month=2024-01")).unwrap();
+        let ids: Vec<&str> = jan.iter().map(|t| &*t.row.transaction_id).collect();
+        assert_eq!(ids, ["web:W-1", "web:W-1:refund"]);
+        for f in folders {
+            let entries: Vec<String> = std::fs::read_dir(d.path().join(&f))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(
+                entries,
+                ["part-00000.parquet"],
+                "{f}: no temp files, one part"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_or_missing_folder_reads_as_no_rows() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(&d.path().join("missing")).unwrap().is_empty());
+        let st = write(&d.path().join("empty"), &[]).unwrap();
+        assert_eq!(st, WriteStats::default());
+        assert!(read(&d.path().join("empty")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn amounts_beyond_decimal128_38_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let big = txn("x", 0, DECIMAL_MAX_UNITS + 1, 0, TxnKind::Purchase);
+        let err = write(d.path(), &[big]).unwrap_err();
+        assert!(err.to_string().contains("Decimal128(38)"), "{err}");
+    }
+
+    #[test]
+    fn outside_reader_sees_plain_columns() {
+        let d = tempfile::tempdir().unwrap();
+        let t = txn(
+            "web:W-7",
+            micros(2024, 5, 1, 8),
+            8_386_000_000_000_001,
+            59_900_000,
+            TxnKind::Purchase,
+        );
+        write(d.path(), &[t]).unwrap();
+        let file = std::fs::File::open(d.path().join("month=2024-05/part-00000.parquet")).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let meta = reader.metadata().file_metadata();
+        assert!(meta.created_by().unwrap().starts_with("cvm"));
+        let names: Vec<&str> = meta
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        let schema = schema();
+        let expected: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, expected);
+        assert!(!names.contains(&"month"));
+        let row = reader.get_row_iter(None).unwrap().next().unwrap().unwrap();
+        let cols: Vec<(String, PField)> = row
+            .get_column_iter()
+            .map(|(n, f)| (n.clone(), f.clone()))
+            .collect();
+        let get = |n: &str| {
+            cols.iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(get("transaction_id"), PField::Str("web:W-7".into()));
+        assert_eq!(get("kind"), PField::Str("purchase".into()));
+        assert_eq!(get("customer_id"), PField::Str("C-1".into()));
+        assert_eq!(get("order_id"), PField::Null);
+        match get("amount_base") {
+            PField::Decimal(dec) => {
+                assert_eq!((dec.precision(), dec.scale()), (38, 16));
+                assert_eq!(get("amount_base").to_string(), "0.8386000000000001");
+            }
+            other => panic!("amount_base is {other:?}"),
+        }
+        assert_eq!(get("amount_original").to_string(), "59.900000");
+        match get("occurred_at") {
+            PField::TimestampMicros(us) => assert_eq!(us, micros(2024, 5, 1, 8)),
+            other => panic!("occurred_at is {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_column_type_is_named() {
+        use arrow_array::{ArrayRef, Int64Array};
+        let b = to_batch(&sample());
+        let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        cols[5] = Arc::new(Int64Array::from(vec![0i64; b.num_rows()]));
+        fields[5] = Field::new("occurred_at", DataType::Int64, false);
+        let bad = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+        let err = from_batch(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains("\"occurred_at\" is Int64"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn month_arithmetic_matches_chrono() {
+        for days in (-800_000i64..800_000).step_by(7) {
+            let at = days * 86_400_000_000 + 3_600_000_000;
+            let date = NaiveDate::from_epoch_days(days as i32).unwrap();
+            assert_eq!(year_month(at), (date.year() as i64, date.month()), "{days}");
+        }
+        assert_eq!(month_partition(-1), "month=1969-12");
+        assert_eq!(month_partition(0), "month=1970-01");
+    }
+}
