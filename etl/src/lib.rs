@@ -3,6 +3,7 @@
 
 pub mod models;
 pub mod generate;
+pub mod generate;
 pub mod record;
 pub mod sources;
 pub mod warehouse;

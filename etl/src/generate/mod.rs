@@ -1,0 +1,449 @@
+//! `cvm-etl generate`: a realistic, deterministic synthetic input drop in
+//! exactly the data contract's format, optionally with a known share of
+//! deliberately bad records.
+//!
+//! Customers are generated in fixed-size chunks, in parallel; each chunk has
+//! its own random streams (seed + chunk number) and its own output files, so
+//! the bytes never depend on thread scheduling. CRM rows of all chunks go to
+//! the single `crm/customers.csv`, appended in chunk order.
+//!
+//! Assumptions about the ingest settings: base currency `USD`, POS time zone
+//! `UTC` (local POS times are between 08:00 and 21:59, so they also exist in
+//! any zone whose DST switch is at night), default country code `1` (only US
+//! phones are written without a `+`).
+
+mod channels;
+mod dirty;
+mod population;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use self::channels::ChunkWriter;
+use self::population::{GuestKey, Model};
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Number of CRM customers (guests come on top, about a tenth of that).
+    pub customers: u64,
+    /// Random seed: the same options give byte-identical files.
+    pub seed: u64,
+    /// Share of records (0 to 0.5) made deliberately bad.
+    pub dirty_ratio: f64,
+    /// First day of the period customers are acquired in.
+    pub start: NaiveDate,
+    /// Last day of the period purchases fall in.
+    pub end: NaiveDate,
+    /// Write `.csv.gz` / `.jsonl.gz` instead of plain files.
+    pub gzip: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            customers: 1000,
+            seed: 42,
+            dirty_ratio: 0.0,
+            start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
+            end: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
+            gzip: false,
+        }
+    }
+}
+
+/// The outcomes the ingest should give one source kind's records (the
+/// generator's truth, for a first run into an empty warehouse).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OutcomeCounts {
+    /// Taken into the warehouse.
+    pub accepted: u64,
+    /// Superseded versions (CRM rows, web order versions).
+    pub duplicate: u64,
+    /// Dropped by rule (POS void; web cancelled or pending winners).
+    pub ignored: u64,
+    /// POS receipts with no customer key.
+    pub anonymous: u64,
+    /// Deliberately bad records.
+    pub rejected: u64,
+}
+
+impl OutcomeCounts {
+    fn add(&mut self, o: &OutcomeCounts) {
+        self.accepted += o.accepted;
+        self.duplicate += o.duplicate;
+        self.ignored += o.ignored;
+        self.anonymous += o.anonymous;
+        self.rejected += o.rejected;
+    }
+
+    /// All records of the kind.
+    pub fn total(&self) -> u64 {
+        self.accepted + self.duplicate + self.ignored + self.anonymous + self.rejected
+    }
+}
+
+/// What was written, and the truth tests compare the ingest against.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GenerateSummary {
+    /// Every file written (path relative to the drop, `/`-separated) and its record count, sorted by path.
+    pub files: Vec<(String, u64)>,
+    /// Records in all files (CSV data rows and non-blank JSONL lines).
+    pub records: u64,
+    /// Deliberately bad records per reject reason code; reasons never injected are absent.
+    pub bad_by_reason: BTreeMap<String, u64>,
+    /// Distinct CRM customer ids (prospects included).
+    pub customers: u64,
+    /// CRM customers generated without any purchase.
+    pub prospects: u64,
+    /// Buyers not in CRM generated (each known by one key only: email, phone or legacy id).
+    pub guests: u64,
+    /// Expected outcomes per source folder (`crm`, `pos`, `web`, `app`, `transactions`, `events`, `fx`).
+    pub outcomes: BTreeMap<String, OutcomeCounts>,
+    /// Expected consolidated transactions (accepted and anonymous; a refunded web order counts twice).
+    pub consolidated_transactions: u64,
+    /// Emails or phones shared by two or more accepted CRM customers.
+    pub crm_key_conflicts: u64,
+}
+
+/// Why generation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// A file or folder could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The output folder already holds files that would mix with the new drop.
+    #[error("output folder {0} is not empty: generate into a new or empty folder")]
+    NotEmpty(PathBuf),
+    /// Options out of range.
+    #[error("invalid generate options for {path}: {message}")]
+    Options {
+        /// The output folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// CRM customers per chunk, at most; a chunk is the unit of parallelism and has its own files.
+const MAX_CHUNK: u64 = 10_000;
+
+/// Customers per chunk: small drops still get several chunks (and so every
+/// per-file quirk), big ones chunks of [`MAX_CHUNK`]. Depends on the options only.
+fn chunk_size(customers: u64) -> u64 {
+    customers.div_ceil(8).clamp(25, MAX_CHUNK)
+}
+
+/// Writes a synthetic drop into `out` (created if missing; must be empty).
+pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, GenerateError> {
+    let invalid = |message: String| GenerateError::Options {
+        path: out.to_path_buf(),
+        message,
+    };
+    if !(0.0..=0.5).contains(&opts.dirty_ratio) {
+        return Err(invalid(format!(
+            "dirty ratio {} is not between 0 and 0.5",
+            opts.dirty_ratio
+        )));
+    }
+    if opts.end < opts.start {
+        return Err(invalid(format!(
+            "end {} is before start {}",
+            opts.end, opts.start
+        )));
+    }
+    if opts.customers >= population::GUEST_OFFSET {
+        return Err(invalid(format!(
+            "at most {} customers",
+            population::GUEST_OFFSET - 1
+        )));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GenerateError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    if std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
+        return Err(GenerateError::NotEmpty(out.to_path_buf()));
+    }
+    for dir in ["crm", "pos", "web", "app", "transactions", "events", "fx"] {
+        let d = out.join(dir);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+
+    let span = Span::of(opts);
+    let mut summary = GenerateSummary {
+        customers: opts.customers,
+        ..GenerateSummary::default()
+    };
+
+    let mut fx = Sink::create(out, "fx/rates.csv", opts.gzip, false)?;
+    fx.raw(b"currency,rate_to_base\n")?;
+    for (code, text, _) in population::RATES {
+        fx.record(&format!("{code},{text}"))?;
+    }
+    summary.files.push(fx.finish()?);
+    summary.outcomes.insert(
+        "fx".into(),
+        OutcomeCounts {
+            accepted: 4,
+            ..OutcomeCounts::default()
+        },
+    );
+
+    let mut crm = Sink::create(out, "crm/customers.csv", opts.gzip, false)?;
+    crm.raw(channels::CRM_HEADER.as_bytes())?;
+    crm.raw(b"\n")?;
+
+    let size = chunk_size(opts.customers);
+    let chunks = opts.customers.div_ceil(size);
+    // Chunks are processed in waves so only a few chunks' CRM rows are held at once.
+    let wave = (rayon::current_num_threads() as u64 * 2).max(2);
+    let mut totals: BTreeMap<&'static str, OutcomeCounts> = BTreeMap::new();
+    let mut bad = [0u64; 6];
+    let mut lo = 0;
+    while lo < chunks {
+        let hi = (lo + wave).min(chunks);
+        let results: Vec<ChunkResult> = (lo..hi)
+            .into_par_iter()
+            .map(|c| run_chunk(out, opts, &span, c, size))
+            .collect::<Result<_, _>>()?;
+        for r in results {
+            crm.raw_records(&r.crm, r.crm_records)?;
+            summary.files.extend(r.files);
+            summary.prospects += r.prospects;
+            summary.guests += r.guests;
+            summary.consolidated_transactions += r.consolidated;
+            summary.crm_key_conflicts += r.conflicts;
+            for (k, o) in r.outcomes {
+                totals.entry(k).or_default().add(&o);
+            }
+            for (t, b) in bad.iter_mut().zip(r.bad) {
+                *t += b;
+            }
+        }
+        lo = hi;
+    }
+    summary.files.push(crm.finish()?);
+    for (k, o) in totals {
+        summary.outcomes.insert(k.to_string(), o);
+    }
+    for (reason, n) in dirty::INJECTED.iter().zip(bad) {
+        if n > 0 {
+            summary.bad_by_reason.insert(reason.as_str().to_string(), n);
+        }
+    }
+    summary.files.sort();
+    summary.records = summary.files.iter().map(|f| f.1).sum();
+    Ok(summary)
+}
+
+/// The period in Unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span {
+    /// First second of `start`.
+    pub start: i64,
+    /// Last second of `end`.
+    pub end: i64,
+}
+
+impl Span {
+    fn of(opts: &GenerateOptions) -> Span {
+        let secs = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map_or(0, |t| t.and_utc().timestamp())
+        };
+        Span {
+            start: secs(opts.start),
+            end: secs(opts.end) + population::DAY - 1,
+        }
+    }
+}
+
+/// What one chunk produced.
+struct ChunkResult {
+    crm: Vec<u8>,
+    crm_records: u64,
+    files: Vec<(String, u64)>,
+    outcomes: Vec<(&'static str, OutcomeCounts)>,
+    bad: [u64; 6],
+    prospects: u64,
+    guests: u64,
+    consolidated: u64,
+    conflicts: u64,
+}
+
+fn run_chunk(
+    out: &Path,
+    opts: &GenerateOptions,
+    span: &Span,
+    chunk: u64,
+    size: u64,
+) -> Result<ChunkResult, GenerateError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    rng.set_stream(chunk);
+    let mut dirty_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xD1B5_4A32_D192_ED03);
+    dirty_rng.set_stream(chunk);
+    let model = Model::new();
+    let lo = chunk * size;
+    let hi = ((chunk + 1) * size).min(opts.customers);
+    let mut w = ChunkWriter::new(out, opts, *span, chunk, dirty_rng)?;
+    let mut prev: Option<(Option<String>, Option<population::Phone>)> = None;
+    let mut prospects = 0;
+    for (k, i) in (lo..hi).enumerate() {
+        let mut p = population::person(&mut rng, &model, i + 1, None, span.start, span.end);
+        // A few households share an email or a phone with the previous customer:
+        // CRM key conflicts the ingest must count.
+        if let Some((email, phone)) = &prev {
+            let u: f64 = rand::Rng::random(&mut rng);
+            if u < 0.004 && email.is_some() {
+                p.email = email.clone();
+            } else if u < 0.008 && phone.is_some() {
+                p.phone = phone.clone();
+            }
+        }
+        prev = Some((p.email.clone(), p.phone.clone()));
+        if p.purchases.is_empty() {
+            prospects += 1;
+        }
+        w.person(&p, k == 3)?;
+    }
+    let guests = (hi - lo) / 10;
+    for g in 0..guests {
+        let u: f64 = rand::Rng::random(&mut rng);
+        let key = if u < 0.45 {
+            GuestKey::Email
+        } else if u < 0.85 {
+            GuestKey::Phone
+        } else {
+            GuestKey::LegacyId
+        };
+        let p = population::person(
+            &mut rng,
+            &model,
+            lo + g + 1,
+            Some(key),
+            span.start,
+            span.end,
+        );
+        w.person(&p, false)?;
+    }
+    let mut r = w.finish()?;
+    r.prospects = prospects;
+    r.guests = guests;
+    Ok(r)
+}
+
+/// The compressed or plain file behind a [`Sink`].
+enum Writer {
+    Plain(BufWriter<File>),
+    Gz(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+/// One output file: counts records and writes the file's line ends.
+pub(crate) struct Sink {
+    rel: String,
+    path: PathBuf,
+    w: Writer,
+    records: u64,
+    crlf: bool,
+}
+
+impl Sink {
+    /// Creates `out/rel` (plus `.gz` when compressing).
+    pub fn create(out: &Path, rel: &str, gzip: bool, crlf: bool) -> Result<Sink, GenerateError> {
+        let rel = if gzip {
+            format!("{rel}.gz")
+        } else {
+            rel.to_string()
+        };
+        let path = out.join(&rel);
+        let file = File::create(&path).map_err(|source| GenerateError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let buf = BufWriter::with_capacity(1 << 17, file);
+        let w = if gzip {
+            // GzEncoder writes mtime 0, so compressed bytes are deterministic too.
+            Writer::Gz(flate2::write::GzEncoder::new(
+                buf,
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Writer::Plain(buf)
+        };
+        Ok(Sink {
+            rel,
+            path,
+            w,
+            records: 0,
+            crlf,
+        })
+    }
+
+    fn err(&self) -> impl FnOnce(std::io::Error) -> GenerateError + '_ {
+        |source| GenerateError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Writes bytes that are not records (header, BOM, blank lines).
+    pub fn raw(&mut self, bytes: &[u8]) -> Result<(), GenerateError> {
+        let r = match &mut self.w {
+            Writer::Plain(w) => w.write_all(bytes),
+            Writer::Gz(w) => w.write_all(bytes),
+        };
+        r.map_err(self.err())
+    }
+
+    /// Writes pre-formatted records (with their line ends) and counts them.
+    pub fn raw_records(&mut self, bytes: &[u8], records: u64) -> Result<(), GenerateError> {
+        self.raw(bytes)?;
+        self.records += records;
+        Ok(())
+    }
+
+    /// Writes a line end in this file's style.
+    pub fn end_line(&mut self) -> Result<(), GenerateError> {
+        let end: &[u8] = if self.crlf { b"\r\n" } else { b"\n" };
+        self.raw(end)
+    }
+
+    /// Writes one record and its line end.
+    pub fn record(&mut self, text: &str) -> Result<(), GenerateError> {
+        self.raw(text.as_bytes())?;
+        self.end_line()?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Flushes and closes the file; returns its relative path and record count.
+    pub fn finish(self) -> Result<(String, u64), GenerateError> {
+        let path = self.path;
+        let err = |source| GenerateError::Io {
+            path: path.clone(),
+            source,
+        };
+        match self.w {
+            Writer::Plain(mut w) => w.flush().map_err(err)?,
+            Writer::Gz(w) => w.finish().and_then(|mut b| b.flush()).map_err(err)?,
+        }
+        Ok((self.rel, self.records))
+    }
+}
+
+#[cfg(test)]
+mod tests;
