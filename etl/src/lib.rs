@@ -3,7 +3,6 @@
 
 pub mod models;
 pub mod generate;
-pub mod generate;
 pub mod record;
 pub mod sources;
 pub mod warehouse;
