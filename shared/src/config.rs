@@ -310,3 +310,15 @@ mod tests {
         assert!(!err.to_string().contains("secret"));
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_valid_and_matches_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/cvm.example.toml");
+        let s = Settings::load_with_env(Some(&path), |_| None).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+}
