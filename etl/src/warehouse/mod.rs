@@ -129,3 +129,63 @@ pub struct RejectRow {
     /// The record's text.
     pub raw: String,
 }
+
+/// One customer's scores as of a date, as stored in `scores/as_of=YYYY-MM-DD/`
+/// (column names and definitions: `shared/docs/scoring.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreRow {
+    /// Customer id.
+    pub customer_id: Box<str>,
+    /// The day the scores are computed for (inclusive, UTC).
+    pub as_of: NaiveDate,
+    /// Purchase occasions.
+    pub orders: u32,
+    /// Repeat occasions (`orders - 1`, 0 for prospects).
+    pub frequency: u32,
+    /// First to last occasion, in periods.
+    pub recency: f64,
+    /// First occasion to `as_of`, in periods (column `T`).
+    pub t: f64,
+    /// Mean value of repeat occasions (base currency); 0 without repeats.
+    pub monetary_avg: f64,
+    /// Net revenue, exact (base currency).
+    pub total_revenue: cvm_shared::BaseAmount,
+    /// First occasion.
+    pub first_purchase: Option<NaiveDate>,
+    /// Last occasion.
+    pub last_purchase: Option<NaiveDate>,
+    /// Days from the last occasion to `as_of`.
+    pub days_since_last_purchase: Option<i32>,
+    /// RFM recency score 1..5 (null for prospects).
+    pub r_score: Option<u8>,
+    /// RFM frequency score 1..5.
+    pub f_score: Option<u8>,
+    /// RFM monetary score 1..5.
+    pub m_score: Option<u8>,
+    /// Named RFM segment (`Prospect` for prospects).
+    pub rfm_segment: Box<str>,
+    /// P(alive) under BG/NBD (null when the model could not be fitted).
+    pub p_alive: Option<f64>,
+    /// Conditional expected purchases in the next 90 days.
+    pub expected_purchases_90d: Option<f64>,
+    /// Conditional expected purchases in the next 365 days.
+    pub expected_purchases_365d: Option<f64>,
+    /// Gamma-Gamma expected average order value.
+    pub expected_avg_value: Option<f64>,
+    /// Discounted 12-month CLV.
+    pub clv_12m: Option<f64>,
+    /// `1 - p_alive`.
+    pub churn_risk: Option<f64>,
+    /// Latest NPS answer (0-10) on or before `as_of`.
+    pub nps_last: Option<u8>,
+    /// `promoter`, `passive` or `detractor`.
+    pub nps_class: Option<Box<str>>,
+    /// Engagement events in the 90 days up to `as_of`.
+    pub engagement_90d: u32,
+    /// `prospect`, `new`, `churned`, `at_risk`, `loyal` or `active`.
+    pub lifecycle_stage: Box<str>,
+    /// `high`, `medium`, `low` or `none`.
+    pub value_tier: Box<str>,
+    /// Loyalty index 0..100, one decimal.
+    pub loyalty_index: Option<f64>,
+}
