@@ -15,6 +15,7 @@ pub mod events;
 pub mod parquet_io;
 pub mod publish;
 pub mod rejects;
+pub mod scores;
 pub mod state;
 pub mod transactions;
 
