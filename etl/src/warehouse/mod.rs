@@ -183,10 +183,11 @@ pub struct ScoreRow {
     pub nps_class: Option<Box<str>>,
     /// Engagement events in the 90 days up to `as_of`.
     pub engagement_90d: u32,
-    /// `prospect`, `new`, `churned`, `at_risk`, `loyal` or `active`.
-    pub lifecycle_stage: Box<str>,
-    /// `high`, `medium`, `low` or `none`.
-    pub value_tier: Box<str>,
+    /// `prospect`, `new`, `churned`, `at_risk`, `loyal` or `active`; null when
+    /// the stage needs P(alive) and the model could not be fitted.
+    pub lifecycle_stage: Option<Box<str>>,
+    /// `high`, `medium`, `low` or `none`; null for a purchaser without a CLV.
+    pub value_tier: Option<Box<str>>,
     /// Loyalty index 0..100, one decimal.
     pub loyalty_index: Option<f64>,
 }

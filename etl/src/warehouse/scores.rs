@@ -50,8 +50,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("nps_last", Int32, true),
         f("nps_class", Utf8, true),
         f("engagement_90d", Int32, false),
-        f("lifecycle_stage", Utf8, false),
-        f("value_tier", Utf8, false),
+        f("lifecycle_stage", Utf8, true),
+        f("value_tier", Utf8, true),
         f("loyalty_index", Float64, true),
     ]))
 });
@@ -127,8 +127,8 @@ where
         i32s(r.clone(), |s| s.nps_last.map(i32::from)),
         opt_utf8_array(r.clone().map(|s| s.nps_class.as_deref())),
         i32s(r.clone(), |s| Some(s.engagement_90d as i32)),
-        utf8_array(r.clone().map(|s| &*s.lifecycle_stage)),
-        utf8_array(r.clone().map(|s| &*s.value_tier)),
+        opt_utf8_array(r.clone().map(|s| s.lifecycle_stage.as_deref())),
+        opt_utf8_array(r.clone().map(|s| s.value_tier.as_deref())),
         opt_f64s(r, |s| s.loyalty_index),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
@@ -173,8 +173,8 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<ScoreRow>, WarehouseEr
     let nps_last = i("nps_last", false)?;
     let nps_class = c.utf8("nps_class", false)?;
     let engagement = i("engagement_90d", true)?;
-    let stage = c.utf8("lifecycle_stage", true)?;
-    let tier = c.utf8("value_tier", true)?;
+    let stage = c.utf8("lifecycle_stage", false)?;
+    let tier = c.utf8("value_tier", false)?;
     let loyalty = f("loyalty_index", false)?;
     let date = |days: i32| {
         NaiveDate::from_epoch_days(days).ok_or_else(|| c.error(format!("out-of-range date {days}")))
@@ -207,8 +207,8 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<ScoreRow>, WarehouseEr
             nps_last: small(opt_value(nps_last, k)),
             nps_class: opt_str(nps_class, k),
             engagement_90d: engagement.value(k).max(0) as u32,
-            lifecycle_stage: stage.value(k).into(),
-            value_tier: tier.value(k).into(),
+            lifecycle_stage: opt_str(stage, k),
+            value_tier: opt_str(tier, k),
             loyalty_index: opt_value(loyalty, k),
         });
     }
@@ -260,8 +260,8 @@ mod tests {
             nps_last: Some(9),
             nps_class: Some("promoter".into()),
             engagement_90d: 7,
-            lifecycle_stage: "loyal".into(),
-            value_tier: "high".into(),
+            lifecycle_stage: Some("loyal".into()),
+            value_tier: if prospect { None } else { Some("high".into()) },
             loyalty_index: None,
         }
     }
