@@ -398,3 +398,80 @@ fn an_empty_population_is_just_the_headers_and_rates() {
         ]
     );
 }
+
+#[test]
+fn the_ingest_agrees_with_the_generators_truth() {
+    for (seed, gz) in [(11, false), (12, true)] {
+        ingest_check(seed, gz);
+    }
+}
+
+fn ingest_check(seed: u64, gzip: bool) {
+    let d = tempfile::tempdir().unwrap();
+    let drop = d.path().join("drop");
+    let s = generate(
+        &drop,
+        &GenerateOptions {
+            gzip,
+            ..opts(300, seed, 0.05)
+        },
+    )
+    .unwrap();
+    let mut settings = cvm_shared::Settings::default();
+    settings.ingest.reject_limit = 1.0;
+    let report = crate::jobs::ingest::run(&crate::jobs::ingest::IngestOptions {
+        input: drop.clone(),
+        warehouse: d.path().join("wh"),
+        settings,
+        progress: false,
+    })
+    .unwrap();
+    let m = &report.manifest;
+    assert_eq!(m.totals.rejected_by_reason, s.bad_by_reason);
+    assert_eq!(m.totals.records, s.records);
+    let mut by_kind: BTreeMap<String, OutcomeCounts> = BTreeMap::new();
+    for f in &m.files {
+        let o = by_kind.entry(f.kind.clone()).or_default();
+        o.add(&OutcomeCounts {
+            accepted: f.counts.accepted,
+            duplicate: f.counts.duplicate,
+            ignored: f.counts.ignored,
+            anonymous: f.counts.anonymous,
+            rejected: f.counts.rejected,
+        });
+    }
+    assert_eq!(by_kind, s.outcomes);
+    let w = &m.warehouse;
+    assert_eq!(w.transactions, s.consolidated_transactions);
+    assert_eq!(w.crm_customers, s.outcomes["crm"].accepted);
+    assert_eq!(w.crm_key_conflicts, s.crm_key_conflicts);
+}
+
+/// Speed check: `CVM_GEN_CUSTOMERS=1000000 cargo test --release -p cvm-etl generate::tests::speed -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn speed() {
+    let n = std::env::var("CVM_GEN_CUSTOMERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let gzip = std::env::var("CVM_GEN_GZIP").is_ok();
+    let d = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let s = generate(
+        d.path(),
+        &GenerateOptions {
+            gzip,
+            ..opts(n, 42, 0.01)
+        },
+    )
+    .unwrap();
+    eprintln!(
+        "{n} customers: {} records in {} files, {:.2?} ({} threads); outcomes {:?}",
+        s.records,
+        s.files.len(),
+        t.elapsed(),
+        rayon::current_num_threads(),
+        s.outcomes
+    );
+}
