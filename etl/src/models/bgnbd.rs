@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use super::optimize::{FitError, FitReport, Minimum, Tolerances, bfgs, nelder_mead};
+use super::optimize::{FitError, FitReport, Minimum, minimize_with_fallback};
 
 /// One weighted observation: `weight` customers share (frequency, recency, T).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +44,9 @@ pub struct BgNbdParams {
 pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64, f64)>) -> Vec<WeightedRow> {
     let mut counts: HashMap<(u64, u64, u64), f64> = HashMap::new();
     for (x, tx, t) in rows {
-        *counts.entry((x.to_bits(), tx.to_bits(), t.to_bits())).or_insert(0.0) += 1.0;
+        *counts
+            .entry((x.to_bits(), tx.to_bits(), t.to_bits()))
+            .or_insert(0.0) += 1.0;
     }
     let mut out: Vec<WeightedRow> = counts
         .into_iter()
@@ -56,7 +58,10 @@ pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64, f64)>) -> Vec<Wei
         })
         .collect();
     out.sort_unstable_by(|p, q| {
-        p.frequency.total_cmp(&q.frequency).then(p.recency.total_cmp(&q.recency)).then(p.t.total_cmp(&q.t))
+        p.frequency
+            .total_cmp(&q.frequency)
+            .then(p.recency.total_cmp(&q.recency))
+            .then(p.t.total_cmp(&q.t))
     });
     out
 }
@@ -85,7 +90,12 @@ struct Prepared {
 
 fn validate_row(i: usize, row: &WeightedRow) -> Result<Option<(f64, f64, f64, f64)>, FitError> {
     let bad = |what| Err(FitError::InvalidInput { row: i, what });
-    let WeightedRow { frequency: x, recency, t, weight: w } = *row;
+    let WeightedRow {
+        frequency: x,
+        recency,
+        t,
+        weight: w,
+    } = *row;
     if !w.is_finite() || w < 0.0 {
         return bad("weight must be finite and >= 0");
     }
@@ -141,11 +151,24 @@ fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
         if x == 0.0 {
             zero_weight[ti as usize] += w;
         } else {
-            repeat.push(RepeatRow { xi, txi: index_of(&times, tx), ti, w });
+            repeat.push(RepeatRow {
+                xi,
+                txi: index_of(&times, tx),
+                ti,
+                w,
+            });
         }
     }
     let mean_t = clean.iter().map(|r| r.2 * r.3).sum::<f64>() / total_weight;
-    Ok(Prepared { xs, x_weight, times, zero_weight, repeat, total_weight, mean_t })
+    Ok(Prepared {
+        xs,
+        x_weight,
+        times,
+        zero_weight,
+        repeat,
+        total_weight,
+        mean_t,
+    })
 }
 
 /// Per-x terms of the likelihood (A1, A2 of FHL 2005 section 7) and their derivatives.
@@ -178,7 +201,10 @@ impl Prepared {
             g[2] += w * (dg_ab - digamma(a + b + x));
             g[3] += w * (dg_ab + digamma(b + x) - dg_b - digamma(a + b + x));
             if x > 0.0 {
-                xterms[k] = XTerms { ln_q: a.ln() - (b + x - 1.0).ln(), dq_db: -1.0 / (b + x - 1.0) };
+                xterms[k] = XTerms {
+                    ln_q: a.ln() - (b + x - 1.0).ln(),
+                    dq_db: -1.0 / (b + x - 1.0),
+                };
             }
         }
         let ln_t: Vec<f64> = self.times.iter().map(|&v| (alpha + v).ln()).collect();
@@ -203,7 +229,11 @@ impl Prepared {
                 // log-sum-exp of A3 and A4, with the shares w3 + w4 = 1.
                 let e = (-(a3 - a4).abs()).exp();
                 let lse = a3.max(a4) + e.ln_1p();
-                let (w3, w4) = if a3 >= a4 { (1.0 / (1.0 + e), e / (1.0 + e)) } else { (e / (1.0 + e), 1.0 / (1.0 + e)) };
+                let (w3, w4) = if a3 >= a4 {
+                    (1.0 / (1.0 + e), e / (1.0 + e))
+                } else {
+                    (e / (1.0 + e), 1.0 / (1.0 + e))
+                };
                 let w = row.w;
                 s[0] += w * lse;
                 s[1] -= w * (w3 * lt + w4 * ltx);
@@ -232,11 +262,18 @@ impl Prepared {
 
 impl BgNbdParams {
     fn from_log(v: &[f64; 4]) -> Self {
-        Self { r: v[0].exp(), alpha: v[1].exp(), a: v[2].exp(), b: v[3].exp() }
+        Self {
+            r: v[0].exp(),
+            alpha: v[1].exp(),
+            a: v[2].exp(),
+            b: v[3].exp(),
+        }
     }
 
     fn is_valid(&self) -> bool {
-        [self.r, self.alpha, self.a, self.b].iter().all(|v| v.is_finite() && *v > 0.0)
+        [self.r, self.alpha, self.a, self.b]
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
     }
 
     /// Log-likelihood of one customer history (FHL 2005 eq. 6 in log space).
@@ -279,7 +316,8 @@ impl BgNbdParams {
         let second = -((a - 1.0) * ln_1mz + ln_f).exp_m1();
         let numerator = (c / (a - 1.0)) * second;
         let denominator = if x > 0.0 {
-            1.0 + ((a / (b + x - 1.0)).ln() + (r + x) * ((alpha + t) / (alpha + t_x.min(t))).ln()).exp()
+            1.0 + ((a / (b + x - 1.0)).ln() + (r + x) * ((alpha + t) / (alpha + t_x.min(t))).ln())
+                .exp()
         } else {
             1.0
         };
@@ -304,7 +342,11 @@ impl BgNbdParams {
 /// The expectations divide by (a - 1); at exactly a = 1 the singularity is
 /// removable, so evaluating next to it is accurate to ~1e-7 relative.
 fn nudge_away_from_one(a: f64) -> f64 {
-    if (a - 1.0).abs() < 1e-7 { 1.0 + 1e-7 } else { a }
+    if (a - 1.0).abs() < 1e-7 {
+        1.0 + 1e-7
+    } else {
+        a
+    }
 }
 
 /// 1 / (1 + exp(-v)) without overflow.
@@ -349,7 +391,11 @@ const LOG_BOUND: f64 = 30.0;
 /// Fits BG/NBD by maximum likelihood on weighted rows (see [`collapse_rows`]).
 /// Tries BFGS from several starting points, then Nelder-Mead polished by BFGS.
 pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
-    let n_customers: f64 = rows.iter().filter(|r| r.weight.is_finite() && r.weight > 0.0).map(|r| r.weight).sum();
+    let n_customers: f64 = rows
+        .iter()
+        .filter(|r| r.weight.is_finite() && r.weight > 0.0)
+        .map(|r| r.weight)
+        .sum();
     let data = match prepare(rows) {
         Ok(d) => d,
         Err(e) => return FitReport::failed(n_customers, 0, e),
@@ -357,6 +403,7 @@ pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
     let n = data.total_weight;
     // Minimise the mean negative log-likelihood over log-parameters, so the
     // tolerances do not depend on the number of customers.
+    let data = &data;
     let objective = |v: &[f64; 4], grad: &mut [f64; 4]| -> f64 {
         let p = BgNbdParams::from_log(v);
         if !p.is_valid() || v.iter().any(|t| t.abs() > 2.0 * LOG_BOUND) {
@@ -370,37 +417,16 @@ pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
         -ll / n
     };
     let m_t = data.mean_t.max(1e-3).ln();
-    let starts = [[0.0, m_t, 0.0, 0.0], [(0.25f64).ln(), m_t - 1.0, (0.8f64).ln(), (2.5f64).ln()], [-2.3, -2.3, -2.3, -2.3]];
-    let tol = Tolerances::default();
-    let mut iterations = 0;
-    let mut best: Option<Minimum<4>> = None;
-    for start in starts {
-        let m = bfgs(objective, start, tol);
-        iterations += m.iterations;
-        if m.converged && best.is_none_or(|b| m.f < b.f) {
-            best = Some(m);
-            break;
-        }
+    let starts = [
+        [0.0, m_t, 0.0, 0.0],
+        [(0.25f64).ln(), m_t - 1.0, (0.8f64).ln(), (2.5f64).ln()],
+        [-2.3, -2.3, -2.3, -2.3],
+    ];
+    let (result, iterations) = minimize_with_fallback(objective, &starts);
+    match result {
+        Ok(m) => finish(data, m, iterations),
+        Err(e) => FitReport::failed(n, iterations, e),
     }
-    if best.is_none() {
-        let mut g = [0.0; 4];
-        let nm = nelder_mead(|v| objective(v, &mut g), starts[0], 1.0, 20_000);
-        iterations += nm.iterations;
-        let polished = bfgs(objective, nm.x, tol);
-        iterations += polished.iterations;
-        if polished.converged {
-            best = Some(polished);
-        } else if nm.converged {
-            best = Some(nm);
-        } else {
-            let detail = format!("last log-params {:?}, mean -LL {}", polished.x, polished.f);
-            return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail });
-        }
-    }
-    let Some(m) = best else {
-        return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail: String::new() });
-    };
-    finish(&data, m, iterations)
 }
 
 fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdParams> {

@@ -20,7 +20,12 @@ pub struct ClvOptions {
 
 impl Default for ClvOptions {
     fn default() -> Self {
-        Self { months: 12, discount_rate: 0.01, margin: 1.0, month_periods: 4.345 }
+        Self {
+            months: 12,
+            discount_rate: 0.01,
+            margin: 1.0,
+            month_periods: 4.345,
+        }
     }
 }
 
@@ -32,7 +37,14 @@ impl Default for ClvOptions {
 /// point, so that results agree to the last bits. A negative monthly increment
 /// (only possible as rounding noise) counts as zero, so the CLV is never negative
 /// for a non-negative value.
-pub fn clv(bg: &BgNbdParams, x: f64, t_x: f64, t: f64, expected_avg_value: f64, opts: &ClvOptions) -> f64 {
+pub fn clv(
+    bg: &BgNbdParams,
+    x: f64,
+    t_x: f64,
+    t: f64,
+    expected_avg_value: f64,
+    opts: &ClvOptions,
+) -> f64 {
     let factor = opts.month_periods;
     let value = expected_avg_value * opts.margin;
     let mut total = 0.0;

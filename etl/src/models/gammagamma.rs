@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use super::optimize::{FitError, FitReport, Minimum, Tolerances, bfgs, nelder_mead};
+use super::optimize::{FitError, FitReport, minimize_with_fallback};
 
 /// One weighted observation: `weight` customers with `frequency` repeat occasions
 /// of mean value `monetary_avg`.
@@ -41,9 +41,17 @@ pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64)>) -> Vec<SpendRow
     }
     let mut out: Vec<SpendRow> = counts
         .into_iter()
-        .map(|((x, m), w)| SpendRow { frequency: f64::from_bits(x), monetary_avg: f64::from_bits(m), weight: w })
+        .map(|((x, m), w)| SpendRow {
+            frequency: f64::from_bits(x),
+            monetary_avg: f64::from_bits(m),
+            weight: w,
+        })
         .collect();
-    out.sort_unstable_by(|p, q| p.frequency.total_cmp(&q.frequency).then(p.monetary_avg.total_cmp(&q.monetary_avg)));
+    out.sort_unstable_by(|p, q| {
+        p.frequency
+            .total_cmp(&q.frequency)
+            .then(p.monetary_avg.total_cmp(&q.monetary_avg))
+    });
     out
 }
 
@@ -94,7 +102,12 @@ fn prepare(rows: &[SpendRow]) -> Prepared {
         .collect::<Vec<_>>();
     let total_weight = rows.iter().map(|r| r.w).sum::<f64>();
     let mean_m = rows.iter().map(|r| r.w * r.m).sum::<f64>() / total_weight.max(f64::MIN_POSITIVE);
-    Prepared { xs, rows, total_weight, mean_m }
+    Prepared {
+        xs,
+        rows,
+        total_weight,
+        mean_m,
+    }
 }
 
 impl Prepared {
@@ -107,7 +120,11 @@ impl Prepared {
             .iter()
             .map(|&x| {
                 let px = p * x;
-                (ln_gamma(px + q) - ln_gamma(px), digamma(px + q) - digamma(px), digamma(px + q))
+                (
+                    ln_gamma(px + q) - ln_gamma(px),
+                    digamma(px + q) - digamma(px),
+                    digamma(px + q),
+                )
             })
             .collect();
         let (lg_q, dg_q, ln_v) = (ln_gamma(q), digamma(q), v.ln());
@@ -118,7 +135,9 @@ impl Prepared {
             let denom = row.x * row.m + v;
             let ln_denom = denom.ln();
             let w = row.w;
-            ll += w * (lg - lg_q + q * ln_v + (px - 1.0) * row.ln_m + px * row.ln_x - (px + q) * ln_denom);
+            ll += w
+                * (lg - lg_q + q * ln_v + (px - 1.0) * row.ln_m + px * row.ln_x
+                    - (px + q) * ln_denom);
             g[0] += w * row.x * (dpx + row.ln_m + row.ln_x - ln_denom);
             g[1] += w * (dq_part - dg_q + ln_v - ln_denom);
             g[2] += w * (q / v - (px + q) / denom);
@@ -129,18 +148,27 @@ impl Prepared {
 
 impl GammaGammaParams {
     fn from_log(l: &[f64; 3]) -> Self {
-        Self { p: l[0].exp(), q: l[1].exp(), v: l[2].exp() }
+        Self {
+            p: l[0].exp(),
+            q: l[1].exp(),
+            v: l[2].exp(),
+        }
     }
 
     fn is_valid(&self) -> bool {
-        [self.p, self.q, self.v].iter().all(|t| t.is_finite() && *t > 0.0)
+        [self.p, self.q, self.v]
+            .iter()
+            .all(|t| t.is_finite() && *t > 0.0)
     }
 
     /// Log-likelihood of one customer's mean spend `m` over `x` occasions (note 025 eq. 1a).
     pub fn log_likelihood(&self, x: f64, m: f64) -> f64 {
         let GammaGammaParams { p, q, v } = *self;
         let px = p * x;
-        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q) + q * v.ln() + (px - 1.0) * m.ln() + px * x.ln()
+        ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
+            + q * v.ln()
+            + (px - 1.0) * m.ln()
+            + px * x.ln()
             - (px + q) * (x * m + v).ln()
     }
 
@@ -174,6 +202,7 @@ pub fn fit(rows: &[SpendRow]) -> FitReport<GammaGammaParams> {
     if data.rows.is_empty() || n <= 0.0 {
         return FitReport::failed(0.0, 0, FitError::NoCustomers);
     }
+    let data = &data;
     let objective = |l: &[f64; 3], grad: &mut [f64; 3]| -> f64 {
         let prm = GammaGammaParams::from_log(l);
         if !prm.is_valid() || l.iter().any(|t| t.abs() > 2.0 * LOG_BOUND) {
@@ -189,35 +218,15 @@ pub fn fit(rows: &[SpendRow]) -> FitReport<GammaGammaParams> {
     // Start near the usual shapes with v set so that the population mean is the
     // observed mean (p v / (q - 1) = mean m).
     let m_ln = data.mean_m.max(1e-12).ln();
-    let starts = [[(5.0f64).ln(), (3.0f64).ln(), m_ln - (2.5f64).ln()], [0.0, (2.0f64).ln(), m_ln], [0.1, 0.1, 0.1]];
-    let tol = Tolerances::default();
-    let mut iterations = 0;
-    let mut best: Option<Minimum<3>> = None;
-    for start in starts {
-        let m = bfgs(objective, start, tol);
-        iterations += m.iterations;
-        if m.converged {
-            best = Some(m);
-            break;
-        }
-    }
-    if best.is_none() {
-        let mut g = [0.0; 3];
-        let nm = nelder_mead(|l| objective(l, &mut g), starts[0], 1.0, 20_000);
-        iterations += nm.iterations;
-        let polished = bfgs(objective, nm.x, tol);
-        iterations += polished.iterations;
-        best = if polished.converged {
-            Some(polished)
-        } else if nm.converged {
-            Some(nm)
-        } else {
-            let detail = format!("last log-params {:?}, mean -LL {}", polished.x, polished.f);
-            return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail });
-        };
-    }
-    let Some(m) = best else {
-        return FitReport::failed(n, iterations, FitError::NotConverged { iterations, detail: String::new() });
+    let starts = [
+        [(5.0f64).ln(), (3.0f64).ln(), m_ln - (2.5f64).ln()],
+        [0.0, (2.0f64).ln(), m_ln],
+        [0.1, 0.1, 0.1],
+    ];
+    let (result, iterations) = minimize_with_fallback(objective, &starts);
+    let m = match result {
+        Ok(m) => m,
+        Err(e) => return FitReport::failed(n, iterations, e),
     };
     let prm = GammaGammaParams::from_log(&m.x);
     if !prm.is_valid() || m.x.iter().any(|t| t.abs() > LOG_BOUND) {
@@ -225,5 +234,12 @@ pub fn fit(rows: &[SpendRow]) -> FitReport<GammaGammaParams> {
         return FitReport::failed(n, iterations, FitError::Diverged(detail));
     }
     let (ll, _) = data.ll_grad(&prm);
-    FitReport { params: Some(prm), log_likelihood: Some(ll), n_customers: n, iterations, converged: true, reason: None }
+    FitReport {
+        params: Some(prm),
+        log_likelihood: Some(ll),
+        n_customers: n,
+        iterations,
+        converged: true,
+        reason: None,
+    }
 }

@@ -67,7 +67,10 @@ impl<P> FitReport<P> {
 
     /// The reason as text (empty when the fit converged).
     pub fn reason_text(&self) -> String {
-        self.reason.as_ref().map(ToString::to_string).unwrap_or_default()
+        self.reason
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 }
 
@@ -96,13 +99,25 @@ pub struct Tolerances {
     /// Largest move of one line-search trial in any coordinate (log-parameters:
     /// keeps exp() of a trial point finite).
     pub max_step: f64,
+    /// Stop (not converged) once any coordinate exceeds this in absolute value:
+    /// the maximum is at the boundary and further iterations only walk a ridge.
+    pub max_abs_x: f64,
 }
 
 impl Default for Tolerances {
     fn default() -> Self {
-        Self { grad: 1e-10, max_iter: 1000, max_step: 4.0 }
+        Self {
+            grad: 1e-10,
+            max_iter: 1000,
+            max_step: 4.0,
+            max_abs_x: 30.0,
+        }
     }
 }
+
+/// How much larger than `Tolerances::grad` the gradient may be when the
+/// objective has stopped changing at machine precision.
+const STALL_GRAD_FACTOR: f64 = 1e3;
 
 fn dot<const N: usize>(a: &[f64; N], b: &[f64; N]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
@@ -134,11 +149,23 @@ pub fn bfgs<const N: usize>(
     let mut fresh = true;
     let mut it = 0;
     if !f.is_finite() || g.iter().any(|v| !v.is_finite()) {
-        return Minimum { x, f, grad_norm: f64::NAN, iterations: 0, converged: false };
+        return Minimum {
+            x,
+            f,
+            grad_norm: f64::NAN,
+            iterations: 0,
+            converged: false,
+        };
     }
     while it < tol.max_iter {
         if inf_norm(&g) < tol.grad {
-            return Minimum { x, f, grad_norm: inf_norm(&g), iterations: it, converged: true };
+            return Minimum {
+                x,
+                f,
+                grad_norm: inf_norm(&g),
+                iterations: it,
+                converged: true,
+            };
         }
         it += 1;
         let mut d = [0.0; N];
@@ -156,7 +183,13 @@ pub fn bfgs<const N: usize>(
                 // Even steepest descent cannot decrease f: we sit at the
                 // precision limit of the objective.
                 let gn = inf_norm(&g);
-                return Minimum { x, f, grad_norm: gn, iterations: it, converged: gn < 1e3 * tol.grad };
+                return Minimum {
+                    x,
+                    f,
+                    grad_norm: gn,
+                    iterations: it,
+                    converged: gn < STALL_GRAD_FACTOR * tol.grad,
+                };
             }
             h = identity();
             fresh = true;
@@ -170,20 +203,47 @@ pub fn bfgs<const N: usize>(
                 // Scale the initial inverse Hessian to the observed curvature.
                 let scale = sy / dot(&y, &y);
                 h = identity();
-                h.iter_mut().for_each(|row| row.iter_mut().for_each(|v| *v *= scale));
+                h.iter_mut()
+                    .for_each(|row| row.iter_mut().for_each(|v| *v *= scale));
                 fresh = false;
             }
             update_inverse_hessian(&mut h, &s, &y, sy);
         }
+        // Once f no longer changes beyond rounding, a smaller gradient cannot be
+        // resolved by the line search: accept a nearly-zero gradient as converged.
+        let stalled = (f - f_new).abs() <= 8.0 * f64::EPSILON * f.abs().max(1.0);
         x = x_new;
         f = f_new;
         g = g_new;
+        if stalled && inf_norm(&g) < STALL_GRAD_FACTOR * tol.grad {
+            return Minimum {
+                x,
+                f,
+                grad_norm: inf_norm(&g),
+                iterations: it,
+                converged: true,
+            };
+        }
+        if inf_norm(&x) > tol.max_abs_x {
+            break;
+        }
     }
-    Minimum { x, f, grad_norm: inf_norm(&g), iterations: it, converged: inf_norm(&g) < tol.grad }
+    Minimum {
+        x,
+        f,
+        grad_norm: inf_norm(&g),
+        iterations: it,
+        converged: inf_norm(&g) < tol.grad,
+    }
 }
 
 /// H <- (I - rho s y') H (I - rho y s') + rho s s', rho = 1 / (y's).
-fn update_inverse_hessian<const N: usize>(h: &mut [[f64; N]; N], s: &[f64; N], y: &[f64; N], sy: f64) {
+fn update_inverse_hessian<const N: usize>(
+    h: &mut [[f64; N]; N],
+    s: &[f64; N],
+    y: &[f64; N],
+    sy: f64,
+) {
     let rho = 1.0 / sy;
     let hy: [f64; N] = std::array::from_fn(|i| dot(&h[i], y));
     let yhy = dot(y, &hy);
@@ -254,22 +314,44 @@ pub fn nelder_mead<const N: usize>(
         let spread = (simplex[N].1 - simplex[0].1).abs();
         let size = simplex[1..]
             .iter()
-            .map(|(x, _)| inf_norm(&std::array::from_fn::<f64, N, _>(|k| x[k] - simplex[0].0[k])))
+            .map(|(x, _)| {
+                inf_norm(&std::array::from_fn::<f64, N, _>(|k| {
+                    x[k] - simplex[0].0[k]
+                }))
+            })
             .fold(0.0, f64::max);
         if simplex[0].1.is_finite() && spread <= 1e-14 * (1.0 + simplex[0].1.abs()) && size < 1e-9 {
-            return Minimum { x: simplex[0].0, f: simplex[0].1, grad_norm: f64::NAN, iterations: it, converged: true };
+            return Minimum {
+                x: simplex[0].0,
+                f: simplex[0].1,
+                grad_norm: f64::NAN,
+                iterations: it,
+                converged: true,
+            };
         }
         it += 1;
         nelder_mead_step(&mut simplex, &mut eval);
     }
     simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    Minimum { x: simplex[0].0, f: simplex[0].1, grad_norm: f64::NAN, iterations: it, converged: false }
+    Minimum {
+        x: simplex[0].0,
+        f: simplex[0].1,
+        grad_norm: f64::NAN,
+        iterations: it,
+        converged: false,
+    }
 }
 
-fn nelder_mead_step<const N: usize>(simplex: &mut [([f64; N], f64)], eval: &mut impl FnMut(&[f64; N]) -> f64) {
-    let centroid: [f64; N] = std::array::from_fn(|k| simplex[..N].iter().map(|(x, _)| x[k]).sum::<f64>() / N as f64);
+fn nelder_mead_step<const N: usize>(
+    simplex: &mut [([f64; N], f64)],
+    eval: &mut impl FnMut(&[f64; N]) -> f64,
+) {
+    let centroid: [f64; N] =
+        std::array::from_fn(|k| simplex[..N].iter().map(|(x, _)| x[k]).sum::<f64>() / N as f64);
     let worst = simplex[N];
-    let along = |t: f64| -> [f64; N] { std::array::from_fn(|k| centroid[k] + t * (worst.0[k] - centroid[k])) };
+    let along = |t: f64| -> [f64; N] {
+        std::array::from_fn(|k| centroid[k] + t * (worst.0[k] - centroid[k]))
+    };
     let xr = along(-1.0);
     let fr = eval(&xr);
     if fr < simplex[0].1 {
@@ -295,6 +377,60 @@ fn nelder_mead_step<const N: usize>(simplex: &mut [([f64; N], f64)], eval: &mut 
     }
 }
 
+/// Minimises `objective` over log-parameters: BFGS from each start in turn until
+/// one converges; if none does and not all ran off to the boundary, Nelder-Mead
+/// from the best end point, polished by BFGS. Returns the minimum and the
+/// iterations spent, or why there is none.
+pub fn minimize_with_fallback<const N: usize>(
+    objective: impl Fn(&[f64; N], &mut [f64; N]) -> f64 + Copy,
+    starts: &[[f64; N]],
+) -> (Result<Minimum<N>, FitError>, usize) {
+    let tol = Tolerances::default();
+    let mut iterations = 0;
+    let mut best: Option<Minimum<N>> = None;
+    let mut all_diverged = true;
+    for start in starts {
+        let m = bfgs(objective, *start, tol);
+        iterations += m.iterations;
+        if m.converged && inf_norm(&m.x) <= tol.max_abs_x {
+            return (Ok(m), iterations);
+        }
+        all_diverged &= inf_norm(&m.x) > tol.max_abs_x;
+        if m.f.is_finite() && best.is_none_or(|b| m.f < b.f) {
+            best = Some(m);
+        }
+    }
+    if all_diverged {
+        let detail = best
+            .map(|b| format!("log-parameters {:?}", b.x))
+            .unwrap_or_default();
+        return (Err(FitError::Diverged(detail)), iterations);
+    }
+    let from = best.map_or(starts[0], |b| b.x);
+    let mut scratch = [0.0; N];
+    let nm = nelder_mead(|v| objective(v, &mut scratch), from, 0.5, 2_000);
+    iterations += nm.iterations;
+    let polished = bfgs(objective, nm.x, tol);
+    iterations += polished.iterations;
+    let result = if polished.converged && inf_norm(&polished.x) <= tol.max_abs_x {
+        Ok(polished)
+    } else if nm.converged && inf_norm(&nm.x) <= tol.max_abs_x {
+        Ok(nm)
+    } else if inf_norm(&polished.x) > tol.max_abs_x {
+        Err(FitError::Diverged(format!(
+            "log-parameters {:?}",
+            polished.x
+        )))
+    } else {
+        let detail = format!(
+            "last log-parameters {:?}, objective {}",
+            polished.x, polished.f
+        );
+        Err(FitError::NotConverged { iterations, detail })
+    };
+    (result, iterations)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,9 +443,19 @@ mod tests {
 
     #[test]
     fn bfgs_solves_rosenbrock() {
-        let m = bfgs(rosenbrock, [-1.2, 1.0], Tolerances { max_step: 10.0, ..Tolerances::default() });
+        let m = bfgs(
+            rosenbrock,
+            [-1.2, 1.0],
+            Tolerances {
+                max_step: 10.0,
+                ..Tolerances::default()
+            },
+        );
         assert!(m.converged, "{m:?}");
-        assert!((m.x[0] - 1.0).abs() < 1e-8 && (m.x[1] - 1.0).abs() < 1e-8, "{m:?}");
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-8 && (m.x[1] - 1.0).abs() < 1e-8,
+            "{m:?}"
+        );
     }
 
     #[test]
@@ -317,12 +463,22 @@ mod tests {
         let mut g = [0.0; 2];
         let m = nelder_mead(|x| rosenbrock(x, &mut g), [-1.2, 1.0], 0.5, 5000);
         assert!(m.converged, "{m:?}");
-        assert!((m.x[0] - 1.0).abs() < 1e-6 && (m.x[1] - 1.0).abs() < 1e-6, "{m:?}");
+        assert!(
+            (m.x[0] - 1.0).abs() < 1e-6 && (m.x[1] - 1.0).abs() < 1e-6,
+            "{m:?}"
+        );
     }
 
     #[test]
     fn bfgs_reports_non_finite_start() {
-        let m = bfgs(|_x: &[f64; 1], g: &mut [f64; 1]| { g[0] = f64::NAN; f64::NAN }, [0.0], Tolerances::default());
+        let m = bfgs(
+            |_x: &[f64; 1], g: &mut [f64; 1]| {
+                g[0] = f64::NAN;
+                f64::NAN
+            },
+            [0.0],
+            Tolerances::default(),
+        );
         assert!(!m.converged);
     }
 }

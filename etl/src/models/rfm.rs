@@ -21,7 +21,11 @@ fn sorted_copy<T: Ord + Copy + Send + Sync>(values: impl Iterator<Item = T>) -> 
 }
 
 fn map_maybe_parallel<I: Sync, O: Send>(input: &[I], f: impl Fn(&I) -> O + Sync + Send) -> Vec<O> {
-    if input.len() >= PARALLEL_MIN { input.par_iter().map(f).collect() } else { input.iter().map(f).collect() }
+    if input.len() >= PARALLEL_MIN {
+        input.par_iter().map(f).collect()
+    } else {
+        input.iter().map(f).collect()
+    }
 }
 
 /// Quintile scores 1..5: for each `Some(v)` among the n present values,
@@ -177,7 +181,12 @@ pub struct LifecycleThresholds {
 
 impl Default for LifecycleThresholds {
     fn default() -> Self {
-        Self { new_window_days: 90, churned_below: 0.2, at_risk_below: 0.5, loyal_min_orders: 3 }
+        Self {
+            new_window_days: 90,
+            churned_below: 0.2,
+            at_risk_below: 0.5,
+            loyal_min_orders: 3,
+        }
     }
 }
 
@@ -273,7 +282,9 @@ pub fn value_tiers(customers: &[TierInput]) -> Vec<Option<ValueTier>> {
 pub fn engagement_shares(engagement_90d: &[u32]) -> Vec<f64> {
     let sorted = sorted_copy(engagement_90d.iter().copied());
     let n = sorted.len() as f64;
-    map_maybe_parallel(engagement_90d, |v| sorted.partition_point(|u| u < v) as f64 / n)
+    map_maybe_parallel(engagement_90d, |v| {
+        sorted.partition_point(|u| u < v) as f64 / n
+    })
 }
 
 /// One customer's loyalty components; `None` where the customer has no signal.
@@ -293,9 +304,18 @@ pub struct LoyaltyInput {
 /// weights spread over the others in proportion. None when no component is
 /// present (a prospect without feedback or events).
 pub fn loyalty_index(input: &LoyaltyInput) -> Option<f64> {
-    let behavioural = input.rfm.map(|(r, f, m)| (f64::from(r) + f64::from(f) + f64::from(m) - 3.0) / 12.0);
-    let attitudinal = input.nps_last.filter(|s| *s <= 10).map(|s| f64::from(s) / 10.0);
-    let parts = [(0.5, behavioural), (0.3, attitudinal), (0.2, input.engagement_share)];
+    let behavioural = input
+        .rfm
+        .map(|(r, f, m)| (f64::from(r) + f64::from(f) + f64::from(m) - 3.0) / 12.0);
+    let attitudinal = input
+        .nps_last
+        .filter(|s| *s <= 10)
+        .map(|s| f64::from(s) / 10.0);
+    let parts = [
+        (0.5, behavioural),
+        (0.3, attitudinal),
+        (0.2, input.engagement_share),
+    ];
     let (weighted, weights) = parts
         .iter()
         .filter_map(|(w, c)| c.map(|c| (w * c, *w)))
@@ -332,5 +352,210 @@ pub fn nps_class(nps_last: Option<u8>) -> Option<NpsClass> {
         7..=8 => Some(NpsClass::Passive),
         0..=6 => Some(NpsClass::Detractor),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rf_pair_has_its_table_segment() {
+        use RfmSegment::*;
+        // Rows R = 5..1, columns F = 1..5, worked out by hand from the contract's table.
+        let expected = [
+            (
+                5,
+                [
+                    NewCustomers,
+                    PotentialLoyalists,
+                    PotentialLoyalists,
+                    Champions,
+                    Champions,
+                ],
+            ),
+            (
+                4,
+                [
+                    Promising,
+                    PotentialLoyalists,
+                    PotentialLoyalists,
+                    LoyalCustomers,
+                    LoyalCustomers,
+                ],
+            ),
+            (
+                3,
+                [
+                    AboutToSleep,
+                    AboutToSleep,
+                    NeedAttention,
+                    LoyalCustomers,
+                    LoyalCustomers,
+                ],
+            ),
+            (
+                2,
+                [Hibernating, Hibernating, AtRisk, AtRisk, CannotLoseThem],
+            ),
+            (
+                1,
+                [Hibernating, Hibernating, AtRisk, AtRisk, CannotLoseThem],
+            ),
+        ];
+        for (r, row) in expected {
+            for (f, segment) in (1..=5).zip(row) {
+                assert_eq!(rfm_segment(Some((r, f))), Some(segment), "R={r} F={f}");
+            }
+        }
+        assert_eq!(rfm_segment(None), Some(Prospect));
+        assert_eq!(rfm_segment(Some((0, 3))), None);
+        assert_eq!(rfm_segment(Some((3, 6))), None);
+        assert_eq!(RfmSegment::AboutToSleep.as_str(), "About to Sleep");
+    }
+
+    #[test]
+    fn rank_scores_follow_the_contract_rule() {
+        // n = 10: score = 1 + floor(5 * less / 10); ties share.
+        let v: Vec<Option<i64>> = [1, 2, 2, 3, 4, 5, 6, 7, 8, 9]
+            .iter()
+            .map(|&x| Some(x))
+            .collect();
+        let s: Vec<u8> = rank_scores(&v).into_iter().flatten().collect();
+        assert_eq!(s, [1, 1, 1, 2, 3, 3, 4, 4, 5, 5]);
+        assert_eq!(
+            rank_scores(&[Some(7), None, Some(7)]),
+            [Some(1), None, Some(1)]
+        );
+        assert_eq!(rank_scores::<i64>(&[]), Vec::<Option<u8>>::new());
+    }
+
+    #[test]
+    fn value_tiers_split_20_30_50_with_ties_to_the_better_tier() {
+        let clv: Vec<TierInput> = (1..=10)
+            .map(|v| TierInput::Purchaser(Some(f64::from(v))))
+            .collect();
+        let tiers: Vec<&str> = value_tiers(&clv)
+            .into_iter()
+            .flatten()
+            .map(ValueTier::as_str)
+            .collect();
+        assert_eq!(
+            tiers,
+            [
+                "low", "low", "low", "low", "low", "medium", "medium", "medium", "high", "high"
+            ]
+        );
+        let tied = [
+            TierInput::Purchaser(Some(5.0)),
+            TierInput::Purchaser(Some(5.0)),
+            TierInput::Purchaser(Some(1.0)),
+            TierInput::Purchaser(Some(1.0)),
+            TierInput::Prospect,
+            TierInput::Purchaser(None),
+        ];
+        assert_eq!(
+            value_tiers(&tied),
+            [
+                Some(ValueTier::High),
+                Some(ValueTier::High),
+                Some(ValueTier::Low),
+                Some(ValueTier::Low),
+                Some(ValueTier::None),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn lifecycle_rules_in_order() {
+        let th = LifecycleThresholds::default();
+        assert_eq!(
+            lifecycle_stage(0, None, None, &th),
+            Some(LifecycleStage::Prospect)
+        );
+        assert_eq!(
+            lifecycle_stage(1, Some(89), Some(0.1), &th),
+            Some(LifecycleStage::New)
+        );
+        assert_eq!(
+            lifecycle_stage(1, Some(90), Some(0.1), &th),
+            Some(LifecycleStage::Churned)
+        );
+        assert_eq!(
+            lifecycle_stage(5, Some(300), Some(0.3), &th),
+            Some(LifecycleStage::AtRisk)
+        );
+        assert_eq!(
+            lifecycle_stage(3, Some(300), Some(0.5), &th),
+            Some(LifecycleStage::Loyal)
+        );
+        assert_eq!(
+            lifecycle_stage(2, Some(300), Some(0.9), &th),
+            Some(LifecycleStage::Active)
+        );
+        assert_eq!(lifecycle_stage(2, Some(300), None, &th), None);
+        assert_eq!(
+            lifecycle_stage(1, Some(10), None, &th),
+            Some(LifecycleStage::New)
+        );
+    }
+
+    #[test]
+    fn loyalty_index_redistributes_missing_weights() {
+        let full = LoyaltyInput {
+            rfm: Some((5, 5, 5)),
+            nps_last: Some(10),
+            engagement_share: Some(1.0),
+        };
+        assert_eq!(loyalty_index(&full), Some(100.0));
+        // Behavioural 0.5 and attitudinal 0.3 only: (0.5 * 0.5 + 0.3 * 0.8) / 0.8 = 0.6125.
+        let no_events = LoyaltyInput {
+            rfm: Some((3, 3, 3)),
+            nps_last: Some(8),
+            engagement_share: None,
+        };
+        assert_eq!(loyalty_index(&no_events), Some(61.3));
+        let prospect_with_events = LoyaltyInput {
+            rfm: None,
+            nps_last: None,
+            engagement_share: Some(0.25),
+        };
+        assert_eq!(loyalty_index(&prospect_with_events), Some(25.0));
+        assert_eq!(loyalty_index(&LoyaltyInput::default()), None);
+    }
+
+    #[test]
+    fn engagement_share_counts_strictly_lower() {
+        assert_eq!(engagement_shares(&[0, 0, 3, 1]), [0.0, 0.0, 0.75, 0.5]);
+    }
+
+    #[test]
+    fn nps_classes() {
+        let classes: Vec<Option<&str>> = [
+            Some(0),
+            Some(6),
+            Some(7),
+            Some(8),
+            Some(9),
+            Some(10),
+            Some(11),
+            None,
+        ]
+        .map(|s| nps_class(s).map(NpsClass::as_str))
+        .to_vec();
+        assert_eq!(
+            classes,
+            [
+                Some("detractor"),
+                Some("detractor"),
+                Some("passive"),
+                Some("passive"),
+                Some("promoter"),
+                Some("promoter"),
+                None,
+                None
+            ]
+        );
     }
 }

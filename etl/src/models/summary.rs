@@ -91,7 +91,11 @@ pub fn occasions_from_purchases(purchases: &[(i64, f64)]) -> Vec<(i64, f64)> {
 /// Summarises one customer's occasions (sorted by day, one per day) as of
 /// `as_of_day`. Occasions after `as_of_day` are ignored, so a full history can be
 /// passed for a backfill.
-pub fn summarize(occasions: &[(i64, f64)], as_of_day: i64, period: Period) -> Result<CustomerSummary, SummaryError> {
+pub fn summarize(
+    occasions: &[(i64, f64)],
+    as_of_day: i64,
+    period: Period,
+) -> Result<CustomerSummary, SummaryError> {
     let mut previous: Option<i64> = None;
     let (mut orders, mut repeat_sum) = (0_u64, 0.0_f64);
     let (mut first, mut last) = (None, None);
@@ -115,15 +119,77 @@ pub fn summarize(occasions: &[(i64, f64)], as_of_day: i64, period: Period) -> Re
         orders += 1;
     }
     let frequency = orders.saturating_sub(1);
-    let days = |from: Option<i64>, to: Option<i64>| from.zip(to).map(|(f, t)| (t - f) as f64 / period.days());
+    let days = |from: Option<i64>, to: Option<i64>| {
+        from.zip(to).map(|(f, t)| (t - f) as f64 / period.days())
+    };
     Ok(CustomerSummary {
         orders,
         frequency,
         recency: days(first, last),
         t: days(first, Some(as_of_day)),
-        monetary_avg: if frequency > 0 { repeat_sum / frequency as f64 } else { 0.0 },
+        monetary_avg: if frequency > 0 {
+            repeat_sum / frequency as f64
+        } else {
+            0.0
+        },
         first_day: first,
         last_day: last,
         days_since_last_purchase: last.map(|l| as_of_day - l),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_repeat_buyer_in_weeks() {
+        let occ =
+            occasions_from_purchases(&[(10, 5.0), (3, 1.0), (10, 2.5), (24, 4.0), (40, 100.0)]);
+        assert_eq!(occ, [(3, 1.0), (10, 7.5), (24, 4.0), (40, 100.0)]);
+        let s = summarize(&occ, 31, Period::Week).expect("summary");
+        assert_eq!(s.orders, 3);
+        assert_eq!(s.frequency, 2);
+        assert_eq!(s.recency, Some(3.0));
+        assert_eq!(s.t, Some(4.0));
+        assert_eq!(s.monetary_avg, 5.75);
+        assert_eq!(
+            (s.first_day, s.last_day, s.days_since_last_purchase),
+            (Some(3), Some(24), Some(7))
+        );
+        let d = summarize(&occ, 31, Period::Day).expect("summary");
+        assert_eq!((d.recency, d.t), (Some(21.0), Some(28.0)));
+    }
+
+    #[test]
+    fn prospect_and_one_time_buyer() {
+        let p = summarize(&[], 100, Period::Week).expect("summary");
+        assert_eq!(
+            (p.orders, p.frequency, p.recency, p.t, p.monetary_avg),
+            (0, 0, None, None, 0.0)
+        );
+        let one = summarize(&[(93, 20.0)], 100, Period::Week).expect("summary");
+        assert_eq!(
+            (
+                one.orders,
+                one.frequency,
+                one.recency,
+                one.t,
+                one.monetary_avg
+            ),
+            (1, 0, Some(0.0), Some(1.0), 0.0)
+        );
+    }
+
+    #[test]
+    fn rejects_unsorted_or_duplicate_days() {
+        assert_eq!(
+            summarize(&[(5, 1.0), (5, 2.0)], 9, Period::Week),
+            Err(SummaryError::NotIncreasing { index: 1, day: 5 })
+        );
+        assert_eq!(
+            summarize(&[(5, f64::NAN)], 9, Period::Week),
+            Err(SummaryError::NonFiniteValue { index: 0 })
+        );
+    }
 }

@@ -28,7 +28,10 @@ fn summaries(file: &str, as_of: &str) -> BTreeMap<String, CustomerSummary> {
     for rec in reader.records() {
         let rec = rec.expect("record");
         let amount: f64 = rec[2].parse().expect("amount");
-        purchases.entry(rec[0].to_string()).or_default().push((day_number(&rec[1]), amount));
+        purchases
+            .entry(rec[0].to_string())
+            .or_default()
+            .push((day_number(&rec[1]), amount));
     }
     let as_of = day_number(as_of);
     purchases
@@ -42,7 +45,11 @@ fn summaries(file: &str, as_of: &str) -> BTreeMap<String, CustomerSummary> {
 
 fn bg_rows(s: &BTreeMap<String, CustomerSummary>) -> Vec<WeightedRow> {
     bgnbd::collapse_rows(s.values().filter(|c| c.orders > 0).map(|c| {
-        (c.frequency as f64, c.recency.unwrap_or(0.0), c.t.unwrap_or(0.0))
+        (
+            c.frequency as f64,
+            c.recency.unwrap_or(0.0),
+            c.t.unwrap_or(0.0),
+        )
     }))
 }
 
@@ -58,15 +65,28 @@ fn round_to(v: f64, decimals: i32) -> f64 {
 #[test]
 fn cdnow_sample_summary_matches_published() {
     let ours = summaries("sample_transactions.csv", "1997-09-30");
-    let mut reader = csv::Reader::from_path(format!("{SHARED}/cdnow_customers_summary.csv")).expect("open");
+    let mut reader =
+        csv::Reader::from_path(format!("{SHARED}/cdnow_customers_summary.csv")).expect("open");
     let mut n = 0;
     for rec in reader.records() {
         let rec = rec.expect("record");
-        let s = ours.get(&rec[0]).unwrap_or_else(|| panic!("customer {} missing", &rec[0]));
+        let s = ours
+            .get(&rec[0])
+            .unwrap_or_else(|| panic!("customer {} missing", &rec[0]));
         let published: Vec<f64> = (1..4).map(|i| rec[i].parse().expect("number")).collect();
         assert_eq!(s.frequency as f64, published[0], "frequency of {}", &rec[0]);
-        assert_eq!(round_to(s.recency.expect("recency"), 2), published[1], "recency of {}", &rec[0]);
-        assert_eq!(round_to(s.t.expect("T"), 2), published[2], "T of {}", &rec[0]);
+        assert_eq!(
+            round_to(s.recency.expect("recency"), 2),
+            published[1],
+            "recency of {}",
+            &rec[0]
+        );
+        assert_eq!(
+            round_to(s.t.expect("T"), 2),
+            published[2],
+            "T of {}",
+            &rec[0]
+        );
         n += 1;
     }
     assert_eq!(n, 2357);
@@ -75,19 +95,541 @@ fn cdnow_sample_summary_matches_published() {
 
 #[test]
 fn cdnow_sample_bgnbd_matches_published() {
-    let fit = bgnbd::fit(&bg_rows(&summaries("sample_transactions.csv", "1997-09-30")));
+    let fit = bgnbd::fit(&bg_rows(&summaries(
+        "sample_transactions.csv",
+        "1997-09-30",
+    )));
     let p = fit.params.expect("converged");
     assert!(fit.converged && fit.reason.is_none());
     assert_eq!(fit.n_customers, 2357.0);
-    assert_eq!([round_to(p.r, 3), round_to(p.alpha, 3), round_to(p.a, 3), round_to(p.b, 3)], [0.243, 4.414, 0.793, 2.426]);
+    assert_eq!(
+        [
+            round_to(p.r, 3),
+            round_to(p.alpha, 3),
+            round_to(p.a, 3),
+            round_to(p.b, 3)
+        ],
+        [0.243, 4.414, 0.793, 2.426]
+    );
     assert_eq!(round_to(fit.log_likelihood.expect("ll"), 1), -9582.4);
 }
 
 #[test]
 fn cdnow_sample_gamma_gamma_matches_published() {
-    let fit = gammagamma::fit(&gg_rows(&summaries("sample_transactions.csv", "1997-09-30")));
+    let fit = gammagamma::fit(&gg_rows(&summaries(
+        "sample_transactions.csv",
+        "1997-09-30",
+    )));
     let p = fit.params.expect("converged");
     assert_eq!(fit.n_customers, 946.0);
-    assert_eq!([round_to(p.p, 2), round_to(p.q, 2), round_to(p.v, 2)], [6.25, 3.74, 15.44]);
+    assert_eq!(
+        [round_to(p.p, 2), round_to(p.q, 2), round_to(p.v, 2)],
+        [6.25, 3.74, 15.44]
+    );
     assert_eq!(round_to(fit.log_likelihood.expect("ll"), 1), -4055.9);
+}
+
+fn golden_params() -> serde_json::Value {
+    let text = std::fs::read_to_string(format!("{GOLDEN}/cdnow_lifetimes_params.json"))
+        .expect("params json");
+    serde_json::from_str(&text).expect("json")
+}
+
+fn num(v: &serde_json::Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(v, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path:?} missing"))
+}
+
+/// The golden rows: customer id and the numeric columns in file order.
+fn golden_rows() -> Vec<(String, Vec<f64>)> {
+    let file = std::fs::File::open(format!("{GOLDEN}/cdnow_lifetimes.csv.gz")).expect("golden csv");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "customer_id",
+            "frequency",
+            "recency",
+            "T",
+            "monetary_value",
+            "p_alive",
+            "exp_purchases_90d",
+            "exp_purchases_365d",
+            "exp_avg_value",
+            "clv_12m"
+        ]
+    );
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("record");
+            (
+                r[0].to_string(),
+                (1..r.len())
+                    .map(|i| r[i].parse().expect("number"))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn assert_rel(ours: f64, theirs: f64, tol: f64, what: &str) {
+    let scale = ours.abs().max(theirs.abs());
+    assert!(
+        (ours - theirs).abs() <= tol * scale,
+        "{what}: ours {ours} lifetimes {theirs}"
+    );
+}
+
+#[test]
+fn golden_lifetimes_per_customer_values_with_fixed_params() {
+    let g = golden_params();
+    let bg = BgNbdParams {
+        r: num(&g, &["bgnbd_fixed", "r"]),
+        alpha: num(&g, &["bgnbd_fixed", "alpha"]),
+        a: num(&g, &["bgnbd_fixed", "a"]),
+        b: num(&g, &["bgnbd_fixed", "b"]),
+    };
+    let gg = GammaGammaParams {
+        p: num(&g, &["gg_fixed", "p"]),
+        q: num(&g, &["gg_fixed", "q"]),
+        v: num(&g, &["gg_fixed", "v"]),
+    };
+    let opts = ClvOptions {
+        months: 12,
+        discount_rate: 0.01,
+        margin: 1.0,
+        month_periods: Period::Week.month(),
+    };
+    let rows = golden_rows();
+    assert_eq!(rows.len(), 23_570);
+    for (id, v) in &rows {
+        let (x, tx, t, m) = (v[0], v[1], v[2], v[3]);
+        assert_rel(bg.p_alive(x, tx, t), v[4], 1e-9, &format!("p_alive {id}"));
+        assert_rel(
+            bg.conditional_expected_purchases(90.0 / 7.0, x, tx, t),
+            v[5],
+            1e-9,
+            &format!("e90 {id}"),
+        );
+        assert_rel(
+            bg.conditional_expected_purchases(365.0 / 7.0, x, tx, t),
+            v[6],
+            1e-9,
+            &format!("e365 {id}"),
+        );
+        let value = gg.conditional_expected_value(x, m).expect("q > 1");
+        assert_rel(value, v[7], 1e-9, &format!("avg value {id}"));
+        assert_rel(
+            clv(&bg, x, tx, t, value, &opts),
+            v[8],
+            1e-9,
+            &format!("clv {id}"),
+        );
+    }
+}
+
+#[test]
+fn golden_lifetimes_summary_and_fits_on_full_cdnow() {
+    let ours = summaries("transactions.csv", "1998-06-30");
+    let golden = golden_rows();
+    assert_eq!(ours.len(), golden.len());
+    for (id, v) in &golden {
+        let s = ours
+            .get(id)
+            .unwrap_or_else(|| panic!("customer {id} missing"));
+        assert_eq!(s.frequency as f64, v[0], "frequency {id}");
+        assert_rel(
+            s.recency.expect("recency"),
+            v[1],
+            1e-12,
+            &format!("recency {id}"),
+        );
+        assert_rel(s.t.expect("T"), v[2], 1e-12, &format!("T {id}"));
+        assert_rel(s.monetary_avg, v[3], 1e-12, &format!("monetary {id}"));
+    }
+    let g = golden_params();
+    let fit = bgnbd::fit(&bg_rows(&ours));
+    let p = fit.params.expect("BG/NBD converged");
+    assert_eq!(fit.n_customers, 23_570.0);
+    for (name, ours) in [("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)] {
+        assert_rel(ours, num(&g, &["bgnbd_fitted", name]), 1e-4, name);
+    }
+    let ll = fit.log_likelihood.expect("ll");
+    assert!(
+        ll >= num(&g, &["bgnbd_log_likelihood"]) - 1e-6,
+        "BG/NBD LL {ll}"
+    );
+
+    let fit = gammagamma::fit(&gg_rows(&ours));
+    let p = fit.params.expect("Gamma-Gamma converged");
+    assert_eq!(fit.n_customers, num(&g, &["gg_n_customers"]));
+    for (name, ours) in [("p", p.p), ("q", p.q), ("v", p.v)] {
+        assert_rel(ours, num(&g, &["gg_fitted", name]), 1e-4, name);
+    }
+    let ll = fit.log_likelihood.expect("ll");
+    assert!(
+        ll >= num(&g, &["gg_log_likelihood"]) - 1e-6,
+        "Gamma-Gamma LL {ll}"
+    );
+}
+
+// ---- robustness ----------------------------------------------------------
+
+fn sample_params() -> BgNbdParams {
+    BgNbdParams {
+        r: 0.243,
+        alpha: 4.414,
+        a: 0.793,
+        b: 2.426,
+    }
+}
+
+#[test]
+fn bgnbd_recency_above_t_is_clamped() {
+    let rows = [
+        WeightedRow {
+            frequency: 2.0,
+            recency: 50.0,
+            t: 30.0,
+            weight: 1.0,
+        },
+        WeightedRow {
+            frequency: 2.0,
+            recency: 30.0,
+            t: 30.0,
+            weight: 1.0,
+        },
+        WeightedRow {
+            frequency: 0.0,
+            recency: 0.0,
+            t: 20.0,
+            weight: 3.0,
+        },
+        WeightedRow {
+            frequency: 1.0,
+            recency: 5.0,
+            t: 25.0,
+            weight: 2.0,
+        },
+    ];
+    let clamped = bgnbd::fit(&rows);
+    let mut same = rows;
+    same[0].recency = 30.0;
+    assert_eq!(clamped.log_likelihood, bgnbd::fit(&same).log_likelihood);
+    let p = sample_params();
+    assert_eq!(p.p_alive(2.0, 50.0, 30.0), p.p_alive(2.0, 30.0, 30.0));
+    assert_eq!(
+        p.conditional_expected_purchases(10.0, 2.0, 50.0, 30.0),
+        p.conditional_expected_purchases(10.0, 2.0, 30.0, 30.0)
+    );
+}
+
+#[test]
+fn bgnbd_rejects_invalid_rows_with_reason() {
+    for bad in [f64::NAN, -1.0, 1.5] {
+        let fit = bgnbd::fit(&[WeightedRow {
+            frequency: bad,
+            recency: 1.0,
+            t: 2.0,
+            weight: 1.0,
+        }]);
+        assert!(!fit.converged && fit.params.is_none());
+        assert!(
+            matches!(
+                fit.reason,
+                Some(super::optimize::FitError::InvalidInput { row: 0, .. })
+            ),
+            "{fit:?}"
+        );
+    }
+}
+
+#[test]
+fn bgnbd_empty_input_is_not_fitted() {
+    let fit = bgnbd::fit(&[]);
+    assert!(!fit.converged && fit.params.is_none() && fit.log_likelihood.is_none());
+    assert_eq!(fit.reason_text(), "no customers to fit");
+}
+
+#[test]
+fn bgnbd_all_one_time_buyers_is_not_fitted() {
+    let rows = bgnbd::collapse_rows((0..500).map(|i| (0.0, 0.0, f64::from(i % 40) + 1.0)));
+    let fit = bgnbd::fit(&rows);
+    assert!(!fit.converged && fit.params.is_none());
+    assert_eq!(fit.n_customers, 500.0);
+    assert!(
+        fit.reason_text().contains("zero frequency"),
+        "{}",
+        fit.reason_text()
+    );
+}
+
+#[test]
+fn bgnbd_single_customer_never_reports_nan_as_converged() {
+    let fit = bgnbd::fit(&[WeightedRow {
+        frequency: 3.0,
+        recency: 10.0,
+        t: 20.0,
+        weight: 1.0,
+    }]);
+    match fit.params {
+        Some(p) => {
+            assert!(fit.converged);
+            assert!(
+                [p.r, p.alpha, p.a, p.b]
+                    .iter()
+                    .all(|v| v.is_finite() && *v > 0.0)
+            );
+        }
+        None => assert!(!fit.converged && fit.reason.is_some()),
+    }
+}
+
+#[test]
+fn bgnbd_customer_with_5000_purchases_is_finite() {
+    let p = sample_params();
+    // Bought on the last day of observation: almost surely alive.
+    let (x, tx, t) = (5000.0, 100.0, 100.0);
+    assert!(p.log_likelihood(x, tx, t).is_finite());
+    let alive = p.p_alive(x, tx, t);
+    assert!(alive > 0.99 && alive <= 1.0, "{alive}");
+    let e = p.conditional_expected_purchases(52.0, x, tx, t);
+    // About 50 purchases a week for an (almost surely) alive customer.
+    assert!(e.is_finite() && e > 1000.0 && e < 52.0 * 60.0, "{e}");
+    let dead = p.conditional_expected_purchases(52.0, x, 1.0, t);
+    assert!(dead.is_finite() && dead >= 0.0 && dead < 1e-6, "{dead}");
+    let mut rows =
+        bgnbd::collapse_rows((0..300).map(|i| (f64::from(i % 5), f64::from(i % 5) * 3.0, 20.0)));
+    rows.push(WeightedRow {
+        frequency: x,
+        recency: tx,
+        t,
+        weight: 1.0,
+    });
+    let fit = bgnbd::fit(&rows);
+    assert!(fit.converged, "{fit:?}");
+    assert!(fit.log_likelihood.is_some_and(f64::is_finite));
+}
+
+#[test]
+fn gamma_gamma_excludes_zero_and_negative_spend() {
+    let base = [
+        (1.0, 10.0),
+        (2.0, 12.5),
+        (3.0, 30.0),
+        (1.0, 8.0),
+        (4.0, 22.0),
+        (2.0, 16.0),
+        (5.0, 11.0),
+        (1.0, 40.0),
+    ];
+    let with_junk: Vec<(f64, f64)> = base
+        .iter()
+        .copied()
+        .chain([(2.0, 0.0), (3.0, -5.0), (0.0, 0.0), (1.0, f64::NAN)])
+        .collect();
+    let clean = gammagamma::fit(&gammagamma::collapse_rows(base));
+    let junk = gammagamma::fit(&gammagamma::collapse_rows(with_junk));
+    assert_eq!(junk.n_customers, base.len() as f64);
+    assert_eq!(clean.params, junk.params);
+    assert_eq!(clean.log_likelihood, junk.log_likelihood);
+}
+
+#[test]
+fn gamma_gamma_empty_input_is_not_fitted() {
+    let fit = gammagamma::fit(&[]);
+    assert!(!fit.converged && fit.params.is_none());
+    let fit = gammagamma::fit(&gammagamma::collapse_rows([(0.0, 0.0), (3.0, 0.0)]));
+    assert!(!fit.converged && fit.reason_text() == "no customers to fit");
+}
+
+#[test]
+fn gamma_gamma_population_mean_and_conditional_value() {
+    let p = GammaGammaParams {
+        p: 6.25,
+        q: 3.74,
+        v: 15.44,
+    };
+    let mean = p.population_mean().expect("q > 1");
+    assert!((mean - 6.25 * 15.44 / 2.74).abs() < 1e-12);
+    assert_eq!(p.conditional_expected_value(0.0, 0.0), Some(mean));
+    let heavy = p.conditional_expected_value(1000.0, 50.0).expect("value");
+    assert!((heavy - 50.0).abs() < 0.1);
+    assert_eq!(
+        GammaGammaParams {
+            p: 1.0,
+            q: 0.9,
+            v: 1.0
+        }
+        .population_mean(),
+        None
+    );
+}
+
+#[test]
+fn expected_purchases_at_zero_horizon_is_zero_and_unconditional_matches_new_customer() {
+    let p = sample_params();
+    assert_eq!(p.conditional_expected_purchases(0.0, 3.0, 10.0, 20.0), 0.0);
+    // A customer with x = 0 and T = 0 is a new customer: E[X(t) | 0, 0, 0] = E[X(t)].
+    for t in [1.0, 13.0, 52.0, 200.0] {
+        assert_rel(
+            p.conditional_expected_purchases(t, 0.0, 0.0, 0.0),
+            p.expected_purchases(t),
+            1e-12,
+            "E[X(t)]",
+        );
+    }
+    // A plausibility range for a new CDNOW customer's repeat purchases in 39 weeks.
+    let e39 = p.expected_purchases(39.0);
+    assert!(e39 > 1.0 && e39 < 2.0, "{e39}");
+}
+
+#[test]
+fn ln_hyp2f1_matches_closed_forms() {
+    // 2F1(1, 1; 2; z) = -ln(1 - z) / z ; 2F1(a, b; b; z) = (1 - z)^-a.
+    for z in [0.1, 0.5, 0.9, 0.99] {
+        let exact: f64 = -(1.0 - z as f64).ln() / z;
+        assert_rel(
+            bgnbd::ln_hyp2f1(1.0, 1.0, 2.0, z),
+            exact.ln(),
+            1e-14,
+            "2F1(1,1;2;z)",
+        );
+        assert_rel(
+            bgnbd::ln_hyp2f1(0.7, 2.5, 2.5, z),
+            -0.7 * (1.0 - z).ln(),
+            1e-14,
+            "2F1(a,b;b;z)",
+        );
+    }
+    assert!(bgnbd::ln_hyp2f1(1.0, 1.0, 2.0, 1.0).is_nan());
+}
+
+#[test]
+fn clv_is_zero_for_zero_value_and_discounted() {
+    let p = sample_params();
+    let opts = ClvOptions::default();
+    assert_eq!(clv(&p, 2.0, 30.0, 38.0, 0.0, &opts), 0.0);
+    let undiscounted = clv(
+        &p,
+        2.0,
+        30.0,
+        38.0,
+        10.0,
+        &ClvOptions {
+            discount_rate: 0.0,
+            ..opts
+        },
+    );
+    let year = p.conditional_expected_purchases(12.0 * 4.345, 2.0, 30.0, 38.0) * 10.0;
+    assert_rel(undiscounted, year, 1e-12, "telescoping sum");
+    assert!(clv(&p, 2.0, 30.0, 38.0, 10.0, &opts) < undiscounted);
+}
+
+// ---- property tests --------------------------------------------------------
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::super::bgnbd::BgNbdParams;
+    use super::super::clv::{ClvOptions, clv};
+    use super::super::gammagamma::GammaGammaParams;
+    use super::super::rfm::{self, OrdF64};
+
+    fn params() -> impl Strategy<Value = BgNbdParams> {
+        (0.01f64..5.0, 0.1f64..50.0, 0.05f64..5.0, 0.05f64..10.0)
+            .prop_map(|(r, alpha, a, b)| BgNbdParams { r, alpha, a, b })
+    }
+
+    fn history() -> impl Strategy<Value = (f64, f64, f64)> {
+        (0u32..300, 0.0f64..1.0, 0.0f64..200.0)
+            .prop_map(|(x, share, t)| (f64::from(x), if x == 0 { 0.0 } else { share * t }, t))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn p_alive_is_a_probability(p in params(), (x, tx, t) in history()) {
+            let v = p.p_alive(x, tx, t);
+            prop_assert!((0.0..=1.0).contains(&v), "{v}");
+        }
+
+        #[test]
+        fn expected_purchases_non_negative_and_non_decreasing(
+            p in params(), (x, tx, t) in history(), h1 in 0.0f64..60.0, dh in 0.0f64..60.0,
+        ) {
+            let e1 = p.conditional_expected_purchases(h1, x, tx, t);
+            let e2 = p.conditional_expected_purchases(h1 + dh, x, tx, t);
+            prop_assert!(e1 >= 0.0 && e1.is_finite(), "{e1}");
+            prop_assert!(e2 >= e1 * (1.0 - 1e-9) - 1e-12, "{e1} > {e2}");
+        }
+
+        #[test]
+        fn clv_is_non_negative(
+            p in params(), (x, tx, t) in history(), m in 0.0f64..500.0,
+            pp in 0.5f64..10.0, q in 1.1f64..10.0, v in 1.0f64..100.0,
+        ) {
+            let value = GammaGammaParams { p: pp, q, v }.conditional_expected_value(x, m);
+            let value = value.ok_or_else(|| TestCaseError::fail("q > 1"))?;
+            let c = clv(&p, x, tx, t, value, &ClvOptions::default());
+            prop_assert!(c >= 0.0 && c.is_finite(), "{c}");
+        }
+
+        #[test]
+        fn rank_scores_in_range_and_order_invariant(
+            values in prop::collection::vec(prop::option::of(-50i64..50), 0..300), seed in any::<u64>(),
+        ) {
+            let scores = rfm::rank_scores(&values);
+            prop_assert!(scores.iter().zip(&values).all(|(s, v)| s.is_some() == v.is_some()));
+            prop_assert!(scores.iter().flatten().all(|s| (1..=5).contains(s)));
+            // Equal values share a score, larger values never score lower.
+            for (i, vi) in values.iter().enumerate() {
+                for (j, vj) in values.iter().enumerate() {
+                    if let (Some(a), Some(b)) = (vi, vj) && a <= b {
+                        prop_assert!(scores[i] <= scores[j]);
+                    }
+                }
+            }
+            // A permutation of the input permutes the output the same way.
+            let mut order: Vec<usize> = (0..values.len()).collect();
+            let mut s = seed;
+            for i in (1..order.len()).rev() {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                order.swap(i, (s >> 33) as usize % (i + 1));
+            }
+            let shuffled: Vec<Option<i64>> = order.iter().map(|&i| values[i]).collect();
+            let again = rfm::rank_scores(&shuffled);
+            prop_assert!(order.iter().enumerate().all(|(k, &i)| again[k] == scores[i]));
+            prop_assert_eq!(rfm::rank_scores(&values), scores);
+        }
+
+        #[test]
+        fn rank_scores_f64_match_definition(values in prop::collection::vec(-1e6f64..1e6, 1..200)) {
+            let wrapped: Vec<Option<OrdF64>> = values.iter().map(|v| Some(OrdF64(*v))).collect();
+            let n = values.len();
+            for (v, s) in values.iter().zip(rfm::rank_scores(&wrapped)) {
+                let less = values.iter().filter(|u| *u < v).count();
+                prop_assert_eq!(s, Some((1 + 5 * less / n) as u8));
+            }
+        }
+
+        #[test]
+        fn segment_rules_are_total(r in 1u8..=5, f in 1u8..=5) {
+            prop_assert!(rfm::rfm_segment(Some((r, f))).is_some());
+        }
+    }
 }
