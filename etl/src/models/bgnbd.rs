@@ -369,7 +369,8 @@ pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     if z == 0.0 {
         return 0.0;
     }
-    if !(0.0..1.0).contains(&z) || !(a.is_finite() && b.is_finite() && c.is_finite()) {
+    let finite = a.is_finite() && b.is_finite() && c.is_finite();
+    if !finite || !(0.0..1.0).contains(&z) {
         return f64::NAN;
     }
     let (mut term, mut sum) = (1.0_f64, 1.0_f64);
