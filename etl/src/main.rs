@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
+use cvm_etl::jobs::score;
 use cvm_etl::warehouse::publish::PublishError;
 use cvm_shared::Settings;
 
@@ -59,6 +60,18 @@ enum Command {
         /// Largest share of rejected records that still publishes (overrides CVM_REJECT_LIMIT).
         #[arg(long)]
         reject_limit: Option<String>,
+    },
+    /// Compute customer value scores as of a date into scores/as_of=DATE/.
+    Score {
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// The day to score (YYYY-MM-DD, inclusive, UTC).
+        #[arg(long)]
+        as_of: chrono::NaiveDate,
+        /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
+        #[arg(long)]
+        period: Option<String>,
     },
     /// Write a realistic synthetic drop (deterministic for a seed).
     Generate {
@@ -146,6 +159,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(e @ IngestError::RejectLimit { .. }) => Err(Failure { code: exit::REJECT_LIMIT, error: e.into() }),
                 Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
                 Err(e @ (IngestError::Discover(_) | IngestError::EmptyDrop(_))) => Err(usage(e)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Score { warehouse, as_of, period } => {
+            let s = settings(&cli, &[("scoring.period", period)])?;
+            init_logs(&s.log.format, cli.quiet);
+            let opts = score::ScoreOptions { warehouse: warehouse.clone(), as_of: *as_of, settings: s };
+            match score::run(&opts) {
+                Ok(report) => {
+                    if !cli.quiet {
+                        eprint!("{}", score::summary_table(&report.manifest));
+                        eprintln!("manifest: {}", report.run_dir.join("manifest.json").display());
+                    }
+                    Ok(())
+                }
+                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
+                Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }

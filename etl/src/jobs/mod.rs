@@ -2,3 +2,4 @@
 
 pub mod ingest;
 pub mod progress;
+pub mod score;
