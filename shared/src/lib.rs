@@ -1,9 +1,10 @@
 //! Shared building blocks of cvm: domain types (money, channels, identities),
-//! configuration and common errors. The ETL (`cvm-etl`) and the portal
+//! configuration, the database layer and common errors. The ETL (`cvm-etl`) and the portal
 //! (`cvm-portal`) both depend on this crate and never on each other.
 
 pub mod channel;
 pub mod config;
+pub mod db;
 pub mod identity;
 pub mod money;
 

@@ -1,0 +1,306 @@
+//! Connections to SQLite or PostgreSQL, chosen at run time from the URL.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+
+use super::DbError;
+
+/// How long a SQLite writer waits for another writer's lock before failing.
+/// Long enough for a portal write to wait out a batch of a load.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to either backend. `diesel::MultiConnection` lets simple
+/// queries run on it directly; backend-specific statements (upserts) match on
+/// the variant, see [`crate::with_backend`].
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// Embedded SQLite (WAL, busy timeout, foreign keys on).
+    Sqlite(SqliteConnection),
+    /// A PostgreSQL server.
+    Pg(PgConnection),
+}
+
+/// Which database product a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH`.
+    Sqlite,
+    /// `postgres://...` or `postgresql://...`.
+    Postgres,
+}
+
+/// A parsed database URL.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl {
+    /// The backend it names.
+    pub backend: Backend,
+    /// What the driver is given: a file path for SQLite, the URL for PostgreSQL.
+    target: String,
+    /// The URL safe to print (password replaced by `***`).
+    redacted: String,
+    /// The password, kept only to scrub it from driver messages.
+    password: Option<String>,
+}
+
+// Debug must not leak the password either (errors and logs format with {:?}).
+impl std::fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbUrl")
+            .field("backend", &self.backend)
+            .field("url", &self.redacted)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl DbUrl {
+    /// Parses `sqlite://PATH`, `postgres://...` or `postgresql://...`.
+    pub fn parse(url: &str) -> Result<DbUrl, DbError> {
+        let url = url.trim();
+        let redacted = redact_url(url);
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(DbError::InvalidUrl {
+                    url: redacted,
+                    reason: "expected sqlite://PATH".into(),
+                });
+            }
+            return Ok(DbUrl {
+                backend: Backend::Sqlite,
+                target: path.to_string(),
+                redacted,
+                password: None,
+            });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl {
+                backend: Backend::Postgres,
+                target: url.to_string(),
+                redacted,
+                password: password_of(url),
+            });
+        }
+        Err(DbError::InvalidUrl {
+            url: redacted,
+            reason: "expected sqlite://PATH or postgres://...".into(),
+        })
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    /// The SQLite file path (None for PostgreSQL).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        (self.backend == Backend::Sqlite).then(|| PathBuf::from(&self.target))
+    }
+
+    /// Removes the password from a driver message, should the driver echo it.
+    pub fn scrub(&self, message: &str) -> String {
+        match &self.password {
+            Some(p) if !p.is_empty() => message.replace(p.as_str(), "***"),
+            _ => message.to_string(),
+        }
+    }
+
+    fn connect_error(&self, message: impl std::fmt::Display) -> DbError {
+        DbError::Connect {
+            url: self.redacted.clone(),
+            message: self.scrub(&message.to_string()),
+        }
+    }
+}
+
+/// The `scheme://user:PASSWORD@host` password, or a `password=` query parameter.
+fn password_of(url: &str) -> Option<String> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if let Some((_, pw)) = userinfo.split_once(':') {
+            return Some(pw.to_string());
+        }
+    }
+    let query = url.split_once('?').map(|(_, q)| q)?;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("password=").map(str::to_string))
+}
+
+/// `url` with any password (userinfo or `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // Not a URL we understand: print nothing of it rather than risk a secret.
+        return "<unparsable URL>".into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let q: Vec<String> = query
+                .split('&')
+                .map(|kv| {
+                    if kv.starts_with("password=") {
+                        "password=***".to_string()
+                    } else {
+                        kv.to_string()
+                    }
+                })
+                .collect();
+            format!("{path}?{}", q.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// PRAGMAs run on every SQLite connection. busy_timeout comes first so that
+/// switching to WAL waits for, rather than fails on, a concurrent opener.
+/// synchronous=NORMAL is durable to application crashes in WAL mode.
+fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        SQLITE_BUSY_TIMEOUT.as_millis()
+    )
+}
+
+impl DbConnection {
+    /// Opens a connection without touching the schema (for readers).
+    pub fn open(url: &DbUrl) -> Result<DbConnection, DbError> {
+        match url.backend {
+            Backend::Sqlite => {
+                let path = PathBuf::from(&url.target);
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| url.connect_error(e))?;
+                }
+                let mut c =
+                    SqliteConnection::establish(&url.target).map_err(|e| url.connect_error(e))?;
+                c.batch_execute(&sqlite_pragmas())
+                    .map_err(|e| url.connect_error(e))?;
+                Ok(DbConnection::Sqlite(c))
+            }
+            Backend::Postgres => {
+                let c = PgConnection::establish(&url.target).map_err(|e| url.connect_error(e))?;
+                Ok(DbConnection::Pg(c))
+            }
+        }
+    }
+
+    /// Opens a connection and applies pending migrations (for writers).
+    pub fn open_for_write(url: &DbUrl) -> Result<DbConnection, DbError> {
+        let mut c = DbConnection::open(url)?;
+        super::migrate::run_pending(&mut c).map_err(|e| match e {
+            DbError::Migrate { message, .. } => DbError::Migrate {
+                url: url.redacted.clone(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(c)
+    }
+
+    /// Parses `url` and opens it with [`DbConnection::open_for_write`].
+    pub fn connect_for_write(url: &str) -> Result<DbConnection, DbError> {
+        DbConnection::open_for_write(&DbUrl::parse(url)?)
+    }
+
+    /// Parses `url` and opens it with [`DbConnection::open`].
+    pub fn connect(url: &str) -> Result<DbConnection, DbError> {
+        DbConnection::open(&DbUrl::parse(url)?)
+    }
+
+    /// The backend of this connection.
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+            DbConnection::Pg(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the concrete connection of either backend,
+/// so backend-specific diesel statements (upserts) type-check for both.
+#[macro_export]
+macro_rules! with_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo_passwords() {
+        assert_eq!(
+            redact_url("postgres://cvm:s3cret@db:5432/cvm"),
+            "postgres://cvm:***@db:5432/cvm"
+        );
+        assert_eq!(
+            redact_url("postgresql://cvm@db/cvm"),
+            "postgresql://cvm@db/cvm"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p%40ss@h/d?sslmode=require"),
+            "postgres://u:***@h/d?sslmode=require"
+        );
+    }
+
+    #[test]
+    fn redacts_password_parameters() {
+        assert_eq!(
+            redact_url("postgres://h/d?user=u&password=hunter22&sslmode=require"),
+            "postgres://h/d?user=u&password=***&sslmode=require"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_are_paths() {
+        let u = DbUrl::parse("sqlite:///tmp/x/cvm.db").unwrap();
+        assert_eq!(u.backend, Backend::Sqlite);
+        assert_eq!(u.sqlite_path().unwrap(), PathBuf::from("/tmp/x/cvm.db"));
+        assert!(DbUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn bad_urls_never_echo_the_password() {
+        let err = DbUrl::parse("mysql://u:topsecret@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("topsecret"), "{err}");
+        let u = DbUrl::parse("postgres://u:topsecret@h/d").unwrap();
+        assert!(!format!("{u:?} {u}").contains("topsecret"));
+    }
+
+    #[test]
+    fn connection_errors_never_print_the_password() {
+        // Nothing listens on port 1: the connection fails fast.
+        let err = match DbConnection::connect(
+            "postgres://cvm:topsecret@127.0.0.1:1/cvm?connect_timeout=2",
+        ) {
+            Ok(_) => panic!("port 1 accepted a connection"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("postgres://cvm:***@127.0.0.1:1/cvm"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+    }
+}

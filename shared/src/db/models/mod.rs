@@ -1,0 +1,10 @@
+//! One module per table: insertable and queryable structs and small queries.
+
+pub mod campaigns;
+pub mod customers;
+pub mod feedback;
+pub mod job_runs;
+pub mod outbox;
+pub mod scores;
+pub mod staff_users;
+pub mod unsubscribes;

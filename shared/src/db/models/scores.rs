@@ -1,0 +1,144 @@
+//! The `scores` table: the latest scores per customer.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::dsl::{SqlTypeOf, sql};
+use diesel::prelude::*;
+
+use crate::db::schema::scores;
+use crate::db::{DbConnection, DbError};
+
+/// Rows per INSERT: 28 columns x 1,000 stays under SQLite's 32,766 variables.
+pub const UPSERT_BATCH: usize = 1_000;
+
+/// Declares the insertable and the queryable score structs with one field list.
+macro_rules! score_structs {
+    ($(#[$km:meta])* $key:ident : $new_kty:ty => $kty:ty, $($(#[$m:meta])* $field:ident : $new_ty:ty => $ty:ty,)*) => {
+        /// A score row to write.
+        #[derive(Debug, Clone, PartialEq, Insertable)]
+        #[diesel(table_name = scores, treat_none_as_default_value = false)]
+        pub struct NewScore<'a> {
+            $(#[$km])* pub $key: $new_kty,
+            $($(#[$m])* pub $field: $new_ty,)*
+        }
+
+        /// A stored score row.
+        #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+        #[diesel(table_name = scores)]
+        pub struct Score {
+            $(#[$km])* pub $key: $kty,
+            $($(#[$m])* pub $field: $ty,)*
+        }
+
+        /// Inserts or updates `rows`, in statements of [`UPSERT_BATCH`] rows (call
+        /// it inside a transaction). A stored row is replaced only by scores as of
+        /// the same or a later date, so re-loading an old run never regresses
+        /// "latest". Returns rows written.
+        pub fn upsert(conn: &mut DbConnection, rows: &[NewScore<'_>]) -> Result<usize, DbError> {
+            let mut n = 0;
+            for batch in rows.chunks(UPSERT_BATCH) {
+                use scores::dsl as s;
+                // The as-of guard sits in each SET, not in a WHERE on the upsert:
+                // diesel cannot put a WHERE after a multi-row SQLite upsert.
+                let set = ($(s::$field.eq(sql::<SqlTypeOf<s::$field>>(concat!(
+                    "CASE WHEN scores.as_of <= excluded.as_of THEN excluded.",
+                    stringify!($field),
+                    " ELSE scores.",
+                    stringify!($field),
+                    " END"
+                ))),)*);
+                n += crate::with_backend!(conn, conn => diesel::insert_into(scores::table)
+                    .values(batch)
+                    .on_conflict(s::$key)
+                    .do_update()
+                    .set(set)
+                    .execute(conn))
+                .map_err(DbError::query("scores", "upsert"))?;
+            }
+            Ok(n)
+        }
+    };
+}
+
+score_structs! {
+    /// Customer id.
+    customer_id: &'a str => String,
+    /// The day the scores are computed for.
+    as_of: NaiveDate => NaiveDate,
+    /// Purchase occasions.
+    orders: i64 => i64,
+    /// Repeat occasions.
+    frequency: i64 => i64,
+    /// First to last occasion, in periods.
+    recency: f64 => f64,
+    /// First occasion to `as_of`, in periods.
+    t: f64 => f64,
+    /// Mean value of repeat occasions.
+    monetary_avg: f64 => f64,
+    /// Net revenue, exact decimal text.
+    total_revenue: String => String,
+    /// First occasion.
+    first_purchase: Option<NaiveDate> => Option<NaiveDate>,
+    /// Last occasion.
+    last_purchase: Option<NaiveDate> => Option<NaiveDate>,
+    /// Days from the last occasion to `as_of`.
+    days_since_last_purchase: Option<i32> => Option<i32>,
+    /// RFM recency score.
+    r_score: Option<i32> => Option<i32>,
+    /// RFM frequency score.
+    f_score: Option<i32> => Option<i32>,
+    /// RFM monetary score.
+    m_score: Option<i32> => Option<i32>,
+    /// Named RFM segment.
+    rfm_segment: &'a str => String,
+    /// P(alive).
+    p_alive: Option<f64> => Option<f64>,
+    /// Expected purchases, 90 days.
+    expected_purchases_90d: Option<f64> => Option<f64>,
+    /// Expected purchases, 365 days.
+    expected_purchases_365d: Option<f64> => Option<f64>,
+    /// Expected average order value.
+    expected_avg_value: Option<f64> => Option<f64>,
+    /// 12-month CLV.
+    clv_12m: Option<f64> => Option<f64>,
+    /// Churn risk.
+    churn_risk: Option<f64> => Option<f64>,
+    /// Latest NPS answer.
+    nps_last: Option<i32> => Option<i32>,
+    /// NPS class.
+    nps_class: Option<&'a str> => Option<String>,
+    /// Engagement events, 90 days.
+    engagement_90d: i64 => i64,
+    /// Lifecycle stage.
+    lifecycle_stage: &'a str => String,
+    /// Value tier.
+    value_tier: &'a str => String,
+    /// Loyalty index.
+    loyalty_index: Option<f64> => Option<f64>,
+    /// When the last load wrote this row.
+    loaded_at: NaiveDateTime => NaiveDateTime,
+}
+
+/// One customer's scores.
+pub fn find(conn: &mut DbConnection, customer_id: &str) -> Result<Option<Score>, DbError> {
+    crate::with_backend!(conn, conn => scores::table
+        .find(customer_id)
+        .select(Score::as_select())
+        .first(conn)
+        .optional())
+    .map_err(DbError::query("scores", "select"))
+}
+
+/// Every score row, ordered by customer id (tests and small exports only).
+pub fn all(conn: &mut DbConnection) -> Result<Vec<Score>, DbError> {
+    crate::with_backend!(conn, conn => scores::table
+        .order(scores::customer_id)
+        .select(Score::as_select())
+        .load(conn))
+    .map_err(DbError::query("scores", "select"))
+}
+
+/// Number of score rows.
+pub fn count(conn: &mut DbConnection) -> Result<i64, DbError> {
+    crate::with_backend!(conn, conn => scores::table.count().get_result::<i64>(conn))
+        .map_err(DbError::query("scores", "count"))
+}

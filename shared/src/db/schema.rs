@@ -1,0 +1,252 @@
+//! The diesel table definitions, shared by both backends.
+//!
+//! Only types both SQLite and PostgreSQL support are used (`Text`, `BigInt`,
+//! `Integer`, `Double`, `Bool`, `Date`, `Timestamp`); the backend-specific SQL
+//! lives in `migrations/sqlite` and `migrations/postgres`, which must keep the
+//! same tables and columns as this file. Timestamps are UTC.
+
+diesel::table! {
+    /// One row per customer ever loaded from the warehouse (never deleted).
+    customers (customer_id) {
+        /// CRM id or guest id.
+        customer_id -> Text,
+        /// True for customers not in CRM.
+        is_guest -> Bool,
+        /// Normalised email.
+        email -> Nullable<Text>,
+        /// Phone in E.164.
+        phone -> Nullable<Text>,
+        /// Given name.
+        first_name -> Nullable<Text>,
+        /// Family name.
+        last_name -> Nullable<Text>,
+        /// ISO 3166-1 alpha-2.
+        country -> Nullable<Text>,
+        /// CRM signup date.
+        signup_date -> Nullable<Date>,
+        /// CRM birth date.
+        birth_date -> Nullable<Date>,
+        /// Marketing email consent.
+        email_opt_in -> Bool,
+        /// When the consent value was set (CRM `updated_at`, or an unsubscribe).
+        consent_updated_at -> Nullable<Timestamp>,
+        /// Earliest of the first transaction and the signup date.
+        first_seen -> Nullable<Timestamp>,
+        /// Channels the customer bought through, comma-separated, sorted.
+        channels -> Text,
+        /// False once the customer is no longer in the warehouse.
+        active -> Bool,
+        /// When the last load wrote this row.
+        loaded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// The latest scores per customer (columns as in `ScoreRow`).
+    scores (customer_id) {
+        /// Customer id (references `customers`).
+        customer_id -> Text,
+        /// The day the scores are computed for.
+        as_of -> Date,
+        /// Purchase occasions.
+        orders -> BigInt,
+        /// Repeat occasions.
+        frequency -> BigInt,
+        /// First to last occasion, in periods.
+        recency -> Double,
+        /// First occasion to `as_of`, in periods.
+        t -> Double,
+        /// Mean value of repeat occasions.
+        monetary_avg -> Double,
+        /// Net revenue, exact decimal text in the base currency.
+        total_revenue -> Text,
+        /// First occasion.
+        first_purchase -> Nullable<Date>,
+        /// Last occasion.
+        last_purchase -> Nullable<Date>,
+        /// Days from the last occasion to `as_of`.
+        days_since_last_purchase -> Nullable<Integer>,
+        /// RFM recency score 1..5.
+        r_score -> Nullable<Integer>,
+        /// RFM frequency score 1..5.
+        f_score -> Nullable<Integer>,
+        /// RFM monetary score 1..5.
+        m_score -> Nullable<Integer>,
+        /// Named RFM segment.
+        rfm_segment -> Text,
+        /// P(alive) under BG/NBD.
+        p_alive -> Nullable<Double>,
+        /// Expected purchases in the next 90 days.
+        expected_purchases_90d -> Nullable<Double>,
+        /// Expected purchases in the next 365 days.
+        expected_purchases_365d -> Nullable<Double>,
+        /// Gamma-Gamma expected average order value.
+        expected_avg_value -> Nullable<Double>,
+        /// Discounted 12-month CLV.
+        clv_12m -> Nullable<Double>,
+        /// `1 - p_alive`.
+        churn_risk -> Nullable<Double>,
+        /// Latest NPS answer 0..10.
+        nps_last -> Nullable<Integer>,
+        /// `promoter`, `passive` or `detractor`.
+        nps_class -> Nullable<Text>,
+        /// Engagement events in the last 90 days.
+        engagement_90d -> BigInt,
+        /// Lifecycle stage.
+        lifecycle_stage -> Text,
+        /// Value tier.
+        value_tier -> Text,
+        /// Loyalty index 0..100.
+        loyalty_index -> Nullable<Double>,
+        /// When the last load wrote this row.
+        loaded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Survey invitations and answers (NPS, CSAT) collected by the portal.
+    feedback (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// Who is asked.
+        customer_id -> Text,
+        /// `nps` or `csat`.
+        survey -> Text,
+        /// The answer (NPS 0..10, CSAT 1..5); null until answered.
+        score -> Nullable<Integer>,
+        /// Free-text comment.
+        comment -> Nullable<Text>,
+        /// When the invitation (token) was created.
+        created_at -> Timestamp,
+        /// When answered; null until then.
+        answered_at -> Nullable<Timestamp>,
+        /// The campaign whose email carried the link, if any.
+        campaign_id -> Nullable<BigInt>,
+        /// The unguessable token in the survey link.
+        token -> Text,
+    }
+}
+
+diesel::table! {
+    /// Job runs (`load`, `nightly`, ...), for operators and the portal.
+    job_runs (run_id) {
+        /// Run id.
+        run_id -> Text,
+        /// The command (`load`, `nightly`, ...).
+        command -> Text,
+        /// `running`, `succeeded` or `failed`.
+        status -> Text,
+        /// Start time.
+        started_at -> Timestamp,
+        /// End time; null while running (or after a crash).
+        finished_at -> Nullable<Timestamp>,
+        /// The as-of date the run worked on.
+        as_of -> Nullable<Date>,
+        /// JSON summary (counts).
+        summary -> Nullable<Text>,
+        /// One-line error of a failed run.
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// Email unsubscribes (the audit trail behind `email_opt_in = false`).
+    unsubscribes (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// The customer, when known.
+        customer_id -> Nullable<Text>,
+        /// The unsubscribed address.
+        email -> Text,
+        /// When.
+        at -> Timestamp,
+        /// `link`, `staff`, `complaint`, ...
+        source -> Text,
+    }
+}
+
+diesel::table! {
+    /// Retention email campaigns created by staff.
+    campaigns (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// Display name.
+        name -> Text,
+        /// Segment filter, JSON.
+        segment -> Text,
+        /// Email subject template.
+        subject -> Text,
+        /// Email body template.
+        template -> Text,
+        /// `draft`, `queued`, `sending`, `sent` or `cancelled`.
+        status -> Text,
+        /// Staff email of the creator.
+        created_by -> Text,
+        /// Creation time.
+        created_at -> Timestamp,
+        /// When sending finished.
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// The durable mail outbox: one row per campaign and recipient.
+    outbox (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// The campaign.
+        campaign_id -> BigInt,
+        /// The recipient customer.
+        customer_id -> Text,
+        /// Recipient address at queueing time.
+        to_email -> Text,
+        /// Rendered subject.
+        subject -> Text,
+        /// Rendered body.
+        body -> Text,
+        /// `queued`, `sent` or `failed`.
+        status -> Text,
+        /// Send attempts so far.
+        attempts -> Integer,
+        /// Error of the last failed attempt.
+        last_error -> Nullable<Text>,
+        /// Queueing time.
+        created_at -> Timestamp,
+        /// Delivery time.
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Marketing staff allowed to use the GraphQL API.
+    staff_users (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// Login email.
+        email -> Text,
+        /// `admin`, `marketer` or `viewer`.
+        role -> Text,
+        /// Hash of the API token (never the token).
+        token_hash -> Text,
+        /// Creation time.
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(scores -> customers (customer_id));
+diesel::joinable!(feedback -> customers (customer_id));
+diesel::joinable!(feedback -> campaigns (campaign_id));
+diesel::joinable!(outbox -> campaigns (campaign_id));
+diesel::joinable!(outbox -> customers (customer_id));
+diesel::joinable!(unsubscribes -> customers (customer_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    customers,
+    scores,
+    feedback,
+    job_runs,
+    unsubscribes,
+    campaigns,
+    outbox,
+    staff_users,
+);

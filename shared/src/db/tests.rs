@@ -1,0 +1,418 @@
+//! The database layer against both backends: every test runs once on a
+//! SQLite file and once on a fresh PostgreSQL database (see [`super::testing`]).
+
+use std::sync::{Arc, Barrier};
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+
+use super::models::{customers, feedback, job_runs, scores};
+use super::testing::TestDb;
+use super::{Backend, DbConnection, DbError, migrate};
+
+/// Declares `<name>::sqlite` and `<name>::postgres` tests calling `name(backend)`.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(crate::db::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name(crate::db::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
+both_backends!(
+    migrations_twice_are_a_noop,
+    migrations_applied_concurrently_apply_once,
+    consent_is_never_overwritten_by_an_older_record,
+    guests_never_overwrite_crm_consent,
+    vanished_customers_are_flagged_inactive,
+    upsert_twice_gives_the_same_rows,
+    scores_never_regress_to_an_older_as_of,
+    job_runs_record_outcomes,
+    feedback_links_are_single_use,
+);
+
+fn ts(s: &str) -> NaiveDateTime {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
+}
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn customer<'a>(
+    id: &'a str,
+    opt_in: bool,
+    updated: Option<&str>,
+    loaded: &str,
+) -> customers::NewCustomer<'a> {
+    customers::NewCustomer {
+        customer_id: id,
+        is_guest: false,
+        email: Some("a@example.com"),
+        phone: None,
+        first_name: Some("Ada"),
+        last_name: None,
+        country: Some("GB"),
+        signup_date: Some(date("2020-01-02")),
+        birth_date: None,
+        email_opt_in: opt_in,
+        consent_updated_at: updated.map(ts),
+        first_seen: Some(ts("2020-01-02 10:00:00")),
+        channels: "pos,web".into(),
+        active: true,
+        loaded_at: ts(loaded),
+    }
+}
+
+fn score<'a>(id: &'a str, as_of: &str, orders: i64, loaded: &str) -> scores::NewScore<'a> {
+    scores::NewScore {
+        customer_id: id,
+        as_of: date(as_of),
+        orders,
+        frequency: orders - 1,
+        recency: 3.5,
+        t: 10.0,
+        monetary_avg: 12.25,
+        total_revenue: "1234567890.123456".into(),
+        first_purchase: Some(date("2020-01-02")),
+        last_purchase: None,
+        days_since_last_purchase: Some(4),
+        r_score: Some(5),
+        f_score: None,
+        m_score: Some(1),
+        rfm_segment: "Champions",
+        p_alive: Some(0.875),
+        expected_purchases_90d: None,
+        expected_purchases_365d: Some(1.5),
+        expected_avg_value: Some(20.0),
+        clv_12m: Some(99.5),
+        churn_risk: Some(0.125),
+        nps_last: Some(9),
+        nps_class: Some("promoter"),
+        engagement_90d: 7,
+        lifecycle_stage: "active",
+        value_tier: "high",
+        loyalty_index: Some(80.5),
+        loaded_at: ts(loaded),
+    }
+}
+
+fn open(backend: Backend) -> Option<(TestDb, DbConnection)> {
+    let db = TestDb::new(backend)?;
+    let conn = DbConnection::connect_for_write(&db.url).unwrap();
+    Some((db, conn))
+}
+
+fn in_tx<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> T {
+    conn.transaction::<T, DbError, _>(|c| f(c)).unwrap()
+}
+
+fn migrations_twice_are_a_noop(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let mut c = DbConnection::connect(&db.url).unwrap();
+    let first = migrate::run_pending(&mut c).unwrap();
+    assert_eq!(first, migrate::embedded(&mut c).unwrap());
+    assert!(!first.is_empty());
+    assert!(migrate::run_pending(&mut c).unwrap().is_empty());
+    drop(c);
+    // A writer reopening the database applies nothing either.
+    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
+    assert!(migrate::run_pending(&mut c).unwrap().is_empty());
+    assert_eq!(migrate::applied(&mut c).unwrap(), first);
+}
+
+fn migrations_applied_concurrently_apply_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let n = 4;
+    let barrier = Arc::new(Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (url, barrier) = (db.url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut c = DbConnection::connect(&url).unwrap();
+                barrier.wait();
+                migrate::run_pending(&mut c).map(|v| v.len())
+            })
+        })
+        .collect();
+    let applied: Vec<usize> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
+    let mut c = DbConnection::connect(&db.url).unwrap();
+    let embedded = migrate::embedded(&mut c).unwrap();
+    // Exactly one process applied each migration; the others found nothing pending.
+    assert_eq!(applied.iter().sum::<usize>(), embedded.len(), "{applied:?}");
+    assert_eq!(migrate::applied(&mut c).unwrap(), embedded);
+    assert_eq!(customers::counts(&mut c).unwrap(), (0, 0));
+}
+
+fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(
+            c,
+            &[customer("c1", false, Some("2024-02-01 12:00:00.250"), l1)],
+        )
+    });
+    // An older CRM record opting in must not win.
+    in_tx(&mut c, |c| {
+        customers::upsert(
+            c,
+            &[customer("c1", true, Some("2024-02-01 12:00:00.125"), l1)],
+        )
+    });
+    let got = customers::find(&mut c, "c1").unwrap().unwrap();
+    assert!(!got.email_opt_in);
+    assert_eq!(got.consent_updated_at, Some(ts("2024-02-01 12:00:00.250")));
+    // A newer (or equally new) one does.
+    in_tx(&mut c, |c| {
+        customers::upsert(
+            c,
+            &[customer("c1", true, Some("2024-02-01 12:00:00.250"), l1)],
+        )
+    });
+    assert!(customers::find(&mut c, "c1").unwrap().unwrap().email_opt_in);
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", false, Some("2024-02-02 00:00:00"), l1)])
+    });
+    let got = customers::find(&mut c, "c1").unwrap().unwrap();
+    assert!(!got.email_opt_in);
+    assert_eq!(got.consent_updated_at, Some(ts("2024-02-02 00:00:00")));
+    // An unsubscribe is a consent change too: an older CRM opt-in cannot undo it.
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, Some("2024-02-03 00:00:00"), l1)])
+    });
+    customers::set_opt_out(&mut c, "c1", ts("2024-02-10 08:00:00")).unwrap();
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, Some("2024-02-05 00:00:00"), l1)])
+    });
+    assert!(!customers::find(&mut c, "c1").unwrap().unwrap().email_opt_in);
+}
+
+fn guests_never_overwrite_crm_consent(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, Some("2024-02-01 12:00:00"), l1)])
+    });
+    let mut guest = customer("c1", false, None, l1);
+    guest.is_guest = true;
+    in_tx(&mut c, |c| customers::upsert(c, &[guest.clone()]));
+    let got = customers::find(&mut c, "c1").unwrap().unwrap();
+    assert!(got.email_opt_in);
+    assert_eq!(got.consent_updated_at, Some(ts("2024-02-01 12:00:00")));
+}
+
+fn vanished_customers_are_flagged_inactive(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let (l1, l2) = ("2024-03-01 02:00:00.000001", "2024-03-02 02:00:00.000002");
+    in_tx(&mut c, |c| {
+        customers::upsert(
+            c,
+            &[
+                customer("c1", true, None, l1),
+                customer("c2", true, None, l1),
+            ],
+        )?;
+        customers::deactivate_missing(c, ts(l1))
+    });
+    let n = in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c2", true, None, l2)])?;
+        customers::deactivate_missing(c, ts(l2))
+    });
+    assert_eq!(n, 1);
+    assert!(!customers::find(&mut c, "c1").unwrap().unwrap().active);
+    assert!(customers::find(&mut c, "c2").unwrap().unwrap().active);
+    assert_eq!(customers::counts(&mut c).unwrap(), (2, 1));
+    // Coming back reactivates.
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, l2)])
+    });
+    assert!(customers::find(&mut c, "c1").unwrap().unwrap().active);
+}
+
+fn upsert_twice_gives_the_same_rows(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    let ids: Vec<String> = (0..5_000).map(|i| format!("c{i:05}")).collect();
+    let rows: Vec<_> = ids
+        .iter()
+        .map(|id| customer(id, true, Some("2024-01-01 00:00:00"), l1))
+        .collect();
+    let sc: Vec<_> = ids
+        .iter()
+        .map(|id| score(id, "2024-02-29", 3, l1))
+        .collect();
+    let load = |c: &mut DbConnection| {
+        in_tx(c, |c| {
+            customers::upsert(c, &rows)?;
+            scores::upsert(c, &sc)
+        })
+    };
+    assert_eq!(load(&mut c), 5_000);
+    let (a, sa) = (
+        customers::all(&mut c).unwrap(),
+        scores::all(&mut c).unwrap(),
+    );
+    load(&mut c);
+    assert_eq!(customers::all(&mut c).unwrap(), a);
+    assert_eq!(scores::all(&mut c).unwrap(), sa);
+    assert_eq!(a.len(), 5_000);
+    let s = scores::find(&mut c, "c00042").unwrap().unwrap();
+    assert_eq!(s.total_revenue, "1234567890.123456");
+    assert_eq!(
+        (s.orders, s.f_score, s.p_alive, s.nps_class.as_deref()),
+        (3, None, Some(0.875), Some("promoter"))
+    );
+}
+
+fn scores_never_regress_to_an_older_as_of(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, l1)])?;
+        scores::upsert(c, &[score("c1", "2024-02-29", 5, l1)])
+    });
+    in_tx(&mut c, |c| {
+        scores::upsert(c, &[score("c1", "2024-02-01", 2, l1)])
+    });
+    let s = scores::find(&mut c, "c1").unwrap().unwrap();
+    assert_eq!((s.as_of, s.orders), (date("2024-02-29"), 5));
+    in_tx(&mut c, |c| {
+        scores::upsert(c, &[score("c1", "2024-03-01", 6, l1)])
+    });
+    assert_eq!(scores::find(&mut c, "c1").unwrap().unwrap().orders, 6);
+    // A score for an unknown customer violates the foreign key (it is on in SQLite too).
+    let err = c.transaction::<_, DbError, _>(|c| {
+        scores::upsert(c, &[score("nobody", "2024-03-01", 1, l1)])
+    });
+    assert!(
+        matches!(
+            err,
+            Err(DbError::Query {
+                table: "scores",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+}
+
+fn job_runs_record_outcomes(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let t0 = ts("2024-03-01 02:00:00");
+    job_runs::start(&mut c, "load-1", "load", t0, Some(date("2024-02-29"))).unwrap();
+    job_runs::start(&mut c, "load-2", "load", ts("2024-03-02 02:00:00"), None).unwrap();
+    let summary = serde_json::json!({"customers": 3});
+    job_runs::finish(&mut c, "load-1", ts("2024-03-01 02:00:05"), Ok(&summary)).unwrap();
+    job_runs::finish(&mut c, "load-2", ts("2024-03-02 02:00:05"), Err("boom")).unwrap();
+    let runs = job_runs::latest(&mut c, "load", 10).unwrap();
+    assert_eq!(
+        runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        ["load-2", "load-1"]
+    );
+    assert_eq!(
+        (runs[0].status.as_str(), runs[0].error.as_deref()),
+        ("failed", Some("boom"))
+    );
+    assert_eq!(runs[1].summary.as_deref(), Some(r#"{"customers":3}"#));
+    assert_eq!(runs[1].as_of, Some(date("2024-02-29")));
+}
+
+fn feedback_links_are_single_use(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, l1)])
+    });
+    let row = feedback::NewFeedback {
+        customer_id: "c1",
+        survey: "nps",
+        score: None,
+        comment: None,
+        created_at: ts(l1),
+        answered_at: None,
+        campaign_id: None,
+        token: "tok-1",
+    };
+    feedback::insert(&mut c, &row).unwrap();
+    assert!(feedback::insert(&mut c, &row).is_err(), "tokens are unique");
+    assert!(
+        feedback::answer(&mut c, "tok-1", 9, Some("great"), ts("2024-03-02 10:00:00")).unwrap()
+    );
+    assert!(!feedback::answer(&mut c, "tok-1", 0, None, ts("2024-03-02 11:00:00")).unwrap());
+    let got = feedback::by_token(&mut c, "tok-1").unwrap().unwrap();
+    assert_eq!(
+        (got.score, got.comment.as_deref()),
+        (Some(9), Some("great"))
+    );
+    // The CHECK constraint holds on both backends.
+    let bad = feedback::NewFeedback {
+        survey: "poll",
+        token: "tok-2",
+        ..row
+    };
+    assert!(feedback::insert(&mut c, &bad).is_err());
+}
+
+#[test]
+fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    #[derive(QueryableByName)]
+    struct Val {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        v: String,
+    }
+    let db = TestDb::sqlite();
+    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
+    let DbConnection::Sqlite(c) = &mut c else {
+        panic!("not sqlite")
+    };
+    let mut pragma = |q: &str| diesel::sql_query(q).get_result::<Val>(c).unwrap().v;
+    assert_eq!(
+        pragma("SELECT journal_mode AS v FROM pragma_journal_mode"),
+        "wal"
+    );
+    assert_eq!(
+        pragma("SELECT CAST(foreign_keys AS TEXT) AS v FROM pragma_foreign_keys"),
+        "1"
+    );
+    assert_eq!(
+        pragma("SELECT CAST(timeout AS TEXT) AS v FROM pragma_busy_timeout"),
+        "10000"
+    );
+}
+
+#[test]
+fn missing_parent_folders_of_a_sqlite_file_are_created() {
+    let db = TestDb::sqlite();
+    let url = db.url.replace("cvm.db", "a/b/cvm.db");
+    let mut c = DbConnection::connect_for_write(&url).unwrap();
+    assert_eq!(customers::counts(&mut c).unwrap(), (0, 0));
+}
