@@ -7,6 +7,17 @@
 //! the bytes never depend on thread scheduling. CRM rows of all chunks go to
 //! the single `crm/customers.csv`, appended in chunk order.
 //!
+//! Files: `fx/rates.csv` (EUR, CNY, GBP, JPY to USD), `crm/customers.csv`, and
+//! per chunk `pos/part-NNNNN.csv`, `web/part-NNNNN.jsonl` plus
+//! `web/updates-NNNNN.jsonl` (later versions of some orders),
+//! `app/part-NNNNN.jsonl`, `transactions/part-NNNNN.csv`,
+//! `events/part-NNNNN.jsonl`; `.gz` appended when compressing. Feed quirks sit
+//! in fixed files: a BOM in `pos/part-00000`, CRLF in `pos/part-00001`,
+//! reordered columns in `pos/part-00002`, an extra `cashier` column in
+//! `pos/part-00003`, no `channel` column in `transactions/part-00001`, blank
+//! lines in `events/part-00000`, an extra `loyalty_tier` CRM column, a quoted
+//! line break in one name per chunk.
+//!
 //! Assumptions about the ingest settings: base currency `USD`, POS time zone
 //! `UTC` (local POS times are between 08:00 and 21:59, so they also exist in
 //! any zone whose DST switch is at night), default country code `1` (only US
@@ -103,7 +114,9 @@ pub struct GenerateSummary {
     pub customers: u64,
     /// CRM customers generated without any purchase.
     pub prospects: u64,
-    /// Buyers not in CRM generated (each known by one key only: email, phone or legacy id).
+    /// Guest buyers generated (not in CRM; each known by one key only: email,
+    /// phone or legacy id). The ingest can resolve more guests: a CRM customer
+    /// whose CRM rows were all made bad becomes guests under the keys it bought with.
     pub guests: u64,
     /// Expected outcomes per source folder (`crm`, `pos`, `web`, `app`, `transactions`, `events`, `fx`).
     pub outcomes: BTreeMap<String, OutcomeCounts>,
