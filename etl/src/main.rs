@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
+use cvm_etl::jobs::load;
 use cvm_etl::jobs::score;
 use cvm_etl::warehouse::publish::PublishError;
 use cvm_shared::Settings;
@@ -72,6 +73,18 @@ enum Command {
         /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
         #[arg(long)]
         period: Option<String>,
+    },
+    /// Upsert the warehouse's customers and a scoring run's scores into the database.
+    Load {
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
+        #[arg(long)]
+        db: Option<String>,
+        /// The scoring run to load (YYYY-MM-DD); default: the latest scores/as_of=DATE.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
     /// Generate a demo drop, ingest it and score it: the whole product on a laptop.
     Demo {
@@ -188,6 +201,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
                 Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Load { warehouse, db, as_of } => {
+            let s = settings(&cli, &[("database.url", db)])?;
+            init_logs(&s.log.format, cli.quiet);
+            let Some(db_url) = s.database.url.clone() else {
+                return Err(usage(anyhow::anyhow!("no database: pass --db URL or set CVM_DATABASE_URL")));
+            };
+            let opts = load::LoadOptions { warehouse: warehouse.clone(), db_url, as_of: *as_of };
+            match load::run(&opts) {
+                Ok(r) => {
+                    if !cli.quiet {
+                        let as_of = r.as_of.map_or_else(|| "none".to_string(), |d| d.to_string());
+                        eprintln!(
+                            "loaded {} customers ({} newly inactive) and {} scores as of {as_of} in {:.1} s (run {})",
+                            r.customers, r.deactivated, r.scores, r.seconds, r.run_id
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e @ (load::LoadError::NoWarehouse(_) | load::LoadError::NoScores { .. })) => Err(usage(e)),
+                Err(e @ load::LoadError::Db(cvm_shared::db::DbError::InvalidUrl { .. })) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }

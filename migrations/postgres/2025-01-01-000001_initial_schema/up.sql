@@ -47,8 +47,8 @@ CREATE TABLE scores (
     nps_last INTEGER,
     nps_class TEXT,
     engagement_90d BIGINT NOT NULL,
-    lifecycle_stage TEXT NOT NULL,
-    value_tier TEXT NOT NULL,
+    lifecycle_stage TEXT,
+    value_tier TEXT,
     loyalty_index DOUBLE PRECISION,
     loaded_at TIMESTAMP NOT NULL
 );

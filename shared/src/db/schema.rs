@@ -92,10 +92,10 @@ diesel::table! {
         nps_class -> Nullable<Text>,
         /// Engagement events in the last 90 days.
         engagement_90d -> BigInt,
-        /// Lifecycle stage.
-        lifecycle_stage -> Text,
-        /// Value tier.
-        value_tier -> Text,
+        /// Lifecycle stage (null when it needs P(alive) and the model could not be fitted).
+        lifecycle_stage -> Nullable<Text>,
+        /// Value tier (null for a purchaser without a CLV).
+        value_tier -> Nullable<Text>,
         /// Loyalty index 0..100.
         loyalty_index -> Nullable<Double>,
         /// When the last load wrote this row.

@@ -97,8 +97,8 @@ fn score<'a>(id: &'a str, as_of: &str, orders: i64, loaded: &str) -> scores::New
         nps_last: Some(9),
         nps_class: Some("promoter"),
         engagement_90d: 7,
-        lifecycle_stage: "active",
-        value_tier: "high",
+        lifecycle_stage: Some("active"),
+        value_tier: None,
         loyalty_index: Some(80.5),
         loaded_at: ts(loaded),
     }

@@ -109,9 +109,9 @@ score_structs! {
     /// Engagement events, 90 days.
     engagement_90d: i64 => i64,
     /// Lifecycle stage.
-    lifecycle_stage: &'a str => String,
+    lifecycle_stage: Option<&'a str> => Option<String>,
     /// Value tier.
-    value_tier: &'a str => String,
+    value_tier: Option<&'a str> => Option<String>,
     /// Loyalty index.
     loyalty_index: Option<f64> => Option<f64>,
     /// When the last load wrote this row.

@@ -1,0 +1,318 @@
+//! The `load` job: upserts the warehouse's customers and the scores of one
+//! scoring run into the database (SQLite or PostgreSQL).
+//!
+//! - Idempotent: loading the same warehouse twice leaves the same rows (only
+//!   `loaded_at` moves).
+//! - Atomic: every row of a load is written in one transaction (multi-row
+//!   upserts of a few thousand rows each), so a crash leaves the previous load
+//!   intact and the next load completes it. SQLite readers (WAL) are never
+//!   blocked; SQLite writers wait through their busy timeout.
+//! - Vanished customers (in the database, not in the warehouse) are flagged
+//!   `active = false`, never deleted: feedback, outbox and unsubscribes
+//!   reference them. A customer who comes back is active again.
+//! - Consent: `email_opt_in` is taken only from a CRM record at least as new as
+//!   the one that set the stored value; never from an older one or a guest.
+//! - Scores replace a customer's stored scores only if their `as_of` is the
+//!   same or later, so loading an old scoring run never regresses "latest".
+//! - The run is recorded in `job_runs` (succeeded with a JSON summary, or
+//!   failed with the error), outside the data transaction so failures persist.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
+use cvm_shared::db::models::{customers, job_runs, scores};
+use cvm_shared::db::{DbConnection, DbError, DbUrl};
+use diesel::Connection;
+
+use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
+
+/// What to load and where.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The warehouse folder.
+    pub warehouse: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`.
+    pub db_url: String,
+    /// The scoring run to load; default: the latest `scores/as_of=` folder.
+    pub as_of: Option<NaiveDate>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    /// The `job_runs` id.
+    pub run_id: String,
+    /// The scores' date (None when the warehouse has no scores yet).
+    pub as_of: Option<NaiveDate>,
+    /// Customers written.
+    pub customers: usize,
+    /// Customers newly flagged inactive (vanished from the warehouse).
+    pub deactivated: usize,
+    /// Score rows in the scoring run.
+    pub scores: usize,
+    /// Score rows skipped because their customer is not in the warehouse.
+    pub scores_skipped: usize,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+impl LoadReport {
+    /// The summary stored in `job_runs.summary`.
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "as_of": self.as_of.map(|d| d.to_string()),
+            "customers": self.customers,
+            "deactivated": self.deactivated,
+            "scores": self.scores,
+            "scores_skipped": self.scores_skipped,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+        })
+    }
+}
+
+/// Why a load failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The warehouse has no `customers/` dataset (a wrong path must not
+    /// deactivate every customer).
+    #[error("{0} is not a cvm warehouse (no customers/ folder): run `cvm-etl ingest` first")]
+    NoWarehouse(PathBuf),
+    /// `--as-of` names a scoring run that does not exist.
+    #[error("no scores as of {as_of} in {path}: run `cvm-etl score --as-of {as_of}` first")]
+    NoScores {
+        /// Requested date.
+        as_of: NaiveDate,
+        /// Folder looked for.
+        path: PathBuf,
+    },
+    /// A timestamp that cannot be represented.
+    #[error("customer {customer_id}: {field} {micros} µs is out of range")]
+    BadTimestamp {
+        /// Customer.
+        customer_id: String,
+        /// Column.
+        field: &'static str,
+        /// Value.
+        micros: i64,
+    },
+    /// Reading the warehouse failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Opens the database (applying migrations) and loads the warehouse into it.
+pub fn run(opts: &LoadOptions) -> Result<LoadReport, LoadError> {
+    let url = DbUrl::parse(&opts.db_url)?;
+    let mut conn = DbConnection::open_for_write(&url)?;
+    load(&mut conn, &opts.warehouse, opts.as_of)
+}
+
+/// The scoring run to load: `as_of` if given (it must exist), else the latest.
+pub fn resolve_as_of(
+    warehouse: &Path,
+    as_of: Option<NaiveDate>,
+) -> Result<Option<NaiveDate>, LoadError> {
+    match as_of {
+        Some(d) => {
+            let path = warehouse::scores::dir_for(warehouse, d);
+            if path.is_dir() {
+                Ok(Some(d))
+            } else {
+                Err(LoadError::NoScores { as_of: d, path })
+            }
+        }
+        None => Ok(warehouse::scores::dates(warehouse).last().copied()),
+    }
+}
+
+/// Loads the warehouse into an open (migrated) connection and records the run.
+pub fn load(
+    conn: &mut DbConnection,
+    warehouse: &Path,
+    as_of: Option<NaiveDate>,
+) -> Result<LoadReport, LoadError> {
+    let started = Instant::now();
+    let now = Utc::now();
+    let run_id = crate::manifest::new_run_id("load");
+    let as_of = resolve_as_of(warehouse, as_of)?;
+    // One stamp for every row of this load: it tells which rows it wrote.
+    // Microseconds, the precision both backends store.
+    let loaded_at = now.naive_utc().trunc_subsecs(6);
+    job_runs::start(conn, &run_id, "load", loaded_at, as_of)?;
+    let result = load_rows(conn, warehouse, as_of, loaded_at).map(
+        |(customers, deactivated, scores, scores_skipped)| LoadReport {
+            run_id: run_id.clone(),
+            as_of,
+            customers,
+            deactivated,
+            scores,
+            scores_skipped,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+    );
+    let finished = Utc::now().naive_utc();
+    match &result {
+        Ok(report) => job_runs::finish(conn, &run_id, finished, Ok(&report.summary_json()))?,
+        Err(e) => {
+            // The load's own error matters more than failing to record it.
+            if let Err(rec) = job_runs::finish(conn, &run_id, finished, Err(&e.to_string())) {
+                tracing::warn!(run_id, error = %rec, "could not record the failed load in job_runs");
+            }
+        }
+    }
+    if let Ok(r) = &result {
+        tracing::info!(
+            run_id = r.run_id,
+            customers = r.customers,
+            deactivated = r.deactivated,
+            scores = r.scores,
+            scores_skipped = r.scores_skipped,
+            seconds = r.seconds,
+            "load finished"
+        );
+    }
+    result
+}
+
+fn read_inputs(
+    warehouse: &Path,
+    as_of: Option<NaiveDate>,
+) -> Result<(Vec<CustomerRow>, Vec<ScoreRow>), LoadError> {
+    let customers_dir = warehouse.join("customers");
+    if !customers_dir.exists() {
+        return Err(LoadError::NoWarehouse(warehouse.to_path_buf()));
+    }
+    let (customers, scores) = rayon::join(
+        || warehouse::customers::read(&customers_dir),
+        || match as_of {
+            Some(d) => warehouse::scores::read(&warehouse::scores::dir_for(warehouse, d)),
+            None => Ok(Vec::new()),
+        },
+    );
+    Ok((customers?, scores?))
+}
+
+fn timestamp(
+    c: &CustomerRow,
+    field: &'static str,
+    micros: Option<i64>,
+) -> Result<Option<NaiveDateTime>, LoadError> {
+    micros
+        .map(|m| {
+            DateTime::from_timestamp_micros(m)
+                .map(|t| t.naive_utc())
+                .ok_or_else(|| LoadError::BadTimestamp {
+                    customer_id: c.customer_id.to_string(),
+                    field,
+                    micros: m,
+                })
+        })
+        .transpose()
+}
+
+fn new_customer(
+    c: &CustomerRow,
+    loaded_at: NaiveDateTime,
+) -> Result<customers::NewCustomer<'_>, LoadError> {
+    let channels: Vec<&str> = c.channels.iter().map(|ch| ch.as_str()).collect();
+    Ok(customers::NewCustomer {
+        customer_id: &c.customer_id,
+        is_guest: c.is_guest,
+        email: c.email.as_deref(),
+        phone: c.phone.as_deref(),
+        first_name: c.first_name.as_deref(),
+        last_name: c.last_name.as_deref(),
+        country: c.country.as_deref(),
+        signup_date: c.signup_date,
+        birth_date: c.birth_date,
+        email_opt_in: c.email_opt_in && !c.is_guest,
+        // Guests carry no consent record: their rows never decide consent.
+        consent_updated_at: if c.is_guest {
+            None
+        } else {
+            timestamp(c, "updated_at", c.updated_at)?
+        },
+        first_seen: timestamp(c, "first_seen", c.first_seen)?,
+        channels: channels.join(","),
+        active: true,
+        loaded_at,
+    })
+}
+
+fn new_score(s: &ScoreRow, loaded_at: NaiveDateTime) -> scores::NewScore<'_> {
+    scores::NewScore {
+        customer_id: &s.customer_id,
+        as_of: s.as_of,
+        orders: i64::from(s.orders),
+        frequency: i64::from(s.frequency),
+        recency: s.recency,
+        t: s.t,
+        monetary_avg: s.monetary_avg,
+        total_revenue: s.total_revenue.to_string(),
+        first_purchase: s.first_purchase,
+        last_purchase: s.last_purchase,
+        days_since_last_purchase: s.days_since_last_purchase,
+        r_score: s.r_score.map(i32::from),
+        f_score: s.f_score.map(i32::from),
+        m_score: s.m_score.map(i32::from),
+        rfm_segment: &s.rfm_segment,
+        p_alive: s.p_alive,
+        expected_purchases_90d: s.expected_purchases_90d,
+        expected_purchases_365d: s.expected_purchases_365d,
+        expected_avg_value: s.expected_avg_value,
+        clv_12m: s.clv_12m,
+        churn_risk: s.churn_risk,
+        nps_last: s.nps_last.map(i32::from),
+        nps_class: s.nps_class.as_deref(),
+        engagement_90d: i64::from(s.engagement_90d),
+        lifecycle_stage: s.lifecycle_stage.as_deref(),
+        value_tier: s.value_tier.as_deref(),
+        loyalty_index: s.loyalty_index,
+        loaded_at,
+    }
+}
+
+/// Reads, converts and writes in one transaction; returns (customers,
+/// deactivated, scores, scores skipped).
+fn load_rows(
+    conn: &mut DbConnection,
+    warehouse: &Path,
+    as_of: Option<NaiveDate>,
+    loaded_at: NaiveDateTime,
+) -> Result<(usize, usize, usize, usize), LoadError> {
+    let (customer_rows, score_rows) = read_inputs(warehouse, as_of)?;
+    if as_of.is_none() {
+        tracing::warn!(warehouse = %warehouse.display(), "no scores/as_of=* folder yet: loading customers only");
+    }
+    let new_customers = customer_rows
+        .iter()
+        .map(|c| new_customer(c, loaded_at))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A score of a customer absent from customers/ has no row to reference
+    // (the foreign key would fail the whole load): skip and count it.
+    let known: HashSet<&str> = customer_rows.iter().map(|c| &*c.customer_id).collect();
+    let new_scores: Vec<_> = score_rows
+        .iter()
+        .filter(|s| known.contains(&*s.customer_id))
+        .map(|s| new_score(s, loaded_at))
+        .collect();
+    let skipped = score_rows.len() - new_scores.len();
+    if skipped > 0 {
+        tracing::warn!(
+            skipped,
+            "scores of customers not in customers/ were skipped"
+        );
+    }
+    let (written, deactivated) = conn.transaction::<_, DbError, _>(|c| {
+        let written = customers::upsert(c, &new_customers)?;
+        let deactivated = customers::deactivate_missing(c, loaded_at)?;
+        scores::upsert(c, &new_scores)?;
+        Ok((written, deactivated))
+    })?;
+    Ok((written, deactivated, new_scores.len(), skipped))
+}
