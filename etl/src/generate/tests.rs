@@ -457,9 +457,11 @@ fn speed() {
         .unwrap_or(100_000);
     let gzip = std::env::var("CVM_GEN_GZIP").is_ok();
     let d = tempfile::tempdir().unwrap();
+    // CVM_GEN_OUT keeps the drop for a look.
+    let out = std::env::var("CVM_GEN_OUT").map_or_else(|_| d.path().to_path_buf(), PathBuf::from);
     let t = std::time::Instant::now();
     let s = generate(
-        d.path(),
+        &out,
         &GenerateOptions {
             gzip,
             ..opts(n, 42, 0.01)
