@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::parquet_io::{
     self, Columns, UTC, WriteStats, opt_str, opt_timestamp_array, opt_utf8_array, opt_value,
-    part_jobs, utf8_array, write_parts, writer_properties,
+    part_jobs, utf8_array, write_parts, writer_properties_with,
 };
 use super::{CustomerRow, WarehouseError};
 
@@ -22,6 +22,8 @@ use super::{CustomerRow, WarehouseError};
 pub const DATASET: &str = "customers";
 /// Columns with few distinct values, dictionary-encoded.
 const DICTIONARY_COLUMNS: &[&str] = &["country"];
+/// Columns with page-level statistics (rows are sorted by id).
+const PAGE_INDEX_COLUMNS: &[&str] = &["customer_id"];
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
@@ -175,7 +177,7 @@ pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseEr
     write_parts(
         &jobs,
         &schema(),
-        &writer_properties(DICTIONARY_COLUMNS),
+        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
         |rows| build(rows.iter().copied()),
     )
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::parquet_io::{
     self, Columns, UTC, WriteStats, opt_str, opt_utf8_array, part_jobs, timestamp_array,
-    utf8_array, write_parts, writer_properties,
+    utf8_array, write_parts, writer_properties_with,
 };
 use super::{StoredEvent, WarehouseError};
 use crate::record::Keys;
@@ -19,6 +19,8 @@ use crate::record::Keys;
 pub const DATASET: &str = "events";
 /// Columns with few distinct values, dictionary-encoded.
 const DICTIONARY_COLUMNS: &[&str] = &["type", "source_file"];
+/// Columns with page-level statistics (rows are sorted by time).
+const PAGE_INDEX_COLUMNS: &[&str] = &["ts"];
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
@@ -111,7 +113,7 @@ pub fn write(dir: &Path, rows: &[StoredEvent]) -> Result<WriteStats, WarehouseEr
     write_parts(
         &jobs,
         &schema(),
-        &writer_properties(DICTIONARY_COLUMNS),
+        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
         |rows| build(rows.iter().copied()),
     )
 }

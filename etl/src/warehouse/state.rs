@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::parquet_io::{
     self, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically, write_batches,
-    writer_properties,
+    writer_properties_with,
 };
 use super::{RecordState, WarehouseError};
 
@@ -86,7 +86,7 @@ pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseEr
     write_batches(
         &dir.join(RECORDS_FILE),
         &schema(),
-        &writer_properties(&[]),
+        &writer_properties_with(&[], &["key"]),
         batches,
     )
 }
