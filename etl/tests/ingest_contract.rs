@@ -3,6 +3,8 @@
 //! expected outcome counts, then re-run, extended by a later drop, and read
 //! back from Parquet.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;

@@ -110,3 +110,27 @@ mod tests {
         assert_eq!(r.duplicates.len(), 2);
     }
 }
+
+/// Resolves records with no id of their own (their key is their content and
+/// occurrence number): one already stored is a duplicate, the rest resolve
+/// among themselves. No per-record state is kept for them.
+pub fn resolve_numbered<T>(new: Vec<Versioned<T>>, is_stored: impl Fn(&str) -> bool) -> Resolution<T> {
+    let (known, fresh): (Vec<_>, Vec<_>) = new.into_iter().partition(|v| is_stored(&v.key));
+    let mut r = resolve(fresh, &HashMap::new());
+    r.duplicates.extend(known.iter().map(|v| v.pos));
+    r
+}
+
+#[cfg(test)]
+mod numbered_tests {
+    use super::*;
+
+    #[test]
+    fn stored_numbered_records_are_duplicates() {
+        let v = |key: &str, line| Versioned { key: key.into(), numbered: true, version: None, digest: 1, pos: Pos { file: 0, line }, body: () };
+        let r = resolve_numbered(vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)], |k| k == "tx:a#1");
+        assert_eq!(r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(), ["tx:a#2", "tx:b#1"]);
+        assert_eq!(r.duplicates, [Pos { file: 0, line: 1 }]);
+        assert!(r.replaced.is_empty());
+    }
+}

@@ -377,10 +377,17 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
         new_events.extend(r.events);
     }
 
-    // Versions.
+    // Versions. Records with an id of their own meet the stored state;
+    // numbered ones (content + occurrence) only need to know if they are stored.
     let crm_res = versions::resolve(new_crm, &stored.records);
     fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
-    let txn_res = versions::resolve(new_txns, &stored.records);
+    let (numbered_txns, keyed_txns): (Vec<_>, Vec<_>) = new_txns.into_iter().partition(|v| v.numbered);
+    let stored_txn_keys: HashSet<&str> = stored.txns.iter().map(|t| &*t.record_key).collect();
+    let mut txn_res = versions::resolve(keyed_txns, &stored.records);
+    let numbered_res = versions::resolve_numbered(numbered_txns, |k| stored_txn_keys.contains(k));
+    drop(stored_txn_keys);
+    txn_res.winners.extend(numbered_res.winners);
+    txn_res.duplicates.extend(numbered_res.duplicates);
     fate(&txn_res, &mut per_file, |w| {
         if w.body.ignored {
             Outcome::Ignored
@@ -390,8 +397,11 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
             Outcome::Accepted
         }
     });
-    let ev_res = versions::resolve(new_events, &stored.records);
+    let stored_event_keys: HashSet<&str> = stored.events.iter().map(|e| &*e.record_key).collect();
+    let ev_res = versions::resolve_numbered(new_events, |k| stored_event_keys.contains(k));
+    drop(stored_event_keys);
     fate(&ev_res, &mut per_file, |_| Outcome::Accepted);
+    tick(&mut timings, "versions", &mut lap);
 
     let mut totals = Counts::default();
     let files: Vec<FileCounts> = found
@@ -460,6 +470,19 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
         return Err(e);
     }
 
+    // The per-record state of keyed records (numbered ones live in their datasets).
+    let mut state: HashMap<Box<str>, RecordState> = stored.records;
+    for (key, version, digest) in crm_res
+        .winners
+        .iter()
+        .map(|w| (&w.key, w.version, w.digest))
+        .chain(txn_res.winners.iter().filter(|w| !w.numbered).map(|w| (&w.key, w.version, w.digest)))
+    {
+        state.insert(key.clone(), RecordState { key: key.clone(), version, digest });
+    }
+    let mut state: Vec<RecordState> = state.into_values().collect();
+    state.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+
     // Consolidate the whole history.
     let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
     let mut crm: Vec<CrmRecord> = stored
@@ -473,13 +496,17 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
     let mut txns: Vec<StoredTxn> = stored.txns.into_iter().filter(|t| !txn_replaced.contains(&*t.record_key)).collect();
-    for w in txn_res.winners.iter().filter(|w| !w.body.ignored) {
-        let source_file: Box<str> = found.files[w.pos.file as usize].name.as_str().into();
-        for row in &w.body.rows {
+    let file_names: Vec<Box<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
+    for w in txn_res.winners.into_iter().filter(|w| !w.body.ignored) {
+        let source_file = &file_names[w.pos.file as usize];
+        let (mut keys, rows) = (w.body.keys, w.body.rows);
+        let n = rows.len();
+        for (i, row) in rows.into_iter().enumerate() {
             txns.push(StoredTxn {
-                row: row.clone(),
+                row,
                 customer_id: None,
-                keys: w.body.keys.clone(),
+                // The last row takes the keys; a refunded order's first row copies them.
+                keys: if i + 1 == n { std::mem::take(&mut keys) } else { keys.clone() },
                 record_key: w.key.clone(),
                 source_file: source_file.clone(),
             });
@@ -495,17 +522,15 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
 
     let ev_replaced: HashSet<&str> = ev_res.replaced.iter().map(|k| &**k).collect();
     let mut events: Vec<StoredEvent> = stored.events.into_iter().filter(|e| !ev_replaced.contains(&*e.record_key)).collect();
-    for w in &ev_res.winners {
-        events.push(StoredEvent {
-            event_id: format!("ev:{:016x}", stable_hash(w.key.as_bytes())).into(),
-            customer_id: None,
-            keys: w.body.keys.clone(),
-            event_type: w.body.event_type.clone(),
-            ts: w.body.ts,
-            record_key: w.key.clone(),
-            source_file: found.files[w.pos.file as usize].name.as_str().into(),
-        });
-    }
+    events.extend(ev_res.winners.into_iter().map(|w| StoredEvent {
+        event_id: format!("ev:{:016x}", stable_hash(w.key.as_bytes())).into(),
+        customer_id: None,
+        source_file: file_names[w.pos.file as usize].clone(),
+        keys: w.body.keys,
+        event_type: w.body.event_type,
+        ts: w.body.ts,
+        record_key: w.key,
+    }));
     events.par_iter_mut().for_each(|e| {
         e.customer_id = directory
             .resolve(&e.keys)
@@ -515,18 +540,6 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     });
 
     let customers = build_customers(&crm, &guests, &txns);
-    let mut state: HashMap<Box<str>, RecordState> = stored.records;
-    for (key, version, digest) in crm_res
-        .winners
-        .iter()
-        .map(|w| (&w.key, w.version, w.digest))
-        .chain(txn_res.winners.iter().map(|w| (&w.key, w.version, w.digest)))
-        .chain(ev_res.winners.iter().map(|w| (&w.key, w.version, w.digest)))
-    {
-        state.insert(key.clone(), RecordState { key: key.clone(), version, digest });
-    }
-    let mut state: Vec<RecordState> = state.into_values().collect();
-    state.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
     tick(&mut timings, "consolidate", &mut lap);
 
     mf.warehouse = WarehouseTotals {
