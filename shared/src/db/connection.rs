@@ -124,10 +124,10 @@ impl DbUrl {
 fn password_of(url: &str) -> Option<String> {
     let (_, rest) = url.split_once("://")?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if let Some((_, pw)) = userinfo.split_once(':') {
-            return Some(pw.to_string());
-        }
+    if let Some((userinfo, _)) = authority.rsplit_once('@')
+        && let Some((_, pw)) = userinfo.split_once(':')
+    {
+        return Some(pw.to_string());
     }
     let query = url.split_once('?').map(|(_, q)| q)?;
     query
@@ -246,6 +246,7 @@ macro_rules! with_backend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 

@@ -1,6 +1,8 @@
 //! The database layer against both backends: every test runs once on a
 //! SQLite file and once on a fresh PostgreSQL database (see [`super::testing`]).
 
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
 use std::sync::{Arc, Barrier};
 
 use chrono::{NaiveDate, NaiveDateTime};
