@@ -9,3 +9,4 @@ pub mod warehouse;
 pub mod consolidate;
 pub mod jobs;
 pub mod manifest;
+pub mod report;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cvm_etl::jobs::evaluate;
 use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
 use cvm_etl::jobs::load;
 use cvm_etl::jobs::score;
@@ -85,6 +86,21 @@ enum Command {
         /// The scoring run to load (YYYY-MM-DD); default: the latest scores/as_of=DATE.
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
+    },
+    /// Fit BG/NBD on a calibration period and compare its holdout predictions with what customers did.
+    Evaluate {
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Last day of the calibration period (YYYY-MM-DD, inclusive, UTC).
+        #[arg(long)]
+        calibration_end: chrono::NaiveDate,
+        /// Last day of the holdout period (YYYY-MM-DD, inclusive, UTC).
+        #[arg(long)]
+        holdout_end: chrono::NaiveDate,
+        /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
+        #[arg(long)]
+        period: Option<String>,
     },
     /// Generate a demo drop, ingest it and score it: the whole product on a laptop.
     Demo {
@@ -196,6 +212,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     if !cli.quiet {
                         eprint!("{}", score::summary_table(&report.manifest));
                         eprintln!("manifest: {}", report.run_dir.join("manifest.json").display());
+                        eprintln!("report: {}", report.run_dir.join("report.html").display());
                     }
                     Ok(())
                 }
@@ -224,6 +241,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 Err(e @ (load::LoadError::NoWarehouse(_) | load::LoadError::NoScores { .. })) => Err(usage(e)),
                 Err(e @ load::LoadError::Db(cvm_shared::db::DbError::InvalidUrl { .. })) => Err(usage(e)),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Evaluate { warehouse, calibration_end, holdout_end, period } => {
+            let s = settings(&cli, &[("scoring.period", period)])?;
+            init_logs(&s.log.format, cli.quiet);
+            let opts = evaluate::EvaluateOptions { warehouse: warehouse.clone(), calibration_end: *calibration_end, holdout_end: *holdout_end, settings: s };
+            match evaluate::run(&opts) {
+                Ok(report) => {
+                    if !cli.quiet {
+                        eprint!("{}", evaluate::summary_table(&report.manifest));
+                        eprintln!("predictions: {}", report.manifest.output);
+                        eprintln!("report: {}", report.run_dir.join("report.html").display());
+                    }
+                    Ok(())
+                }
+                Err(e @ evaluate::EvaluateError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
+                Err(e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. })) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }
@@ -281,6 +316,7 @@ fn demo(dir: &std::path::Path, customers: u64, seed: u64, s: Settings, quiet: bo
         eprintln!("  scores       {}", scored.manifest.output);
         eprintln!("ingest run     {}", ingested.run_dir.display());
         eprintln!("score run      {}", scored.run_dir.display());
+        eprintln!("  report       {}", scored.run_dir.join("report.html").display());
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ pub enum ScoreError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ {
     move |source| ScoreError::Io { path: path.to_path_buf(), source }
 }
 
@@ -158,7 +158,7 @@ pub struct ScoreReport {
 
 /// A transaction reduced to what scoring needs.
 #[derive(Debug, Clone, Copy)]
-struct Tx {
+pub(crate) struct Tx {
     customer: u32,
     at: i64,
     amount: i128,
@@ -166,7 +166,7 @@ struct Tx {
     order: u64,
 }
 
-const DAY_MICROS: i64 = 86_400_000_000;
+pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
 fn day_of(micros: i64) -> i64 {
     micros.div_euclid(DAY_MICROS)
@@ -257,13 +257,70 @@ fn read_feedback(warehouse: &Path, end: i64, counts: &mut BTreeMap<String, u64>)
 
 /// Per-customer facts before the models.
 #[derive(Debug, Clone, Default)]
-struct Facts {
-    summary: Option<summary::CustomerSummary>,
-    total_revenue: i128,
+pub(crate) struct Facts {
+    pub(crate) summary: Option<summary::CustomerSummary>,
+    pub(crate) total_revenue: i128,
 }
 
-/// Occasions of one customer: purchase days not fully refunded through their order.
-fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
+impl Facts {
+    /// (frequency, recency, T) of a purchaser, the BG/NBD inputs.
+    pub(crate) fn xtt(&self) -> Option<(f64, f64, f64)> {
+        self.summary.filter(|s| s.orders > 0).map(|s| (s.frequency as f64, s.recency.unwrap_or(0.0), s.t.unwrap_or(0.0)))
+    }
+}
+
+/// Customers known before `end` (microseconds) in a warehouse version.
+pub(crate) fn known_customers(version_dir: &Path, end: i64) -> Result<Vec<warehouse::CustomerRow>, WarehouseError> {
+    Ok(warehouse::customers::read(&version_dir.join("customers"))?.into_iter().filter(|c| c.first_seen.is_none_or(|f| f < end)).collect())
+}
+
+/// The transactions of the indexed customers, grouped by customer and sorted by time.
+pub(crate) struct Ledger {
+    txs: Vec<Tx>,
+    bounds: Vec<usize>,
+}
+
+impl Ledger {
+    /// Reads the transactions of the customers in `index` before `end` (microseconds).
+    pub(crate) fn read(version_dir: &Path, index: &HashMap<&str, u32>, end: i64) -> Result<Ledger, WarehouseError> {
+        let mut txs = read_transactions(&version_dir.join("transactions"), index, end)?;
+        txs.par_sort_unstable_by_key(|t| (t.customer, t.at, t.refund, t.amount));
+        let mut bounds = vec![0usize; index.len() + 1];
+        for t in &txs {
+            bounds[t.customer as usize + 1] += 1;
+        }
+        for i in 1..bounds.len() {
+            bounds[i] += bounds[i - 1];
+        }
+        Ok(Ledger { txs, bounds })
+    }
+
+    /// Transactions read.
+    pub(crate) fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// Customer `i`'s transactions, by time.
+    pub(crate) fn customer(&self, i: usize) -> &[Tx] {
+        &self.txs[self.bounds[i]..self.bounds[i + 1]]
+    }
+
+    /// Every customer's facts on `as_of_day`, from the transactions up to that day only.
+    pub(crate) fn facts(&self, as_of_day: i64, period: Period) -> Vec<Facts> {
+        let end = (as_of_day + 1) * DAY_MICROS;
+        (0..self.bounds.len() - 1)
+            .into_par_iter()
+            .map(|i| {
+                let txs = self.customer(i);
+                facts(&txs[..txs.partition_point(|t| t.at < end)], as_of_day, period)
+            })
+            .collect()
+    }
+}
+
+/// Purchase occasions (day, value) of one customer's transactions, and the net total:
+/// purchase days not fully refunded through their order.
+pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
     let mut by_order: HashMap<u64, (i128, i128)> = HashMap::new();
     let mut total = 0i128;
     for t in txs {
@@ -283,11 +340,49 @@ fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
         .filter(|t| !t.refund && !fully_refunded(t.order))
         .map(|t| (day_of(t.at), BaseAmount(t.amount).to_f64()))
         .collect();
-    let occasions = summary::occasions_from_purchases(&purchases);
+    (summary::occasions_from_purchases(&purchases), total)
+}
+
+fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
+    let (occasions, total) = occasions(txs);
     Facts { summary: summary::summarize(&occasions, as_of_day, period).ok(), total_revenue: total }
 }
 
-fn now_rfc3339() -> String {
+/// Both model fits and their manifest records.
+pub(crate) struct Fits {
+    pub(crate) bg: Option<BgNbdParams>,
+    pub(crate) gg: Option<GammaGammaParams>,
+    pub(crate) bg_report: ModelReport,
+    pub(crate) gg_report: ModelReport,
+}
+
+/// Fits BG/NBD on the purchasers and Gamma-Gamma on the repeat buyers with a positive spend.
+pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
+    let fit_started = Instant::now();
+    let bg_rows = bgnbd::collapse_rows(facts.iter().filter_map(Facts::xtt));
+    let bg = bgnbd::fit(&bg_rows);
+    let bg_ms = fit_started.elapsed().as_millis() as u64;
+    let fit_started = Instant::now();
+    let gg_rows = gammagamma::collapse_rows(
+        facts.iter().filter_map(|f| f.summary).filter(|s| s.frequency > 0 && s.monetary_avg > 0.0).map(|s| (s.frequency as f64, s.monetary_avg)),
+    );
+    let gg = gammagamma::fit(&gg_rows);
+    let gg_ms = fit_started.elapsed().as_millis() as u64;
+    if !bg.converged {
+        tracing::warn!(reason = %bg.reason_text(), "BG/NBD could not be fitted: model columns are null");
+    }
+    if !gg.converged {
+        tracing::warn!(reason = %gg.reason_text(), "Gamma-Gamma could not be fitted: value columns are null");
+    }
+    Fits {
+        bg: bg.params,
+        gg: gg.params,
+        bg_report: model_report(&bg, |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)], bg_rows.len(), bg_ms),
+        gg_report: model_report(&gg, |p| vec![("p", p.p), ("q", p.q), ("v", p.v)], gg_rows.len(), gg_ms),
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -323,21 +418,18 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let end = (as_of_day + 1) * DAY_MICROS;
 
     // Customers known on as_of.
-    let customers: Vec<warehouse::CustomerRow> = warehouse::customers::read(&version_dir.join("customers"))?
-        .into_iter()
-        .filter(|c| c.first_seen.is_none_or(|f| f < end))
-        .collect();
+    let customers = known_customers(&version_dir, end)?;
     let index: HashMap<&str, u32> = customers.iter().enumerate().map(|(i, c)| (&*c.customer_id, i as u32)).collect();
-    let mut txs = read_transactions(&version_dir.join("transactions"), &index, end)?;
-    let n_txs = txs.len() as u64;
-    txs.par_sort_unstable_by_key(|t| (t.customer, t.at, t.refund, t.amount));
+    let ledger = Ledger::read(&version_dir, &index, end)?;
+    let n_txs = ledger.len() as u64;
     let mut engagement = vec![0u32; customers.len()];
     let window_start = end - 90 * DAY_MICROS;
     for e in warehouse::events::read(&version_dir.join("events"))? {
-        if let Some(&i) = e.customer_id.as_deref().and_then(|id| index.get(id)) {
-            if e.ts >= window_start && e.ts < end {
-                engagement[i as usize] += 1;
-            }
+        if let Some(&i) = e.customer_id.as_deref().and_then(|id| index.get(id))
+            && e.ts >= window_start
+            && e.ts < end
+        {
+            engagement[i as usize] += 1;
         }
     }
     let mut feedback_counts = BTreeMap::new();
@@ -345,38 +437,12 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let (k, v) = tick("read", &mut lap);
     timings.insert(k, v);
 
-    // Summaries per customer (transactions are sorted by customer).
-    let mut bounds = vec![0usize; customers.len() + 1];
-    for t in &txs {
-        bounds[t.customer as usize + 1] += 1;
-    }
-    for i in 1..bounds.len() {
-        bounds[i] += bounds[i - 1];
-    }
-    let facts: Vec<Facts> =
-        (0..customers.len()).into_par_iter().map(|i| facts(&txs[bounds[i]..bounds[i + 1]], as_of_day, period)).collect();
-    drop(txs);
+    let facts = ledger.facts(as_of_day, period);
+    drop(ledger);
     let (k, v) = tick("summarize", &mut lap);
     timings.insert(k, v);
 
-    // Models.
-    let xtt = |f: &Facts| f.summary.filter(|s| s.orders > 0).map(|s| (s.frequency as f64, s.recency.unwrap_or(0.0), s.t.unwrap_or(0.0)));
-    let fit_started = Instant::now();
-    let bg_rows = bgnbd::collapse_rows(facts.iter().filter_map(xtt));
-    let bg = bgnbd::fit(&bg_rows);
-    let bg_ms = fit_started.elapsed().as_millis() as u64;
-    let fit_started = Instant::now();
-    let gg_rows = gammagamma::collapse_rows(
-        facts.iter().filter_map(|f| f.summary).filter(|s| s.frequency > 0 && s.monetary_avg > 0.0).map(|s| (s.frequency as f64, s.monetary_avg)),
-    );
-    let gg = gammagamma::fit(&gg_rows);
-    let gg_ms = fit_started.elapsed().as_millis() as u64;
-    if !bg.converged {
-        tracing::warn!(reason = %bg.reason_text(), "BG/NBD could not be fitted: model columns are null");
-    }
-    if !gg.converged {
-        tracing::warn!(reason = %gg.reason_text(), "Gamma-Gamma could not be fitted: value columns are null");
-    }
+    let fits = fit_models(&facts);
     let (k, v) = tick("fit", &mut lap);
     timings.insert(k, v);
 
@@ -388,8 +454,8 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         at_risk_below: s.at_risk_below,
         loyal_min_orders: u64::from(s.loyal_min_orders),
     };
-    let bgp: Option<BgNbdParams> = bg.params;
-    let ggp: Option<GammaGammaParams> = gg.params;
+    let bgp: Option<BgNbdParams> = fits.bg;
+    let ggp: Option<GammaGammaParams> = fits.gg;
     let h90 = 90.0 / period.days();
     let h365 = 365.0 / period.days();
 
@@ -489,8 +555,8 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         repeat_buyers: rows.iter().filter(|r| r.frequency > 0).count() as u64,
         transactions: n_txs,
         feedback: feedback_counts,
-        bgnbd: model_report(&bg, |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)], bg_rows.len(), bg_ms),
-        gamma_gamma: model_report(&gg, |p| vec![("p", p.p), ("q", p.q), ("v", p.v)], gg_rows.len(), gg_ms),
+        bgnbd: fits.bg_report,
+        gamma_gamma: fits.gg_report,
         segments: tally(rows.iter().map(|r| Some(&*r.rfm_segment))),
         lifecycle_stages: tally(rows.iter().map(|r| r.lifecycle_stage.as_deref())),
         value_tiers: tally(rows.iter().map(|r| r.value_tier.as_deref())),
@@ -502,6 +568,11 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let tmp = opts.warehouse.join("runs").join(format!(".{run_id}.tmp"));
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     manifest::write_json(&tmp.join("manifest.json"), &mf).map_err(io(&tmp))?;
+    // The scores are what matters: a report that cannot be drawn is a warning, not a failed run.
+    match crate::report::score_report(&mf, &rows) {
+        Ok(html) => std::fs::write(tmp.join("report.html"), html).map_err(io(&tmp))?,
+        Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),
+    }
     std::fs::rename(&tmp, &run_dir).map_err(io(&run_dir))?;
     Ok(ScoreReport { manifest: mf, rows, run_dir })
 }

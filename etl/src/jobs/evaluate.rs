@@ -1,0 +1,528 @@
+//! `cvm-etl evaluate`: how well BG/NBD predicts. The model is fitted on a
+//! calibration period exactly as `score` would fit it on that day, then each
+//! calibration purchaser's expected repeat purchases in the holdout period are
+//! compared with the purchase occasions they actually made (FHL 2005, sec. 4).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use cvm_shared::Settings;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::jobs::score::{self, DAY_MICROS, Ledger, ModelReport};
+use crate::manifest;
+use crate::models::bgnbd::BgNbdParams;
+use crate::models::summary::Period;
+use crate::warehouse::WarehouseError;
+use crate::warehouse::publish::{PublishError, Warehouse};
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    /// The warehouse folder.
+    pub warehouse: PathBuf,
+    /// Last day of the calibration period (inclusive, UTC).
+    pub calibration_end: NaiveDate,
+    /// Last day of the holdout period (inclusive, UTC).
+    pub holdout_end: NaiveDate,
+    /// Validated settings (`scoring.period` is used).
+    pub settings: Settings,
+}
+
+/// Why an evaluation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    /// The holdout period is empty.
+    #[error("--holdout-end {holdout_end} must be after --calibration-end {calibration_end}")]
+    Dates {
+        /// Given calibration end.
+        calibration_end: NaiveDate,
+        /// Given holdout end.
+        holdout_end: NaiveDate,
+    },
+    /// Nothing was ever ingested.
+    #[error("warehouse {0} has no published data: run `cvm-etl ingest` first")]
+    Empty(PathBuf),
+    /// No customer bought in the calibration period.
+    #[error("no customer made a purchase up to {0}: nothing to evaluate")]
+    NoPurchasers(NaiveDate),
+    /// BG/NBD could not be fitted on the calibration period.
+    #[error("BG/NBD could not be fitted on the calibration period: {0}")]
+    NotFitted(String),
+    /// Reading the warehouse failed.
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] WarehouseError),
+    /// Locking failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Writing the run folder failed.
+    #[error("{path}: {message}")]
+    Write {
+        /// File or folder.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvaluateError + '_ {
+    move |e| EvaluateError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// One calibration purchaser's holdout prediction (`evaluation.csv`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvaluationRow {
+    /// Customer id.
+    pub customer_id: Box<str>,
+    /// Repeat occasions in the calibration period.
+    pub frequency_cal: u32,
+    /// Recency at the calibration end, in periods.
+    pub recency_cal: f64,
+    /// Age at the calibration end, in periods.
+    #[serde(rename = "T_cal")]
+    pub t_cal: f64,
+    /// P(alive) at the calibration end.
+    pub p_alive_cal: f64,
+    /// Conditional expected purchases in the holdout period.
+    pub predicted_holdout: f64,
+    /// Purchase occasions in the holdout period.
+    pub actual_holdout: u32,
+}
+
+/// Aggregate errors over the calibration purchasers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Customers evaluated (purchasers in the calibration period).
+    pub customers: u64,
+    /// Mean absolute error per customer.
+    pub mae: f64,
+    /// Root mean squared error per customer.
+    pub rmse: f64,
+    /// Sum of actual holdout purchases.
+    pub total_actual: u64,
+    /// Sum of predicted holdout purchases.
+    pub total_predicted: f64,
+    /// (predicted - actual) / actual, in percent (null when nothing was bought).
+    pub total_error_pct: Option<f64>,
+}
+
+/// Mean holdout purchases of the customers with a given number of calibration repeat purchases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationRow {
+    /// `0` .. `6`, then `7+`.
+    pub calibration_frequency: String,
+    /// Customers in the group.
+    pub customers: u64,
+    /// Mean actual holdout purchases.
+    pub mean_actual: f64,
+    /// Mean predicted holdout purchases.
+    pub mean_predicted: f64,
+}
+
+/// Cumulative repeat purchases of the calibration cohort up to the end of a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrackingPoint {
+    /// Periods since the cohort's first purchase day.
+    pub period: u32,
+    /// Last day counted.
+    pub date: String,
+    /// Actual repeat occasions up to and including `date`.
+    pub actual: u64,
+    /// Expected repeat purchases (unconditional BG/NBD, from each first purchase).
+    pub predicted: f64,
+}
+
+/// The manifest of an evaluation run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvaluateManifest {
+    /// Run id.
+    pub run_id: String,
+    /// Always `evaluate`.
+    pub command: String,
+    /// Last calibration day.
+    pub calibration_end: String,
+    /// Last holdout day.
+    pub holdout_end: String,
+    /// `week` or `day`.
+    pub period: String,
+    /// Holdout length in periods.
+    pub holdout_periods: f64,
+    /// The warehouse version evaluated.
+    pub warehouse_version: Option<String>,
+    /// Start (RFC 3339 UTC).
+    pub started_at: String,
+    /// End (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Milliseconds per step.
+    pub timings_ms: BTreeMap<String, u64>,
+    /// Customers known at the calibration end.
+    pub customers: u64,
+    /// Transactions read (up to the holdout end).
+    pub transactions: u64,
+    /// BG/NBD fitted on the calibration period.
+    pub bgnbd: ModelReport,
+    /// Gamma-Gamma fitted on the calibration period.
+    pub gamma_gamma: ModelReport,
+    /// Aggregate errors.
+    pub metrics: Metrics,
+    /// Mean actual vs predicted by calibration repeat purchases.
+    pub calibration_table: Vec<CalibrationRow>,
+    /// Cumulative repeat purchases over time, calibration and holdout.
+    pub tracking: Vec<TrackingPoint>,
+    /// Per-customer file written.
+    pub output: String,
+    /// Program versions.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// The result of an evaluation.
+#[derive(Debug)]
+pub struct EvaluateReport {
+    /// The manifest, as written.
+    pub manifest: EvaluateManifest,
+    /// Per-customer predictions, sorted by customer id.
+    pub rows: Vec<EvaluationRow>,
+    /// `runs/<run_id>/`.
+    pub run_dir: PathBuf,
+}
+
+/// Evaluates, holding the warehouse lock.
+pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
+    if opts.holdout_end <= opts.calibration_end {
+        return Err(EvaluateError::Dates {
+            calibration_end: opts.calibration_end,
+            holdout_end: opts.holdout_end,
+        });
+    }
+    let wh = Warehouse::open(&opts.warehouse)?;
+    let started = Instant::now();
+    let started_at = score::now_rfc3339();
+    let run_id = manifest::new_run_id("evaluate");
+    let mut timings = BTreeMap::new();
+    let mut lap = Instant::now();
+    let mut tick = |name: &str| {
+        timings.insert(name.to_string(), lap.elapsed().as_millis() as u64);
+        lap = Instant::now();
+    };
+    let version_dir = wh
+        .current()
+        .ok_or_else(|| EvaluateError::Empty(opts.warehouse.clone()))?;
+    let period = if opts.settings.scoring.period == "day" {
+        Period::Day
+    } else {
+        Period::Week
+    };
+    let cal_day = i64::from(opts.calibration_end.to_epoch_days());
+    let hold_day = i64::from(opts.holdout_end.to_epoch_days());
+
+    let customers = score::known_customers(&version_dir, (cal_day + 1) * DAY_MICROS)?;
+    let index = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&*c.customer_id, i as u32))
+        .collect();
+    let ledger = Ledger::read(&version_dir, &index, (hold_day + 1) * DAY_MICROS)?;
+    drop(index);
+    tick("read");
+
+    // The calibration facts see only the calibration transactions, as `score` would on that day.
+    let facts = ledger.facts(cal_day, period);
+    let holdout: Vec<Vec<i64>> = (0..customers.len())
+        .into_par_iter()
+        .map(|i| {
+            score::occasions(ledger.customer(i))
+                .0
+                .into_iter()
+                .map(|(d, _)| d)
+                .filter(|d| *d <= hold_day)
+                .collect()
+        })
+        .collect();
+    tick("summarize");
+    if !facts.iter().any(|f| f.xtt().is_some()) {
+        return Err(EvaluateError::NoPurchasers(opts.calibration_end));
+    }
+    let fits = score::fit_models(&facts);
+    tick("fit");
+    let Some(bg) = fits.bg else {
+        return Err(EvaluateError::NotFitted(
+            fits.bg_report.reason.clone().unwrap_or_default(),
+        ));
+    };
+
+    let horizon = (hold_day - cal_day) as f64 / period.days();
+    let mut rows = Vec::new();
+    let mut cohort: Vec<(i64, &[i64])> = Vec::new();
+    for (i, f) in facts.iter().enumerate() {
+        let (Some((x, t_x, t)), Some(first)) = (f.xtt(), f.summary.and_then(|s| s.first_day))
+        else {
+            continue;
+        };
+        let days = &holdout[i];
+        rows.push(EvaluationRow {
+            customer_id: customers[i].customer_id.clone(),
+            frequency_cal: x as u32,
+            recency_cal: t_x,
+            t_cal: t,
+            p_alive_cal: bg.p_alive(x, t_x, t),
+            predicted_holdout: bg.conditional_expected_purchases(horizon, x, t_x, t),
+            actual_holdout: days.iter().filter(|d| **d > cal_day).count() as u32,
+        });
+        cohort.push((first, days));
+    }
+    let tracking = tracking(&bg, &cohort, hold_day, period);
+    rows.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let metrics = metrics(&rows);
+    let calibration_table = calibration_table(&rows);
+    tick("predict");
+
+    let run_dir = opts.warehouse.join("runs").join(&run_id);
+    let tmp = opts.warehouse.join("runs").join(format!(".{run_id}.tmp"));
+    std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
+    let csv_path = tmp.join("evaluation.csv");
+    write_csv(&csv_path, &rows)?;
+    tick("write");
+    timings.insert("total".into(), started.elapsed().as_millis() as u64);
+    let mf = EvaluateManifest {
+        run_id: run_id.clone(),
+        command: "evaluate".into(),
+        calibration_end: opts.calibration_end.to_string(),
+        holdout_end: opts.holdout_end.to_string(),
+        period: opts.settings.scoring.period.clone(),
+        holdout_periods: horizon,
+        warehouse_version: wh.current_id(),
+        started_at,
+        finished_at: score::now_rfc3339(),
+        timings_ms: timings,
+        customers: customers.len() as u64,
+        transactions: ledger.len() as u64,
+        bgnbd: fits.bg_report,
+        gamma_gamma: fits.gg_report,
+        metrics,
+        calibration_table,
+        tracking,
+        output: run_dir.join("evaluation.csv").display().to_string(),
+        versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+    };
+    manifest::write_json(&tmp.join("manifest.json"), &mf).map_err(write_err(&tmp))?;
+    match crate::report::evaluation_report(&mf) {
+        Ok(html) => std::fs::write(tmp.join("report.html"), html).map_err(write_err(&tmp))?,
+        Err(e) => tracing::warn!(error = %e, "the evaluation report could not be drawn"),
+    }
+    std::fs::rename(&tmp, &run_dir).map_err(write_err(&run_dir))?;
+    Ok(EvaluateReport {
+        manifest: mf,
+        rows,
+        run_dir,
+    })
+}
+
+fn write_csv(path: &Path, rows: &[EvaluationRow]) -> Result<(), EvaluateError> {
+    let err = |e: csv::Error| EvaluateError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    for r in rows {
+        w.serialize(r).map_err(err)?;
+    }
+    w.flush().map_err(write_err(path))
+}
+
+/// MAE, RMSE and totals of the predictions.
+pub fn metrics(rows: &[EvaluationRow]) -> Metrics {
+    if rows.is_empty() {
+        return Metrics::default();
+    }
+    let n = rows.len() as f64;
+    let (mut abs, mut sq, mut predicted, mut actual) = (0.0, 0.0, 0.0, 0u64);
+    for r in rows {
+        let e = r.predicted_holdout - f64::from(r.actual_holdout);
+        abs += e.abs();
+        sq += e * e;
+        predicted += r.predicted_holdout;
+        actual += u64::from(r.actual_holdout);
+    }
+    Metrics {
+        customers: rows.len() as u64,
+        mae: abs / n,
+        rmse: (sq / n).sqrt(),
+        total_actual: actual,
+        total_predicted: predicted,
+        total_error_pct: (actual > 0).then(|| 100.0 * (predicted - actual as f64) / actual as f64),
+    }
+}
+
+/// Customers grouped by calibration repeat purchases 0..6 and 7+ (FHL 2005 fig. 4).
+pub fn calibration_table(rows: &[EvaluationRow]) -> Vec<CalibrationRow> {
+    const TOP: u32 = 7;
+    let mut groups = [(0u64, 0.0f64, 0.0f64); TOP as usize + 1];
+    for r in rows {
+        let g = &mut groups[r.frequency_cal.min(TOP) as usize];
+        g.0 += 1;
+        g.1 += f64::from(r.actual_holdout);
+        g.2 += r.predicted_holdout;
+    }
+    groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.0 > 0)
+        .map(|(k, &(n, actual, predicted))| CalibrationRow {
+            calibration_frequency: if k as u32 == TOP {
+                format!("{TOP}+")
+            } else {
+                k.to_string()
+            },
+            customers: n,
+            mean_actual: actual / n as f64,
+            mean_predicted: predicted / n as f64,
+        })
+        .collect()
+}
+
+/// Cumulative repeat purchases of the cohort at the end of each period from the
+/// first purchase day to `hold_day` (FHL 2005 fig. 2). Expected values are grouped
+/// by first purchase day so the cost grows with distinct days, not customers.
+fn tracking(
+    bg: &BgNbdParams,
+    cohort: &[(i64, &[i64])],
+    hold_day: i64,
+    period: Period,
+) -> Vec<TrackingPoint> {
+    let Some(start) = cohort.iter().map(|c| c.0).min() else {
+        return Vec::new();
+    };
+    let step = period.days() as i64;
+    let mut by_first: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut repeats: BTreeMap<i64, u64> = BTreeMap::new();
+    for (first, days) in cohort {
+        *by_first.entry(*first).or_default() += 1.0;
+        for d in days.iter().filter(|d| **d > *first) {
+            *repeats.entry(*d).or_default() += 1;
+        }
+    }
+    // Period k covers days (start + (k-1)*step, start + k*step]; the last one is cut at
+    // the holdout end so that the final point is the holdout total.
+    let mut ends = Vec::new();
+    let mut end = start;
+    while end < hold_day {
+        end = (end + step).min(hold_day);
+        ends.push(end);
+    }
+    ends.par_iter()
+        .enumerate()
+        .map(|(k, &end)| TrackingPoint {
+            period: k as u32 + 1,
+            date: NaiveDate::from_epoch_days(end as i32)
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+            actual: repeats.range(..=end).map(|(_, n)| n).sum(),
+            predicted: by_first
+                .range(..end)
+                .map(|(first, n)| n * bg.expected_purchases((end - first) as f64 / period.days()))
+                .sum(),
+        })
+        .collect()
+}
+
+/// The evaluation as a table for the terminal.
+pub fn summary_table(m: &EvaluateManifest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let mt = &m.metrics;
+    let _ = writeln!(
+        s,
+        "evaluated {} calibration purchasers: calibration to {}, holdout to {} ({:.1} {}s)",
+        mt.customers, m.calibration_end, m.holdout_end, m.holdout_periods, m.period
+    );
+    let params: Vec<String> = m
+        .bgnbd
+        .params
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "BG/NBD (calibration): {} LL={}",
+        params.join(" "),
+        m.bgnbd
+            .log_likelihood
+            .map_or("-".into(), |l| format!("{l:.2}"))
+    );
+    let _ = writeln!(
+        s,
+        "holdout purchases: actual {} predicted {:.1} ({}), MAE {:.4}, RMSE {:.4}",
+        mt.total_actual,
+        mt.total_predicted,
+        mt.total_error_pct
+            .map_or("-".into(), |p| format!("{p:+.1}%")),
+        mt.mae,
+        mt.rmse
+    );
+    let _ = writeln!(
+        s,
+        "{:>22} {:>10} {:>12} {:>15}",
+        "calibration purchases", "customers", "mean actual", "mean predicted"
+    );
+    for r in &m.calibration_table {
+        let _ = writeln!(
+            s,
+            "{:>22} {:>10} {:>12.4} {:>15.4}",
+            r.calibration_frequency, r.customers, r.mean_actual, r.mean_predicted
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(x: u32, predicted: f64, actual: u32) -> EvaluationRow {
+        EvaluationRow {
+            customer_id: format!("c{x}").into(),
+            frequency_cal: x,
+            recency_cal: 0.0,
+            t_cal: 1.0,
+            p_alive_cal: 1.0,
+            predicted_holdout: predicted,
+            actual_holdout: actual,
+        }
+    }
+
+    #[test]
+    fn metrics_of_known_errors() {
+        let m = metrics(&[row(0, 1.0, 0), row(1, 1.0, 3)]);
+        assert_eq!((m.customers, m.total_actual), (2, 3));
+        assert!((m.mae - 1.5).abs() < 1e-12);
+        assert!((m.rmse - (2.5f64).sqrt()).abs() < 1e-12);
+        assert!((m.total_predicted - 2.0).abs() < 1e-12);
+        assert_eq!(metrics(&[]), Metrics::default());
+    }
+
+    #[test]
+    fn calibration_table_groups_seven_and_more() {
+        let t = calibration_table(&[
+            row(0, 0.5, 1),
+            row(0, 0.5, 0),
+            row(7, 4.0, 2),
+            row(12, 6.0, 8),
+        ]);
+        let keys: Vec<&str> = t.iter().map(|r| &*r.calibration_frequency).collect();
+        assert_eq!(keys, ["0", "7+"]);
+        assert_eq!(
+            (t[0].customers, t[0].mean_actual, t[0].mean_predicted),
+            (2, 0.5, 0.5)
+        );
+        assert_eq!(
+            (t[1].customers, t[1].mean_actual, t[1].mean_predicted),
+            (2, 5.0, 5.0)
+        );
+    }
+}
