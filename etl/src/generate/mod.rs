@@ -216,9 +216,17 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, G
         },
     );
 
-    let mut crm = Sink::create(out, "crm/customers.csv", opts.gzip, false)?;
-    crm.raw(channels::CRM_HEADER.as_bytes())?;
-    crm.raw(b"\n")?;
+    // The CRM file is one file for all chunks. Compressed, it is a series of
+    // gzip members (one per chunk, made in the chunk's thread), which any
+    // gzip reader reads as one text: compression stays parallel.
+    let crm_rel = if opts.gzip {
+        "crm/customers.csv.gz"
+    } else {
+        "crm/customers.csv"
+    };
+    let mut crm = Sink::create(out, crm_rel, false, false)?;
+    let header = format!("{}\n", channels::CRM_HEADER);
+    crm.raw(&maybe_gzip(header.into_bytes(), opts.gzip, &crm.path)?)?;
 
     let size = chunk_size(opts.customers);
     let chunks = opts.customers.div_ceil(size);
@@ -354,9 +362,27 @@ fn run_chunk(
         w.person(&p, false)?;
     }
     let mut r = w.finish()?;
+    r.crm = maybe_gzip(std::mem::take(&mut r.crm), opts.gzip, &out.join("crm"))?;
     r.prospects = prospects;
     r.guests = guests;
     Ok(r)
+}
+
+/// `bytes` as one gzip member when `gzip`, else as they are.
+fn maybe_gzip(bytes: Vec<u8>, gzip: bool, path: &Path) -> Result<Vec<u8>, GenerateError> {
+    if !gzip {
+        return Ok(bytes);
+    }
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 3),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(&bytes)
+        .and_then(|_| enc.finish())
+        .map_err(|source| GenerateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// The compressed or plain file behind a [`Sink`].
