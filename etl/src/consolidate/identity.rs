@@ -8,7 +8,7 @@
 //! otherwise its id is derived from its smallest key, so the same guest gets
 //! the same id every night.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use cvm_shared::identity::guest_id;
 
@@ -29,9 +29,9 @@ impl Directory {
     /// recently updated record (then the greater id, for determinism).
     pub fn from_crm<'a>(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory {
         let mut d = Directory::default();
-        let mut email_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::new();
-        let mut phone_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::new();
-        let mut conflicted: HashSet<(bool, Box<str>)> = HashSet::new();
+        let mut email_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::default();
+        let mut phone_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::default();
+        let mut conflicted: HashSet<(bool, Box<str>)> = HashSet::default();
         for r in records {
             d.ids.insert(r.customer_id.clone());
             let rank = (r.updated_at, &*r.customer_id);
@@ -116,7 +116,7 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
 impl Guests {
     /// Groups the keys of transactions that match no CRM record into guests.
     pub fn build<'a>(unresolved: impl IntoIterator<Item = &'a Keys>) -> Guests {
-        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut index: HashMap<String, usize> = HashMap::default();
         let mut parent: Vec<usize> = Vec::new();
         for keys in unresolved {
             let mut first: Option<usize> = None;
@@ -138,7 +138,7 @@ impl Guests {
             }
         }
         // Collect each component's keys.
-        let mut members: HashMap<usize, Vec<&str>> = HashMap::new();
+        let mut members: HashMap<usize, Vec<&str>> = HashMap::default();
         for (k, &i) in &index {
             let root = find(&mut parent, i);
             members.entry(root).or_default().push(k);

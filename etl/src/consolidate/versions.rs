@@ -6,7 +6,7 @@
 //! it is newer (or as new and different), and is a `duplicate` otherwise, so
 //! re-running a drop changes nothing.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::record::{Pos, Versioned};
 use crate::warehouse::RecordState;
@@ -32,9 +32,9 @@ pub struct Resolution<T> {
 }
 
 /// Resolves `new` (in read order) against `stored`.
-pub fn resolve<T>(new: Vec<Versioned<T>>, stored: &HashMap<Box<str>, RecordState>) -> Resolution<T> {
+pub fn resolve<T>(new: Vec<Versioned<T>>, stored: &FxHashMap<Box<str>, RecordState>) -> Resolution<T> {
     // Index of the current best version per key; later reads win ties.
-    let mut best: HashMap<&str, usize> = HashMap::with_capacity(new.len());
+    let mut best: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(new.len(), Default::default());
     let mut superseded = vec![false; new.len()];
     for (i, rec) in new.iter().enumerate() {
         match best.get_mut(&*rec.key) {
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn the_latest_version_wins_and_ties_go_to_the_later_read() {
-        let r = resolve(vec![v("a", Some(2), 1, 1), v("a", Some(1), 2, 2), v("a", Some(2), 3, 3), v("b", None, 4, 4)], &HashMap::new());
+        let r = resolve(vec![v("a", Some(2), 1, 1), v("a", Some(1), 2, 2), v("a", Some(2), 3, 3), v("b", None, 4, 4)], &FxHashMap::default());
         let lines: Vec<u64> = r.winners.iter().map(|w| w.pos.line).collect();
         assert_eq!(lines, [3, 4]);
         assert_eq!(r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(), [1, 2]);
@@ -94,13 +94,13 @@ mod tests {
 
     #[test]
     fn a_version_with_a_time_beats_one_without() {
-        let r = resolve(vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)], &HashMap::new());
+        let r = resolve(vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)], &FxHashMap::default());
         assert_eq!(r.winners[0].pos.line, 1);
     }
 
     #[test]
     fn stored_versions_are_kept_unless_beaten() {
-        let stored: HashMap<_, _> = [state("old", Some(5), 9), state("same", Some(5), 9), state("newer", Some(5), 9), state("changed", None, 1)].into();
+        let stored: FxHashMap<_, _> = [state("old", Some(5), 9), state("same", Some(5), 9), state("newer", Some(5), 9), state("changed", None, 1)].into();
         let r = resolve(
             vec![v("old", Some(4), 1, 1), v("same", Some(5), 9, 2), v("newer", Some(6), 2, 3), v("changed", None, 2, 4), v("fresh", None, 3, 5)],
             &stored,
@@ -116,7 +116,7 @@ mod tests {
 /// among themselves. No per-record state is kept for them.
 pub fn resolve_numbered<T>(new: Vec<Versioned<T>>, is_stored: impl Fn(&str) -> bool) -> Resolution<T> {
     let (known, fresh): (Vec<_>, Vec<_>) = new.into_iter().partition(|v| is_stored(&v.key));
-    let mut r = resolve(fresh, &HashMap::new());
+    let mut r = resolve(fresh, &FxHashMap::default());
     r.duplicates.extend(known.iter().map(|v| v.pos));
     r
 }

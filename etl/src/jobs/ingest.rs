@@ -7,7 +7,9 @@
 //! history (so a new CRM record claims a guest's past purchases); write and
 //! publish. Every record read ends in exactly one outcome, counted per file.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -228,7 +230,7 @@ fn warn_missing_columns(file: &InputFile, header: &Header) {
 /// Records with no id of their own get `#n` (n-th identical record in the
 /// file), so identical rows stay distinct yet a re-delivered file matches.
 fn number_keys(out: &mut FileResult) {
-    let mut seen: HashMap<Box<str>, u32> = HashMap::new();
+    let mut seen: HashMap<Box<str>, u32> = HashMap::default();
     for v in out.txns.iter_mut().filter(|v| v.numbered) {
         let n = seen.entry(v.key.clone()).or_default();
         *n += 1;
@@ -591,7 +593,7 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
 
 /// CRM customers plus guests, with `first_seen` and `channels` from the history.
 fn build_customers(crm: &[CrmRecord], guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
-    let mut seen: HashMap<&str, (i64, u8)> = HashMap::with_capacity(crm.len() + guests.list.len());
+    let mut seen: HashMap<&str, (i64, u8)> = HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
     for t in txns {
         if let Some(id) = &t.customer_id {
             let e = seen.entry(id).or_insert((i64::MAX, 0));

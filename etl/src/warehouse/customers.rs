@@ -172,7 +172,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<CustomerRow>, Warehous
 /// [`parquet_io::MAX_PART_ROWS`]), sorted by `customer_id`; always at least one file.
 pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&CustomerRow> = rows.iter().collect();
-    sorted.par_sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    sorted.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     let jobs = part_jobs(dir, &sorted);
     write_parts(
         &jobs,

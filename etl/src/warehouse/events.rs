@@ -108,7 +108,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredEvent>, Warehous
 pub fn write(dir: &Path, rows: &[StoredEvent]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&StoredEvent> = rows.iter().collect();
     // Stable, so equal (ts, id) pairs keep a deterministic order.
-    sorted.par_sort_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
+    sorted.par_sort_unstable_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
     let jobs = part_jobs(dir, &sorted);
     write_parts(
         &jobs,

@@ -218,7 +218,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<ScoreRow>, WarehouseEr
 /// Writes `rows` under `dir` (part files sorted by `customer_id`).
 pub fn write(dir: &Path, rows: &[ScoreRow]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&ScoreRow> = rows.iter().collect();
-    sorted.par_sort_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    sorted.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     let jobs = part_jobs(dir, &sorted);
     write_parts(&jobs, &schema(), &writer_properties(DICTIONARY_COLUMNS), |rows| build(rows.iter().copied()))
 }

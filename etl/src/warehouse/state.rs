@@ -81,7 +81,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
 /// sorted by key, atomically; always writes the file.
 pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&RecordState> = rows.iter().collect();
-    sorted.par_sort_by(|a, b| a.key.cmp(&b.key));
+    sorted.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
     let batches = chunks(sorted.len()).map(|r| build(sorted[r].iter().copied()));
     write_batches(
         &dir.join(RECORDS_FILE),

@@ -199,7 +199,7 @@ pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseErro
 
     let mut sorted: Vec<&StoredTxn> = txns.iter().collect();
     // Stable, so even duplicate (time, id) pairs come out in a deterministic order.
-    sorted.par_sort_by(|a, b| {
+    sorted.par_sort_unstable_by(|a, b| {
         (a.row.occurred_at, &a.row.transaction_id).cmp(&(b.row.occurred_at, &b.row.transaction_id))
     });
     // Sorting by time also groups months into consecutive runs.
