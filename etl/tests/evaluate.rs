@@ -166,7 +166,7 @@ fn a_scoring_run_writes_its_report() {
     let d = tempfile::tempdir().unwrap();
     let wh = cdnow_warehouse(d.path());
     let r = score::run(&ScoreOptions {
-        warehouse: wh,
+        warehouse: wh.clone(),
         as_of: date("1997-09-30"),
         settings: Settings::default(),
     })
@@ -177,6 +177,22 @@ fn a_scoring_run_writes_its_report() {
         assert!(html.contains(segment.as_str()), "{segment}");
     }
     assert!(html.contains("2,357") && html.contains("r = 0.2426"));
+    assert!(!html.contains("latest evaluation"));
+
+    // Once evaluated, the next scoring report shows predicted vs actual too.
+    let ev = evaluate(&wh, "1997-09-30", "1998-06-30").unwrap();
+    let r = score::run(&ScoreOptions {
+        warehouse: wh,
+        as_of: date("1998-06-30"),
+        settings: Settings::default(),
+    })
+    .unwrap();
+    let html = std::fs::read_to_string(r.run_dir.join("report.html")).unwrap();
+    assert_self_contained(&html);
+    assert!(
+        html.contains("Predicted vs actual (latest evaluation)")
+            && html.contains(&ev.manifest.run_id)
+    );
 }
 
 #[test]
@@ -231,4 +247,31 @@ fn the_cli_prints_the_table_and_exits_with_documented_codes() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("cvm-etl: error: --holdout-end"), "{err}");
+}
+
+#[test]
+fn predictions_do_not_depend_on_the_time_unit() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = cdnow_warehouse(d.path());
+    let week = evaluate(&wh, "1997-09-30", "1998-06-30").unwrap();
+    let mut settings = Settings::default();
+    settings.set("scoring.period", "day").unwrap();
+    let day = evaluate::run(&EvaluateOptions {
+        warehouse: wh,
+        calibration_end: date("1997-09-30"),
+        holdout_end: date("1998-06-30"),
+        settings,
+    })
+    .unwrap();
+    assert_eq!(day.manifest.holdout_periods, 273.0);
+    assert_eq!(
+        day.manifest.metrics.total_actual,
+        week.manifest.metrics.total_actual
+    );
+    // BG/NBD is closed under a change of time unit (alpha scales), so only the optimiser's tolerance differs.
+    let (a, b) = (
+        day.manifest.metrics.total_predicted,
+        week.manifest.metrics.total_predicted,
+    );
+    assert!((a - b).abs() / b < 1e-3, "day {a} week {b}");
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 use chrono::NaiveDate;
 use cvm_shared::Settings;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::jobs::score::{self, DAY_MICROS, Ledger, ModelReport};
 use crate::manifest;
@@ -96,7 +96,7 @@ pub struct EvaluationRow {
 }
 
 /// Aggregate errors over the calibration purchasers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Customers evaluated (purchasers in the calibration period).
     pub customers: u64,
@@ -113,7 +113,7 @@ pub struct Metrics {
 }
 
 /// Mean holdout purchases of the customers with a given number of calibration repeat purchases.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationRow {
     /// `0` .. `6`, then `7+`.
     pub calibration_frequency: String,
@@ -126,7 +126,7 @@ pub struct CalibrationRow {
 }
 
 /// Cumulative repeat purchases of the calibration cohort up to the end of a period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackingPoint {
     /// Periods since the cohort's first purchase day.
     pub period: u32,
@@ -139,7 +139,7 @@ pub struct TrackingPoint {
 }
 
 /// The manifest of an evaluation run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvaluateManifest {
     /// Run id.
     pub run_id: String,
@@ -321,6 +321,19 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         rows,
         run_dir,
     })
+}
+
+/// The manifest of the newest evaluation run of a warehouse, if one can be read.
+pub fn latest(warehouse: &Path) -> Option<EvaluateManifest> {
+    let runs = std::fs::read_dir(warehouse.join("runs")).ok()?;
+    // Run ids start with a UTC timestamp, so the greatest name is the newest run.
+    let newest = runs
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.') && n.contains("-evaluate-"))
+        .max()?;
+    let text =
+        std::fs::read_to_string(warehouse.join("runs").join(newest).join("manifest.json")).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn write_csv(path: &Path, rows: &[EvaluationRow]) -> Result<(), EvaluateError> {

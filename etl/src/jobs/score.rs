@@ -18,7 +18,7 @@ use cvm_shared::{BaseAmount, Settings};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::manifest;
 use crate::models::bgnbd::{self, BgNbdParams};
@@ -63,7 +63,7 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ 
 }
 
 /// A fitted model's record in the manifest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelReport {
     /// Parameter name to estimate.
     pub params: BTreeMap<String, f64>,
@@ -569,7 +569,8 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     manifest::write_json(&tmp.join("manifest.json"), &mf).map_err(io(&tmp))?;
     // The scores are what matters: a report that cannot be drawn is a warning, not a failed run.
-    match crate::report::score_report(&mf, &rows) {
+    let evaluation = crate::jobs::evaluate::latest(&opts.warehouse);
+    match crate::report::score_report_with(&mf, &rows, evaluation.as_ref()) {
         Ok(html) => std::fs::write(tmp.join("report.html"), html).map_err(io(&tmp))?,
         Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),
     }

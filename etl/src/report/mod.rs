@@ -240,6 +240,15 @@ fn p_alive_grid(rows: &[ScoreRow]) -> Grid {
 /// The report of a scoring run: header, models, segments, lifecycle stages,
 /// CLV distribution, value tiers and P(alive) by frequency and recency.
 pub fn score_report(m: &ScoreManifest, rows: &[ScoreRow]) -> Result<String, ReportError> {
+    score_report_with(m, rows, None)
+}
+
+/// [`score_report`], plus predicted vs actual holdout purchases of an evaluation run.
+pub fn score_report_with(
+    m: &ScoreManifest,
+    rows: &[ScoreRow],
+    evaluation: Option<&EvaluateManifest>,
+) -> Result<String, ReportError> {
     let title = format!("Customer value report, as of {}", m.as_of);
     let mut page = Page::new(
         &title,
@@ -421,51 +430,28 @@ pub fn score_report(m: &ScoreManifest, rows: &[ScoreRow]) -> Result<String, Repo
             "Mean P(alive) of the purchasers in each cell (customers in brackets). One-time buyers are alive with probability 1 under BG/NBD.",
         );
     }
+    if let Some(ev) = evaluation {
+        let note = format!(
+            "From evaluation run {} (calibration to {}, holdout to {}): {} actual vs {:.1} predicted holdout purchases, MAE {:.3}. Its own report has the details.",
+            ev.run_id,
+            ev.calibration_end,
+            ev.holdout_end,
+            thousands(ev.metrics.total_actual),
+            ev.metrics.total_predicted,
+            ev.metrics.mae
+        );
+        page.section(
+            "Predicted vs actual (latest evaluation)",
+            &calibration_content(ev)?,
+            &note,
+        );
+    }
     page.end_grid();
     Ok(page.finish(&title))
 }
 
-/// The report of an evaluation run: errors, the calibration-vs-holdout chart
-/// and table, and cumulative repeat purchases over time.
-pub fn evaluation_report(m: &EvaluateManifest) -> Result<String, ReportError> {
-    let title = format!(
-        "Model evaluation: calibration to {}, holdout to {}",
-        m.calibration_end, m.holdout_end
-    );
-    let mut page = Page::new(
-        &title,
-        &format!(
-            "run {} · warehouse version {} · period: {} · holdout {:.1} {}s · finished {}",
-            m.run_id,
-            m.warehouse_version.as_deref().unwrap_or("-"),
-            m.period,
-            m.holdout_periods,
-            m.period,
-            m.finished_at
-        ),
-    );
-    let mt = &m.metrics;
-    page.kpis(&[
-        (thousands(mt.customers), "calibration purchasers"),
-        (thousands(mt.total_actual), "actual holdout purchases"),
-        (
-            format!("{:.1}", mt.total_predicted),
-            "predicted holdout purchases",
-        ),
-        (
-            mt.total_error_pct
-                .map_or("-".into(), |p| format!("{p:+.1}%")),
-            "total error",
-        ),
-        (format!("{:.3}", mt.mae), "MAE per customer"),
-        (format!("{:.3}", mt.rmse), "RMSE per customer"),
-    ]);
-    page.section(
-        "Models fitted on the calibration period",
-        &models_table(&[("BG/NBD", &m.bgnbd), ("Gamma-Gamma", &m.gamma_gamma)]),
-        "",
-    );
-    page.grid();
+/// Mean actual vs predicted holdout purchases by calibration repeat purchases: chart and table.
+fn calibration_content(m: &EvaluateManifest) -> Result<String, ReportError> {
     let top = m.calibration_table.len().saturating_sub(1);
     let labels: Vec<String> = m
         .calibration_table
@@ -524,7 +510,7 @@ pub fn evaluation_report(m: &EvaluateManifest) -> Result<String, ReportError> {
             ]
         })
         .collect();
-    let content = format!(
+    Ok(format!(
         "{}{}",
         figure(
             &charts::lines(&series, &axes)?,
@@ -539,10 +525,53 @@ pub fn evaluation_report(m: &EvaluateManifest) -> Result<String, ReportError> {
             ],
             &table_rows
         )
+    ))
+}
+
+/// The report of an evaluation run: errors, the calibration-vs-holdout chart
+/// and table, and cumulative repeat purchases over time.
+pub fn evaluation_report(m: &EvaluateManifest) -> Result<String, ReportError> {
+    let title = format!(
+        "Model evaluation: calibration to {}, holdout to {}",
+        m.calibration_end, m.holdout_end
     );
+    let mut page = Page::new(
+        &title,
+        &format!(
+            "run {} · warehouse version {} · period: {} · holdout {:.1} {}s · finished {}",
+            m.run_id,
+            m.warehouse_version.as_deref().unwrap_or("-"),
+            m.period,
+            m.holdout_periods,
+            m.period,
+            m.finished_at
+        ),
+    );
+    let mt = &m.metrics;
+    page.kpis(&[
+        (thousands(mt.customers), "calibration purchasers"),
+        (thousands(mt.total_actual), "actual holdout purchases"),
+        (
+            format!("{:.1}", mt.total_predicted),
+            "predicted holdout purchases",
+        ),
+        (
+            mt.total_error_pct
+                .map_or("-".into(), |p| format!("{p:+.1}%")),
+            "total error",
+        ),
+        (format!("{:.3}", mt.mae), "MAE per customer"),
+        (format!("{:.3}", mt.rmse), "RMSE per customer"),
+    ]);
+    page.section(
+        "Models fitted on the calibration period",
+        &models_table(&[("BG/NBD", &m.bgnbd), ("Gamma-Gamma", &m.gamma_gamma)]),
+        "",
+    );
+    page.grid();
     page.section(
         "Holdout purchases by calibration purchases",
-        &content,
+        &calibration_content(m)?,
         "Conditional expectations of BG/NBD given each customer's calibration history.",
     );
 
