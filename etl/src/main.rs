@@ -9,6 +9,7 @@ use cvm_etl::jobs::evaluate;
 use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
 use cvm_etl::jobs::load;
 use cvm_etl::jobs::score;
+use cvm_etl::jobs::nightly;
 use cvm_etl::warehouse::publish::PublishError;
 use cvm_shared::Settings;
 
@@ -74,6 +75,33 @@ enum Command {
         /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
         #[arg(long)]
         period: Option<String>,
+    },
+    /// The nightly job: ingest a drop, score as of a date, load into the database; one lock for all.
+    Nightly {
+        /// The drop folder.
+        #[arg(long)]
+        input: PathBuf,
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL; no load without one).
+        #[arg(long)]
+        db: Option<String>,
+        /// The day to score (default: today in scoring.time_zone / CVM_TIME_ZONE).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+    },
+    /// Re-score past dates (each day from --from to --to) from the published warehouse.
+    Backfill {
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// First day (YYYY-MM-DD).
+        #[arg(long)]
+        from: chrono::NaiveDate,
+        /// Last day (YYYY-MM-DD, inclusive).
+        #[arg(long)]
+        to: chrono::NaiveDate,
     },
     /// Upsert the warehouse's customers and a scoring run's scores into the database.
     Load {
@@ -221,6 +249,47 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(e) => Err(e.into()),
             }
         }
+        Command::Nightly { input, warehouse, db, as_of } => {
+            let s = settings(&cli, &[("database.url", db)])?;
+            init_logs(&s.log.format, cli.quiet);
+            let as_of = as_of.unwrap_or_else(|| nightly::today_in(s.business_time_zone()));
+            let opts = nightly::NightlyOptions {
+                input: input.clone(),
+                warehouse: warehouse.clone(),
+                db_url: s.database.url.clone(),
+                as_of,
+                settings: s,
+                progress: !cli.quiet,
+            };
+            match nightly::run(&opts) {
+                Ok(r) => {
+                    if !cli.quiet {
+                        eprint!("{}", ingest::summary_table(&r.ingest.manifest));
+                        eprint!("{}", score::summary_table(&r.score.manifest));
+                        if let Some(l) = &r.load {
+                            eprintln!("loaded {} customers ({} newly inactive) and {} scores (run {})", l.customers, l.deactivated, l.scores, l.run_id);
+                        }
+                        eprintln!("runs: {} {}", r.ingest.run_dir.display(), r.score.run_dir.display());
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(nightly_failure(e)),
+            }
+        }
+        Command::Backfill { warehouse, from, to } => {
+            let s = settings(&cli, &[])?;
+            init_logs(&s.log.format, cli.quiet);
+            if from > to {
+                return Err(usage(anyhow::anyhow!("--from {from} is after --to {to}")));
+            }
+            let reports = nightly::backfill(warehouse, *from, *to, &s).map_err(nightly_failure)?;
+            if !cli.quiet {
+                for r in &reports {
+                    eprintln!("{} {}: {} customers, {}", r.manifest.as_of, r.manifest.status, r.manifest.customers, r.manifest.output);
+                }
+            }
+            Ok(())
+        }
         Command::Load { warehouse, db, as_of } => {
             let s = settings(&cli, &[("database.url", db)])?;
             init_logs(&s.log.format, cli.quiet);
@@ -293,30 +362,55 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// The demo: a deterministic drop (regenerated each time), ingested and scored.
+/// The exit code of a failed nightly or backfill step.
+fn nightly_failure(e: nightly::NightlyError) -> Failure {
+    use nightly::NightlyError as N;
+    let code = match &e {
+        N::Locked(_) | N::Ingest(IngestError::Publish(PublishError::Locked(_))) => exit::LOCKED,
+        N::Ingest(IngestError::RejectLimit { .. }) => exit::REJECT_LIMIT,
+        N::Ingest(IngestError::Discover(_) | IngestError::EmptyDrop(_)) => exit::USAGE,
+        N::Score(score::ScoreError::Empty(_)) => exit::USAGE,
+        N::Db(cvm_shared::db::DbError::InvalidUrl { .. }) => exit::USAGE,
+        _ => exit::FAILED,
+    };
+    Failure { code, error: e.into() }
+}
+
+/// The demo: a deterministic drop (regenerated each time) through the whole
+/// nightly job into an embedded SQLite database.
 fn demo(dir: &std::path::Path, customers: u64, seed: u64, s: Settings, quiet: bool) -> Result<(), Failure> {
     let drop = dir.join("drop");
     let wh = dir.join("warehouse");
+    let db = dir.join("cvm.db");
     if drop.exists() {
         std::fs::remove_dir_all(&drop).map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", drop.display()))?;
     }
     let opts = cvm_etl::generate::GenerateOptions { customers, seed, dirty_ratio: 0.002, ..Default::default() };
-    let as_of = opts.end;
     let g = cvm_etl::generate::generate(&drop, &opts).map_err(usage)?;
-    let ingested = ingest::run(&IngestOptions { input: drop.clone(), warehouse: wh.clone(), settings: s.clone(), progress: !quiet })?;
-    let scored = score::run(&score::ScoreOptions { warehouse: wh.clone(), as_of, settings: s })?;
+    let db_url = s.database.url.clone().unwrap_or_else(|| format!("sqlite://{}", db.display()));
+    let r = nightly::run(&nightly::NightlyOptions {
+        input: drop.clone(),
+        warehouse: wh.clone(),
+        db_url: Some(db_url),
+        as_of: opts.end,
+        settings: s,
+        progress: !quiet,
+    })
+    .map_err(nightly_failure)?;
     if !quiet {
-        eprint!("{}", ingest::summary_table(&ingested.manifest));
-        eprint!("{}", score::summary_table(&scored.manifest));
+        eprint!("{}", ingest::summary_table(&r.ingest.manifest));
+        eprint!("{}", score::summary_table(&r.score.manifest));
         eprintln!();
         eprintln!("demo drop      {} ({} records, {} files)", drop.display(), g.records, g.files.len());
         eprintln!("warehouse      {}", wh.display());
         eprintln!("  customers    {}", wh.join("customers").display());
         eprintln!("  transactions {}", wh.join("transactions").display());
-        eprintln!("  scores       {}", scored.manifest.output);
-        eprintln!("ingest run     {}", ingested.run_dir.display());
-        eprintln!("score run      {}", scored.run_dir.display());
-        eprintln!("  report       {}", scored.run_dir.join("report.html").display());
+        eprintln!("  scores       {}", r.score.manifest.output);
+        eprintln!("report         {}", r.score.run_dir.join("report.html").display());
+        eprintln!("rejects        {}", r.ingest.run_dir.join("rejects.parquet").display());
+        if let Some(l) = &r.load {
+            eprintln!("database       {} ({} customers, {} scores loaded)", db.display(), l.customers, l.scores);
+        }
     }
     Ok(())
 }

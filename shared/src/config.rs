@@ -68,6 +68,8 @@ pub struct ScoringSettings {
     pub loyal_min_orders: u32,
     /// Days since a first purchase during which a one-time buyer is `new`.
     pub new_within_days: u32,
+    /// IANA time zone whose "today" is the nightly run's default as-of date (`CVM_TIME_ZONE`).
+    pub time_zone: String,
 }
 
 impl Default for ScoringSettings {
@@ -80,6 +82,7 @@ impl Default for ScoringSettings {
             at_risk_below: 0.5,
             loyal_min_orders: 3,
             new_within_days: 90,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -129,6 +132,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_PERIOD", "scoring.period"),
     ("CVM_DISCOUNT_RATE", "scoring.discount_rate"),
     ("CVM_MARGIN", "scoring.margin"),
+    ("CVM_TIME_ZONE", "scoring.time_zone"),
     ("CVM_DATABASE_URL", "database.url"),
     ("CVM_LOG_FORMAT", "log.format"),
 ];
@@ -185,6 +189,7 @@ impl Settings {
             "scoring.period" => self.scoring.period = value.trim().to_string(),
             "scoring.discount_rate" => self.scoring.discount_rate = num()?,
             "scoring.margin" => self.scoring.margin = num()?,
+            "scoring.time_zone" => self.scoring.time_zone = value.trim().to_string(),
             "database.url" => self.database.url = Some(value.trim().to_string()),
             "log.format" => self.log.format = value.trim().to_string(),
             _ => return Err(invalid("unknown setting")),
@@ -226,6 +231,9 @@ impl Settings {
                 return invalid(name, v.to_string(), "expected a probability from 0 to 1");
             }
         }
+        if s.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid("scoring.time_zone", s.time_zone.clone(), "expected an IANA time zone such as Asia/Shanghai or UTC");
+        }
         if let Some(url) = &self.database.url {
             if !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                 // Never echo the URL: it may hold a password.
@@ -241,6 +249,11 @@ impl Settings {
     /// The base currency, already validated.
     pub fn base_currency(&self) -> Currency {
         Currency::parse(&self.ingest.base_currency).unwrap_or_else(|_| Currency::parse("USD").expect("USD is valid"))
+    }
+
+    /// The time zone of the nightly run's "today", already validated.
+    pub fn business_time_zone(&self) -> chrono_tz::Tz {
+        self.scoring.time_zone.parse().unwrap_or(chrono_tz::UTC)
     }
 
     /// The POS time zone, already validated.

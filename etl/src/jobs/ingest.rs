@@ -318,8 +318,17 @@ fn versions_map() -> BTreeMap<String, String> {
     BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
 }
 
-/// Runs an ingest.
+/// Runs an ingest, holding the warehouse lock.
 pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    if !opts.input.is_dir() {
+        return Err(sources::DiscoverError::NotAFolder(opts.input.clone()).into());
+    }
+    let wh = Warehouse::open(&opts.warehouse)?;
+    run_locked(&wh, opts)
+}
+
+/// Runs an ingest with an already opened (locked) warehouse.
+pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let run_id = manifest::new_run_id("ingest");
@@ -337,8 +346,7 @@ pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
     if found.files.is_empty() {
         return Err(IngestError::EmptyDrop(opts.input.clone()));
     }
-    let wh = Warehouse::open(&opts.warehouse)?;
-    let stored = load_stored(&wh)?;
+    let stored = load_stored(wh)?;
     tick(&mut timings, "load_warehouse", &mut lap);
 
     // Rates: base, then those of earlier runs, then this drop's fx file.

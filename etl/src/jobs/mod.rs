@@ -3,5 +3,6 @@
 pub mod evaluate;
 pub mod ingest;
 pub mod load;
+pub mod nightly;
 pub mod progress;
 pub mod score;

@@ -1,0 +1,173 @@
+//! `cvm-etl nightly`: ingest, score and load in one run, under one lock.
+//!
+//! The warehouse lock is held from the first step to the last, so two nightly
+//! runs never overlap (the second is refused at once, exit code 4). Each step
+//! keeps its own run folder and manifest; the run as a whole is recorded in
+//! the database's `job_runs` when a database is configured.
+
+use std::path::PathBuf;
+
+use chrono::{NaiveDate, Utc};
+use cvm_shared::Settings;
+use cvm_shared::db::models::job_runs;
+use cvm_shared::db::{DbConnection, DbError, DbUrl};
+
+use super::ingest::{self, IngestError, IngestOptions, IngestReport};
+use super::load::{self, LoadError, LoadReport};
+use super::score::{self, ScoreError, ScoreOptions, ScoreReport};
+use crate::warehouse::publish::{PublishError, Warehouse};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct NightlyOptions {
+    /// The drop folder.
+    pub input: PathBuf,
+    /// The warehouse folder.
+    pub warehouse: PathBuf,
+    /// Database URL (`sqlite://…` or `postgres://…`); no load without one.
+    pub db_url: Option<String>,
+    /// The day to score.
+    pub as_of: NaiveDate,
+    /// Validated settings.
+    pub settings: Settings,
+    /// Progress bars on a terminal.
+    pub progress: bool,
+}
+
+/// Why a nightly run failed, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum NightlyError {
+    /// Another run holds the warehouse lock.
+    #[error(transparent)]
+    Locked(PublishError),
+    /// The ingest step failed (nothing was published).
+    #[error("ingest: {0}")]
+    Ingest(#[from] IngestError),
+    /// The score step failed (the ingest is published; re-running is safe).
+    #[error("score: {0}")]
+    Score(#[from] ScoreError),
+    /// The load step failed (warehouse and scores are published; re-running is safe).
+    #[error("load: {0}")]
+    Load(#[from] LoadError),
+    /// The database could not be opened or the run recorded.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+}
+
+/// The reports of every step.
+#[derive(Debug)]
+pub struct NightlyReport {
+    /// Ingest step.
+    pub ingest: IngestReport,
+    /// Score step.
+    pub score: ScoreReport,
+    /// Load step, when a database is configured.
+    pub load: Option<LoadReport>,
+}
+
+/// Test hook: `CVM_TEST_CRASH_AT=after_<step>` aborts after a step.
+fn crash_point(step: &str) {
+    if std::env::var("CVM_TEST_CRASH_AT").is_ok_and(|p| p == format!("after_{step}")) {
+        eprintln!("CVM_TEST_CRASH_AT=after_{step}: aborting as asked");
+        std::process::abort();
+    }
+}
+
+/// Today in `tz`: the default `--as-of`.
+pub fn today_in(tz: chrono_tz::Tz) -> NaiveDate {
+    Utc::now().with_timezone(&tz).date_naive()
+}
+
+/// Runs ingest, score and load.
+pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
+    if !opts.input.is_dir() {
+        return Err(IngestError::from(crate::sources::DiscoverError::NotAFolder(opts.input.clone())).into());
+    }
+    // Open the database first: a bad URL should fail before any work.
+    let mut conn = match &opts.db_url {
+        Some(url) => Some(DbConnection::open_for_write(&DbUrl::parse(url)?)?),
+        None => None,
+    };
+    let wh = match Warehouse::open(&opts.warehouse) {
+        Ok(w) => w,
+        Err(e @ PublishError::Locked(_)) => return Err(NightlyError::Locked(e)),
+        Err(e) => return Err(IngestError::from(e).into()),
+    };
+    let run_id = crate::manifest::new_run_id("nightly");
+    if let Some(c) = conn.as_mut() {
+        job_runs::start(c, &run_id, "nightly", Utc::now().naive_utc(), Some(opts.as_of))?;
+    }
+    let result = steps(&wh, conn.as_mut(), opts);
+    if let Some(c) = conn.as_mut() {
+        let finished = Utc::now().naive_utc();
+        let outcome = match &result {
+            Ok(r) => Ok(summary_json(r)),
+            Err(e) => Err(e.to_string()),
+        };
+        let recorded = match &outcome {
+            Ok(s) => job_runs::finish(c, &run_id, finished, Ok(s)),
+            Err(e) => job_runs::finish(c, &run_id, finished, Err(e)),
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(run_id, error = %e, "could not record the nightly run in job_runs");
+        }
+    }
+    result
+}
+
+fn steps(wh: &Warehouse, conn: Option<&mut DbConnection>, opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
+    let ingest = ingest::run_locked(
+        wh,
+        &IngestOptions {
+            input: opts.input.clone(),
+            warehouse: opts.warehouse.clone(),
+            settings: opts.settings.clone(),
+            progress: opts.progress,
+        },
+    )?;
+    crash_point("ingest");
+    let score = score::run_locked(
+        wh,
+        &ScoreOptions { warehouse: opts.warehouse.clone(), as_of: opts.as_of, settings: opts.settings.clone() },
+    )?;
+    crash_point("score");
+    let load = match conn {
+        Some(c) => Some(load::load(c, &opts.warehouse, Some(opts.as_of))?),
+        None => None,
+    };
+    Ok(NightlyReport { ingest, score, load })
+}
+
+/// What the nightly record in `job_runs` says.
+pub fn summary_json(r: &NightlyReport) -> serde_json::Value {
+    serde_json::json!({
+        "ingest_run": r.ingest.manifest.run_id,
+        "ingest_status": r.ingest.manifest.status,
+        "records": r.ingest.manifest.totals.records,
+        "rejected": r.ingest.manifest.totals.rejected,
+        "score_run": r.score.manifest.run_id,
+        "as_of": r.score.manifest.as_of,
+        "customers": r.score.manifest.customers,
+        "load_run": r.load.as_ref().map(|l| l.run_id.clone()),
+    })
+}
+
+/// Re-scores every day from `from` to `to` (inclusive), oldest first.
+pub fn backfill(warehouse: &std::path::Path, from: NaiveDate, to: NaiveDate, settings: &Settings) -> Result<Vec<ScoreReport>, NightlyError> {
+    let wh = match Warehouse::open(warehouse) {
+        Ok(w) => w,
+        Err(e @ PublishError::Locked(_)) => return Err(NightlyError::Locked(e)),
+        Err(e) => return Err(ScoreError::from(e).into()),
+    };
+    let mut out = Vec::new();
+    let mut day = from;
+    while day <= to {
+        let opts = ScoreOptions { warehouse: warehouse.to_path_buf(), as_of: day, settings: settings.clone() };
+        out.push(score::run_locked(&wh, &opts)?);
+        day = day.succ_opt().unwrap_or(NaiveDate::MAX);
+        if day == NaiveDate::MAX {
+            break;
+        }
+    }
+    Ok(out)
+}
