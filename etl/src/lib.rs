@@ -1,12 +1,12 @@
 //! cvm-etl: the nightly batch jobs: ingest a multi-channel drop into a Parquet
 //! warehouse, resolve identities, and compute customer value scores.
 
-pub mod models;
-pub mod generate;
-pub mod record;
-pub mod sources;
-pub mod warehouse;
 pub mod consolidate;
+pub mod generate;
 pub mod jobs;
 pub mod manifest;
+pub mod models;
+pub mod record;
 pub mod report;
+pub mod sources;
+pub mod warehouse;

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use cvm_etl::jobs::evaluate;
 use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
 use cvm_etl::jobs::load;
-use cvm_etl::jobs::score;
 use cvm_etl::jobs::nightly;
+use cvm_etl::jobs::score;
 use cvm_etl::warehouse::publish::PublishError;
 use cvm_shared::Settings;
 
@@ -26,7 +26,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "cvm-etl", version, about = "Nightly customer value ETL: ingest multi-channel drops into a Parquet warehouse and score customers")]
+#[command(
+    name = "cvm-etl",
+    version,
+    about = "Nightly customer value ETL: ingest multi-channel drops into a Parquet warehouse and score customers"
+)]
 struct Cli {
     /// TOML configuration file (settings can also come from CVM_* environment variables).
     #[arg(long, global = true, env = "CVM_CONFIG")]
@@ -170,18 +174,27 @@ struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Failure {
-        Failure { code: exit::FAILED, error: e.into() }
+        Failure {
+            code: exit::FAILED,
+            error: e.into(),
+        }
     }
 }
 
 fn usage(e: impl Into<anyhow::Error>) -> Failure {
-    Failure { code: exit::USAGE, error: e.into() }
+    Failure {
+        code: exit::USAGE,
+        error: e.into(),
+    }
 }
 
 fn init_logs(format: &str, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
     } else {
@@ -205,7 +218,14 @@ fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Fa
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Ingest { input, warehouse, base_currency, pos_time_zone, default_country_code, reject_limit } => {
+        Command::Ingest {
+            input,
+            warehouse,
+            base_currency,
+            pos_time_zone,
+            default_country_code,
+            reject_limit,
+        } => {
             let s = settings(
                 &cli,
                 &[
@@ -216,40 +236,73 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ],
             )?;
             init_logs(&s.log.format, cli.quiet);
-            let opts = IngestOptions { input: input.clone(), warehouse: warehouse.clone(), settings: s, progress: !cli.quiet };
+            let opts = IngestOptions {
+                input: input.clone(),
+                warehouse: warehouse.clone(),
+                settings: s,
+                progress: !cli.quiet,
+            };
             match ingest::run(&opts) {
                 Ok(report) => {
                     if !cli.quiet {
                         eprint!("{}", ingest::summary_table(&report.manifest));
-                        eprintln!("manifest: {}", report.run_dir.join("manifest.json").display());
+                        eprintln!(
+                            "manifest: {}",
+                            report.run_dir.join("manifest.json").display()
+                        );
                     }
                     Ok(())
                 }
-                Err(e @ IngestError::RejectLimit { .. }) => Err(Failure { code: exit::REJECT_LIMIT, error: e.into() }),
-                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
+                Err(e @ IngestError::RejectLimit { .. }) => Err(Failure {
+                    code: exit::REJECT_LIMIT,
+                    error: e.into(),
+                }),
+                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(Failure {
+                    code: exit::LOCKED,
+                    error: e.into(),
+                }),
                 Err(e @ (IngestError::Discover(_) | IngestError::EmptyDrop(_))) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Score { warehouse, as_of, period } => {
+        Command::Score {
+            warehouse,
+            as_of,
+            period,
+        } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
             init_logs(&s.log.format, cli.quiet);
-            let opts = score::ScoreOptions { warehouse: warehouse.clone(), as_of: *as_of, settings: s };
+            let opts = score::ScoreOptions {
+                warehouse: warehouse.clone(),
+                as_of: *as_of,
+                settings: s,
+            };
             match score::run(&opts) {
                 Ok(report) => {
                     if !cli.quiet {
                         eprint!("{}", score::summary_table(&report.manifest));
-                        eprintln!("manifest: {}", report.run_dir.join("manifest.json").display());
+                        eprintln!(
+                            "manifest: {}",
+                            report.run_dir.join("manifest.json").display()
+                        );
                         eprintln!("report: {}", report.run_dir.join("report.html").display());
                     }
                     Ok(())
                 }
-                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
+                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(Failure {
+                    code: exit::LOCKED,
+                    error: e.into(),
+                }),
                 Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Nightly { input, warehouse, db, as_of } => {
+        Command::Nightly {
+            input,
+            warehouse,
+            db,
+            as_of,
+        } => {
             let s = settings(&cli, &[("database.url", db)])?;
             init_logs(&s.log.format, cli.quiet);
             let as_of = as_of.unwrap_or_else(|| nightly::today_in(s.business_time_zone()));
@@ -267,16 +320,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
                         eprint!("{}", ingest::summary_table(&r.ingest.manifest));
                         eprint!("{}", score::summary_table(&r.score.manifest));
                         if let Some(l) = &r.load {
-                            eprintln!("loaded {} customers ({} newly inactive) and {} scores (run {})", l.customers, l.deactivated, l.scores, l.run_id);
+                            eprintln!(
+                                "loaded {} customers ({} newly inactive) and {} scores (run {})",
+                                l.customers, l.deactivated, l.scores, l.run_id
+                            );
                         }
-                        eprintln!("runs: {} {}", r.ingest.run_dir.display(), r.score.run_dir.display());
+                        eprintln!(
+                            "runs: {} {}",
+                            r.ingest.run_dir.display(),
+                            r.score.run_dir.display()
+                        );
                     }
                     Ok(())
                 }
                 Err(e) => Err(nightly_failure(e)),
             }
         }
-        Command::Backfill { warehouse, from, to } => {
+        Command::Backfill {
+            warehouse,
+            from,
+            to,
+        } => {
             let s = settings(&cli, &[])?;
             init_logs(&s.log.format, cli.quiet);
             if from > to {
@@ -285,22 +349,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let reports = nightly::backfill(warehouse, *from, *to, &s).map_err(nightly_failure)?;
             if !cli.quiet {
                 for r in &reports {
-                    eprintln!("{} {}: {} customers, {}", r.manifest.as_of, r.manifest.status, r.manifest.customers, r.manifest.output);
+                    eprintln!(
+                        "{} {}: {} customers, {}",
+                        r.manifest.as_of,
+                        r.manifest.status,
+                        r.manifest.customers,
+                        r.manifest.output
+                    );
                 }
             }
             Ok(())
         }
-        Command::Load { warehouse, db, as_of } => {
+        Command::Load {
+            warehouse,
+            db,
+            as_of,
+        } => {
             let s = settings(&cli, &[("database.url", db)])?;
             init_logs(&s.log.format, cli.quiet);
             let Some(db_url) = s.database.url.clone() else {
-                return Err(usage(anyhow::anyhow!("no database: pass --db URL or set CVM_DATABASE_URL")));
+                return Err(usage(anyhow::anyhow!(
+                    "no database: pass --db URL or set CVM_DATABASE_URL"
+                )));
             };
-            let opts = load::LoadOptions { warehouse: warehouse.clone(), db_url, as_of: *as_of };
+            let opts = load::LoadOptions {
+                warehouse: warehouse.clone(),
+                db_url,
+                as_of: *as_of,
+            };
             match load::run(&opts) {
                 Ok(r) => {
                     if !cli.quiet {
-                        let as_of = r.as_of.map_or_else(|| "none".to_string(), |d| d.to_string());
+                        let as_of = r
+                            .as_of
+                            .map_or_else(|| "none".to_string(), |d| d.to_string());
                         eprintln!(
                             "loaded {} customers ({} newly inactive) and {} scores as of {as_of} in {:.1} s (run {})",
                             r.customers, r.deactivated, r.scores, r.seconds, r.run_id
@@ -308,15 +390,29 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ (load::LoadError::NoWarehouse(_) | load::LoadError::NoScores { .. })) => Err(usage(e)),
-                Err(e @ load::LoadError::Db(cvm_shared::db::DbError::InvalidUrl { .. })) => Err(usage(e)),
+                Err(e @ (load::LoadError::NoWarehouse(_) | load::LoadError::NoScores { .. })) => {
+                    Err(usage(e))
+                }
+                Err(e @ load::LoadError::Db(cvm_shared::db::DbError::InvalidUrl { .. })) => {
+                    Err(usage(e))
+                }
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Evaluate { warehouse, calibration_end, holdout_end, period } => {
+        Command::Evaluate {
+            warehouse,
+            calibration_end,
+            holdout_end,
+            period,
+        } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
             init_logs(&s.log.format, cli.quiet);
-            let opts = evaluate::EvaluateOptions { warehouse: warehouse.clone(), calibration_end: *calibration_end, holdout_end: *holdout_end, settings: s };
+            let opts = evaluate::EvaluateOptions {
+                warehouse: warehouse.clone(),
+                calibration_end: *calibration_end,
+                holdout_end: *holdout_end,
+                settings: s,
+            };
             match evaluate::run(&opts) {
                 Ok(report) => {
                     if !cli.quiet {
@@ -326,17 +422,34 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ evaluate::EvaluateError::Publish(PublishError::Locked(_))) => Err(Failure { code: exit::LOCKED, error: e.into() }),
-                Err(e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. })) => Err(usage(e)),
+                Err(e @ evaluate::EvaluateError::Publish(PublishError::Locked(_))) => {
+                    Err(Failure {
+                        code: exit::LOCKED,
+                        error: e.into(),
+                    })
+                }
+                Err(
+                    e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. }),
+                ) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }
-        Command::Demo { dir, customers, seed } => {
+        Command::Demo {
+            dir,
+            customers,
+            seed,
+        } => {
             let s = settings(&cli, &[])?;
             init_logs(&s.log.format, cli.quiet);
             demo(dir, *customers, *seed, s, cli.quiet)
         }
-        Command::Generate { out, customers, seed, dirty_ratio, gzip } => {
+        Command::Generate {
+            out,
+            customers,
+            seed,
+            dirty_ratio,
+            gzip,
+        } => {
             let s = settings(&cli, &[])?;
             init_logs(&s.log.format, cli.quiet);
             let opts = cvm_etl::generate::GenerateOptions {
@@ -373,21 +486,40 @@ fn nightly_failure(e: nightly::NightlyError) -> Failure {
         N::Db(cvm_shared::db::DbError::InvalidUrl { .. }) => exit::USAGE,
         _ => exit::FAILED,
     };
-    Failure { code, error: e.into() }
+    Failure {
+        code,
+        error: e.into(),
+    }
 }
 
 /// The demo: a deterministic drop (regenerated each time) through the whole
 /// nightly job into an embedded SQLite database.
-fn demo(dir: &std::path::Path, customers: u64, seed: u64, s: Settings, quiet: bool) -> Result<(), Failure> {
+fn demo(
+    dir: &std::path::Path,
+    customers: u64,
+    seed: u64,
+    s: Settings,
+    quiet: bool,
+) -> Result<(), Failure> {
     let drop = dir.join("drop");
     let wh = dir.join("warehouse");
     let db = dir.join("cvm.db");
     if drop.exists() {
-        std::fs::remove_dir_all(&drop).map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", drop.display()))?;
+        std::fs::remove_dir_all(&drop)
+            .map_err(|e| anyhow::anyhow!("cannot clear {}: {e}", drop.display()))?;
     }
-    let opts = cvm_etl::generate::GenerateOptions { customers, seed, dirty_ratio: 0.002, ..Default::default() };
+    let opts = cvm_etl::generate::GenerateOptions {
+        customers,
+        seed,
+        dirty_ratio: 0.002,
+        ..Default::default()
+    };
     let g = cvm_etl::generate::generate(&drop, &opts).map_err(usage)?;
-    let db_url = s.database.url.clone().unwrap_or_else(|| format!("sqlite://{}", db.display()));
+    let db_url = s
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", db.display()));
     let r = nightly::run(&nightly::NightlyOptions {
         input: drop.clone(),
         warehouse: wh.clone(),
@@ -401,15 +533,31 @@ fn demo(dir: &std::path::Path, customers: u64, seed: u64, s: Settings, quiet: bo
         eprint!("{}", ingest::summary_table(&r.ingest.manifest));
         eprint!("{}", score::summary_table(&r.score.manifest));
         eprintln!();
-        eprintln!("demo drop      {} ({} records, {} files)", drop.display(), g.records, g.files.len());
+        eprintln!(
+            "demo drop      {} ({} records, {} files)",
+            drop.display(),
+            g.records,
+            g.files.len()
+        );
         eprintln!("warehouse      {}", wh.display());
         eprintln!("  customers    {}", wh.join("customers").display());
         eprintln!("  transactions {}", wh.join("transactions").display());
         eprintln!("  scores       {}", r.score.manifest.output);
-        eprintln!("report         {}", r.score.run_dir.join("report.html").display());
-        eprintln!("rejects        {}", r.ingest.run_dir.join("rejects.parquet").display());
+        eprintln!(
+            "report         {}",
+            r.score.run_dir.join("report.html").display()
+        );
+        eprintln!(
+            "rejects        {}",
+            r.ingest.run_dir.join("rejects.parquet").display()
+        );
         if let Some(l) = &r.load {
-            eprintln!("database       {} ({} customers, {} scores loaded)", db.display(), l.customers, l.scores);
+            eprintln!(
+                "database       {} ({} customers, {} scores loaded)",
+                db.display(),
+                l.customers,
+                l.scores
+            );
         }
     }
     Ok(())
@@ -424,7 +572,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         eprintln!("cvm-etl: internal error{at}: {msg} (please report this)");
     }));
     let cli = match Cli::try_parse() {

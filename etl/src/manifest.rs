@@ -41,7 +41,10 @@ impl Counts {
             Outcome::Rejected => {
                 self.rejected += 1;
                 if let Some(r) = reason {
-                    *self.rejected_by_reason.entry(r.as_str().to_string()).or_default() += 1;
+                    *self
+                        .rejected_by_reason
+                        .entry(r.as_str().to_string())
+                        .or_default() += 1;
                 }
             }
         }
@@ -62,7 +65,8 @@ impl Counts {
 
     /// Whether the outcomes add up to the records read.
     pub fn balanced(&self) -> bool {
-        self.records == self.accepted + self.duplicate + self.ignored + self.anonymous + self.rejected
+        self.records
+            == self.accepted + self.duplicate + self.ignored + self.anonymous + self.rejected
             && self.rejected == self.rejected_by_reason.values().sum::<u64>()
     }
 }
@@ -96,8 +100,19 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
 /// A new run id: UTC timestamp (so ids sort by time) and a short random tail.
 pub fn new_run_id(command: &str) -> String {
     let now = chrono::Utc::now();
-    let tail = xxhash_rust::xxh3::xxh3_64(format!("{}{}", now.timestamp_nanos_opt().unwrap_or(0), std::process::id()).as_bytes());
-    format!("{}-{command}-{:04x}", now.format("%Y%m%dT%H%M%S%.3fZ"), tail & 0xffff)
+    let tail = xxhash_rust::xxh3::xxh3_64(
+        format!(
+            "{}{}",
+            now.timestamp_nanos_opt().unwrap_or(0),
+            std::process::id()
+        )
+        .as_bytes(),
+    );
+    format!(
+        "{}-{command}-{:04x}",
+        now.format("%Y%m%dT%H%M%S%.3fZ"),
+        tail & 0xffff
+    )
 }
 
 #[cfg(test)]

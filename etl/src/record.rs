@@ -8,7 +8,9 @@ use chrono::NaiveDate;
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, Rate, TxnKind};
 
 /// Stable reason codes for rejected records (written to `rejects.parquet`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
     /// The record's time is unparseable or impossible.
@@ -80,12 +82,17 @@ pub struct Reject {
 impl Reject {
     /// A reject with a detail message.
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Reject {
-        Reject { reason, detail: detail.into() }
+        Reject {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
 /// The outcome every input record ends in, exactly one each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Taken into the warehouse.

@@ -31,9 +31,14 @@ fn assert_one_line_error(o: &Output, code: i32, needle: &str) {
 
 fn small_drop(root: &Path, receipts: usize) {
     std::fs::create_dir_all(root.join("pos")).unwrap();
-    let mut s = String::from("receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n");
+    let mut s =
+        String::from("receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n");
     for i in 0..receipts {
-        s.push_str(&format!("R{i},S1,2026-03-01 10:00:00,C{},,{}.50,,\n", i % 7, i % 50));
+        s.push_str(&format!(
+            "R{i},S1,2026-03-01 10:00:00,C{},,{}.50,,\n",
+            i % 7,
+            i % 50
+        ));
     }
     std::fs::write(root.join("pos/p.csv"), s).unwrap();
 }
@@ -42,7 +47,16 @@ fn small_drop(root: &Path, receipts: usize) {
 fn a_missing_input_folder_is_a_one_line_usage_error() {
     let d = tempfile::tempdir().unwrap();
     let wh = d.path().join("wh");
-    let o = etl(&["ingest", "--input", "/nonexistent/drop", "--warehouse", wh.to_str().unwrap()], &[]);
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            "/nonexistent/drop",
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_one_line_error(&o, 2, "/nonexistent/drop");
 }
 
@@ -50,7 +64,16 @@ fn a_missing_input_folder_is_a_one_line_usage_error() {
 fn an_empty_drop_is_a_one_line_usage_error() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("drop")).unwrap();
-    let o = etl(&["ingest", "--input", d.path().join("drop").to_str().unwrap(), "--warehouse", d.path().join("wh").to_str().unwrap()], &[]);
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            d.path().join("drop").to_str().unwrap(),
+            "--warehouse",
+            d.path().join("wh").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_one_line_error(&o, 2, "holds no input files");
 }
 
@@ -61,13 +84,39 @@ fn a_malformed_config_or_setting_names_the_setting() {
     let (input, wh) = (d.path().join("drop"), d.path().join("wh"));
     let cfg = d.path().join("cvm.toml");
     std::fs::write(&cfg, "[ingest]\nbase_currency = [\n").unwrap();
-    let args = ["ingest", "--input", input.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()];
-    let with_cfg: Vec<&str> = args.iter().copied().chain(["--config", cfg.to_str().unwrap()]).collect();
+    let args = [
+        "ingest",
+        "--input",
+        input.to_str().unwrap(),
+        "--warehouse",
+        wh.to_str().unwrap(),
+    ];
+    let with_cfg: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--config", cfg.to_str().unwrap()])
+        .collect();
     assert_one_line_error(&etl(&with_cfg, &[]), 2, "cvm.toml");
-    assert_one_line_error(&etl(&args, &[("CVM_POS_TIME_ZONE", "Mars/Base")]), 2, "ingest.pos_time_zone");
-    assert_one_line_error(&etl(&args, &[("CVM_REJECT_LIMIT", "lots")]), 2, "CVM_REJECT_LIMIT");
-    assert_one_line_error(&etl(&args, &[("CVM_DEFAULT_COUNTRY_CODE", "x1")]), 2, "default_country_code");
-    assert_one_line_error(&etl(&args, &[("CVM_BASE_CURRENCY", "EURO")]), 2, "base_currency");
+    assert_one_line_error(
+        &etl(&args, &[("CVM_POS_TIME_ZONE", "Mars/Base")]),
+        2,
+        "ingest.pos_time_zone",
+    );
+    assert_one_line_error(
+        &etl(&args, &[("CVM_REJECT_LIMIT", "lots")]),
+        2,
+        "CVM_REJECT_LIMIT",
+    );
+    assert_one_line_error(
+        &etl(&args, &[("CVM_DEFAULT_COUNTRY_CODE", "x1")]),
+        2,
+        "default_country_code",
+    );
+    assert_one_line_error(
+        &etl(&args, &[("CVM_BASE_CURRENCY", "EURO")]),
+        2,
+        "base_currency",
+    );
 }
 
 #[test]
@@ -75,13 +124,37 @@ fn over_the_reject_limit_exits_3_and_publishes_nothing() {
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("drop");
     small_drop(&input, 10);
-    std::fs::write(input.join("pos/bad.csv"), "receipt_id,purchased_at,total\nX1,never,1\n").unwrap();
+    std::fs::write(
+        input.join("pos/bad.csv"),
+        "receipt_id,purchased_at,total\nX1,never,1\n",
+    )
+    .unwrap();
     let wh = d.path().join("wh");
-    let o = etl(&["ingest", "--input", input.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()], &[]);
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_one_line_error(&o, 3, "over the limit");
     assert!(!wh.join("current").exists());
     // The same drop passes with a looser limit.
-    let o = etl(&["ingest", "--input", input.to_str().unwrap(), "--warehouse", wh.to_str().unwrap(), "--reject-limit", "0.2"], &[]);
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--reject-limit",
+            "0.2",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
@@ -93,17 +166,37 @@ fn a_crash_at_any_point_of_publishing_leaves_the_last_version_readable() {
     small_drop(&second, 9);
     let wh = d.path().join("wh");
     let run = |input: &Path, crash: Option<&str>| {
-        let envs: Vec<(&str, &str)> = crash.map(|c| ("CVM_TEST_CRASH_AT", c)).into_iter().collect();
-        etl(&["ingest", "--input", input.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()], &envs)
+        let envs: Vec<(&str, &str)> = crash
+            .map(|c| ("CVM_TEST_CRASH_AT", c))
+            .into_iter()
+            .collect();
+        etl(
+            &[
+                "ingest",
+                "--input",
+                input.to_str().unwrap(),
+                "--warehouse",
+                wh.to_str().unwrap(),
+            ],
+            &envs,
+        )
     };
     assert!(run(&first, None).status.success());
     let published = std::fs::read_link(wh.join("current")).unwrap();
-    let count = || cvm_etl::warehouse::transactions::read(&wh.join("transactions")).unwrap().len();
+    let count = || {
+        cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
+            .unwrap()
+            .len()
+    };
     assert_eq!(count(), 5);
     for point in ["before_publish", "before_switch"] {
         let o = run(&second, Some(point));
         assert!(!o.status.success(), "the process was aborted at {point}");
-        assert_eq!(std::fs::read_link(wh.join("current")).unwrap(), published, "{point}");
+        assert_eq!(
+            std::fs::read_link(wh.join("current")).unwrap(),
+            published,
+            "{point}"
+        );
         assert_eq!(count(), 5, "old state intact after a crash at {point}");
     }
     let o = run(&second, Some("after_switch"));
@@ -128,6 +221,15 @@ fn a_second_run_on_a_locked_warehouse_exits_4() {
     small_drop(&input, 3);
     let wh = d.path().join("wh");
     let _held = cvm_etl::warehouse::publish::Warehouse::open(&wh).unwrap();
-    let o = etl(&["ingest", "--input", input.to_str().unwrap(), "--warehouse", wh.to_str().unwrap()], &[]);
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_one_line_error(&o, 4, "locked");
 }

@@ -17,7 +17,10 @@ fn write(root: &Path, rel: &str, text: &str) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     if rel.ends_with(".gz") {
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::default(),
+        );
         gz.write_all(text.as_bytes()).unwrap();
         gz.finish().unwrap();
     } else {
@@ -27,7 +30,11 @@ fn write(root: &Path, rel: &str, text: &str) {
 
 /// The drop described in the module doc.
 fn contract_drop(root: &Path) {
-    write(root, "fx/rates.csv", "currency,rate_to_base\nCNY,0.14\nEUR,1.1\nBAD,abc\n");
+    write(
+        root,
+        "fx/rates.csv",
+        "currency,rate_to_base\nCNY,0.14\nEUR,1.1\nBAD,abc\n",
+    );
     write(
         root,
         "crm/a.csv",
@@ -99,7 +106,11 @@ fn contract_drop(root: &Path) {
          C1,2026-03-11,-5.00,,O1,\n\
          L-777,2026-03-12T00:00:00Z,0,USD,,\n",
     );
-    write(root, "transactions/t2.csv.gz", "customer_id,occurred_at,amount,currency\nC2,2026-03-12,7.25,CNY\n");
+    write(
+        root,
+        "transactions/t2.csv.gz",
+        "customer_id,occurred_at,amount,currency\nC2,2026-03-12,7.25,CNY\n",
+    );
     write(
         root,
         "events/e.jsonl",
@@ -135,7 +146,17 @@ fn counts(r: &IngestReport) -> BTreeMap<String, [u64; 6]> {
         .map(|f| {
             let c = &f.counts;
             assert!(c.balanced(), "{}: {c:?}", f.file);
-            (f.file.clone(), [c.records, c.accepted, c.duplicate, c.ignored, c.anonymous, c.rejected])
+            (
+                f.file.clone(),
+                [
+                    c.records,
+                    c.accepted,
+                    c.duplicate,
+                    c.ignored,
+                    c.anonymous,
+                    c.rejected,
+                ],
+            )
         })
         .collect()
 }
@@ -145,8 +166,11 @@ fn txns(wh: &Path) -> Vec<StoredTxn> {
 }
 
 fn revenue_of(txns: &[StoredTxn], customer: &str) -> String {
-    let sum: cvm_shared::BaseAmount =
-        txns.iter().filter(|t| t.customer_id.as_deref() == Some(customer)).map(|t| t.row.amount_base).sum();
+    let sum: cvm_shared::BaseAmount = txns
+        .iter()
+        .filter(|t| t.customer_id.as_deref() == Some(customer))
+        .map(|t| t.row.amount_base)
+        .sum();
     sum.to_string()
 }
 
@@ -174,39 +198,99 @@ fn every_record_of_the_contract_drop_ends_in_exactly_one_expected_outcome() {
     assert_eq!(counts(&r), want);
     assert_eq!(r.manifest.status, "published");
     assert_eq!(r.manifest.ignored_files, ["misc", "pos/readme.txt"]);
-    let by_reason: Vec<(&str, u64)> = r.manifest.totals.rejected_by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let by_reason: Vec<(&str, u64)> = r
+        .manifest
+        .totals
+        .rejected_by_reason
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
     assert_eq!(
         by_reason,
-        [("bad_amount", 2), ("bad_date", 3), ("bad_json", 1), ("bad_row", 1), ("missing_id", 3), ("unknown_currency", 1)]
+        [
+            ("bad_amount", 2),
+            ("bad_date", 3),
+            ("bad_json", 1),
+            ("bad_row", 1),
+            ("missing_id", 3),
+            ("unknown_currency", 1)
+        ]
     );
 
     // Rejects: file, physical line, reason and raw text.
     let rejects = warehouse::rejects::read(&r.run_dir.join("rejects.parquet")).unwrap();
-    let got: Vec<(String, u64, &str)> = rejects.iter().map(|x| (x.source_file.to_string(), x.line, x.reason.as_str())).collect();
-    assert!(got.contains(&("crm/a.csv".into(), 8, "missing_id")), "{got:?}");
-    assert!(got.contains(&("pos/p.csv".into(), 11, "bad_row")), "{got:?}");
-    assert!(got.contains(&("web/w1.jsonl".into(), 5, "bad_json")), "blank JSONL lines count: {got:?}");
-    assert!(rejects.iter().any(|x| &*x.raw == "R9,S1,2026-03-04T10:00:00Z,C1,,10"));
+    let got: Vec<(String, u64, &str)> = rejects
+        .iter()
+        .map(|x| (x.source_file.to_string(), x.line, x.reason.as_str()))
+        .collect();
+    assert!(
+        got.contains(&("crm/a.csv".into(), 8, "missing_id")),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("pos/p.csv".into(), 11, "bad_row")),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("web/w1.jsonl".into(), 5, "bad_json")),
+        "blank JSONL lines count: {got:?}"
+    );
+    assert!(
+        rejects
+            .iter()
+            .any(|x| &*x.raw == "R9,S1,2026-03-04T10:00:00Z,C1,,10")
+    );
 
     // The warehouse.
     let w = &r.manifest.warehouse;
     assert_eq!((w.crm_customers, w.guests, w.customers), (5, 3, 8));
-    assert_eq!((w.transactions, w.anonymous_transactions, w.events), (16, 1, 2));
+    assert_eq!(
+        (w.transactions, w.anonymous_transactions, w.events),
+        (16, 1, 2)
+    );
     assert_eq!(w.crm_key_conflicts, 1);
     let t = txns(&wh);
     // R1 100 CNY at 0.14, R5 return 10, two identical generic rows, their refund.
     assert_eq!(revenue_of(&t, "C1"), "9");
     assert_eq!(revenue_of(&t, "C4"), "0", "W2 refunded in full (EUR)");
-    assert_eq!(revenue_of(&t, "C2"), "51.015", "R2 by national phone + 7.25 CNY");
+    assert_eq!(
+        revenue_of(&t, "C2"),
+        "51.015",
+        "R2 by national phone + 7.25 CNY"
+    );
     assert_eq!(revenue_of(&t, "C3"), "10", "W1 latest version paid");
-    assert_eq!(revenue_of(&t, "L-999"), "15", "a loyalty card not in CRM keeps its id");
+    assert_eq!(
+        revenue_of(&t, "L-999"),
+        "15",
+        "a loyalty card not in CRM keeps its id"
+    );
     let guest = cvm_shared::identity::guest_id("email:guest@example.com");
-    assert_eq!(revenue_of(&t, &guest), "17.49", "email and phone joined into one guest");
-    let w2: Vec<_> = t.iter().filter(|x| x.row.order_id.as_deref() == Some("W2")).collect();
+    assert_eq!(
+        revenue_of(&t, &guest),
+        "17.49",
+        "email and phone joined into one guest"
+    );
+    let w2: Vec<_> = t
+        .iter()
+        .filter(|x| x.row.order_id.as_deref() == Some("W2"))
+        .collect();
     assert_eq!(w2.len(), 2);
-    assert_eq!(w2.iter().find(|x| x.row.kind == cvm_shared::TxnKind::Refund).unwrap().row.occurred_at, 1_772_409_600_000_000);
-    let r1 = t.iter().find(|x| &*x.row.transaction_id == "pos:R1").unwrap();
-    assert_eq!(r1.row.occurred_at, 1_772_330_400_000_000, "10:00 Shanghai is 02:00 UTC");
+    assert_eq!(
+        w2.iter()
+            .find(|x| x.row.kind == cvm_shared::TxnKind::Refund)
+            .unwrap()
+            .row
+            .occurred_at,
+        1_772_409_600_000_000
+    );
+    let r1 = t
+        .iter()
+        .find(|x| &*x.row.transaction_id == "pos:R1")
+        .unwrap();
+    assert_eq!(
+        r1.row.occurred_at, 1_772_330_400_000_000,
+        "10:00 Shanghai is 02:00 UTC"
+    );
 
     let customers = warehouse::customers::read(&wh.join("customers")).unwrap();
     let c1 = customers.iter().find(|c| &*c.customer_id == "C1").unwrap();
@@ -216,7 +300,14 @@ fn every_record_of_the_contract_drop_ends_in_exactly_one_expected_outcome() {
     let c2 = customers.iter().find(|c| &*c.customer_id == "C2").unwrap();
     assert!(c2.email_opt_in, "the later CRM row wins");
     let events = warehouse::events::read(&wh.join("events")).unwrap();
-    assert_eq!(events.iter().filter(|e| e.customer_id.as_deref() == Some("C2")).count(), 1, "event by email resolves");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.customer_id.as_deref() == Some("C2"))
+            .count(),
+        1,
+        "event by email resolves"
+    );
 }
 
 #[test]
@@ -257,15 +348,27 @@ fn a_later_drop_adds_history_without_counting_twice() {
 {"order_id":"W1","customer":{"id":"C3"},"created_at":"2026-03-01T10:00:00Z","updated_at":"2026-03-01T10:00:00Z","total":{"amount":"10","currency":"USD"},"status":"pending"}
 "#,
     );
-    write(&later, "crm/new.csv", "customer_id,email,updated_at\nC7,guest@example.com,2026-04-01T00:00:00Z\n");
+    write(
+        &later,
+        "crm/new.csv",
+        "customer_id,email,updated_at\nC7,guest@example.com,2026-04-01T00:00:00Z\n",
+    );
     let r = ingest(&later, &wh, 0.01).unwrap();
     let c = counts(&r);
     assert_eq!(c["pos/p2.csv"], [2, 1, 1, 0, 0, 0], "R1 already stored");
-    assert_eq!(c["web/w.jsonl"], [2, 1, 1, 0, 0, 0], "W3 newer, W1 older than stored");
+    assert_eq!(
+        c["web/w.jsonl"],
+        [2, 1, 1, 0, 0, 0],
+        "W3 newer, W1 older than stored"
+    );
     let t = txns(&wh);
     assert_eq!(t.len(), 16 + 1 + 1, "R11 and the refund of W3");
     assert_eq!(revenue_of(&t, "C1"), "10");
-    assert_eq!(revenue_of(&t, "C3"), "10", "an older re-delivery does not win");
+    assert_eq!(
+        revenue_of(&t, "C3"),
+        "10",
+        "an older re-delivery does not win"
+    );
     // The guest's email purchases now belong to the new CRM customer: W3
     // (refunded) and A1. A2 named only the phone, which no CRM record has, so
     // it stays a guest: keys map through CRM records, not through other purchases.
@@ -282,11 +385,25 @@ fn a_run_over_the_reject_limit_publishes_nothing() {
     let (input, wh) = (d.path().join("drop"), d.path().join("wh"));
     contract_drop(&input);
     let err = ingest(&input, &wh, 0.01).unwrap_err();
-    assert!(matches!(err, ingest::IngestError::RejectLimit { rejected: 11, records: 40, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ingest::IngestError::RejectLimit {
+                rejected: 11,
+                records: 40,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(!wh.join("current").exists());
     assert!(!wh.join("transactions").exists());
     let runs: Vec<_> = std::fs::read_dir(wh.join("runs")).unwrap().collect();
-    assert_eq!(runs.len(), 1, "the failed run keeps its manifest and rejects for inspection");
+    assert_eq!(
+        runs.len(),
+        1,
+        "the failed run keeps its manifest and rejects for inspection"
+    );
 }
 
 #[test]
@@ -294,7 +411,8 @@ fn the_cdnow_dataset_ingests_without_rejects() {
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("drop");
     std::fs::create_dir_all(input.join("transactions")).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cdnow/transactions.csv");
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cdnow/transactions.csv");
     std::fs::copy(&src, input.join("transactions/cdnow.csv")).unwrap();
     let r = ingest::run(&IngestOptions {
         input,

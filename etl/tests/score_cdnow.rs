@@ -13,7 +13,9 @@ use cvm_etl::jobs::score::{self, ScoreError, ScoreOptions};
 use cvm_shared::Settings;
 
 fn cdnow(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cdnow").join(file)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/cdnow")
+        .join(file)
 }
 
 fn ingest_files(root: &Path, files: &[(&str, &str)]) -> PathBuf {
@@ -24,7 +26,13 @@ fn ingest_files(root: &Path, files: &[(&str, &str)]) -> PathBuf {
         std::fs::write(p, text).unwrap();
     }
     let wh = root.join("wh");
-    ingest::run(&IngestOptions { input, warehouse: wh.clone(), settings: Settings::default(), progress: false }).unwrap();
+    ingest::run(&IngestOptions {
+        input,
+        warehouse: wh.clone(),
+        settings: Settings::default(),
+        progress: false,
+    })
+    .unwrap();
     wh
 }
 
@@ -50,14 +58,30 @@ fn the_cdnow_sample_reproduces_the_published_summary_and_estimates() {
     assert_eq!(r.manifest.customers, 2357);
 
     let published = std::fs::read_to_string(cdnow("cdnow_customers_summary.csv")).unwrap();
-    let by_id: HashMap<&str, &cvm_etl::warehouse::ScoreRow> = r.rows.iter().map(|s| (&*s.customer_id, s)).collect();
+    let by_id: HashMap<&str, &cvm_etl::warehouse::ScoreRow> =
+        r.rows.iter().map(|s| (&*s.customer_id, s)).collect();
     let mut checked = 0;
     for line in published.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
         let s = by_id[f[0]];
-        assert_eq!(s.frequency, f[1].parse::<u32>().unwrap(), "customer {}", f[0]);
-        assert_eq!(round(s.recency, 2), f[2].parse::<f64>().unwrap(), "customer {}", f[0]);
-        assert_eq!(round(s.t, 2), f[3].parse::<f64>().unwrap(), "customer {}", f[0]);
+        assert_eq!(
+            s.frequency,
+            f[1].parse::<u32>().unwrap(),
+            "customer {}",
+            f[0]
+        );
+        assert_eq!(
+            round(s.recency, 2),
+            f[2].parse::<f64>().unwrap(),
+            "customer {}",
+            f[0]
+        );
+        assert_eq!(
+            round(s.t, 2),
+            f[3].parse::<f64>().unwrap(),
+            "customer {}",
+            f[0]
+        );
         checked += 1;
     }
     assert_eq!(checked, 2357);
@@ -65,7 +89,10 @@ fn the_cdnow_sample_reproduces_the_published_summary_and_estimates() {
     let bg = &r.manifest.bgnbd;
     assert!(bg.converged);
     let p = |k: &str| round(bg.params[k], 3);
-    assert_eq!((p("r"), p("alpha"), p("a"), p("b")), (0.243, 4.414, 0.793, 2.426));
+    assert_eq!(
+        (p("r"), p("alpha"), p("a"), p("b")),
+        (0.243, 4.414, 0.793, 2.426)
+    );
     assert_eq!(round(bg.log_likelihood.unwrap(), 1), -9582.4);
     let gg = &r.manifest.gamma_gamma;
     let q = |k: &str| round(gg.params[k], 2);
@@ -95,7 +122,10 @@ fn scoring_twice_changes_nothing_and_a_past_date_sees_only_its_past() {
     assert_eq!(again.manifest.status, "unchanged");
     assert_eq!(first.rows, again.rows);
     let early = score(&wh, "1997-01-31").unwrap();
-    assert!(early.manifest.customers < 2357, "customers first seen later are not known yet");
+    assert!(
+        early.manifest.customers < 2357,
+        "customers first seen later are not known yet"
+    );
     assert_eq!(cvm_etl::warehouse::scores::dates(&wh).len(), 2);
 }
 
@@ -114,8 +144,14 @@ fn when_the_models_cannot_be_fitted_everything_else_is_still_published() {
     let wh = ingest_files(
         d.path(),
         &[
-            ("crm/c.csv", "customer_id,email\nP1,p1@example.com\nC1,c1@example.com\n"),
-            ("transactions/t.csv", "customer_id,occurred_at,amount\nC1,2026-01-05,10\nC2,2026-01-06,0\nC3,2026-01-07,-4\n"),
+            (
+                "crm/c.csv",
+                "customer_id,email\nP1,p1@example.com\nC1,c1@example.com\n",
+            ),
+            (
+                "transactions/t.csv",
+                "customer_id,occurred_at,amount\nC1,2026-01-05,10\nC2,2026-01-06,0\nC3,2026-01-07,-4\n",
+            ),
         ],
     );
     let r = score(&wh, "2026-02-01").unwrap();
@@ -144,7 +180,11 @@ fn a_fully_refunded_order_is_no_purchase_occasion() {
     );
     let r = score(&wh, "2026-02-01").unwrap();
     let a = &r.rows[0];
-    assert_eq!((a.orders, a.frequency), (2, 1), "O1 is fully refunded; O3 only partly");
+    assert_eq!(
+        (a.orders, a.frequency),
+        (2, 1),
+        "O1 is fully refunded; O3 only partly"
+    );
     assert_eq!(a.first_purchase, NaiveDate::from_ymd_opt(2026, 1, 10));
     assert_eq!(a.monetary_avg, 8.0, "an occasion's value is its purchases");
     assert_eq!(a.total_revenue.to_string(), "10");

@@ -1,5 +1,8 @@
 //! `cvm-portal`: placeholder binary until the portal issues land.
 
 fn main() {
-    println!("cvm-portal {} (the portal is not built yet)", cvm_portal::VERSION);
+    println!(
+        "cvm-portal {} (the portal is not built yet)",
+        cvm_portal::VERSION
+    );
 }

@@ -16,13 +16,20 @@ use crate::money::Currency;
 pub enum ConfigError {
     /// The config file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The config file is not valid TOML or has unknown or mistyped keys.
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
     /// A setting has a value that cannot be used.
     #[error("invalid setting {setting} = {value:?}: {expected}")]
-    Invalid { setting: String, value: String, expected: String },
+    Invalid {
+        setting: String,
+        value: String,
+        expected: String,
+    },
 }
 
 /// Settings of the ingest job (the choices the data contract leaves open).
@@ -105,7 +112,9 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { format: "human".into() }
+        LogSettings {
+            format: "human".into(),
+        }
     }
 }
 
@@ -144,7 +153,10 @@ impl Settings {
     }
 
     /// Like [`Settings::load`] with an explicit environment (for tests).
-    pub fn load_with_env(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Settings, ConfigError> {
         let mut s = match file {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
@@ -152,9 +164,13 @@ impl Settings {
         for (var, setting) in ENV_OVERRIDES {
             if let Some(value) = env(var) {
                 s.set(setting, &value).map_err(|e| match e {
-                    ConfigError::Invalid { value, expected, .. } => {
-                        ConfigError::Invalid { setting: format!("{setting} (from {var})"), value, expected }
-                    }
+                    ConfigError::Invalid {
+                        value, expected, ..
+                    } => ConfigError::Invalid {
+                        setting: format!("{setting} (from {var})"),
+                        value,
+                        expected,
+                    },
                     other => other,
                 })?;
             }
@@ -165,8 +181,10 @@ impl Settings {
 
     /// Reads a TOML file without validating values.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.message().replace('\n', " "),
@@ -180,11 +198,18 @@ impl Settings {
             value: value.to_string(),
             expected: expected.to_string(),
         };
-        let num = || value.trim().parse::<f64>().map_err(|_| invalid("expected a number"));
+        let num = || {
+            value
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid("expected a number"))
+        };
         match setting {
             "ingest.base_currency" => self.ingest.base_currency = value.trim().to_string(),
             "ingest.pos_time_zone" => self.ingest.pos_time_zone = value.trim().to_string(),
-            "ingest.default_country_code" => self.ingest.default_country_code = value.trim().to_string(),
+            "ingest.default_country_code" => {
+                self.ingest.default_country_code = value.trim().to_string()
+            }
             "ingest.reject_limit" => self.ingest.reject_limit = num()?,
             "scoring.period" => self.scoring.period = value.trim().to_string(),
             "scoring.discount_rate" => self.scoring.discount_rate = num()?,
@@ -200,55 +225,106 @@ impl Settings {
     /// Checks every value; the first bad one is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting: &str, value: String, expected: &str| {
-            Err(ConfigError::Invalid { setting: setting.into(), value, expected: expected.into() })
+            Err(ConfigError::Invalid {
+                setting: setting.into(),
+                value,
+                expected: expected.into(),
+            })
         };
         let i = &self.ingest;
         if Currency::parse(&i.base_currency).is_err() {
-            return invalid("ingest.base_currency", i.base_currency.clone(), "expected a three-letter ISO 4217 code such as USD");
+            return invalid(
+                "ingest.base_currency",
+                i.base_currency.clone(),
+                "expected a three-letter ISO 4217 code such as USD",
+            );
         }
         if i.pos_time_zone.parse::<chrono_tz::Tz>().is_err() {
-            return invalid("ingest.pos_time_zone", i.pos_time_zone.clone(), "expected an IANA time zone such as Europe/Berlin or UTC");
+            return invalid(
+                "ingest.pos_time_zone",
+                i.pos_time_zone.clone(),
+                "expected an IANA time zone such as Europe/Berlin or UTC",
+            );
         }
         let cc = &i.default_country_code;
-        if cc.is_empty() || cc.len() > 3 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
-            return invalid("ingest.default_country_code", cc.clone(), "expected a country calling code of 1 to 3 digits such as 1 or 86");
+        if cc.is_empty()
+            || cc.len() > 3
+            || !cc.bytes().all(|b| b.is_ascii_digit())
+            || cc.starts_with('0')
+        {
+            return invalid(
+                "ingest.default_country_code",
+                cc.clone(),
+                "expected a country calling code of 1 to 3 digits such as 1 or 86",
+            );
         }
         if !(0.0..=1.0).contains(&i.reject_limit) {
-            return invalid("ingest.reject_limit", i.reject_limit.to_string(), "expected a fraction from 0 to 1 such as 0.01");
+            return invalid(
+                "ingest.reject_limit",
+                i.reject_limit.to_string(),
+                "expected a fraction from 0 to 1 such as 0.01",
+            );
         }
         let s = &self.scoring;
         if s.period != "week" && s.period != "day" {
             return invalid("scoring.period", s.period.clone(), "expected week or day");
         }
         if !(0.0..1.0).contains(&s.discount_rate) {
-            return invalid("scoring.discount_rate", s.discount_rate.to_string(), "expected a monthly rate from 0 up to 1 such as 0.01");
+            return invalid(
+                "scoring.discount_rate",
+                s.discount_rate.to_string(),
+                "expected a monthly rate from 0 up to 1 such as 0.01",
+            );
         }
         if !(s.margin.is_finite() && s.margin >= 0.0) {
-            return invalid("scoring.margin", s.margin.to_string(), "expected a non-negative number such as 1.0");
+            return invalid(
+                "scoring.margin",
+                s.margin.to_string(),
+                "expected a non-negative number such as 1.0",
+            );
         }
-        for (name, v) in [("scoring.churned_below", s.churned_below), ("scoring.at_risk_below", s.at_risk_below)] {
+        for (name, v) in [
+            ("scoring.churned_below", s.churned_below),
+            ("scoring.at_risk_below", s.at_risk_below),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return invalid(name, v.to_string(), "expected a probability from 0 to 1");
             }
         }
         if s.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            return invalid("scoring.time_zone", s.time_zone.clone(), "expected an IANA time zone such as Asia/Shanghai or UTC");
+            return invalid(
+                "scoring.time_zone",
+                s.time_zone.clone(),
+                "expected an IANA time zone such as Asia/Shanghai or UTC",
+            );
         }
         if let Some(url) = &self.database.url {
-            if !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            if !(url.starts_with("sqlite://")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
                 // Never echo the URL: it may hold a password.
-                return invalid("database.url", "<hidden>".into(), "expected sqlite://PATH or postgres://...");
+                return invalid(
+                    "database.url",
+                    "<hidden>".into(),
+                    "expected sqlite://PATH or postgres://...",
+                );
             }
         }
         if self.log.format != "human" && self.log.format != "json" {
-            return invalid("log.format", self.log.format.clone(), "expected human or json");
+            return invalid(
+                "log.format",
+                self.log.format.clone(),
+                "expected human or json",
+            );
         }
         Ok(())
     }
 
     /// The base currency, already validated.
     pub fn base_currency(&self) -> Currency {
-        Currency::parse(&self.ingest.base_currency).unwrap_or_else(|_| Currency::parse("USD").expect("USD is valid"))
+        Currency::parse(&self.ingest.base_currency)
+            .unwrap_or_else(|_| Currency::parse("USD").expect("USD is valid"))
     }
 
     /// The time zone of the nightly run's "today", already validated.
@@ -268,7 +344,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -285,8 +364,16 @@ mod tests {
     fn environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("cvm.toml");
-        std::fs::write(&f, "[ingest]\nbase_currency = \"EUR\"\npos_time_zone = \"Asia/Shanghai\"\n").unwrap();
-        let s = Settings::load_with_env(Some(&f), env(&[("CVM_BASE_CURRENCY", "CNY"), ("CVM_REJECT_LIMIT", "0.05")])).unwrap();
+        std::fs::write(
+            &f,
+            "[ingest]\nbase_currency = \"EUR\"\npos_time_zone = \"Asia/Shanghai\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_with_env(
+            Some(&f),
+            env(&[("CVM_BASE_CURRENCY", "CNY"), ("CVM_REJECT_LIMIT", "0.05")]),
+        )
+        .unwrap();
         assert_eq!(s.ingest.base_currency, "CNY");
         assert_eq!(s.ingest.pos_time_zone, "Asia/Shanghai");
         assert_eq!(s.ingest.reject_limit, 0.05);
@@ -297,12 +384,18 @@ mod tests {
         let cases = [
             ("CVM_BASE_CURRENCY", "dollars", "ingest.base_currency"),
             ("CVM_POS_TIME_ZONE", "Mars/Olympus", "ingest.pos_time_zone"),
-            ("CVM_DEFAULT_COUNTRY_CODE", "+86", "ingest.default_country_code"),
+            (
+                "CVM_DEFAULT_COUNTRY_CODE",
+                "+86",
+                "ingest.default_country_code",
+            ),
             ("CVM_REJECT_LIMIT", "lots", "ingest.reject_limit"),
             ("CVM_REJECT_LIMIT", "2", "ingest.reject_limit"),
         ];
         for (var, value, setting) in cases {
-            let err = Settings::load_with_env(None, env(&[(var, value)])).unwrap_err().to_string();
+            let err = Settings::load_with_env(None, env(&[(var, value)]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(setting), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
@@ -313,13 +406,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("cvm.toml");
         std::fs::write(&f, "[ingest]\nbase_curency = \"EUR\"\n").unwrap();
-        let err = Settings::load_with_env(Some(&f), env(&[])).unwrap_err().to_string();
+        let err = Settings::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("base_curency"), "{err}");
     }
 
     #[test]
     fn database_url_is_never_echoed() {
-        let err = Settings::load_with_env(None, env(&[("CVM_DATABASE_URL", "mysql://u:secret@h/db")])).unwrap_err();
+        let err =
+            Settings::load_with_env(None, env(&[("CVM_DATABASE_URL", "mysql://u:secret@h/db")]))
+                .unwrap_err();
         assert!(!err.to_string().contains("secret"));
     }
 }

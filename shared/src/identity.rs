@@ -117,29 +117,56 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(normalize_email("  Ann@Example.COM ").as_deref(), Some("ann@example.com"));
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").as_deref(),
+            Some("ann@example.com")
+        );
         assert_eq!(normalize_email("   "), None);
     }
 
     #[test]
     fn phones_with_plus_are_international() {
-        assert_eq!(normalize_phone("+86 138 0000 0000", "1").as_deref(), Some("+8613800000000"));
-        assert_eq!(normalize_phone("0044 20 7946 0958", "1").as_deref(), Some("+442079460958"));
+        assert_eq!(
+            normalize_phone("+86 138 0000 0000", "1").as_deref(),
+            Some("+8613800000000")
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958", "1").as_deref(),
+            Some("+442079460958")
+        );
     }
 
     #[test]
     fn national_numbers_take_the_default_country_code() {
-        assert_eq!(normalize_phone("138-0000-0000", "86").as_deref(), Some("+8613800000000"));
-        assert_eq!(normalize_phone("(212) 555-1234", "1").as_deref(), Some("+12125551234"));
-        assert_eq!(normalize_phone("020 7946 0958", "44").as_deref(), Some("+442079460958"));
+        assert_eq!(
+            normalize_phone("138-0000-0000", "86").as_deref(),
+            Some("+8613800000000")
+        );
+        assert_eq!(
+            normalize_phone("(212) 555-1234", "1").as_deref(),
+            Some("+12125551234")
+        );
+        assert_eq!(
+            normalize_phone("020 7946 0958", "44").as_deref(),
+            Some("+442079460958")
+        );
     }
 
     #[test]
     fn default_code_followed_by_a_complete_number_is_international() {
-        assert_eq!(normalize_phone("8613800000000", "86").as_deref(), Some("+8613800000000"));
-        assert_eq!(normalize_phone("1 212 555 1234", "1").as_deref(), Some("+12125551234"));
+        assert_eq!(
+            normalize_phone("8613800000000", "86").as_deref(),
+            Some("+8613800000000")
+        );
+        assert_eq!(
+            normalize_phone("1 212 555 1234", "1").as_deref(),
+            Some("+12125551234")
+        );
         // 86 followed by 9 digits is not a complete Chinese number: national.
-        assert_eq!(normalize_phone("861234567", "86").as_deref(), Some("+86861234567"));
+        assert_eq!(
+            normalize_phone("861234567", "86").as_deref(),
+            Some("+86861234567")
+        );
     }
 
     #[test]
@@ -150,8 +177,14 @@ mod tests {
 
     #[test]
     fn guest_ids_are_stable() {
-        assert_eq!(guest_id("email:bo@example.com"), guest_id("email:bo@example.com"));
-        assert_ne!(guest_id("email:bo@example.com"), guest_id("phone:+8613800000000"));
+        assert_eq!(
+            guest_id("email:bo@example.com"),
+            guest_id("email:bo@example.com")
+        );
+        assert_ne!(
+            guest_id("email:bo@example.com"),
+            guest_id("phone:+8613800000000")
+        );
         assert!(guest_id("x").starts_with("G-"));
         assert_eq!(guest_id("x").len(), 18);
     }

@@ -58,7 +58,9 @@ pub fn parse_fixed(text: &str, scale: u32) -> Result<i128, MoneyError> {
     if int_part.is_empty() && frac_part.is_empty() {
         return Err(bad());
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
+    if !int_part.bytes().all(|b| b.is_ascii_digit())
+        || !frac_part.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     if !(-40..=40).contains(&exp) {
@@ -85,11 +87,16 @@ pub fn parse_fixed(text: &str, scale: u32) -> Result<i128, MoneyError> {
             .ok_or_else(|| MoneyError::Overflow(text.to_string()))?;
     }
     if dropped_nonzero {
-        return Err(MoneyError::TooPrecise { value: text.to_string(), max: scale });
+        return Err(MoneyError::TooPrecise {
+            value: text.to_string(),
+            max: scale,
+        });
     }
     if keep < 0 {
         for _ in 0..(-keep) {
-            value = value.checked_mul(10).ok_or_else(|| MoneyError::Overflow(text.to_string()))?;
+            value = value
+                .checked_mul(10)
+                .ok_or_else(|| MoneyError::Overflow(text.to_string()))?;
         }
     }
     // Keep well inside i128 so products and sums cannot overflow.
@@ -167,9 +174,21 @@ macro_rules! fixed_type {
     };
 }
 
-fixed_type!(Amount, AMOUNT_SCALE, "An amount in its original currency, exact to 6 decimal places.");
-fixed_type!(Rate, RATE_SCALE, "A currency rate to the base currency, exact to 10 decimal places.");
-fixed_type!(BaseAmount, BASE_SCALE, "An amount in the base currency, exact to 16 decimal places.");
+fixed_type!(
+    Amount,
+    AMOUNT_SCALE,
+    "An amount in its original currency, exact to 6 decimal places."
+);
+fixed_type!(
+    Rate,
+    RATE_SCALE,
+    "A currency rate to the base currency, exact to 10 decimal places."
+);
+fixed_type!(
+    BaseAmount,
+    BASE_SCALE,
+    "An amount in the base currency, exact to 16 decimal places."
+);
 
 impl Amount {
     /// An amount given in minor units with `decimals` places (e.g. cents: 2).
@@ -214,7 +233,11 @@ impl Currency {
         if t.len() != 3 || !t.iter().all(u8::is_ascii_alphabetic) {
             return Err(MoneyError::BadCurrency(s.to_string()));
         }
-        Ok(Currency([t[0].to_ascii_uppercase(), t[1].to_ascii_uppercase(), t[2].to_ascii_uppercase()]))
+        Ok(Currency([
+            t[0].to_ascii_uppercase(),
+            t[1].to_ascii_uppercase(),
+            t[2].to_ascii_uppercase(),
+        ]))
     }
 
     /// The code as text.
@@ -250,7 +273,10 @@ mod tests {
         assert_eq!("+.5".parse::<Amount>().unwrap(), Amount(500_000));
         assert_eq!("1e2".parse::<Amount>().unwrap(), Amount(100_000_000));
         assert_eq!("1.5E-2".parse::<Amount>().unwrap(), Amount(15_000));
-        assert_eq!(" 7.1000000000 ".parse::<Amount>().unwrap(), Amount(7_100_000));
+        assert_eq!(
+            " 7.1000000000 ".parse::<Amount>().unwrap(),
+            Amount(7_100_000)
+        );
     }
 
     #[test]
@@ -258,7 +284,10 @@ mod tests {
         for s in ["", "abc", "1.2.3", "12,50", "-", ".", "1e", "$5", "1e99"] {
             assert!(s.parse::<Amount>().is_err(), "{s:?} should not parse");
         }
-        assert!(matches!("0.0000001".parse::<Amount>(), Err(MoneyError::TooPrecise { .. })));
+        assert!(matches!(
+            "0.0000001".parse::<Amount>(),
+            Err(MoneyError::TooPrecise { .. })
+        ));
     }
 
     #[test]
@@ -267,7 +296,10 @@ mod tests {
         let r = Rate::parse_positive("0.14").unwrap();
         assert_eq!(a.to_base(r).to_string(), "8.386");
         // Float arithmetic famously gets 0.1 + 0.2 wrong; fixed point does not.
-        let s: BaseAmount = ["0.1", "0.2"].iter().map(|x| x.parse::<Amount>().unwrap().to_base(Rate::ONE)).sum();
+        let s: BaseAmount = ["0.1", "0.2"]
+            .iter()
+            .map(|x| x.parse::<Amount>().unwrap().to_base(Rate::ONE))
+            .sum();
         assert_eq!(s.to_string(), "0.3");
     }
 

@@ -35,7 +35,10 @@ impl Directory {
         for r in records {
             d.ids.insert(r.customer_id.clone());
             let rank = (r.updated_at, &*r.customer_id);
-            for (is_email, key, owners) in [(true, &r.email, &mut email_owner), (false, &r.phone, &mut phone_owner)] {
+            for (is_email, key, owners) in [
+                (true, &r.email, &mut email_owner),
+                (false, &r.phone, &mut phone_owner),
+            ] {
                 let Some(k) = key else { continue };
                 match owners.get_mut(k) {
                     None => {
@@ -53,8 +56,14 @@ impl Directory {
             }
         }
         d.conflicts = conflicted.len() as u64;
-        d.by_email = email_owner.into_iter().map(|(k, (_, id))| (k, id.into())).collect();
-        d.by_phone = phone_owner.into_iter().map(|(k, (_, id))| (k, id.into())).collect();
+        d.by_email = email_owner
+            .into_iter()
+            .map(|(k, (_, id))| (k, id.into()))
+            .collect();
+        d.by_phone = phone_owner
+            .into_iter()
+            .map(|(k, (_, id))| (k, id.into()))
+            .collect();
         d
     }
 
@@ -70,7 +79,10 @@ impl Directory {
                 return Some(id);
             }
         }
-        keys.phone.as_ref().and_then(|p| self.by_phone.get(p)).map(|id| &**id)
+        keys.phone
+            .as_ref()
+            .and_then(|p| self.by_phone.get(p))
+            .map(|id| &**id)
     }
 
     /// Whether `id` is a CRM customer.
@@ -152,20 +164,38 @@ impl Guests {
                     Some(id) => id.into(),
                     None => guest_id(keys[0]).into(),
                 };
-                let email = keys.iter().find_map(|k| k.strip_prefix("email:")).map(Into::into);
-                let phone = keys.iter().find_map(|k| k.strip_prefix("phone:")).map(Into::into);
+                let email = keys
+                    .iter()
+                    .find_map(|k| k.strip_prefix("email:"))
+                    .map(Into::into);
+                let phone = keys
+                    .iter()
+                    .find_map(|k| k.strip_prefix("phone:"))
+                    .map(Into::into);
                 (Guest { id, email, phone }, root)
             })
             .collect();
         comps.sort_by(|a, b| a.0.id.cmp(&b.0.id));
-        let slot: HashMap<usize, usize> = comps.iter().enumerate().map(|(i, (_, root))| (*root, i)).collect();
-        let by_key = index.into_iter().map(|(k, i)| (k, slot[&find(&mut parent, i)])).collect();
-        Guests { by_key, list: comps.into_iter().map(|(g, _)| g).collect() }
+        let slot: HashMap<usize, usize> = comps
+            .iter()
+            .enumerate()
+            .map(|(i, (_, root))| (*root, i))
+            .collect();
+        let by_key = index
+            .into_iter()
+            .map(|(k, i)| (k, slot[&find(&mut parent, i)]))
+            .collect();
+        Guests {
+            by_key,
+            list: comps.into_iter().map(|(g, _)| g).collect(),
+        }
     }
 
     /// The guest any of `keys` belongs to.
     pub fn resolve(&self, keys: &Keys) -> Option<&Guest> {
-        nodes(keys).find_map(|n| self.by_key.get(&n)).map(|&i| &self.list[i])
+        nodes(keys)
+            .find_map(|n| self.by_key.get(&n))
+            .map(|&i| &self.list[i])
     }
 }
 
@@ -189,15 +219,25 @@ mod tests {
     }
 
     fn keys(id: Option<&str>, email: Option<&str>, phone: Option<&str>) -> Keys {
-        Keys { customer_id: id.map(Into::into), email: email.map(Into::into), phone: phone.map(Into::into) }
+        Keys {
+            customer_id: id.map(Into::into),
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+        }
     }
 
     #[test]
     fn any_key_maps_to_its_crm_customer() {
         let d = Directory::from_crm(&[crm("C1", Some("a@x"), Some("+1555"), None)]);
         assert_eq!(d.resolve(&keys(Some("C1"), None, None)), Some("C1"));
-        assert_eq!(d.resolve(&keys(Some("NOPE"), Some("a@x"), None)), Some("C1"));
-        assert_eq!(d.resolve(&keys(None, Some("b@x"), Some("+1555"))), Some("C1"));
+        assert_eq!(
+            d.resolve(&keys(Some("NOPE"), Some("a@x"), None)),
+            Some("C1")
+        );
+        assert_eq!(
+            d.resolve(&keys(None, Some("b@x"), Some("+1555"))),
+            Some("C1")
+        );
         assert_eq!(d.resolve(&keys(None, Some("b@x"), None)), None);
     }
 

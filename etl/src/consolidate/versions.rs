@@ -32,9 +32,13 @@ pub struct Resolution<T> {
 }
 
 /// Resolves `new` (in read order) against `stored`.
-pub fn resolve<T>(new: Vec<Versioned<T>>, stored: &FxHashMap<Box<str>, RecordState>) -> Resolution<T> {
+pub fn resolve<T>(
+    new: Vec<Versioned<T>>,
+    stored: &FxHashMap<Box<str>, RecordState>,
+) -> Resolution<T> {
     // Index of the current best version per key; later reads win ties.
-    let mut best: FxHashMap<&str, usize> = FxHashMap::with_capacity_and_hasher(new.len(), Default::default());
+    let mut best: FxHashMap<&str, usize> =
+        FxHashMap::with_capacity_and_hasher(new.len(), Default::default());
     let mut superseded = vec![false; new.len()];
     for (i, rec) in new.iter().enumerate() {
         match best.get_mut(&*rec.key) {
@@ -52,14 +56,21 @@ pub fn resolve<T>(new: Vec<Versioned<T>>, stored: &FxHashMap<Box<str>, RecordSta
         }
     }
     drop(best);
-    let mut out = Resolution { winners: Vec::new(), duplicates: Vec::new(), replaced: Vec::new() };
+    let mut out = Resolution {
+        winners: Vec::new(),
+        duplicates: Vec::new(),
+        replaced: Vec::new(),
+    };
     for (rec, sup) in new.into_iter().zip(superseded) {
         if sup {
             out.duplicates.push(rec.pos);
             continue;
         }
         match stored.get(&*rec.key) {
-            Some(s) if rec.version < s.version || (rec.version == s.version && rec.digest == s.digest) => {
+            Some(s)
+                if rec.version < s.version
+                    || (rec.version == s.version && rec.digest == s.digest) =>
+            {
                 out.duplicates.push(rec.pos);
             }
             Some(_) => {
@@ -77,36 +88,82 @@ mod tests {
     use super::*;
 
     fn v(key: &str, version: Option<i64>, digest: u64, line: u64) -> Versioned<()> {
-        Versioned { key: key.into(), numbered: false, version, digest, pos: Pos { file: 0, line }, body: () }
+        Versioned {
+            key: key.into(),
+            numbered: false,
+            version,
+            digest,
+            pos: Pos { file: 0, line },
+            body: (),
+        }
     }
 
     fn state(key: &str, version: Option<i64>, digest: u64) -> (Box<str>, RecordState) {
-        (key.into(), RecordState { key: key.into(), version, digest })
+        (
+            key.into(),
+            RecordState {
+                key: key.into(),
+                version,
+                digest,
+            },
+        )
     }
 
     #[test]
     fn the_latest_version_wins_and_ties_go_to_the_later_read() {
-        let r = resolve(vec![v("a", Some(2), 1, 1), v("a", Some(1), 2, 2), v("a", Some(2), 3, 3), v("b", None, 4, 4)], &FxHashMap::default());
+        let r = resolve(
+            vec![
+                v("a", Some(2), 1, 1),
+                v("a", Some(1), 2, 2),
+                v("a", Some(2), 3, 3),
+                v("b", None, 4, 4),
+            ],
+            &FxHashMap::default(),
+        );
         let lines: Vec<u64> = r.winners.iter().map(|w| w.pos.line).collect();
         assert_eq!(lines, [3, 4]);
-        assert_eq!(r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [1, 2]
+        );
     }
 
     #[test]
     fn a_version_with_a_time_beats_one_without() {
-        let r = resolve(vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)], &FxHashMap::default());
+        let r = resolve(
+            vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)],
+            &FxHashMap::default(),
+        );
         assert_eq!(r.winners[0].pos.line, 1);
     }
 
     #[test]
     fn stored_versions_are_kept_unless_beaten() {
-        let stored: FxHashMap<_, _> = [state("old", Some(5), 9), state("same", Some(5), 9), state("newer", Some(5), 9), state("changed", None, 1)].into();
+        let stored: FxHashMap<_, _> = [
+            state("old", Some(5), 9),
+            state("same", Some(5), 9),
+            state("newer", Some(5), 9),
+            state("changed", None, 1),
+        ]
+        .into();
         let r = resolve(
-            vec![v("old", Some(4), 1, 1), v("same", Some(5), 9, 2), v("newer", Some(6), 2, 3), v("changed", None, 2, 4), v("fresh", None, 3, 5)],
+            vec![
+                v("old", Some(4), 1, 1),
+                v("same", Some(5), 9, 2),
+                v("newer", Some(6), 2, 3),
+                v("changed", None, 2, 4),
+                v("fresh", None, 3, 5),
+            ],
             &stored,
         );
-        assert_eq!(r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(), ["newer", "changed", "fresh"]);
-        assert_eq!(r.replaced.iter().map(|k| &**k).collect::<Vec<_>>(), ["newer", "changed"]);
+        assert_eq!(
+            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            ["newer", "changed", "fresh"]
+        );
+        assert_eq!(
+            r.replaced.iter().map(|k| &**k).collect::<Vec<_>>(),
+            ["newer", "changed"]
+        );
         assert_eq!(r.duplicates.len(), 2);
     }
 }
@@ -114,7 +171,10 @@ mod tests {
 /// Resolves records with no id of their own (their key is their content and
 /// occurrence number): one already stored is a duplicate, the rest resolve
 /// among themselves. No per-record state is kept for them.
-pub fn resolve_numbered<T>(new: Vec<Versioned<T>>, is_stored: impl Fn(&str) -> bool) -> Resolution<T> {
+pub fn resolve_numbered<T>(
+    new: Vec<Versioned<T>>,
+    is_stored: impl Fn(&str) -> bool,
+) -> Resolution<T> {
     let (known, fresh): (Vec<_>, Vec<_>) = new.into_iter().partition(|v| is_stored(&v.key));
     let mut r = resolve(fresh, &FxHashMap::default());
     r.duplicates.extend(known.iter().map(|v| v.pos));
@@ -127,9 +187,21 @@ mod numbered_tests {
 
     #[test]
     fn stored_numbered_records_are_duplicates() {
-        let v = |key: &str, line| Versioned { key: key.into(), numbered: true, version: None, digest: 1, pos: Pos { file: 0, line }, body: () };
-        let r = resolve_numbered(vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)], |k| k == "tx:a#1");
-        assert_eq!(r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(), ["tx:a#2", "tx:b#1"]);
+        let v = |key: &str, line| Versioned {
+            key: key.into(),
+            numbered: true,
+            version: None,
+            digest: 1,
+            pos: Pos { file: 0, line },
+            body: (),
+        };
+        let r = resolve_numbered(vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)], |k| {
+            k == "tx:a#1"
+        });
+        assert_eq!(
+            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            ["tx:a#2", "tx:b#1"]
+        );
         assert_eq!(r.duplicates, [Pos { file: 0, line: 1 }]);
         assert!(r.replaced.is_empty());
     }

@@ -21,11 +21,15 @@ use serde::{Deserialize, Serialize};
 use crate::consolidate::identity::{Directory, Guests};
 use crate::consolidate::versions::{self, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
-use crate::record::{CrmRecord, EventRecord, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned};
+use crate::record::{
+    CrmRecord, EventRecord, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned,
+};
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
 use crate::warehouse::publish::{PublishError, Warehouse};
-use crate::warehouse::{self, CustomerRow, RecordState, RejectRow, StoredEvent, StoredTxn, WarehouseError};
+use crate::warehouse::{
+    self, CustomerRow, RecordState, RejectRow, StoredEvent, StoredTxn, WarehouseError,
+};
 
 /// What to ingest, and how.
 #[derive(Debug, Clone)]
@@ -47,7 +51,9 @@ pub enum IngestError {
     #[error(transparent)]
     Discover(#[from] sources::DiscoverError),
     /// The drop has no input files.
-    #[error("input folder {0} holds no input files: expected crm/*.csv, pos/*.csv, web/*.jsonl, app/*.jsonl, transactions/*.csv, events/*.jsonl or fx/rates.csv")]
+    #[error(
+        "input folder {0} holds no input files: expected crm/*.csv, pos/*.csv, web/*.jsonl, app/*.jsonl, transactions/*.csv, events/*.jsonl or fx/rates.csv"
+    )]
     EmptyDrop(PathBuf),
     /// A file could not be read at all.
     #[error(transparent)]
@@ -60,10 +66,21 @@ pub enum IngestError {
     Publish(#[from] PublishError),
     /// Writing the run's records failed.
     #[error("cannot write run files in {path}: {source}")]
-    RunFiles { path: PathBuf, source: std::io::Error },
+    RunFiles {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Too many records were rejected.
-    #[error("{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT")]
-    RejectLimit { rejected: u64, records: u64, share: f64, limit: f64, rejects: PathBuf },
+    #[error(
+        "{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT"
+    )]
+    RejectLimit {
+        rejected: u64,
+        records: u64,
+        share: f64,
+        limit: f64,
+        rejects: PathBuf,
+    },
 }
 
 /// Totals of the published warehouse.
@@ -144,72 +161,90 @@ struct FileResult {
 
 /// Reads and parses one file; framing errors and parse rejects are counted here,
 /// versioned records are counted after consolidation.
-fn read_one(idx: usize, file: &InputFile, ctx: &ParseContext, pb: &indicatif::ProgressBar) -> Result<FileResult, reader::ReadError> {
+fn read_one(
+    idx: usize,
+    file: &InputFile,
+    ctx: &ParseContext,
+    pb: &indicatif::ProgressBar,
+) -> Result<FileResult, reader::ReadError> {
     let mut out = FileResult::default();
     let mut warned_columns = false;
     let kind = file.kind;
-    reader::read_file(
-        &file.path,
-        kind.format(),
-        |header: &Header, batch| {
-            if !warned_columns && kind.format() == sources::Format::Csv {
-                warned_columns = true;
-                warn_missing_columns(file, header);
-            }
-            let parsed: Vec<(u64, Parsed, Option<String>)> = batch
-                .par_iter()
-                .map(|item| {
-                    let pos = Pos { file: idx as u32, line: item.line };
-                    match &item.body {
-                        RawBody::Bad(r, raw) => (item.line, Parsed::Rejected(r.clone()), Some(raw.clone())),
-                        RawBody::Csv(rec) => {
-                            let p = sources::parse(kind, RawRecord::Csv(CsvRow { header, record: rec }), pos, ctx);
-                            let raw = matches!(p, Parsed::Rejected(_)).then(|| csv_raw(rec));
-                            (item.line, p, raw)
-                        }
-                        RawBody::Json(line) => {
-                            let p = sources::parse(kind, RawRecord::Json(line), pos, ctx);
-                            let raw = matches!(p, Parsed::Rejected(_)).then(|| line.clone());
-                            (item.line, p, raw)
-                        }
+    reader::read_file(&file.path, kind.format(), |header: &Header, batch| {
+        if !warned_columns && kind.format() == sources::Format::Csv {
+            warned_columns = true;
+            warn_missing_columns(file, header);
+        }
+        let parsed: Vec<(u64, Parsed, Option<String>)> = batch
+            .par_iter()
+            .map(|item| {
+                let pos = Pos {
+                    file: idx as u32,
+                    line: item.line,
+                };
+                match &item.body {
+                    RawBody::Bad(r, raw) => {
+                        (item.line, Parsed::Rejected(r.clone()), Some(raw.clone()))
                     }
-                })
-                .collect();
-            pb.inc(parsed.len() as u64);
-            for (line, p, raw) in parsed {
-                match p {
-                    Parsed::Txn(v) => out.txns.push(v),
-                    Parsed::Crm(v) => out.crm.push(v),
-                    Parsed::Event(v) => out.events.push(v),
-                    Parsed::Fx(c, r) => {
-                        out.counts.add(Outcome::Accepted, None);
-                        out.fx.push((c, r));
+                    RawBody::Csv(rec) => {
+                        let p = sources::parse(
+                            kind,
+                            RawRecord::Csv(CsvRow {
+                                header,
+                                record: rec,
+                            }),
+                            pos,
+                            ctx,
+                        );
+                        let raw = matches!(p, Parsed::Rejected(_)).then(|| csv_raw(rec));
+                        (item.line, p, raw)
                     }
-                    Parsed::Ignored => out.counts.add(Outcome::Ignored, None),
-                    Parsed::Rejected(r) => {
-                        out.counts.add(Outcome::Rejected, Some(r.reason));
-                        out.rejects.push(RejectRow {
-                            source_file: file.name.as_str().into(),
-                            line,
-                            reason: r.reason,
-                            detail: r.detail,
-                            raw: raw.unwrap_or_default(),
-                        });
+                    RawBody::Json(line) => {
+                        let p = sources::parse(kind, RawRecord::Json(line), pos, ctx);
+                        let raw = matches!(p, Parsed::Rejected(_)).then(|| line.clone());
+                        (item.line, p, raw)
                     }
                 }
+            })
+            .collect();
+        pb.inc(parsed.len() as u64);
+        for (line, p, raw) in parsed {
+            match p {
+                Parsed::Txn(v) => out.txns.push(v),
+                Parsed::Crm(v) => out.crm.push(v),
+                Parsed::Event(v) => out.events.push(v),
+                Parsed::Fx(c, r) => {
+                    out.counts.add(Outcome::Accepted, None);
+                    out.fx.push((c, r));
+                }
+                Parsed::Ignored => out.counts.add(Outcome::Ignored, None),
+                Parsed::Rejected(r) => {
+                    out.counts.add(Outcome::Rejected, Some(r.reason));
+                    out.rejects.push(RejectRow {
+                        source_file: file.name.as_str().into(),
+                        line,
+                        reason: r.reason,
+                        detail: r.detail,
+                        raw: raw.unwrap_or_default(),
+                    });
+                }
             }
-        },
-    )?;
+        }
+    })?;
     number_keys(&mut out);
     Ok(out)
 }
 
 /// The raw text of a rejected CSV row, re-serialised.
 fn csv_raw(rec: &csv::StringRecord) -> String {
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
     let _ = w.write_record(rec);
     let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end_matches('\n').to_string()
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\n')
+        .to_string()
 }
 
 fn warn_missing_columns(file: &InputFile, header: &Header) {
@@ -265,18 +300,29 @@ struct Stored {
 }
 
 fn load_stored(w: &Warehouse) -> Result<Stored, IngestError> {
-    let Some(dir) = w.current() else { return Ok(Stored::default()) };
+    let Some(dir) = w.current() else {
+        return Ok(Stored::default());
+    };
     let (records, (txns, (customers, events))) = rayon::join(
         || warehouse::state::read(&dir.join("_state")),
         || {
             rayon::join(
                 || warehouse::transactions::read(&dir.join("transactions")),
-                || rayon::join(|| warehouse::customers::read(&dir.join("customers")), || warehouse::events::read(&dir.join("events"))),
+                || {
+                    rayon::join(
+                        || warehouse::customers::read(&dir.join("customers")),
+                        || warehouse::events::read(&dir.join("events")),
+                    )
+                },
             )
         },
     );
     let small_path = dir.join("_state").join("small.json");
-    let small: SmallState = if small_path.exists() { warehouse::state::read_json(&small_path)? } else { SmallState::default() };
+    let small: SmallState = if small_path.exists() {
+        warehouse::state::read_json(&small_path)?
+    } else {
+        SmallState::default()
+    };
     Ok(Stored {
         records: records?.into_iter().map(|r| (r.key.clone(), r)).collect(),
         txns: txns?,
@@ -301,7 +347,11 @@ fn crm_of(c: &CustomerRow) -> CrmRecord {
     }
 }
 
-fn fate<T>(res: &Resolution<T>, per_file: &mut [Counts], winner_outcome: impl Fn(&Versioned<T>) -> Outcome) {
+fn fate<T>(
+    res: &Resolution<T>,
+    per_file: &mut [Counts],
+    winner_outcome: impl Fn(&Versioned<T>) -> Outcome,
+) {
     for p in &res.duplicates {
         per_file[p.file as usize].add(Outcome::Duplicate, None);
     }
@@ -357,7 +407,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         }
     }
     let pb = super::progress::records_spinner(opts.progress, "reading");
-    let (fx_files, other_files): (Vec<_>, Vec<_>) = found.files.iter().enumerate().partition(|(_, f)| f.kind == SourceKind::Fx);
+    let (fx_files, other_files): (Vec<_>, Vec<_>) = found
+        .files
+        .iter()
+        .enumerate()
+        .partition(|(_, f)| f.kind == SourceKind::Fx);
     let mut results: Vec<(usize, FileResult)> = Vec::with_capacity(found.files.len());
     for (i, f) in fx_files {
         let r = read_one(i, f, &ctx, &pb)?;
@@ -368,8 +422,10 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         }
         results.push((i, r));
     }
-    let rest: Vec<(usize, FileResult)> =
-        other_files.par_iter().map(|(i, f)| read_one(*i, f, &ctx, &pb).map(|r| (*i, r))).collect::<Result<_, _>>()?;
+    let rest: Vec<(usize, FileResult)> = other_files
+        .par_iter()
+        .map(|(i, f)| read_one(*i, f, &ctx, &pb).map(|r| (*i, r)))
+        .collect::<Result<_, _>>()?;
     results.extend(rest);
     results.sort_by_key(|(i, _)| *i);
     pb.finish_and_clear();
@@ -391,7 +447,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     // numbered ones (content + occurrence) only need to know if they are stored.
     let crm_res = versions::resolve(new_crm, &stored.records);
     fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
-    let (numbered_txns, keyed_txns): (Vec<_>, Vec<_>) = new_txns.into_iter().partition(|v| v.numbered);
+    let (numbered_txns, keyed_txns): (Vec<_>, Vec<_>) =
+        new_txns.into_iter().partition(|v| v.numbered);
     let stored_txn_keys: HashSet<&str> = stored.txns.iter().map(|t| &*t.record_key).collect();
     let mut txn_res = versions::resolve(keyed_txns, &stored.records);
     let numbered_res = versions::resolve_numbered(numbered_txns, |k| stored_txn_keys.contains(k));
@@ -420,11 +477,19 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .zip(&per_file)
         .map(|(f, c)| {
             totals.merge(c);
-            FileCounts { file: f.name.clone(), kind: f.kind.folder().to_string(), counts: c.clone() }
+            FileCounts {
+                file: f.name.clone(),
+                kind: f.kind.folder().to_string(),
+                counts: c.clone(),
+            }
         })
         .collect();
     debug_assert!(totals.balanced());
-    let reject_share = if totals.records == 0 { 0.0 } else { totals.rejected as f64 / totals.records as f64 };
+    let reject_share = if totals.records == 0 {
+        0.0
+    } else {
+        totals.rejected as f64 / totals.records as f64
+    };
 
     let mut small = SmallState::default();
     for (c, r) in &ctx.rates {
@@ -457,7 +522,10 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     let run_dir = runs.join(&run_id);
     let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
         let tmp = runs.join(format!(".{run_id}.tmp"));
-        let err = |source| IngestError::RunFiles { path: run_dir.clone(), source };
+        let err = |source| IngestError::RunFiles {
+            path: run_dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&tmp).map_err(err)?;
         warehouse::rejects::write(&tmp.join("rejects.parquet"), rejects)?;
         manifest::write_json(&tmp.join("manifest.json"), mf).map_err(err)?;
@@ -486,9 +554,22 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .winners
         .iter()
         .map(|w| (&w.key, w.version, w.digest))
-        .chain(txn_res.winners.iter().filter(|w| !w.numbered).map(|w| (&w.key, w.version, w.digest)))
+        .chain(
+            txn_res
+                .winners
+                .iter()
+                .filter(|w| !w.numbered)
+                .map(|w| (&w.key, w.version, w.digest)),
+        )
     {
-        state.insert(key.clone(), RecordState { key: key.clone(), version, digest });
+        state.insert(
+            key.clone(),
+            RecordState {
+                key: key.clone(),
+                version,
+                digest,
+            },
+        );
     }
     let mut state: Vec<RecordState> = state.into_values().collect();
     state.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
@@ -498,14 +579,20 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     let mut crm: Vec<CrmRecord> = stored
         .customers
         .iter()
-        .filter(|c| !c.is_guest && !crm_replaced.contains(format!("crm:{}", c.customer_id).as_str()))
+        .filter(|c| {
+            !c.is_guest && !crm_replaced.contains(format!("crm:{}", c.customer_id).as_str())
+        })
         .map(crm_of)
         .collect();
     crm.extend(crm_res.winners.iter().map(|w| w.body.clone()));
     let directory = Directory::from_crm(&crm);
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
-    let mut txns: Vec<StoredTxn> = stored.txns.into_iter().filter(|t| !txn_replaced.contains(&*t.record_key)).collect();
+    let mut txns: Vec<StoredTxn> = stored
+        .txns
+        .into_iter()
+        .filter(|t| !txn_replaced.contains(&*t.record_key))
+        .collect();
     let file_names: Vec<Box<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
     for w in txn_res.winners.into_iter().filter(|w| !w.body.ignored) {
         let source_file = &file_names[w.pos.file as usize];
@@ -516,13 +603,21 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
                 row,
                 customer_id: None,
                 // The last row takes the keys; a refunded order's first row copies them.
-                keys: if i + 1 == n { std::mem::take(&mut keys) } else { keys.clone() },
+                keys: if i + 1 == n {
+                    std::mem::take(&mut keys)
+                } else {
+                    keys.clone()
+                },
                 record_key: w.key.clone(),
                 source_file: source_file.clone(),
             });
         }
     }
-    let guests = Guests::build(txns.iter().filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none()).map(|t| &t.keys));
+    let guests = Guests::build(
+        txns.iter()
+            .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
+            .map(|t| &t.keys),
+    );
     txns.par_iter_mut().for_each(|t| {
         t.customer_id = directory
             .resolve(&t.keys)
@@ -531,7 +626,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     });
 
     let ev_replaced: HashSet<&str> = ev_res.replaced.iter().map(|k| &**k).collect();
-    let mut events: Vec<StoredEvent> = stored.events.into_iter().filter(|e| !ev_replaced.contains(&*e.record_key)).collect();
+    let mut events: Vec<StoredEvent> = stored
+        .events
+        .into_iter()
+        .filter(|e| !ev_replaced.contains(&*e.record_key))
+        .collect();
     events.extend(ev_res.winners.into_iter().map(|w| StoredEvent {
         event_id: format!("ev:{:016x}", stable_hash(w.key.as_bytes())).into(),
         customer_id: None,
@@ -585,8 +684,12 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         mf.finished_at = now_rfc3339();
         mf.timings_ms = timings.clone();
         // A copy inside the version is published atomically with the data.
-        manifest::write_json(&d.join("manifest.json"), &mf)
-            .map_err(|source| IngestError::RunFiles { path: d.clone(), source })?;
+        manifest::write_json(&d.join("manifest.json"), &mf).map_err(|source| {
+            IngestError::RunFiles {
+                path: d.clone(),
+                source,
+            }
+        })?;
         wh.publish(staging)?;
         tick(&mut timings, "publish", &mut lap);
     } else {
@@ -596,26 +699,47 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     mf.timings_ms = timings;
     mf.finished_at = now_rfc3339();
     write_run(&mf, &rejects)?;
-    Ok(IngestReport { manifest: mf, run_dir })
+    Ok(IngestReport {
+        manifest: mf,
+        run_dir,
+    })
 }
 
 /// CRM customers plus guests, with `first_seen` and `channels` from the history.
 fn build_customers(crm: &[CrmRecord], guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
-    let mut seen: HashMap<&str, (i64, u8)> = HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
+    let mut seen: HashMap<&str, (i64, u8)> =
+        HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
     for t in txns {
         if let Some(id) = &t.customer_id {
             let e = seen.entry(id).or_insert((i64::MAX, 0));
             e.0 = e.0.min(t.row.occurred_at);
-            e.1 |= 1 << Channel::ALL.iter().position(|c| *c == t.row.channel).unwrap_or(0);
+            e.1 |= 1
+                << Channel::ALL
+                    .iter()
+                    .position(|c| *c == t.row.channel)
+                    .unwrap_or(0);
         }
     }
-    let channels = |mask: u8| Channel::ALL.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, c)| *c).collect();
+    let channels = |mask: u8| {
+        Channel::ALL
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, c)| *c)
+            .collect()
+    };
     let mut out: Vec<CustomerRow> = crm
         .iter()
         .map(|c| {
             let (first_txn, mask) = seen.get(&*c.customer_id).copied().unwrap_or((i64::MAX, 0));
-            let signup = c.signup_date.and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros());
-            let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup].into_iter().flatten().min();
+            let signup = c
+                .signup_date
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc().timestamp_micros());
+            let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup]
+                .into_iter()
+                .flatten()
+                .min();
             CustomerRow {
                 customer_id: c.customer_id.clone(),
                 is_guest: false,
@@ -691,7 +815,12 @@ pub fn summary_table(m: &IngestManifest) -> String {
         m.reject_share * 100.0
     );
     if !m.totals.rejected_by_reason.is_empty() {
-        let reasons: Vec<String> = m.totals.rejected_by_reason.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let reasons: Vec<String> = m
+            .totals
+            .rejected_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         let _ = writeln!(s, "rejects by reason: {}", reasons.join(", "));
     }
     s

@@ -81,7 +81,10 @@ pub fn today_in(tz: chrono_tz::Tz) -> NaiveDate {
 /// Runs ingest, score and load.
 pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
     if !opts.input.is_dir() {
-        return Err(IngestError::from(crate::sources::DiscoverError::NotAFolder(opts.input.clone())).into());
+        return Err(IngestError::from(crate::sources::DiscoverError::NotAFolder(
+            opts.input.clone(),
+        ))
+        .into());
     }
     // Open the database first: a bad URL should fail before any work.
     let mut conn = match &opts.db_url {
@@ -95,7 +98,13 @@ pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
     };
     let run_id = crate::manifest::new_run_id("nightly");
     if let Some(c) = conn.as_mut() {
-        job_runs::start(c, &run_id, "nightly", Utc::now().naive_utc(), Some(opts.as_of))?;
+        job_runs::start(
+            c,
+            &run_id,
+            "nightly",
+            Utc::now().naive_utc(),
+            Some(opts.as_of),
+        )?;
     }
     let result = steps(&wh, conn.as_mut(), opts);
     if let Some(c) = conn.as_mut() {
@@ -115,7 +124,11 @@ pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
     result
 }
 
-fn steps(wh: &Warehouse, conn: Option<&mut DbConnection>, opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
+fn steps(
+    wh: &Warehouse,
+    conn: Option<&mut DbConnection>,
+    opts: &NightlyOptions,
+) -> Result<NightlyReport, NightlyError> {
     let ingest = ingest::run_locked(
         wh,
         &IngestOptions {
@@ -128,14 +141,22 @@ fn steps(wh: &Warehouse, conn: Option<&mut DbConnection>, opts: &NightlyOptions)
     crash_point("ingest");
     let score = score::run_locked(
         wh,
-        &ScoreOptions { warehouse: opts.warehouse.clone(), as_of: opts.as_of, settings: opts.settings.clone() },
+        &ScoreOptions {
+            warehouse: opts.warehouse.clone(),
+            as_of: opts.as_of,
+            settings: opts.settings.clone(),
+        },
     )?;
     crash_point("score");
     let load = match conn {
         Some(c) => Some(load::load(c, &opts.warehouse, Some(opts.as_of))?),
         None => None,
     };
-    Ok(NightlyReport { ingest, score, load })
+    Ok(NightlyReport {
+        ingest,
+        score,
+        load,
+    })
 }
 
 /// What the nightly record in `job_runs` says.
@@ -153,7 +174,12 @@ pub fn summary_json(r: &NightlyReport) -> serde_json::Value {
 }
 
 /// Re-scores every day from `from` to `to` (inclusive), oldest first.
-pub fn backfill(warehouse: &std::path::Path, from: NaiveDate, to: NaiveDate, settings: &Settings) -> Result<Vec<ScoreReport>, NightlyError> {
+pub fn backfill(
+    warehouse: &std::path::Path,
+    from: NaiveDate,
+    to: NaiveDate,
+    settings: &Settings,
+) -> Result<Vec<ScoreReport>, NightlyError> {
     let wh = match Warehouse::open(warehouse) {
         Ok(w) => w,
         Err(e @ PublishError::Locked(_)) => return Err(NightlyError::Locked(e)),
@@ -162,7 +188,11 @@ pub fn backfill(warehouse: &std::path::Path, from: NaiveDate, to: NaiveDate, set
     let mut out = Vec::new();
     let mut day = from;
     while day <= to {
-        let opts = ScoreOptions { warehouse: warehouse.to_path_buf(), as_of: day, settings: settings.clone() };
+        let opts = ScoreOptions {
+            warehouse: warehouse.to_path_buf(),
+            as_of: day,
+            settings: settings.clone(),
+        };
         out.push(score::run_locked(&wh, &opts)?);
         day = day.succ_opt().unwrap_or(NaiveDate::MAX);
         if day == NaiveDate::MAX {

@@ -12,8 +12,9 @@ pub fn records_spinner(enabled: bool, what: &str) -> ProgressBar {
     if !enabled || !std::io::stderr().is_terminal() {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let style = ProgressStyle::with_template("{spinner} {msg} {human_pos} records ({per_sec}) [{elapsed}]")
-        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style =
+        ProgressStyle::with_template("{spinner} {msg} {human_pos} records ({per_sec}) [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
     pb.set_style(style);
     pb.set_message(what.to_string());
     pb.enable_steady_tick(std::time::Duration::from_millis(200));

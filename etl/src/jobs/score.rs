@@ -55,11 +55,17 @@ pub enum ScoreError {
     Publish(#[from] PublishError),
     /// A file-system step failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ {
-    move |source| ScoreError::Io { path: path.to_path_buf(), source }
+    move |source| ScoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A fitted model's record in the manifest.
@@ -83,9 +89,23 @@ pub struct ModelReport {
     pub fit_ms: u64,
 }
 
-fn model_report<P>(r: &FitReport<P>, params: impl Fn(&P) -> Vec<(&'static str, f64)>, rows: usize, ms: u64) -> ModelReport {
+fn model_report<P>(
+    r: &FitReport<P>,
+    params: impl Fn(&P) -> Vec<(&'static str, f64)>,
+    rows: usize,
+    ms: u64,
+) -> ModelReport {
     ModelReport {
-        params: r.params.as_ref().map(|p| params(p).into_iter().map(|(k, v)| (k.to_string(), v)).collect()).unwrap_or_default(),
+        params: r
+            .params
+            .as_ref()
+            .map(|p| {
+                params(p)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
+            })
+            .unwrap_or_default(),
         log_likelihood: r.log_likelihood,
         customers: r.n_customers,
         distinct_rows: rows,
@@ -174,20 +194,43 @@ fn day_of(micros: i64) -> i64 {
 
 /// Reads the transactions of customers in `index` up to `end` (exclusive),
 /// only the columns scoring needs.
-fn read_transactions(dir: &Path, index: &HashMap<&str, u32>, end: i64) -> Result<Vec<Tx>, WarehouseError> {
+fn read_transactions(
+    dir: &Path,
+    index: &HashMap<&str, u32>,
+    end: i64,
+) -> Result<Vec<Tx>, WarehouseError> {
     let files = warehouse::parquet_io::list_parquet_files(dir)?;
     let per_file: Vec<Vec<Tx>> = files
         .par_iter()
         .map(|path| {
-            let err = |e: parquet::errors::ParquetError| WarehouseError::Format { path: path.clone(), message: e.to_string() };
-            let file = std::fs::File::open(path).map_err(|source| WarehouseError::Io { path: path.clone(), source })?;
+            let err = |e: parquet::errors::ParquetError| WarehouseError::Format {
+                path: path.clone(),
+                message: e.to_string(),
+            };
+            let file = std::fs::File::open(path).map_err(|source| WarehouseError::Io {
+                path: path.clone(),
+                source,
+            })?;
             let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
-            let names = ["customer_id", "occurred_at", "amount_base", "kind", "order_id"];
+            let names = [
+                "customer_id",
+                "occurred_at",
+                "amount_base",
+                "kind",
+                "order_id",
+            ];
             let mask = ProjectionMask::columns(b.parquet_schema(), names);
-            let reader = b.with_projection(mask).with_batch_size(65_536).build().map_err(err)?;
+            let reader = b
+                .with_projection(mask)
+                .with_batch_size(65_536)
+                .build()
+                .map_err(err)?;
             let mut out = Vec::new();
             for batch in reader {
-                let batch = batch.map_err(|e| WarehouseError::Format { path: path.clone(), message: e.to_string() })?;
+                let batch = batch.map_err(|e| WarehouseError::Format {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
                 decode_batch(&batch, path, index, end, &mut out)?;
             }
             Ok(out)
@@ -196,25 +239,55 @@ fn read_transactions(dir: &Path, index: &HashMap<&str, u32>, end: i64) -> Result
     Ok(per_file.into_iter().flatten().collect())
 }
 
-fn decode_batch(batch: &RecordBatch, path: &Path, index: &HashMap<&str, u32>, end: i64, out: &mut Vec<Tx>) -> Result<(), WarehouseError> {
-    let bad = |m: &str| WarehouseError::Schema { path: path.to_path_buf(), dataset: "transactions", message: m.to_string() };
-    let col = |n: &str| batch.column_by_name(n).ok_or_else(|| bad(&format!("no column {n:?}")));
-    let customer = col("customer_id")?.as_string_opt::<i32>().ok_or_else(|| bad("customer_id is not Utf8"))?;
-    let at = col("occurred_at")?.as_primitive_opt::<TimestampMicrosecondType>().ok_or_else(|| bad("occurred_at is not a timestamp"))?;
-    let amount = col("amount_base")?.as_primitive_opt::<Decimal128Type>().ok_or_else(|| bad("amount_base is not a decimal"))?;
-    let kind = col("kind")?.as_string_opt::<i32>().ok_or_else(|| bad("kind is not Utf8"))?;
-    let order = col("order_id")?.as_string_opt::<i32>().ok_or_else(|| bad("order_id is not Utf8"))?;
+fn decode_batch(
+    batch: &RecordBatch,
+    path: &Path,
+    index: &HashMap<&str, u32>,
+    end: i64,
+    out: &mut Vec<Tx>,
+) -> Result<(), WarehouseError> {
+    let bad = |m: &str| WarehouseError::Schema {
+        path: path.to_path_buf(),
+        dataset: "transactions",
+        message: m.to_string(),
+    };
+    let col = |n: &str| {
+        batch
+            .column_by_name(n)
+            .ok_or_else(|| bad(&format!("no column {n:?}")))
+    };
+    let customer = col("customer_id")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad("customer_id is not Utf8"))?;
+    let at = col("occurred_at")?
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| bad("occurred_at is not a timestamp"))?;
+    let amount = col("amount_base")?
+        .as_primitive_opt::<Decimal128Type>()
+        .ok_or_else(|| bad("amount_base is not a decimal"))?;
+    let kind = col("kind")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad("kind is not Utf8"))?;
+    let order = col("order_id")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| bad("order_id is not Utf8"))?;
     for i in 0..batch.num_rows() {
         if customer.is_null(i) || at.value(i) >= end {
             continue;
         }
-        let Some(&c) = index.get(customer.value(i)) else { continue };
+        let Some(&c) = index.get(customer.value(i)) else {
+            continue;
+        };
         out.push(Tx {
             customer: c,
             at: at.value(i),
             amount: amount.value(i),
             refund: kind.value(i) == "refund",
-            order: if order.is_null(i) { 0 } else { stable_hash(order.value(i).as_bytes()) | 1 },
+            order: if order.is_null(i) {
+                0
+            } else {
+                stable_hash(order.value(i).as_bytes()) | 1
+            },
         });
     }
     Ok(())
@@ -222,10 +295,19 @@ fn decode_batch(batch: &RecordBatch, path: &Path, index: &HashMap<&str, u32>, en
 
 /// Latest NPS answer on or before `end` per customer, from `feedback/*.csv`
 /// (`customer_id,answered_at,score`) in the warehouse.
-fn read_feedback(warehouse: &Path, end: i64, counts: &mut BTreeMap<String, u64>) -> HashMap<String, (i64, u8)> {
+fn read_feedback(
+    warehouse: &Path,
+    end: i64,
+    counts: &mut BTreeMap<String, u64>,
+) -> HashMap<String, (i64, u8)> {
     let mut latest: HashMap<String, (i64, u8)> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(warehouse.join("feedback")) else { return latest };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "csv")).collect();
+    let Ok(entries) = std::fs::read_dir(warehouse.join("feedback")) else {
+        return latest;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
     files.sort();
     for f in files {
         let Ok(mut rdr) = csv::Reader::from_path(&f) else {
@@ -235,7 +317,8 @@ fn read_feedback(warehouse: &Path, end: i64, counts: &mut BTreeMap<String, u64>)
         for rec in rdr.records() {
             let parsed = rec.ok().and_then(|r| {
                 let id = r.get(0)?.trim().to_string();
-                let at = crate::sources::fields::rfc3339_micros(r.get(1)?).or_else(|| crate::sources::fields::date_micros(r.get(1)?))?;
+                let at = crate::sources::fields::rfc3339_micros(r.get(1)?)
+                    .or_else(|| crate::sources::fields::date_micros(r.get(1)?))?;
                 let score: u8 = r.get(2)?.trim().parse().ok().filter(|s| *s <= 10)?;
                 (!id.is_empty()).then_some((id, at, score))
             });
@@ -265,13 +348,25 @@ pub(crate) struct Facts {
 impl Facts {
     /// (frequency, recency, T) of a purchaser, the BG/NBD inputs.
     pub(crate) fn xtt(&self) -> Option<(f64, f64, f64)> {
-        self.summary.filter(|s| s.orders > 0).map(|s| (s.frequency as f64, s.recency.unwrap_or(0.0), s.t.unwrap_or(0.0)))
+        self.summary.filter(|s| s.orders > 0).map(|s| {
+            (
+                s.frequency as f64,
+                s.recency.unwrap_or(0.0),
+                s.t.unwrap_or(0.0),
+            )
+        })
     }
 }
 
 /// Customers known before `end` (microseconds) in a warehouse version.
-pub(crate) fn known_customers(version_dir: &Path, end: i64) -> Result<Vec<warehouse::CustomerRow>, WarehouseError> {
-    Ok(warehouse::customers::read(&version_dir.join("customers"))?.into_iter().filter(|c| c.first_seen.is_none_or(|f| f < end)).collect())
+pub(crate) fn known_customers(
+    version_dir: &Path,
+    end: i64,
+) -> Result<Vec<warehouse::CustomerRow>, WarehouseError> {
+    Ok(warehouse::customers::read(&version_dir.join("customers"))?
+        .into_iter()
+        .filter(|c| c.first_seen.is_none_or(|f| f < end))
+        .collect())
 }
 
 /// The transactions of the indexed customers, grouped by customer and sorted by time.
@@ -282,7 +377,11 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     /// Reads the transactions of the customers in `index` before `end` (microseconds).
-    pub(crate) fn read(version_dir: &Path, index: &HashMap<&str, u32>, end: i64) -> Result<Ledger, WarehouseError> {
+    pub(crate) fn read(
+        version_dir: &Path,
+        index: &HashMap<&str, u32>,
+        end: i64,
+    ) -> Result<Ledger, WarehouseError> {
         let mut txs = read_transactions(&version_dir.join("transactions"), index, end)?;
         txs.par_sort_unstable_by_key(|t| (t.customer, t.at, t.refund, t.amount));
         let mut bounds = vec![0usize; index.len() + 1];
@@ -312,7 +411,11 @@ impl Ledger {
             .into_par_iter()
             .map(|i| {
                 let txs = self.customer(i);
-                facts(&txs[..txs.partition_point(|t| t.at < end)], as_of_day, period)
+                facts(
+                    &txs[..txs.partition_point(|t| t.at < end)],
+                    as_of_day,
+                    period,
+                )
             })
             .collect()
     }
@@ -334,7 +437,12 @@ pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
             }
         }
     }
-    let fully_refunded = |order: u64| order != 0 && by_order.get(&order).is_some_and(|(p, r)| *r > 0 && *r >= *p);
+    let fully_refunded = |order: u64| {
+        order != 0
+            && by_order
+                .get(&order)
+                .is_some_and(|(p, r)| *r > 0 && *r >= *p)
+    };
     let purchases: Vec<(i64, f64)> = txs
         .iter()
         .filter(|t| !t.refund && !fully_refunded(t.order))
@@ -345,7 +453,10 @@ pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
 
 fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
     let (occasions, total) = occasions(txs);
-    Facts { summary: summary::summarize(&occasions, as_of_day, period).ok(), total_revenue: total }
+    Facts {
+        summary: summary::summarize(&occasions, as_of_day, period).ok(),
+        total_revenue: total,
+    }
 }
 
 /// Both model fits and their manifest records.
@@ -364,7 +475,11 @@ pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
     let bg_ms = fit_started.elapsed().as_millis() as u64;
     let fit_started = Instant::now();
     let gg_rows = gammagamma::collapse_rows(
-        facts.iter().filter_map(|f| f.summary).filter(|s| s.frequency > 0 && s.monetary_avg > 0.0).map(|s| (s.frequency as f64, s.monetary_avg)),
+        facts
+            .iter()
+            .filter_map(|f| f.summary)
+            .filter(|s| s.frequency > 0 && s.monetary_avg > 0.0)
+            .map(|s| (s.frequency as f64, s.monetary_avg)),
     );
     let gg = gammagamma::fit(&gg_rows);
     let gg_ms = fit_started.elapsed().as_millis() as u64;
@@ -377,8 +492,18 @@ pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
     Fits {
         bg: bg.params,
         gg: gg.params,
-        bg_report: model_report(&bg, |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)], bg_rows.len(), bg_ms),
-        gg_report: model_report(&gg, |p| vec![("p", p.p), ("q", p.q), ("v", p.v)], gg_rows.len(), gg_ms),
+        bg_report: model_report(
+            &bg,
+            |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)],
+            bg_rows.len(),
+            bg_ms,
+        ),
+        gg_report: model_report(
+            &gg,
+            |p| vec![("p", p.p), ("q", p.q), ("v", p.v)],
+            gg_rows.len(),
+            gg_ms,
+        ),
     }
 }
 
@@ -412,14 +537,24 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         *lap = Instant::now();
         (name.to_string(), ms)
     };
-    let version_dir = wh.current().ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
-    let period = if opts.settings.scoring.period == "day" { Period::Day } else { Period::Week };
+    let version_dir = wh
+        .current()
+        .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
+    let period = if opts.settings.scoring.period == "day" {
+        Period::Day
+    } else {
+        Period::Week
+    };
     let as_of_day = opts.as_of.to_epoch_days() as i64;
     let end = (as_of_day + 1) * DAY_MICROS;
 
     // Customers known on as_of.
     let customers = known_customers(&version_dir, end)?;
-    let index: HashMap<&str, u32> = customers.iter().enumerate().map(|(i, c)| (&*c.customer_id, i as u32)).collect();
+    let index: HashMap<&str, u32> = customers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&*c.customer_id, i as u32))
+        .collect();
     let ledger = Ledger::read(&version_dir, &index, end)?;
     let n_txs = ledger.len() as u64;
     let mut engagement = vec![0u32; customers.len()];
@@ -447,7 +582,12 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     timings.insert(k, v);
 
     let s = &opts.settings.scoring;
-    let clv_opts = ClvOptions { months: 12, discount_rate: s.discount_rate, margin: s.margin, month_periods: period.month() };
+    let clv_opts = ClvOptions {
+        months: 12,
+        discount_rate: s.discount_rate,
+        margin: s.margin,
+        month_periods: period.month(),
+    };
     let th = LifecycleThresholds {
         new_window_days: i64::from(s.new_within_days),
         churned_below: s.churned_below,
@@ -461,24 +601,56 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
 
     // RFM over purchasers.
     let purchaser = |f: &Facts| f.summary.is_some_and(|s| s.orders > 0);
-    let r_scores = rfm::rank_scores(&facts.iter().map(|f| purchaser(f).then(|| -f.summary.and_then(|s| s.days_since_last_purchase).unwrap_or(0))).collect::<Vec<_>>());
-    let f_scores = rfm::rank_scores(&facts.iter().map(|f| purchaser(f).then(|| f.summary.map_or(0, |s| s.orders))).collect::<Vec<_>>());
-    let m_scores = rfm::rank_scores(&facts.iter().map(|f| purchaser(f).then_some(f.total_revenue)).collect::<Vec<_>>());
+    let r_scores = rfm::rank_scores(
+        &facts
+            .iter()
+            .map(|f| {
+                purchaser(f).then(|| {
+                    -f.summary
+                        .and_then(|s| s.days_since_last_purchase)
+                        .unwrap_or(0)
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    let f_scores = rfm::rank_scores(
+        &facts
+            .iter()
+            .map(|f| purchaser(f).then(|| f.summary.map_or(0, |s| s.orders)))
+            .collect::<Vec<_>>(),
+    );
+    let m_scores = rfm::rank_scores(
+        &facts
+            .iter()
+            .map(|f| purchaser(f).then_some(f.total_revenue))
+            .collect::<Vec<_>>(),
+    );
     let shares = rfm::engagement_shares(&engagement);
 
-    let date = |day: Option<i64>| day.and_then(|d| i32::try_from(d).ok()).and_then(NaiveDate::from_epoch_days);
+    let date = |day: Option<i64>| {
+        day.and_then(|d| i32::try_from(d).ok())
+            .and_then(NaiveDate::from_epoch_days)
+    };
     let mut rows: Vec<ScoreRow> = (0..customers.len())
         .into_par_iter()
         .map(|i| {
             let f = &facts[i];
             let sm = f.summary.filter(|s| s.orders > 0);
-            let (x, tx, t) = sm.map_or((0.0, 0.0, 0.0), |s| (s.frequency as f64, s.recency.unwrap_or(0.0), s.t.unwrap_or(0.0)));
+            let (x, tx, t) = sm.map_or((0.0, 0.0, 0.0), |s| {
+                (
+                    s.frequency as f64,
+                    s.recency.unwrap_or(0.0),
+                    s.t.unwrap_or(0.0),
+                )
+            });
             let model = sm.and(bgp);
             let p_alive = model.map(|p| p.p_alive(x, tx, t));
             let e90 = model.map(|p| p.conditional_expected_purchases(h90, x, tx, t));
             let e365 = model.map(|p| p.conditional_expected_purchases(h365, x, tx, t));
             let m = sm.map_or(0.0, |s| s.monetary_avg);
-            let eav = sm.and(ggp).and_then(|g| g.conditional_expected_value(if m > 0.0 { x } else { 0.0 }, m));
+            let eav = sm
+                .and(ggp)
+                .and_then(|g| g.conditional_expected_value(if m > 0.0 { x } else { 0.0 }, m));
             let clv_12m = match (model, eav) {
                 (Some(p), Some(v)) => Some(clv(&p, x, tx, t, v, &clv_opts)),
                 _ => None,
@@ -487,9 +659,13 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
             let segment = rfm::rfm_segment(rfm_pair).map_or("Prospect", |s| s.as_str());
             let nps = feedback.get(&*customers[i].customer_id).map(|(_, s)| *s);
             let days_since_first = sm.and_then(|s| s.first_day).map(|d| as_of_day - d);
-            let stage = rfm::lifecycle_stage(sm.map_or(0, |s| s.orders), days_since_first, p_alive, &th);
+            let stage =
+                rfm::lifecycle_stage(sm.map_or(0, |s| s.orders), days_since_first, p_alive, &th);
             let loyalty = rfm::loyalty_index(&LoyaltyInput {
-                rfm: r_scores[i].zip(f_scores[i]).zip(m_scores[i]).map(|((r, f), m)| (r, f, m)),
+                rfm: r_scores[i]
+                    .zip(f_scores[i])
+                    .zip(m_scores[i])
+                    .map(|((r, f), m)| (r, f, m)),
                 nps_last: nps,
                 engagement_share: (engagement[i] > 0).then_some(shares[i]),
             });
@@ -504,7 +680,9 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
                 total_revenue: BaseAmount(f.total_revenue),
                 first_purchase: date(sm.and_then(|s| s.first_day)),
                 last_purchase: date(sm.and_then(|s| s.last_day)),
-                days_since_last_purchase: sm.and_then(|s| s.days_since_last_purchase).and_then(|d| i32::try_from(d).ok()),
+                days_since_last_purchase: sm
+                    .and_then(|s| s.days_since_last_purchase)
+                    .and_then(|d| i32::try_from(d).ok()),
                 r_score: r_scores[i],
                 f_score: f_scores[i],
                 m_score: m_scores[i],
@@ -525,7 +703,16 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         })
         .collect();
     let tiers = rfm::value_tiers(
-        &rows.iter().map(|r| if r.orders > 0 { TierInput::Purchaser(r.clv_12m) } else { TierInput::Prospect }).collect::<Vec<_>>(),
+        &rows
+            .iter()
+            .map(|r| {
+                if r.orders > 0 {
+                    TierInput::Purchaser(r.clv_12m)
+                } else {
+                    TierInput::Prospect
+                }
+            })
+            .collect::<Vec<_>>(),
     );
     for (r, t) in rows.iter_mut().zip(tiers) {
         r.value_tier = t.map(|t| t.as_str().into());
@@ -575,15 +762,27 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),
     }
     std::fs::rename(&tmp, &run_dir).map_err(io(&run_dir))?;
-    Ok(ScoreReport { manifest: mf, rows, run_dir })
+    Ok(ScoreReport {
+        manifest: mf,
+        rows,
+        run_dir,
+    })
 }
 
 /// Writes the scores next to `out_dir` and swaps them in. Unchanged scores
 /// (a re-run on the same data) leave the published folder untouched.
-fn publish_scores(warehouse: &Path, out_dir: &Path, run_id: &str, rows: &[ScoreRow]) -> Result<&'static str, ScoreError> {
+fn publish_scores(
+    warehouse: &Path,
+    out_dir: &Path,
+    run_id: &str,
+    rows: &[ScoreRow],
+) -> Result<&'static str, ScoreError> {
     let parent = warehouse.join("scores");
     std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     // A crash between the two renames below leaves the old folder aside: put it back.
     for e in std::fs::read_dir(&parent).map_err(io(&parent))?.flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
@@ -598,7 +797,9 @@ fn publish_scores(warehouse: &Path, out_dir: &Path, run_id: &str, rows: &[ScoreR
     }
     let tmp = parent.join(format!(".{name}.new-{run_id}"));
     warehouse::scores::write(&tmp, rows)?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
     if out_dir.exists() {
         let old = parent.join(format!(".{name}.old-{run_id}"));
         std::fs::rename(out_dir, &old).map_err(io(out_dir))?;
@@ -607,7 +808,9 @@ fn publish_scores(warehouse: &Path, out_dir: &Path, run_id: &str, rows: &[ScoreR
     } else {
         std::fs::rename(&tmp, out_dir).map_err(io(out_dir))?;
     }
-    std::fs::File::open(&parent).and_then(|f| f.sync_all()).map_err(io(&parent))?;
+    std::fs::File::open(&parent)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&parent))?;
     Ok("published")
 }
 
@@ -621,21 +824,36 @@ pub fn summary_table(m: &ScoreManifest) -> String {
         m.customers, m.as_of, m.purchasers, m.repeat_buyers, m.transactions, m.output
     );
     for (name, r) in [("BG/NBD", &m.bgnbd), ("Gamma-Gamma", &m.gamma_gamma)] {
-        let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        let params: Vec<String> = r
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.4}"))
+            .collect();
         let _ = writeln!(
             s,
             "{name}: {} LL={} on {} customers ({} distinct rows, {} ms){}",
-            if r.converged { params.join(" ") } else { "not fitted".into() },
+            if r.converged {
+                params.join(" ")
+            } else {
+                "not fitted".into()
+            },
             r.log_likelihood.map_or("-".into(), |l| format!("{l:.2}")),
             r.customers,
             r.distinct_rows,
             r.fit_ms,
-            r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default()
+            r.reason
+                .as_ref()
+                .map(|x| format!(": {x}"))
+                .unwrap_or_default()
         );
     }
     let seg: Vec<String> = m.segments.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(s, "segments: {}", seg.join(", "));
-    let st: Vec<String> = m.lifecycle_stages.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let st: Vec<String> = m
+        .lifecycle_stages
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let _ = writeln!(s, "lifecycle: {}", st.join(", "));
     s
 }

@@ -46,7 +46,10 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
     let txn = fields::json_text("txn", l.txn)?;
     let txn = fields::required_id("txn", txn.as_deref())?;
-    let kind = match fields::json_text("kind", l.kind)?.map(|k| k.to_ascii_lowercase()).as_deref() {
+    let kind = match fields::json_text("kind", l.kind)?
+        .map(|k| k.to_ascii_lowercase())
+        .as_deref()
+    {
         Some("purchase") => TxnKind::Purchase,
         Some("refund") => TxnKind::Refund,
         other => {
@@ -63,16 +66,25 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let cents = parse_fixed(&cents, 0)
         .ok()
         .and_then(|c| i64::try_from(c).ok())
-        .ok_or_else(|| Reject::new(RejectReason::BadAmount, format!("amount_cents {cents:?} is not a whole number")))?;
+        .ok_or_else(|| {
+            Reject::new(
+                RejectReason::BadAmount,
+                format!("amount_cents {cents:?} is not a whole number"),
+            )
+        })?;
     let amount = Amount::from_minor(cents, 2);
     let amount = match kind {
         TxnKind::Refund => -amount.abs(),
         TxnKind::Purchase if cents < 0 => {
-            return Err(Reject::new(RejectReason::BadAmount, format!("amount_cents {cents} of a purchase is negative")));
+            return Err(Reject::new(
+                RejectReason::BadAmount,
+                format!("amount_cents {cents} of a purchase is negative"),
+            ));
         }
         TxnKind::Purchase => amount,
     };
-    let (currency, rate) = fields::currency(fields::json_text("currency", l.currency)?.as_deref(), ctx)?;
+    let (currency, rate) =
+        fields::currency(fields::json_text("currency", l.currency)?.as_deref(), ctx)?;
     let email = fields::json_text("user_email", l.user_email)?;
     let phone = fields::json_text("user_phone", l.user_phone)?;
     let keys = fields::keys(None, email.as_deref(), phone.as_deref(), ctx);
@@ -94,7 +106,11 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         version: None,
         digest: fields::digest([line]),
         pos,
-        body: TxnRecord { keys, rows: vec![row], ignored: false },
+        body: TxnRecord {
+            keys,
+            rows: vec![row],
+            ignored: false,
+        },
     })
 }
 
@@ -122,7 +138,9 @@ mod tests {
 
     #[test]
     fn refunds_are_negative_whatever_the_sign_given() {
-        let Parsed::Txn(v) = run(&EX.replace("purchase", "refund")) else { panic!() };
+        let Parsed::Txn(v) = run(&EX.replace("purchase", "refund")) else {
+            panic!()
+        };
         assert_eq!(v.body.rows[0].amount_original.to_string(), "-59.9");
         assert_eq!(v.body.rows[0].kind, TxnKind::Refund);
     }
@@ -133,9 +151,15 @@ mod tests {
             ("\"just a string\"", RejectReason::BadJson),
             (&EX.replace("\"A-77\"", "null"), RejectReason::MissingId),
             (&EX.replace("1709260500", "\"soon\""), RejectReason::BadDate),
-            (&EX.replace("1709260500", "99999999999999999"), RejectReason::BadDate),
+            (
+                &EX.replace("1709260500", "99999999999999999"),
+                RejectReason::BadDate,
+            ),
             (&EX.replace("5990", "59.9"), RejectReason::BadAmount),
-            (&EX.replace("\"USD\"", "\"XYZ\""), RejectReason::UnknownCurrency),
+            (
+                &EX.replace("\"USD\"", "\"XYZ\""),
+                RejectReason::UnknownCurrency,
+            ),
             (&EX.replace("purchase", "gift"), RejectReason::BadValue),
         ];
         for (line, want) in cases {

@@ -15,23 +15,36 @@ pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
 fn optional_date(row: CsvRow<'_>, field: &str) -> Result<Option<chrono::NaiveDate>, Reject> {
     match row.get(field) {
         None => Ok(None),
-        Some(v) => fields::date(v).map(Some).ok_or_else(|| fields::bad_date(field, v)),
+        Some(v) => fields::date(v)
+            .map(Some)
+            .ok_or_else(|| fields::bad_date(field, v)),
     }
 }
 
-fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Versioned<CrmRecord>, Reject> {
+fn parse_record(
+    row: CsvRow<'_>,
+    pos: Pos,
+    ctx: &ParseContext,
+) -> Result<Versioned<CrmRecord>, Reject> {
     let id = fields::required_id("customer_id", row.get("customer_id"))?;
     let updated_at = match row.get("updated_at") {
         None => None,
-        Some(v) => Some(fields::rfc3339_micros(v).ok_or_else(|| fields::bad_date("updated_at", v))?),
+        Some(v) => {
+            Some(fields::rfc3339_micros(v).ok_or_else(|| fields::bad_date("updated_at", v))?)
+        }
     };
     let signup_date = optional_date(row, "signup_date")?;
     let birth_date = optional_date(row, "birth_date")?;
     let country = match row.get("country") {
         None => None,
-        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => Some(c.to_ascii_uppercase().into()),
+        Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(c.to_ascii_uppercase().into())
+        }
         Some(c) => {
-            return Err(Reject::new(RejectReason::BadValue, format!("country {c:?} is not an ISO 3166-1 alpha-2 code")));
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("country {c:?} is not an ISO 3166-1 alpha-2 code"),
+            ));
         }
     };
     let email_opt_in = fields::boolean("email_opt_in", row.get("email_opt_in"))?;
@@ -63,7 +76,14 @@ fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Version
         ]
         .map(|c| row.get(c).unwrap_or("")),
     );
-    Ok(Versioned { key: format!("crm:{id}").into(), numbered: false, version: updated_at, digest, pos, body: rec })
+    Ok(Versioned {
+        key: format!("crm:{id}").into(),
+        numbered: false,
+        version: updated_at,
+        digest,
+        pos,
+        body: rec,
+    })
 }
 
 #[cfg(test)]
@@ -89,7 +109,14 @@ mod tests {
         let r = csv::StringRecord::from(fields.to_vec());
         let mut ctx = ParseContext::new(&cvm_shared::Settings::default());
         ctx.default_cc = "86".into();
-        parse(CsvRow { header: &h, record: &r }, Pos { file: 0, line: 2 }, &ctx)
+        parse(
+            CsvRow {
+                header: &h,
+                record: &r,
+            },
+            Pos { file: 0, line: 2 },
+            &ctx,
+        )
     }
 
     fn reason(p: Parsed) -> RejectReason {
@@ -125,7 +152,9 @@ mod tests {
 
     #[test]
     fn empty_optional_fields_are_null_and_consent_is_false() {
-        let Parsed::Crm(v) = run(&["C2", "", "", "", "", "", "", "", "", ""]) else { panic!() };
+        let Parsed::Crm(v) = run(&["C2", "", "", "", "", "", "", "", "", ""]) else {
+            panic!()
+        };
         assert_eq!(v.body.email, None);
         assert!(!v.body.email_opt_in);
         assert_eq!(v.version, None);
@@ -133,10 +162,25 @@ mod tests {
 
     #[test]
     fn bad_rows_get_their_reason() {
-        assert_eq!(reason(run(&["", "", "", "", "", "", "", "", "", ""])), RejectReason::MissingId);
-        assert_eq!(reason(run(&["C3", "", "", "", "", "", "2024-02-30", "", "", ""])), RejectReason::BadDate);
-        assert_eq!(reason(run(&["C3", "", "", "", "", "", "", "", "", "yesterday"])), RejectReason::BadDate);
-        assert_eq!(reason(run(&["C3", "", "", "", "", "China", "", "", "", ""])), RejectReason::BadValue);
-        assert_eq!(reason(run(&["C3", "", "", "", "", "", "", "", "maybe", ""])), RejectReason::BadValue);
+        assert_eq!(
+            reason(run(&["", "", "", "", "", "", "", "", "", ""])),
+            RejectReason::MissingId
+        );
+        assert_eq!(
+            reason(run(&["C3", "", "", "", "", "", "2024-02-30", "", "", ""])),
+            RejectReason::BadDate
+        );
+        assert_eq!(
+            reason(run(&["C3", "", "", "", "", "", "", "", "", "yesterday"])),
+            RejectReason::BadDate
+        );
+        assert_eq!(
+            reason(run(&["C3", "", "", "", "", "China", "", "", "", ""])),
+            RejectReason::BadValue
+        );
+        assert_eq!(
+            reason(run(&["C3", "", "", "", "", "", "", "", "maybe", ""])),
+            RejectReason::BadValue
+        );
     }
 }

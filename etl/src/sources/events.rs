@@ -27,13 +27,20 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
     }
 }
 
-fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<EventRecord>, Reject> {
+fn parse_record(
+    line: &str,
+    pos: Pos,
+    ctx: &ParseContext,
+) -> Result<Versioned<EventRecord>, Reject> {
     let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
     let id = fields::json_text("customer_id", l.customer_id)?;
     let email = fields::json_text("email", l.email)?;
     let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
     if keys.customer_id.is_none() && keys.email.is_none() {
-        return Err(Reject::new(RejectReason::MissingId, "customer_id and email are both missing"));
+        return Err(Reject::new(
+            RejectReason::MissingId,
+            "customer_id and email are both missing",
+        ));
     }
     let event_type = fields::json_text("type", l.event_type)?
         .ok_or_else(|| Reject::new(RejectReason::BadValue, "type is missing"))?;
@@ -48,7 +55,11 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Ev
         version: None,
         digest,
         pos,
-        body: EventRecord { keys, event_type: event_type.trim().into(), ts },
+        body: EventRecord {
+            keys,
+            event_type: event_type.trim().into(),
+            ts,
+        },
     })
 }
 
@@ -57,17 +68,26 @@ mod tests {
     use super::*;
 
     fn run(line: &str) -> Parsed {
-        parse(line, Pos::default(), &ParseContext::new(&cvm_shared::Settings::default()))
+        parse(
+            line,
+            Pos::default(),
+            &ParseContext::new(&cvm_shared::Settings::default()),
+        )
     }
 
     #[test]
     fn events_by_id_or_email() {
-        let Parsed::Event(v) = run(r#"{"customer_id":"C1","type":"email_open","ts":"2026-03-01T10:00:00Z"}"#) else {
+        let Parsed::Event(v) =
+            run(r#"{"customer_id":"C1","type":"email_open","ts":"2026-03-01T10:00:00Z"}"#)
+        else {
             panic!()
         };
         assert_eq!(&*v.body.event_type, "email_open");
         assert!(v.numbered);
-        let Parsed::Event(v) = run(r#"{"email":" X@Y.Z ","type":"web_visit","ts":1709260500}"#) else { panic!() };
+        let Parsed::Event(v) = run(r#"{"email":" X@Y.Z ","type":"web_visit","ts":1709260500}"#)
+        else {
+            panic!()
+        };
         assert_eq!(v.body.keys.email.as_deref(), Some("x@y.z"));
         assert_eq!(v.body.ts, 1_709_260_500_000_000);
     }
@@ -75,10 +95,22 @@ mod tests {
     #[test]
     fn bad_events_get_their_reason() {
         let cases = [
-            (r#"{"type":"email_open","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::MissingId),
-            (r#"{"customer_id":"","type":"x","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::MissingId),
-            (r#"{"customer_id":"C1","type":"x","ts":"March"}"#, RejectReason::BadDate),
-            (r#"{"customer_id":"C1","ts":"2026-03-01T10:00:00Z"}"#, RejectReason::BadValue),
+            (
+                r#"{"type":"email_open","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::MissingId,
+            ),
+            (
+                r#"{"customer_id":"","type":"x","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::MissingId,
+            ),
+            (
+                r#"{"customer_id":"C1","type":"x","ts":"March"}"#,
+                RejectReason::BadDate,
+            ),
+            (
+                r#"{"customer_id":"C1","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::BadValue,
+            ),
             ("not json", RejectReason::BadJson),
         ];
         for (line, want) in cases {

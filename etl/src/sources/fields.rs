@@ -11,7 +11,9 @@ use crate::record::{Keys, Reject, RejectReason};
 
 /// Microseconds since the Unix epoch of an RFC 3339 timestamp.
 pub fn rfc3339_micros(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_micros())
+    DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.timestamp_micros())
 }
 
 /// A `YYYY-MM-DD` date.
@@ -21,7 +23,9 @@ pub fn date(s: &str) -> Option<NaiveDate> {
 
 /// Microseconds of `YYYY-MM-DD` at 00:00 UTC.
 pub fn date_micros(s: &str) -> Option<i64> {
-    date(s).and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc().timestamp_micros())
+    date(s)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros())
 }
 
 /// Microseconds of a local `YYYY-MM-DD HH:MM:SS` in `tz`. In the autumn
@@ -32,19 +36,27 @@ pub fn local_micros(s: &str, tz: chrono_tz::Tz) -> Option<i64> {
     let naive = NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S"))
         .ok()?;
-    tz.from_local_datetime(&naive).earliest().map(|t| t.timestamp_micros())
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.timestamp_micros())
 }
 
 /// A `bad_date` reject for `field`.
 pub fn bad_date(field: &str, value: &str) -> Reject {
-    Reject::new(RejectReason::BadDate, format!("{field} {value:?} is not a valid time"))
+    Reject::new(
+        RejectReason::BadDate,
+        format!("{field} {value:?} is not a valid time"),
+    )
 }
 
 /// A required record id, or a `missing_id` reject.
 pub fn required_id<'a>(field: &str, value: Option<&'a str>) -> Result<&'a str, Reject> {
     match value.map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(Reject::new(RejectReason::MissingId, format!("{field} is missing"))),
+        _ => Err(Reject::new(
+            RejectReason::MissingId,
+            format!("{field} is missing"),
+        )),
     }
 }
 
@@ -56,25 +68,37 @@ pub fn boolean(field: &str, value: Option<&str>) -> Result<bool, Reject> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "y" => Ok(true),
         "false" | "0" | "no" | "n" => Ok(false),
-        _ => Err(Reject::new(RejectReason::BadValue, format!("{field} {v:?} is not true/false/1/0/yes/no/y/n"))),
+        _ => Err(Reject::new(
+            RejectReason::BadValue,
+            format!("{field} {v:?} is not true/false/1/0/yes/no/y/n"),
+        )),
     }
 }
 
 /// Money text, or a `bad_amount` reject.
 pub fn money(field: &str, value: Option<&str>) -> Result<Amount, Reject> {
-    let v = value.ok_or_else(|| Reject::new(RejectReason::BadAmount, format!("{field} is missing")))?;
-    v.parse::<Amount>().map_err(|e| Reject::new(RejectReason::BadAmount, format!("{field}: {e}")))
+    let v =
+        value.ok_or_else(|| Reject::new(RejectReason::BadAmount, format!("{field} is missing")))?;
+    v.parse::<Amount>()
+        .map_err(|e| Reject::new(RejectReason::BadAmount, format!("{field}: {e}")))
 }
 
 /// The currency (empty = base) and its rate, or an `unknown_currency` reject.
 pub fn currency(value: Option<&str>, ctx: &ParseContext) -> Result<(Currency, Rate), Reject> {
     let cur = match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => ctx.base,
-        Some(v) => Currency::parse(v)
-            .map_err(|_| Reject::new(RejectReason::UnknownCurrency, format!("currency {v:?} is not a currency code")))?,
+        Some(v) => Currency::parse(v).map_err(|_| {
+            Reject::new(
+                RejectReason::UnknownCurrency,
+                format!("currency {v:?} is not a currency code"),
+            )
+        })?,
     };
     let rate = ctx.rates.get(&cur).copied().ok_or_else(|| {
-        Reject::new(RejectReason::UnknownCurrency, format!("currency {cur} has no rate in fx/rates.csv"))
+        Reject::new(
+            RejectReason::UnknownCurrency,
+            format!("currency {cur} has no rate in fx/rates.csv"),
+        )
     })?;
     Ok((cur, rate))
 }
@@ -85,11 +109,21 @@ pub fn to_base(amount: Amount, rate: Rate) -> BaseAmount {
 }
 
 /// Normalised customer keys; empty inputs give `None`.
-pub fn keys(customer_id: Option<&str>, email: Option<&str>, phone: Option<&str>, ctx: &ParseContext) -> Keys {
+pub fn keys(
+    customer_id: Option<&str>,
+    email: Option<&str>,
+    phone: Option<&str>,
+    ctx: &ParseContext,
+) -> Keys {
     Keys {
-        customer_id: customer_id.map(str::trim).filter(|s| !s.is_empty()).map(Into::into),
+        customer_id: customer_id
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Into::into),
         email: email.and_then(normalize_email).map(Into::into),
-        phone: phone.and_then(|p| normalize_phone(p, &ctx.default_cc)).map(Into::into),
+        phone: phone
+            .and_then(|p| normalize_phone(p, &ctx.default_cc))
+            .map(Into::into),
     }
 }
 
@@ -109,13 +143,19 @@ mod tests {
 
     fn ctx() -> ParseContext {
         let mut c = ParseContext::new(&cvm_shared::Settings::default());
-        c.rates.insert(Currency::parse("CNY").unwrap(), Rate::parse_positive("0.14").unwrap());
+        c.rates.insert(
+            Currency::parse("CNY").unwrap(),
+            Rate::parse_positive("0.14").unwrap(),
+        );
         c
     }
 
     #[test]
     fn times_with_offsets_are_utc_micros() {
-        assert_eq!(rfc3339_micros("2026-03-01T10:15:00+08:00"), rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(
+            rfc3339_micros("2026-03-01T10:15:00+08:00"),
+            rfc3339_micros("2026-03-01T02:15:00Z")
+        );
         assert_eq!(rfc3339_micros("2026-02-30T00:00:00Z"), None);
         assert_eq!(date_micros("1970-01-02"), Some(86_400_000_000));
     }
@@ -123,19 +163,39 @@ mod tests {
     #[test]
     fn local_times_use_the_zone_and_reject_the_impossible() {
         let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
-        assert_eq!(local_micros("2026-03-01 10:15:00", tz), rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(
+            local_micros("2026-03-01 10:15:00", tz),
+            rfc3339_micros("2026-03-01T02:15:00Z")
+        );
         let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
-        assert_eq!(local_micros("2026-03-08 02:30:00", ny), None, "skipped by DST");
-        assert_eq!(local_micros("2026-11-01 01:30:00", ny), rfc3339_micros("2026-11-01T01:30:00-04:00"));
+        assert_eq!(
+            local_micros("2026-03-08 02:30:00", ny),
+            None,
+            "skipped by DST"
+        );
+        assert_eq!(
+            local_micros("2026-11-01 01:30:00", ny),
+            rfc3339_micros("2026-11-01T01:30:00-04:00")
+        );
     }
 
     #[test]
     fn booleans_follow_the_contract() {
-        for (v, want) in [("TRUE", true), ("y", true), ("1", true), ("No", false), ("0", false), ("", false)] {
+        for (v, want) in [
+            ("TRUE", true),
+            ("y", true),
+            ("1", true),
+            ("No", false),
+            ("0", false),
+            ("", false),
+        ] {
             assert_eq!(boolean("email_opt_in", Some(v)).unwrap(), want, "{v}");
         }
         assert_eq!(boolean("email_opt_in", None).unwrap(), false);
-        assert_eq!(boolean("email_opt_in", Some("maybe")).unwrap_err().reason, RejectReason::BadValue);
+        assert_eq!(
+            boolean("email_opt_in", Some("maybe")).unwrap_err().reason,
+            RejectReason::BadValue
+        );
     }
 
     #[test]
@@ -143,8 +203,14 @@ mod tests {
         let c = ctx();
         assert_eq!(currency(None, &c).unwrap().1, Rate::ONE);
         assert_eq!(currency(Some("cny"), &c).unwrap().0.as_str(), "CNY");
-        assert_eq!(currency(Some("EUR"), &c).unwrap_err().reason, RejectReason::UnknownCurrency);
-        assert_eq!(currency(Some("€"), &c).unwrap_err().reason, RejectReason::UnknownCurrency);
+        assert_eq!(
+            currency(Some("EUR"), &c).unwrap_err().reason,
+            RejectReason::UnknownCurrency
+        );
+        assert_eq!(
+            currency(Some("€"), &c).unwrap_err().reason,
+            RejectReason::UnknownCurrency
+        );
     }
 
     #[test]
@@ -165,14 +231,19 @@ pub fn json_text<'a>(
     let t = raw.get().trim();
     let text: Cow<'a, str> = match t.as_bytes().first() {
         Some(b'"') if !t.contains('\\') => Cow::Borrowed(&t[1..t.len() - 1]),
-        Some(b'"') => Cow::Owned(
-            serde_json::from_str::<String>(t)
-                .map_err(|_| Reject::new(RejectReason::BadJson, format!("{field} is not a valid JSON string")))?,
-        ),
+        Some(b'"') => Cow::Owned(serde_json::from_str::<String>(t).map_err(|_| {
+            Reject::new(
+                RejectReason::BadJson,
+                format!("{field} is not a valid JSON string"),
+            )
+        })?),
         Some(b'n') => return Ok(None),
         Some(b'-' | b'0'..=b'9') => Cow::Borrowed(t),
         _ => {
-            return Err(Reject::new(RejectReason::BadJson, format!("{field} must be a string or a number")));
+            return Err(Reject::new(
+                RejectReason::BadJson,
+                format!("{field} must be a string or a number"),
+            ));
         }
     };
     Ok((!text.trim().is_empty()).then_some(text))
@@ -180,5 +251,8 @@ pub fn json_text<'a>(
 
 /// A `bad_json` reject for a line that is not a JSON object of the expected shape.
 pub fn bad_json(e: &serde_json::Error) -> Reject {
-    Reject::new(RejectReason::BadJson, format!("not a JSON object of the expected shape: {e}"))
+    Reject::new(
+        RejectReason::BadJson,
+        format!("not a JSON object of the expected shape: {e}"),
+    )
 }

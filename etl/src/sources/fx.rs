@@ -11,14 +11,23 @@ pub fn parse(row: CsvRow<'_>) -> Parsed {
         return Parsed::Rejected(Reject::new(RejectReason::BadValue, "currency is missing"));
     };
     let Ok(currency) = Currency::parse(code) else {
-        return Parsed::Rejected(Reject::new(RejectReason::BadValue, format!("currency {code:?} is not a currency code")));
+        return Parsed::Rejected(Reject::new(
+            RejectReason::BadValue,
+            format!("currency {code:?} is not a currency code"),
+        ));
     };
     let Some(rate) = row.get("rate_to_base") else {
-        return Parsed::Rejected(Reject::new(RejectReason::BadAmount, "rate_to_base is missing"));
+        return Parsed::Rejected(Reject::new(
+            RejectReason::BadAmount,
+            "rate_to_base is missing",
+        ));
     };
     match Rate::parse_positive(rate) {
         Ok(r) => Parsed::Fx(currency, r),
-        Err(e) => Parsed::Rejected(Reject::new(RejectReason::BadAmount, format!("rate_to_base: {e}"))),
+        Err(e) => Parsed::Rejected(Reject::new(
+            RejectReason::BadAmount,
+            format!("rate_to_base: {e}"),
+        )),
     }
 }
 
@@ -30,12 +39,18 @@ mod tests {
     fn run(fields: &[&str]) -> Parsed {
         let h = Header::new(["currency", "rate_to_base"]);
         let r = csv::StringRecord::from(fields.to_vec());
-        parse(CsvRow { header: &h, record: &r })
+        parse(CsvRow {
+            header: &h,
+            record: &r,
+        })
     }
 
     #[test]
     fn a_valid_rate_is_read_exactly() {
-        assert_eq!(run(&["cny", "0.14"]), Parsed::Fx(Currency::parse("CNY").unwrap(), Rate(1_400_000_000)));
+        assert_eq!(
+            run(&["cny", "0.14"]),
+            Parsed::Fx(Currency::parse("CNY").unwrap(), Rate(1_400_000_000))
+        );
     }
 
     #[test]

@@ -124,7 +124,10 @@ pub enum DiscoverError {
     NotAFolder(PathBuf),
     /// Listing failed.
     #[error("cannot read input folder {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Lists the input files of a drop folder.
@@ -167,13 +170,18 @@ pub fn discover(dir: &Path) -> Result<Discovery, DiscoverError> {
             }
             let rel = format!("{name}/{fname}");
             if f.path().is_file() && kind.accepts(&fname) {
-                out.files.push(InputFile { kind, path: f.path(), name: rel });
+                out.files.push(InputFile {
+                    kind,
+                    path: f.path(),
+                    name: rel,
+                });
             } else {
                 out.ignored.push(rel);
             }
         }
     }
-    out.files.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    out.files
+        .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(out)
 }
 
@@ -258,7 +266,12 @@ pub enum RawRecord<'a> {
 }
 
 /// Parses one raw record of `kind`, read at `pos`.
-pub fn parse(kind: SourceKind, raw: RawRecord<'_>, pos: crate::record::Pos, ctx: &ParseContext) -> Parsed {
+pub fn parse(
+    kind: SourceKind,
+    raw: RawRecord<'_>,
+    pos: crate::record::Pos,
+    ctx: &ParseContext,
+) -> Parsed {
     use crate::record::{Reject, RejectReason};
     match (kind, raw) {
         (SourceKind::Fx, RawRecord::Csv(r)) => fx::parse(r),
@@ -268,7 +281,10 @@ pub fn parse(kind: SourceKind, raw: RawRecord<'_>, pos: crate::record::Pos, ctx:
         (SourceKind::Web, RawRecord::Json(l)) => web::parse(l, pos, ctx),
         (SourceKind::App, RawRecord::Json(l)) => app::parse(l, pos, ctx),
         (SourceKind::Events, RawRecord::Json(l)) => events::parse(l, pos, ctx),
-        _ => Parsed::Rejected(Reject::new(RejectReason::BadRow, "record framing does not match its folder")),
+        _ => Parsed::Rejected(Reject::new(
+            RejectReason::BadRow,
+            "record framing does not match its folder",
+        )),
     }
 }
 
@@ -296,21 +312,41 @@ mod tests {
         }
         let got = discover(d.path()).unwrap();
         let names: Vec<_> = got.files.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["fx/rates.csv", "crm/c.csv", "pos/a.csv.gz", "pos/b.csv", "web/w.jsonl"]);
-        assert_eq!(got.ignored, ["README", "fx/other.csv", "misc", "pos/notes.txt"]);
+        assert_eq!(
+            names,
+            [
+                "fx/rates.csv",
+                "crm/c.csv",
+                "pos/a.csv.gz",
+                "pos/b.csv",
+                "web/w.jsonl"
+            ]
+        );
+        assert_eq!(
+            got.ignored,
+            ["README", "fx/other.csv", "misc", "pos/notes.txt"]
+        );
     }
 
     #[test]
     fn a_missing_folder_is_a_clear_error() {
-        let err = discover(Path::new("/nonexistent/drop")).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/drop") && err.contains("--input"), "{err}");
+        let err = discover(Path::new("/nonexistent/drop"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/nonexistent/drop") && err.contains("--input"),
+            "{err}"
+        );
     }
 
     #[test]
     fn csv_rows_are_read_by_trimmed_lower_case_column() {
         let header = Header::new([" Customer_ID", "total"]);
         let rec = csv::StringRecord::from(vec![" C1 ", "  "]);
-        let row = CsvRow { header: &header, record: &rec };
+        let row = CsvRow {
+            header: &header,
+            record: &rec,
+        };
         assert_eq!(row.get("customer_id"), Some("C1"));
         assert_eq!(row.get("total"), None);
         assert_eq!(row.get("absent"), None);

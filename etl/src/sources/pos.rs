@@ -16,17 +16,26 @@ pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
     }
 }
 
-fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Option<Versioned<TxnRecord>>, Reject> {
+fn parse_record(
+    row: CsvRow<'_>,
+    pos: Pos,
+    ctx: &ParseContext,
+) -> Result<Option<Versioned<TxnRecord>>, Reject> {
     let receipt = fields::required_id("receipt_id", row.get("receipt_id"))?;
     let kind = match row.get("status").map(str::to_ascii_lowercase).as_deref() {
         None | Some("sale") => TxnKind::Purchase,
         Some("return") => TxnKind::Refund,
         Some("void") => return Ok(None),
         Some(other) => {
-            return Err(Reject::new(RejectReason::BadValue, format!("status {other:?} is not sale, return or void")));
+            return Err(Reject::new(
+                RejectReason::BadValue,
+                format!("status {other:?} is not sale, return or void"),
+            ));
         }
     };
-    let at = row.get("purchased_at").ok_or_else(|| fields::bad_date("purchased_at", ""))?;
+    let at = row
+        .get("purchased_at")
+        .ok_or_else(|| fields::bad_date("purchased_at", ""))?;
     let occurred_at = fields::rfc3339_micros(at)
         .or_else(|| fields::local_micros(at, ctx.pos_tz))
         .ok_or_else(|| fields::bad_date("purchased_at", at))?;
@@ -34,15 +43,27 @@ fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Option<
     let amount = match kind {
         TxnKind::Refund => -total.abs(),
         TxnKind::Purchase if total.units() < 0 => {
-            return Err(Reject::new(RejectReason::BadAmount, format!("total {total} of a sale is negative")));
+            return Err(Reject::new(
+                RejectReason::BadAmount,
+                format!("total {total} of a sale is negative"),
+            ));
         }
         TxnKind::Purchase => total,
     };
     let (currency, rate) = fields::currency(row.get("currency"), ctx)?;
     let keys = fields::keys(row.get("customer_id"), None, row.get("phone"), ctx);
     let digest = fields::digest(
-        ["receipt_id", "store_id", "purchased_at", "customer_id", "phone", "total", "currency", "status"]
-            .map(|c| row.get(c).unwrap_or("")),
+        [
+            "receipt_id",
+            "store_id",
+            "purchased_at",
+            "customer_id",
+            "phone",
+            "total",
+            "currency",
+            "status",
+        ]
+        .map(|c| row.get(c).unwrap_or("")),
     );
     let id = format!("pos:{receipt}");
     let txn = TxnRow {
@@ -62,7 +83,11 @@ fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Option<
         version: None,
         digest,
         pos,
-        body: TxnRecord { keys, rows: vec![txn], ignored: false },
+        body: TxnRecord {
+            keys,
+            rows: vec![txn],
+            ignored: false,
+        },
     }))
 }
 
@@ -72,21 +97,40 @@ mod tests {
     use crate::sources::Header;
     use cvm_shared::{Currency, Rate};
 
-    const HEADER: [&str; 8] = ["receipt_id", "store_id", "purchased_at", "customer_id", "phone", "total", "currency", "status"];
+    const HEADER: [&str; 8] = [
+        "receipt_id",
+        "store_id",
+        "purchased_at",
+        "customer_id",
+        "phone",
+        "total",
+        "currency",
+        "status",
+    ];
 
     fn ctx() -> ParseContext {
         let mut settings = cvm_shared::Settings::default();
         settings.ingest.pos_time_zone = "Asia/Shanghai".into();
         settings.ingest.default_country_code = "86".into();
         let mut c = ParseContext::new(&settings);
-        c.rates.insert(Currency::parse("CNY").unwrap(), Rate::parse_positive("0.14").unwrap());
+        c.rates.insert(
+            Currency::parse("CNY").unwrap(),
+            Rate::parse_positive("0.14").unwrap(),
+        );
         c
     }
 
     fn run(fields: [&str; 8]) -> Parsed {
         let h = Header::new(HEADER);
         let r = csv::StringRecord::from(fields.to_vec());
-        parse(CsvRow { header: &h, record: &r }, Pos { file: 1, line: 9 }, &ctx())
+        parse(
+            CsvRow {
+                header: &h,
+                record: &r,
+            },
+            Pos { file: 1, line: 9 },
+            &ctx(),
+        )
     }
 
     fn txn(p: Parsed) -> Versioned<TxnRecord> {
@@ -98,9 +142,21 @@ mod tests {
 
     #[test]
     fn a_local_sale_is_converted_to_utc_and_base_currency() {
-        let v = txn(run(["R1", "S1", "2026-03-01 10:15:00", "C1", "", "59.90", "CNY", ""]));
+        let v = txn(run([
+            "R1",
+            "S1",
+            "2026-03-01 10:15:00",
+            "C1",
+            "",
+            "59.90",
+            "CNY",
+            "",
+        ]));
         let t = &v.body.rows[0];
-        assert_eq!(Some(t.occurred_at), fields::rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(
+            Some(t.occurred_at),
+            fields::rfc3339_micros("2026-03-01T02:15:00Z")
+        );
         assert_eq!(t.amount_base.to_string(), "8.386");
         assert_eq!(t.kind, TxnKind::Purchase);
         assert_eq!(&*t.transaction_id, "pos:R1");
@@ -110,7 +166,16 @@ mod tests {
     #[test]
     fn returns_always_reduce_revenue() {
         for total in ["12.00", "-12.00"] {
-            let v = txn(run(["R2", "S1", "2026-03-01T10:00:00Z", "", "138 0000 0000", total, "", "return"]));
+            let v = txn(run([
+                "R2",
+                "S1",
+                "2026-03-01T10:00:00Z",
+                "",
+                "138 0000 0000",
+                total,
+                "",
+                "return",
+            ]));
             assert_eq!(v.body.rows[0].amount_original.to_string(), "-12");
             assert_eq!(v.body.rows[0].kind, TxnKind::Refund);
             assert_eq!(v.body.keys.phone.as_deref(), Some("+8613800000000"));
@@ -119,24 +184,59 @@ mod tests {
 
     #[test]
     fn void_comes_before_everything_but_the_id() {
-        assert_eq!(run(["R3", "", "not a date", "", "", "x", "XYZ", "VOID"]), Parsed::Ignored);
+        assert_eq!(
+            run(["R3", "", "not a date", "", "", "x", "XYZ", "VOID"]),
+            Parsed::Ignored
+        );
     }
 
     #[test]
     fn receipts_without_keys_are_kept_without_keys() {
-        assert!(txn(run(["R4", "S1", "2026-03-01 10:00:00", "", "", "5", "", "sale"])).body.keys.is_empty());
+        assert!(
+            txn(run([
+                "R4",
+                "S1",
+                "2026-03-01 10:00:00",
+                "",
+                "",
+                "5",
+                "",
+                "sale"
+            ]))
+            .body
+            .keys
+            .is_empty()
+        );
     }
 
     #[test]
     fn bad_receipts_get_their_reason() {
         let cases = [
-            (["", "S1", "2026-03-01 10:00:00", "", "", "5", "", ""], RejectReason::MissingId),
-            (["R5", "S1", "2026-03-01 25:00:00", "", "", "5", "", ""], RejectReason::BadDate),
+            (
+                ["", "S1", "2026-03-01 10:00:00", "", "", "5", "", ""],
+                RejectReason::MissingId,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 25:00:00", "", "", "5", "", ""],
+                RejectReason::BadDate,
+            ),
             (["R5", "S1", "", "", "", "5", "", ""], RejectReason::BadDate),
-            (["R5", "S1", "2026-03-01 10:00:00", "", "", "5,00", "", ""], RejectReason::BadAmount),
-            (["R5", "S1", "2026-03-01 10:00:00", "", "", "-5", "", "sale"], RejectReason::BadAmount),
-            (["R5", "S1", "2026-03-01 10:00:00", "", "", "5", "XYZ", ""], RejectReason::UnknownCurrency),
-            (["R5", "S1", "2026-03-01 10:00:00", "", "", "5", "", "gift"], RejectReason::BadValue),
+            (
+                ["R5", "S1", "2026-03-01 10:00:00", "", "", "5,00", "", ""],
+                RejectReason::BadAmount,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 10:00:00", "", "", "-5", "", "sale"],
+                RejectReason::BadAmount,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 10:00:00", "", "", "5", "XYZ", ""],
+                RejectReason::UnknownCurrency,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 10:00:00", "", "", "5", "", "gift"],
+                RejectReason::BadValue,
+            ),
         ];
         for (f, want) in cases {
             match run(f) {

@@ -43,10 +43,16 @@ pub struct RawItem {
 }
 
 fn open(path: &Path) -> Result<Box<dyn BufRead + Send>, ReadError> {
-    let err = |e: std::io::Error| ReadError { path: path.to_path_buf(), message: e.to_string() };
+    let err = |e: std::io::Error| ReadError {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let file = File::open(path).map_err(err)?;
     let inner: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            file,
+        )))
     } else {
         Box::new(file)
     };
@@ -138,12 +144,23 @@ fn split_fields(text: &str, out: &mut csv::StringRecord) -> bool {
 
 /// Reads a file of `format`, calling `on_batch` with the CSV header (empty for
 /// JSONL) and each batch of up to [`BATCH`] records, in file order.
-pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, Vec<RawItem>)) -> Result<(), ReadError> {
+pub fn read_file(
+    path: &Path,
+    format: Format,
+    mut on_batch: impl FnMut(&Header, Vec<RawItem>),
+) -> Result<(), ReadError> {
     let input = open(path)?;
-    let err = |m: String| ReadError { path: path.to_path_buf(), message: m };
+    let err = |m: String| ReadError {
+        path: path.to_path_buf(),
+        message: m,
+    };
     match format {
         Format::Csv => {
-            let mut lines = LineReader { input, line: 0, buf: Vec::with_capacity(1024) };
+            let mut lines = LineReader {
+                input,
+                line: 0,
+                buf: Vec::with_capacity(1024),
+            };
             let mut header: Option<usize> = None;
             let mut names = Header::default();
             let mut batch = Vec::with_capacity(BATCH);
@@ -154,7 +171,13 @@ pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, 
                     if header.is_none() {
                         return Err(err("the CSV header is not valid UTF-8".into()));
                     }
-                    batch.push(RawItem { line, body: RawBody::Bad(Reject::new(RejectReason::BadEncoding, "row is not valid UTF-8"), raw) });
+                    batch.push(RawItem {
+                        line,
+                        body: RawBody::Bad(
+                            Reject::new(RejectReason::BadEncoding, "row is not valid UTF-8"),
+                            raw,
+                        ),
+                    });
                     continue;
                 };
                 let balanced = split_fields(text, &mut fields);
@@ -164,10 +187,19 @@ pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, 
                     continue;
                 };
                 let body = if !balanced {
-                    RawBody::Bad(Reject::new(RejectReason::BadRow, "a quoted field is never closed"), text.to_string())
+                    RawBody::Bad(
+                        Reject::new(RejectReason::BadRow, "a quoted field is never closed"),
+                        text.to_string(),
+                    )
                 } else if fields.len() != header_len {
                     RawBody::Bad(
-                        Reject::new(RejectReason::BadRow, format!("row has {} fields, the header has {header_len}", fields.len())),
+                        Reject::new(
+                            RejectReason::BadRow,
+                            format!(
+                                "row has {} fields, the header has {header_len}",
+                                fields.len()
+                            ),
+                        ),
                         text.to_string(),
                     )
                 } else {
@@ -175,7 +207,10 @@ pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, 
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(&names, std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    on_batch(
+                        &names,
+                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+                    );
                 }
             }
             if !batch.is_empty() {
@@ -189,7 +224,9 @@ pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, 
             let mut batch = Vec::with_capacity(BATCH);
             loop {
                 buf.clear();
-                let n = input.read_until(b'\n', &mut buf).map_err(|e| err(e.to_string()))?;
+                let n = input
+                    .read_until(b'\n', &mut buf)
+                    .map_err(|e| err(e.to_string()))?;
                 if n == 0 {
                     break;
                 }
@@ -209,7 +246,10 @@ pub fn read_file(path: &Path, format: Format, mut on_batch: impl FnMut(&Header, 
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(&Header::default(), std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                    on_batch(
+                        &Header::default(),
+                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
+                    );
                 }
             }
             if !batch.is_empty() {
@@ -240,7 +280,11 @@ mod tests {
     fn csv_lines_count_physical_lines_through_bom_crlf_and_quoted_newlines() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.csv");
-        std::fs::write(&p, "\u{feff}id,note\r\n1,plain\r\n2,\"two\r\nlines, and \"\"quotes\"\"\"\r\n3,x\r\n4\r\n").unwrap();
+        std::fs::write(
+            &p,
+            "\u{feff}id,note\r\n1,plain\r\n2,\"two\r\nlines, and \"\"quotes\"\"\"\r\n3,x\r\n4\r\n",
+        )
+        .unwrap();
         let (h, items) = read(&p, Format::Csv);
         assert!(h.has("id"));
         let lines: Vec<u64> = items.iter().map(|i| i.line).collect();
@@ -262,7 +306,10 @@ mod tests {
     fn gzip_jsonl_counts_blank_lines_and_skips_them() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.jsonl.gz");
-        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::fast());
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&p).unwrap(),
+            flate2::Compression::fast(),
+        );
         gz.write_all(b"{\"a\":1}\n\n  \n{\"a\":2}\r\n").unwrap();
         gz.finish().unwrap();
         let (_, items) = read(&p, Format::Jsonl);
@@ -273,7 +320,10 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(got, [(1, "{\"a\":1}".to_string()), (4, "{\"a\":2}".to_string())]);
+        assert_eq!(
+            got,
+            [(1, "{\"a\":1}".to_string()), (4, "{\"a\":2}".to_string())]
+        );
     }
 
     #[test]
@@ -307,7 +357,10 @@ mod split_tests {
     fn fields_follow_rfc_4180() {
         let mut r = csv::StringRecord::new();
         assert!(split_fields(r#"a,"b,c","d ""q""",,"#, &mut r));
-        assert_eq!(r.iter().collect::<Vec<_>>(), ["a", "b,c", "d \"q\"", "", ""]);
+        assert_eq!(
+            r.iter().collect::<Vec<_>>(),
+            ["a", "b,c", "d \"q\"", "", ""]
+        );
         assert!(!split_fields(r#"a,"open"#, &mut r));
     }
 

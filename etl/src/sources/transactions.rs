@@ -15,19 +15,42 @@ pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
     }
 }
 
-fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Versioned<TxnRecord>, Reject> {
+fn parse_record(
+    row: CsvRow<'_>,
+    pos: Pos,
+    ctx: &ParseContext,
+) -> Result<Versioned<TxnRecord>, Reject> {
     let customer = fields::required_id("customer_id", row.get("customer_id"))?;
-    let at = row.get("occurred_at").ok_or_else(|| fields::bad_date("occurred_at", ""))?;
+    let at = row
+        .get("occurred_at")
+        .ok_or_else(|| fields::bad_date("occurred_at", ""))?;
     let occurred_at = fields::rfc3339_micros(at)
         .or_else(|| fields::date_micros(at))
         .ok_or_else(|| fields::bad_date("occurred_at", at))?;
     let amount = fields::money("amount", row.get("amount"))?;
     let (currency, rate) = fields::currency(row.get("currency"), ctx)?;
-    let kind = if amount.units() < 0 { TxnKind::Refund } else { TxnKind::Purchase };
+    let kind = if amount.units() < 0 {
+        TxnKind::Refund
+    } else {
+        TxnKind::Purchase
+    };
     // A feed that names one of our channels keeps it; any other system is `other`.
-    let channel = row.get("channel").and_then(|c| Channel::parse(&c.to_ascii_lowercase())).unwrap_or(Channel::Other);
+    let channel = row
+        .get("channel")
+        .and_then(|c| Channel::parse(&c.to_ascii_lowercase()))
+        .unwrap_or(Channel::Other);
     let order_id = row.get("order_id");
-    let digest = fields::digest(["customer_id", "occurred_at", "amount", "currency", "order_id", "channel"].map(|c| row.get(c).unwrap_or("")));
+    let digest = fields::digest(
+        [
+            "customer_id",
+            "occurred_at",
+            "amount",
+            "currency",
+            "order_id",
+            "channel",
+        ]
+        .map(|c| row.get(c).unwrap_or("")),
+    );
     let txn = TxnRow {
         // Final id is derived from the numbered key by the pipeline.
         transaction_id: "tx:".into(),
@@ -46,7 +69,11 @@ fn parse_record(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Result<Version
         version: None,
         digest,
         pos,
-        body: TxnRecord { keys: fields::keys(Some(customer), None, None, ctx), rows: vec![txn], ignored: false },
+        body: TxnRecord {
+            keys: fields::keys(Some(customer), None, None, ctx),
+            rows: vec![txn],
+            ignored: false,
+        },
     })
 }
 
@@ -59,18 +86,38 @@ mod tests {
     fn run(header: &[&str], fields: &[&str]) -> Parsed {
         let h = Header::new(header.iter().copied());
         let r = csv::StringRecord::from(fields.to_vec());
-        parse(CsvRow { header: &h, record: &r }, Pos::default(), &ParseContext::new(&cvm_shared::Settings::default()))
+        parse(
+            CsvRow {
+                header: &h,
+                record: &r,
+            },
+            Pos::default(),
+            &ParseContext::new(&cvm_shared::Settings::default()),
+        )
     }
 
-    const H: [&str; 6] = ["customer_id", "occurred_at", "amount", "currency", "order_id", "channel"];
+    const H: [&str; 6] = [
+        "customer_id",
+        "occurred_at",
+        "amount",
+        "currency",
+        "order_id",
+        "channel",
+    ];
 
     #[test]
     fn a_date_only_row_is_midnight_utc_in_base_currency() {
-        let Parsed::Txn(v) = run(&["customer_id", "occurred_at", "amount"], &["00001", "1997-01-01", "11.77"]) else {
+        let Parsed::Txn(v) = run(
+            &["customer_id", "occurred_at", "amount"],
+            &["00001", "1997-01-01", "11.77"],
+        ) else {
             panic!()
         };
         let t = &v.body.rows[0];
-        assert_eq!(Some(t.occurred_at), fields::rfc3339_micros("1997-01-01T00:00:00Z"));
+        assert_eq!(
+            Some(t.occurred_at),
+            fields::rfc3339_micros("1997-01-01T00:00:00Z")
+        );
         assert_eq!(t.currency.as_str(), "USD");
         assert_eq!(t.amount_base.to_string(), "11.77");
         assert_eq!(t.channel, Channel::Other);
@@ -93,8 +140,14 @@ mod tests {
         let cases = [
             (["", "2026-01-01", "1", "", "", ""], RejectReason::MissingId),
             (["C1", "2026-13-01", "1", "", "", ""], RejectReason::BadDate),
-            (["C1", "2026-01-01", "one", "", "", ""], RejectReason::BadAmount),
-            (["C1", "2026-01-01", "1", "XYZ", "", ""], RejectReason::UnknownCurrency),
+            (
+                ["C1", "2026-01-01", "one", "", "", ""],
+                RejectReason::BadAmount,
+            ),
+            (
+                ["C1", "2026-01-01", "1", "XYZ", "", ""],
+                RejectReason::UnknownCurrency,
+            ),
         ];
         for (f, want) in cases {
             match run(&H, &f) {

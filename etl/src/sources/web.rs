@@ -53,7 +53,9 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
 fn time(field: &str, raw: Option<&RawValue>) -> Result<Option<i64>, Reject> {
     match fields::json_text(field, raw)? {
         None => Ok(None),
-        Some(t) => fields::rfc3339_micros(&t).map(Some).ok_or_else(|| fields::bad_date(field, &t)),
+        Some(t) => fields::rfc3339_micros(&t)
+            .map(Some)
+            .ok_or_else(|| fields::bad_date(field, &t)),
     }
 }
 
@@ -65,32 +67,56 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let updated_at = time("updated_at", l.updated_at)?;
     let key = format!("web:{order_id}");
     let digest = fields::digest([line]);
-    let versioned = |body| Versioned { key: key.clone().into(), numbered: false, version: updated_at, digest, pos, body };
+    let versioned = |body| Versioned {
+        key: key.clone().into(),
+        numbered: false,
+        version: updated_at,
+        digest,
+        pos,
+        body,
+    };
     let refunded = match status.as_deref() {
         Some("paid") => false,
         Some("refunded") => true,
         Some("cancelled" | "pending") => {
-            return Ok(versioned(TxnRecord { keys: Default::default(), rows: vec![], ignored: true }));
+            return Ok(versioned(TxnRecord {
+                keys: Default::default(),
+                rows: vec![],
+                ignored: true,
+            }));
         }
         other => {
             return Err(Reject::new(
                 RejectReason::BadValue,
-                format!("status {:?} is not paid, refunded, cancelled or pending", other.unwrap_or("")),
+                format!(
+                    "status {:?} is not paid, refunded, cancelled or pending",
+                    other.unwrap_or("")
+                ),
             ));
         }
     };
-    let created_at = time("created_at", l.created_at)?.ok_or_else(|| fields::bad_date("created_at", ""))?;
+    let created_at =
+        time("created_at", l.created_at)?.ok_or_else(|| fields::bad_date("created_at", ""))?;
     let (amount, currency) = match &l.total {
-        Some(t) => (fields::json_text("total.amount", t.amount)?, fields::json_text("total.currency", t.currency)?),
+        Some(t) => (
+            fields::json_text("total.amount", t.amount)?,
+            fields::json_text("total.currency", t.currency)?,
+        ),
         None => (None, None),
     };
     let amount = fields::money("total.amount", amount.as_deref())?;
     if amount.units() < 0 {
-        return Err(Reject::new(RejectReason::BadAmount, format!("total.amount {amount} of an order is negative")));
+        return Err(Reject::new(
+            RejectReason::BadAmount,
+            format!("total.amount {amount} of an order is negative"),
+        ));
     }
     let (currency, rate) = fields::currency(currency.as_deref(), ctx)?;
     let (id, email) = match &l.customer {
-        Some(c) => (fields::json_text("customer.id", c.id)?, fields::json_text("customer.email", c.email)?),
+        Some(c) => (
+            fields::json_text("customer.id", c.id)?,
+            fields::json_text("customer.email", c.email)?,
+        ),
         None => (None, None),
     };
     let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
@@ -108,9 +134,18 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let mut rows = vec![row(key.clone(), created_at, amount, TxnKind::Purchase)];
     if refunded {
         // Without updated_at the refund can only be dated at the order itself.
-        rows.push(row(format!("{key}:refund"), updated_at.unwrap_or(created_at), -amount, TxnKind::Refund));
+        rows.push(row(
+            format!("{key}:refund"),
+            updated_at.unwrap_or(created_at),
+            -amount,
+            TxnKind::Refund,
+        ));
     }
-    Ok(versioned(TxnRecord { keys, rows, ignored: false }))
+    Ok(versioned(TxnRecord {
+        keys,
+        rows,
+        ignored: false,
+    }))
 }
 
 #[cfg(test)]
@@ -120,7 +155,10 @@ mod tests {
 
     fn run(line: &str) -> Parsed {
         let mut c = ParseContext::new(&cvm_shared::Settings::default());
-        c.rates.insert(Currency::parse("CNY").unwrap(), Rate::parse_positive("0.14").unwrap());
+        c.rates.insert(
+            Currency::parse("CNY").unwrap(),
+            Rate::parse_positive("0.14").unwrap(),
+        );
         parse(line, Pos { file: 2, line: 1 }, &c)
     }
 
@@ -140,7 +178,10 @@ mod tests {
         assert_eq!(v.version, fields::rfc3339_micros("2026-03-02T08:00:00Z"));
         assert_eq!(v.body.rows.len(), 1);
         let t = &v.body.rows[0];
-        assert_eq!(Some(t.occurred_at), fields::rfc3339_micros("2026-03-01T02:15:00Z"));
+        assert_eq!(
+            Some(t.occurred_at),
+            fields::rfc3339_micros("2026-03-01T02:15:00Z")
+        );
         assert_eq!(t.amount_base.to_string(), "8.386");
         assert_eq!(v.body.keys.email.as_deref(), Some("ann@example.com"));
         assert_eq!(v.body.keys.customer_id.as_deref(), Some("C000123"));
@@ -151,7 +192,10 @@ mod tests {
         let v = txn(run(&PAID.replace("\"paid\"", "\"refunded\"")));
         assert_eq!(v.body.rows.len(), 2);
         let r = &v.body.rows[1];
-        assert_eq!((&*r.transaction_id, r.kind), ("web:W-1001:refund", TxnKind::Refund));
+        assert_eq!(
+            (&*r.transaction_id, r.kind),
+            ("web:W-1001:refund", TxnKind::Refund)
+        );
         assert_eq!(Some(r.occurred_at), v.version);
         assert_eq!(r.amount_original.to_string(), "-59.9");
     }
@@ -166,7 +210,9 @@ mod tests {
 
     #[test]
     fn numbers_are_accepted_for_money_and_ids() {
-        let v = txn(run(r#"{"order_id":17,"customer":{"email":"x@y.z"},"created_at":"2026-03-01T00:00:00Z","total":{"amount":12.5,"currency":"USD"},"status":"paid"}"#));
+        let v = txn(run(
+            r#"{"order_id":17,"customer":{"email":"x@y.z"},"created_at":"2026-03-01T00:00:00Z","total":{"amount":12.5,"currency":"USD"},"status":"paid"}"#,
+        ));
         assert_eq!(&*v.key, "web:17");
         assert_eq!(v.body.rows[0].amount_original.to_string(), "12.5");
         assert_eq!(v.version, None);
@@ -178,11 +224,26 @@ mod tests {
             ("[1,2]", RejectReason::BadJson),
             (r#"{"order_id":"W1","#, RejectReason::BadJson),
             (&PAID.replace("\"W-1001\"", "\"\""), RejectReason::MissingId),
-            (&PAID.replace("\"order_id\":\"W-1001\",", ""), RejectReason::MissingId),
-            (&PAID.replace("2026-03-01T10:15:00+08:00", "yesterday"), RejectReason::BadDate),
-            (&PAID.replace("\"59.90\"", "\"59,90\""), RejectReason::BadAmount),
-            (&PAID.replace("\"CNY\"", "\"XYZ\""), RejectReason::UnknownCurrency),
-            (&PAID.replace("\"paid\"", "\"shipped\""), RejectReason::BadValue),
+            (
+                &PAID.replace("\"order_id\":\"W-1001\",", ""),
+                RejectReason::MissingId,
+            ),
+            (
+                &PAID.replace("2026-03-01T10:15:00+08:00", "yesterday"),
+                RejectReason::BadDate,
+            ),
+            (
+                &PAID.replace("\"59.90\"", "\"59,90\""),
+                RejectReason::BadAmount,
+            ),
+            (
+                &PAID.replace("\"CNY\"", "\"XYZ\""),
+                RejectReason::UnknownCurrency,
+            ),
+            (
+                &PAID.replace("\"paid\"", "\"shipped\""),
+                RejectReason::BadValue,
+            ),
             (&PAID.replace("\"W-1001\"", "{}"), RejectReason::BadJson),
         ];
         for (line, want) in cases {

@@ -29,13 +29,23 @@ use crate::record::{Keys, RejectReason, TxnRow};
 pub enum WarehouseError {
     /// File system error on a path.
     #[error("{path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// Parquet or Arrow error on a path.
     #[error("{path}: {message}")]
-    Format { path: std::path::PathBuf, message: String },
+    Format {
+        path: std::path::PathBuf,
+        message: String,
+    },
     /// A file that does not have the expected columns or values.
     #[error("{path}: not a cvm {dataset} file: {message}")]
-    Schema { path: std::path::PathBuf, dataset: &'static str, message: String },
+    Schema {
+        path: std::path::PathBuf,
+        dataset: &'static str,
+        message: String,
+    },
 }
 
 /// A consolidated transaction as stored in `transactions/`.

@@ -21,15 +21,23 @@ const KEEP_VERSIONS: usize = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// Another process holds the warehouse lock.
-    #[error("warehouse {0} is locked by another cvm-etl run; wait for it to finish (or remove nothing: the lock is released when that process exits)")]
+    #[error(
+        "warehouse {0} is locked by another cvm-etl run; wait for it to finish (or remove nothing: the lock is released when that process exits)"
+    )]
     Locked(PathBuf),
     /// File-system error.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
-    move |source| PublishError::Io { path: path.to_path_buf(), source }
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// An open warehouse folder, locked for this process while the value lives.
@@ -87,13 +95,28 @@ impl Warehouse {
     pub fn open(root: &Path) -> Result<Warehouse, PublishError> {
         fs::create_dir_all(root.join("_versions")).map_err(io(root))?;
         let lock_path = root.join(".lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(PublishError::Locked(root.to_path_buf())),
-            Err(fs::TryLockError::Error(e)) => return Err(PublishError::Io { path: lock_path, source: e }),
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(PublishError::Locked(root.to_path_buf()));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(PublishError::Io {
+                    path: lock_path,
+                    source: e,
+                });
+            }
         }
-        Ok(Warehouse { root: root.to_path_buf(), _lock: lock })
+        Ok(Warehouse {
+            root: root.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     /// The warehouse folder.
@@ -111,7 +134,8 @@ impl Warehouse {
 
     /// The id of the published version.
     pub fn current_id(&self) -> Option<String> {
-        self.current().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        self.current()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
     }
 
     /// Starts a new version for run `id`, sweeping leftovers of crashed runs.
@@ -119,7 +143,10 @@ impl Warehouse {
         self.sweep_staging()?;
         let dir = self.root.join("_versions").join(format!("{id}.tmp"));
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(Staging { dir, id: id.to_string() })
+        Ok(Staging {
+            dir,
+            id: id.to_string(),
+        })
     }
 
     fn sweep_staging(&self) -> Result<(), PublishError> {
@@ -145,7 +172,10 @@ impl Warehouse {
         fs::rename(&staging.dir, &final_dir).map_err(io(&final_dir))?;
         sync_dir(&versions)?;
         crash_point("before_switch");
-        swap_symlink(&Path::new("_versions").join(&staging.id), &self.root.join("current"))?;
+        swap_symlink(
+            &Path::new("_versions").join(&staging.id),
+            &self.root.join("current"),
+        )?;
         for d in DATASETS {
             let link = self.root.join(d);
             if fs::symlink_metadata(&link).is_err() {
@@ -196,9 +226,15 @@ mod tests {
         let w = Warehouse::open(d.path()).unwrap();
         assert_eq!(w.current(), None);
         stage(&w, "20260101T000000Z-a", "one");
-        assert_eq!(fs::read_to_string(d.path().join("customers/part-00000.parquet")).unwrap(), "one");
+        assert_eq!(
+            fs::read_to_string(d.path().join("customers/part-00000.parquet")).unwrap(),
+            "one"
+        );
         stage(&w, "20260102T000000Z-b", "two");
-        assert_eq!(fs::read_to_string(d.path().join("customers/part-00000.parquet")).unwrap(), "two");
+        assert_eq!(
+            fs::read_to_string(d.path().join("customers/part-00000.parquet")).unwrap(),
+            "two"
+        );
         assert_eq!(w.current_id().as_deref(), Some("20260102T000000Z-b"));
         assert!(d.path().join("transactions").is_dir());
     }
@@ -208,10 +244,20 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let w = Warehouse::open(d.path()).unwrap();
         fs::create_dir_all(d.path().join("_versions/crashed.tmp")).unwrap();
-        for (i, id) in ["20260101T000000Z-a", "20260102T000000Z-b", "20260103T000000Z-c"].iter().enumerate() {
+        for (i, id) in [
+            "20260101T000000Z-a",
+            "20260102T000000Z-b",
+            "20260103T000000Z-c",
+        ]
+        .iter()
+        .enumerate()
+        {
             stage(&w, id, &i.to_string());
         }
-        let mut left: Vec<_> = fs::read_dir(d.path().join("_versions")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut left: Vec<_> = fs::read_dir(d.path().join("_versions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         left.sort();
         assert_eq!(left, ["20260102T000000Z-b", "20260103T000000Z-c"]);
     }

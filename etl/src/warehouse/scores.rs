@@ -13,8 +13,8 @@ use cvm_shared::money::BASE_SCALE;
 use rayon::prelude::*;
 
 use super::parquet_io::{
-    self, Columns, DECIMAL_PRECISION, WriteStats, decimal_array, opt_str, opt_utf8_array, opt_value,
-    part_jobs, utf8_array, write_parts, writer_properties,
+    self, Columns, DECIMAL_PRECISION, WriteStats, decimal_array, opt_str, opt_utf8_array,
+    opt_value, part_jobs, utf8_array, write_parts, writer_properties,
 };
 use super::{ScoreRow, WarehouseError};
 
@@ -33,7 +33,11 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         f("recency", Float64, false),
         f("T", Float64, false),
         f("monetary_avg", Float64, false),
-        f("total_revenue", DataType::Decimal128(DECIMAL_PRECISION, BASE_SCALE as i8), false),
+        f(
+            "total_revenue",
+            DataType::Decimal128(DECIMAL_PRECISION, BASE_SCALE as i8),
+            false,
+        ),
         f("first_purchase", Date32, true),
         f("last_purchase", Date32, true),
         f("days_since_last_purchase", Int32, true),
@@ -63,7 +67,9 @@ pub fn schema() -> SchemaRef {
 
 /// The folder of the scores as of `date` under a warehouse root.
 pub fn dir_for(warehouse: &Path, as_of: NaiveDate) -> PathBuf {
-    warehouse.join("scores").join(format!("as_of={}", as_of.format("%Y-%m-%d")))
+    warehouse
+        .join("scores")
+        .join(format!("as_of={}", as_of.format("%Y-%m-%d")))
 }
 
 /// The dates that have scores, oldest first.
@@ -82,19 +88,32 @@ pub fn dates(warehouse: &Path) -> Vec<NaiveDate> {
 }
 
 fn f64s<'a>(rows: impl Iterator<Item = &'a ScoreRow>, get: fn(&ScoreRow) -> f64) -> ArrayRef {
-    Arc::new(PrimitiveArray::<Float64Type>::from_iter_values(rows.map(get)))
+    Arc::new(PrimitiveArray::<Float64Type>::from_iter_values(
+        rows.map(get),
+    ))
 }
 
-fn opt_f64s<'a>(rows: impl Iterator<Item = &'a ScoreRow>, get: fn(&ScoreRow) -> Option<f64>) -> ArrayRef {
+fn opt_f64s<'a>(
+    rows: impl Iterator<Item = &'a ScoreRow>,
+    get: fn(&ScoreRow) -> Option<f64>,
+) -> ArrayRef {
     Arc::new(PrimitiveArray::<Float64Type>::from_iter(rows.map(get)))
 }
 
-fn i32s<'a>(rows: impl Iterator<Item = &'a ScoreRow>, get: fn(&ScoreRow) -> Option<i32>) -> ArrayRef {
+fn i32s<'a>(
+    rows: impl Iterator<Item = &'a ScoreRow>,
+    get: fn(&ScoreRow) -> Option<i32>,
+) -> ArrayRef {
     Arc::new(PrimitiveArray::<Int32Type>::from_iter(rows.map(get)))
 }
 
-fn dates_array<'a>(rows: impl Iterator<Item = &'a ScoreRow>, get: fn(&ScoreRow) -> Option<NaiveDate>) -> ArrayRef {
-    Arc::new(PrimitiveArray::<Date32Type>::from_iter(rows.map(|r| get(r).map(|d| d.to_epoch_days()))))
+fn dates_array<'a>(
+    rows: impl Iterator<Item = &'a ScoreRow>,
+    get: fn(&ScoreRow) -> Option<NaiveDate>,
+) -> ArrayRef {
+    Arc::new(PrimitiveArray::<Date32Type>::from_iter(
+        rows.map(|r| get(r).map(|d| d.to_epoch_days())),
+    ))
 }
 
 fn build<'a, I>(rows: I) -> RecordBatch
@@ -139,14 +158,27 @@ pub fn to_batch(rows: &[ScoreRow]) -> RecordBatch {
     build(rows.iter())
 }
 
-fn column<'a, T: Array + 'static>(c: &Columns<'_>, batch: &'a RecordBatch, name: &str, required: bool) -> Result<&'a T, WarehouseError> {
-    let col = batch.column_by_name(name).ok_or_else(|| c.error(format!("no column {name:?}")))?;
-    let arr = col
-        .as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| c.error(format!("column {name:?} is {}, expected {}", col.data_type(), std::any::type_name::<T>())))?;
+fn column<'a, T: Array + 'static>(
+    c: &Columns<'_>,
+    batch: &'a RecordBatch,
+    name: &str,
+    required: bool,
+) -> Result<&'a T, WarehouseError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| c.error(format!("no column {name:?}")))?;
+    let arr = col.as_any().downcast_ref::<T>().ok_or_else(|| {
+        c.error(format!(
+            "column {name:?} is {}, expected {}",
+            col.data_type(),
+            std::any::type_name::<T>()
+        ))
+    })?;
     if required && arr.null_count() > 0 {
-        return Err(c.error(format!("column {name:?} has {} null values", arr.null_count())));
+        return Err(c.error(format!(
+            "column {name:?} has {} null values",
+            arr.null_count()
+        )));
     }
     Ok(arr)
 }
@@ -160,9 +192,16 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<ScoreRow>, WarehouseEr
     let (orders, frequency) = (i("orders", true)?, i("frequency", true)?);
     let (recency, t, monetary_avg) = (f("recency", true)?, f("T", true)?, f("monetary_avg", true)?);
     let total_revenue = c.decimal128("total_revenue", BASE_SCALE as i8, true)?;
-    let (first_purchase, last_purchase) = (c.date32("first_purchase", false)?, c.date32("last_purchase", false)?);
+    let (first_purchase, last_purchase) = (
+        c.date32("first_purchase", false)?,
+        c.date32("last_purchase", false)?,
+    );
     let days_since = i("days_since_last_purchase", false)?;
-    let (r_score, f_score, m_score) = (i("r_score", false)?, i("f_score", false)?, i("m_score", false)?);
+    let (r_score, f_score, m_score) = (
+        i("r_score", false)?,
+        i("f_score", false)?,
+        i("m_score", false)?,
+    );
     let rfm_segment = c.utf8("rfm_segment", true)?;
     let p_alive = f("p_alive", false)?;
     let e90 = f("expected_purchases_90d", false)?;
@@ -220,7 +259,12 @@ pub fn write(dir: &Path, rows: &[ScoreRow]) -> Result<WriteStats, WarehouseError
     let mut sorted: Vec<&ScoreRow> = rows.iter().collect();
     sorted.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     let jobs = part_jobs(dir, &sorted);
-    write_parts(&jobs, &schema(), &writer_properties(DICTIONARY_COLUMNS), |rows| build(rows.iter().copied()))
+    write_parts(
+        &jobs,
+        &schema(),
+        &writer_properties(DICTIONARY_COLUMNS),
+        |rows| build(rows.iter().copied()),
+    )
 }
 
 /// Reads every score row under `dir`; a missing folder has none.
@@ -250,7 +294,11 @@ mod tests {
             r_score: (!prospect).then_some(5),
             f_score: (!prospect).then_some(4),
             m_score: None,
-            rfm_segment: if prospect { "Prospect".into() } else { "Champions".into() },
+            rfm_segment: if prospect {
+                "Prospect".into()
+            } else {
+                "Champions".into()
+            },
             p_alive: Some(0.75),
             expected_purchases_90d: Some(1.5),
             expected_purchases_365d: None,
@@ -283,6 +331,9 @@ mod tests {
         }
         let got: Vec<String> = dates(d.path()).iter().map(|d| d.to_string()).collect();
         assert_eq!(got, ["2026-01-05", "2026-03-02"]);
-        assert!(dir_for(d.path(), NaiveDate::from_ymd_opt(2026, 1, 5).unwrap()).ends_with("scores/as_of=2026-01-05"));
+        assert!(
+            dir_for(d.path(), NaiveDate::from_ymd_opt(2026, 1, 5).unwrap())
+                .ends_with("scores/as_of=2026-01-05")
+        );
     }
 }
