@@ -298,18 +298,17 @@ impl Settings {
                 "expected an IANA time zone such as Asia/Shanghai or UTC",
             );
         }
-        if let Some(url) = &self.database.url {
-            if !(url.starts_with("sqlite://")
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite://")
                 || url.starts_with("postgres://")
                 || url.starts_with("postgresql://"))
-            {
-                // Never echo the URL: it may hold a password.
-                return invalid(
-                    "database.url",
-                    "<hidden>".into(),
-                    "expected sqlite://PATH or postgres://...",
-                );
-            }
+        {
+            // Never echo the URL: it may hold a password.
+            return invalid(
+                "database.url",
+                "<hidden>".into(),
+                "expected sqlite://PATH or postgres://...",
+            );
         }
         if self.log.format != "human" && self.log.format != "json" {
             return invalid(

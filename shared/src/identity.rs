@@ -82,15 +82,15 @@ pub fn normalize_phone(raw: &str, default_cc: &str) -> Option<String> {
     if t.starts_with('+') {
         return Some(format!("+{digits}"));
     }
-    if let Some(rest) = digits.strip_prefix("00") {
-        if rest.len() >= 7 {
-            return Some(format!("+{rest}"));
-        }
+    if let Some(rest) = digits.strip_prefix("00")
+        && rest.len() >= 7
+    {
+        return Some(format!("+{rest}"));
     }
-    if let Some(national) = digits.strip_prefix(default_cc) {
-        if national_lengths(default_cc).contains(&national.len()) {
-            return Some(format!("+{digits}"));
-        }
+    if let Some(national) = digits.strip_prefix(default_cc)
+        && national_lengths(default_cc).contains(&national.len())
+    {
+        return Some(format!("+{digits}"));
     }
     let national = if !keeps_trunk_zero(default_cc) && digits.starts_with('0') {
         digits.trim_start_matches('0')

@@ -69,15 +69,15 @@ impl Directory {
 
     /// The CRM customer any of `keys` maps to: id first, then email, then phone.
     pub fn resolve(&self, keys: &Keys) -> Option<&str> {
-        if let Some(id) = &keys.customer_id {
-            if let Some(found) = self.ids.get(id) {
-                return Some(found);
-            }
+        if let Some(id) = &keys.customer_id
+            && let Some(found) = self.ids.get(id)
+        {
+            return Some(found);
         }
-        if let Some(e) = &keys.email {
-            if let Some(id) = self.by_email.get(e) {
-                return Some(id);
-            }
+        if let Some(e) = &keys.email
+            && let Some(id) = self.by_email.get(e)
+        {
+            return Some(id);
         }
         keys.phone
             .as_ref()

@@ -145,7 +145,8 @@ mod tests {
             state("newer", Some(5), 9),
             state("changed", None, 1),
         ]
-        .into();
+        .into_iter()
+        .collect();
         let r = resolve(
             vec![
                 v("old", Some(4), 1, 1),

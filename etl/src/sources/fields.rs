@@ -137,6 +137,43 @@ pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     h.digest()
 }
 
+/// Text of a JSON scalar field: strings as they are, numbers as written;
+/// `None` for absent, `null` or empty. Objects and arrays are `bad_json`.
+pub fn json_text<'a>(
+    field: &str,
+    raw: Option<&'a serde_json::value::RawValue>,
+) -> Result<Option<std::borrow::Cow<'a, str>>, Reject> {
+    use std::borrow::Cow;
+    let Some(raw) = raw else { return Ok(None) };
+    let t = raw.get().trim();
+    let text: Cow<'a, str> = match t.as_bytes().first() {
+        Some(b'"') if !t.contains('\\') => Cow::Borrowed(&t[1..t.len() - 1]),
+        Some(b'"') => Cow::Owned(serde_json::from_str::<String>(t).map_err(|_| {
+            Reject::new(
+                RejectReason::BadJson,
+                format!("{field} is not a valid JSON string"),
+            )
+        })?),
+        Some(b'n') => return Ok(None),
+        Some(b'-' | b'0'..=b'9') => Cow::Borrowed(t),
+        _ => {
+            return Err(Reject::new(
+                RejectReason::BadJson,
+                format!("{field} must be a string or a number"),
+            ));
+        }
+    };
+    Ok((!text.trim().is_empty()).then_some(text))
+}
+
+/// A `bad_json` reject for a line that is not a JSON object of the expected shape.
+pub fn bad_json(e: &serde_json::Error) -> Reject {
+    Reject::new(
+        RejectReason::BadJson,
+        format!("not a JSON object of the expected shape: {e}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +228,7 @@ mod tests {
         ] {
             assert_eq!(boolean("email_opt_in", Some(v)).unwrap(), want, "{v}");
         }
-        assert_eq!(boolean("email_opt_in", None).unwrap(), false);
+        assert!(!boolean("email_opt_in", None).unwrap());
         assert_eq!(
             boolean("email_opt_in", Some("maybe")).unwrap_err().reason,
             RejectReason::BadValue
@@ -218,41 +255,4 @@ mod tests {
         assert_ne!(digest(["ab", "c"]), digest(["a", "bc"]));
         assert_eq!(digest(["a", "b"]), digest(["a", "b"]));
     }
-}
-
-/// Text of a JSON scalar field: strings as they are, numbers as written;
-/// `None` for absent, `null` or empty. Objects and arrays are `bad_json`.
-pub fn json_text<'a>(
-    field: &str,
-    raw: Option<&'a serde_json::value::RawValue>,
-) -> Result<Option<std::borrow::Cow<'a, str>>, Reject> {
-    use std::borrow::Cow;
-    let Some(raw) = raw else { return Ok(None) };
-    let t = raw.get().trim();
-    let text: Cow<'a, str> = match t.as_bytes().first() {
-        Some(b'"') if !t.contains('\\') => Cow::Borrowed(&t[1..t.len() - 1]),
-        Some(b'"') => Cow::Owned(serde_json::from_str::<String>(t).map_err(|_| {
-            Reject::new(
-                RejectReason::BadJson,
-                format!("{field} is not a valid JSON string"),
-            )
-        })?),
-        Some(b'n') => return Ok(None),
-        Some(b'-' | b'0'..=b'9') => Cow::Borrowed(t),
-        _ => {
-            return Err(Reject::new(
-                RejectReason::BadJson,
-                format!("{field} must be a string or a number"),
-            ));
-        }
-    };
-    Ok((!text.trim().is_empty()).then_some(text))
-}
-
-/// A `bad_json` reject for a line that is not a JSON object of the expected shape.
-pub fn bad_json(e: &serde_json::Error) -> Reject {
-    Reject::new(
-        RejectReason::BadJson,
-        format!("not a JSON object of the expected shape: {e}"),
-    )
 }

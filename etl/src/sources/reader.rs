@@ -89,7 +89,7 @@ impl<R: BufRead> LineReader<R> {
                 }
                 self.line += 1;
                 quotes += self.buf[from..].iter().filter(|&&b| b == b'"').count();
-                if quotes % 2 == 0 {
+                if quotes.is_multiple_of(2) {
                     break;
                 }
             }
