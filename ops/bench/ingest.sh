@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Ingest benchmark (issue 3): `cvm-etl ingest` on a generated drop of ~10 million
+# records vs the same consolidation written as plain DuckDB SQL
+# (ops/bench/ingest_duckdb.py, threads=2). See ops/bench/README.md.
+#
+#   ops/bench/ingest.sh
+#
+# Environment:
+#   CVM_BENCH_DIR      where the drop and the warehouses go (default ~/.cache/cvm-bench)
+#   CUSTOMERS SEED DIRTY   generate parameters (default 900000 7 0.001: ~10.0M records, ~1 GB)
+#   CARGO_TARGET_DIR   (default ~/.cache/cvm-target)
+#   DUCKDB_THREADS     (default 2)
+#   BENCH_PYTHON       a python with duckdb; default: ops/bench/.venv (created with
+#                      `python3 -m venv` and `pip install duckdb` on first use)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$PWD"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cvm-target}"
+bench="${CVM_BENCH_DIR:-$HOME/.cache/cvm-bench}"
+customers="${CUSTOMERS:-900000}"
+seed="${SEED:-7}"
+dirty="${DIRTY:-0.001}"
+threads="${DUCKDB_THREADS:-2}"
+mkdir -p "$bench"
+
+echo "== commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- etl shared Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes in etl/shared)'); $(nproc) cores; $(uname -m)"
+cargo build --release -p cvm-etl
+# A private copy, so a concurrent build in the shared target dir cannot swap it mid-run.
+bin="$bench/cvm-etl.ingest"
+cp "$CARGO_TARGET_DIR/release/cvm-etl" "$bin"
+
+# Python with duckdb (benchmark only; the product never runs Python).
+py="${BENCH_PYTHON:-}"
+if [ -z "$py" ]; then
+  venv="$root/ops/bench/.venv"
+  if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q duckdb
+  fi
+  py="$venv/bin/python"
+fi
+
+# The drop: generated once per parameter set, reused afterwards.
+drop="$bench/drop-$customers-$seed-$dirty"
+stamp="$drop/.generated"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$customers $seed $dirty" ]; then
+  rm -rf "$drop"
+  echo "== generating $drop"
+  "$bin" -q generate --out "$drop" --customers "$customers" --seed "$seed" --dirty-ratio "$dirty"
+  echo "$customers $seed $dirty" >"$stamp"
+fi
+echo "== drop $drop: $(du -sh "$drop" | cut -f1), $(find "$drop" -type f ! -name .generated | wc -l) files"
+
+# cvm-etl ingest into a fresh warehouse.
+wh="$bench/wh-ingest"
+rm -rf "$wh"
+sync
+echo "== load before cvm: $(uptime | sed 's/.*load average: //')"
+/usr/bin/time -f '%e %M %U %S' -o "$bench/cvm.time" "$bin" -q ingest --input "$drop" --warehouse "$wh"
+read -r cvm_s cvm_kb cvm_u cvm_sys <"$bench/cvm.time"
+manifest="$(ls "$wh"/runs/*/manifest.json | head -1)"
+read -r records cvm_detail < <("$py" - "$manifest" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+t, w = m["totals"], m["warehouse"]
+print(t["records"], json.dumps({"accepted": t["accepted"], "duplicate": t["duplicate"],
+      "ignored": t["ignored"], "anonymous": t["anonymous"], "rejected": t["rejected"],
+      "rejected_by_reason": t["rejected_by_reason"], "customers": w["customers"],
+      "guests": w["guests"], "transactions": w["transactions"], "events": w["events"],
+      "timings_ms": m["timings_ms"]}))
+EOF
+)
+echo "cvm: $cvm_detail"
+
+# The same consolidation in DuckDB SQL.
+out="$bench/wh-duckdb"
+sync
+echo "== load before duckdb: $(uptime | sed 's/.*load average: //')"
+/usr/bin/time -f '%e %M %U %S' -o "$bench/duckdb.time" "$py" ops/bench/ingest_duckdb.py \
+  --input "$drop" --out "$out" --threads "$threads" | tee "$bench/duckdb.json"
+read -r dd_s dd_kb dd_u dd_sys <"$bench/duckdb.time"
+echo "== load after: $(uptime | sed 's/.*load average: //')"
+
+awk -v cu="$cvm_u" -v csy="$cvm_sys" -v du="$dd_u" -v dsy="$dd_sys" -v r="$records" -v cs="$cvm_s" -v ck="$cvm_kb" -v ds="$dd_s" -v dk="$dd_kb" -v th="$threads" 'BEGIN {
+  print "== summary (ingest)"
+  printf "records            %d\n", r
+  printf "cvm seconds        %.2f  (cpu user+sys %.1f s)\n", cs, cu + csy
+  printf "cvm records/s      %.0f\n", r / cs
+  printf "cvm peak RSS MiB   %.0f\n", ck / 1024
+  printf "duckdb seconds     %.2f  (threads=%d; cpu user+sys %.1f s)\n", ds, th, du + dsy
+  printf "duckdb peak RSS MiB %.0f\n", dk / 1024
+  printf "ratio cvm/duckdb   %.3f\n", cs / ds
+}'
