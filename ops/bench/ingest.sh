@@ -23,7 +23,12 @@ dirty="${DIRTY:-0.001}"
 threads="${DUCKDB_THREADS:-2}"
 mkdir -p "$bench"
 
-echo "== commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- etl shared Cargo.toml Cargo.lock 2>/dev/null || echo ' (+ uncommitted changes in etl/shared)'); $(nproc) cores; $(uname -m)"
+if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
+  git diff --quiet HEAD -- etl shared Cargo.toml Cargo.lock || rev="$rev + uncommitted changes in etl/shared"
+else
+  rev="${CVM_BENCH_REV:-unknown (not a git checkout)}"
+fi
+echo "== commit $rev; $(nproc) cores; $(uname -m); load average: $(uptime | sed 's/.*load average: //')"
 cargo build --release -p cvm-etl
 # A private copy, so a concurrent build in the shared target dir cannot swap it mid-run.
 bin="$bench/cvm-etl.ingest"
