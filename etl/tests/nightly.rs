@@ -28,7 +28,9 @@ macro_rules! both_backends {
 
 both_backends!(
     the_cdnow_data_goes_end_to_end_into_the_database,
-    a_nightly_killed_at_any_stage_is_completed_by_the_next
+    a_nightly_killed_at_any_stage_is_completed_by_the_next,
+    portal_feedback_feeds_the_next_nights_scores,
+    two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once,
 );
 
 fn nightly(input: &Path, wh: &Path, db: &str, as_of: &str, crash: Option<&str>) -> Output {
@@ -150,4 +152,109 @@ fn a_second_nightly_while_one_runs_is_refused_with_exit_4() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("locked") && err.lines().count() == 1, "{err}");
+}
+
+fn portal_feedback_feeds_the_next_nights_scores(backend: Backend) {
+    use cvm_shared::db::models::feedback::{self, NewFeedback};
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let (input, wh) = (cdnow_drop(d.path()), d.path().join("wh"));
+    let run = || {
+        cvm_etl::jobs::nightly::run(&cvm_etl::jobs::nightly::NightlyOptions {
+            input: input.clone(),
+            warehouse: wh.clone(),
+            db_url: Some(db.url.clone()),
+            as_of: chrono::NaiveDate::from_ymd_opt(1998, 6, 30).unwrap(),
+            settings: cvm_shared::Settings::default(),
+            progress: false,
+        })
+        .unwrap()
+    };
+    run();
+    let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
+    let mut c = DbConnection::connect(&db.url).unwrap();
+    for (customer, score, when, token) in [
+        ("00001", 9, "1998-06-01 10:00:00", "t1"),
+        ("00001", 3, "1998-06-20 10:00:00", "t2"),
+        ("00002", 10, "1998-07-15 10:00:00", "t3"),
+    ] {
+        let row = NewFeedback {
+            customer_id: customer,
+            survey: "nps",
+            score: Some(score),
+            comment: None,
+            created_at: at(when),
+            answered_at: Some(at(when)),
+            campaign_id: None,
+            token,
+        };
+        feedback::insert(&mut c, &row).unwrap();
+    }
+    let second = run();
+    assert_eq!(second.score.manifest.feedback.get("used"), Some(&2));
+    let s = cvm_etl::warehouse::scores::read(&wh.join("scores/as_of=1998-06-30")).unwrap();
+    let get = |id: &str| s.iter().find(|r| &*r.customer_id == id).unwrap().clone();
+    assert_eq!(
+        get("00001").nps_last,
+        Some(3),
+        "the latest answer on or before as-of"
+    );
+    assert_eq!(get("00001").nps_class.as_deref(), Some("detractor"));
+    assert_eq!(get("00002").nps_last, None, "answered after as-of");
+    let loaded = cvm_shared::db::models::scores::find(&mut c, "00001")
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.nps_last, Some(3));
+}
+
+fn two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    let wh = d.path().join("wh");
+    let input = d.path().join("drop");
+    cvm_etl::generate::generate(
+        &input,
+        &cvm_etl::generate::GenerateOptions {
+            customers: 50,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ingest = Command::new(env!("CARGO_BIN_EXE_cvm-etl"))
+        .args(["-q", "ingest", "--input"])
+        .arg(&input)
+        .arg("--warehouse")
+        .arg(&wh)
+        .output()
+        .unwrap();
+    assert!(
+        ingest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    // Two loads start together on a database no one has migrated yet.
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_cvm-etl"))
+            .args(["-q", "load", "--warehouse"])
+            .arg(&wh)
+            .args(["--db", &db.url])
+            .env("CVM_LOG", "error")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let mut c = DbConnection::connect(&db.url).unwrap();
+    let applied = cvm_shared::db::migrate::applied(&mut c).unwrap();
+    assert_eq!(applied, cvm_shared::db::migrate::embedded(&mut c).unwrap());
+    let runs = job_runs::latest(&mut c, "load", 10).unwrap();
+    assert_eq!(runs.len(), 2);
 }

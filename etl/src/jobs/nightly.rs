@@ -139,6 +139,10 @@ fn steps(
         },
     )?;
     crash_point("ingest");
+    let mut conn = conn;
+    if let Some(c) = conn.as_deref_mut() {
+        export_feedback(c, &opts.warehouse)?;
+    }
     let score = score::run_locked(
         wh,
         &ScoreOptions {
@@ -157,6 +161,42 @@ fn steps(
         score,
         load,
     })
+}
+
+/// Writes the portal's NPS answers to `warehouse/feedback/portal.csv`, where
+/// scoring reads them: the warehouse then holds everything a score was
+/// computed from, so any date can be re-scored without the database.
+pub fn export_feedback(
+    conn: &mut DbConnection,
+    warehouse: &std::path::Path,
+) -> Result<usize, NightlyError> {
+    let rows = cvm_shared::db::models::feedback::nps_answers(conn)?;
+    let dir = warehouse.join("feedback");
+    let io = |source: std::io::Error| ScoreError::Io {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let mut text = String::from("customer_id,answered_at,score\n");
+    for (customer, at, score) in &rows {
+        let at = at
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        text.push_str(&format!("{},{at},{score}\n", csv_field(customer)));
+    }
+    let tmp = dir.join(".portal.csv.tmp");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, dir.join("portal.csv")).map_err(io)?;
+    Ok(rows.len())
+}
+
+/// Quotes a CSV field when it needs it (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 /// What the nightly record in `job_runs` says.

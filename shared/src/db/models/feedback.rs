@@ -86,3 +86,22 @@ pub fn answer(
     .map_err(DbError::query("feedback", "answer"))?;
     Ok(n == 1)
 }
+
+/// Every answered NPS survey as (customer, answered at, score), oldest first:
+/// what the nightly scoring reads as `nps_last`.
+pub fn nps_answers(conn: &mut DbConnection) -> Result<Vec<(String, NaiveDateTime, i32)>, DbError> {
+    use feedback::dsl as f;
+    let rows: Vec<(String, Option<NaiveDateTime>, Option<i32>)> =
+        crate::with_backend!(conn, conn => f::feedback
+        .filter(f::survey.eq("nps"))
+        .filter(f::answered_at.is_not_null())
+        .filter(f::score.is_not_null())
+        .order((f::answered_at.asc(), f::id.asc()))
+        .select((f::customer_id, f::answered_at, f::score))
+        .load(conn))
+        .map_err(DbError::query("feedback", "select nps answers"))?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(c, at, s)| Some((c, at?, s?)))
+        .collect())
+}
