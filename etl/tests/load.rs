@@ -15,23 +15,7 @@ use cvm_shared::db::testing::TestDb;
 use cvm_shared::db::{Backend, DbConnection};
 use cvm_shared::{BaseAmount, Channel};
 
-/// Declares `<name>::sqlite` and `<name>::postgres` tests calling `name(backend)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(cvm_shared::db::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(cvm_shared::db::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
-both_backends!(
+cvm_shared::both_backends!(
     load_twice_gives_the_same_rows,
     consent_is_never_overwritten_by_an_older_record,
     a_vanished_customer_is_flagged_inactive,

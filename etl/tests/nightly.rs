@@ -11,22 +11,7 @@ use cvm_shared::db::models::{customers, job_runs, scores};
 use cvm_shared::db::testing::TestDb;
 use cvm_shared::db::{Backend, DbConnection};
 
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(cvm_shared::db::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(cvm_shared::db::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
-both_backends!(
+cvm_shared::both_backends!(
     the_cdnow_data_goes_end_to_end_into_the_database,
     a_nightly_killed_at_any_stage_is_completed_by_the_next,
     portal_feedback_feeds_the_next_nights_scores,

@@ -25,6 +25,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use cvm_shared::db::models::{customers, job_runs, scores};
 use cvm_shared::db::{DbConnection, DbError, DbUrl};
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 
 use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
 
@@ -309,6 +310,12 @@ fn load_rows(
         );
     }
     let (written, deactivated) = conn.transaction::<_, DbError, _>(|c| {
+        // Take SQLite's write lock before the first read: a transaction that
+        // read first cannot wait for a concurrent writer (SQLITE_BUSY_SNAPSHOT),
+        // it fails at once with "database is locked". A no-op write queues on
+        // the busy timeout instead. Harmless on PostgreSQL.
+        c.batch_execute("UPDATE job_runs SET status = status WHERE 1 = 0")
+            .map_err(DbError::query("job_runs", "take the write lock"))?;
         let written = customers::upsert(c, &new_customers)?;
         let deactivated = customers::deactivate_missing(c, loaded_at)?;
         scores::upsert(c, &new_scores)?;

@@ -125,3 +125,21 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// Declares `<name>::sqlite` and `<name>::postgres` tests that call
+/// `name(backend)`, so every database test runs on both backends.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::db::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::db::Backend::Postgres)
+            }
+        }
+    )*};
+}

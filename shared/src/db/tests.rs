@@ -12,23 +12,7 @@ use super::models::{customers, feedback, job_runs, scores};
 use super::testing::TestDb;
 use super::{Backend, DbConnection, DbError, migrate};
 
-/// Declares `<name>::sqlite` and `<name>::postgres` tests calling `name(backend)`.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name(crate::db::Backend::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name(crate::db::Backend::Postgres)
-            }
-        }
-    )*};
-}
-
-both_backends!(
+crate::both_backends!(
     migrations_twice_are_a_noop,
     migrations_applied_concurrently_apply_once,
     consent_is_never_overwritten_by_an_older_record,
