@@ -1,20 +1,75 @@
 //! The `customers` table: profile and consent, one row per customer ever loaded.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Nullable, Timestamp};
-use diesel::upsert::excluded;
 
+use super::bulk::{self, Merge};
 use crate::db::schema::customers;
 use crate::db::{DbConnection, DbError};
 
-/// Rows per INSERT: 16 columns x 2,000 stays under SQLite's 32,766 variables.
+/// Rows per SQLite INSERT into the staging table: 15 columns x 2,000 stays
+/// under SQLite's 32,766 variables.
 pub const UPSERT_BATCH: usize = 2_000;
+
+diesel::table! {
+    /// The temporary staging table of [`upsert`]: the columns of `customers`.
+    customers_staging (customer_id) {
+        customer_id -> Text,
+        is_guest -> Bool,
+        email -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        first_name -> Nullable<Text>,
+        last_name -> Nullable<Text>,
+        country -> Nullable<Text>,
+        signup_date -> Nullable<Date>,
+        birth_date -> Nullable<Date>,
+        email_opt_in -> Bool,
+        consent_updated_at -> Nullable<Timestamp>,
+        first_seen -> Nullable<Timestamp>,
+        channels -> Text,
+        active -> Bool,
+        loaded_at -> Timestamp,
+    }
+}
+
+/// The columns of `customers` (and of its staging table), key first.
+const COLUMNS: [&str; 15] = [
+    "customer_id",
+    "is_guest",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "country",
+    "signup_date",
+    "birth_date",
+    "email_opt_in",
+    "consent_updated_at",
+    "first_seen",
+    "channels",
+    "active",
+    "loaded_at",
+];
+
+/// The columns an upsert overwrites with the incoming value (profile fields;
+/// consent and `active` are set separately, see [`upsert`]).
+const PROFILE: [&str; 10] = [
+    "is_guest",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "country",
+    "signup_date",
+    "birth_date",
+    "first_seen",
+    "channels",
+];
 
 /// A customer as loaded from the warehouse.
 #[derive(Debug, Clone, PartialEq, Insertable)]
 #[diesel(table_name = customers, treat_none_as_default_value = false)]
+#[diesel(table_name = customers_staging)]
 pub struct NewCustomer<'a> {
     /// CRM id or guest id.
     pub customer_id: &'a str,
@@ -90,44 +145,36 @@ pub struct Customer {
 const CONSENT_WINS: &str = "(NOT excluded.is_guest AND (customers.consent_updated_at IS NULL \
      OR excluded.consent_updated_at >= customers.consent_updated_at))";
 
-/// Inserts or updates `rows` (in statements of [`UPSERT_BATCH`] rows; call it
-/// inside a transaction). Profile fields take the incoming values; consent
-/// follows [`CONSENT_WINS`]; `active` becomes true. Returns rows written.
+/// Inserts or updates `rows` (call it inside a transaction; one staging
+/// table and one merge statement, see [`bulk`]). Profile fields take the
+/// incoming values; consent follows [`CONSENT_WINS`]; `active` becomes true;
+/// `loaded_at` takes the incoming stamp. Returns rows written.
 pub fn upsert(conn: &mut DbConnection, rows: &[NewCustomer<'_>]) -> Result<usize, DbError> {
-    let opt_in = format!(
-        "CASE WHEN {CONSENT_WINS} THEN excluded.email_opt_in ELSE customers.email_opt_in END"
+    let set = format!(
+        "{profile}, \
+         email_opt_in = CASE WHEN {CONSENT_WINS} THEN excluded.email_opt_in ELSE customers.email_opt_in END, \
+         consent_updated_at = CASE WHEN {CONSENT_WINS} THEN excluded.consent_updated_at ELSE customers.consent_updated_at END, \
+         active = true, loaded_at = excluded.loaded_at",
+        profile = bulk::set_excluded(&PROFILE),
     );
-    let consent_at = format!(
-        "CASE WHEN {CONSENT_WINS} THEN excluded.consent_updated_at ELSE customers.consent_updated_at END"
-    );
-    let mut n = 0;
-    for batch in rows.chunks(UPSERT_BATCH) {
-        use customers::dsl as c;
-        let set = (
-            c::is_guest.eq(excluded(c::is_guest)),
-            c::email.eq(excluded(c::email)),
-            c::phone.eq(excluded(c::phone)),
-            c::first_name.eq(excluded(c::first_name)),
-            c::last_name.eq(excluded(c::last_name)),
-            c::country.eq(excluded(c::country)),
-            c::signup_date.eq(excluded(c::signup_date)),
-            c::birth_date.eq(excluded(c::birth_date)),
-            c::email_opt_in.eq(sql::<Bool>(&opt_in)),
-            c::consent_updated_at.eq(sql::<Nullable<Timestamp>>(&consent_at)),
-            c::first_seen.eq(excluded(c::first_seen)),
-            c::channels.eq(excluded(c::channels)),
-            c::active.eq(true),
-            c::loaded_at.eq(excluded(c::loaded_at)),
-        );
-        n += crate::with_backend!(conn, conn => diesel::insert_into(customers::table)
-            .values(batch)
-            .on_conflict(c::customer_id)
-            .do_update()
-            .set(set)
-            .execute(conn))
-        .map_err(DbError::query("customers", "upsert"))?;
-    }
-    Ok(n)
+    let merge = Merge {
+        table: "customers",
+        staging: "customers_staging",
+        key: "customer_id",
+        columns: &COLUMNS,
+        set: &set,
+        guard: None,
+    };
+    bulk::upsert(conn, &merge, rows, |conn, part| match conn {
+        DbConnection::Pg(c) => diesel::copy_from(customers_staging::table)
+            .from_insertable(part)
+            .execute(c)
+            .map(drop),
+        DbConnection::Sqlite(c) => {
+            bulk::sqlite_insert_batches!(c, customers_staging::table, part, UPSERT_BATCH);
+            Ok(())
+        }
+    })
 }
 
 /// Flags as inactive every active customer the load stamped `loaded_at` did

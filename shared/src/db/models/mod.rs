@@ -1,5 +1,6 @@
 //! One module per table: insertable and queryable structs and small queries.
 
+pub(crate) mod bulk;
 pub mod campaigns;
 pub mod customers;
 pub mod feedback;

@@ -1,13 +1,14 @@
 //! The `scores` table: the latest scores per customer.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use diesel::dsl::{SqlTypeOf, sql};
 use diesel::prelude::*;
 
+use super::bulk::{self, Merge};
 use crate::db::schema::scores;
 use crate::db::{DbConnection, DbError};
 
-/// Rows per INSERT: 28 columns x 1,000 stays under SQLite's 32,766 variables.
+/// Rows per SQLite INSERT into the staging table: 28 columns x 1,000 stays
+/// under SQLite's 32,766 variables.
 pub const UPSERT_BATCH: usize = 1_000;
 
 /// Declares the insertable and the queryable score structs with one field list.
@@ -16,6 +17,7 @@ macro_rules! score_structs {
         /// A score row to write.
         #[derive(Debug, Clone, PartialEq, Insertable)]
         #[diesel(table_name = scores, treat_none_as_default_value = false)]
+        #[diesel(table_name = scores_staging)]
         pub struct NewScore<'a> {
             $(#[$km])* pub $key: $new_kty,
             $($(#[$m])* pub $field: $new_ty,)*
@@ -29,34 +31,66 @@ macro_rules! score_structs {
             $($(#[$m])* pub $field: $ty,)*
         }
 
-        /// Inserts or updates `rows`, in statements of [`UPSERT_BATCH`] rows (call
-        /// it inside a transaction). A stored row is replaced only by scores as of
-        /// the same or a later date, so re-loading an old run never regresses
-        /// "latest". Returns rows written.
+        /// Inserts or updates `rows` (call it inside a transaction; one staging
+        /// table and one merge statement, see [`bulk`]). A stored row is replaced
+        /// only by scores as of the same or a later date, so re-loading an old run
+        /// never regresses "latest". Returns rows written.
         pub fn upsert(conn: &mut DbConnection, rows: &[NewScore<'_>]) -> Result<usize, DbError> {
-            let mut n = 0;
-            for batch in rows.chunks(UPSERT_BATCH) {
-                use scores::dsl as s;
-                // The as-of guard sits in each SET, not in a WHERE on the upsert:
-                // diesel cannot put a WHERE after a multi-row SQLite upsert.
-                let set = ($(s::$field.eq(sql::<SqlTypeOf<s::$field>>(concat!(
-                    "CASE WHEN scores.as_of <= excluded.as_of THEN excluded.",
-                    stringify!($field),
-                    " ELSE scores.",
-                    stringify!($field),
-                    " END"
-                ))),)*);
-                n += crate::with_backend!(conn, conn => diesel::insert_into(scores::table)
-                    .values(batch)
-                    .on_conflict(s::$key)
-                    .do_update()
-                    .set(set)
-                    .execute(conn))
-                .map_err(DbError::query("scores", "upsert"))?;
-            }
-            Ok(n)
+            const COLUMNS: &[&str] = &[stringify!($key), $(stringify!($field),)*];
+            let merge = Merge {
+                table: "scores",
+                staging: "scores_staging",
+                key: stringify!($key),
+                columns: COLUMNS,
+                set: &bulk::set_excluded(&COLUMNS[1..]),
+                guard: Some("scores.as_of <= excluded.as_of"),
+            };
+            bulk::upsert(conn, &merge, rows, |conn, part| match conn {
+                DbConnection::Pg(c) => diesel::copy_from(scores_staging::table)
+                    .from_insertable(part)
+                    .execute(c)
+                    .map(drop),
+                DbConnection::Sqlite(c) => {
+                    bulk::sqlite_insert_batches!(c, scores_staging::table, part, UPSERT_BATCH);
+                    Ok(())
+                }
+            })
         }
     };
+}
+
+diesel::table! {
+    /// The temporary staging table of [`upsert`]: the columns of `scores`.
+    scores_staging (customer_id) {
+        customer_id -> Text,
+        as_of -> Date,
+        orders -> BigInt,
+        frequency -> BigInt,
+        recency -> Double,
+        t -> Double,
+        monetary_avg -> Double,
+        total_revenue -> Text,
+        first_purchase -> Nullable<Date>,
+        last_purchase -> Nullable<Date>,
+        days_since_last_purchase -> Nullable<Integer>,
+        r_score -> Nullable<Integer>,
+        f_score -> Nullable<Integer>,
+        m_score -> Nullable<Integer>,
+        rfm_segment -> Text,
+        p_alive -> Nullable<Double>,
+        expected_purchases_90d -> Nullable<Double>,
+        expected_purchases_365d -> Nullable<Double>,
+        expected_avg_value -> Nullable<Double>,
+        clv_12m -> Nullable<Double>,
+        churn_risk -> Nullable<Double>,
+        nps_last -> Nullable<Integer>,
+        nps_class -> Nullable<Text>,
+        engagement_90d -> BigInt,
+        lifecycle_stage -> Nullable<Text>,
+        value_tier -> Nullable<Text>,
+        loyalty_index -> Nullable<Double>,
+        loaded_at -> Timestamp,
+    }
 }
 
 score_structs! {
