@@ -202,6 +202,7 @@ fn init_logs(format: &str, quiet: bool) {
     }
 }
 
+/// Settings from file, environment and flags, validated; starts the logs.
 fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Failure> {
     let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
     for (name, value) in flags {
@@ -213,6 +214,7 @@ fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Fa
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
+    init_logs(&s.log.format, cli.quiet);
     Ok(s)
 }
 
@@ -235,7 +237,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     ("ingest.reject_limit", reject_limit),
                 ],
             )?;
-            init_logs(&s.log.format, cli.quiet);
             let opts = IngestOptions {
                 input: input.clone(),
                 warehouse: warehouse.clone(),
@@ -271,7 +272,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             period,
         } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
-            init_logs(&s.log.format, cli.quiet);
             let opts = score::ScoreOptions {
                 warehouse: warehouse.clone(),
                 as_of: *as_of,
@@ -304,7 +304,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             as_of,
         } => {
             let s = settings(&cli, &[("database.url", db)])?;
-            init_logs(&s.log.format, cli.quiet);
             let as_of = as_of.unwrap_or_else(|| nightly::today_in(s.business_time_zone()));
             let opts = nightly::NightlyOptions {
                 input: input.clone(),
@@ -342,7 +341,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             to,
         } => {
             let s = settings(&cli, &[])?;
-            init_logs(&s.log.format, cli.quiet);
             if from > to {
                 return Err(usage(anyhow::anyhow!("--from {from} is after --to {to}")));
             }
@@ -366,7 +364,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             as_of,
         } => {
             let s = settings(&cli, &[("database.url", db)])?;
-            init_logs(&s.log.format, cli.quiet);
             let Some(db_url) = s.database.url.clone() else {
                 return Err(usage(anyhow::anyhow!(
                     "no database: pass --db URL or set CVM_DATABASE_URL"
@@ -406,7 +403,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             period,
         } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
-            init_logs(&s.log.format, cli.quiet);
             let opts = evaluate::EvaluateOptions {
                 warehouse: warehouse.clone(),
                 calibration_end: *calibration_end,
@@ -440,7 +436,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
         } => {
             let s = settings(&cli, &[])?;
-            init_logs(&s.log.format, cli.quiet);
             demo(dir, *customers, *seed, s, cli.quiet)
         }
         Command::Generate {
@@ -450,8 +445,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             dirty_ratio,
             gzip,
         } => {
-            let s = settings(&cli, &[])?;
-            init_logs(&s.log.format, cli.quiet);
+            // Generation needs no settings, but a bad config is still an error.
+            settings(&cli, &[])?;
             let opts = cvm_etl::generate::GenerateOptions {
                 customers: *customers,
                 seed: *seed,

@@ -13,34 +13,12 @@
 #                      ops/bench/.venv (created with `python3 -m venv` and
 #                      `pip install duckdb lifetimes pandas` on first use)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root="$PWD"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cvm-target}"
-bench="${CVM_BENCH_DIR:-$HOME/.cache/cvm-bench}"
 customers="${CUSTOMERS:-1000000}"
 seed="${SEED:-11}"
-mkdir -p "$bench"
-
-if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
-  git diff --quiet HEAD -- etl shared Cargo.toml Cargo.lock || rev="$rev + uncommitted changes in etl/shared"
-else
-  rev="${CVM_BENCH_REV:-unknown (not a git checkout)}"
-fi
-echo "== commit $rev; $(nproc) cores; $(uname -m); load average: $(uptime | sed 's/.*load average: //')"
-cargo build --release -p cvm-etl
-# A private copy, so a concurrent build in the shared target dir cannot swap it mid-run.
-bin="$bench/cvm-etl.score"
-cp "$CARGO_TARGET_DIR/release/cvm-etl" "$bin"
-
-py="${BENCH_PYTHON:-}"
-if [ -z "$py" ]; then
-  venv="$root/ops/bench/.venv"
-  if ! "$venv/bin/python" -c 'import duckdb, lifetimes' 2>/dev/null; then
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q duckdb lifetimes pandas
-  fi
-  py="$venv/bin/python"
-fi
+source "$(dirname "$0")/common.sh"
+bench_setup
+bench_binary score
+bench_python "duckdb, lifetimes" duckdb lifetimes pandas
 
 # Transactions-only drop, generated once per parameter set.
 drop="$bench/tx-$customers-$seed"

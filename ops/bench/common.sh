@@ -1,0 +1,42 @@
+# Shared setup of the benchmark scripts: sourced, not run.
+#
+#   bench_setup              cd to the repo root; sets root, bench (data folder)
+#   bench_binary NAME        release build of cvm-etl, copied to $bench/cvm-etl.NAME -> $bin
+#   bench_python MOD PKG...  a python importing MOD (BENCH_PYTHON, else a venv
+#                            under ops/bench/.venv with PKG... installed) -> $py
+
+bench_setup() {
+  cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+  root="$PWD"
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cvm-target}"
+  bench="${CVM_BENCH_DIR:-$HOME/.cache/cvm-bench}"
+  mkdir -p "$bench"
+  local rev
+  if rev="$(git rev-parse --short HEAD 2>/dev/null)"; then
+    git diff --quiet HEAD -- etl shared Cargo.toml Cargo.lock || rev="$rev + uncommitted changes in etl/shared"
+  else
+    rev="${CVM_BENCH_REV:-unknown (not a git checkout)}"
+  fi
+  echo "== commit $rev; $(nproc) cores; $(uname -m); load average: $(uptime | sed 's/.*load average: //')"
+}
+
+bench_binary() {
+  cargo build --release -p cvm-etl
+  # A private copy, so a concurrent build in the shared target dir cannot swap it mid-run.
+  bin="$bench/cvm-etl.$1"
+  cp "$CARGO_TARGET_DIR/release/cvm-etl" "$bin"
+}
+
+bench_python() {
+  local module="$1"
+  shift
+  py="${BENCH_PYTHON:-}"
+  if [ -z "$py" ]; then
+    local venv="$root/ops/bench/.venv"
+    if ! "$venv/bin/python" -c "import $module" 2>/dev/null; then
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install -q "$@"
+    fi
+    py="$venv/bin/python"
+  fi
+}
