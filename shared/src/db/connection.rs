@@ -169,14 +169,31 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// PRAGMAs run on every SQLite connection. busy_timeout comes first so that
-/// switching to WAL waits for, rather than fails on, a concurrent opener.
-/// synchronous=NORMAL is durable to application crashes in WAL mode.
-fn sqlite_pragmas() -> String {
-    format!(
-        "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+/// Sets up a fresh SQLite connection: busy timeout, WAL, foreign keys.
+///
+/// Switching a brand-new file to WAL needs the exclusive lock, and SQLite
+/// reports SQLITE_BUSY at once (without consulting the busy handler) when
+/// another process is doing the same, to avoid a deadlock. So the switch is
+/// retried until the busy timeout runs out. synchronous=NORMAL is durable to
+/// application crashes in WAL mode.
+fn sqlite_setup(c: &mut SqliteConnection) -> QueryResult<()> {
+    c.batch_execute(&format!(
+        "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
         SQLITE_BUSY_TIMEOUT.as_millis()
-    )
+    ))?;
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;") {
+            Err(diesel::result::Error::DatabaseError(_, info))
+                if info.message().contains("locked") && started.elapsed() < SQLITE_BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
 }
 
 impl DbConnection {
@@ -190,8 +207,7 @@ impl DbConnection {
                 }
                 let mut c =
                     SqliteConnection::establish(&url.target).map_err(|e| url.connect_error(e))?;
-                c.batch_execute(&sqlite_pragmas())
-                    .map_err(|e| url.connect_error(e))?;
+                sqlite_setup(&mut c).map_err(|e| url.connect_error(e))?;
                 Ok(DbConnection::Sqlite(c))
             }
             Backend::Postgres => {
