@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use super::optimize::{FitError, FitReport, Minimum, minimize_with_fallback};
+use super::optimize::{
+    FitError, FitReport, Matrix, Minimum, Tolerances, minimize_with_fallback, newton,
+};
+use super::special::trigamma;
 
 /// One weighted observation: `weight` customers share (frequency, recency, T).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -171,35 +174,57 @@ fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
     })
 }
 
-/// Per-x terms of the likelihood (A1, A2 of FHL 2005 section 7) and their derivatives.
+/// Per-x quantities of the repeat-buyer term: ln(a / (b + x - 1)) and its
+/// derivative in b.
 #[derive(Debug, Clone, Copy, Default)]
 struct XTerms {
     ln_q: f64,
     dq_db: f64,
 }
 
-/// Sums of row contributions: [ll, d/dr, d/dalpha, d/da (times a), d/db].
-type Partial = [f64; 5];
+/// Log-likelihood, gradient and Hessian with respect to (r, alpha, a, b).
+type Derivs = (f64, [f64; 4], Matrix<4>);
+
+/// Sums over repeat-buyer rows, each weighted by the row's count. With
+/// S = ln(e^C + e^D), C = -(r+x) ln(alpha+T), D = ln q - (r+x) ln(alpha+t_x),
+/// shares w3 = e^C/e^S and w4 = 1 - w3, and delta = grad D - grad C
+/// = (d0, d1, 1/a, dq): grad S = w3 grad C + w4 grad D and
+/// hess S = w3 hess C + w4 hess D + w3 w4 delta delta'. Indexes:
+/// 0 S; 1 w3 L_T + w4 L_t; 2 (r+x)(w3 i_T + w4 i_t); 3 w3 i_T + w4 i_t;
+/// 4 (r+x)(w3 i_T^2 + w4 i_t^2); 5 w4; 6 w4 dq; 7 w4 dq^2; then with
+/// c = w3 w4: 8 c; 9 c d0; 10 c d1; 11 c dq; 12 c d0^2; 13 c d0 d1;
+/// 14 c d0 dq; 15 c d1^2; 16 c d1 dq; 17 c dq^2 (L = ln(alpha + time),
+/// i = 1 / (alpha + time)).
+type RepeatSums = [f64; 18];
 
 const CHUNK: usize = 16_384;
 
 impl Prepared {
-    /// Total log-likelihood and its gradient with respect to (r, alpha, a, b).
-    fn ll_grad(&self, p: &BgNbdParams) -> (f64, [f64; 4]) {
+    /// Total log-likelihood with its gradient and Hessian in (r, alpha, a, b).
+    fn derivs(&self, p: &BgNbdParams) -> Derivs {
         let BgNbdParams { r, alpha, a, b } = *p;
-        let (mut ll, mut g) = (0.0, [0.0; 4]);
+        let (mut ll, mut g, mut h) = (0.0, [0.0; 4], [[0.0; 4]; 4]);
         let (lg_r, lg_b, lg_ab) = (ln_gamma(r), ln_gamma(b), ln_gamma(a + b));
         let (dg_r, dg_b, dg_ab) = (digamma(r), digamma(b), digamma(a + b));
+        let (tg_r, tg_b, tg_ab) = (trigamma(r), trigamma(b), trigamma(a + b));
         let ln_alpha = alpha.ln();
+        // A1 + A2 of FHL 2005 section 7 depend on x only.
         let mut xterms = vec![XTerms::default(); self.xs.len()];
         for (k, (&x, &w)) in self.xs.iter().zip(&self.x_weight).enumerate() {
             let a1 = ln_gamma(r + x) - lg_r + r * ln_alpha;
             let a2 = lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
+            let tg_abx = trigamma(a + b + x);
             ll += w * (a1 + a2);
             g[0] += w * (digamma(r + x) - dg_r + ln_alpha);
             g[1] += w * r / alpha;
             g[2] += w * (dg_ab - digamma(a + b + x));
             g[3] += w * (dg_ab + digamma(b + x) - dg_b - digamma(a + b + x));
+            h[0][0] += w * (trigamma(r + x) - tg_r);
+            h[0][1] += w / alpha;
+            h[1][1] -= w * r / (alpha * alpha);
+            h[2][2] += w * (tg_ab - tg_abx);
+            h[2][3] += w * (tg_ab - tg_abx);
+            h[3][3] += w * (tg_ab + trigamma(b + x) - tg_b - tg_abx);
             if x > 0.0 {
                 xterms[k] = XTerms {
                     ln_q: a.ln() - (b + x - 1.0).ln(),
@@ -215,48 +240,85 @@ impl Prepared {
                 ll -= w * r * lt;
                 g[0] -= w * lt;
                 g[1] -= w * r * it;
+                h[0][1] -= w * it;
+                h[1][1] += w * r * it * it;
             }
         }
-        let partial = |rows: &[RepeatRow]| -> Partial {
-            let mut s = [0.0; 5];
+        let partial = |rows: &[RepeatRow]| -> RepeatSums {
+            let mut s = [0.0; 18];
             for row in rows {
                 let x = self.xs[row.xi as usize];
                 let xt = xterms[row.xi as usize];
                 let (lt, ltx) = (ln_t[row.ti as usize], ln_t[row.txi as usize]);
+                let (it, itx) = (inv_t[row.ti as usize], inv_t[row.txi as usize]);
                 let rx = r + x;
                 let a3 = -rx * lt;
                 let a4 = xt.ln_q - rx * ltx;
                 // log-sum-exp of A3 and A4, with the shares w3 + w4 = 1.
                 let e = (-(a3 - a4).abs()).exp();
                 let lse = a3.max(a4) + e.ln_1p();
+                let inv = 1.0 / (1.0 + e);
                 let (w3, w4) = if a3 >= a4 {
-                    (1.0 / (1.0 + e), e / (1.0 + e))
+                    (inv, e * inv)
                 } else {
-                    (e / (1.0 + e), 1.0 / (1.0 + e))
+                    (e * inv, inv)
                 };
                 let w = row.w;
+                let (ww3, ww4) = (w * w3, w * w4);
+                let mix_i = ww3 * it + ww4 * itx;
                 s[0] += w * lse;
-                s[1] -= w * (w3 * lt + w4 * ltx);
-                s[2] -= w * rx * (w3 * inv_t[row.ti as usize] + w4 * inv_t[row.txi as usize]);
-                s[3] += w * w4;
-                s[4] += w * w4 * xt.dq_db;
+                s[1] += ww3 * lt + ww4 * ltx;
+                s[2] += rx * mix_i;
+                s[3] += mix_i;
+                s[4] += rx * (ww3 * it * it + ww4 * itx * itx);
+                s[5] += ww4;
+                s[6] += ww4 * xt.dq_db;
+                s[7] += ww4 * xt.dq_db * xt.dq_db;
+                let c = ww3 * w4;
+                let (d0, d1, dq) = (lt - ltx, rx * (it - itx), xt.dq_db);
+                let (cd0, cd1) = (c * d0, c * d1);
+                s[8] += c;
+                s[9] += cd0;
+                s[10] += cd1;
+                s[11] += c * dq;
+                s[12] += cd0 * d0;
+                s[13] += cd0 * d1;
+                s[14] += cd0 * dq;
+                s[15] += cd1 * d1;
+                s[16] += cd1 * dq;
+                s[17] += c * dq * dq;
             }
             s
         };
         // Fixed chunks summed in order keep the result bit-for-bit reproducible.
-        let parts: Vec<Partial> = if self.repeat.len() > 2 * CHUNK {
+        let parts: Vec<RepeatSums> = if self.repeat.len() > 2 * CHUNK {
             self.repeat.par_chunks(CHUNK).map(partial).collect()
         } else {
             vec![partial(&self.repeat)]
         };
-        for s in parts {
-            ll += s[0];
-            g[0] += s[1];
-            g[1] += s[2];
-            g[2] += s[3] / a;
-            g[3] += s[4];
+        let mut s = [0.0; 18];
+        for part in parts {
+            for (acc, v) in s.iter_mut().zip(part) {
+                *acc += v;
+            }
         }
-        (ll, g)
+        ll += s[0];
+        g[0] -= s[1];
+        g[1] -= s[2];
+        g[2] += s[5] / a;
+        g[3] += s[6];
+        h[0][0] += s[12];
+        h[0][1] += s[13] - s[3];
+        h[0][2] += s[9] / a;
+        h[0][3] += s[14];
+        h[1][1] += s[15] + s[4];
+        h[1][2] += s[10] / a;
+        h[1][3] += s[16];
+        h[2][2] += (s[8] - s[5]) / (a * a);
+        h[2][3] += s[11] / a;
+        h[3][3] += s[17] + s[7];
+        let h = std::array::from_fn(|i| std::array::from_fn(|j| h[i.min(j)][i.max(j)]));
+        (ll, g, h)
     }
 }
 
@@ -389,9 +451,26 @@ pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
 /// Largest |log-parameter| accepted as an interior maximum (e^30 ~ 1e13).
 const LOG_BOUND: f64 = 30.0;
 
+/// Distinct rows above which the fit first runs on a systematic sample.
+const WARM_START_ROWS: usize = 200_000;
+/// About how many rows that sample has: its optimum lies close enough to the
+/// full one that Newton then needs only a few passes over all rows.
+const SAMPLE_ROWS: usize = 40_000;
+
 /// Fits BG/NBD by maximum likelihood on weighted rows (see [`collapse_rows`]).
-/// Tries BFGS from several starting points, then Nelder-Mead polished by BFGS.
+/// Runs Newton's method from several starting points (on large inputs first
+/// from the optimum of a systematic sample), then Nelder-Mead polished by
+/// Newton.
 pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
+    fit_sampled(rows, WARM_START_ROWS, SAMPLE_ROWS)
+}
+
+/// [`fit`] with the warm-start thresholds as parameters (for tests).
+pub(crate) fn fit_sampled(
+    rows: &[WeightedRow],
+    warm_start_rows: usize,
+    sample_rows: usize,
+) -> FitReport<BgNbdParams> {
     let n_customers: f64 = rows
         .iter()
         .filter(|r| r.weight.is_finite() && r.weight > 0.0)
@@ -401,33 +480,70 @@ pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
         Ok(d) => d,
         Err(e) => return FitReport::failed(n_customers, 0, e),
     };
-    let n = data.total_weight;
-    // Minimise the mean negative log-likelihood over log-parameters, so the
-    // tolerances do not depend on the number of customers.
-    let data = &data;
-    let objective = |v: &[f64; 4], grad: &mut [f64; 4]| -> f64 {
-        let p = BgNbdParams::from_log(v);
-        if !p.is_valid() || v.iter().any(|t| t.abs() > 2.0 * LOG_BOUND) {
-            return f64::NAN;
-        }
-        let (ll, g) = data.ll_grad(&p);
-        let natural = [p.r, p.alpha, p.a, p.b];
-        for i in 0..4 {
-            grad[i] = -g[i] * natural[i] / n;
-        }
-        -ll / n
-    };
     let m_t = data.mean_t.max(1e-3).ln();
-    let starts = [
+    let mut starts = vec![
         [0.0, m_t, 0.0, 0.0],
         [(0.25f64).ln(), m_t - 1.0, (0.8f64).ln(), (2.5f64).ln()],
         [-2.3, -2.3, -2.3, -2.3],
     ];
-    let (result, iterations) = minimize_with_fallback(objective, &starts);
-    match result {
-        Ok(m) => finish(data, m, iterations),
-        Err(e) => FitReport::failed(n, iterations, e),
+    let mut iterations = 0;
+    if rows.len() > warm_start_rows && sample_rows > 0 {
+        // Rows are sorted by (x, t_x, T), so every k-th row spans all histories.
+        let sample: Vec<WeightedRow> = rows
+            .iter()
+            .step_by((rows.len() / sample_rows).max(1))
+            .copied()
+            .collect();
+        if let Ok(sample) = prepare(&sample) {
+            let (result, spent) = minimize(&sample, &starts);
+            iterations += spent;
+            if let Ok(m) = result {
+                starts.insert(0, m.x);
+            }
+        }
     }
+    let (result, spent) = minimize(&data, &starts);
+    iterations += spent;
+    match result {
+        Ok(m) => finish(&data, m, iterations),
+        Err(e) => FitReport::failed(data.total_weight, iterations, e),
+    }
+}
+
+/// Minimises the mean negative log-likelihood over log-parameters (so the
+/// tolerances do not depend on the number of customers).
+fn minimize(data: &Prepared, starts: &[[f64; 4]]) -> (Result<Minimum<4>, FitError>, usize) {
+    let n = data.total_weight;
+    // The log-likelihood's derivatives carried over to the objective:
+    // theta = ln(param), so d/dtheta = param d/dparam and the Hessian gains
+    // the gradient on its diagonal.
+    let objective_hessian = |v: &[f64; 4], grad: &mut [f64; 4], hess: &mut Matrix<4>| -> f64 {
+        let p = BgNbdParams::from_log(v);
+        if !p.is_valid() || v.iter().any(|t| t.abs() > 2.0 * LOG_BOUND) {
+            return f64::NAN;
+        }
+        let (ll, g, h) = data.derivs(&p);
+        let natural = [p.r, p.alpha, p.a, p.b];
+        for i in 0..4 {
+            grad[i] = -g[i] * natural[i] / n;
+            for j in 0..4 {
+                hess[i][j] = -h[i][j] * natural[i] * natural[j] / n;
+            }
+            hess[i][i] += grad[i];
+        }
+        -ll / n
+    };
+    let objective = |v: &[f64; 4], grad: &mut [f64; 4]| -> f64 {
+        objective_hessian(v, grad, &mut [[0.0; 4]; 4])
+    };
+    // A sound fit converges in well under 100 Newton steps; more means the
+    // search walks a ridge to the boundary, which the fallback then reports.
+    let tol = Tolerances {
+        max_iter: 100,
+        ..Tolerances::default()
+    };
+    let local = |x0| newton(objective_hessian, x0, tol);
+    minimize_with_fallback(objective, local, starts)
 }
 
 fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdParams> {
@@ -436,7 +552,8 @@ fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdP
         let detail = format!("r={} alpha={} a={} b={}", p.r, p.alpha, p.a, p.b);
         return FitReport::failed(data.total_weight, iterations, FitError::Diverged(detail));
     }
-    let (ll, _) = data.ll_grad(&p);
+    // The minimum's objective is the mean negative log-likelihood: no extra pass.
+    let ll = -m.f * data.total_weight;
     FitReport {
         params: Some(p),
         log_likelihood: Some(ll),
@@ -444,5 +561,66 @@ fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdP
         iterations,
         converged: true,
         reason: None,
+    }
+}
+
+#[cfg(test)]
+mod derivative_tests {
+    use super::*;
+
+    fn rows() -> Vec<WeightedRow> {
+        let mut v = Vec::new();
+        for i in 0..200u32 {
+            let x = f64::from(i % 7) * f64::from(1 + i % 3);
+            let t = 20.0 + f64::from(i % 50) * 0.7;
+            let tx = if x == 0.0 {
+                0.0
+            } else {
+                t * f64::from(i % 11) / 11.0
+            };
+            v.push(WeightedRow {
+                frequency: x,
+                recency: tx,
+                t,
+                weight: f64::from(1 + i % 4),
+            });
+        }
+        v
+    }
+
+    #[test]
+    fn analytic_gradient_and_hessian_match_finite_differences() {
+        let data = prepare(&rows()).unwrap();
+        let at = [0.7, 3.1, 0.9, 2.2];
+        let params = |v: [f64; 4]| BgNbdParams {
+            r: v[0],
+            alpha: v[1],
+            a: v[2],
+            b: v[3],
+        };
+        let (_, g, h) = data.derivs(&params(at));
+        for i in 0..4 {
+            let step = 1e-5 * at[i];
+            let mut up = at;
+            up[i] += step;
+            let mut down = at;
+            down[i] -= step;
+            let (lu, gu, _) = data.derivs(&params(up));
+            let (ld, gd, _) = data.derivs(&params(down));
+            let fd = (lu - ld) / (2.0 * step);
+            assert!(
+                (fd - g[i]).abs() <= 1e-6 * g[i].abs().max(1.0),
+                "grad {i}: {fd} vs {}",
+                g[i]
+            );
+            for j in 0..4 {
+                let fd = (gu[j] - gd[j]) / (2.0 * step);
+                assert!(
+                    (fd - h[i][j]).abs() <= 1e-5 * h[i][j].abs().max(1.0),
+                    "hessian {i},{j}: {fd} vs {}",
+                    h[i][j]
+                );
+            }
+        }
     }
 }

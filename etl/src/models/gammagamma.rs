@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use statrs::function::gamma::{digamma, ln_gamma};
 
-use super::optimize::{FitError, FitReport, minimize_with_fallback};
+use super::optimize::{FitError, FitReport, Tolerances, bfgs, minimize_with_fallback};
 
 /// One weighted observation: `weight` customers with `frequency` repeat occasions
 /// of mean value `monetary_avg`.
@@ -223,7 +223,11 @@ pub fn fit(rows: &[SpendRow]) -> FitReport<GammaGammaParams> {
         [0.0, (2.0f64).ln(), m_ln],
         [0.1, 0.1, 0.1],
     ];
-    let (result, iterations) = minimize_with_fallback(objective, &starts);
+    let (result, iterations) = minimize_with_fallback(
+        objective,
+        |x0| bfgs(objective, x0, Tolerances::default()),
+        &starts,
+    );
     let m = match result {
         Ok(m) => m,
         Err(e) => return FitReport::failed(n, iterations, e),

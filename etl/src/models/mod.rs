@@ -7,6 +7,7 @@ pub mod clv;
 pub mod gammagamma;
 pub mod optimize;
 pub mod rfm;
+pub mod special;
 pub mod summary;
 
 #[cfg(test)]

@@ -298,6 +298,22 @@ fn sample_params() -> BgNbdParams {
 }
 
 #[test]
+fn bgnbd_warm_start_from_a_sample_reaches_the_cold_fits_optimum() {
+    let rows = bg_rows(&summaries("sample_transactions.csv", "1997-09-30"));
+    assert!(rows.len() > 500, "{} rows", rows.len());
+    let warm = bgnbd::fit_sampled(&rows, 100, 200);
+    let cold = bgnbd::fit_sampled(&rows, usize::MAX, 0);
+    let (w, c) = (warm.params.unwrap(), cold.params.unwrap());
+    for (a, b) in [(w.r, c.r), (w.alpha, c.alpha), (w.a, c.a), (w.b, c.b)] {
+        assert!((a - b).abs() <= 1e-7 * b, "{w:?} vs {c:?}");
+    }
+    assert!(
+        warm.iterations != cold.iterations,
+        "the sample path was not taken"
+    );
+}
+
+#[test]
 fn bgnbd_recency_above_t_is_clamped() {
     let rows = [
         WeightedRow {
