@@ -189,13 +189,21 @@ fn load_twice_gives_the_same_rows(backend: Backend) {
         (3_000, 3_000, 0, 0)
     );
     assert_eq!(first.as_of, Some(date("2024-02-29")));
+    assert_eq!(
+        (first.customers_changed, first.scores_changed),
+        (3_000, 3_000)
+    );
     let rows = f.rows();
+    let stamped = customers::all(&mut f.conn()).unwrap();
     let second = f.load(None).unwrap();
     assert_eq!(
         (second.customers, second.scores, second.deactivated),
         (3_000, 3_000, 0)
     );
     assert_eq!(f.rows(), rows);
+    // Nothing changed, so nothing was written: every loaded_at is the first load's.
+    assert_eq!((second.customers_changed, second.scores_changed), (0, 0));
+    assert_eq!(customers::all(&mut f.conn()).unwrap(), stamped);
     // The values survive the round trip exactly.
     let c = f.customer("C00001");
     assert_eq!(

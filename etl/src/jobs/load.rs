@@ -1,15 +1,19 @@
 //! The `load` job: upserts the warehouse's customers and the scores of one
 //! scoring run into the database (SQLite or PostgreSQL).
 //!
-//! - Idempotent: loading the same warehouse twice leaves the same rows (only
-//!   `loaded_at` moves).
+//! - Idempotent: loading the same warehouse twice leaves the same rows,
+//!   `loaded_at` included: a load writes only the rows it inserts or changes
+//!   (so a reload of unchanged data writes next to nothing), and only those
+//!   take its stamp. `loaded_at` is when a load last changed the row.
 //! - Atomic: every row of a load is written in one transaction (multi-row
 //!   upserts of a few thousand rows each), so a crash leaves the previous load
 //!   intact and the next load completes it. SQLite readers (WAL) are never
 //!   blocked; SQLite writers wait through their busy timeout.
 //! - Vanished customers (in the database, not in the warehouse) are flagged
 //!   `active = false`, never deleted: feedback, outbox and unsubscribes
-//!   reference them. A customer who comes back is active again.
+//!   reference them. A customer who comes back is active again. They are
+//!   found by an anti-join against the ids this load staged (not by
+//!   `loaded_at`, which unchanged rows keep).
 //! - Consent: `email_opt_in` is taken only from a CRM record at least as new as
 //!   the one that set the stored value; never from an older one or a guest.
 //! - Scores replace a customer's stored scores only if their `as_of` is the
@@ -17,17 +21,21 @@
 //! - The run is recorded in `job_runs` (succeeded with a JSON summary, or
 //!   failed with the error), outside the data transaction so failures persist.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use cvm_shared::db::models::{customers, job_runs, scores};
-use cvm_shared::db::{DbConnection, DbError, DbUrl};
+use cvm_shared::db::{Backend, DbConnection, DbError, DbUrl};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
+use rayon::prelude::*;
+use rustc_hash::FxHashSet;
 
 use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
+
+/// The PostgreSQL advisory lock key that serializes loads ("cvmload" in ASCII).
+pub const PG_LOAD_LOCK: i64 = 0x0063_766d_6c6f_6164;
 
 /// What to load and where.
 #[derive(Debug, Clone)]
@@ -47,12 +55,16 @@ pub struct LoadReport {
     pub run_id: String,
     /// The scores' date (None when the warehouse has no scores yet).
     pub as_of: Option<NaiveDate>,
-    /// Customers written.
+    /// Customers in the warehouse (all loaded).
     pub customers: usize,
+    /// Customers inserted or changed (the rest were already as loaded).
+    pub customers_changed: usize,
     /// Customers newly flagged inactive (vanished from the warehouse).
     pub deactivated: usize,
     /// Score rows in the scoring run.
     pub scores: usize,
+    /// Score rows inserted or changed.
+    pub scores_changed: usize,
     /// Score rows skipped because their customer is not in the warehouse.
     pub scores_skipped: usize,
     /// Wall-clock seconds.
@@ -65,8 +77,10 @@ impl LoadReport {
         serde_json::json!({
             "as_of": self.as_of.map(|d| d.to_string()),
             "customers": self.customers,
+            "customers_changed": self.customers_changed,
             "deactivated": self.deactivated,
             "scores": self.scores,
+            "scores_changed": self.scores_changed,
             "scores_skipped": self.scores_skipped,
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
         })
@@ -141,21 +155,21 @@ pub fn load(
     let now = Utc::now();
     let run_id = crate::manifest::new_run_id("load");
     let as_of = resolve_as_of(warehouse, as_of)?;
-    // One stamp for every row of this load: it tells which rows it wrote.
-    // Microseconds, the precision both backends store.
+    // One stamp for every row this load inserts or changes. Microseconds,
+    // the precision both backends store.
     let loaded_at = now.naive_utc().trunc_subsecs(6);
     job_runs::start(conn, &run_id, "load", loaded_at, as_of)?;
-    let result = load_rows(conn, warehouse, as_of, loaded_at).map(
-        |(customers, deactivated, scores, scores_skipped)| LoadReport {
-            run_id: run_id.clone(),
-            as_of,
-            customers,
-            deactivated,
-            scores,
-            scores_skipped,
-            seconds: started.elapsed().as_secs_f64(),
-        },
-    );
+    let result = load_rows(conn, warehouse, as_of, loaded_at).map(|n| LoadReport {
+        run_id: run_id.clone(),
+        as_of,
+        customers: n.customers,
+        customers_changed: n.customers_changed,
+        deactivated: n.deactivated,
+        scores: n.scores,
+        scores_changed: n.scores_changed,
+        scores_skipped: n.scores_skipped,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     let finished = Utc::now().naive_utc();
     match &result {
         Ok(report) => job_runs::finish(conn, &run_id, finished, Ok(&report.summary_json()))?,
@@ -170,8 +184,10 @@ pub fn load(
         tracing::info!(
             run_id = r.run_id,
             customers = r.customers,
+            customers_changed = r.customers_changed,
             deactivated = r.deactivated,
             scores = r.scores,
+            scores_changed = r.scores_changed,
             scores_skipped = r.scores_skipped,
             seconds = r.seconds,
             "load finished"
@@ -278,27 +294,46 @@ fn new_score(s: &ScoreRow, loaded_at: NaiveDateTime) -> scores::NewScore<'_> {
     }
 }
 
-/// Reads, converts and writes in one transaction; returns (customers,
-/// deactivated, scores, scores skipped).
+/// The row counts of a load.
+struct Counts {
+    customers: usize,
+    customers_changed: usize,
+    deactivated: usize,
+    scores: usize,
+    scores_changed: usize,
+    scores_skipped: usize,
+}
+
+/// Reads, converts and writes in one transaction.
 fn load_rows(
     conn: &mut DbConnection,
     warehouse: &Path,
     as_of: Option<NaiveDate>,
     loaded_at: NaiveDateTime,
-) -> Result<(usize, usize, usize, usize), LoadError> {
+) -> Result<Counts, LoadError> {
     let (customer_rows, score_rows) = read_inputs(warehouse, as_of)?;
     if as_of.is_none() {
         tracing::warn!(warehouse = %warehouse.display(), "no scores/as_of=* folder yet: loading customers only");
     }
-    let new_customers = customer_rows
-        .iter()
-        .map(|c| new_customer(c, loaded_at))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (new_customers, known) = rayon::join(
+        || {
+            customer_rows
+                .par_iter()
+                .map(|c| new_customer(c, loaded_at))
+                .collect::<Result<Vec<_>, _>>()
+        },
+        || {
+            customer_rows
+                .iter()
+                .map(|c| &*c.customer_id)
+                .collect::<FxHashSet<&str>>()
+        },
+    );
+    let new_customers = new_customers?;
     // A score of a customer absent from customers/ has no row to reference
     // (the foreign key would fail the whole load): skip and count it.
-    let known: HashSet<&str> = customer_rows.iter().map(|c| &*c.customer_id).collect();
     let new_scores: Vec<_> = score_rows
-        .iter()
+        .par_iter()
         .filter(|s| known.contains(&*s.customer_id))
         .map(|s| new_score(s, loaded_at))
         .collect();
@@ -309,17 +344,38 @@ fn load_rows(
             "scores of customers not in customers/ were skipped"
         );
     }
-    let (written, deactivated) = conn.transaction::<_, DbError, _>(|c| {
-        // Take SQLite's write lock before the first read: a transaction that
-        // read first cannot wait for a concurrent writer (SQLITE_BUSY_SNAPSHOT),
-        // it fails at once with "database is locked". A no-op write queues on
-        // the busy timeout instead. Harmless on PostgreSQL.
-        c.batch_execute("UPDATE job_runs SET status = status WHERE 1 = 0")
-            .map_err(DbError::query("job_runs", "take the write lock"))?;
-        let written = customers::upsert(c, &new_customers)?;
-        let deactivated = customers::deactivate_missing(c, loaded_at)?;
-        scores::upsert(c, &new_scores)?;
-        Ok((written, deactivated))
-    })?;
-    Ok((written, deactivated, new_scores.len(), skipped))
+    let backend = conn.backend();
+    let (customers_changed, deactivated, scores_changed) =
+        conn.transaction::<_, DbError, _>(|c| {
+            // Take SQLite's write lock before the first read: a transaction that
+            // read first cannot wait for a concurrent writer (SQLITE_BUSY_SNAPSHOT),
+            // it fails at once with "database is locked". A no-op write queues on
+            // the busy timeout instead. Harmless on PostgreSQL.
+            c.batch_execute("UPDATE job_runs SET status = status WHERE 1 = 0")
+                .map_err(DbError::query("job_runs", "take the write lock"))?;
+            if backend == Backend::Postgres {
+                // The commit need not wait for its WAL flush: job_runs records
+                // success in a later, synchronous commit, which flushes this one.
+                // The merges hash a million ids: the default 4 MB work_mem makes
+                // every join spill to disk in 8-32 batches. Loads take turns (as
+                // SQLite writers do): the merge inserts new customers with a plain
+                // INSERT, which a concurrent load's uncommitted rows would fail.
+                c.batch_execute(&format!(
+                    "SET LOCAL synchronous_commit = off; SET LOCAL work_mem = '256MB'; \
+                 SELECT pg_advisory_xact_lock({PG_LOAD_LOCK})"
+                ))
+                .map_err(DbError::query("customers", "set the load's settings"))?;
+            }
+            let (written, deactivated) = customers::upsert_all(c, &new_customers)?;
+            let scores_written = scores::upsert(c, &new_scores)?;
+            Ok((written, deactivated, scores_written))
+        })?;
+    Ok(Counts {
+        customers: new_customers.len(),
+        customers_changed,
+        deactivated,
+        scores: new_scores.len(),
+        scores_changed,
+        scores_skipped: skipped,
+    })
 }

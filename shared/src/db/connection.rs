@@ -169,7 +169,9 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
-/// Sets up a fresh SQLite connection: busy timeout, WAL, foreign keys.
+/// Sets up a fresh SQLite connection: busy timeout, WAL, foreign keys, and
+/// temporary tables in memory (the load's staging tables and the statement
+/// journal of its merges would otherwise go through temporary files).
 ///
 /// Switching a brand-new file to WAL needs the exclusive lock, and SQLite
 /// reports SQLITE_BUSY at once (without consulting the busy handler) when
@@ -178,7 +180,7 @@ pub fn redact_url(url: &str) -> String {
 /// application crashes in WAL mode.
 fn sqlite_setup(c: &mut SqliteConnection) -> QueryResult<()> {
     c.batch_execute(&format!(
-        "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+        "PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         SQLITE_BUSY_TIMEOUT.as_millis()
     ))?;
     let started = std::time::Instant::now();

@@ -13,7 +13,9 @@
 //!   `last_name`, `country`, `signup_date`, `birth_date`, `email_opt_in`,
 //!   `consent_updated_at` (the CRM `updated_at` that set the consent, or the
 //!   time of a portal unsubscribe), `first_seen`, `channels` (comma-separated,
-//!   sorted), `active`, `loaded_at`.
+//!   sorted), `active`, `loaded_at` (when a load last inserted or changed
+//!   the row: a load leaves rows it would not change untouched, stamp
+//!   included).
 //!   *Consent*: a load overwrites `email_opt_in` only with a CRM record whose
 //!   `updated_at` is at least `consent_updated_at`; guests and older records
 //!   never do. An unsubscribe sets `consent_updated_at` to its time, so only a
@@ -21,12 +23,14 @@
 //!   *Vanished customers*: a customer missing from the warehouse at a load is
 //!   kept and flagged `active = false`, never deleted, because feedback,
 //!   outbox and unsubscribes reference it (and its history stays explainable);
-//!   if it reappears, the next load sets `active = true` again. Campaigns
+//!   if it reappears, the next load sets `active = true` again. A load finds
+//!   them by an anti-join against the ids it staged, not by `loaded_at`. Campaigns
 //!   should target active customers only.
 //! - **scores** (`customer_id` PK, FK customers): the latest scores per
 //!   customer, every column of the warehouse's `ScoreRow` plus `as_of` and
-//!   `loaded_at`; `total_revenue` is exact decimal text. A row is replaced only
-//!   by scores of the same or a later `as_of`. Indexed for segment queries on
+//!   `loaded_at` (when a load last inserted or changed the row);
+//!   `total_revenue` is exact decimal text. A row is replaced only by scores
+//!   of the same or a later `as_of`, and only if a value differs. Indexed for segment queries on
 //!   `lifecycle_stage`, `value_tier` and `rfm_segment`.
 //! - **feedback** (`id` PK): survey invitations and answers — `customer_id`
 //!   (FK), `survey` (`nps` | `csat`), `score` and `comment` (null until

@@ -212,56 +212,69 @@ fn vanished_customers_are_flagged_inactive(backend: Backend) {
     };
     let (l1, l2) = ("2024-03-01 02:00:00.000001", "2024-03-02 02:00:00.000002");
     in_tx(&mut c, |c| {
-        customers::upsert(
+        customers::upsert_all(
             c,
             &[
                 customer("c1", true, None, l1),
                 customer("c2", true, None, l1),
             ],
-        )?;
-        customers::deactivate_missing(c, ts(l1))
+        )
     });
-    let n = in_tx(&mut c, |c| {
-        customers::upsert(c, &[customer("c2", true, None, l2)])?;
-        customers::deactivate_missing(c, ts(l2))
+    let (written, deactivated) = in_tx(&mut c, |c| {
+        customers::upsert_all(c, &[customer("c2", true, None, l2)])
     });
-    assert_eq!(n, 1);
+    assert_eq!((written, deactivated), (0, 1), "c2 is unchanged");
+    // Unchanged, so it keeps the stamp of the load that wrote it.
+    assert_eq!(
+        customers::find(&mut c, "c2").unwrap().unwrap().loaded_at,
+        ts(l1)
+    );
     assert!(!customers::find(&mut c, "c1").unwrap().unwrap().active);
     assert!(customers::find(&mut c, "c2").unwrap().unwrap().active);
     assert_eq!(customers::counts(&mut c).unwrap(), (2, 1));
-    // Coming back reactivates.
+    // Coming back reactivates (a change, so the row takes the new stamp).
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, None, l2)])
     });
-    assert!(customers::find(&mut c, "c1").unwrap().unwrap().active);
+    let c1 = customers::find(&mut c, "c1").unwrap().unwrap();
+    assert!(c1.active);
+    assert_eq!(c1.loaded_at, ts(l2));
+    // Nothing to deactivate twice.
+    let again = in_tx(&mut c, |c| {
+        customers::upsert_all(c, &[customer("c2", true, None, l2)])
+    });
+    assert_eq!(again, (0, 1), "c1 is gone again");
 }
 
 fn upsert_twice_gives_the_same_rows(backend: Backend) {
     let Some((_db, mut c)) = open(backend) else {
         return;
     };
-    let l1 = "2024-03-01 02:00:00";
+    let (l1, l2) = ("2024-03-01 02:00:00", "2024-03-02 02:00:00.5");
     let ids: Vec<String> = (0..5_000).map(|i| format!("c{i:05}")).collect();
-    let rows: Vec<_> = ids
-        .iter()
-        .map(|id| customer(id, true, Some("2024-01-01 00:00:00"), l1))
-        .collect();
-    let sc: Vec<_> = ids
-        .iter()
-        .map(|id| score(id, "2024-02-29", 3, l1))
-        .collect();
-    let load = |c: &mut DbConnection| {
-        in_tx(c, |c| {
-            customers::upsert(c, &rows)?;
-            scores::upsert(c, &sc)
-        })
+    let rows = |loaded| -> Vec<_> {
+        ids.iter()
+            .map(|id| customer(id, true, Some("2024-01-01 00:00:00"), loaded))
+            .collect()
     };
-    assert_eq!(load(&mut c), 5_000);
+    let sc = |loaded| -> Vec<_> {
+        ids.iter()
+            .map(|id| score(id, "2024-02-29", 3, loaded))
+            .collect()
+    };
+    let load =
+        |c: &mut DbConnection, cs: &[customers::NewCustomer<'_>], ss: &[scores::NewScore<'_>]| {
+            in_tx(c, |c| {
+                Ok((customers::upsert(c, cs)?, scores::upsert(c, ss)?))
+            })
+        };
+    assert_eq!(load(&mut c, &rows(l1), &sc(l1)), (5_000, 5_000));
     let (a, sa) = (
         customers::all(&mut c).unwrap(),
         scores::all(&mut c).unwrap(),
     );
-    load(&mut c);
+    // Unchanged rows are not written: the stamps stay those of the first load.
+    assert_eq!(load(&mut c, &rows(l2), &sc(l2)), (0, 0));
     assert_eq!(customers::all(&mut c).unwrap(), a);
     assert_eq!(scores::all(&mut c).unwrap(), sa);
     assert_eq!(a.len(), 5_000);
@@ -271,6 +284,29 @@ fn upsert_twice_gives_the_same_rows(backend: Backend) {
         (s.orders, s.f_score, s.p_alive, s.nps_class.as_deref()),
         (3, None, Some(0.875), Some("promoter"))
     );
+    // One changed value in each table: only those rows are written and stamped.
+    let (mut cs, mut ss) = (rows(l2), sc(l2));
+    cs[7].last_name = Some("Lovelace");
+    ss[9].churn_risk = None;
+    assert_eq!(load(&mut c, &cs, &ss), (1, 1));
+    let stamps = |c: &mut DbConnection| -> Vec<(String, NaiveDateTime, NaiveDateTime)> {
+        customers::all(c)
+            .unwrap()
+            .into_iter()
+            .zip(scores::all(c).unwrap())
+            .filter(|(cu, sc)| cu.loaded_at != ts(l1) || sc.loaded_at != ts(l1))
+            .map(|(cu, sc)| (cu.customer_id, cu.loaded_at, sc.loaded_at))
+            .collect()
+    };
+    assert_eq!(
+        stamps(&mut c),
+        [
+            ("c00007".to_string(), ts(l2), ts(l1)),
+            ("c00009".to_string(), ts(l1), ts(l2)),
+        ]
+    );
+    let s9 = scores::find(&mut c, "c00009").unwrap().unwrap();
+    assert_eq!(s9.churn_risk, None);
 }
 
 fn scores_never_regress_to_an_older_as_of(backend: Backend) {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::bulk::{self, Merge};
 use crate::db::schema::customers;
-use crate::db::{DbConnection, DbError};
+use crate::db::{Backend, DbConnection, DbError};
 
 /// Rows per SQLite INSERT into the staging table: 15 columns x 2,000 stays
 /// under SQLite's 32,766 variables.
@@ -99,7 +99,8 @@ pub struct NewCustomer<'a> {
     pub channels: String,
     /// Always true for a loaded row.
     pub active: bool,
-    /// The load's timestamp (the same for every row of one load).
+    /// The load's timestamp (the same for every row of one load): stored
+    /// only if this load inserts or changes the row.
     pub loaded_at: NaiveDateTime,
 }
 
@@ -135,7 +136,8 @@ pub struct Customer {
     pub channels: String,
     /// False once vanished from the warehouse.
     pub active: bool,
-    /// Last load that wrote the row.
+    /// The last load that inserted or changed the row (a load that finds
+    /// the row as it would write it leaves it, stamp included).
     pub loaded_at: NaiveDateTime,
 }
 
@@ -146,10 +148,32 @@ const CONSENT_WINS: &str = "(NOT excluded.is_guest AND (customers.consent_update
      OR excluded.consent_updated_at >= customers.consent_updated_at))";
 
 /// Inserts or updates `rows` (call it inside a transaction; one staging
-/// table and one merge statement, see [`bulk`]). Profile fields take the
-/// incoming values; consent follows [`CONSENT_WINS`]; `active` becomes true;
-/// `loaded_at` takes the incoming stamp. Returns rows written.
+/// table and one merge, see [`bulk`]). Profile fields take the incoming
+/// values; consent follows [`CONSENT_WINS`]; `active` becomes true;
+/// `loaded_at` takes the incoming stamp, but only on rows that change: a
+/// row already holding what the upsert would write is left untouched.
+/// Returns the rows inserted or changed.
 pub fn upsert(conn: &mut DbConnection, rows: &[NewCustomer<'_>]) -> Result<usize, DbError> {
+    merge(conn, rows, false).map(|(written, _)| written)
+}
+
+/// [`upsert`] of every customer there is, then flags as inactive every
+/// active customer not among `rows` (they vanished from the warehouse; an
+/// anti-join against the staged ids). Rows are kept, never deleted:
+/// feedback, outbox and unsubscribes reference them. Returns (rows inserted
+/// or changed, rows flagged inactive).
+pub fn upsert_all(
+    conn: &mut DbConnection,
+    rows: &[NewCustomer<'_>],
+) -> Result<(usize, usize), DbError> {
+    merge(conn, rows, true)
+}
+
+fn merge(
+    conn: &mut DbConnection,
+    rows: &[NewCustomer<'_>],
+    deactivate_missing: bool,
+) -> Result<(usize, usize), DbError> {
     let set = format!(
         "{profile}, \
          email_opt_in = CASE WHEN {CONSENT_WINS} THEN excluded.email_opt_in ELSE customers.email_opt_in END, \
@@ -157,38 +181,50 @@ pub fn upsert(conn: &mut DbConnection, rows: &[NewCustomer<'_>]) -> Result<usize
          active = true, loaded_at = excluded.loaded_at",
         profile = bulk::set_excluded(&PROFILE),
     );
+    // The row changes if a profile field differs, it was inactive, or the
+    // consent it wins differs from the stored one.
+    let guard = format!(
+        "({profile} OR NOT customers.active OR ({CONSENT_WINS} AND {consent}))",
+        profile = bulk::distinct("customers", &PROFILE),
+        consent = bulk::distinct("customers", &["email_opt_in", "consent_updated_at"]),
+    );
     let merge = Merge {
         table: "customers",
         staging: "customers_staging",
         key: "customer_id",
         columns: &COLUMNS,
         set: &set,
-        guard: None,
+        guard: &guard,
     };
-    bulk::upsert(conn, &merge, rows, |conn, part| match conn {
-        DbConnection::Pg(c) => diesel::copy_from(customers_staging::table)
-            .from_insertable(part)
-            .execute(c)
-            .map(drop),
-        DbConnection::Sqlite(c) => {
-            bulk::sqlite_insert_batches!(c, customers_staging::table, part, UPSERT_BATCH);
-            Ok(())
+    // NOT EXISTS plans as a hash anti-join on PostgreSQL (NOT IN would probe
+    // a subplan per row once the ids outgrow work_mem); SQLite builds one
+    // index for NOT IN (the staging table has none).
+    let deactivate = match conn.backend() {
+        Backend::Postgres => {
+            "UPDATE customers SET active = false WHERE active AND NOT EXISTS \
+             (SELECT 1 FROM customers_staging s WHERE s.customer_id = customers.customer_id)"
         }
-    })
-}
-
-/// Flags as inactive every active customer the load stamped `loaded_at` did
-/// not write (they vanished from the warehouse). Rows are kept, never deleted:
-/// feedback, outbox and unsubscribes reference them. Returns rows flagged.
-pub fn deactivate_missing(
-    conn: &mut DbConnection,
-    loaded_at: NaiveDateTime,
-) -> Result<usize, DbError> {
-    use customers::dsl as c;
-    crate::with_backend!(conn, conn => diesel::update(c::customers.filter(c::active.eq(true)).filter(c::loaded_at.ne(loaded_at)))
-        .set(c::active.eq(false))
-        .execute(conn))
-    .map_err(DbError::query("customers", "deactivate"))
+        Backend::Sqlite => {
+            "UPDATE customers SET active = false WHERE active AND customer_id NOT IN \
+             (SELECT customer_id FROM customers_staging)"
+        }
+    };
+    bulk::upsert(
+        conn,
+        &merge,
+        rows,
+        |conn, rows| match conn {
+            DbConnection::Pg(c) => diesel::copy_from(customers_staging::table)
+                .from_insertable(rows)
+                .execute(c)
+                .map(drop),
+            DbConnection::Sqlite(c) => {
+                bulk::sqlite_insert_batches!(c, customers_staging::table, rows, UPSERT_BATCH);
+                Ok(())
+            }
+        },
+        deactivate_missing.then_some(deactivate),
+    )
 }
 
 /// Records an unsubscribe in the consent columns (the portal calls this with

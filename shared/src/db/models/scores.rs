@@ -32,20 +32,27 @@ macro_rules! score_structs {
         }
 
         /// Inserts or updates `rows` (call it inside a transaction; one staging
-        /// table and one merge statement, see [`bulk`]). A stored row is replaced
-        /// only by scores as of the same or a later date, so re-loading an old run
-        /// never regresses "latest". Returns rows written.
+        /// table and one merge, see [`bulk`]). A stored row is replaced only by
+        /// scores as of the same or a later date, so re-loading an old run never
+        /// regresses "latest", and only if a value differs (`loaded_at` moves
+        /// only then). Returns the rows inserted or changed.
         pub fn upsert(conn: &mut DbConnection, rows: &[NewScore<'_>]) -> Result<usize, DbError> {
             const COLUMNS: &[&str] = &[stringify!($key), $(stringify!($field),)*];
+            // Every column but the key and loaded_at (the last one).
+            let values = &COLUMNS[1..COLUMNS.len() - 1];
+            let guard = format!(
+                "scores.as_of <= excluded.as_of AND {}",
+                bulk::distinct("scores", values)
+            );
             let merge = Merge {
                 table: "scores",
                 staging: "scores_staging",
                 key: stringify!($key),
                 columns: COLUMNS,
                 set: &bulk::set_excluded(&COLUMNS[1..]),
-                guard: Some("scores.as_of <= excluded.as_of"),
+                guard: &guard,
             };
-            bulk::upsert(conn, &merge, rows, |conn, part| match conn {
+            let stage = |conn: &mut DbConnection, part: &[NewScore<'_>]| match conn {
                 DbConnection::Pg(c) => diesel::copy_from(scores_staging::table)
                     .from_insertable(part)
                     .execute(c)
@@ -54,7 +61,8 @@ macro_rules! score_structs {
                     bulk::sqlite_insert_batches!(c, scores_staging::table, part, UPSERT_BATCH);
                     Ok(())
                 }
-            })
+            };
+            bulk::upsert(conn, &merge, rows, stage, None).map(|(written, _)| written)
         }
     };
 }
@@ -148,7 +156,7 @@ score_structs! {
     value_tier: Option<&'a str> => Option<String>,
     /// Loyalty index.
     loyalty_index: Option<f64> => Option<f64>,
-    /// When the last load wrote this row.
+    /// The last load that inserted or changed this row.
     loaded_at: NaiveDateTime => NaiveDateTime,
 }
 
