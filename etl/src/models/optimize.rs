@@ -296,6 +296,12 @@ pub fn newton<const N: usize>(
         it += 1;
         let steepest = g.map(|v| -v);
         let d = newton_direction(&h, &g).filter(|d| dot(d, &g) < 0.0);
+        // The Newton decrement -g'd predicts the decrease left; once that is
+        // below the rounding of f, line searches would only chase noise.
+        let rounding = 16.0 * f64::EPSILON * f.abs();
+        if d.is_some_and(|d| -dot(&d, &g) <= rounding) && gn < STALL_GRAD_FACTOR * tol.grad {
+            return end(x, f, &g, it, true);
+        }
         let mut h_new = h;
         // The line search returns right after evaluating the point it accepts,
         // so h_new then holds that point's Hessian.
