@@ -6,8 +6,6 @@
 //! statistics (x, t_x, T, count). Everything is evaluated in log space so that
 //! huge frequencies or ages neither overflow nor lose precision.
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
 use statrs::function::gamma::{digamma, ln_gamma};
 
@@ -43,29 +41,28 @@ pub struct BgNbdParams {
 }
 
 /// Collapses (frequency, recency, T) triples into weighted rows, one per distinct
-/// triple (bit-exact), sorted so that the fit is deterministic.
+/// triple (bit-exact), sorted so that the fit is deterministic. A parallel
+/// sort then one run-length pass: cheaper than hashing a million triples.
 pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64, f64)>) -> Vec<WeightedRow> {
-    let mut counts: HashMap<(u64, u64, u64), f64> = HashMap::new();
-    for (x, tx, t) in rows {
-        *counts
-            .entry((x.to_bits(), tx.to_bits(), t.to_bits()))
-            .or_insert(0.0) += 1.0;
+    let mut all: Vec<(f64, f64, f64)> = rows.into_iter().collect();
+    let order = |p: &(f64, f64, f64), q: &(f64, f64, f64)| {
+        p.0.total_cmp(&q.0)
+            .then(p.1.total_cmp(&q.1))
+            .then(p.2.total_cmp(&q.2))
+    };
+    all.par_sort_unstable_by(order);
+    let mut out: Vec<WeightedRow> = Vec::new();
+    for (i, triple) in all.iter().enumerate() {
+        match out.last_mut() {
+            Some(last) if i > 0 && order(&all[i - 1], triple).is_eq() => last.weight += 1.0,
+            _ => out.push(WeightedRow {
+                frequency: triple.0,
+                recency: triple.1,
+                t: triple.2,
+                weight: 1.0,
+            }),
+        }
     }
-    let mut out: Vec<WeightedRow> = counts
-        .into_iter()
-        .map(|((x, tx, t), w)| WeightedRow {
-            frequency: f64::from_bits(x),
-            recency: f64::from_bits(tx),
-            t: f64::from_bits(t),
-            weight: w,
-        })
-        .collect();
-    out.sort_unstable_by(|p, q| {
-        p.frequency
-            .total_cmp(&q.frequency)
-            .then(p.recency.total_cmp(&q.recency))
-            .then(p.t.total_cmp(&q.t))
-    });
     out
 }
 
