@@ -206,6 +206,34 @@ pub struct EventRecord {
     pub ts: i64,
 }
 
+/// The fields of an event line, borrowed from it where possible; keys normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFields<'a> {
+    /// Customer id as given, trimmed.
+    pub customer_id: Option<std::borrow::Cow<'a, str>>,
+    /// Normalised email.
+    pub email: Option<std::borrow::Cow<'a, str>>,
+    /// Event type, trimmed.
+    pub event_type: std::borrow::Cow<'a, str>,
+    /// When it happened (microseconds, UTC).
+    pub ts: i64,
+    /// Content hash of the line.
+    pub digest: u64,
+}
+
+impl<'a> From<&'a Versioned<EventRecord>> for EventFields<'a> {
+    fn from(v: &'a Versioned<EventRecord>) -> Self {
+        let borrow = |s: &'a Option<Box<str>>| s.as_deref().map(std::borrow::Cow::Borrowed);
+        EventFields {
+            customer_id: borrow(&v.body.keys.customer_id),
+            email: borrow(&v.body.keys.email),
+            event_type: std::borrow::Cow::Borrowed(&v.body.event_type),
+            ts: v.body.ts,
+            digest: v.digest,
+        }
+    }
+}
+
 /// A record that may have other versions under the same key; the latest wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {

@@ -36,11 +36,29 @@ pub fn resolve<T>(
     new: Vec<Versioned<T>>,
     stored: &FxHashMap<Box<str>, RecordState>,
 ) -> Resolution<T> {
+    resolve_mixed(new, stored, |_| false)
+}
+
+/// Resolves keyed and numbered records together: a numbered record already
+/// stored (`numbered_stored`) is a duplicate; the rest resolve as [`resolve`]
+/// does. Keyed and numbered keys never coincide (numbered ones end in `#n`).
+/// Winners are filtered in place, so no second copy of the records is made.
+pub fn resolve_mixed<T>(
+    mut new: Vec<Versioned<T>>,
+    stored: &FxHashMap<Box<str>, RecordState>,
+    numbered_stored: impl Fn(&str) -> bool,
+) -> Resolution<T> {
+    let mut superseded: Vec<bool> = new
+        .iter()
+        .map(|v| v.numbered && numbered_stored(&v.key))
+        .collect();
     // Index of the current best version per key; later reads win ties.
     let mut best: FxHashMap<&str, usize> =
         FxHashMap::with_capacity_and_hasher(new.len(), Default::default());
-    let mut superseded = vec![false; new.len()];
     for (i, rec) in new.iter().enumerate() {
+        if superseded[i] {
+            continue;
+        }
         match best.get_mut(&*rec.key) {
             None => {
                 best.insert(&rec.key, i);
@@ -56,31 +74,36 @@ pub fn resolve<T>(
         }
     }
     drop(best);
-    let mut out = Resolution {
-        winners: Vec::new(),
-        duplicates: Vec::new(),
-        replaced: Vec::new(),
-    };
-    for (rec, sup) in new.into_iter().zip(superseded) {
-        if sup {
-            out.duplicates.push(rec.pos);
-            continue;
-        }
-        match stored.get(&*rec.key) {
+    let mut duplicates = Vec::new();
+    let mut replaced = Vec::new();
+    let mut at = 0;
+    new.retain(|rec| {
+        let sup = superseded[at];
+        at += 1;
+        let fate = match stored.get(&*rec.key) {
+            _ if sup => Fate::Duplicate,
             Some(s)
                 if rec.version < s.version
                     || (rec.version == s.version && rec.digest == s.digest) =>
             {
-                out.duplicates.push(rec.pos);
+                Fate::Duplicate
             }
             Some(_) => {
-                out.replaced.push(rec.key.clone());
-                out.winners.push(rec);
+                replaced.push(rec.key.clone());
+                Fate::Wins
             }
-            None => out.winners.push(rec),
+            None => Fate::Wins,
+        };
+        if fate == Fate::Duplicate {
+            duplicates.push(rec.pos);
         }
+        fate == Fate::Wins
+    });
+    Resolution {
+        winners: new,
+        duplicates,
+        replaced,
     }
-    out
 }
 
 #[cfg(test)]
@@ -176,10 +199,7 @@ pub fn resolve_numbered<T>(
     new: Vec<Versioned<T>>,
     is_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
-    let (known, fresh): (Vec<_>, Vec<_>) = new.into_iter().partition(|v| is_stored(&v.key));
-    let mut r = resolve(fresh, &FxHashMap::default());
-    r.duplicates.extend(known.iter().map(|v| v.pos));
-    r
+    resolve_mixed(new, &FxHashMap::default(), is_stored)
 }
 
 #[cfg(test)]
@@ -205,5 +225,47 @@ mod numbered_tests {
         );
         assert_eq!(r.duplicates, [Pos { file: 0, line: 1 }]);
         assert!(r.replaced.is_empty());
+    }
+
+    #[test]
+    fn keyed_and_numbered_records_resolve_together_in_read_order() {
+        let v = |key: &str, numbered, version, line| Versioned {
+            key: key.into(),
+            numbered,
+            version,
+            digest: 1,
+            pos: Pos { file: 0, line },
+            body: (),
+        };
+        let stored: FxHashMap<Box<str>, RecordState> = [(
+            "pos:1".into(),
+            RecordState {
+                key: "pos:1".into(),
+                version: Some(5),
+                digest: 1,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let r = resolve_mixed(
+            vec![
+                v("tx:a#1", true, None, 1),
+                v("pos:1", false, Some(6), 2),
+                v("tx:b#1", true, None, 3),
+                v("pos:2", false, Some(1), 4),
+                v("pos:2", false, Some(0), 5),
+            ],
+            &stored,
+            |k| k == "tx:a#1",
+        );
+        assert_eq!(
+            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            ["pos:1", "tx:b#1", "pos:2"]
+        );
+        assert_eq!(
+            r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(),
+            [1, 5]
+        );
+        assert_eq!(r.replaced, [Box::from("pos:1")]);
     }
 }

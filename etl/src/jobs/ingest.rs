@@ -18,18 +18,17 @@ use cvm_shared::{Channel, Currency, Rate, Settings};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::consolidate::events::{self, EventLog, FileEvents};
 use crate::consolidate::identity::{Directory, Guests};
 use crate::consolidate::versions::{self, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
 use crate::record::{
-    CrmRecord, EventRecord, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned,
+    CrmRecord, EventFields, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned,
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
 use crate::warehouse::publish::{PublishError, Warehouse};
-use crate::warehouse::{
-    self, CustomerRow, RecordState, RejectRow, StoredEvent, StoredTxn, WarehouseError,
-};
+use crate::warehouse::{self, CustomerRow, RecordState, RejectRow, StoredTxn, WarehouseError};
 
 /// What to ingest, and how.
 #[derive(Debug, Clone)]
@@ -155,8 +154,16 @@ struct FileResult {
     rejects: Vec<RejectRow>,
     txns: Vec<Versioned<TxnRecord>>,
     crm: Vec<Versioned<CrmRecord>>,
-    events: Vec<Versioned<EventRecord>>,
+    events: EventLog,
     fx: Vec<(Currency, Rate)>,
+}
+
+/// One parsed record of a batch.
+enum Item<'a> {
+    /// Any record, owning its values.
+    Parsed(Parsed),
+    /// An event, borrowing from its line.
+    Event(EventFields<'a>),
 }
 
 /// Reads and parses one file; framing errors and parse rejects are counted here,
@@ -168,6 +175,7 @@ fn read_one(
     pb: &indicatif::ProgressBar,
 ) -> Result<FileResult, reader::ReadError> {
     let mut out = FileResult::default();
+    let mut events = FileEvents::new(idx as u32);
     let mut warned_columns = false;
     let kind = file.kind;
     reader::read_file(&file.path, kind.format(), |header: &Header, batch| {
@@ -175,7 +183,7 @@ fn read_one(
             warned_columns = true;
             warn_missing_columns(file, header);
         }
-        let parsed: Vec<(u64, Parsed, Option<String>)> = batch
+        let parsed: Vec<(u64, Item<'_>, Option<String>)> = batch
             .par_iter()
             .map(|item| {
                 let pos = Pos {
@@ -183,8 +191,21 @@ fn read_one(
                     line: item.line,
                 };
                 match &item.body {
-                    RawBody::Bad(r, raw) => {
-                        (item.line, Parsed::Rejected(r.clone()), Some(raw.clone()))
+                    RawBody::Bad(r, raw) => (
+                        item.line,
+                        Item::Parsed(Parsed::Rejected(r.clone())),
+                        Some(raw.clone()),
+                    ),
+                    // Events skip `Parsed`: their fields stay borrowed from the line.
+                    RawBody::Json(line) if kind == SourceKind::Events => {
+                        match sources::events::parse_fields(line, ctx) {
+                            Ok(f) => (item.line, Item::Event(f), None),
+                            Err(r) => (
+                                item.line,
+                                Item::Parsed(Parsed::Rejected(r)),
+                                Some(line.clone()),
+                            ),
+                        }
                     }
                     RawBody::Csv(rec) => {
                         let p = sources::parse(
@@ -197,22 +218,29 @@ fn read_one(
                             ctx,
                         );
                         let raw = matches!(p, Parsed::Rejected(_)).then(|| csv_raw(rec));
-                        (item.line, p, raw)
+                        (item.line, Item::Parsed(p), raw)
                     }
                     RawBody::Json(line) => {
                         let p = sources::parse(kind, RawRecord::Json(line), pos, ctx);
                         let raw = matches!(p, Parsed::Rejected(_)).then(|| line.clone());
-                        (item.line, p, raw)
+                        (item.line, Item::Parsed(p), raw)
                     }
                 }
             })
             .collect();
         pb.inc(parsed.len() as u64);
         for (line, p, raw) in parsed {
+            let p = match p {
+                Item::Event(f) => {
+                    events.push(&f);
+                    continue;
+                }
+                Item::Parsed(p) => p,
+            };
             match p {
                 Parsed::Txn(v) => out.txns.push(v),
                 Parsed::Crm(v) => out.crm.push(v),
-                Parsed::Event(v) => out.events.push(v),
+                Parsed::Event(v) => events.push(&EventFields::from(&v)),
                 Parsed::Fx(c, r) => {
                     out.counts.add(Outcome::Accepted, None);
                     out.fx.push((c, r));
@@ -232,6 +260,7 @@ fn read_one(
         }
     })?;
     number_keys(&mut out);
+    out.events = events.log;
     Ok(out)
 }
 
@@ -263,7 +292,8 @@ fn warn_missing_columns(file: &InputFile, header: &Header) {
 }
 
 /// Records with no id of their own get `#n` (n-th identical record in the
-/// file), so identical rows stay distinct yet a re-delivered file matches.
+/// file), so identical rows stay distinct yet a re-delivered file matches
+/// (events are numbered as they are read, by [`FileEvents`]).
 fn number_keys(out: &mut FileResult) {
     let mut seen: HashMap<Box<str>, u32> = HashMap::default();
     for v in out.txns.iter_mut().filter(|v| v.numbered) {
@@ -274,12 +304,6 @@ fn number_keys(out: &mut FileResult) {
         for row in &mut v.body.rows {
             row.transaction_id = id.clone();
         }
-    }
-    seen.clear();
-    for v in out.events.iter_mut().filter(|v| v.numbered) {
-        let n = seen.entry(v.key.clone()).or_default();
-        *n += 1;
-        v.key = format!("{}#{n}", v.key).into();
     }
 }
 
@@ -295,15 +319,20 @@ struct Stored {
     records: HashMap<Box<str>, RecordState>,
     txns: Vec<StoredTxn>,
     customers: Vec<CustomerRow>,
-    events: Vec<StoredEvent>,
+    /// Stored events, in a log whose file indices are the run's.
+    events: EventLog,
     small: SmallState,
 }
 
-fn load_stored(w: &Warehouse) -> Result<Stored, IngestError> {
+fn load_stored(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestError> {
+    let mut events = EventLog::with_files(files.iter().map(|f| f.name.as_str()));
     let Some(dir) = w.current() else {
-        return Ok(Stored::default());
+        return Ok(Stored {
+            events,
+            ..Stored::default()
+        });
     };
-    let (records, (txns, (customers, events))) = rayon::join(
+    let (records, (txns, (customers, ev))) = rayon::join(
         || warehouse::state::read(&dir.join("_state")),
         || {
             rayon::join(
@@ -311,7 +340,7 @@ fn load_stored(w: &Warehouse) -> Result<Stored, IngestError> {
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),
-                        || warehouse::events::read(&dir.join("events")),
+                        || warehouse::events::read_log(&dir.join("events"), &mut events),
                     )
                 },
             )
@@ -327,7 +356,10 @@ fn load_stored(w: &Warehouse) -> Result<Stored, IngestError> {
         records: records?.into_iter().map(|r| (r.key.clone(), r)).collect(),
         txns: txns?,
         customers: customers?,
-        events: events?,
+        events: {
+            ev?;
+            events
+        },
         small,
     })
 }
@@ -347,6 +379,14 @@ fn crm_of(c: &CustomerRow) -> CrmRecord {
     }
 }
 
+fn state_of<T>(w: &Versioned<T>) -> RecordState {
+    RecordState {
+        key: w.key.clone(),
+        version: w.version,
+        digest: w.digest,
+    }
+}
+
 fn fate<T>(
     res: &Resolution<T>,
     per_file: &mut [Counts],
@@ -358,6 +398,17 @@ fn fate<T>(
     for w in &res.winners {
         per_file[w.pos.file as usize].add(winner_outcome(w), None);
     }
+}
+
+/// Resident and peak resident memory of this process (Linux), for the debug log.
+fn memory_kib() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn now_rfc3339() -> String {
@@ -385,7 +436,9 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     let mut timings = BTreeMap::new();
     let mut lap = Instant::now();
     let tick = |timings: &mut BTreeMap<String, u64>, name: &str, lap: &mut Instant| {
-        timings.insert(name.to_string(), lap.elapsed().as_millis() as u64);
+        let ms = lap.elapsed().as_millis() as u64;
+        timings.insert(name.to_string(), ms);
+        tracing::debug!(step = name, ms, memory = %memory_kib(), "ingest step done");
         *lap = Instant::now();
     };
 
@@ -396,7 +449,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     if found.files.is_empty() {
         return Err(IngestError::EmptyDrop(opts.input.clone()));
     }
-    let stored = load_stored(wh)?;
+    let stored = load_stored(wh, &found.files)?;
     tick(&mut timings, "load_warehouse", &mut lap);
 
     // Rates: base, then those of earlier runs, then this drop's fx file.
@@ -434,27 +487,31 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     // Split what was read: counts per file, and the versioned records in read order.
     let mut per_file: Vec<Counts> = Vec::with_capacity(results.len());
     let mut rejects = Vec::new();
-    let (mut new_txns, mut new_crm, mut new_events) = (Vec::new(), Vec::new(), Vec::new());
+    // Sized up front: growing vectors this big would hold two copies at once.
+    let total = |f: fn(&FileResult) -> usize| results.iter().map(|(_, r)| f(r)).sum::<usize>();
+    let mut new_txns = Vec::with_capacity(total(|r| r.txns.len()));
+    let mut new_crm = Vec::with_capacity(total(|r| r.crm.len()));
+    let mut events = stored.events;
+    let stored_events = events.events.len();
+    events
+        .events
+        .reserve_exact(total(|r| r.events.events.len()));
     for (_, r) in results {
         per_file.push(r.counts);
         rejects.extend(r.rejects);
         new_txns.extend(r.txns);
         new_crm.extend(r.crm);
-        new_events.extend(r.events);
+        events.append(r.events);
     }
 
     // Versions. Records with an id of their own meet the stored state;
     // numbered ones (content + occurrence) only need to know if they are stored.
     let crm_res = versions::resolve(new_crm, &stored.records);
     fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
-    let (numbered_txns, keyed_txns): (Vec<_>, Vec<_>) =
-        new_txns.into_iter().partition(|v| v.numbered);
     let stored_txn_keys: HashSet<&str> = stored.txns.iter().map(|t| &*t.record_key).collect();
-    let mut txn_res = versions::resolve(keyed_txns, &stored.records);
-    let numbered_res = versions::resolve_numbered(numbered_txns, |k| stored_txn_keys.contains(k));
+    let txn_res =
+        versions::resolve_mixed(new_txns, &stored.records, |k| stored_txn_keys.contains(k));
     drop(stored_txn_keys);
-    txn_res.winners.extend(numbered_res.winners);
-    txn_res.duplicates.extend(numbered_res.duplicates);
     fate(&txn_res, &mut per_file, |w| {
         if w.body.ignored {
             Outcome::Ignored
@@ -464,10 +521,15 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             Outcome::Accepted
         }
     });
-    let stored_event_keys: HashSet<&str> = stored.events.iter().map(|e| &*e.record_key).collect();
-    let ev_res = versions::resolve_numbered(new_events, |k| stored_event_keys.contains(k));
-    drop(stored_event_keys);
-    fate(&ev_res, &mut per_file, |_| Outcome::Accepted);
+    let ev_res = events::resolve(&mut events, stored_events);
+    for (files, outcome) in [
+        (&ev_res.duplicate_files, Outcome::Duplicate),
+        (&ev_res.winner_files, Outcome::Accepted),
+    ] {
+        for &f in files {
+            per_file[f as usize].add(outcome, None);
+        }
+    }
     tick(&mut timings, "versions", &mut lap);
 
     let mut totals = Counts::default();
@@ -497,7 +559,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     }
     let changed = !crm_res.winners.is_empty()
         || !txn_res.winners.is_empty()
-        || !ev_res.winners.is_empty()
+        || ev_res.winners > 0
         || small.rates != stored.small.rates;
 
     let mut mf = IngestManifest {
@@ -548,31 +610,26 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         return Err(e);
     }
 
-    // The per-record state of keyed records (numbered ones live in their datasets).
-    let mut state: HashMap<Box<str>, RecordState> = stored.records;
-    for (key, version, digest) in crm_res
-        .winners
+    // The per-record state of keyed records (numbered ones live in their
+    // datasets): the stored one unless a winner replaces it. Unordered: the
+    // writer sorts it. A vector, not a map: it is millions of rows.
+    let replaced: HashSet<&str> = crm_res
+        .replaced
         .iter()
-        .map(|w| (&w.key, w.version, w.digest))
-        .chain(
-            txn_res
-                .winners
-                .iter()
-                .filter(|w| !w.numbered)
-                .map(|w| (&w.key, w.version, w.digest)),
-        )
-    {
-        state.insert(
-            key.clone(),
-            RecordState {
-                key: key.clone(),
-                version,
-                digest,
-            },
-        );
-    }
-    let mut state: Vec<RecordState> = state.into_values().collect();
-    state.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        .chain(&txn_res.replaced)
+        .map(|k| &**k)
+        .collect();
+    let mut state: Vec<RecordState> =
+        Vec::with_capacity(stored.records.len() + crm_res.winners.len() + txn_res.winners.len());
+    state.extend(
+        stored
+            .records
+            .into_values()
+            .filter(|r| !replaced.contains(&*r.key)),
+    );
+    drop(replaced);
+    state.extend(crm_res.winners.iter().map(state_of));
+    state.extend(txn_res.winners.iter().filter(|w| !w.numbered).map(state_of));
 
     // Consolidate the whole history.
     let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
@@ -584,7 +641,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         })
         .map(crm_of)
         .collect();
-    crm.extend(crm_res.winners.iter().map(|w| w.body.clone()));
+    crm.extend(crm_res.winners.into_iter().map(|w| w.body));
     let directory = Directory::from_crm(&crm);
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
@@ -593,6 +650,14 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .into_iter()
         .filter(|t| !txn_replaced.contains(&*t.record_key))
         .collect();
+    txns.reserve_exact(
+        txn_res
+            .winners
+            .iter()
+            .filter(|w| !w.body.ignored)
+            .map(|w| w.body.rows.len())
+            .sum(),
+    );
     let file_names: Vec<Box<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
     for w in txn_res.winners.into_iter().filter(|w| !w.body.ignored) {
         let source_file = &file_names[w.pos.file as usize];
@@ -625,58 +690,62 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
     });
 
-    let ev_replaced: HashSet<&str> = ev_res.replaced.iter().map(|k| &**k).collect();
-    let mut events: Vec<StoredEvent> = stored
-        .events
-        .into_iter()
-        .filter(|e| !ev_replaced.contains(&*e.record_key))
+    // Events name their customer like transactions do, else by the id they give.
+    let mut event_rows = std::mem::take(&mut events.events);
+    let event_customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
+        .into_par_iter()
+        .map(|k| {
+            let keys = events.keys(k);
+            directory
+                .resolve(&keys)
+                .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
+                .or_else(|| events.text.get(events.keysets[k as usize][0]))
+        })
         .collect();
-    events.extend(ev_res.winners.into_iter().map(|w| StoredEvent {
-        event_id: format!("ev:{:016x}", stable_hash(w.key.as_bytes())).into(),
-        customer_id: None,
-        source_file: file_names[w.pos.file as usize].clone(),
-        keys: w.body.keys,
-        event_type: w.body.event_type,
-        ts: w.body.ts,
-        record_key: w.key,
-    }));
-    events.par_iter_mut().for_each(|e| {
-        e.customer_id = directory
-            .resolve(&e.keys)
-            .map(Into::into)
-            .or_else(|| guests.resolve(&e.keys).map(|g| g.id.clone()))
-            .or_else(|| e.keys.customer_id.clone());
-    });
 
     let customers = build_customers(&crm, &guests, &txns);
+    let crm_customers = crm.len() as u64;
+    drop(crm);
     tick(&mut timings, "consolidate", &mut lap);
 
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
-        crm_customers: crm.len() as u64,
+        crm_customers,
         guests: guests.list.len() as u64,
         transactions: txns.len() as u64,
         anonymous_transactions: txns.iter().filter(|t| t.customer_id.is_none()).count() as u64,
-        events: events.len() as u64,
+        events: event_rows.len() as u64,
         crm_key_conflicts: directory.conflicts,
     };
 
     if changed {
         let staging = wh.begin(&run_id)?;
         let d = staging.dir.clone();
-        let (a, (b, c)) = rayon::join(
-            || warehouse::transactions::write(&d.join("transactions"), &txns),
+        let ((a, s), (b, c)) = rayon::join(
+            || {
+                rayon::join(
+                    || warehouse::transactions::write(&d.join("transactions"), &txns),
+                    || warehouse::state::write(&d.join("_state"), &state),
+                )
+            },
             || {
                 rayon::join(
                     || warehouse::customers::write(&d.join("customers"), &customers),
-                    || warehouse::events::write(&d.join("events"), &events),
+                    || {
+                        warehouse::events::write_log(
+                            &d.join("events"),
+                            &mut event_rows,
+                            &events,
+                            &event_customers,
+                        )
+                    },
                 )
             },
         );
         a?;
+        s?;
         b?;
         c?;
-        warehouse::state::write(&d.join("_state"), &state)?;
         warehouse::state::write_json(&d.join("_state").join("small.json"), &small)?;
         tick(&mut timings, "write", &mut lap);
         mf.status = "published".into();

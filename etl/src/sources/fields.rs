@@ -2,6 +2,8 @@
 //! currencies, customer keys. Each returns a [`Reject`] that names the field
 //! and the value, so a reject row says exactly what to fix.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone};
 use cvm_shared::identity::{normalize_email, normalize_phone};
 use cvm_shared::{Amount, BaseAmount, Currency, Rate};
@@ -127,6 +129,27 @@ pub fn keys(
     }
 }
 
+/// `s` trimmed, still borrowed when it was.
+pub fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    }
+}
+
+/// A normalised email like [`keys`] makes, borrowing `raw` when it is
+/// already normal (trimmed ASCII without capitals).
+pub fn email_key<'a>(raw: Cow<'a, str>, ctx: &ParseContext) -> Option<Cow<'a, str>> {
+    let t = raw.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return Some(trim_cow(raw));
+    }
+    keys(None, Some(&raw), None, ctx)
+        .email
+        .map(|e| Cow::Owned(e.into()))
+}
+
 /// Stable content hash of a record's fields (field boundaries included).
 pub fn digest<'a>(parts: impl IntoIterator<Item = &'a str>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -248,6 +271,19 @@ mod tests {
             currency(Some("€"), &c).unwrap_err().reason,
             RejectReason::UnknownCurrency
         );
+    }
+
+    #[test]
+    fn email_keys_borrow_normal_emails_only() {
+        let c = ctx();
+        let k = email_key(Cow::Borrowed(" a@b.c "), &c);
+        assert!(matches!(k, Some(Cow::Borrowed("a@b.c"))));
+        assert_eq!(
+            email_key(Cow::Borrowed(" Ä@B.c"), &c).as_deref(),
+            Some("ä@b.c")
+        );
+        assert_eq!(email_key(Cow::Owned("  ".into()), &c), None);
+        assert_eq!(trim_cow(Cow::Owned(" x ".into())), "x");
     }
 
     #[test]

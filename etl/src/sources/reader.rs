@@ -110,6 +110,13 @@ impl<R: BufRead> LineReader<R> {
 /// left open (the record is malformed).
 fn split_fields(text: &str, out: &mut csv::StringRecord) -> bool {
     out.clear();
+    // Most rows quote nothing: their fields are the text between commas.
+    if !text.contains('"') {
+        for f in text.split(',') {
+            out.push_field(f);
+        }
+        return true;
+    }
     let mut field = String::new();
     let mut chars = text.chars().peekable();
     let mut in_quotes = false;
@@ -219,11 +226,11 @@ pub fn read_file(
         }
         Format::Jsonl => {
             let mut input = input;
-            let mut buf = Vec::with_capacity(1024);
             let mut line = 0u64;
             let mut batch = Vec::with_capacity(BATCH);
             loop {
-                buf.clear();
+                // A fresh buffer per line becomes the line's String without a copy.
+                let mut buf = Vec::with_capacity(256);
                 let n = input
                     .read_until(b'\n', &mut buf)
                     .map_err(|e| err(e.to_string()))?;
@@ -237,11 +244,11 @@ pub fn read_file(
                 if buf.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let body = match std::str::from_utf8(&buf) {
-                    Ok(s) => RawBody::Json(s.to_string()),
-                    Err(_) => RawBody::Bad(
+                let body = match String::from_utf8(buf) {
+                    Ok(s) => RawBody::Json(s),
+                    Err(e) => RawBody::Bad(
                         Reject::new(RejectReason::BadEncoding, "line is not valid UTF-8"),
-                        String::from_utf8_lossy(&buf).into_owned(),
+                        String::from_utf8_lossy(e.as_bytes()).into_owned(),
                     ),
                 };
                 batch.push(RawItem { line, body });
@@ -362,6 +369,10 @@ mod split_tests {
             ["a", "b,c", "d \"q\"", "", ""]
         );
         assert!(!split_fields(r#"a,"open"#, &mut r));
+        assert!(split_fields("x,,y z,", &mut r));
+        assert_eq!(r.iter().collect::<Vec<_>>(), ["x", "", "y z", ""]);
+        assert!(split_fields("", &mut r));
+        assert_eq!(r.len(), 1);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::builder::StringBuilder;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
@@ -13,6 +14,7 @@ use super::parquet_io::{
     utf8_array, write_parts, writer_properties_with,
 };
 use super::{StoredEvent, WarehouseError};
+use crate::consolidate::events::{Event, EventLog, parse_hex_id, parse_record_key};
 use crate::record::Keys;
 
 /// Dataset name used in errors.
@@ -123,10 +125,107 @@ pub fn read(dir: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
 }
 
+/// Reads every event under `dir` into `log` (after the events it holds).
+/// Record keys and event ids must have the form cvm writes (`ev:<16 hex>`).
+pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
+    for item in parquet_io::read_batches(dir)? {
+        let (path, batch) = item?;
+        let c = Columns::new(&batch, &path, DATASET);
+        let event_id = c.utf8("event_id", true)?;
+        let keys = [
+            c.utf8("key_customer_id", false)?,
+            c.utf8("key_email", false)?,
+            c.utf8("key_phone", false)?,
+        ];
+        let event_type = c.utf8("type", true)?;
+        let ts = c.timestamp_us("ts", true)?;
+        let record_key = c.utf8("record_key", true)?;
+        let source_file = c.utf8("source_file", true)?;
+        let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
+        log.events.reserve(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            let id = event_id.value(i);
+            let id = parse_hex_id(id).ok_or_else(|| bad("event_id", id))?;
+            let rk = record_key.value(i);
+            let (digest, n) = parse_record_key(rk).ok_or_else(|| bad("record_key", rk))?;
+            let [kc, ke, kp] = keys.map(|a| (!a.is_null(i)).then(|| a.value(i)));
+            let keys = log.keyset(kc, ke, kp);
+            let kind = log.text.intern(event_type.value(i));
+            let file = log.text.intern(source_file.value(i));
+            log.events.push(Event {
+                ts: ts.value(i),
+                id,
+                digest,
+                n,
+                keys,
+                kind,
+                file,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes `events` (indices into `log`'s tables) like [`write`], sorting them
+/// in place; `customers[k]` is the resolved customer of key set `k`.
+pub fn write_log(
+    dir: &Path,
+    events: &mut [Event],
+    log: &EventLog,
+    customers: &[Option<&str>],
+) -> Result<WriteStats, WarehouseError> {
+    // Event ids are fixed-width hex, so hash order is id order.
+    events.par_sort_unstable_by_key(|e| (e.ts, e.id));
+    let sorted: Vec<&Event> = events.iter().collect();
+    let jobs = part_jobs(dir, &sorted);
+    let text = |i: u32| log.text.get(i);
+    write_parts(
+        &jobs,
+        &schema(),
+        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+        |rows| {
+            let r = rows.iter().map(|e| {
+                let ks = log.keysets[e.keys as usize];
+                (*e, ks)
+            });
+            let columns: Vec<ArrayRef> = vec![
+                hex_array(r.clone().map(|(e, _)| (e.id, None))),
+                opt_utf8_array(r.clone().map(|(e, _)| customers[e.keys as usize])),
+                opt_utf8_array(r.clone().map(|(_, ks)| text(ks[0]))),
+                opt_utf8_array(r.clone().map(|(_, ks)| text(ks[1]))),
+                opt_utf8_array(r.clone().map(|(_, ks)| text(ks[2]))),
+                utf8_array(r.clone().map(|(e, _)| text(e.kind).unwrap_or_default())),
+                timestamp_array(r.clone().map(|(e, _)| e.ts)),
+                hex_array(r.clone().map(|(e, _)| (e.digest, Some(e.n)))),
+                utf8_array(r.map(|(e, _)| text(e.file).unwrap_or_default())),
+            ];
+            RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+        },
+    )
+}
+
+/// Event ids (`ev:<hex>`) or, with an occurrence, record keys (`ev:<hex>#n`).
+fn hex_array(values: impl ExactSizeIterator<Item = (u64, Option<u32>)>) -> ArrayRef {
+    use std::fmt::Write;
+    let n = values.len();
+    let mut b = StringBuilder::with_capacity(n, n * 24);
+    for (h, occurrence) in values {
+        // Writing into the builder's buffer needs no String per value.
+        let _ = match occurrence {
+            None => write!(b, "ev:{h:016x}"),
+            Some(k) => write!(b, "ev:{h:016x}#{k}"),
+        };
+        b.append_value("");
+    }
+    Arc::new(b.finish())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+    use crate::consolidate::events::{hex_id, record_key};
+    use cvm_shared::identity::stable_hash;
 
     fn ev(id: &str, ts: i64, customer: Option<&str>) -> StoredEvent {
         StoredEvent {
@@ -166,6 +265,61 @@ mod tests {
         assert_eq!(ids, ["ev:00ff", "ev:0a", "ev:0b"]);
         assert_eq!(got, vec![rows[2].clone(), rows[1].clone(), rows[0].clone()]);
         assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_compact_log_writes_the_same_rows_and_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = EventLog::with_files(["events/a.jsonl"]);
+        let ks = [
+            log.keyset(Some("C-1"), None, None),
+            log.keyset(None, Some("x@y.z"), Some("+861")),
+        ];
+        let kind = log.text.intern("email_open");
+        let e = |ts, digest, keys| Event {
+            ts,
+            id: stable_hash(record_key(digest, 1).as_bytes()),
+            digest,
+            n: 1,
+            keys,
+            kind,
+            file: 0,
+        };
+        let mut rows = vec![e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
+        let customers = [Some("C-1"), None];
+        let st = write_log(d.path(), &mut rows, &log, &customers).unwrap();
+        assert_eq!((st.files, st.rows), (1, 2));
+        let got = read(d.path()).unwrap();
+        assert_eq!(&*got[0].event_id, hex_id(rows[0].id));
+        assert_eq!(&*got[0].record_key, "ev:000000000000000b#1");
+        assert_eq!(got[0].keys.phone.as_deref(), Some("+861"));
+        assert_eq!(got[0].customer_id, None);
+        assert_eq!(got[1].customer_id.as_deref(), Some("C-1"));
+        assert_eq!(&*got[1].source_file, "events/a.jsonl");
+        let mut back = EventLog::with_files(["events/a.jsonl"]);
+        read_log(d.path(), &mut back).unwrap();
+        // Indices differ between logs; what they stand for must not.
+        let view = |l: &EventLog, e: &Event| {
+            let text = |i| l.text.get(i).map(str::to_string);
+            (
+                e.ts,
+                e.id,
+                e.digest,
+                e.n,
+                l.keys(e.keys),
+                text(e.kind),
+                text(e.file),
+            )
+        };
+        let want: Vec<_> = rows.iter().map(|e| view(&log, e)).collect();
+        let have: Vec<_> = back.events.iter().map(|e| view(&back, e)).collect();
+        assert_eq!(have, want);
+        write(d.path(), &got).unwrap();
+        let mut bad = got[0].clone();
+        bad.record_key = "events/x.csv#1".into();
+        write(d.path(), &[bad]).unwrap();
+        let err = read_log(d.path(), &mut back).unwrap_err();
+        assert!(err.to_string().contains("record_key"), "{err}");
     }
 
     #[test]
