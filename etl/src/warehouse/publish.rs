@@ -90,6 +90,9 @@ fn swap_symlink(target: &Path, link: &Path) -> Result<(), PublishError> {
     fs::rename(&tmp, link).map_err(io(link))
 }
 
+/// How long [`Warehouse::open`] retries a lock that is held.
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Warehouse {
     /// Opens (creating if needed) a warehouse folder and takes its lock.
     pub fn open(root: &Path) -> Result<Warehouse, PublishError> {
@@ -101,16 +104,25 @@ impl Warehouse {
             .write(true)
             .open(&lock_path)
             .map_err(io(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(PublishError::Locked(root.to_path_buf()));
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(PublishError::Io {
-                    path: lock_path,
-                    source: e,
-                });
+        // A lock held for longer than LOCK_GRACE is another run. Shorter holds
+        // happen without one: a child process forked by any thread of this
+        // process holds a copy of the lock's descriptor until it execs.
+        let started = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_GRACE => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(PublishError::Locked(root.to_path_buf()));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(PublishError::Io {
+                        path: lock_path,
+                        source: e,
+                    });
+                }
             }
         }
         Ok(Warehouse {
