@@ -7,6 +7,7 @@
 //! huge frequencies or ages neither overflow nor lose precision.
 
 use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 use statrs::function::gamma::{digamma, ln_gamma};
 
 use super::optimize::{
@@ -114,15 +115,27 @@ fn validate_row(i: usize, row: &WeightedRow) -> Result<Option<(f64, f64, f64, f6
     Ok(Some((x, tx, t, w)))
 }
 
-fn index_of(sorted: &[f64], v: f64) -> u32 {
-    // Values come from the same rows, so the search always hits.
-    sorted.partition_point(|u| u.total_cmp(&v).is_lt()) as u32
-}
-
-fn sorted_distinct(mut v: Vec<f64>) -> Vec<f64> {
-    v.sort_unstable_by(f64::total_cmp);
-    v.dedup_by(|p, q| p.to_bits() == q.to_bits());
-    v
+/// The distinct values, sorted, with a map from each value's bits to its index.
+/// Hashing first keeps the sort to the few distinct values (a few thousand
+/// times and frequencies among a million rows).
+fn distinct_index(values: impl ParallelIterator<Item = f64>) -> (Vec<f64>, FxHashMap<u64, u32>) {
+    let bits = values
+        .fold(FxHashSet::default, |mut set, v| {
+            set.insert(v.to_bits());
+            set
+        })
+        .reduce(FxHashSet::default, |mut a, b| {
+            a.extend(b);
+            a
+        });
+    let mut sorted: Vec<f64> = bits.into_iter().map(f64::from_bits).collect();
+    sorted.sort_unstable_by(f64::total_cmp);
+    let index = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.to_bits(), i as u32))
+        .collect();
+    (sorted, index)
 }
 
 fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
@@ -139,24 +152,31 @@ fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
     if clean.iter().all(|r| r.0 == 0.0) {
         return Err(FitError::AllZeroFrequency(total_weight));
     }
-    let xs = sorted_distinct(clean.iter().map(|r| r.0).collect());
-    let times = sorted_distinct(clean.iter().flat_map(|r| [r.1, r.2]).collect());
+    let ((xs, x_index), (times, time_index)) = rayon::join(
+        || distinct_index(clean.par_iter().map(|r| r.0)),
+        || distinct_index(clean.par_iter().flat_map_iter(|r| [r.1, r.2])),
+    );
+    // Every value comes from these rows, so each lookup hits.
+    let index_of = |map: &FxHashMap<u64, u32>, v: f64| map.get(&v.to_bits()).copied().unwrap_or(0);
+    let indexed: Vec<RepeatRow> = clean
+        .par_iter()
+        .map(|&(x, tx, t, w)| RepeatRow {
+            xi: index_of(&x_index, x),
+            txi: index_of(&time_index, tx),
+            ti: index_of(&time_index, t),
+            w,
+        })
+        .collect();
+    // Weights are summed in row order, so the result does not depend on threads.
     let mut x_weight = vec![0.0; xs.len()];
     let mut zero_weight = vec![0.0; times.len()];
-    let mut repeat = Vec::new();
-    for &(x, tx, t, w) in &clean {
-        let xi = index_of(&xs, x);
-        x_weight[xi as usize] += w;
-        let ti = index_of(&times, t);
+    let mut repeat = Vec::with_capacity(indexed.len());
+    for (row, &(x, ..)) in indexed.into_iter().zip(&clean) {
+        x_weight[row.xi as usize] += row.w;
         if x == 0.0 {
-            zero_weight[ti as usize] += w;
+            zero_weight[row.ti as usize] += row.w;
         } else {
-            repeat.push(RepeatRow {
-                xi,
-                txi: index_of(&times, tx),
-                ti,
-                w,
-            });
+            repeat.push(row);
         }
     }
     let mean_t = clean.iter().map(|r| r.2 * r.3).sum::<f64>() / total_weight;
