@@ -207,6 +207,21 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
+/// Another run holds the warehouse lock.
+fn locked(e: impl Into<anyhow::Error>) -> Failure {
+    Failure {
+        code: exit::LOCKED,
+        error: e.into(),
+    }
+}
+
+/// The paths a command's output can be found at (not in quiet mode).
+fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
+    for (what, file) in files {
+        eprintln!("{what}: {}", run_dir.join(file).display());
+    }
+}
+
 fn init_logs(format: &str, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
@@ -266,10 +281,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(report) => {
                     if !cli.quiet {
                         eprint!("{}", ingest::summary_table(&report.manifest));
-                        eprintln!(
-                            "manifest: {}",
-                            report.run_dir.join("manifest.json").display()
-                        );
+                        print_run_files(&report.run_dir, &[("manifest", "manifest.json")]);
                     }
                     Ok(())
                 }
@@ -277,10 +289,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     code: exit::REJECT_LIMIT,
                     error: e.into(),
                 }),
-                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(Failure {
-                    code: exit::LOCKED,
-                    error: e.into(),
-                }),
+                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(locked(e)),
                 Err(e @ (IngestError::Discover(_) | IngestError::EmptyDrop(_))) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
@@ -300,18 +309,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(report) => {
                     if !cli.quiet {
                         eprint!("{}", score::summary_table(&report.manifest));
-                        eprintln!(
-                            "manifest: {}",
-                            report.run_dir.join("manifest.json").display()
+                        print_run_files(
+                            &report.run_dir,
+                            &[("manifest", "manifest.json"), ("report", "report.html")],
                         );
-                        eprintln!("report: {}", report.run_dir.join("report.html").display());
                     }
                     Ok(())
                 }
-                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(Failure {
-                    code: exit::LOCKED,
-                    error: e.into(),
-                }),
+                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(locked(e)),
                 Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
@@ -433,15 +438,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     if !cli.quiet {
                         eprint!("{}", evaluate::summary_table(&report.manifest));
                         eprintln!("predictions: {}", report.manifest.output);
-                        eprintln!("report: {}", report.run_dir.join("report.html").display());
+                        print_run_files(&report.run_dir, &[("report", "report.html")]);
                     }
                     Ok(())
                 }
                 Err(e @ evaluate::EvaluateError::Publish(PublishError::Locked(_))) => {
-                    Err(Failure {
-                        code: exit::LOCKED,
-                        error: e.into(),
-                    })
+                    Err(locked(e))
                 }
                 Err(
                     e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. }),

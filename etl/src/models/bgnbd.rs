@@ -230,12 +230,12 @@ impl Prepared {
         for (k, (&x, &w)) in self.xs.iter().zip(&self.x_weight).enumerate() {
             let a1 = ln_gamma(r + x) - lg_r + r * ln_alpha;
             let a2 = lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x);
-            let tg_abx = trigamma(a + b + x);
+            let (dg_abx, tg_abx) = (digamma(a + b + x), trigamma(a + b + x));
             ll += w * (a1 + a2);
             g[0] += w * (digamma(r + x) - dg_r + ln_alpha);
             g[1] += w * r / alpha;
-            g[2] += w * (dg_ab - digamma(a + b + x));
-            g[3] += w * (dg_ab + digamma(b + x) - dg_b - digamma(a + b + x));
+            g[2] += w * (dg_ab - dg_abx);
+            g[3] += w * (dg_ab + digamma(b + x) - dg_b - dg_abx);
             h[0][0] += w * (trigamma(r + x) - tg_r);
             h[0][1] += w / alpha;
             h[1][1] -= w * r / (alpha * alpha);

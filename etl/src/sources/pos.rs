@@ -7,6 +7,18 @@ use cvm_shared::{Channel, TxnKind};
 use super::{CsvRow, ParseContext, fields};
 use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
 
+/// The contract's POS columns; a receipt's content digest covers all of them.
+const COLUMNS: [&str; 8] = [
+    "receipt_id",
+    "store_id",
+    "purchased_at",
+    "customer_id",
+    "phone",
+    "total",
+    "currency",
+    "status",
+];
+
 /// Parses one receipt row.
 pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
     match parse_record(row, pos, ctx) {
@@ -52,19 +64,7 @@ fn parse_record(
     };
     let (currency, rate) = fields::currency(row.get("currency"), ctx)?;
     let keys = fields::keys(row.get("customer_id"), None, row.get("phone"), ctx);
-    let digest = fields::digest(
-        [
-            "receipt_id",
-            "store_id",
-            "purchased_at",
-            "customer_id",
-            "phone",
-            "total",
-            "currency",
-            "status",
-        ]
-        .map(|c| row.get(c).unwrap_or("")),
-    );
+    let digest = fields::digest(COLUMNS.map(|c| row.get(c).unwrap_or("")));
     let id = format!("pos:{receipt}");
     let txn = TxnRow {
         transaction_id: id.clone().into(),
@@ -97,16 +97,7 @@ mod tests {
     use crate::sources::Header;
     use cvm_shared::{Currency, Rate};
 
-    const HEADER: [&str; 8] = [
-        "receipt_id",
-        "store_id",
-        "purchased_at",
-        "customer_id",
-        "phone",
-        "total",
-        "currency",
-        "status",
-    ];
+    const HEADER: [&str; 8] = COLUMNS;
 
     fn ctx() -> ParseContext {
         let mut settings = cvm_shared::Settings::default();
