@@ -18,16 +18,8 @@ use crate::record::RejectReason::{
 
 /// Header of `crm/customers.csv` (canonical columns plus an extra one the ingest ignores).
 pub(crate) const CRM_HEADER: &str = "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at,loyalty_tier";
-const POS_COLS: [&str; 8] = [
-    "receipt_id",
-    "store_id",
-    "purchased_at",
-    "customer_id",
-    "phone",
-    "total",
-    "currency",
-    "status",
-];
+/// The generator writes the columns the POS parser reads.
+const POS_COLS: [&str; 8] = crate::sources::pos::COLUMNS;
 const TX_COLS: [&str; 6] = [
     "customer_id",
     "occurred_at",

@@ -8,7 +8,7 @@ use super::{CsvRow, ParseContext, fields};
 use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
 
 /// The contract's POS columns; a receipt's content digest covers all of them.
-const COLUMNS: [&str; 8] = [
+pub(crate) const COLUMNS: [&str; 8] = [
     "receipt_id",
     "store_id",
     "purchased_at",
