@@ -29,9 +29,9 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..repeats {
         // Timed like the score job's fit_ms: collapsing plus fitting.
         let started = Instant::now();
-        let rows = bgnbd::collapse_rows(histories.iter().copied());
+        let rows = bgnbd::Histories::collapse(&histories)?;
         let collapsed = started.elapsed().as_secs_f64();
-        let fit = bgnbd::fit(&rows);
+        let fit = bgnbd::fit_histories(&rows);
         let secs = started.elapsed().as_secs_f64();
         best = best.min(secs);
         println!(

@@ -470,8 +470,8 @@ pub(crate) struct Fits {
 /// Fits BG/NBD on the purchasers and Gamma-Gamma on the repeat buyers with a positive spend.
 pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
     let fit_started = Instant::now();
-    let bg_rows = bgnbd::collapse_rows(facts.iter().filter_map(Facts::xtt));
-    let bg = bgnbd::fit(&bg_rows);
+    let histories: Vec<_> = facts.iter().filter_map(Facts::xtt).collect();
+    let (bg, bg_distinct) = bgnbd::fit_customers(&histories);
     let bg_ms = fit_started.elapsed().as_millis() as u64;
     let fit_started = Instant::now();
     let gg_rows = gammagamma::collapse_rows(
@@ -495,7 +495,7 @@ pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
         bg_report: model_report(
             &bg,
             |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)],
-            bg_rows.len(),
+            bg_distinct,
             bg_ms,
         ),
         gg_report: model_report(

@@ -41,41 +41,6 @@ pub struct BgNbdParams {
     pub b: f64,
 }
 
-/// Collapses (frequency, recency, T) triples into weighted rows, one per distinct
-/// triple (bit-exact), sorted so that the fit is deterministic. A parallel
-/// sort then one run-length pass: cheaper than hashing a million triples.
-pub fn collapse_rows(rows: impl IntoIterator<Item = (f64, f64, f64)>) -> Vec<WeightedRow> {
-    let mut all: Vec<(f64, f64, f64)> = rows.into_iter().collect();
-    let order = |p: &(f64, f64, f64), q: &(f64, f64, f64)| {
-        p.0.total_cmp(&q.0)
-            .then(p.1.total_cmp(&q.1))
-            .then(p.2.total_cmp(&q.2))
-    };
-    all.par_sort_unstable_by(order);
-    let mut out: Vec<WeightedRow> = Vec::new();
-    for (i, triple) in all.iter().enumerate() {
-        match out.last_mut() {
-            Some(last) if i > 0 && order(&all[i - 1], triple).is_eq() => last.weight += 1.0,
-            _ => out.push(WeightedRow {
-                frequency: triple.0,
-                recency: triple.1,
-                t: triple.2,
-                weight: 1.0,
-            }),
-        }
-    }
-    out
-}
-
-/// A repeat-buyer row reduced to indexes into the distinct-value tables.
-#[derive(Debug, Clone, Copy)]
-struct RepeatRow {
-    xi: u32,
-    txi: u32,
-    ti: u32,
-    w: f64,
-}
-
 /// Sufficient statistics prepared for fast likelihood evaluation: terms that
 /// depend only on x or only on a time value are computed once per distinct value.
 #[derive(Debug)]
@@ -84,9 +49,68 @@ struct Prepared {
     x_weight: Vec<f64>,
     times: Vec<f64>,
     zero_weight: Vec<f64>,
-    repeat: Vec<RepeatRow>,
+    repeat: Vec<IndexedRow>,
     total_weight: f64,
     mean_t: f64,
+}
+
+/// A distinct history as indexes into the value tables, with its weight.
+#[derive(Debug, Clone, Copy)]
+struct IndexedRow {
+    xi: u32,
+    txi: u32,
+    ti: u32,
+    w: f64,
+}
+
+/// The distinct values of a column, sorted, with each value's index (by its
+/// bits). Hashing first keeps the sort to the few distinct values (a few
+/// thousand times and frequencies among a million customers).
+struct Dictionary {
+    values: Vec<f64>,
+    index: FxHashMap<u64, u32>,
+}
+
+impl Dictionary {
+    fn build(values: impl ParallelIterator<Item = f64>) -> Self {
+        let bits = values
+            .fold(FxHashSet::default, |mut set, v| {
+                set.insert(hash_key(v));
+                set
+            })
+            .reduce(FxHashSet::default, |mut a, b| {
+                a.extend(b);
+                a
+            });
+        let mut values: Vec<f64> = bits
+            .into_iter()
+            .map(|k| f64::from_bits(k.rotate_right(32)))
+            .collect();
+        values.sort_unstable_by(f64::total_cmp);
+        let index = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (hash_key(v), i as u32))
+            .collect();
+        Self { values, index }
+    }
+
+    /// The index of a value the dictionary was built from.
+    fn get(&self, v: f64) -> u32 {
+        self.index.get(&hash_key(v)).copied().unwrap_or(0)
+    }
+
+    /// Bits needed to store any index.
+    fn bits(&self) -> u32 {
+        u32::BITS - (self.values.len().max(2) as u32 - 1).leading_zeros()
+    }
+}
+
+/// A value's bits as a hash key: Fx hashing multiplies, so only low bits
+/// reach the hash's control bits, and a whole number's low mantissa bits are
+/// all zero; rotating brings the exponent and the high mantissa down.
+fn hash_key(v: f64) -> u64 {
+    v.to_bits().rotate_left(32)
 }
 
 fn validate_row(i: usize, row: &WeightedRow) -> Result<Option<(f64, f64, f64, f64)>, FitError> {
@@ -115,80 +139,210 @@ fn validate_row(i: usize, row: &WeightedRow) -> Result<Option<(f64, f64, f64, f6
     Ok(Some((x, tx, t, w)))
 }
 
-/// The distinct values, sorted, with a map from each value's bits to its index.
-/// Hashing first keeps the sort to the few distinct values (a few thousand
-/// times and frequencies among a million rows).
-fn distinct_index(values: impl ParallelIterator<Item = f64>) -> (Vec<f64>, FxHashMap<u64, u32>) {
-    let bits = values
-        .fold(FxHashSet::default, |mut set, v| {
-            set.insert(v.to_bits());
-            set
-        })
-        .reduce(FxHashSet::default, |mut a, b| {
-            a.extend(b);
-            a
-        });
-    let mut sorted: Vec<f64> = bits.into_iter().map(f64::from_bits).collect();
-    sorted.sort_unstable_by(f64::total_cmp);
-    let index = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.to_bits(), i as u32))
-        .collect();
-    (sorted, index)
+/// Customer histories collapsed to distinct (frequency, recency, T) rows with
+/// weights, indexed into tables of distinct values: the BG/NBD fit's input,
+/// whose cost grows with distinct rows, not customers.
+#[derive(Debug, Clone)]
+pub struct Histories {
+    xs: Vec<f64>,
+    times: Vec<f64>,
+    rows: Vec<IndexedRow>,
 }
 
-fn prepare(rows: &[WeightedRow]) -> Result<Prepared, FitError> {
-    let mut clean = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        if let Some(r) = validate_row(i, row)? {
-            clean.push(r);
+impl Histories {
+    /// Collapses one (frequency, recency, T) triple per customer into distinct
+    /// rows, sorted by (frequency, recency, T) so that the fit is
+    /// deterministic. The values are replaced by their indexes in sorted
+    /// tables of distinct values, packed into one integer per customer, so the
+    /// collapse is an integer sort and a run-length pass.
+    pub fn collapse(triples: &[(f64, f64, f64)]) -> Result<Self, FitError> {
+        let (x_dict, time_dict) = rayon::join(
+            || Dictionary::build(triples.par_iter().map(|p| p.0)),
+            || Dictionary::build(triples.par_iter().flat_map_iter(|p| [p.1, p.2])),
+        );
+        // Every row is valid when every distinct value is: check the few values,
+        // and only on a failure look for the first row that holds one.
+        let valid = x_dict
+            .values
+            .iter()
+            .all(|&x| check(0, &(x, 0.0, 0.0)).is_ok())
+            && time_dict
+                .values
+                .iter()
+                .all(|&v| check(0, &(0.0, v, v)).is_ok());
+        if !valid {
+            let first = triples.iter().enumerate().map(|(i, p)| check(i, p));
+            return Err(first
+                .filter_map(Result::err)
+                .next()
+                .unwrap_or(FitError::NoCustomers));
         }
-    }
-    let total_weight: f64 = clean.iter().map(|r| r.3).sum();
-    if clean.is_empty() || total_weight <= 0.0 {
-        return Err(FitError::NoCustomers);
-    }
-    if clean.iter().all(|r| r.0 == 0.0) {
-        return Err(FitError::AllZeroFrequency(total_weight));
-    }
-    let ((xs, x_index), (times, time_index)) = rayon::join(
-        || distinct_index(clean.par_iter().map(|r| r.0)),
-        || distinct_index(clean.par_iter().flat_map_iter(|r| [r.1, r.2])),
-    );
-    // Every value comes from these rows, so each lookup hits.
-    let index_of = |map: &FxHashMap<u64, u32>, v: f64| map.get(&v.to_bits()).copied().unwrap_or(0);
-    let indexed: Vec<RepeatRow> = clean
-        .par_iter()
-        .map(|&(x, tx, t, w)| RepeatRow {
-            xi: index_of(&x_index, x),
-            txi: index_of(&time_index, tx),
-            ti: index_of(&time_index, t),
-            w,
-        })
-        .collect();
-    // Weights are summed in row order, so the result does not depend on threads.
-    let mut x_weight = vec![0.0; xs.len()];
-    let mut zero_weight = vec![0.0; times.len()];
-    let mut repeat = Vec::with_capacity(indexed.len());
-    for (row, &(x, ..)) in indexed.into_iter().zip(&clean) {
-        x_weight[row.xi as usize] += row.w;
-        if x == 0.0 {
-            zero_weight[row.ti as usize] += row.w;
+        let (xb, tb) = (x_dict.bits(), time_dict.bits());
+        let key = |&(x, recency, t): &(f64, f64, f64)| -> u128 {
+            let (xi, ti) = (x_dict.get(x), time_dict.get(t));
+            // Times are sorted, so clamping recency to T is a min of indexes;
+            // x = 0 ignores recency, so those rows share one key per T.
+            let txi = if x == 0.0 {
+                0
+            } else {
+                time_dict.get(recency).min(ti)
+            };
+            (u128::from(xi) << (2 * tb)) | (u128::from(txi) << tb) | u128::from(ti)
+        };
+        let runs = if xb + 2 * tb <= u64::BITS {
+            sorted_runs(triples.par_iter().map(|p| key(p) as u64).collect())
+                .into_iter()
+                .map(|(k, n)| (u128::from(k), n))
+                .collect()
         } else {
-            repeat.push(row);
+            sorted_runs(triples.par_iter().map(key).collect())
+        };
+        let mask = (1u128 << tb) - 1;
+        let rows = runs
+            .into_iter()
+            .map(|(k, n)| IndexedRow {
+                xi: (k >> (2 * tb)) as u32,
+                txi: ((k >> tb) & mask) as u32,
+                ti: (k & mask) as u32,
+                w: n as f64,
+            })
+            .collect();
+        Ok(Self {
+            xs: x_dict.values,
+            times: time_dict.values,
+            rows,
+        })
+    }
+
+    /// Indexes weighted rows in the order given (rows of weight 0 are dropped).
+    pub fn from_rows(rows: &[WeightedRow]) -> Result<Self, FitError> {
+        let mut clean = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(r) = validate_row(i, row)? {
+                clean.push(r);
+            }
+        }
+        let (x_dict, time_dict) = rayon::join(
+            || Dictionary::build(clean.par_iter().map(|r| r.0)),
+            || Dictionary::build(clean.par_iter().flat_map_iter(|r| [r.1, r.2])),
+        );
+        let rows = clean
+            .par_iter()
+            .map(|&(x, tx, t, w)| IndexedRow {
+                xi: x_dict.get(x),
+                txi: time_dict.get(tx),
+                ti: time_dict.get(t),
+                w,
+            })
+            .collect();
+        Ok(Self {
+            xs: x_dict.values,
+            times: time_dict.values,
+            rows,
+        })
+    }
+
+    /// Number of distinct rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The rows as (frequency, recency, T, weight), recency clamped to T.
+    pub fn weighted_rows(&self) -> Vec<WeightedRow> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let x = self.xs[r.xi as usize];
+                WeightedRow {
+                    frequency: x,
+                    recency: if x == 0.0 {
+                        0.0
+                    } else {
+                        self.times[r.txi as usize]
+                    },
+                    t: self.times[r.ti as usize],
+                    weight: r.w,
+                }
+            })
+            .collect()
+    }
+
+    /// Every `step`-th row: rows are sorted by (x, t_x, T) when collapsed, so
+    /// the sample spans all histories.
+    fn every(&self, step: usize) -> Self {
+        Self {
+            xs: self.xs.clone(),
+            times: self.times.clone(),
+            rows: self.rows.iter().step_by(step.max(1)).copied().collect(),
         }
     }
-    let mean_t = clean.iter().map(|r| r.2 * r.3).sum::<f64>() / total_weight;
-    Ok(Prepared {
-        xs,
-        x_weight,
-        times,
-        zero_weight,
-        repeat,
-        total_weight,
-        mean_t,
-    })
+
+    /// Total weight.
+    fn total_weight(&self) -> f64 {
+        self.rows.iter().map(|r| r.w).sum()
+    }
+
+    fn prepare(&self) -> Result<Prepared, FitError> {
+        let total_weight = self.total_weight();
+        if self.rows.is_empty() || total_weight <= 0.0 {
+            return Err(FitError::NoCustomers);
+        }
+        // Weights are summed in row order, so the result does not depend on threads.
+        let mut x_weight = vec![0.0; self.xs.len()];
+        let mut zero_weight = vec![0.0; self.times.len()];
+        let mut repeat = Vec::with_capacity(self.rows.len());
+        let mut weighted_t = 0.0;
+        for row in &self.rows {
+            x_weight[row.xi as usize] += row.w;
+            weighted_t += self.times[row.ti as usize] * row.w;
+            if self.xs[row.xi as usize] == 0.0 {
+                zero_weight[row.ti as usize] += row.w;
+            } else {
+                repeat.push(*row);
+            }
+        }
+        if repeat.is_empty() {
+            return Err(FitError::AllZeroFrequency(total_weight));
+        }
+        Ok(Prepared {
+            xs: self.xs.clone(),
+            x_weight,
+            times: self.times.clone(),
+            zero_weight,
+            repeat,
+            total_weight,
+            mean_t: weighted_t / total_weight,
+        })
+    }
+}
+
+/// Validates the `i`-th (frequency, recency, T) triple.
+fn check(i: usize, &(x, recency, t): &(f64, f64, f64)) -> Result<(), FitError> {
+    let row = WeightedRow {
+        frequency: x,
+        recency,
+        t,
+        weight: 1.0,
+    };
+    validate_row(i, &row).map(|_| ())
+}
+
+/// The distinct keys, sorted, with how often each occurs.
+fn sorted_runs<K: Ord + Copy + Send>(mut keys: Vec<K>) -> Vec<(K, u64)> {
+    keys.par_sort_unstable();
+    let mut runs: Vec<(K, u64)> = Vec::new();
+    for k in keys {
+        match runs.last_mut() {
+            Some(last) if last.0 == k => last.1 += 1,
+            _ => runs.push((k, 1)),
+        }
+    }
+    runs
 }
 
 /// Per-x quantities of the repeat-buyer term: ln(a / (b + x - 1)) and its
@@ -261,7 +415,7 @@ impl Prepared {
                 h[1][1] += w * r * it * it;
             }
         }
-        let partial = |rows: &[RepeatRow]| -> RepeatSums {
+        let partial = |rows: &[IndexedRow]| -> RepeatSums {
             let mut s = [0.0; 18];
             for row in rows {
                 let x = self.xs[row.xi as usize];
@@ -474,28 +628,44 @@ const WARM_START_ROWS: usize = 200_000;
 /// full one that Newton then needs only a few passes over all rows.
 const SAMPLE_ROWS: usize = 40_000;
 
-/// Fits BG/NBD by maximum likelihood on weighted rows (see [`collapse_rows`]).
-/// Runs Newton's method from several starting points (on large inputs first
-/// from the optimum of a systematic sample), then Nelder-Mead polished by
-/// Newton.
+/// Fits BG/NBD by maximum likelihood on weighted rows (see [`Histories`]).
 pub fn fit(rows: &[WeightedRow]) -> FitReport<BgNbdParams> {
-    fit_sampled(rows, WARM_START_ROWS, SAMPLE_ROWS)
+    match Histories::from_rows(rows) {
+        Ok(h) => fit_histories(&h),
+        Err(e) => {
+            let valid = rows
+                .iter()
+                .filter(|r| r.weight.is_finite() && r.weight > 0.0);
+            FitReport::failed(valid.map(|r| r.weight).sum(), 0, e)
+        }
+    }
 }
 
-/// [`fit`] with the warm-start thresholds as parameters (for tests).
+/// Fits BG/NBD on one (frequency, recency, T) triple per customer, collapsed
+/// first; also returns the number of distinct rows fitted on.
+pub fn fit_customers(triples: &[(f64, f64, f64)]) -> (FitReport<BgNbdParams>, usize) {
+    match Histories::collapse(triples) {
+        Ok(h) => (fit_histories(&h), h.len()),
+        Err(e) => (FitReport::failed(triples.len() as f64, 0, e), 0),
+    }
+}
+
+/// Fits BG/NBD by maximum likelihood on collapsed histories. Runs Newton's
+/// method from several starting points (on large inputs first from the
+/// optimum of a systematic sample), then Nelder-Mead polished by Newton.
+pub fn fit_histories(histories: &Histories) -> FitReport<BgNbdParams> {
+    fit_sampled(histories, WARM_START_ROWS, SAMPLE_ROWS)
+}
+
+/// [`fit_histories`] with the warm-start thresholds as parameters (for tests).
 pub(crate) fn fit_sampled(
-    rows: &[WeightedRow],
+    histories: &Histories,
     warm_start_rows: usize,
     sample_rows: usize,
 ) -> FitReport<BgNbdParams> {
-    let n_customers: f64 = rows
-        .iter()
-        .filter(|r| r.weight.is_finite() && r.weight > 0.0)
-        .map(|r| r.weight)
-        .sum();
-    let data = match prepare(rows) {
+    let data = match histories.prepare() {
         Ok(d) => d,
-        Err(e) => return FitReport::failed(n_customers, 0, e),
+        Err(e) => return FitReport::failed(histories.total_weight(), 0, e),
     };
     let m_t = data.mean_t.max(1e-3).ln();
     let mut starts = vec![
@@ -504,14 +674,9 @@ pub(crate) fn fit_sampled(
         [-2.3, -2.3, -2.3, -2.3],
     ];
     let mut iterations = 0;
-    if rows.len() > warm_start_rows && sample_rows > 0 {
-        // Rows are sorted by (x, t_x, T), so every k-th row spans all histories.
-        let sample: Vec<WeightedRow> = rows
-            .iter()
-            .step_by((rows.len() / sample_rows).max(1))
-            .copied()
-            .collect();
-        if let Ok(sample) = prepare(&sample) {
+    if histories.len() > warm_start_rows && sample_rows > 0 {
+        let sample = histories.every(histories.len() / sample_rows);
+        if let Ok(sample) = sample.prepare() {
             let (result, spent) = minimize(&sample, &starts);
             iterations += spent;
             if let Ok(m) = result {
@@ -607,7 +772,7 @@ mod derivative_tests {
 
     #[test]
     fn analytic_gradient_and_hessian_match_finite_differences() {
-        let data = prepare(&rows()).unwrap();
+        let data = Histories::from_rows(&rows()).unwrap().prepare().unwrap();
         let at = [0.7, 3.1, 0.9, 2.2];
         let params = |v: [f64; 4]| BgNbdParams {
             r: v[0],
@@ -638,6 +803,70 @@ mod derivative_tests {
                     h[i][j]
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod collapse_tests {
+    use super::*;
+
+    fn row(frequency: f64, recency: f64, t: f64, weight: f64) -> WeightedRow {
+        WeightedRow {
+            frequency,
+            recency,
+            t,
+            weight,
+        }
+    }
+
+    #[test]
+    fn collapse_counts_identical_histories_and_sorts_them() {
+        let triples = [
+            (2.0, 3.5, 10.0),
+            (0.0, 0.0, 4.0),
+            (2.0, 3.5, 10.0),
+            (1.0, 7.0, 7.0),
+            (0.0, 0.0, 4.0),
+            (2.0, 3.5, 10.0),
+        ];
+        let h = Histories::collapse(&triples).unwrap();
+        assert_eq!(
+            h.weighted_rows(),
+            [
+                row(0.0, 0.0, 4.0, 2.0),
+                row(1.0, 7.0, 7.0, 1.0),
+                row(2.0, 3.5, 10.0, 3.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn collapse_clamps_recency_to_t_and_ignores_recency_without_repeats() {
+        let triples = [
+            (2.0, 50.0, 30.0),
+            (2.0, 30.0, 30.0),
+            (0.0, 9.0, 20.0),
+            (0.0, 0.0, 20.0),
+        ];
+        let h = Histories::collapse(&triples).unwrap();
+        assert_eq!(
+            h.weighted_rows(),
+            [row(0.0, 0.0, 20.0, 2.0), row(2.0, 30.0, 30.0, 2.0)]
+        );
+    }
+
+    #[test]
+    fn collapse_names_the_first_invalid_triple() {
+        let mut triples = vec![(1.0, 2.0, 3.0); 10];
+        triples[7] = (1.5, 2.0, 3.0);
+        triples[9] = (1.0, -2.0, 3.0);
+        match Histories::collapse(&triples) {
+            Err(FitError::InvalidInput { row, what }) => {
+                assert_eq!(row, 7);
+                assert!(what.contains("frequency"), "{what}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

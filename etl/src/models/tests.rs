@@ -43,14 +43,25 @@ fn summaries(file: &str, as_of: &str) -> BTreeMap<String, CustomerSummary> {
         .collect()
 }
 
+fn bg_triples(s: &BTreeMap<String, CustomerSummary>) -> Vec<(f64, f64, f64)> {
+    s.values()
+        .filter(|c| c.orders > 0)
+        .map(|c| {
+            (
+                c.frequency as f64,
+                c.recency.unwrap_or(0.0),
+                c.t.unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
 fn bg_rows(s: &BTreeMap<String, CustomerSummary>) -> Vec<WeightedRow> {
-    bgnbd::collapse_rows(s.values().filter(|c| c.orders > 0).map(|c| {
-        (
-            c.frequency as f64,
-            c.recency.unwrap_or(0.0),
-            c.t.unwrap_or(0.0),
-        )
-    }))
+    collapsed(&bg_triples(s)).weighted_rows()
+}
+
+fn collapsed(triples: &[(f64, f64, f64)]) -> bgnbd::Histories {
+    bgnbd::Histories::collapse(triples).expect("valid histories")
 }
 
 fn gg_rows(s: &BTreeMap<String, CustomerSummary>) -> Vec<SpendRow> {
@@ -301,8 +312,9 @@ fn sample_params() -> BgNbdParams {
 fn bgnbd_warm_start_from_a_sample_reaches_the_cold_fits_optimum() {
     let rows = bg_rows(&summaries("sample_transactions.csv", "1997-09-30"));
     assert!(rows.len() > 500, "{} rows", rows.len());
-    let warm = bgnbd::fit_sampled(&rows, 100, 200);
-    let cold = bgnbd::fit_sampled(&rows, usize::MAX, 0);
+    let histories = bgnbd::Histories::from_rows(&rows).expect("valid rows");
+    let warm = bgnbd::fit_sampled(&histories, 100, 200);
+    let cold = bgnbd::fit_sampled(&histories, usize::MAX, 0);
     let (w, c) = (warm.params.unwrap(), cold.params.unwrap());
     for (a, b) in [(w.r, c.r), (w.alpha, c.alpha), (w.a, c.a), (w.b, c.b)] {
         assert!((a - b).abs() <= 1e-7 * b, "{w:?} vs {c:?}");
@@ -311,6 +323,19 @@ fn bgnbd_warm_start_from_a_sample_reaches_the_cold_fits_optimum() {
         warm.iterations != cold.iterations,
         "the sample path was not taken"
     );
+}
+
+#[test]
+fn bgnbd_fit_of_collapsed_customers_equals_the_fit_of_their_weighted_rows() {
+    let triples = bg_triples(&summaries("sample_transactions.csv", "1997-09-30"));
+    let (fit, distinct) = bgnbd::fit_customers(&triples);
+    let rows = collapsed(&triples).weighted_rows();
+    assert_eq!(distinct, rows.len());
+    assert!(distinct < triples.len() / 2, "{distinct} rows");
+    assert!(fit.converged, "{fit:?}");
+    let weighted = bgnbd::fit(&rows);
+    assert_eq!(fit.params, weighted.params);
+    assert_eq!(fit.log_likelihood, weighted.log_likelihood);
 }
 
 #[test]
@@ -382,8 +407,11 @@ fn bgnbd_empty_input_is_not_fitted() {
 
 #[test]
 fn bgnbd_all_one_time_buyers_is_not_fitted() {
-    let rows = bgnbd::collapse_rows((0..500).map(|i| (0.0, 0.0, f64::from(i % 40) + 1.0)));
-    let fit = bgnbd::fit(&rows);
+    let triples: Vec<_> = (0..500)
+        .map(|i| (0.0, 0.0, f64::from(i % 40) + 1.0))
+        .collect();
+    let (fit, distinct) = bgnbd::fit_customers(&triples);
+    assert_eq!(distinct, 40);
     assert!(!fit.converged && fit.params.is_none());
     assert_eq!(fit.n_customers, 500.0);
     assert!(
@@ -427,8 +455,10 @@ fn bgnbd_customer_with_5000_purchases_is_finite() {
     assert!(e.is_finite() && e > 1000.0 && e < 52.0 * 60.0, "{e}");
     let dead = p.conditional_expected_purchases(52.0, x, 1.0, t);
     assert!((0.0..1e-6).contains(&dead), "{dead}");
-    let mut rows =
-        bgnbd::collapse_rows((0..300).map(|i| (f64::from(i % 5), f64::from(i % 5) * 3.0, 20.0)));
+    let triples: Vec<_> = (0..300)
+        .map(|i| (f64::from(i % 5), f64::from(i % 5) * 3.0, 20.0))
+        .collect();
+    let mut rows = collapsed(&triples).weighted_rows();
     rows.push(WeightedRow {
         frequency: x,
         recency: tx,
