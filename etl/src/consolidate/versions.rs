@@ -23,17 +23,30 @@ pub enum Fate {
 /// The outcome of resolving a set of new versions against the stored state.
 #[derive(Debug)]
 pub struct Resolution<T> {
-    /// Winning new records, in read order.
-    pub winners: Vec<Versioned<T>>,
+    /// Winning new records, in read order, in the batches they were given in
+    /// (one per input file), so a caller can consume and free them batch by batch.
+    pub winners: Vec<Vec<Versioned<T>>>,
     /// Positions of the superseded new records.
     pub duplicates: Vec<Pos>,
     /// Keys whose stored version is replaced by a winner.
     pub replaced: Vec<Box<str>>,
 }
 
-/// Resolves `new` (in read order) against `stored`.
+impl<T> Resolution<T> {
+    /// The winners in read order.
+    pub fn winners(&self) -> impl Iterator<Item = &Versioned<T>> {
+        self.winners.iter().flatten()
+    }
+
+    /// Number of winners.
+    pub fn winner_count(&self) -> usize {
+        self.winners.iter().map(Vec::len).sum()
+    }
+}
+
+/// Resolves `new` (batches in read order) against `stored`.
 pub fn resolve<T>(
-    new: Vec<Versioned<T>>,
+    new: Vec<Vec<Versioned<T>>>,
     stored: &FxHashMap<Box<str>, RecordState>,
 ) -> Resolution<T> {
     resolve_mixed(new, stored, |_| false)
@@ -42,33 +55,44 @@ pub fn resolve<T>(
 /// Resolves keyed and numbered records together: a numbered record already
 /// stored (`numbered_stored`) is a duplicate; the rest resolve as [`resolve`]
 /// does. Keyed and numbered keys never coincide (numbered ones end in `#n`).
-/// Winners are filtered in place, so no second copy of the records is made.
+/// Winners are filtered in place, batch by batch, so no second copy of the
+/// records is made.
 pub fn resolve_mixed<T>(
-    mut new: Vec<Versioned<T>>,
+    mut new: Vec<Vec<Versioned<T>>>,
     stored: &FxHashMap<Box<str>, RecordState>,
     numbered_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
-    let mut superseded: Vec<bool> = new
+    let mut superseded: Vec<Vec<bool>> = new
         .iter()
-        .map(|v| v.numbered && numbered_stored(&v.key))
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|v| v.numbered && numbered_stored(&v.key))
+                .collect()
+        })
         .collect();
-    // Index of the current best version per key; later reads win ties.
-    let mut best: FxHashMap<&str, usize> =
-        FxHashMap::with_capacity_and_hasher(new.len(), Default::default());
-    for (i, rec) in new.iter().enumerate() {
-        if superseded[i] {
-            continue;
-        }
-        match best.get_mut(&*rec.key) {
-            None => {
-                best.insert(&rec.key, i);
+    // (batch, index) of the current best version per key; later reads win ties.
+    let total = new.iter().map(Vec::len).sum();
+    let mut best: FxHashMap<&str, (u32, u32)> =
+        FxHashMap::with_capacity_and_hasher(total, Default::default());
+    for (b, batch) in new.iter().enumerate() {
+        for (i, rec) in batch.iter().enumerate() {
+            if superseded[b][i] {
+                continue;
             }
-            Some(b) => {
-                if rec.version >= new[*b].version {
-                    superseded[*b] = true;
-                    *b = i;
-                } else {
-                    superseded[i] = true;
+            let here = (b as u32, i as u32);
+            match best.get_mut(&*rec.key) {
+                None => {
+                    best.insert(&rec.key, here);
+                }
+                Some(at) => {
+                    let (pb, pi) = (at.0 as usize, at.1 as usize);
+                    if rec.version >= new[pb][pi].version {
+                        superseded[pb][pi] = true;
+                        *at = here;
+                    } else {
+                        superseded[b][i] = true;
+                    }
                 }
             }
         }
@@ -76,29 +100,29 @@ pub fn resolve_mixed<T>(
     drop(best);
     let mut duplicates = Vec::new();
     let mut replaced = Vec::new();
-    let mut at = 0;
-    new.retain(|rec| {
-        let sup = superseded[at];
-        at += 1;
-        let fate = match stored.get(&*rec.key) {
-            _ if sup => Fate::Duplicate,
-            Some(s)
-                if rec.version < s.version
-                    || (rec.version == s.version && rec.digest == s.digest) =>
-            {
-                Fate::Duplicate
+    for (batch, superseded) in new.iter_mut().zip(superseded) {
+        let mut sup = superseded.into_iter();
+        batch.retain(|rec| {
+            let fate = match stored.get(&*rec.key) {
+                _ if sup.next().unwrap_or(true) => Fate::Duplicate,
+                Some(s)
+                    if rec.version < s.version
+                        || (rec.version == s.version && rec.digest == s.digest) =>
+                {
+                    Fate::Duplicate
+                }
+                Some(_) => {
+                    replaced.push(rec.key.clone());
+                    Fate::Wins
+                }
+                None => Fate::Wins,
+            };
+            if fate == Fate::Duplicate {
+                duplicates.push(rec.pos);
             }
-            Some(_) => {
-                replaced.push(rec.key.clone());
-                Fate::Wins
-            }
-            None => Fate::Wins,
-        };
-        if fate == Fate::Duplicate {
-            duplicates.push(rec.pos);
-        }
-        fate == Fate::Wins
-    });
+            fate == Fate::Wins
+        });
+    }
     Resolution {
         winners: new,
         duplicates,
@@ -136,14 +160,13 @@ mod tests {
     fn the_latest_version_wins_and_ties_go_to_the_later_read() {
         let r = resolve(
             vec![
-                v("a", Some(2), 1, 1),
-                v("a", Some(1), 2, 2),
-                v("a", Some(2), 3, 3),
-                v("b", None, 4, 4),
+                vec![v("a", Some(2), 1, 1), v("a", Some(1), 2, 2)],
+                vec![],
+                vec![v("a", Some(2), 3, 3), v("b", None, 4, 4)],
             ],
             &FxHashMap::default(),
         );
-        let lines: Vec<u64> = r.winners.iter().map(|w| w.pos.line).collect();
+        let lines: Vec<u64> = r.winners().map(|w| w.pos.line).collect();
         assert_eq!(lines, [3, 4]);
         assert_eq!(
             r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(),
@@ -154,10 +177,10 @@ mod tests {
     #[test]
     fn a_version_with_a_time_beats_one_without() {
         let r = resolve(
-            vec![v("a", Some(0), 1, 1), v("a", None, 2, 2)],
+            vec![vec![v("a", Some(0), 1, 1)], vec![v("a", None, 2, 2)]],
             &FxHashMap::default(),
         );
-        assert_eq!(r.winners[0].pos.line, 1);
+        assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
@@ -171,17 +194,17 @@ mod tests {
         .into_iter()
         .collect();
         let r = resolve(
-            vec![
+            vec![vec![
                 v("old", Some(4), 1, 1),
                 v("same", Some(5), 9, 2),
                 v("newer", Some(6), 2, 3),
                 v("changed", None, 2, 4),
                 v("fresh", None, 3, 5),
-            ],
+            ]],
             &stored,
         );
         assert_eq!(
-            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            r.winners().map(|w| &*w.key).collect::<Vec<_>>(),
             ["newer", "changed", "fresh"]
         );
         assert_eq!(
@@ -196,7 +219,7 @@ mod tests {
 /// occurrence number): one already stored is a duplicate, the rest resolve
 /// among themselves. No per-record state is kept for them.
 pub fn resolve_numbered<T>(
-    new: Vec<Versioned<T>>,
+    new: Vec<Vec<Versioned<T>>>,
     is_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
     resolve_mixed(new, &FxHashMap::default(), is_stored)
@@ -216,11 +239,12 @@ mod numbered_tests {
             pos: Pos { file: 0, line },
             body: (),
         };
-        let r = resolve_numbered(vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)], |k| {
-            k == "tx:a#1"
-        });
+        let r = resolve_numbered(
+            vec![vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)]],
+            |k| k == "tx:a#1",
+        );
         assert_eq!(
-            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            r.winners().map(|w| &*w.key).collect::<Vec<_>>(),
             ["tx:a#2", "tx:b#1"]
         );
         assert_eq!(r.duplicates, [Pos { file: 0, line: 1 }]);
@@ -249,17 +273,18 @@ mod numbered_tests {
         .collect();
         let r = resolve_mixed(
             vec![
-                v("tx:a#1", true, None, 1),
-                v("pos:1", false, Some(6), 2),
-                v("tx:b#1", true, None, 3),
-                v("pos:2", false, Some(1), 4),
-                v("pos:2", false, Some(0), 5),
+                vec![v("tx:a#1", true, None, 1), v("pos:1", false, Some(6), 2)],
+                vec![
+                    v("tx:b#1", true, None, 3),
+                    v("pos:2", false, Some(1), 4),
+                    v("pos:2", false, Some(0), 5),
+                ],
             ],
             &stored,
             |k| k == "tx:a#1",
         );
         assert_eq!(
-            r.winners.iter().map(|w| &*w.key).collect::<Vec<_>>(),
+            r.winners().map(|w| &*w.key).collect::<Vec<_>>(),
             ["pos:1", "tx:b#1", "pos:2"]
         );
         assert_eq!(

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cvm_shared::identity::stable_hash;
@@ -395,7 +396,7 @@ fn fate<T>(
     for p in &res.duplicates {
         per_file[p.file as usize].add(Outcome::Duplicate, None);
     }
-    for w in &res.winners {
+    for w in res.winners() {
         per_file[w.pos.file as usize].add(winner_outcome(w), None);
     }
 }
@@ -484,34 +485,46 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     pb.finish_and_clear();
     tick(&mut timings, "read", &mut lap);
 
-    // Split what was read: counts per file, and the versioned records in read order.
+    // Split what was read: counts per file, and the versioned records per
+    // file in read order (kept apart so they can be freed file by file).
     let mut per_file: Vec<Counts> = Vec::with_capacity(results.len());
     let mut rejects = Vec::new();
-    // Sized up front: growing vectors this big would hold two copies at once.
-    let total = |f: fn(&FileResult) -> usize| results.iter().map(|(_, r)| f(r)).sum::<usize>();
-    let mut new_txns = Vec::with_capacity(total(|r| r.txns.len()));
-    let mut new_crm = Vec::with_capacity(total(|r| r.crm.len()));
+    let mut new_txns = Vec::with_capacity(results.len());
+    let mut new_crm = Vec::with_capacity(results.len());
     let mut events = stored.events;
     let stored_events = events.events.len();
+    // Sized up front: growing a vector this big would hold two copies at once.
     events
         .events
-        .reserve_exact(total(|r| r.events.events.len()));
+        .reserve_exact(results.iter().map(|(_, r)| r.events.events.len()).sum());
     for (_, r) in results {
         per_file.push(r.counts);
         rejects.extend(r.rejects);
-        new_txns.extend(r.txns);
-        new_crm.extend(r.crm);
+        new_txns.push(r.txns);
+        new_crm.push(r.crm);
         events.append(r.events);
     }
 
+
     // Versions. Records with an id of their own meet the stored state;
     // numbered ones (content + occurrence) only need to know if they are stored.
-    let crm_res = versions::resolve(new_crm, &stored.records);
+    // The three kinds resolve independently: in parallel.
+    let records = &stored.records;
+    let stored_txns = &stored.txns;
+    let ((crm_res, txn_res), ev_res) = rayon::join(
+        || {
+            rayon::join(
+                || versions::resolve(new_crm, records),
+                || {
+                    let stored_keys: HashSet<&str> =
+                        stored_txns.iter().map(|t| &*t.record_key).collect();
+                    versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k))
+                },
+            )
+        },
+        || events::resolve(&mut events, stored_events),
+    );
     fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
-    let stored_txn_keys: HashSet<&str> = stored.txns.iter().map(|t| &*t.record_key).collect();
-    let txn_res =
-        versions::resolve_mixed(new_txns, &stored.records, |k| stored_txn_keys.contains(k));
-    drop(stored_txn_keys);
     fate(&txn_res, &mut per_file, |w| {
         if w.body.ignored {
             Outcome::Ignored
@@ -521,7 +534,6 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             Outcome::Accepted
         }
     });
-    let ev_res = events::resolve(&mut events, stored_events);
     for (files, outcome) in [
         (&ev_res.duplicate_files, Outcome::Duplicate),
         (&ev_res.winner_files, Outcome::Accepted),
@@ -557,8 +569,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     for (c, r) in &ctx.rates {
         small.rates.insert(c.to_string(), r.to_string());
     }
-    let changed = !crm_res.winners.is_empty()
-        || !txn_res.winners.is_empty()
+    let changed = crm_res.winner_count() > 0
+        || txn_res.winner_count() > 0
         || ev_res.winners > 0
         || small.rates != stored.small.rates;
 
@@ -620,7 +632,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .map(|k| &**k)
         .collect();
     let mut state: Vec<RecordState> =
-        Vec::with_capacity(stored.records.len() + crm_res.winners.len() + txn_res.winners.len());
+        Vec::with_capacity(stored.records.len() + crm_res.winner_count() + txn_res.winner_count());
     state.extend(
         stored
             .records
@@ -628,8 +640,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             .filter(|r| !replaced.contains(&*r.key)),
     );
     drop(replaced);
-    state.extend(crm_res.winners.iter().map(state_of));
-    state.extend(txn_res.winners.iter().filter(|w| !w.numbered).map(state_of));
+    state.extend(crm_res.winners().map(state_of));
+    state.extend(txn_res.winners().filter(|w| !w.numbered).map(state_of));
 
     // Consolidate the whole history.
     let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
@@ -641,7 +653,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         })
         .map(crm_of)
         .collect();
-    crm.extend(crm_res.winners.into_iter().map(|w| w.body));
+    crm.extend(crm_res.winners.into_iter().flatten().map(|w| w.body));
     let directory = Directory::from_crm(&crm);
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
@@ -652,30 +664,34 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .collect();
     txns.reserve_exact(
         txn_res
-            .winners
-            .iter()
+            .winners()
             .filter(|w| !w.body.ignored)
             .map(|w| w.body.rows.len())
             .sum(),
     );
-    let file_names: Vec<Box<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
-    for w in txn_res.winners.into_iter().filter(|w| !w.body.ignored) {
-        let source_file = &file_names[w.pos.file as usize];
-        let (mut keys, rows) = (w.body.keys, w.body.rows);
-        let n = rows.len();
-        for (i, row) in rows.into_iter().enumerate() {
-            txns.push(StoredTxn {
-                row,
-                customer_id: None,
-                // The last row takes the keys; a refunded order's first row copies them.
-                keys: if i + 1 == n {
-                    std::mem::take(&mut keys)
-                } else {
-                    keys.clone()
-                },
-                record_key: w.key.clone(),
-                source_file: source_file.clone(),
-            });
+    let file_names: Vec<Arc<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
+    // File by file, so each file's records are freed as soon as they are converted.
+    for file_winners in txn_res.winners {
+        for w in file_winners.into_iter().filter(|w| !w.body.ignored) {
+            let source_file = &file_names[w.pos.file as usize];
+            let (mut keys, mut record_key, rows) = (w.body.keys, w.key, w.body.rows);
+            let n = rows.len();
+            for (i, row) in rows.into_iter().enumerate() {
+                // The last row takes the record's keys; a refunded order's first row copies them.
+                let last = i + 1 == n;
+                let take = |b: &mut Box<str>| if last { std::mem::take(b) } else { b.clone() };
+                txns.push(StoredTxn {
+                    row,
+                    customer_id: None,
+                    keys: if last {
+                        std::mem::take(&mut keys)
+                    } else {
+                        keys.clone()
+                    },
+                    record_key: take(&mut record_key),
+                    source_file: Arc::clone(source_file),
+                });
+            }
         }
     }
     let guests = Guests::build(

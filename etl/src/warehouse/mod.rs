@@ -19,6 +19,8 @@ pub mod scores;
 pub mod state;
 pub mod transactions;
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
 use cvm_shared::Channel;
 
@@ -59,8 +61,8 @@ pub struct StoredTxn {
     pub keys: Keys,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: Box<str>,
-    /// Input file it was read from, relative to its drop.
-    pub source_file: Box<str>,
+    /// Input file it was read from, relative to its drop (shared by its rows).
+    pub source_file: Arc<str>,
 }
 
 /// A resolved customer as stored in `customers/`.

@@ -125,7 +125,12 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
     let source_file = c.utf8("source_file", true)?;
     let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
     let mut out = Vec::with_capacity(batch.num_rows());
+    // A file's rows are stored together: one shared name per run of rows.
+    let mut file: Arc<str> = Arc::from("");
     for i in 0..batch.num_rows() {
+        if *file != *source_file.value(i) {
+            file = source_file.value(i).into();
+        }
         let ch = channel.value(i);
         let cur = currency.value(i);
         let k = kind.value(i);
@@ -148,7 +153,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
                 phone: opt_str(key_phone, i),
             },
             record_key: record_key.value(i).into(),
-            source_file: source_file.value(i).into(),
+            source_file: Arc::clone(&file),
         });
     }
     Ok(out)
