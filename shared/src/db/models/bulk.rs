@@ -159,6 +159,10 @@ pub(crate) fn upsert<R>(
             c.batch_execute(&format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}"))?;
         }
         let started = std::time::Instant::now();
+        // Only loads insert into these tables and they take turns (see the
+        // module doc), so the answer holds until this transaction commits;
+        // should another writer's row appear anyway, the primary key fails
+        // the load rather than keeping two versions of a row.
         let found = format!("SELECT EXISTS (SELECT 1 FROM {table}) AS found");
         let occupied =
             crate::with_backend!(c, c => diesel::sql_query(&found).get_result::<Found>(c))?.found;

@@ -89,9 +89,9 @@ pub(crate) fn stamp_text(t: NaiveDateTime) -> String {
     push_digits(&mut s, t.second(), 2);
     if nanos != 0 {
         s.push('.');
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             push_digits(&mut s, nanos / 1_000_000, 3);
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             push_digits(&mut s, nanos / 1_000, 6);
         } else {
             push_digits(&mut s, nanos, 9);
