@@ -3,6 +3,7 @@
 //! each database URL given. Run it through `ops/bench/load.sh`.
 //!
 //! Usage: load_bench --customers N --warehouse DIR URL...
+//! (`CVM_LOG=cvm_shared=debug` prints the time of each table's phases.)
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -78,7 +79,21 @@ fn scores(cs: &[CustomerRow], as_of: NaiveDate) -> Vec<ScoreRow> {
         .collect()
 }
 
+/// The 1, 5 and 15 minute load averages (a busy machine skews the figures).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // CVM_LOG=cvm_shared=debug prints each table's phases.
+    if let Ok(filter) = std::env::var("CVM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let (mut n, mut wh, mut urls) = (
         1_000_000usize,
@@ -106,6 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for url in &urls {
         let name = cvm_shared::db::redact_url(url);
         for pass in ["first load (insert)", "second load (update)"] {
+            let load = load_average();
             let t = Instant::now();
             let r = load::run(&load::LoadOptions {
                 warehouse: wh.clone(),
@@ -113,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 as_of: None,
             })?;
             println!(
-                "{name}: {pass}: {} customers + {} scores in {:.2} s (job {:.2} s)",
+                "{name}: {pass}: {} customers + {} scores in {:.2} s (job {:.2} s; load average before: {load})",
                 r.customers,
                 r.scores,
                 t.elapsed().as_secs_f64(),

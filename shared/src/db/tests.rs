@@ -22,6 +22,9 @@ crate::both_backends!(
     scores_never_regress_to_an_older_as_of,
     job_runs_record_outcomes,
     feedback_links_are_single_use,
+    a_first_upsert_still_checks_foreign_keys,
+    a_first_upsert_keeps_the_indexes_and_foreign_keys,
+    a_reload_of_many_rows_changes_nothing,
 );
 
 fn ts(s: &str) -> NaiveDateTime {
@@ -437,4 +440,152 @@ fn missing_parent_folders_of_a_sqlite_file_are_created() {
     let url = db.url.replace("cvm.db", "a/b/cvm.db");
     let mut c = DbConnection::connect_for_write(&url).unwrap();
     assert_eq!(customers::counts(&mut c).unwrap(), (0, 0));
+}
+
+fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, l1)])
+    });
+    // scores is empty: the bulk path, which checks the key in one join.
+    let err = c.transaction::<_, DbError, _>(|c| {
+        scores::upsert(
+            c,
+            &[
+                score("c1", "2024-03-01", 1, l1),
+                score("nobody", "2024-03-01", 1, l1),
+            ],
+        )
+    });
+    assert!(
+        matches!(
+            err,
+            Err(DbError::Query {
+                table: "scores",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(scores::count(&mut c).unwrap(), 0);
+    assert_eq!(
+        in_tx(&mut c, |c| scores::upsert(
+            c,
+            &[score("c1", "2024-03-01", 1, l1)]
+        )),
+        1
+    );
+}
+
+fn a_first_upsert_keeps_the_indexes_and_foreign_keys(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    #[derive(QueryableByName)]
+    struct Ddl {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        def: String,
+    }
+    // Every index and foreign key definition of customers and scores.
+    let ddl = |c: &mut DbConnection| -> Vec<String> {
+        let sql = match backend {
+            Backend::Postgres => {
+                "SELECT indexdef AS def FROM pg_indexes WHERE tablename IN ('customers', 'scores') \
+                 UNION ALL SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+                 WHERE conrelid IN ('customers'::regclass, 'scores'::regclass) ORDER BY 1"
+            }
+            Backend::Sqlite => {
+                "SELECT coalesce(sql, name) AS def FROM sqlite_master \
+                 WHERE tbl_name IN ('customers', 'scores') ORDER BY 1"
+            }
+        };
+        crate::with_backend!(c, c => diesel::sql_query(sql).load::<Ddl>(c))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.def)
+            .collect()
+    };
+    let before = ddl(&mut c);
+    assert!(
+        before.iter().any(|d| d.contains("rfm_segment")),
+        "{before:?}"
+    );
+    let l1 = "2024-03-01 02:00:00";
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, l1)])?;
+        scores::upsert(c, &[score("c1", "2024-03-01", 1, l1)])
+    });
+    assert_eq!(ddl(&mut c), before);
+}
+
+fn a_reload_of_many_rows_changes_nothing(backend: Backend) {
+    let Some((_db, mut c)) = open(backend) else {
+        return;
+    };
+    // More rows than one prepared multi-row INSERT takes, and stamps with
+    // every fraction length, so both statement shapes and the hand-written
+    // timestamp text are read back and compared by the reload.
+    let ids: Vec<String> = (0..537).map(|i| format!("c{i:05}")).collect();
+    let fractions = ["", ".5", ".123", ".123456", ".000001"];
+    let stamps: Vec<String> = (0..ids.len())
+        .map(|i| {
+            format!(
+                "2024-03-01 02:{:02}:{:02}{}",
+                i % 60,
+                (i * 7) % 60,
+                fractions[i % 5]
+            )
+        })
+        .collect();
+    let rows: Vec<_> = ids
+        .iter()
+        .zip(&stamps)
+        .enumerate()
+        .map(|(i, (id, stamp))| {
+            let mut r = customer(id, i % 2 == 0, Some(stamp), "2024-03-02 01:00:00.25");
+            r.first_seen = Some(ts(stamp));
+            r.birth_date = Some(date("1980-02-29") + chrono::Days::new(i as u64));
+            r
+        })
+        .collect();
+    let scored: Vec<_> = ids
+        .iter()
+        .map(|id| score(id, "2024-03-01", 3, "2024-03-02 01:00:00.25"))
+        .collect();
+    let first = in_tx(&mut c, |c| {
+        Ok((
+            customers::upsert_all(c, &rows)?,
+            scores::upsert(c, &scored)?,
+        ))
+    });
+    assert_eq!(first, ((ids.len(), 0), ids.len()));
+    let stored = customers::all(&mut c).unwrap();
+    assert_eq!(stored.len(), ids.len());
+    for (s, r) in stored.iter().zip(&rows) {
+        assert_eq!(
+            (
+                s.customer_id.as_str(),
+                s.consent_updated_at,
+                s.first_seen,
+                s.birth_date
+            ),
+            (
+                r.customer_id,
+                r.consent_updated_at,
+                r.first_seen,
+                r.birth_date
+            )
+        );
+    }
+    let again = in_tx(&mut c, |c| {
+        Ok((
+            customers::upsert_all(c, &rows)?,
+            scores::upsert(c, &scored)?,
+        ))
+    });
+    assert_eq!(again, ((0, 0), 0));
+    assert_eq!(customers::all(&mut c).unwrap(), stored);
 }

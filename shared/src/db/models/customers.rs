@@ -3,13 +3,10 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::bulk::{self, Merge};
+use super::bulk::{self, Dest, Merge};
+use super::sqlite_insert;
 use crate::db::schema::customers;
 use crate::db::{Backend, DbConnection, DbError};
-
-/// Rows per SQLite INSERT into the staging table: 15 columns x 2,000 stays
-/// under SQLite's 32,766 variables.
-pub const UPSERT_BATCH: usize = 2_000;
 
 diesel::table! {
     /// The temporary staging table of [`upsert`]: the columns of `customers`.
@@ -103,6 +100,27 @@ pub struct NewCustomer<'a> {
     /// only if this load inserts or changes the row.
     pub loaded_at: NaiveDateTime,
 }
+
+sqlite_insert::sqlite_row!(
+    NewCustomer,
+    "customers",
+    "customers_staging",
+    customer_id,
+    is_guest,
+    email,
+    phone,
+    first_name,
+    last_name,
+    country,
+    signup_date,
+    birth_date,
+    email_opt_in,
+    consent_updated_at,
+    first_seen,
+    channels,
+    active,
+    loaded_at,
+);
 
 /// A stored customer.
 #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -213,15 +231,23 @@ fn merge(
         conn,
         &merge,
         rows,
-        |conn, rows| match conn {
-            DbConnection::Pg(c) => diesel::copy_from(customers_staging::table)
-                .from_insertable(rows)
-                .execute(c)
-                .map(drop),
-            DbConnection::Sqlite(c) => {
-                bulk::sqlite_insert_batches!(c, customers_staging::table, rows, UPSERT_BATCH);
-                Ok(())
+        |conn, rows, dest| {
+            match (conn, dest) {
+                (DbConnection::Pg(c), Dest::Staging) => {
+                    diesel::copy_from(customers_staging::table)
+                        .from_insertable(rows)
+                        .execute(c)?;
+                }
+                (DbConnection::Pg(c), Dest::Table) => {
+                    diesel::copy_from(customers::table)
+                        .from_insertable(rows)
+                        .execute(c)?;
+                }
+                (DbConnection::Sqlite(c), dest) => {
+                    sqlite_insert::insert(c, rows, dest == Dest::Staging)?;
+                }
             }
+            Ok(())
         },
         deactivate_missing.then_some(deactivate),
     )

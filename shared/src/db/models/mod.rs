@@ -7,5 +7,6 @@ pub mod feedback;
 pub mod job_runs;
 pub mod outbox;
 pub mod scores;
+pub(crate) mod sqlite_insert;
 pub mod staff_users;
 pub mod unsubscribes;

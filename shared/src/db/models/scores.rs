@@ -3,13 +3,10 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::bulk::{self, Merge};
+use super::bulk::{self, Dest, Merge};
+use super::sqlite_insert;
 use crate::db::schema::scores;
 use crate::db::{DbConnection, DbError};
-
-/// Rows per SQLite INSERT into the staging table: 28 columns x 1,000 stays
-/// under SQLite's 32,766 variables.
-pub const UPSERT_BATCH: usize = 1_000;
 
 /// Declares the insertable and the queryable score structs with one field list.
 macro_rules! score_structs {
@@ -22,6 +19,8 @@ macro_rules! score_structs {
             $(#[$km])* pub $key: $new_kty,
             $($(#[$m])* pub $field: $new_ty,)*
         }
+
+        sqlite_insert::sqlite_row!(NewScore, "scores", "scores_staging", $key $(, $field)*);
 
         /// A stored score row.
         #[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
@@ -52,15 +51,23 @@ macro_rules! score_structs {
                 set: &bulk::set_excluded(&COLUMNS[1..]),
                 guard: &guard,
             };
-            let stage = |conn: &mut DbConnection, part: &[NewScore<'_>]| match conn {
-                DbConnection::Pg(c) => diesel::copy_from(scores_staging::table)
-                    .from_insertable(part)
-                    .execute(c)
-                    .map(drop),
-                DbConnection::Sqlite(c) => {
-                    bulk::sqlite_insert_batches!(c, scores_staging::table, part, UPSERT_BATCH);
-                    Ok(())
+            let stage = |conn: &mut DbConnection, part: &[NewScore<'_>], dest| {
+                match (conn, dest) {
+                    (DbConnection::Pg(c), Dest::Staging) => {
+                        diesel::copy_from(scores_staging::table)
+                            .from_insertable(part)
+                            .execute(c)?;
+                    }
+                    (DbConnection::Pg(c), Dest::Table) => {
+                        diesel::copy_from(scores::table)
+                            .from_insertable(part)
+                            .execute(c)?;
+                    }
+                    (DbConnection::Sqlite(c), dest) => {
+                        sqlite_insert::insert(c, part, dest == Dest::Staging)?;
+                    }
                 }
+                Ok(())
             };
             bulk::upsert(conn, &merge, rows, stage, None).map(|(written, _)| written)
         }
