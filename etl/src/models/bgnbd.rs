@@ -44,12 +44,13 @@ pub struct BgNbdParams {
 /// Sufficient statistics prepared for fast likelihood evaluation: terms that
 /// depend only on x or only on a time value are computed once per distinct value.
 #[derive(Debug)]
-struct Prepared {
-    xs: Vec<f64>,
+struct Prepared<'a> {
+    xs: &'a [f64],
     x_weight: Vec<f64>,
-    times: Vec<f64>,
+    times: &'a [f64],
     zero_weight: Vec<f64>,
-    repeat: Vec<IndexedRow>,
+    /// The repeat buyers' rows (they follow the one-time buyers').
+    repeat: &'a [IndexedRow],
     total_weight: f64,
     mean_t: f64,
 }
@@ -189,24 +190,11 @@ impl Histories {
             };
             (u128::from(xi) << (2 * tb)) | (u128::from(txi) << tb) | u128::from(ti)
         };
-        let runs = if xb + 2 * tb <= u64::BITS {
-            sorted_runs(triples.par_iter().map(|p| key(p) as u64).collect())
-                .into_iter()
-                .map(|(k, n)| (u128::from(k), n))
-                .collect()
+        let rows = if xb + 2 * tb <= u64::BITS {
+            rows_of_keys(triples.par_iter().map(|p| key(p) as u64).collect(), tb)
         } else {
-            sorted_runs(triples.par_iter().map(key).collect())
+            rows_of_keys(triples.par_iter().map(key).collect(), tb)
         };
-        let mask = (1u128 << tb) - 1;
-        let rows = runs
-            .into_iter()
-            .map(|(k, n)| IndexedRow {
-                xi: (k >> (2 * tb)) as u32,
-                txi: ((k >> tb) & mask) as u32,
-                ti: (k & mask) as u32,
-                w: n as f64,
-            })
-            .collect();
         Ok(Self {
             xs: x_dict.values,
             times: time_dict.values,
@@ -226,14 +214,18 @@ impl Histories {
             || Dictionary::build(clean.par_iter().map(|r| r.0)),
             || Dictionary::build(clean.par_iter().flat_map_iter(|r| [r.1, r.2])),
         );
+        let index = |&(x, tx, t, w): &(f64, f64, f64, f64)| IndexedRow {
+            xi: x_dict.get(x),
+            txi: time_dict.get(tx),
+            ti: time_dict.get(t),
+            w,
+        };
+        // One-time buyers first, each group in the order given.
         let rows = clean
-            .par_iter()
-            .map(|&(x, tx, t, w)| IndexedRow {
-                xi: x_dict.get(x),
-                txi: time_dict.get(tx),
-                ti: time_dict.get(t),
-                w,
-            })
+            .iter()
+            .filter(|r| r.0 == 0.0)
+            .chain(clean.iter().filter(|r| r.0 != 0.0))
+            .map(index)
             .collect();
         Ok(Self {
             xs: x_dict.values,
@@ -273,7 +265,7 @@ impl Histories {
     }
 
     /// Every `step`-th row: rows are sorted by (x, t_x, T) when collapsed, so
-    /// the sample spans all histories.
+    /// the sample spans all histories (and keeps one-time buyers first).
     fn every(&self, step: usize) -> Self {
         Self {
             xs: self.xs.clone(),
@@ -287,7 +279,9 @@ impl Histories {
         self.rows.iter().map(|r| r.w).sum()
     }
 
-    fn prepare(&self) -> Result<Prepared, FitError> {
+    /// The likelihood's view of the rows. One-time buyers come first (both
+    /// constructors put them there), so the repeat buyers are a slice.
+    fn prepare(&self) -> Result<Prepared<'_>, FitError> {
         let total_weight = self.total_weight();
         if self.rows.is_empty() || total_weight <= 0.0 {
             return Err(FitError::NoCustomers);
@@ -295,24 +289,23 @@ impl Histories {
         // Weights are summed in row order, so the result does not depend on threads.
         let mut x_weight = vec![0.0; self.xs.len()];
         let mut zero_weight = vec![0.0; self.times.len()];
-        let mut repeat = Vec::with_capacity(self.rows.len());
         let mut weighted_t = 0.0;
         for row in &self.rows {
             x_weight[row.xi as usize] += row.w;
             weighted_t += self.times[row.ti as usize] * row.w;
-            if self.xs[row.xi as usize] == 0.0 {
-                zero_weight[row.ti as usize] += row.w;
-            } else {
-                repeat.push(*row);
-            }
         }
+        let repeat_from = self.rows.partition_point(|r| self.xs[r.xi as usize] == 0.0);
+        for row in &self.rows[..repeat_from] {
+            zero_weight[row.ti as usize] += row.w;
+        }
+        let repeat = &self.rows[repeat_from..];
         if repeat.is_empty() {
             return Err(FitError::AllZeroFrequency(total_weight));
         }
         Ok(Prepared {
-            xs: self.xs.clone(),
+            xs: &self.xs,
             x_weight,
-            times: self.times.clone(),
+            times: &self.times,
             zero_weight,
             repeat,
             total_weight,
@@ -332,17 +325,27 @@ fn check(i: usize, &(x, recency, t): &(f64, f64, f64)) -> Result<(), FitError> {
     validate_row(i, &row).map(|_| ())
 }
 
-/// The distinct keys, sorted, with how often each occurs.
-fn sorted_runs<K: Ord + Copy + Send>(mut keys: Vec<K>) -> Vec<(K, u64)> {
+/// The distinct packed keys (x, t_x, T indexes, `time_bits` each for the
+/// times), sorted, as weighted rows: one pass to size the result, one to
+/// fill it, no growing.
+fn rows_of_keys<K: Ord + Copy + Send + Into<u128>>(
+    mut keys: Vec<K>,
+    time_bits: u32,
+) -> Vec<IndexedRow> {
     keys.par_sort_unstable();
-    let mut runs: Vec<(K, u64)> = Vec::new();
-    for k in keys {
-        match runs.last_mut() {
-            Some(last) if last.0 == k => last.1 += 1,
-            _ => runs.push((k, 1)),
+    let distinct = keys.chunk_by(|a, b| a == b).count();
+    let mask = (1u128 << time_bits) - 1;
+    let mut rows = Vec::with_capacity(distinct);
+    rows.extend(keys.chunk_by(|a, b| a == b).map(|run| {
+        let k: u128 = run[0].into();
+        IndexedRow {
+            xi: (k >> (2 * time_bits)) as u32,
+            txi: ((k >> time_bits) & mask) as u32,
+            ti: (k & mask) as u32,
+            w: run.len() as f64,
         }
-    }
-    runs
+    }));
+    rows
 }
 
 /// Per-x quantities of the repeat-buyer term: ln(a / (b + x - 1)) and its
@@ -370,7 +373,7 @@ type RepeatSums = [f64; 18];
 
 const CHUNK: usize = 16_384;
 
-impl Prepared {
+impl Prepared<'_> {
     /// Total log-likelihood with its gradient and Hessian in (r, alpha, a, b).
     fn derivs(&self, p: &BgNbdParams) -> Derivs {
         let BgNbdParams { r, alpha, a, b } = *p;
@@ -465,7 +468,7 @@ impl Prepared {
         let parts: Vec<RepeatSums> = if self.repeat.len() > 2 * CHUNK {
             self.repeat.par_chunks(CHUNK).map(partial).collect()
         } else {
-            vec![partial(&self.repeat)]
+            vec![partial(self.repeat)]
         };
         let mut s = [0.0; 18];
         for part in parts {
@@ -694,7 +697,7 @@ pub(crate) fn fit_sampled(
 
 /// Minimises the mean negative log-likelihood over log-parameters (so the
 /// tolerances do not depend on the number of customers).
-fn minimize(data: &Prepared, starts: &[[f64; 4]]) -> (Result<Minimum<4>, FitError>, usize) {
+fn minimize(data: &Prepared<'_>, starts: &[[f64; 4]]) -> (Result<Minimum<4>, FitError>, usize) {
     let n = data.total_weight;
     // The log-likelihood's derivatives carried over to the objective:
     // theta = ln(param), so d/dtheta = param d/dparam and the Hessian gains
@@ -728,7 +731,7 @@ fn minimize(data: &Prepared, starts: &[[f64; 4]]) -> (Result<Minimum<4>, FitErro
     minimize_with_fallback(objective, local, starts)
 }
 
-fn finish(data: &Prepared, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdParams> {
+fn finish(data: &Prepared<'_>, m: Minimum<4>, iterations: usize) -> FitReport<BgNbdParams> {
     let p = BgNbdParams::from_log(&m.x);
     if !p.is_valid() || m.x.iter().any(|v| v.abs() > LOG_BOUND) {
         let detail = format!("r={} alpha={} a={} b={}", p.r, p.alpha, p.a, p.b);
@@ -772,7 +775,8 @@ mod derivative_tests {
 
     #[test]
     fn analytic_gradient_and_hessian_match_finite_differences() {
-        let data = Histories::from_rows(&rows()).unwrap().prepare().unwrap();
+        let histories = Histories::from_rows(&rows()).unwrap();
+        let data = histories.prepare().unwrap();
         let at = [0.7, 3.1, 0.9, 2.2];
         let params = |v: [f64; 4]| BgNbdParams {
             r: v[0],
