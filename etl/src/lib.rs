@@ -5,6 +5,7 @@ pub mod consolidate;
 pub mod generate;
 pub mod jobs;
 pub mod manifest;
+pub mod memory;
 pub mod models;
 pub mod record;
 pub mod report;

@@ -23,6 +23,7 @@ use crate::consolidate::events::{self, EventLog, FileEvents};
 use crate::consolidate::identity::{Directory, Guests};
 use crate::consolidate::versions::{self, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
+use crate::memory::release_freed;
 use crate::record::{
     CrmRecord, EventFields, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned,
 };
@@ -262,6 +263,9 @@ fn read_one(
     })?;
     number_keys(&mut out);
     out.events = events.log;
+    // These live until consolidation: no spare capacity.
+    out.txns.shrink_to_fit();
+    out.crm.shrink_to_fit();
     Ok(out)
 }
 
@@ -505,22 +509,20 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         events.append(r.events);
     }
 
+    release_freed();
 
     // Versions. Records with an id of their own meet the stored state;
     // numbered ones (content + occurrence) only need to know if they are stored.
-    // The three kinds resolve independently: in parallel.
+    // Events resolve beside the CRM and transactions (one after the other:
+    // their tables of keys would otherwise be in memory at once).
     let records = &stored.records;
     let stored_txns = &stored.txns;
     let ((crm_res, txn_res), ev_res) = rayon::join(
         || {
-            rayon::join(
-                || versions::resolve(new_crm, records),
-                || {
-                    let stored_keys: HashSet<&str> =
-                        stored_txns.iter().map(|t| &*t.record_key).collect();
-                    versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k))
-                },
-            )
+            let crm_res = versions::resolve(new_crm, records);
+            let stored_keys: HashSet<&str> = stored_txns.iter().map(|t| &*t.record_key).collect();
+            let txn_res = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
+            (crm_res, txn_res)
         },
         || events::resolve(&mut events, stored_events),
     );
@@ -542,6 +544,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             per_file[f as usize].add(outcome, None);
         }
     }
+    release_freed();
     tick(&mut timings, "versions", &mut lap);
 
     let mut totals = Counts::default();
@@ -624,7 +627,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
 
     // The per-record state of keyed records (numbered ones live in their
     // datasets): the stored one unless a winner replaces it. Unordered: the
-    // writer sorts it. A vector, not a map: it is millions of rows.
+    // writer sorts it. A vector, not a map: it is millions of rows. The
+    // winners' entries are added as the winners are consumed below.
     let replaced: HashSet<&str> = crm_res
         .replaced
         .iter()
@@ -640,8 +644,6 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             .filter(|r| !replaced.contains(&*r.key)),
     );
     drop(replaced);
-    state.extend(crm_res.winners().map(state_of));
-    state.extend(txn_res.winners().filter(|w| !w.numbered).map(state_of));
 
     // Consolidate the whole history.
     let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
@@ -653,7 +655,16 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         })
         .map(crm_of)
         .collect();
-    crm.extend(crm_res.winners.into_iter().flatten().map(|w| w.body));
+    crm.reserve_exact(crm_res.winner_count());
+    for w in crm_res.winners.into_iter().flatten() {
+        state.push(RecordState {
+            key: w.key,
+            version: w.version,
+            digest: w.digest,
+        });
+        crm.push(w.body);
+    }
+    release_freed();
     let directory = Directory::from_crm(&crm);
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
@@ -670,9 +681,19 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             .sum(),
     );
     let file_names: Vec<Arc<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
-    // File by file, so each file's records are freed as soon as they are converted.
-    for file_winners in txn_res.winners {
-        for w in file_winners.into_iter().filter(|w| !w.body.ignored) {
+    // File by file, so each file's records are freed as soon as they are
+    // converted (and handed back every so many files, see `memory`).
+    for (i, file_winners) in txn_res.winners.into_iter().enumerate() {
+        if i % 64 == 63 {
+            release_freed();
+        }
+        for w in file_winners {
+            if !w.numbered {
+                state.push(state_of(&w));
+            }
+            if w.body.ignored {
+                continue;
+            }
             let source_file = &file_names[w.pos.file as usize];
             let (mut keys, mut record_key, rows) = (w.body.keys, w.key, w.body.rows);
             let n = rows.len();
@@ -694,6 +715,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             }
         }
     }
+    release_freed();
     let guests = Guests::build(
         txns.iter()
             .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
@@ -705,6 +727,16 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             .map(Into::into)
             .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
     });
+
+    // The datasets are written as soon as they are complete, and freed:
+    // events first, so their rows and the CRM directory are gone before
+    // the customers are built (the peak memory of the run).
+    let staging = if changed {
+        Some(wh.begin(&run_id)?)
+    } else {
+        None
+    };
+    tick(&mut timings, "consolidate", &mut lap);
 
     // Events name their customer like transactions do, else by the id they give.
     let mut event_rows = std::mem::take(&mut events.events);
@@ -718,49 +750,52 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
                 .or_else(|| events.text.get(events.keysets[k as usize][0]))
         })
         .collect();
+    if let Some(staging) = &staging {
+        warehouse::events::write_log(
+            &staging.dir.join("events"),
+            &mut event_rows,
+            &events,
+            &event_customers,
+        )?;
+    }
+    let event_count = event_rows.len() as u64;
+    // The customer names borrow from the log and the directory: freed first.
+    drop(event_customers);
+    drop(event_rows);
+    drop(events);
+    let crm_key_conflicts = directory.conflicts;
+    drop(directory);
+    release_freed();
+    tick(&mut timings, "events", &mut lap);
 
-    let customers = build_customers(&crm, &guests, &txns);
     let crm_customers = crm.len() as u64;
-    drop(crm);
-    tick(&mut timings, "consolidate", &mut lap);
-
+    let customers = build_customers(crm, &guests, &txns);
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
         crm_customers,
         guests: guests.list.len() as u64,
         transactions: txns.len() as u64,
         anonymous_transactions: txns.iter().filter(|t| t.customer_id.is_none()).count() as u64,
-        events: event_rows.len() as u64,
-        crm_key_conflicts: directory.conflicts,
+        events: event_count,
+        crm_key_conflicts,
     };
+    drop(guests);
+    release_freed();
+    tick(&mut timings, "customers", &mut lap);
 
-    if changed {
-        let staging = wh.begin(&run_id)?;
+    if let Some(staging) = staging {
         let d = staging.dir.clone();
-        let ((a, s), (b, c)) = rayon::join(
+        let (a, (s, c)) = rayon::join(
+            || warehouse::transactions::write(&d.join("transactions"), &txns),
             || {
                 rayon::join(
-                    || warehouse::transactions::write(&d.join("transactions"), &txns),
                     || warehouse::state::write(&d.join("_state"), &state),
-                )
-            },
-            || {
-                rayon::join(
                     || warehouse::customers::write(&d.join("customers"), &customers),
-                    || {
-                        warehouse::events::write_log(
-                            &d.join("events"),
-                            &mut event_rows,
-                            &events,
-                            &event_customers,
-                        )
-                    },
                 )
             },
         );
         a?;
         s?;
-        b?;
         c?;
         warehouse::state::write_json(&d.join("_state").join("small.json"), &small)?;
         tick(&mut timings, "write", &mut lap);
@@ -790,8 +825,9 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     })
 }
 
-/// CRM customers plus guests, with `first_seen` and `channels` from the history.
-fn build_customers(crm: &[CrmRecord], guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
+/// CRM customers (taking their strings) plus guests, with `first_seen` and
+/// `channels` from the history.
+fn build_customers(crm: Vec<CrmRecord>, guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
     let mut seen: HashMap<&str, (i64, u8)> =
         HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
     for t in txns {
@@ -813,35 +849,33 @@ fn build_customers(crm: &[CrmRecord], guests: &Guests, txns: &[StoredTxn]) -> Ve
             .map(|(_, c)| *c)
             .collect()
     };
-    let mut out: Vec<CustomerRow> = crm
-        .iter()
-        .map(|c| {
-            let (first_txn, mask) = seen.get(&*c.customer_id).copied().unwrap_or((i64::MAX, 0));
-            let signup = c
-                .signup_date
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| t.and_utc().timestamp_micros());
-            let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup]
-                .into_iter()
-                .flatten()
-                .min();
-            CustomerRow {
-                customer_id: c.customer_id.clone(),
-                is_guest: false,
-                email: c.email.clone(),
-                phone: c.phone.clone(),
-                first_name: c.first_name.clone(),
-                last_name: c.last_name.clone(),
-                country: c.country.clone(),
-                signup_date: c.signup_date,
-                birth_date: c.birth_date,
-                email_opt_in: c.email_opt_in,
-                updated_at: c.updated_at,
-                first_seen,
-                channels: channels(mask),
-            }
-        })
-        .collect();
+    let mut out: Vec<CustomerRow> = Vec::with_capacity(crm.len() + guests.list.len());
+    out.extend(crm.into_iter().map(|c| {
+        let (first_txn, mask) = seen.get(&*c.customer_id).copied().unwrap_or((i64::MAX, 0));
+        let signup = c
+            .signup_date
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp_micros());
+        let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup]
+            .into_iter()
+            .flatten()
+            .min();
+        CustomerRow {
+            customer_id: c.customer_id,
+            is_guest: false,
+            email: c.email,
+            phone: c.phone,
+            first_name: c.first_name,
+            last_name: c.last_name,
+            country: c.country,
+            signup_date: c.signup_date,
+            birth_date: c.birth_date,
+            email_opt_in: c.email_opt_in,
+            updated_at: c.updated_at,
+            first_seen,
+            channels: channels(mask),
+        }
+    }));
     out.extend(guests.list.iter().map(|g| {
         let (first_txn, mask) = seen.get(&*g.id).copied().unwrap_or((i64::MAX, 0));
         CustomerRow {
