@@ -14,39 +14,40 @@ use cvm_shared::identity::guest_id;
 
 use crate::record::{CrmRecord, Keys};
 
-/// The golden identities from CRM.
+/// The golden identities from CRM, borrowing the records' strings (a
+/// million customers' ids, emails and phones are not copied).
 #[derive(Debug, Default)]
-pub struct Directory {
-    ids: HashSet<Box<str>>,
-    by_email: HashMap<Box<str>, Box<str>>,
-    by_phone: HashMap<Box<str>, Box<str>>,
+pub struct Directory<'a> {
+    ids: HashSet<&'a str>,
+    by_email: HashMap<&'a str, &'a str>,
+    by_phone: HashMap<&'a str, &'a str>,
     /// Emails and phones shared by more than one CRM record (counted once each).
     pub conflicts: u64,
 }
 
-impl Directory {
+impl<'a> Directory<'a> {
     /// Builds the directory; a shared email or phone goes to the most
     /// recently updated record (then the greater id, for determinism).
-    pub fn from_crm<'a>(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory {
+    pub fn from_crm(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory<'a> {
         let mut d = Directory::default();
-        let mut email_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::default();
-        let mut phone_owner: HashMap<Box<str>, (Option<i64>, &'a str)> = HashMap::default();
-        let mut conflicted: HashSet<(bool, Box<str>)> = HashSet::default();
+        let mut email_owner: HashMap<&'a str, (Option<i64>, &'a str)> = HashMap::default();
+        let mut phone_owner: HashMap<&'a str, (Option<i64>, &'a str)> = HashMap::default();
+        let mut conflicted: HashSet<(bool, &'a str)> = HashSet::default();
         for r in records {
-            d.ids.insert(r.customer_id.clone());
+            d.ids.insert(&r.customer_id);
             let rank = (r.updated_at, &*r.customer_id);
             for (is_email, key, owners) in [
                 (true, &r.email, &mut email_owner),
                 (false, &r.phone, &mut phone_owner),
             ] {
-                let Some(k) = key else { continue };
+                let Some(k) = key.as_deref() else { continue };
                 match owners.get_mut(k) {
                     None => {
-                        owners.insert(k.clone(), rank);
+                        owners.insert(k, rank);
                     }
                     Some(cur) => {
                         if cur.1 != rank.1 {
-                            conflicted.insert((is_email, k.clone()));
+                            conflicted.insert((is_email, k));
                         }
                         if rank > *cur {
                             *cur = rank;
@@ -58,31 +59,31 @@ impl Directory {
         d.conflicts = conflicted.len() as u64;
         d.by_email = email_owner
             .into_iter()
-            .map(|(k, (_, id))| (k, id.into()))
+            .map(|(k, (_, id))| (k, id))
             .collect();
         d.by_phone = phone_owner
             .into_iter()
-            .map(|(k, (_, id))| (k, id.into()))
+            .map(|(k, (_, id))| (k, id))
             .collect();
         d
     }
 
     /// The CRM customer any of `keys` maps to: id first, then email, then phone.
-    pub fn resolve(&self, keys: &Keys) -> Option<&str> {
-        if let Some(id) = &keys.customer_id
+    pub fn resolve(&self, keys: &Keys) -> Option<&'a str> {
+        if let Some(id) = keys.customer_id.as_deref()
             && let Some(found) = self.ids.get(id)
         {
             return Some(found);
         }
-        if let Some(e) = &keys.email
+        if let Some(e) = keys.email.as_deref()
             && let Some(id) = self.by_email.get(e)
         {
             return Some(id);
         }
         keys.phone
-            .as_ref()
+            .as_deref()
             .and_then(|p| self.by_phone.get(p))
-            .map(|id| &**id)
+            .copied()
     }
 
     /// Whether `id` is a CRM customer.
@@ -228,7 +229,8 @@ mod tests {
 
     #[test]
     fn any_key_maps_to_its_crm_customer() {
-        let d = Directory::from_crm(&[crm("C1", Some("a@x"), Some("+1555"), None)]);
+        let records = [crm("C1", Some("a@x"), Some("+1555"), None)];
+        let d = Directory::from_crm(&records);
         assert_eq!(d.resolve(&keys(Some("C1"), None, None)), Some("C1"));
         assert_eq!(
             d.resolve(&keys(Some("NOPE"), Some("a@x"), None)),
@@ -243,11 +245,12 @@ mod tests {
 
     #[test]
     fn a_shared_email_goes_to_the_latest_update_and_counts_once() {
-        let d = Directory::from_crm(&[
+        let records = [
             crm("C1", Some("s@x"), Some("+1"), Some(10)),
             crm("C2", Some("s@x"), Some("+1"), Some(20)),
             crm("C3", Some("s@x"), None, Some(5)),
-        ]);
+        ];
+        let d = Directory::from_crm(&records);
         assert_eq!(d.resolve(&keys(None, Some("s@x"), None)), Some("C2"));
         assert_eq!(d.conflicts, 2, "one email and one phone");
     }
