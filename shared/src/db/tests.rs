@@ -334,16 +334,7 @@ fn scores_never_regress_to_an_older_as_of(backend: Backend) {
     let err = c.transaction::<_, DbError, _>(|c| {
         scores::upsert(c, &[score("nobody", "2024-03-01", 1, l1)])
     });
-    assert!(
-        matches!(
-            err,
-            Err(DbError::Query {
-                table: "scores",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    assert_scores_query_failed(&err);
 }
 
 fn job_runs_record_outcomes(backend: Backend) {
@@ -460,16 +451,7 @@ fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {
             ],
         )
     });
-    assert!(
-        matches!(
-            err,
-            Err(DbError::Query {
-                table: "scores",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    assert_scores_query_failed(&err);
     assert_eq!(scores::count(&mut c).unwrap(), 0);
     assert_eq!(
         in_tx(&mut c, |c| scores::upsert(
@@ -588,4 +570,18 @@ fn a_reload_of_many_rows_changes_nothing(backend: Backend) {
     });
     assert_eq!(again, ((0, 0), 0));
     assert_eq!(customers::all(&mut c).unwrap(), stored);
+}
+
+/// Asserts that a statement on `scores` failed (and says how it did not).
+fn assert_scores_query_failed<T: std::fmt::Debug>(err: &Result<T, DbError>) {
+    assert!(
+        matches!(
+            err,
+            Err(DbError::Query {
+                table: "scores",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
 }

@@ -208,6 +208,33 @@ pub(crate) fn upsert<R>(
     .map_err(DbError::query(merge.table, "upsert"))
 }
 
+/// The `write` callback of [`upsert`] for a table with a staging twin:
+/// `COPY` into whichever `Dest` names on PostgreSQL, the prepared inserts of
+/// [`super::sqlite_insert`] on SQLite. Use it where `?` returns a
+/// `diesel::QueryResult`.
+macro_rules! write_rows {
+    ($conn:expr, $dest:expr, $rows:expr, $table:path, $staging:path) => {{
+        use $crate::db::models::bulk::Dest;
+        match ($conn, $dest) {
+            ($crate::db::DbConnection::Pg(c), Dest::Staging) => {
+                diesel::copy_from($staging)
+                    .from_insertable($rows)
+                    .execute(c)?;
+            }
+            ($crate::db::DbConnection::Pg(c), Dest::Table) => {
+                diesel::copy_from($table)
+                    .from_insertable($rows)
+                    .execute(c)?;
+            }
+            ($crate::db::DbConnection::Sqlite(c), dest) => {
+                $crate::db::models::sqlite_insert::insert(c, $rows, dest == Dest::Staging)?;
+            }
+        }
+        Ok(())
+    }};
+}
+pub(crate) use write_rows;
+
 /// The bulk path of [`upsert`]: `rows` straight into the empty `table`. On
 /// PostgreSQL its foreign keys and secondary indexes are dropped first and
 /// made again afterwards: one join checks every row instead of a trigger

@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::bulk::{self, Dest, Merge};
+use super::bulk::{self, Merge};
 use super::sqlite_insert;
 use crate::db::schema::customers;
 use crate::db::{Backend, DbConnection, DbError};
@@ -232,22 +232,7 @@ fn merge(
         &merge,
         rows,
         |conn, rows, dest| {
-            match (conn, dest) {
-                (DbConnection::Pg(c), Dest::Staging) => {
-                    diesel::copy_from(customers_staging::table)
-                        .from_insertable(rows)
-                        .execute(c)?;
-                }
-                (DbConnection::Pg(c), Dest::Table) => {
-                    diesel::copy_from(customers::table)
-                        .from_insertable(rows)
-                        .execute(c)?;
-                }
-                (DbConnection::Sqlite(c), dest) => {
-                    sqlite_insert::insert(c, rows, dest == Dest::Staging)?;
-                }
-            }
-            Ok(())
+            bulk::write_rows!(conn, dest, rows, customers::table, customers_staging::table)
         },
         deactivate_missing.then_some(deactivate),
     )

@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::bulk::{self, Dest, Merge};
+use super::bulk::{self, Merge};
 use super::sqlite_insert;
 use crate::db::schema::scores;
 use crate::db::{DbConnection, DbError};
@@ -52,22 +52,7 @@ macro_rules! score_structs {
                 guard: &guard,
             };
             let stage = |conn: &mut DbConnection, part: &[NewScore<'_>], dest| {
-                match (conn, dest) {
-                    (DbConnection::Pg(c), Dest::Staging) => {
-                        diesel::copy_from(scores_staging::table)
-                            .from_insertable(part)
-                            .execute(c)?;
-                    }
-                    (DbConnection::Pg(c), Dest::Table) => {
-                        diesel::copy_from(scores::table)
-                            .from_insertable(part)
-                            .execute(c)?;
-                    }
-                    (DbConnection::Sqlite(c), dest) => {
-                        sqlite_insert::insert(c, part, dest == Dest::Staging)?;
-                    }
-                }
-                Ok(())
+                bulk::write_rows!(conn, dest, part, scores::table, scores_staging::table)
             };
             bulk::upsert(conn, &merge, rows, stage, None).map(|(written, _)| written)
         }
