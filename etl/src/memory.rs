@@ -11,7 +11,7 @@
 //! resident size close to the live data.
 
 /// Returns the memory freed so far, on the calling thread and on every
-/// rayon worker, to the OS. Costs a few milliseconds; call it between steps,
+/// rayon worker, to the OS. It walks every heap: call it between steps,
 /// not in hot loops. Without mimalloc as the global allocator it only tidies
 /// mimalloc's own (empty) heaps.
 pub fn release_freed() {

@@ -392,6 +392,11 @@ fn state_of<T>(w: &Versioned<T>) -> RecordState {
     }
 }
 
+/// `v` itself when `last` (leaving its default behind), else a copy.
+fn take_or_clone<T: Clone + Default>(v: &mut T, last: bool) -> T {
+    if last { std::mem::take(v) } else { v.clone() }
+}
+
 fn fate<T>(
     res: &Resolution<T>,
     per_file: &mut [Counts],
@@ -657,6 +662,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .collect();
     crm.reserve_exact(crm_res.winner_count());
     for w in crm_res.winners.into_iter().flatten() {
+        // A CRM record's key is needed only here: moved, not cloned.
         state.push(RecordState {
             key: w.key,
             version: w.version,
@@ -683,8 +689,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     let file_names: Vec<Arc<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
     // File by file, so each file's records are freed as soon as they are
     // converted (and handed back every so many files, see `memory`).
-    for (i, file_winners) in txn_res.winners.into_iter().enumerate() {
-        if i % 64 == 63 {
+    for (file_index, file_winners) in txn_res.winners.into_iter().enumerate() {
+        if file_index % 64 == 63 {
             release_freed();
         }
         for w in file_winners {
@@ -700,16 +706,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             for (i, row) in rows.into_iter().enumerate() {
                 // The last row takes the record's keys; a refunded order's first row copies them.
                 let last = i + 1 == n;
-                let take = |b: &mut Box<str>| if last { std::mem::take(b) } else { b.clone() };
                 txns.push(StoredTxn {
                     row,
                     customer_id: None,
-                    keys: if last {
-                        std::mem::take(&mut keys)
-                    } else {
-                        keys.clone()
-                    },
-                    record_key: take(&mut record_key),
+                    keys: take_or_clone(&mut keys, last),
+                    record_key: take_or_clone(&mut record_key, last),
                     source_file: Arc::clone(source_file),
                 });
             }

@@ -5,9 +5,10 @@
 //!   `loaded_at` included: a load writes only the rows it inserts or changes
 //!   (so a reload of unchanged data writes next to nothing), and only those
 //!   take its stamp. `loaded_at` is when a load last changed the row.
-//! - Atomic: every row of a load is written in one transaction (multi-row
-//!   upserts of a few thousand rows each), so a crash leaves the previous load
-//!   intact and the next load completes it. SQLite readers (WAL) are never
+//! - Atomic: every row of a load is written in one transaction (see
+//!   `cvm_shared::db::models::bulk`: staged and merged, or written straight
+//!   into an empty table), so a crash leaves the previous load intact and the
+//!   next load completes it. SQLite readers (WAL) are never
 //!   blocked; SQLite writers wait through their busy timeout.
 //! - Vanished customers (in the database, not in the warehouse) are flagged
 //!   `active = false`, never deleted: feedback, outbox and unsubscribes

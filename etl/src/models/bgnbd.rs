@@ -101,6 +101,19 @@ impl Dictionary {
         self.index.get(&hash_key(v)).copied().unwrap_or(0)
     }
 
+    /// The dictionaries of the frequencies and of the times (recency and T
+    /// share one), built in parallel.
+    fn pair<T: Sync>(
+        items: &[T],
+        x: impl Fn(&T) -> f64 + Sync + Send,
+        times: impl Fn(&T) -> [f64; 2] + Sync + Send,
+    ) -> (Self, Self) {
+        rayon::join(
+            || Self::build(items.par_iter().map(x)),
+            || Self::build(items.par_iter().flat_map_iter(times)),
+        )
+    }
+
     /// Bits needed to store any index.
     fn bits(&self) -> u32 {
         u32::BITS - (self.values.len().max(2) as u32 - 1).leading_zeros()
@@ -157,10 +170,7 @@ impl Histories {
     /// tables of distinct values, packed into one integer per customer, so the
     /// collapse is an integer sort and a run-length pass.
     pub fn collapse(triples: &[(f64, f64, f64)]) -> Result<Self, FitError> {
-        let (x_dict, time_dict) = rayon::join(
-            || Dictionary::build(triples.par_iter().map(|p| p.0)),
-            || Dictionary::build(triples.par_iter().flat_map_iter(|p| [p.1, p.2])),
-        );
+        let (x_dict, time_dict) = Dictionary::pair(triples, |p| p.0, |p| [p.1, p.2]);
         // Every row is valid when every distinct value is: check the few values,
         // and only on a failure look for the first row that holds one.
         let valid = x_dict
@@ -202,7 +212,9 @@ impl Histories {
         })
     }
 
-    /// Indexes weighted rows in the order given (rows of weight 0 are dropped).
+    /// Indexes weighted rows without collapsing them: one-time buyers first,
+    /// then the repeat buyers, each in the order given (rows of weight 0 are
+    /// dropped).
     pub fn from_rows(rows: &[WeightedRow]) -> Result<Self, FitError> {
         let mut clean = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
@@ -210,10 +222,7 @@ impl Histories {
                 clean.push(r);
             }
         }
-        let (x_dict, time_dict) = rayon::join(
-            || Dictionary::build(clean.par_iter().map(|r| r.0)),
-            || Dictionary::build(clean.par_iter().flat_map_iter(|r| [r.1, r.2])),
-        );
+        let (x_dict, time_dict) = Dictionary::pair(&clean, |r| r.0, |r| [r.1, r.2]);
         let index = |&(x, tx, t, w): &(f64, f64, f64, f64)| IndexedRow {
             xi: x_dict.get(x),
             txi: time_dict.get(tx),
@@ -824,6 +833,11 @@ mod collapse_tests {
         }
     }
 
+    fn assert_collapses_to(triples: &[(f64, f64, f64)], expected: &[WeightedRow]) {
+        let h = Histories::collapse(triples).unwrap();
+        assert_eq!(h.weighted_rows(), expected);
+    }
+
     #[test]
     fn collapse_counts_identical_histories_and_sorts_them() {
         let triples = [
@@ -834,14 +848,13 @@ mod collapse_tests {
             (0.0, 0.0, 4.0),
             (2.0, 3.5, 10.0),
         ];
-        let h = Histories::collapse(&triples).unwrap();
-        assert_eq!(
-            h.weighted_rows(),
-            [
+        assert_collapses_to(
+            &triples,
+            &[
                 row(0.0, 0.0, 4.0, 2.0),
                 row(1.0, 7.0, 7.0, 1.0),
-                row(2.0, 3.5, 10.0, 3.0)
-            ]
+                row(2.0, 3.5, 10.0, 3.0),
+            ],
         );
     }
 
@@ -853,10 +866,9 @@ mod collapse_tests {
             (0.0, 9.0, 20.0),
             (0.0, 0.0, 20.0),
         ];
-        let h = Histories::collapse(&triples).unwrap();
-        assert_eq!(
-            h.weighted_rows(),
-            [row(0.0, 0.0, 20.0, 2.0), row(2.0, 30.0, 30.0, 2.0)]
+        assert_collapses_to(
+            &triples,
+            &[row(0.0, 0.0, 20.0, 2.0), row(2.0, 30.0, 30.0, 2.0)],
         );
     }
 
@@ -872,5 +884,18 @@ mod collapse_tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn wide_keys_decode_to_the_same_rows() {
+        // Indexes too wide for a u64 key (over 2^21 distinct times) take u128 keys.
+        let bits = 33;
+        let key = |x: u32, tx: u32, t: u32| {
+            (u128::from(x) << (2 * bits)) | (u128::from(tx) << bits) | u128::from(t)
+        };
+        let big = u32::MAX;
+        let rows = rows_of_keys(vec![key(3, big, big), key(0, 0, 5), key(3, big, big)], bits);
+        let got: Vec<_> = rows.iter().map(|r| (r.xi, r.txi, r.ti, r.w)).collect();
+        assert_eq!(got, [(0, 0, 5, 1.0), (3, big, big, 2.0)]);
     }
 }
