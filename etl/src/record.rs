@@ -136,17 +136,15 @@ impl Keys {
     }
 }
 
-/// One consolidated transaction, before identity resolution.
+/// One consolidated transaction, before identity resolution. Its ids are not
+/// stored: they derive from the key of the record it came from (see
+/// [`TxnIds`]), which saves three strings a row on the largest dataset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRow {
-    /// Unique, stable id: `pos:R1`, `web:W-1001`, `web:W-1001:refund`, `app:A-77`, `tx:<hex>`.
-    pub transaction_id: Box<str>,
+    /// Where its transaction, source and order ids come from.
+    pub ids: TxnIds,
     /// Channel it came from.
     pub channel: Channel,
-    /// The record's id in its source system (receipt, order, txn), if it has one.
-    pub source_id: Option<Box<str>>,
-    /// Order reference, when the source has one (web orders, generic `order_id`).
-    pub order_id: Option<Box<str>>,
     /// When it happened: microseconds since the Unix epoch, UTC.
     pub occurred_at: i64,
     /// Amount in its own currency: >= 0 for purchases, <= 0 for refunds.
@@ -159,15 +157,186 @@ pub struct TxnRow {
     pub kind: TxnKind,
 }
 
-/// A transaction-bearing record: zero, one or two rows (a refunded web order is two).
+/// How a row's ids derive from its record key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnIds {
+    /// A record with an id of its own, keyed `<channel>:<id>` (`pos:R1`,
+    /// `app:A-77`, `web:W-1001`): the transaction id is the key (plus
+    /// `:refund` for a refunded order's refund), the source id is `<id>`,
+    /// and a web order's order id is `<id>` too.
+    Keyed {
+        /// The refund row of a refunded web order.
+        refund: bool,
+    },
+    /// A generic transaction: `tx:<hash>` (16 hex digits of the stable hash
+    /// of its numbered key); its `order_id`, if any, is also its source id.
+    Generic {
+        /// The stable hash of the numbered record key.
+        hash: u64,
+        /// The order reference given.
+        order_id: Option<Box<str>>,
+    },
+}
+
+/// A transaction id, built from its parts without allocating; compares and
+/// prints as the text it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct TxnId<'a> {
+    head: &'a str,
+    tail: IdTail,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IdTail {
+    None,
+    Refund,
+    Hex([u8; 16]),
+}
+
+impl<'a> TxnId<'a> {
+    fn tail(&self) -> &[u8] {
+        match &self.tail {
+            IdTail::None => b"",
+            IdTail::Refund => b":refund",
+            IdTail::Hex(h) => h,
+        }
+    }
+
+    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.head.bytes().chain(self.tail().iter().copied())
+    }
+
+    /// True when the id is `text`.
+    pub fn is(&self, text: &str) -> bool {
+        self.bytes().eq(text.bytes())
+    }
+}
+
+impl fmt::Display for TxnId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.head)?;
+        // The tail is ASCII by construction.
+        f.write_str(std::str::from_utf8(self.tail()).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl PartialEq for TxnId<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for TxnId<'_> {}
+
+impl PartialOrd for TxnId<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TxnId<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+/// The prefix of a generic transaction's id.
+const GENERIC_PREFIX: &str = "tx:";
+
+impl TxnRow {
+    /// The transaction id of this row of the record keyed `record_key`.
+    pub fn transaction_id<'a>(&self, record_key: &'a str) -> TxnId<'a> {
+        match &self.ids {
+            TxnIds::Keyed { refund } => TxnId {
+                head: record_key,
+                tail: if *refund {
+                    IdTail::Refund
+                } else {
+                    IdTail::None
+                },
+            },
+            TxnIds::Generic { hash, .. } => {
+                let mut hex = [0u8; 16];
+                for (i, b) in hex.iter_mut().enumerate() {
+                    *b = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
+                }
+                TxnId {
+                    head: GENERIC_PREFIX,
+                    tail: IdTail::Hex(hex),
+                }
+            }
+        }
+    }
+
+    /// The record's id in its source system, if it has one.
+    pub fn source_id<'a>(&'a self, record_key: &'a str) -> Option<&'a str> {
+        match &self.ids {
+            TxnIds::Keyed { .. } => record_key.split_once(':').map(|(_, id)| id),
+            TxnIds::Generic { order_id, .. } => order_id.as_deref(),
+        }
+    }
+
+    /// The order reference, when the source has one (web orders, generic `order_id`).
+    pub fn order_id<'a>(&'a self, record_key: &'a str) -> Option<&'a str> {
+        match &self.ids {
+            TxnIds::Keyed { .. } if self.channel == Channel::Web => self.source_id(record_key),
+            TxnIds::Keyed { .. } => None,
+            TxnIds::Generic { order_id, .. } => order_id.as_deref(),
+        }
+    }
+}
+
+/// A transaction-bearing record: no row (ignored by rule), one row, or a
+/// refunded web order's purchase plus the refund made at `refunded_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
     /// Who it belongs to; empty for anonymous records.
     pub keys: Keys,
-    /// The consolidated transactions it yields when it wins.
-    pub rows: Vec<TxnRow>,
-    /// True when this version, if it wins, is ignored by rule (cancelled, pending).
-    pub ignored: bool,
+    /// The transaction it yields when it wins; `None` when this version, if
+    /// it wins, is ignored by rule (cancelled, pending).
+    pub row: Option<TxnRow>,
+    /// When the purchase in `row` was refunded in full (refunded web orders).
+    pub refunded_at: Option<i64>,
+}
+
+impl TxnRecord {
+    /// True when this version, if it wins, is ignored by rule.
+    pub fn ignored(&self) -> bool {
+        self.row.is_none()
+    }
+
+    /// How many consolidated transactions it yields.
+    pub fn row_count(&self) -> usize {
+        match (&self.row, self.refunded_at) {
+            (None, _) => 0,
+            (Some(_), None) => 1,
+            (Some(_), Some(_)) => 2,
+        }
+    }
+
+    /// The consolidated transactions it yields, in order: the row, then its refund.
+    pub fn rows(&self) -> impl Iterator<Item = TxnRow> + '_ {
+        let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
+        self.row.iter().cloned().chain(refund)
+    }
+
+    /// Its keys and, as [`TxnRecord::rows`], its transactions, moved out.
+    pub fn into_rows(self) -> (Keys, impl Iterator<Item = TxnRow>) {
+        let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
+        (self.keys, self.row.into_iter().chain(refund))
+    }
+}
+
+/// The full refund, at `at`, of a purchase.
+fn refund_of((purchase, at): (&TxnRow, i64)) -> TxnRow {
+    TxnRow {
+        ids: TxnIds::Keyed { refund: true },
+        occurred_at: at,
+        amount_original: -purchase.amount_original,
+        amount_base: -purchase.amount_base,
+        kind: TxnKind::Refund,
+        ..purchase.clone()
+    }
 }
 
 /// A CRM master record.
@@ -268,4 +437,67 @@ pub enum Parsed {
     Ignored,
     /// Bad input.
     Rejected(Reject),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row(ids: TxnIds) -> TxnRow {
+        TxnRow {
+            ids,
+            channel: Channel::Web,
+            occurred_at: 0,
+            amount_original: Amount(0),
+            currency: Currency::parse("USD").unwrap(),
+            amount_base: BaseAmount(0),
+            kind: TxnKind::Purchase,
+        }
+    }
+
+    #[test]
+    fn ids_derive_from_the_record_key() {
+        let refund = row(TxnIds::Keyed { refund: true });
+        assert_eq!(
+            refund.transaction_id("web:W:1").to_string(),
+            "web:W:1:refund"
+        );
+        assert_eq!(refund.source_id("web:W:1"), Some("W:1"));
+        assert_eq!(refund.order_id("web:W:1"), Some("W:1"));
+        let generic = row(TxnIds::Generic {
+            hash: 0x0123_4567_89ab_cdef,
+            order_id: None,
+        });
+        assert_eq!(
+            generic.transaction_id("tx:ffff#1").to_string(),
+            "tx:0123456789abcdef"
+        );
+        assert_eq!(generic.source_id("tx:ffff#1"), None);
+    }
+
+    fn ids() -> impl Strategy<Value = (String, TxnIds)> {
+        prop_oneof![
+            ("(pos|web):[a-c:]{0,4}", any::<bool>())
+                .prop_map(|(k, refund)| (k, TxnIds::Keyed { refund })),
+            any::<u64>().prop_map(|hash| (
+                "tx:k#1".to_string(),
+                TxnIds::Generic {
+                    hash,
+                    order_id: None
+                }
+            )),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn transaction_ids_order_as_their_text((ka, a) in ids(), (kb, b) in ids()) {
+            let (a, b) = (row(a), row(b));
+            let (ia, ib) = (a.transaction_id(&ka), b.transaction_id(&kb));
+            prop_assert_eq!(ia.cmp(&ib), ia.to_string().cmp(&ib.to_string()));
+            prop_assert!(ia.is(&ia.to_string()));
+            prop_assert_eq!(ia.is(&ib.to_string()), ia.to_string() == ib.to_string());
+        }
+    }
 }

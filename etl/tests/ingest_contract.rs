@@ -270,10 +270,7 @@ fn every_record_of_the_contract_drop_ends_in_exactly_one_expected_outcome() {
         "17.49",
         "email and phone joined into one guest"
     );
-    let w2: Vec<_> = t
-        .iter()
-        .filter(|x| x.row.order_id.as_deref() == Some("W2"))
-        .collect();
+    let w2: Vec<_> = t.iter().filter(|x| x.order_id() == Some("W2")).collect();
     assert_eq!(w2.len(), 2);
     assert_eq!(
         w2.iter()
@@ -283,10 +280,7 @@ fn every_record_of_the_contract_drop_ends_in_exactly_one_expected_outcome() {
             .occurred_at,
         1_772_409_600_000_000
     );
-    let r1 = t
-        .iter()
-        .find(|x| &*x.row.transaction_id == "pos:R1")
-        .unwrap();
+    let r1 = t.iter().find(|x| x.transaction_id().is("pos:R1")).unwrap();
     assert_eq!(
         r1.row.occurred_at, 1_772_330_400_000_000,
         "10:00 Shanghai is 02:00 UTC"

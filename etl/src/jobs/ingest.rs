@@ -25,7 +25,8 @@ use crate::consolidate::versions::{self, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
 use crate::memory::release_freed;
 use crate::record::{
-    CrmRecord, EventFields, Outcome, Parsed, Pos, RejectReason, TxnRecord, Versioned,
+    CrmRecord, EventFields, Outcome, Parsed, Pos, RejectReason, TxnIds, TxnRecord, TxnRow,
+    Versioned,
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
@@ -305,9 +306,12 @@ fn number_keys(out: &mut FileResult) {
         let n = seen.entry(v.key.clone()).or_default();
         *n += 1;
         v.key = format!("{}#{n}", v.key).into();
-        let id: Box<str> = format!("tx:{:016x}", stable_hash(v.key.as_bytes())).into();
-        for row in &mut v.body.rows {
-            row.transaction_id = id.clone();
+        if let Some(TxnRow {
+            ids: TxnIds::Generic { hash, .. },
+            ..
+        }) = &mut v.body.row
+        {
+            *hash = stable_hash(v.key.as_bytes());
         }
     }
 }
@@ -533,7 +537,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     );
     fate(&crm_res, &mut per_file, |_| Outcome::Accepted);
     fate(&txn_res, &mut per_file, |w| {
-        if w.body.ignored {
+        if w.body.ignored() {
             Outcome::Ignored
         } else if w.body.keys.is_empty() {
             Outcome::Anonymous
@@ -679,13 +683,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .into_iter()
         .filter(|t| !txn_replaced.contains(&*t.record_key))
         .collect();
-    txns.reserve_exact(
-        txn_res
-            .winners()
-            .filter(|w| !w.body.ignored)
-            .map(|w| w.body.rows.len())
-            .sum(),
-    );
+    txns.reserve_exact(txn_res.winners().map(|w| w.body.row_count()).sum());
     let file_names: Vec<Arc<str>> = found.files.iter().map(|f| f.name.as_str().into()).collect();
     // File by file, so each file's records are freed as soon as they are
     // converted (and handed back every so many files, see `memory`).
@@ -697,13 +695,14 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
             if !w.numbered {
                 state.push(state_of(&w));
             }
-            if w.body.ignored {
+            if w.body.ignored() {
                 continue;
             }
             let source_file = &file_names[w.pos.file as usize];
-            let (mut keys, mut record_key, rows) = (w.body.keys, w.key, w.body.rows);
-            let n = rows.len();
-            for (i, row) in rows.into_iter().enumerate() {
+            let n = w.body.row_count();
+            let mut record_key = w.key;
+            let (mut keys, rows) = w.body.into_rows();
+            for (i, row) in rows.enumerate() {
                 // The last row takes the record's keys; a refunded order's first row copies them.
                 let last = i + 1 == n;
                 txns.push(StoredTxn {

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
+use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -90,10 +90,8 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let keys = fields::keys(None, email.as_deref(), phone.as_deref(), ctx);
     let id = format!("app:{txn}");
     let row = TxnRow {
-        transaction_id: id.clone().into(),
+        ids: TxnIds::Keyed { refund: false },
         channel: Channel::App,
-        source_id: Some(txn.into()),
-        order_id: None,
         occurred_at,
         amount_original: amount,
         currency,
@@ -108,8 +106,8 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         pos,
         body: TxnRecord {
             keys,
-            rows: vec![row],
-            ignored: false,
+            row: Some(row),
+            refunded_at: None,
         },
     })
 }
@@ -129,7 +127,7 @@ mod tests {
     #[test]
     fn the_contract_example_is_one_purchase() {
         let Parsed::Txn(v) = run(EX) else { panic!() };
-        let t = &v.body.rows[0];
+        let t = &v.body.rows().next().unwrap();
         assert_eq!(t.occurred_at, 1_709_260_500_000_000);
         assert_eq!(t.amount_original.to_string(), "59.9");
         assert_eq!(v.body.keys.phone.as_deref(), Some("+8613800000000"));
@@ -141,8 +139,11 @@ mod tests {
         let Parsed::Txn(v) = run(&EX.replace("purchase", "refund")) else {
             panic!()
         };
-        assert_eq!(v.body.rows[0].amount_original.to_string(), "-59.9");
-        assert_eq!(v.body.rows[0].kind, TxnKind::Refund);
+        assert_eq!(
+            v.body.rows().next().unwrap().amount_original.to_string(),
+            "-59.9"
+        );
+        assert_eq!(v.body.rows().next().unwrap().kind, TxnKind::Refund);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use cvm_shared::{Channel, TxnKind};
 
 use super::{CsvRow, ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
+use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
 
 /// The contract's POS columns; a receipt's content digest covers all of them.
 pub(crate) const COLUMNS: [&str; 8] = [
@@ -67,10 +67,8 @@ fn parse_record(
     let digest = fields::digest(COLUMNS.map(|c| row.get(c).unwrap_or("")));
     let id = format!("pos:{receipt}");
     let txn = TxnRow {
-        transaction_id: id.clone().into(),
+        ids: TxnIds::Keyed { refund: false },
         channel: Channel::Pos,
-        source_id: Some(receipt.into()),
-        order_id: None,
         occurred_at,
         amount_original: amount,
         currency,
@@ -85,8 +83,8 @@ fn parse_record(
         pos,
         body: TxnRecord {
             keys,
-            rows: vec![txn],
-            ignored: false,
+            row: Some(txn),
+            refunded_at: None,
         },
     }))
 }
@@ -143,14 +141,16 @@ mod tests {
             "CNY",
             "",
         ]));
-        let t = &v.body.rows[0];
+        let t = &v.body.rows().next().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("2026-03-01T02:15:00Z")
         );
         assert_eq!(t.amount_base.to_string(), "8.386");
         assert_eq!(t.kind, TxnKind::Purchase);
-        assert_eq!(&*t.transaction_id, "pos:R1");
+        assert_eq!(t.transaction_id(&v.key).to_string(), "pos:R1");
+        assert_eq!(t.source_id(&v.key), Some("R1"));
+        assert_eq!(t.order_id(&v.key), None);
         assert_eq!(v.body.keys.customer_id.as_deref(), Some("C1"));
     }
 
@@ -167,8 +167,11 @@ mod tests {
                 "",
                 "return",
             ]));
-            assert_eq!(v.body.rows[0].amount_original.to_string(), "-12");
-            assert_eq!(v.body.rows[0].kind, TxnKind::Refund);
+            assert_eq!(
+                v.body.rows().next().unwrap().amount_original.to_string(),
+                "-12"
+            );
+            assert_eq!(v.body.rows().next().unwrap().kind, TxnKind::Refund);
             assert_eq!(v.body.keys.phone.as_deref(), Some("+8613800000000"));
         }
     }

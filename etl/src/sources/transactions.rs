@@ -5,7 +5,7 @@
 use cvm_shared::{Channel, TxnKind};
 
 use super::{CsvRow, ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, TxnRecord, TxnRow, Versioned};
+use crate::record::{Parsed, Pos, Reject, TxnIds, TxnRecord, TxnRow, Versioned};
 
 /// Parses one transaction row.
 pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
@@ -52,11 +52,12 @@ fn parse_record(
         .map(|c| row.get(c).unwrap_or("")),
     );
     let txn = TxnRow {
-        // Final id is derived from the numbered key by the pipeline.
-        transaction_id: "tx:".into(),
+        ids: TxnIds::Generic {
+            // Set from the numbered key by the pipeline.
+            hash: 0,
+            order_id: order_id.map(Into::into),
+        },
         channel,
-        source_id: order_id.map(Into::into),
-        order_id: order_id.map(Into::into),
         occurred_at,
         amount_original: amount,
         currency,
@@ -71,8 +72,8 @@ fn parse_record(
         pos,
         body: TxnRecord {
             keys: fields::keys(Some(customer), None, None, ctx),
-            rows: vec![txn],
-            ignored: false,
+            row: Some(txn),
+            refunded_at: None,
         },
     })
 }
@@ -113,7 +114,7 @@ mod tests {
         ) else {
             panic!()
         };
-        let t = &v.body.rows[0];
+        let t = &v.body.rows().next().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("1997-01-01T00:00:00Z")
@@ -128,7 +129,10 @@ mod tests {
     #[test]
     fn negative_is_refund_and_zero_is_purchase() {
         let kind = |a: &str| match run(&H, &["C1", "2026-01-01", a, "", "O1", "web"]) {
-            Parsed::Txn(v) => (v.body.rows[0].kind, v.body.rows[0].channel),
+            Parsed::Txn(v) => (
+                v.body.rows().next().unwrap().kind,
+                v.body.rows().next().unwrap().channel,
+            ),
             other => panic!("{other:?}"),
         };
         assert_eq!(kind("-3"), (TxnKind::Refund, Channel::Web));

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnRecord, TxnRow, Versioned};
+use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -81,8 +81,8 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         Some("cancelled" | "pending") => {
             return Ok(versioned(TxnRecord {
                 keys: Default::default(),
-                rows: vec![],
-                ignored: true,
+                row: None,
+                refunded_at: None,
             }));
         }
         other => {
@@ -120,31 +120,20 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         None => (None, None),
     };
     let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
-    let row = |transaction_id: String, occurred_at, amount: cvm_shared::Amount, kind| TxnRow {
-        transaction_id: transaction_id.into(),
+    let row = TxnRow {
+        ids: TxnIds::Keyed { refund: false },
         channel: Channel::Web,
-        source_id: Some(order_id.into()),
-        order_id: Some(order_id.into()),
-        occurred_at,
+        occurred_at: created_at,
         amount_original: amount,
         currency,
         amount_base: amount.to_base(rate),
-        kind,
+        kind: TxnKind::Purchase,
     };
-    let mut rows = vec![row(key.clone(), created_at, amount, TxnKind::Purchase)];
-    if refunded {
-        // Without updated_at the refund can only be dated at the order itself.
-        rows.push(row(
-            format!("{key}:refund"),
-            updated_at.unwrap_or(created_at),
-            -amount,
-            TxnKind::Refund,
-        ));
-    }
     Ok(versioned(TxnRecord {
         keys,
-        rows,
-        ignored: false,
+        row: Some(row),
+        // Without updated_at the refund can only be dated at the order itself.
+        refunded_at: refunded.then(|| updated_at.unwrap_or(created_at)),
     }))
 }
 
@@ -176,8 +165,8 @@ mod tests {
         let v = txn(run(PAID));
         assert_eq!(&*v.key, "web:W-1001");
         assert_eq!(v.version, fields::rfc3339_micros("2026-03-02T08:00:00Z"));
-        assert_eq!(v.body.rows.len(), 1);
-        let t = &v.body.rows[0];
+        assert_eq!(v.body.row_count(), 1);
+        let t = &v.body.rows().next().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("2026-03-01T02:15:00Z")
@@ -190,12 +179,14 @@ mod tests {
     #[test]
     fn refunded_is_a_purchase_and_a_refund_at_updated_at() {
         let v = txn(run(&PAID.replace("\"paid\"", "\"refunded\"")));
-        assert_eq!(v.body.rows.len(), 2);
-        let r = &v.body.rows[1];
+        assert_eq!(v.body.row_count(), 2);
+        let r = &v.body.rows().nth(1).unwrap();
         assert_eq!(
-            (&*r.transaction_id, r.kind),
-            ("web:W-1001:refund", TxnKind::Refund)
+            (r.transaction_id(&v.key).to_string(), r.kind),
+            ("web:W-1001:refund".to_string(), TxnKind::Refund)
         );
+        assert_eq!(r.source_id(&v.key), Some("W-1001"));
+        assert_eq!(r.order_id(&v.key), Some("W-1001"));
         assert_eq!(Some(r.occurred_at), v.version);
         assert_eq!(r.amount_original.to_string(), "-59.9");
     }
@@ -204,7 +195,7 @@ mod tests {
     fn cancelled_and_pending_are_versions_with_no_rows() {
         for s in ["cancelled", "PENDING"] {
             let v = txn(run(&PAID.replace("\"paid\"", &format!("\"{s}\""))));
-            assert!(v.body.ignored && v.body.rows.is_empty());
+            assert!(v.body.ignored() && v.body.row_count() == 0);
         }
     }
 
@@ -214,7 +205,10 @@ mod tests {
             r#"{"order_id":17,"customer":{"email":"x@y.z"},"created_at":"2026-03-01T00:00:00Z","total":{"amount":12.5,"currency":"USD"},"status":"paid"}"#,
         ));
         assert_eq!(&*v.key, "web:17");
-        assert_eq!(v.body.rows[0].amount_original.to_string(), "12.5");
+        assert_eq!(
+            v.body.rows().next().unwrap().amount_original.to_string(),
+            "12.5"
+        );
         assert_eq!(v.version, None);
     }
 

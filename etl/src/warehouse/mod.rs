@@ -65,6 +65,23 @@ pub struct StoredTxn {
     pub source_file: Arc<str>,
 }
 
+impl StoredTxn {
+    /// Its transaction id (`pos:R1`, `web:W-1001:refund`, `tx:<hex>`).
+    pub fn transaction_id(&self) -> crate::record::TxnId<'_> {
+        self.row.transaction_id(&self.record_key)
+    }
+
+    /// The record's id in its source system, if it has one.
+    pub fn source_id(&self) -> Option<&str> {
+        self.row.source_id(&self.record_key)
+    }
+
+    /// The order reference, when the source has one.
+    pub fn order_id(&self) -> Option<&str> {
+        self.row.order_id(&self.record_key)
+    }
+}
+
 /// A resolved customer as stored in `customers/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerRow {

@@ -7,18 +7,19 @@
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
 use rayon::prelude::*;
 
 use super::parquet_io::{
-    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
-    opt_utf8_array, part_jobs, timestamp_array, utf8_array, write_parts, writer_properties_with,
+    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array,
+    display_array, opt_str, opt_utf8_array, part_jobs, timestamp_array, utf8_array, write_parts,
+    writer_properties_with,
 };
 use super::{StoredTxn, WarehouseError};
-use crate::record::{Keys, TxnRow};
+use crate::record::{Keys, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "transactions";
@@ -73,11 +74,11 @@ where
 {
     let r = rows;
     let columns = vec![
-        utf8_array(r.clone().map(|t| &*t.row.transaction_id)),
+        display_array(r.clone().map(|t| t.transaction_id())),
         opt_utf8_array(r.clone().map(|t| t.customer_id.as_deref())),
         utf8_array(r.clone().map(|t| t.row.channel.as_str())),
-        opt_utf8_array(r.clone().map(|t| t.row.source_id.as_deref())),
-        opt_utf8_array(r.clone().map(|t| t.row.order_id.as_deref())),
+        opt_utf8_array(r.clone().map(|t| t.source_id())),
+        opt_utf8_array(r.clone().map(|t| t.order_id())),
         timestamp_array(r.clone().map(|t| t.row.occurred_at)),
         decimal_array(r.clone().map(|t| t.row.amount_base.0), BASE_SCALE as i8),
         decimal_array(
@@ -134,12 +135,24 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
         let ch = channel.value(i);
         let cur = currency.value(i);
         let k = kind.value(i);
-        out.push(StoredTxn {
-            row: TxnRow {
-                transaction_id: transaction_id.value(i).into(),
-                channel: Channel::parse(ch).ok_or_else(|| bad("channel", ch))?,
-                source_id: opt_str(source_id, i),
+        let (id, key) = (transaction_id.value(i), record_key.value(i));
+        let ids = if key.starts_with("tx:") {
+            let hash = id
+                .strip_prefix("tx:")
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            TxnIds::Generic {
+                hash: hash.ok_or_else(|| bad("transaction_id", id))?,
                 order_id: opt_str(order_id, i),
+            }
+        } else {
+            TxnIds::Keyed {
+                refund: id.len() > key.len() && id.ends_with(":refund"),
+            }
+        };
+        let t = StoredTxn {
+            row: TxnRow {
+                ids,
+                channel: Channel::parse(ch).ok_or_else(|| bad("channel", ch))?,
                 occurred_at: occurred_at.value(i),
                 amount_original: Amount(amount_original.value(i)),
                 currency: Currency::parse(cur).map_err(|_| bad("currency", cur))?,
@@ -152,11 +165,23 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
                 email: opt_str(key_email, i),
                 phone: opt_str(key_phone, i),
             },
-            record_key: record_key.value(i).into(),
+            record_key: key.into(),
             source_file: Arc::clone(&file),
-        });
+        };
+        // The ids are not kept but derived from the record key: they must agree.
+        let (source, order) = (stored_str(source_id, i), stored_str(order_id, i));
+        if !t.transaction_id().is(id) || t.source_id() != source || t.order_id() != order {
+            return Err(c.error(format!(
+                "transaction {id:?} (source id {source:?}, order id {order:?}) does not match its record key {key:?}"
+            )));
+        }
+        out.push(t);
     }
     Ok(out)
+}
+
+fn stored_str(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
 }
 
 /// The Hive partition folder name of a UTC microsecond instant: `month=YYYY-MM`.
@@ -193,7 +218,7 @@ pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseErro
             path: dir.to_path_buf(),
             message: format!(
                 "transaction {}: amount does not fit Decimal128({DECIMAL_PRECISION})",
-                t.row.transaction_id
+                t.transaction_id()
             ),
         });
     }
@@ -205,7 +230,7 @@ pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseErro
     let mut sorted: Vec<&StoredTxn> = txns.iter().collect();
     // Stable, so even duplicate (time, id) pairs come out in a deterministic order.
     sorted.par_sort_unstable_by(|a, b| {
-        (a.row.occurred_at, &a.row.transaction_id).cmp(&(b.row.occurred_at, &b.row.transaction_id))
+        (a.row.occurred_at, a.transaction_id()).cmp(&(b.row.occurred_at, b.transaction_id()))
     });
     // Sorting by time also groups months into consecutive runs.
     let mut jobs = Vec::new();
@@ -244,13 +269,15 @@ mod tests {
             .timestamp_micros()
     }
 
+    /// A web order's row; `id` ends in `:refund` for its refund.
     fn txn(id: &str, at: i64, base: i128, original: i128, kind: TxnKind) -> StoredTxn {
+        let key = id.strip_suffix(":refund");
         StoredTxn {
             row: TxnRow {
-                transaction_id: id.into(),
+                ids: TxnIds::Keyed {
+                    refund: key.is_some(),
+                },
                 channel: Channel::Web,
-                source_id: Some(format!("src-{id}").into()),
-                order_id: None,
                 occurred_at: at,
                 amount_original: Amount(original),
                 currency: Currency::parse("EUR").unwrap(),
@@ -263,14 +290,15 @@ mod tests {
                 email: Some("zoë@exämple.com".into()),
                 phone: None,
             },
-            record_key: format!("web:{id}").into(),
+            record_key: key.unwrap_or(id).into(),
             source_file: "web/orders-2024.jsonl".into(),
         }
     }
 
     fn sample() -> Vec<StoredTxn> {
+        // An anonymous generic transaction that names the POS channel.
         let mut anon = txn(
-            "pos:R9",
+            "web:R9",
             micros(2024, 2, 29, 23),
             1_234_567_890_123_456,
             123_456,
@@ -279,8 +307,11 @@ mod tests {
         anon.customer_id = None;
         anon.keys = Keys::default();
         anon.row.channel = Channel::Pos;
-        anon.row.source_id = None;
-        anon.row.order_id = Some("订单-1".into());
+        anon.row.ids = TxnIds::Generic {
+            hash: 0x00ab_cdef_0123_4567,
+            order_id: Some("订单-1".into()),
+        };
+        anon.record_key = "tx:9f00aa11bb22cc33#2".into();
         anon.row.currency = Currency::parse("CNY").unwrap();
         vec![
             txn(
@@ -317,8 +348,8 @@ mod tests {
 
     fn sorted(mut v: Vec<StoredTxn>) -> Vec<StoredTxn> {
         v.sort_by(|a, b| {
-            (a.row.occurred_at, &a.row.transaction_id)
-                .cmp(&(b.row.occurred_at, &b.row.transaction_id))
+            (a.row.occurred_at, a.transaction_id().to_string())
+                .cmp(&(b.row.occurred_at, b.transaction_id().to_string()))
         });
         v
     }
@@ -353,7 +384,7 @@ mod tests {
         );
         assert_eq!(st.files, 4);
         let jan = read(&d.path().join("month=2024-01")).unwrap();
-        let ids: Vec<&str> = jan.iter().map(|t| &*t.row.transaction_id).collect();
+        let ids: Vec<String> = jan.iter().map(|t| t.transaction_id().to_string()).collect();
         assert_eq!(ids, ["web:W-1", "web:W-1:refund"]);
         for f in folders {
             let entries: Vec<String> = std::fs::read_dir(d.path().join(&f))
@@ -366,6 +397,22 @@ mod tests {
                 "{f}: no temp files, one part"
             );
         }
+    }
+
+    #[test]
+    fn a_transaction_id_that_its_record_key_does_not_give_is_refused() {
+        let batch = to_batch(&sample());
+        let mut columns = batch.columns().to_vec();
+        let ids: StringArray = (0..batch.num_rows())
+            .map(|i| Some(if i == 0 { "web:W-9" } else { "web:W-1" }))
+            .collect();
+        columns[0] = Arc::new(ids);
+        let bad = RecordBatch::try_new(schema(), columns).unwrap();
+        let e = from_batch(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains(r#"transaction "web:W-9" (source id Some("W-2"), order id Some("W-2")) does not match its record key "web:W-2""#),
+            "{e}"
+        );
     }
 
     #[test]
@@ -424,7 +471,7 @@ mod tests {
         assert_eq!(get("transaction_id"), PField::Str("web:W-7".into()));
         assert_eq!(get("kind"), PField::Str("purchase".into()));
         assert_eq!(get("customer_id"), PField::Str("C-1".into()));
-        assert_eq!(get("order_id"), PField::Null);
+        assert_eq!(get("order_id"), PField::Str("W-7".into()));
         match get("amount_base") {
             PField::Decimal(dec) => {
                 assert_eq!((dec.precision(), dec.scale()), (38, 16));
