@@ -63,6 +63,14 @@ pub struct Event {
     pub file: u32,
 }
 
+impl Event {
+    /// The order events are written in: time, then id. Ids are fixed-width
+    /// hex, so hash order is id order.
+    pub fn order(&self) -> (i64, u64) {
+        (self.ts, self.id)
+    }
+}
+
 /// Events with the tables their indices point into.
 #[derive(Debug, Default)]
 pub struct EventLog {
@@ -71,8 +79,10 @@ pub struct EventLog {
     keyset_index: HashMap<KeySet, u32>,
     /// Distinct key sets.
     pub keysets: Vec<KeySet>,
-    /// The events, in read order.
-    pub events: Vec<Event>,
+    /// The events, in read order, in parts (a file's, a stored batch's): a
+    /// log appended to another moves its parts, so no event is ever copied
+    /// into a second vector as big as the whole log.
+    parts: Vec<Vec<Event>>,
 }
 
 /// `ev:` and 16 hex digits of `h`, the form of event ids and record keys.
@@ -135,6 +145,79 @@ impl EventLog {
         i
     }
 
+    /// Adds an event after the others.
+    pub fn push(&mut self, e: Event) {
+        match self.parts.last_mut() {
+            Some(part) => part.push(e),
+            None => self.parts.push(vec![e]),
+        }
+    }
+
+    /// Starts a new part with room for `capacity` events, so the next pushes
+    /// fill one allocation of that size.
+    pub fn start_part(&mut self, capacity: usize) {
+        self.parts.push(Vec::with_capacity(capacity));
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// True when the log holds no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The events in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> + Clone {
+        self.parts.iter().flatten()
+    }
+
+    /// Orders each part by time then id (in parallel, in place), which makes
+    /// ordering the whole log (as the writer does) a merge of sorted runs.
+    pub fn sort_parts(&mut self) {
+        use rayon::prelude::*;
+        self.parts
+            .par_iter_mut()
+            .for_each(|p| p.sort_unstable_by_key(Event::order));
+    }
+
+    /// The events ordered by [`Event::order`]: a merge of the parts when
+    /// they are sorted (see [`EventLog::sort_parts`]), else a sort. Either
+    /// way no second copy of the events is made.
+    pub fn ordered(&self) -> Vec<&Event> {
+        use rayon::prelude::*;
+        use std::cmp::Reverse;
+        use std::collections::{BinaryHeap, binary_heap::PeekMut};
+        let mut out = Vec::with_capacity(self.len());
+        if !self.parts.iter().all(|p| p.is_sorted_by_key(Event::order)) {
+            out.extend(self.iter());
+            out.par_sort_unstable_by_key(|e: &&Event| e.order());
+            return out;
+        }
+        // The next event of each part (its order, part, index); ties go to the earlier part.
+        type Head = Reverse<((i64, u64), usize, usize)>;
+        let mut heads: BinaryHeap<Head> = self
+            .parts
+            .iter()
+            .enumerate()
+            .filter_map(|(p, part)| part.first().map(|e| Reverse((e.order(), p, 0))))
+            .collect();
+        while let Some(mut top) = heads.peek_mut() {
+            let Reverse((_, p, i)) = *top;
+            let part = &self.parts[p];
+            out.push(&part[i]);
+            match part.get(i + 1) {
+                Some(next) => *top = Reverse((next.order(), p, i + 1)),
+                None => {
+                    PeekMut::pop(top);
+                }
+            }
+        }
+        out
+    }
+
     /// The keys of key set `i`, as owned values.
     pub fn keys(&self, i: u32) -> Keys {
         let [c, e, p] = self.keysets[i as usize];
@@ -161,11 +244,15 @@ impl EventLog {
             .iter()
             .map(|ks| self.keyset_of(ks.map(map)))
             .collect();
-        self.events.extend(other.events.into_iter().map(|e| Event {
-            keys: keysets[e.keys as usize],
-            kind: text[e.kind as usize],
-            ..e
-        }));
+        for mut part in other.parts {
+            for e in &mut part {
+                e.keys = keysets[e.keys as usize];
+                e.kind = text[e.kind as usize];
+            }
+            // Kept until the end of the run: no spare capacity.
+            part.shrink_to_fit();
+            self.parts.push(part);
+        }
     }
 }
 
@@ -198,7 +285,7 @@ impl FileEvents {
             .log
             .keyset(f.customer_id.as_deref(), f.email.as_deref(), None);
         let kind = self.log.text.intern(&f.event_type);
-        self.log.events.push(Event {
+        self.log.push(Event {
             ts: f.ts,
             id: stable_hash(record_key(f.digest, n).as_bytes()),
             digest: f.digest,
@@ -231,18 +318,19 @@ pub fn resolve(log: &mut EventLog, stored: usize) -> EventResolution {
     const SHARD_BITS: u32 = 4;
     let key = |e: &Event| (e.digest, e.n);
     let shard = |e: &Event| (e.digest >> (64 - SHARD_BITS)) as usize;
-    let events = &log.events;
+    let events = log.parts.iter().flatten();
     let duplicates: Vec<Vec<usize>> = (0..1usize << SHARD_BITS)
         .into_par_iter()
         .map(|s| {
-            let known: rustc_hash::FxHashSet<(u64, u32)> = events[..stored]
-                .iter()
+            let known: rustc_hash::FxHashSet<(u64, u32)> = events
+                .clone()
+                .take(stored)
                 .filter(|e| shard(e) == s)
                 .map(key)
                 .collect();
             let mut last: HashMap<(u64, u32), usize> = HashMap::default();
             let mut dup = Vec::new();
-            for (i, e) in events.iter().enumerate().skip(stored) {
+            for (i, e) in events.clone().enumerate().skip(stored) {
                 if shard(e) != s {
                     continue;
                 }
@@ -255,26 +343,28 @@ pub fn resolve(log: &mut EventLog, stored: usize) -> EventResolution {
             dup
         })
         .collect();
-    let mut keep = vec![true; events.len()];
+    let mut keep = vec![true; log.len()];
     for i in duplicates.into_iter().flatten() {
         keep[i] = false;
     }
     let mut out = EventResolution::default();
     let mut at = 0;
-    log.events.retain(|e| {
-        let (i, kept) = (at, keep[at]);
-        at += 1;
-        if i < stored {
-            return true;
-        }
-        if kept {
-            out.winners += 1;
-            out.winner_files.push(e.file);
-        } else {
-            out.duplicate_files.push(e.file);
-        }
-        kept
-    });
+    for part in &mut log.parts {
+        part.retain(|e| {
+            let (i, kept) = (at, keep[at]);
+            at += 1;
+            if i < stored {
+                return true;
+            }
+            if kept {
+                out.winners += 1;
+                out.winner_files.push(e.file);
+            } else {
+                out.duplicate_files.push(e.file);
+            }
+            kept
+        });
+    }
     out
 }
 
@@ -319,17 +409,42 @@ mod tests {
         f.push(&ev(Some("C1"), None, "email_open", 7));
         f.push(&ev(Some("C1"), None, "email_open", 7));
         f.push(&ev(None, Some("a@b.c"), "web_visit", 8));
-        let ns: Vec<u32> = f.log.events.iter().map(|e| e.n).collect();
+        let read: Vec<Event> = f.log.iter().copied().collect();
+        let ns: Vec<u32> = read.iter().map(|e| e.n).collect();
         assert_eq!(ns, [1, 2, 1]);
-        assert_eq!(f.log.events[0].keys, f.log.events[1].keys);
-        assert_eq!(f.log.events[1].id, stable_hash(b"ev:0000000000000007#2"));
+        assert_eq!(read[0].keys, read[1].keys);
+        assert_eq!(read[1].id, stable_hash(b"ev:0000000000000007#2"));
         let mut all = EventLog::with_files(["a", "b", "c", "d"]);
         all.append(f.log);
-        let e = all.events[2];
+        let e = *all.iter().nth(2).unwrap();
         assert_eq!(e.file, 3);
         assert_eq!(all.text.get(e.kind), Some("web_visit"));
         assert_eq!(all.keys(e.keys).email.as_deref(), Some("a@b.c"));
         assert_eq!(all.keys(e.keys).customer_id, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_log_in_order_is_every_event_sorted_by_time_then_id(
+            parts in proptest::collection::vec(
+                proptest::collection::vec((-3i64..3, 0u64..4), 0..6), 0..5),
+            sort_first: bool,
+        ) {
+            let mut log = EventLog::default();
+            for part in &parts {
+                log.start_part(part.len());
+                for &(ts, id) in part {
+                    log.push(Event { ts, id, digest: 0, n: 1, keys: 0, kind: 0, file: 0 });
+                }
+            }
+            if sort_first {
+                log.sort_parts();
+            }
+            let got: Vec<(i64, u64)> = log.ordered().iter().map(|e| e.order()).collect();
+            let mut want: Vec<(i64, u64)> = parts.concat();
+            want.sort_unstable();
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
@@ -344,21 +459,23 @@ mod tests {
             kind: 0,
             file,
         };
-        log.events = vec![
-            e(1, 1, 9),
-            e(1, 1, 0),
-            e(2, 1, 0),
-            e(u64::MAX, 1, 0),
-            e(2, 1, 1),
-            e(2, 2, 1),
-            e(u64::MAX, 1, 2),
+        // The stored event, then three files' parts.
+        let parts = [
+            vec![e(1, 1, 9)],
+            vec![e(1, 1, 0), e(2, 1, 0), e(u64::MAX, 1, 0)],
+            vec![e(2, 1, 1), e(2, 2, 1)],
+            vec![e(u64::MAX, 1, 2)],
         ];
+        for part in parts {
+            log.start_part(part.len());
+            part.into_iter().for_each(|ev| log.push(ev));
+        }
         let r = resolve(&mut log, 1);
         assert_eq!(r.winners, 3);
         assert_eq!(r.winner_files, [1, 1, 2]);
         assert_eq!(r.duplicate_files, [0, 0, 0]);
         assert_eq!(
-            log.events,
+            log.iter().copied().collect::<Vec<_>>(),
             [e(1, 1, 9), e(2, 1, 1), e(2, 2, 1), e(u64::MAX, 1, 2)]
         );
     }

@@ -505,11 +505,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     let mut new_txns = Vec::with_capacity(results.len());
     let mut new_crm = Vec::with_capacity(results.len());
     let mut events = stored.events;
-    let stored_events = events.events.len();
-    // Sized up front: growing a vector this big would hold two copies at once.
-    events
-        .events
-        .reserve_exact(results.iter().map(|(_, r)| r.events.events.len()).sum());
+    let stored_events = events.len();
     for (_, r) in results {
         per_file.push(r.counts);
         rejects.extend(r.rejects);
@@ -688,7 +684,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     // File by file, so each file's records are freed as soon as they are
     // converted (and handed back every so many files, see `memory`).
     for (file_index, file_winners) in txn_res.winners.into_iter().enumerate() {
-        if file_index % 64 == 63 {
+        if file_index % 16 == 15 {
             release_freed();
         }
         for w in file_winners {
@@ -716,30 +712,41 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         }
     }
     release_freed();
-    let guests = Guests::build(
-        txns.iter()
-            .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
-            .map(|t| &t.keys),
-    );
-    txns.par_iter_mut().for_each(|t| {
-        t.customer_id = directory
-            .resolve(&t.keys)
-            .map(Into::into)
-            .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
-    });
-
-    // The datasets are written as soon as they are complete, and freed:
-    // events first, so their rows and the CRM directory are gone before
-    // the customers are built (the peak memory of the run).
+    // The datasets are written as soon as they are complete, and freed: the
+    // record state now, beside identity resolution; then events, so their
+    // rows and the CRM directory are gone before the customers are built.
     let staging = if changed {
         Some(wh.begin(&run_id)?)
     } else {
         None
     };
+    let (state_written, guests) = rayon::join(
+        || match &staging {
+            Some(s) => warehouse::state::write(&s.dir.join("_state"), &state).map(Some),
+            None => Ok(None),
+        },
+        || {
+            let guests = Guests::build(
+                txns.iter()
+                    .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
+                    .map(|t| &t.keys),
+            );
+            txns.par_iter_mut().for_each(|t| {
+                t.customer_id = directory
+                    .resolve(&t.keys)
+                    .map(Into::into)
+                    .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
+            });
+            guests
+        },
+    );
+    state_written?;
+    drop(state);
+    release_freed();
     tick(&mut timings, "consolidate", &mut lap);
 
+    events.sort_parts();
     // Events name their customer like transactions do, else by the id they give.
-    let mut event_rows = std::mem::take(&mut events.events);
     let event_customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
         .into_par_iter()
         .map(|k| {
@@ -751,17 +758,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         })
         .collect();
     if let Some(staging) = &staging {
-        warehouse::events::write_log(
-            &staging.dir.join("events"),
-            &mut event_rows,
-            &events,
-            &event_customers,
-        )?;
+        warehouse::events::write_log(&staging.dir.join("events"), &events, &event_customers)?;
     }
-    let event_count = event_rows.len() as u64;
+    let event_count = events.len() as u64;
     // The customer names borrow from the log and the directory: freed first.
     drop(event_customers);
-    drop(event_rows);
     drop(events);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
@@ -785,17 +786,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
 
     if let Some(staging) = staging {
         let d = staging.dir.clone();
-        let (a, (s, c)) = rayon::join(
+        let (a, c) = rayon::join(
             || warehouse::transactions::write(&d.join("transactions"), &txns),
-            || {
-                rayon::join(
-                    || warehouse::state::write(&d.join("_state"), &state),
-                    || warehouse::customers::write(&d.join("customers"), &customers),
-                )
-            },
+            || warehouse::customers::write(&d.join("customers"), &customers),
         );
         a?;
-        s?;
         c?;
         warehouse::state::write_json(&d.join("_state").join("small.json"), &small)?;
         tick(&mut timings, "write", &mut lap);

@@ -14,7 +14,7 @@ use super::parquet_io::{
     utf8_array, write_parts, writer_properties_with,
 };
 use super::{StoredEvent, WarehouseError};
-use crate::consolidate::events::{Event, EventLog, parse_hex_id, parse_record_key};
+use crate::consolidate::events::{Event, EventLog, KeySet, parse_hex_id, parse_record_key};
 use crate::record::Keys;
 
 /// Dataset name used in errors.
@@ -142,7 +142,7 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
         let record_key = c.utf8("record_key", true)?;
         let source_file = c.utf8("source_file", true)?;
         let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
-        log.events.reserve(batch.num_rows());
+        log.start_part(batch.num_rows());
         for i in 0..batch.num_rows() {
             let id = event_id.value(i);
             let id = parse_hex_id(id).ok_or_else(|| bad("event_id", id))?;
@@ -152,7 +152,7 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
             let keys = log.keyset(kc, ke, kp);
             let kind = log.text.intern(event_type.value(i));
             let file = log.text.intern(source_file.value(i));
-            log.events.push(Event {
+            log.push(Event {
                 ts: ts.value(i),
                 id,
                 digest,
@@ -166,17 +166,14 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
     Ok(())
 }
 
-/// Writes `events` (indices into `log`'s tables) like [`write`], sorting them
-/// in place; `customers[k]` is the resolved customer of key set `k`.
+/// Writes the events of `log` like [`write`]; `customers[k]` is the resolved
+/// customer of key set `k`.
 pub fn write_log(
     dir: &Path,
-    events: &mut [Event],
     log: &EventLog,
     customers: &[Option<&str>],
 ) -> Result<WriteStats, WarehouseError> {
-    // Event ids are fixed-width hex, so hash order is id order.
-    events.par_sort_unstable_by_key(|e| (e.ts, e.id));
-    let sorted: Vec<&Event> = events.iter().collect();
+    let sorted = log.ordered();
     let jobs = part_jobs(dir, &sorted);
     let text = |i: u32| log.text.get(i);
     write_parts(
@@ -184,10 +181,13 @@ pub fn write_log(
         &schema(),
         &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
         |rows| {
-            let r = rows.iter().map(|e| {
-                let ks = log.keysets[e.keys as usize];
-                (*e, ks)
-            });
+            // Gathered once into a contiguous chunk: the rows are spread over
+            // the log's parts, and each column below reads every row again.
+            let local: Vec<(Event, KeySet)> = rows
+                .iter()
+                .map(|e| (**e, log.keysets[e.keys as usize]))
+                .collect();
+            let r = local.iter().copied();
             let columns: Vec<ArrayRef> = vec![
                 hex_array(r.clone().map(|(e, _)| (e.id, None))),
                 opt_utf8_array(r.clone().map(|(e, _)| customers[e.keys as usize])),
@@ -285,12 +285,13 @@ mod tests {
             kind,
             file: 0,
         };
-        let mut rows = vec![e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
+        let rows = [e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
+        rows.iter().for_each(|r| log.push(*r));
         let customers = [Some("C-1"), None];
-        let st = write_log(d.path(), &mut rows, &log, &customers).unwrap();
+        let st = write_log(d.path(), &log, &customers).unwrap();
         assert_eq!((st.files, st.rows), (1, 2));
         let got = read(d.path()).unwrap();
-        assert_eq!(&*got[0].event_id, hex_id(rows[0].id));
+        assert_eq!(&*got[0].event_id, hex_id(rows[1].id));
         assert_eq!(&*got[0].record_key, "ev:000000000000000b#1");
         assert_eq!(got[0].keys.phone.as_deref(), Some("+861"));
         assert_eq!(got[0].customer_id, None);
@@ -311,8 +312,9 @@ mod tests {
                 text(e.file),
             )
         };
-        let want: Vec<_> = rows.iter().map(|e| view(&log, e)).collect();
-        let have: Vec<_> = back.events.iter().map(|e| view(&back, e)).collect();
+        // Read back in time order.
+        let want: Vec<_> = [rows[1], rows[0]].iter().map(|e| view(&log, e)).collect();
+        let have: Vec<_> = back.iter().map(|e| view(&back, e)).collect();
         assert_eq!(have, want);
         write(d.path(), &got).unwrap();
         let mut bad = got[0].clone();
