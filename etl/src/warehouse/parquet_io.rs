@@ -377,21 +377,6 @@ where
     Arc::new(b.finish())
 }
 
-/// A Utf8 array of values as they display, built without a string per value.
-pub(crate) fn display_array<I>(values: I) -> ArrayRef
-where
-    I: Iterator<Item: std::fmt::Display>,
-{
-    use std::fmt::Write;
-    let mut b = StringBuilder::with_capacity(values.size_hint().0, 0);
-    for v in values {
-        // Writing into the builder's buffer cannot fail; the empty append ends the value.
-        let _ = write!(b, "{v}");
-        b.append_value("");
-    }
-    Arc::new(b.finish())
-}
-
 /// A nullable Utf8 array (see [`utf8_array`]).
 pub(crate) fn opt_utf8_array<'a, I>(values: I) -> ArrayRef
 where
