@@ -95,6 +95,18 @@ pub fn record_key(digest: u64, n: u32) -> String {
     format!("{}#{n}", hex_id(digest))
 }
 
+/// The event id (the hash of [`record_key`]`(digest, n)`), without building
+/// the key as a string: it is computed for every event read.
+pub fn event_id(digest: u64, n: u32) -> u64 {
+    use std::io::Write;
+    // "ev:", 16 hex digits, '#' and at most 10 digits: 30 bytes.
+    let mut buf = [0u8; 32];
+    let mut rest = &mut buf[..];
+    let _ = write!(rest, "ev:{digest:016x}#{n}");
+    let len = 32 - rest.len();
+    stable_hash(&buf[..len])
+}
+
 /// The hash `text` was made from by [`hex_id`].
 pub fn parse_hex_id(text: &str) -> Option<u64> {
     let hex = text.strip_prefix("ev:")?;
@@ -287,7 +299,7 @@ impl FileEvents {
         let kind = self.log.text.intern(&f.event_type);
         self.log.push(Event {
             ts: f.ts,
-            id: stable_hash(record_key(f.digest, n).as_bytes()),
+            id: event_id(f.digest, n),
             digest: f.digest,
             n,
             keys,
@@ -384,6 +396,16 @@ mod tests {
             event_type: kind.into(),
             ts: 5,
             digest,
+        }
+    }
+
+    #[test]
+    fn an_event_id_is_the_hash_of_its_record_key() {
+        for (digest, n) in [(0, 1), (0xab, 2), (u64::MAX, u32::MAX)] {
+            assert_eq!(
+                event_id(digest, n),
+                stable_hash(record_key(digest, n).as_bytes())
+            );
         }
     }
 

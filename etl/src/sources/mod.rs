@@ -214,7 +214,8 @@ impl ParseContext {
 /// A CSV header: column name (trimmed, lower-cased) to index.
 #[derive(Debug, Clone, Default)]
 pub struct Header {
-    index: HashMap<String, usize>,
+    // Looked up for every field of every row: a fast hash, not SipHash.
+    index: rustc_hash::FxHashMap<String, usize>,
     /// Number of columns.
     pub len: usize,
 }
@@ -222,7 +223,7 @@ pub struct Header {
 impl Header {
     /// Builds the index from header fields.
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Header {
-        let mut index = HashMap::new();
+        let mut index = rustc_hash::FxHashMap::default();
         let mut len = 0;
         for (i, n) in names.into_iter().enumerate() {
             index.entry(n.trim().to_ascii_lowercase()).or_insert(i);
