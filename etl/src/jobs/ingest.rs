@@ -746,23 +746,35 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     tick(&mut timings, "consolidate", &mut lap);
 
     events.sort_parts();
-    // Events name their customer like transactions do, else by the id they give.
-    let event_customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
-        .into_par_iter()
-        .map(|k| {
-            let keys = events.keys(k);
-            directory
-                .resolve(&keys)
-                .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
-                .or_else(|| events.text.get(events.keysets[k as usize][0]))
-        })
-        .collect();
+    // The order to write in (a merge on one thread) beside each key set's
+    // customer: events name theirs like transactions do, else by the id they give.
+    let (ordered, event_customers): (_, Vec<Option<&str>>) = rayon::join(
+        || events.ordered(),
+        || {
+            (0..events.keysets.len() as u32)
+                .into_par_iter()
+                .map(|k| {
+                    let keys = events.keys(k);
+                    directory
+                        .resolve(&keys)
+                        .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
+                        .or_else(|| events.text.get(events.keysets[k as usize][0]))
+                })
+                .collect()
+        },
+    );
     if let Some(staging) = &staging {
-        warehouse::events::write_log(&staging.dir.join("events"), &events, &event_customers)?;
+        warehouse::events::write_log(
+            &staging.dir.join("events"),
+            &events,
+            &ordered,
+            &event_customers,
+        )?;
     }
     let event_count = events.len() as u64;
     // The customer names borrow from the log and the directory: freed first.
     drop(event_customers);
+    drop(ordered);
     drop(events);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);

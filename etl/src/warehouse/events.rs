@@ -166,15 +166,16 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
     Ok(())
 }
 
-/// Writes the events of `log` like [`write`]; `customers[k]` is the resolved
+/// Writes the events of `log` like [`write`], given in the order they are
+/// written (see [`EventLog::ordered`]); `customers[k]` is the resolved
 /// customer of key set `k`.
 pub fn write_log(
     dir: &Path,
     log: &EventLog,
+    ordered: &[&Event],
     customers: &[Option<&str>],
 ) -> Result<WriteStats, WarehouseError> {
-    let sorted = log.ordered();
-    let jobs = part_jobs(dir, &sorted);
+    let jobs = part_jobs(dir, ordered);
     let text = |i: u32| log.text.get(i);
     write_parts(
         &jobs,
@@ -288,7 +289,7 @@ mod tests {
         let rows = [e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
         rows.iter().for_each(|r| log.push(*r));
         let customers = [Some("C-1"), None];
-        let st = write_log(d.path(), &log, &customers).unwrap();
+        let st = write_log(d.path(), &log, &log.ordered(), &customers).unwrap();
         assert_eq!((st.files, st.rows), (1, 2));
         let got = read(d.path()).unwrap();
         assert_eq!(&*got[0].event_id, hex_id(rows[1].id));
