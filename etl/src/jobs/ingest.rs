@@ -722,8 +722,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     };
     let (state_written, guests) = rayon::join(
         || match &staging {
-            Some(s) => warehouse::state::write(&s.dir.join("_state"), &state).map(Some),
-            None => Ok(None),
+            Some(s) => warehouse::state::write(&s.dir.join("_state"), &state).map(drop),
+            None => Ok(()),
         },
         || {
             let guests = Guests::build(
