@@ -318,13 +318,8 @@ impl TxnRecord {
         }
     }
 
-    /// The consolidated transactions it yields, in order: the row, then its refund.
-    pub fn rows(&self) -> impl Iterator<Item = TxnRow> + '_ {
-        let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
-        self.row.iter().cloned().chain(refund)
-    }
-
-    /// Its keys and, as [`TxnRecord::rows`], its transactions, moved out.
+    /// Its keys and the consolidated transactions it yields, moved out, in
+    /// order: the row, then its refund.
     pub fn into_rows(self) -> (Keys, impl Iterator<Item = TxnRow>) {
         let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
         (self.keys, self.row.into_iter().chain(refund))

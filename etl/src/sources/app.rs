@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn the_contract_example_is_one_purchase() {
         let Parsed::Txn(v) = run(EX) else { panic!() };
-        let t = &v.body.rows().next().unwrap();
+        let t = v.body.row.as_ref().unwrap();
         assert_eq!(t.occurred_at, 1_709_260_500_000_000);
         assert_eq!(t.amount_original.to_string(), "59.9");
         assert_eq!(v.body.keys.phone.as_deref(), Some("+8613800000000"));
@@ -140,10 +140,10 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            v.body.rows().next().unwrap().amount_original.to_string(),
+            v.body.row.as_ref().unwrap().amount_original.to_string(),
             "-59.9"
         );
-        assert_eq!(v.body.rows().next().unwrap().kind, TxnKind::Refund);
+        assert_eq!(v.body.row.as_ref().unwrap().kind, TxnKind::Refund);
     }
 
     #[test]

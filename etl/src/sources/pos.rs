@@ -141,7 +141,7 @@ mod tests {
             "CNY",
             "",
         ]));
-        let t = &v.body.rows().next().unwrap();
+        let t = v.body.row.as_ref().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("2026-03-01T02:15:00Z")
@@ -168,10 +168,10 @@ mod tests {
                 "return",
             ]));
             assert_eq!(
-                v.body.rows().next().unwrap().amount_original.to_string(),
+                v.body.row.as_ref().unwrap().amount_original.to_string(),
                 "-12"
             );
-            assert_eq!(v.body.rows().next().unwrap().kind, TxnKind::Refund);
+            assert_eq!(v.body.row.as_ref().unwrap().kind, TxnKind::Refund);
             assert_eq!(v.body.keys.phone.as_deref(), Some("+8613800000000"));
         }
     }

@@ -114,7 +114,7 @@ mod tests {
         ) else {
             panic!()
         };
-        let t = &v.body.rows().next().unwrap();
+        let t = v.body.row.as_ref().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("1997-01-01T00:00:00Z")
@@ -130,8 +130,8 @@ mod tests {
     fn negative_is_refund_and_zero_is_purchase() {
         let kind = |a: &str| match run(&H, &["C1", "2026-01-01", a, "", "O1", "web"]) {
             Parsed::Txn(v) => (
-                v.body.rows().next().unwrap().kind,
-                v.body.rows().next().unwrap().channel,
+                v.body.row.as_ref().unwrap().kind,
+                v.body.row.as_ref().unwrap().channel,
             ),
             other => panic!("{other:?}"),
         };

@@ -166,7 +166,7 @@ mod tests {
         assert_eq!(&*v.key, "web:W-1001");
         assert_eq!(v.version, fields::rfc3339_micros("2026-03-02T08:00:00Z"));
         assert_eq!(v.body.row_count(), 1);
-        let t = &v.body.rows().next().unwrap();
+        let t = v.body.row.as_ref().unwrap();
         assert_eq!(
             Some(t.occurred_at),
             fields::rfc3339_micros("2026-03-01T02:15:00Z")
@@ -180,7 +180,7 @@ mod tests {
     fn refunded_is_a_purchase_and_a_refund_at_updated_at() {
         let v = txn(run(&PAID.replace("\"paid\"", "\"refunded\"")));
         assert_eq!(v.body.row_count(), 2);
-        let r = &v.body.rows().nth(1).unwrap();
+        let r = &v.body.clone().into_rows().1.nth(1).unwrap();
         assert_eq!(
             (r.transaction_id(&v.key).to_string(), r.kind),
             ("web:W-1001:refund".to_string(), TxnKind::Refund)
@@ -206,7 +206,7 @@ mod tests {
         ));
         assert_eq!(&*v.key, "web:17");
         assert_eq!(
-            v.body.rows().next().unwrap().amount_original.to_string(),
+            v.body.row.as_ref().unwrap().amount_original.to_string(),
             "12.5"
         );
         assert_eq!(v.version, None);

@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
 use super::parquet_io::{
-    self, Columns, UTC, WriteStats, opt_str, opt_utf8_array, part_jobs, timestamp_array,
-    utf8_array, write_parts, writer_properties_with,
+    self, Columns, UTC, WriteStats, opt_str, opt_str_ref, opt_utf8_array, part_jobs,
+    timestamp_array, utf8_array, write_parts, writer_properties_with,
 };
 use super::{StoredEvent, WarehouseError};
 use crate::consolidate::events::{Event, EventLog, KeySet, parse_hex_id, parse_record_key};
@@ -148,7 +148,7 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
             let id = parse_hex_id(id).ok_or_else(|| bad("event_id", id))?;
             let rk = record_key.value(i);
             let (digest, n) = parse_record_key(rk).ok_or_else(|| bad("record_key", rk))?;
-            let [kc, ke, kp] = keys.map(|a| (!a.is_null(i)).then(|| a.value(i)));
+            let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
             let keys = log.keyset(kc, ke, kp);
             let kind = log.text.intern(event_type.value(i));
             let file = log.text.intern(source_file.value(i));

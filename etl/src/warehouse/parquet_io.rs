@@ -568,11 +568,12 @@ impl<'a> Columns<'a> {
 
 /// The value at `i` of a nullable string column.
 pub(crate) fn opt_str(a: &StringArray, i: usize) -> Option<Box<str>> {
-    if a.is_null(i) {
-        None
-    } else {
-        Some(Box::from(a.value(i)))
-    }
+    opt_str_ref(a, i).map(Box::from)
+}
+
+/// The value at `i` of a nullable string column, borrowed.
+pub(crate) fn opt_str_ref(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
 }
 
 /// The value at `i` of a nullable primitive column.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
-    part_jobs, timestamp_array, write_parts, writer_properties_with,
+    opt_str_ref, part_jobs, timestamp_array, write_parts, writer_properties_with,
 };
 use super::{StoredTxn, WarehouseError};
 use crate::record::{Keys, TxnIds, TxnRow};
@@ -200,7 +200,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
             source_file: Arc::clone(&file),
         };
         // The ids are not kept but derived from the record key: they must agree.
-        let (source, order) = (stored_str(source_id, i), stored_str(order_id, i));
+        let (source, order) = (opt_str_ref(source_id, i), opt_str_ref(order_id, i));
         if !t.transaction_id().is(id) || t.source_id() != source || t.order_id() != order {
             return Err(c.error(format!(
                 "transaction {id:?} (source id {source:?}, order id {order:?}) does not match its record key {key:?}"
@@ -209,10 +209,6 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
         out.push(t);
     }
     Ok(out)
-}
-
-fn stored_str(a: &StringArray, i: usize) -> Option<&str> {
-    (!a.is_null(i)).then(|| a.value(i))
 }
 
 /// The Hive partition folder name of a UTC microsecond instant: `month=YYYY-MM`.
@@ -436,7 +432,7 @@ mod tests {
     fn a_transaction_id_that_its_record_key_does_not_give_is_refused() {
         let batch = to_batch(&sample());
         let mut columns = batch.columns().to_vec();
-        let ids: StringArray = (0..batch.num_rows())
+        let ids: arrow_array::StringArray = (0..batch.num_rows())
             .map(|i| Some(if i == 0 { "web:W-9" } else { "web:W-1" }))
             .collect();
         columns[0] = Arc::new(ids);

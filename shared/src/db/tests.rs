@@ -99,6 +99,18 @@ fn open(backend: Backend) -> Option<(TestDb, DbConnection)> {
     Some((db, conn))
 }
 
+/// When the customer `c1` of [`open_with_c1`] was loaded.
+const C1_LOADED: &str = "2024-03-01 02:00:00";
+
+/// [`open`], with one customer `c1` loaded.
+fn open_with_c1(backend: Backend) -> Option<(TestDb, DbConnection)> {
+    let (db, mut c) = open(backend)?;
+    in_tx(&mut c, |c| {
+        customers::upsert(c, &[customer("c1", true, None, C1_LOADED)])
+    });
+    Some((db, c))
+}
+
 fn in_tx<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> T {
     conn.transaction::<T, DbError, _>(|c| f(c)).unwrap()
 }
@@ -361,13 +373,10 @@ fn job_runs_record_outcomes(backend: Backend) {
 }
 
 fn feedback_links_are_single_use(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
+    let Some((_db, mut c)) = open_with_c1(backend) else {
         return;
     };
-    let l1 = "2024-03-01 02:00:00";
-    in_tx(&mut c, |c| {
-        customers::upsert(c, &[customer("c1", true, None, l1)])
-    });
+    let l1 = C1_LOADED;
     let row = feedback::NewFeedback {
         customer_id: "c1",
         survey: "nps",
@@ -434,13 +443,10 @@ fn missing_parent_folders_of_a_sqlite_file_are_created() {
 }
 
 fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
+    let Some((_db, mut c)) = open_with_c1(backend) else {
         return;
     };
-    let l1 = "2024-03-01 02:00:00";
-    in_tx(&mut c, |c| {
-        customers::upsert(c, &[customer("c1", true, None, l1)])
-    });
+    let l1 = C1_LOADED;
     // scores is empty: the bulk path, which checks the key in one join.
     let err = c.transaction::<_, DbError, _>(|c| {
         scores::upsert(
