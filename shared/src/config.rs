@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::money::Currency;
@@ -44,6 +45,8 @@ pub struct IngestSettings {
     pub default_country_code: String,
     /// Largest share of rejected records a run may have and still publish (`CVM_REJECT_LIMIT`).
     pub reject_limit: f64,
+    /// First plausible date (`YYYY-MM-DD`) of a record's time or a scoring date (`CVM_EARLIEST_DATE`).
+    pub earliest_date: String,
 }
 
 impl Default for IngestSettings {
@@ -53,6 +56,7 @@ impl Default for IngestSettings {
             pos_time_zone: "UTC".into(),
             default_country_code: "1".into(),
             reject_limit: 0.01,
+            earliest_date: "1970-01-01".into(),
         }
     }
 }
@@ -130,6 +134,87 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Logs.
     pub log: LogSettings,
+    /// The run's clock date (UTC), fixed by tests; `None` reads the system
+    /// clock. Not a setting: never read from a file or the environment.
+    #[serde(skip)]
+    pub today: Option<NaiveDate>,
+}
+
+/// The span of plausible dates, inclusive: a record time or a scoring date
+/// outside it is a typo or a placeholder (`0000-01-01`, `9999-12-31`), and one
+/// such date would distort every customer's model fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateWindow {
+    /// First plausible day (`ingest.earliest_date`).
+    pub earliest: NaiveDate,
+    /// Last plausible day: the day after the run's clock date (UTC), so that
+    /// records stamped in time zones ahead of UTC still fit.
+    pub latest: NaiveDate,
+}
+
+/// A date outside the [`DateWindow`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} {date} is outside the plausible dates {} to {} (ingest.earliest_date to the day after today, UTC): pass a date in that range",
+    window.earliest,
+    window.latest
+)]
+pub struct OutsideWindow {
+    /// What the date is (a flag name).
+    pub what: String,
+    /// The date.
+    pub date: NaiveDate,
+    /// The window it misses.
+    pub window: DateWindow,
+}
+
+impl DateWindow {
+    /// Whether `d` is in the window.
+    pub fn contains(&self, d: NaiveDate) -> bool {
+        (self.earliest..=self.latest).contains(&d)
+    }
+
+    /// `d`, or an error naming `what` when it is outside the window.
+    pub fn check(&self, what: &str, d: NaiveDate) -> Result<NaiveDate, OutsideWindow> {
+        if self.contains(d) {
+            Ok(d)
+        } else {
+            Err(OutsideWindow {
+                what: what.to_string(),
+                date: d,
+                window: *self,
+            })
+        }
+    }
+
+    /// Microseconds since the Unix epoch covered by the window: from the
+    /// first day's midnight UTC up to (excluding) the midnight after the last.
+    pub fn micros(&self) -> std::ops::Range<i64> {
+        let midnight = |d: NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map_or(i64::MAX, |t| t.and_utc().timestamp_micros())
+        };
+        midnight(self.earliest)..self.latest.succ_opt().map_or(i64::MAX, midnight)
+    }
+}
+
+/// A date written exactly as `YYYY-MM-DD` (four-digit year, two-digit month
+/// and day): chrono alone also takes `2026-1-1` and `+10000-01-01`, which
+/// make folder names such as `scores/as_of=+10000-01-01` that other tools
+/// cannot read.
+pub fn parse_iso_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    shape
+        .then(|| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        .flatten()
 }
 
 /// Environment variables that override settings, with the setting each names.
@@ -138,6 +223,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_POS_TIME_ZONE", "ingest.pos_time_zone"),
     ("CVM_DEFAULT_COUNTRY_CODE", "ingest.default_country_code"),
     ("CVM_REJECT_LIMIT", "ingest.reject_limit"),
+    ("CVM_EARLIEST_DATE", "ingest.earliest_date"),
     ("CVM_PERIOD", "scoring.period"),
     ("CVM_DISCOUNT_RATE", "scoring.discount_rate"),
     ("CVM_MARGIN", "scoring.margin"),
@@ -211,6 +297,7 @@ impl Settings {
                 self.ingest.default_country_code = value.trim().to_string()
             }
             "ingest.reject_limit" => self.ingest.reject_limit = num()?,
+            "ingest.earliest_date" => self.ingest.earliest_date = value.trim().to_string(),
             "scoring.period" => self.scoring.period = value.trim().to_string(),
             "scoring.discount_rate" => self.scoring.discount_rate = num()?,
             "scoring.margin" => self.scoring.margin = num()?,
@@ -264,6 +351,16 @@ impl Settings {
                 i.reject_limit.to_string(),
                 "expected a fraction from 0 to 1 such as 0.01",
             );
+        }
+        match parse_iso_date(&i.earliest_date) {
+            Some(d) if d <= self.clock_date() => {}
+            _ => {
+                return invalid(
+                    "ingest.earliest_date",
+                    i.earliest_date.clone(),
+                    "expected a date YYYY-MM-DD not after today such as 1970-01-01",
+                );
+            }
         }
         let s = &self.scoring;
         if s.period != "week" && s.period != "day" {
@@ -329,6 +426,21 @@ impl Settings {
     /// The time zone of the nightly run's "today", already validated.
     pub fn business_time_zone(&self) -> chrono_tz::Tz {
         self.scoring.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The run's clock date: [`Settings::today`] or today's UTC date.
+    pub fn clock_date(&self) -> NaiveDate {
+        self.today
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
+    }
+
+    /// The plausible dates of this run (`ingest.earliest_date` already validated).
+    pub fn date_window(&self) -> DateWindow {
+        let today = self.clock_date();
+        DateWindow {
+            earliest: parse_iso_date(&self.ingest.earliest_date).unwrap_or(NaiveDate::MIN),
+            latest: today.succ_opt().unwrap_or(today),
+        }
     }
 
     /// The POS time zone, already validated.
@@ -397,6 +509,60 @@ mod tests {
                 .to_string();
             assert!(err.contains(setting), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn the_date_window_runs_from_earliest_date_to_the_day_after_the_clock() {
+        let mut s =
+            Settings::load_with_env(None, env(&[("CVM_EARLIEST_DATE", "2000-01-01")])).unwrap();
+        s.today = NaiveDate::from_ymd_opt(2026, 3, 31);
+        let w = s.date_window();
+        let d = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!((w.earliest, w.latest), (d(2000, 1, 1), d(2026, 4, 1)));
+        assert!(w.contains(d(2026, 4, 1)) && !w.contains(d(2026, 4, 2)));
+        assert!(!w.contains(d(1999, 12, 31)));
+        assert_eq!(w.micros().start, 946_684_800_000_000);
+        assert_eq!(
+            w.micros().end,
+            1_775_088_000_000_000,
+            "2026-04-02T00:00:00Z"
+        );
+        let err = w.check("--as-of", d(2200, 1, 1)).unwrap_err().to_string();
+        assert!(
+            err.contains("--as-of 2200-01-01") && err.contains("2026-04-01"),
+            "{err}"
+        );
+        assert_eq!(Settings::default().date_window().earliest, d(1970, 1, 1));
+    }
+
+    #[test]
+    fn an_earliest_date_that_is_not_a_plain_past_date_is_an_error() {
+        for v in ["1970-1-1", "+1970-01-01", "soon", "2999-01-01"] {
+            let err = Settings::load_with_env(None, env(&[("CVM_EARLIEST_DATE", v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("ingest.earliest_date"), "{v}: {err}");
+        }
+    }
+
+    #[test]
+    fn iso_dates_are_exactly_four_two_two_digits() {
+        assert_eq!(
+            parse_iso_date("2026-01-05"),
+            NaiveDate::from_ymd_opt(2026, 1, 5)
+        );
+        for bad in [
+            "2026-1-1",
+            "+10000-01-01",
+            "10000-01-01",
+            "2026-02-30",
+            "2026/01/05",
+            " 2026-01-05",
+            "2026-01-05T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_iso_date(bad), None, "{bad}");
         }
     }
 
