@@ -93,7 +93,7 @@ enum Command {
         #[arg(long)]
         warehouse: PathBuf,
         /// The day to score (YYYY-MM-DD, inclusive, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         as_of: chrono::NaiveDate,
         /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
         #[arg(long)]
@@ -111,7 +111,7 @@ enum Command {
         #[arg(long)]
         db: Option<String>,
         /// The day to score (default: today in scoring.time_zone / CVM_TIME_ZONE).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         as_of: Option<chrono::NaiveDate>,
     },
     /// Re-score past dates (each day from --from to --to) from the published warehouse.
@@ -120,10 +120,10 @@ enum Command {
         #[arg(long)]
         warehouse: PathBuf,
         /// First day (YYYY-MM-DD).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         from: chrono::NaiveDate,
         /// Last day (YYYY-MM-DD, inclusive).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         to: chrono::NaiveDate,
     },
     /// Upsert the warehouse's customers and a scoring run's scores into the database.
@@ -135,7 +135,7 @@ enum Command {
         #[arg(long)]
         db: Option<String>,
         /// The scoring run to load (YYYY-MM-DD); default: the latest scores/as_of=DATE.
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         as_of: Option<chrono::NaiveDate>,
     },
     /// Fit BG/NBD on a calibration period and compare its holdout predictions with what customers did.
@@ -144,10 +144,10 @@ enum Command {
         #[arg(long)]
         warehouse: PathBuf,
         /// Last day of the calibration period (YYYY-MM-DD, inclusive, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         calibration_end: chrono::NaiveDate,
         /// Last day of the holdout period (YYYY-MM-DD, inclusive, UTC).
-        #[arg(long)]
+        #[arg(long, value_parser = iso_date)]
         holdout_end: chrono::NaiveDate,
         /// Time unit of recency and T: week or day (overrides CVM_PERIOD).
         #[arg(long)]
@@ -183,6 +183,24 @@ enum Command {
         #[arg(long)]
         gzip: bool,
     },
+}
+
+/// A date flag: exactly `YYYY-MM-DD` (the window is checked once settings are known).
+fn iso_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    cvm_shared::config::parse_iso_date(s)
+        .ok_or_else(|| "expected a date written YYYY-MM-DD, such as 2026-03-31".to_string())
+}
+
+/// Date flags must lie in the plausible window (`Settings::date_window`),
+/// the same one every record time is held to.
+fn plausible(s: &Settings, dates: &[(&str, Option<chrono::NaiveDate>)]) -> Result<(), Failure> {
+    let window = s.date_window();
+    for (flag, date) in dates {
+        if let Some(d) = date {
+            window.check(flag, *d).map_err(usage)?;
+        }
+    }
+    Ok(())
 }
 
 /// A failure with the exit code it maps to.
@@ -290,7 +308,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     error: e.into(),
                 }),
                 Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(locked(e)),
-                Err(e @ (IngestError::Discover(_) | IngestError::EmptyDrop(_))) => Err(usage(e)),
+                Err(e) if e.is_bad_input() => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
         }
@@ -300,6 +318,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             period,
         } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
+            plausible(&s, &[("--as-of", Some(*as_of))])?;
             let opts = score::ScoreOptions {
                 warehouse: warehouse.clone(),
                 as_of: *as_of,
@@ -328,6 +347,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             as_of,
         } => {
             let s = settings(&cli, &[("database.url", db)])?;
+            plausible(&s, &[("--as-of", *as_of)])?;
             let as_of = as_of.unwrap_or_else(|| nightly::today_in(s.business_time_zone()));
             let opts = nightly::NightlyOptions {
                 input: input.clone(),
@@ -365,6 +385,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             to,
         } => {
             let s = settings(&cli, &[])?;
+            plausible(&s, &[("--from", Some(*from)), ("--to", Some(*to))])?;
             if from > to {
                 return Err(usage(anyhow::anyhow!("--from {from} is after --to {to}")));
             }
@@ -388,6 +409,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             as_of,
         } => {
             let s = settings(&cli, &[("database.url", db)])?;
+            plausible(&s, &[("--as-of", *as_of)])?;
             let Some(db_url) = s.database.url.clone() else {
                 return Err(usage(anyhow::anyhow!(
                     "no database: pass --db URL or set CVM_DATABASE_URL"
@@ -427,6 +449,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             period,
         } => {
             let s = settings(&cli, &[("scoring.period", period)])?;
+            plausible(
+                &s,
+                &[
+                    ("--calibration-end", Some(*calibration_end)),
+                    ("--holdout-end", Some(*holdout_end)),
+                ],
+            )?;
             let opts = evaluate::EvaluateOptions {
                 warehouse: warehouse.clone(),
                 calibration_end: *calibration_end,
@@ -497,7 +526,7 @@ fn nightly_failure(e: nightly::NightlyError) -> Failure {
     let code = match &e {
         N::Locked(_) | N::Ingest(IngestError::Publish(PublishError::Locked(_))) => exit::LOCKED,
         N::Ingest(IngestError::RejectLimit { .. }) => exit::REJECT_LIMIT,
-        N::Ingest(IngestError::Discover(_) | IngestError::EmptyDrop(_)) => exit::USAGE,
+        N::Ingest(e) if e.is_bad_input() => exit::USAGE,
         N::Score(score::ScoreError::Empty(_)) => exit::USAGE,
         N::Db(cvm_shared::db::DbError::InvalidUrl { .. }) => exit::USAGE,
         _ => exit::FAILED,

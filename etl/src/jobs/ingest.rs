@@ -60,6 +60,9 @@ pub enum IngestError {
     /// A file could not be read at all.
     #[error(transparent)]
     Read(#[from] reader::ReadError),
+    /// The fx files give one currency two different rates.
+    #[error(transparent)]
+    FxConflict(#[from] sources::fx::RateConflict),
     /// The warehouse could not be read or written.
     #[error("warehouse: {0}")]
     Warehouse(#[from] WarehouseError),
@@ -83,6 +86,20 @@ pub enum IngestError {
         limit: f64,
         rejects: PathBuf,
     },
+}
+
+impl IngestError {
+    /// Whether the input itself must be fixed, so no retry can help (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        use reader::ReadError as R;
+        matches!(
+            self,
+            IngestError::Discover(_)
+                | IngestError::EmptyDrop(_)
+                | IngestError::FxConflict(_)
+                | IngestError::Read(R::DuplicateColumn { .. } | R::HeaderEncoding { .. })
+        )
+    }
 }
 
 /// Totals of the published warehouse.
@@ -158,7 +175,8 @@ struct FileResult {
     txns: Vec<Versioned<TxnRecord>>,
     crm: Vec<Versioned<CrmRecord>>,
     events: EventLog,
-    fx: Vec<(Currency, Rate)>,
+    /// Valid rates and their lines (counted once checked against the run's other rates).
+    fx: Vec<(Currency, Rate, u64)>,
 }
 
 /// One parsed record of a batch.
@@ -244,10 +262,7 @@ fn read_one(
                 Parsed::Txn(v) => out.txns.push(v),
                 Parsed::Crm(v) => out.crm.push(v),
                 Parsed::Event(v) => events.push(&EventFields::from(&v)),
-                Parsed::Fx(c, r) => {
-                    out.counts.add(Outcome::Accepted, None);
-                    out.fx.push((c, r));
-                }
+                Parsed::Fx(c, r) => out.fx.push((c, r, line)),
                 Parsed::Ignored => out.counts.add(Outcome::Ignored, None),
                 Parsed::Rejected(r) => {
                     out.counts.add(Outcome::Rejected, Some(r.reason));
@@ -480,11 +495,17 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         .enumerate()
         .partition(|(_, f)| f.kind == SourceKind::Fx);
     let mut results: Vec<(usize, FileResult)> = Vec::with_capacity(found.files.len());
+    let mut book = sources::fx::RateBook::default();
     for (i, f) in fx_files {
-        let r = read_one(i, f, &ctx, &pb)?;
-        for (c, rate) in &r.fx {
-            if *c != ctx.base {
-                ctx.rates.insert(*c, *rate);
+        let mut r = read_one(i, f, &ctx, &pb)?;
+        for &(c, rate, line) in &r.fx {
+            if book.add(c, rate, &f.name, line)? {
+                r.counts.add(Outcome::Accepted, None);
+                if c != ctx.base {
+                    ctx.rates.insert(c, rate);
+                }
+            } else {
+                r.counts.add(Outcome::Duplicate, None);
             }
         }
         results.push((i, r));

@@ -43,7 +43,7 @@ pub fn unix_micros(text: &str) -> Option<i64> {
 }
 
 fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<TxnRecord>, Reject> {
-    let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
+    let l: Line<'_> = fields::json_object(line)?;
     let txn = fields::json_text("txn", l.txn)?;
     let txn = fields::required_id("txn", txn.as_deref())?;
     let kind = match fields::json_text("kind", l.kind)?
@@ -60,7 +60,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         }
     };
     let ts = fields::json_text("ts", l.ts)?.ok_or_else(|| fields::bad_date("ts", ""))?;
-    let occurred_at = unix_micros(&ts).ok_or_else(|| fields::bad_date("ts", &ts))?;
+    let occurred_at = fields::record_time("ts", &ts, unix_micros(&ts), ctx)?;
     let cents = fields::json_text("amount_cents", l.amount_cents)?
         .ok_or_else(|| Reject::new(RejectReason::BadAmount, "amount_cents is missing"))?;
     let cents = parse_fixed(&cents, 0)
@@ -87,7 +87,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         fields::currency(fields::json_text("currency", l.currency)?.as_deref(), ctx)?;
     let email = fields::json_text("user_email", l.user_email)?;
     let phone = fields::json_text("user_phone", l.user_phone)?;
-    let keys = fields::keys(None, email.as_deref(), phone.as_deref(), ctx);
+    let keys = fields::keys(None, email.as_deref(), phone.as_deref(), ctx)?;
     let id = format!("app:{txn}");
     let row = TxnRow {
         ids: TxnIds::Keyed { refund: false },
@@ -162,6 +162,23 @@ mod tests {
                 RejectReason::UnknownCurrency,
             ),
             (&EX.replace("purchase", "gift"), RejectReason::BadValue),
+            (
+                &EX.replace("1709260500", "253402300799"),
+                RejectReason::BadDate,
+            ),
+            (&EX.replace("1709260500", "-1"), RejectReason::BadDate),
+            (
+                &EX.replace("bo@example.com", "bo\\u0000@example.com"),
+                RejectReason::BadValue,
+            ),
+            (
+                &EX.replace("\"A-77\"", "\"A-77\\u0000\""),
+                RejectReason::BadValue,
+            ),
+            (
+                r#"["A-78","bo@example.com",null,1709260500,5990,"USD","purchase"]"#,
+                RejectReason::BadJson,
+            ),
         ];
         for (line, want) in cases {
             match run(line) {

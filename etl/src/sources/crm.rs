@@ -12,13 +12,37 @@ pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
     }
 }
 
-fn optional_date(row: CsvRow<'_>, field: &str) -> Result<Option<chrono::NaiveDate>, Reject> {
-    match row.get(field) {
-        None => Ok(None),
-        Some(v) => fields::date(v)
-            .map(Some)
-            .ok_or_else(|| fields::bad_date(field, v)),
+/// The earliest plausible birth date: `ingest.earliest_date` bounds events
+/// of a business's own history, but customers were born long before it.
+const EARLIEST_BIRTH: chrono::NaiveDate = match chrono::NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(d) => d,
+    None => chrono::NaiveDate::MIN,
+};
+
+/// A date no earlier than `earliest` and no later than the run's window allows.
+fn optional_date(
+    row: CsvRow<'_>,
+    field: &str,
+    earliest: chrono::NaiveDate,
+    ctx: &ParseContext,
+) -> Result<Option<chrono::NaiveDate>, Reject> {
+    let Some(v) = row.get(field) else {
+        return Ok(None);
+    };
+    match fields::date(v) {
+        None => Err(fields::bad_date(field, v)),
+        Some(d) if d < earliest || d > ctx.window.latest => {
+            Err(fields::outside_window(field, v, ctx))
+        }
+        Some(d) => Ok(Some(d)),
     }
+}
+
+/// A name: free text, which may hold tabs and line breaks but no other control character.
+fn name<'a>(row: CsvRow<'a>, field: &str) -> Result<Option<&'a str>, Reject> {
+    row.get(field)
+        .map(|v| fields::no_control(field, v, true))
+        .transpose()
 }
 
 fn parse_record(
@@ -29,12 +53,18 @@ fn parse_record(
     let id = fields::required_id("customer_id", row.get("customer_id"))?;
     let updated_at = match row.get("updated_at") {
         None => None,
-        Some(v) => {
-            Some(fields::rfc3339_micros(v).ok_or_else(|| fields::bad_date("updated_at", v))?)
-        }
+        // A far-future version stamp would win over every later correction.
+        Some(v) => Some(fields::record_time(
+            "updated_at",
+            v,
+            fields::rfc3339_micros(v),
+            ctx,
+        )?),
     };
-    let signup_date = optional_date(row, "signup_date")?;
-    let birth_date = optional_date(row, "birth_date")?;
+    let signup_date = optional_date(row, "signup_date", ctx.window.earliest, ctx)?;
+    let birth_date = optional_date(row, "birth_date", EARLIEST_BIRTH, ctx)?;
+    let first_name = name(row, "first_name")?;
+    let last_name = name(row, "last_name")?;
     let country = match row.get("country") {
         None => None,
         Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_alphabetic()) => {
@@ -48,13 +78,13 @@ fn parse_record(
         }
     };
     let email_opt_in = fields::boolean("email_opt_in", row.get("email_opt_in"))?;
-    let keys = fields::keys(None, row.get("email"), row.get("phone"), ctx);
+    let keys = fields::keys(None, row.get("email"), row.get("phone"), ctx)?;
     let rec = CrmRecord {
         customer_id: id.into(),
         email: keys.email,
         phone: keys.phone,
-        first_name: row.get("first_name").map(Into::into),
-        last_name: row.get("last_name").map(Into::into),
+        first_name: first_name.map(Into::into),
+        last_name: last_name.map(Into::into),
         country,
         signup_date,
         birth_date,
@@ -105,9 +135,11 @@ mod tests {
     ];
 
     fn run(fields: &[&str]) -> Parsed {
-        let h = Header::new(HEADER);
+        let h = Header::new(HEADER).unwrap();
         let r = csv::StringRecord::from(fields.to_vec());
-        let mut ctx = ParseContext::new(&cvm_shared::Settings::default());
+        let mut settings = cvm_shared::Settings::default();
+        settings.today = chrono::NaiveDate::from_ymd_opt(2026, 3, 31);
+        let mut ctx = ParseContext::new(&settings);
         ctx.default_cc = "86".into();
         parse(
             CsvRow {
@@ -158,6 +190,52 @@ mod tests {
         assert_eq!(v.body.email, None);
         assert!(!v.body.email_opt_in);
         assert_eq!(v.version, None);
+    }
+
+    /// A row with `value` in column `col`, else empty but for the id.
+    fn with(col: usize, value: &str) -> Parsed {
+        let mut f = ["C7", "", "", "", "", "", "", "", "", ""];
+        f[col] = value;
+        run(&f)
+    }
+
+    #[test]
+    fn absurd_dates_are_bad_date_but_old_birth_dates_are_kept() {
+        for (col, v) in [
+            (6, "0000-01-01"),
+            (6, "1969-12-31"),
+            (6, "9999-12-31"),
+            (7, "1899-12-31"),
+            (7, "2026-04-02"),
+            (9, "9999-12-31T00:00:00Z"),
+            (9, "0000-01-01T00:00:00Z"),
+            (9, "2026-03-01T23:59:60Z"),
+        ] {
+            assert_eq!(reason(with(col, v)), RejectReason::BadDate, "{v}");
+        }
+        let Parsed::Crm(v) = with(7, "1931-05-06") else {
+            panic!()
+        };
+        assert_eq!(
+            v.body.birth_date,
+            chrono::NaiveDate::from_ymd_opt(1931, 5, 6)
+        );
+        assert!(matches!(with(6, "2026-04-01"), Parsed::Crm(_)));
+    }
+
+    #[test]
+    fn control_characters_in_keys_are_bad_value_but_names_may_break_lines() {
+        assert_eq!(
+            reason(run(&["C00000002\0", "", "", "", "", "", "", "", "", ""])),
+            RejectReason::BadValue
+        );
+        for (col, v) in [(1, "a\0@b.c"), (2, "+1 555\u{1}0001"), (4, "Lee\0")] {
+            assert_eq!(reason(with(col, v)), RejectReason::BadValue, "{v:?}");
+        }
+        let Parsed::Crm(v) = with(3, "Anne\r\nMarie") else {
+            panic!()
+        };
+        assert_eq!(v.body.first_name.as_deref(), Some("Anne\r\nMarie"));
     }
 
     #[test]

@@ -45,11 +45,17 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
 /// Parses one event line into fields borrowed from it where possible (the
 /// ingest hot path: events are most of a drop).
 pub fn parse_fields<'a>(line: &'a str, ctx: &ParseContext) -> Result<EventFields<'a>, Reject> {
-    let l: Line<'a> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
+    let l: Line<'a> = fields::json_object(line)?;
     let id = fields::json_text("customer_id", l.customer_id)?;
     let email = fields::json_text("email", l.email)?;
     let customer_id = id.map(fields::trim_cow).filter(|s| !s.is_empty());
-    let email = email.and_then(|e| fields::email_key(e, ctx));
+    if let Some(id) = &customer_id {
+        fields::no_control("customer_id", id, false)?;
+    }
+    let email = email
+        .map(|e| fields::email_key(e, ctx))
+        .transpose()?
+        .flatten();
     if customer_id.is_none() && email.is_none() {
         return Err(Reject::new(
             RejectReason::MissingId,
@@ -59,10 +65,15 @@ pub fn parse_fields<'a>(line: &'a str, ctx: &ParseContext) -> Result<EventFields
     let event_type = fields::json_text("type", l.event_type)?
         .ok_or_else(|| Reject::new(RejectReason::BadValue, "type is missing"))?;
     let ts = fields::json_text("ts", l.ts)?.ok_or_else(|| fields::bad_date("ts", ""))?;
-    let ts = fields::rfc3339_micros(&ts)
-        .or_else(|| super::app::unix_micros(&ts))
-        .ok_or_else(|| fields::bad_date("ts", &ts))?;
+    let ts = fields::record_time(
+        "ts",
+        &ts,
+        fields::rfc3339_micros(&ts).or_else(|| super::app::unix_micros(&ts)),
+        ctx,
+    )?;
+    // A type is a code: no control characters, like ids.
     let event_type = fields::trim_cow(event_type);
+    fields::no_control("type", &event_type, false)?;
     Ok(EventFields {
         customer_id,
         email,
@@ -121,6 +132,30 @@ mod tests {
                 RejectReason::BadValue,
             ),
             ("not json", RejectReason::BadJson),
+            (
+                r#"["C1",null,"email_open","2026-03-01T10:00:00Z"]"#,
+                RejectReason::BadJson,
+            ),
+            (
+                r#"{"customer_id":"C1","type":"x","ts":"0000-01-01T00:00:00Z"}"#,
+                RejectReason::BadDate,
+            ),
+            (
+                r#"{"customer_id":"C1","type":"x","ts":253402300799}"#,
+                RejectReason::BadDate,
+            ),
+            (
+                r#"{"customer_id":"C1\u0000","type":"x","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::BadValue,
+            ),
+            (
+                r#"{"email":"a\u0000@b.c","type":"x","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::BadValue,
+            ),
+            (
+                r#"{"customer_id":"C1","type":"x\u0007","ts":"2026-03-01T10:00:00Z"}"#,
+                RejectReason::BadValue,
+            ),
         ];
         for (line, want) in cases {
             match run(line) {

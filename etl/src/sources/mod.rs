@@ -17,6 +17,7 @@ pub mod web;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use cvm_shared::config::DateWindow;
 use cvm_shared::{Currency, Rate, Settings};
 
 use crate::record::Parsed;
@@ -196,17 +197,24 @@ pub struct ParseContext {
     pub pos_tz: chrono_tz::Tz,
     /// Default country calling code for phones, digits.
     pub default_cc: String,
+    /// The plausible dates of this run.
+    pub window: DateWindow,
+    /// The same window in microseconds (checked for every record time).
+    pub window_micros: std::ops::Range<i64>,
 }
 
 impl ParseContext {
     /// A context from settings, with only the base currency's rate.
     pub fn new(settings: &Settings) -> ParseContext {
         let base = settings.base_currency();
+        let window = settings.date_window();
         ParseContext {
             base,
             rates: HashMap::from([(base, Rate::ONE)]),
             pos_tz: settings.pos_time_zone(),
             default_cc: settings.ingest.default_country_code.clone(),
+            window,
+            window_micros: window.micros(),
         }
     }
 }
@@ -220,16 +228,39 @@ pub struct Header {
     pub len: usize,
 }
 
+/// A CSV header that names a column twice (positions 1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateColumn {
+    /// The column name, trimmed and lower-cased.
+    pub column: String,
+    /// Its first position.
+    pub first: usize,
+    /// Its second position.
+    pub second: usize,
+}
+
 impl Header {
-    /// Builds the index from header fields.
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Header {
+    /// Builds the index from header fields. A name given twice is an error:
+    /// which of the two columns holds the value cannot be known.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Header, DuplicateColumn> {
         let mut index = rustc_hash::FxHashMap::default();
         let mut len = 0;
         for (i, n) in names.into_iter().enumerate() {
-            index.entry(n.trim().to_ascii_lowercase()).or_insert(i);
+            match index.entry(n.trim().to_ascii_lowercase()) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    return Err(DuplicateColumn {
+                        column: e.key().clone(),
+                        first: e.get() + 1,
+                        second: i + 1,
+                    });
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+            }
             len = i + 1;
         }
-        Header { index, len }
+        Ok(Header { index, len })
     }
 
     /// Whether the header has a column.
@@ -342,7 +373,7 @@ mod tests {
 
     #[test]
     fn csv_rows_are_read_by_trimmed_lower_case_column() {
-        let header = Header::new([" Customer_ID", "total"]);
+        let header = Header::new([" Customer_ID", "total"]).unwrap();
         let rec = csv::StringRecord::from(vec![" C1 ", "  "]);
         let row = CsvRow {
             header: &header,
@@ -351,5 +382,17 @@ mod tests {
         assert_eq!(row.get("customer_id"), Some("C1"));
         assert_eq!(row.get("total"), None);
         assert_eq!(row.get("absent"), None);
+    }
+
+    #[test]
+    fn a_header_naming_a_column_twice_is_refused() {
+        assert_eq!(
+            Header::new(["id", "Email", "x", " email"]).unwrap_err(),
+            DuplicateColumn {
+                column: "email".into(),
+                first: 2,
+                second: 4
+            }
+        );
     }
 }

@@ -48,9 +48,12 @@ fn parse_record(
     let at = row
         .get("purchased_at")
         .ok_or_else(|| fields::bad_date("purchased_at", ""))?;
-    let occurred_at = fields::rfc3339_micros(at)
-        .or_else(|| fields::local_micros(at, ctx.pos_tz))
-        .ok_or_else(|| fields::bad_date("purchased_at", at))?;
+    let occurred_at = fields::record_time(
+        "purchased_at",
+        at,
+        fields::rfc3339_micros(at).or_else(|| fields::local_micros(at, ctx.pos_tz)),
+        ctx,
+    )?;
     let total = fields::money("total", row.get("total"))?;
     let amount = match kind {
         TxnKind::Refund => -total.abs(),
@@ -63,7 +66,7 @@ fn parse_record(
         TxnKind::Purchase => total,
     };
     let (currency, rate) = fields::currency(row.get("currency"), ctx)?;
-    let keys = fields::keys(row.get("customer_id"), None, row.get("phone"), ctx);
+    let keys = fields::keys(row.get("customer_id"), None, row.get("phone"), ctx)?;
     let digest = fields::digest(COLUMNS.map(|c| row.get(c).unwrap_or("")));
     let id = format!("pos:{receipt}");
     let txn = TxnRow {
@@ -110,7 +113,7 @@ mod tests {
     }
 
     fn run(fields: [&str; 8]) -> Parsed {
-        let h = Header::new(HEADER);
+        let h = Header::new(HEADER).unwrap();
         let r = csv::StringRecord::from(fields.to_vec());
         parse(
             CsvRow {
@@ -229,6 +232,26 @@ mod tests {
             ),
             (
                 ["R5", "S1", "2026-03-01 10:00:00", "", "", "5", "", "gift"],
+                RejectReason::BadValue,
+            ),
+            (
+                ["R5", "S1", "0000-01-01 10:00:00", "", "", "5", "", ""],
+                RejectReason::BadDate,
+            ),
+            (
+                ["R5", "S1", "9999-12-31T10:00:00Z", "", "", "5", "", ""],
+                RejectReason::BadDate,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 23:59:60", "", "", "5", "", ""],
+                RejectReason::BadDate,
+            ),
+            (
+                ["R5\0", "S1", "2026-03-01 10:00:00", "", "", "5", "", ""],
+                RejectReason::BadValue,
+            ),
+            (
+                ["R5", "S1", "2026-03-01 10:00:00", "C1\0", "", "5", "", ""],
                 RejectReason::BadValue,
             ),
         ];

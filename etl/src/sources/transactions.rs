@@ -24,9 +24,12 @@ fn parse_record(
     let at = row
         .get("occurred_at")
         .ok_or_else(|| fields::bad_date("occurred_at", ""))?;
-    let occurred_at = fields::rfc3339_micros(at)
-        .or_else(|| fields::date_micros(at))
-        .ok_or_else(|| fields::bad_date("occurred_at", at))?;
+    let occurred_at = fields::record_time(
+        "occurred_at",
+        at,
+        fields::rfc3339_micros(at).or_else(|| fields::date_micros(at)),
+        ctx,
+    )?;
     let amount = fields::money("amount", row.get("amount"))?;
     let (currency, rate) = fields::currency(row.get("currency"), ctx)?;
     let kind = if amount.units() < 0 {
@@ -39,7 +42,10 @@ fn parse_record(
         .get("channel")
         .and_then(|c| Channel::parse(&c.to_ascii_lowercase()))
         .unwrap_or(Channel::Other);
-    let order_id = row.get("order_id");
+    let order_id = row
+        .get("order_id")
+        .map(|o| fields::no_control("order_id", o, false))
+        .transpose()?;
     let digest = fields::digest(
         [
             "customer_id",
@@ -71,7 +77,7 @@ fn parse_record(
         digest,
         pos,
         body: TxnRecord {
-            keys: fields::keys(Some(customer), None, None, ctx),
+            keys: fields::keys(Some(customer), None, None, ctx)?,
             row: Some(txn),
             refunded_at: None,
         },
@@ -85,7 +91,7 @@ mod tests {
     use crate::sources::Header;
 
     fn run(header: &[&str], fields: &[&str]) -> Parsed {
-        let h = Header::new(header.iter().copied());
+        let h = Header::new(header.iter().copied()).unwrap();
         let r = csv::StringRecord::from(fields.to_vec());
         parse(
             CsvRow {
@@ -151,6 +157,20 @@ mod tests {
             (
                 ["C1", "2026-01-01", "1", "XYZ", "", ""],
                 RejectReason::UnknownCurrency,
+            ),
+            (["C1", "0000-01-01", "1", "", "", ""], RejectReason::BadDate),
+            (["C1", "9999-12-31", "1", "", "", ""], RejectReason::BadDate),
+            (
+                ["C1", "1969-12-31T23:59:59Z", "1", "", "", ""],
+                RejectReason::BadDate,
+            ),
+            (
+                ["C00000002\0", "2026-01-01", "1", "", "", ""],
+                RejectReason::BadValue,
+            ),
+            (
+                ["C1", "2026-01-01", "1", "", "O\u{1}1", ""],
+                RejectReason::BadValue,
             ),
         ];
         for (f, want) in cases {

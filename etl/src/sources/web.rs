@@ -15,13 +15,13 @@ struct Line<'a> {
     #[serde(borrow, default)]
     order_id: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    customer: Option<Customer<'a>>,
+    customer: Option<fields::Object<Customer<'a>>>,
     #[serde(borrow, default)]
     created_at: Option<&'a RawValue>,
     #[serde(borrow, default)]
     updated_at: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    total: Option<Total<'a>>,
+    total: Option<fields::Object<Total<'a>>>,
     #[serde(borrow, default)]
     status: Option<&'a RawValue>,
 }
@@ -50,21 +50,19 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
     }
 }
 
-fn time(field: &str, raw: Option<&RawValue>) -> Result<Option<i64>, Reject> {
+fn time(field: &str, raw: Option<&RawValue>, ctx: &ParseContext) -> Result<Option<i64>, Reject> {
     match fields::json_text(field, raw)? {
         None => Ok(None),
-        Some(t) => fields::rfc3339_micros(&t)
-            .map(Some)
-            .ok_or_else(|| fields::bad_date(field, &t)),
+        Some(t) => fields::record_time(field, &t, fields::rfc3339_micros(&t), ctx).map(Some),
     }
 }
 
 fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<TxnRecord>, Reject> {
-    let l: Line<'_> = serde_json::from_str(line).map_err(|e| fields::bad_json(&e))?;
+    let l: Line<'_> = fields::json_object(line)?;
     let order_id = fields::json_text("order_id", l.order_id)?;
     let order_id = fields::required_id("order_id", order_id.as_deref())?;
     let status = fields::json_text("status", l.status)?.map(|s| s.to_ascii_lowercase());
-    let updated_at = time("updated_at", l.updated_at)?;
+    let updated_at = time("updated_at", l.updated_at, ctx)?;
     let key = format!("web:{order_id}");
     let digest = fields::digest([line]);
     let versioned = |body| Versioned {
@@ -96,8 +94,16 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         }
     };
     let created_at =
-        time("created_at", l.created_at)?.ok_or_else(|| fields::bad_date("created_at", ""))?;
-    let (amount, currency) = match &l.total {
+        time("created_at", l.created_at, ctx)?.ok_or_else(|| fields::bad_date("created_at", ""))?;
+    if let Some(u) = updated_at
+        && u < created_at
+    {
+        return Err(Reject::new(
+            RejectReason::BadDate,
+            "updated_at is before created_at: an order cannot change before it exists",
+        ));
+    }
+    let (amount, currency) = match l.total.as_ref().map(|t| &t.0) {
         Some(t) => (
             fields::json_text("total.amount", t.amount)?,
             fields::json_text("total.currency", t.currency)?,
@@ -112,14 +118,14 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         ));
     }
     let (currency, rate) = fields::currency(currency.as_deref(), ctx)?;
-    let (id, email) = match &l.customer {
+    let (id, email) = match l.customer.as_ref().map(|c| &c.0) {
         Some(c) => (
             fields::json_text("customer.id", c.id)?,
             fields::json_text("customer.email", c.email)?,
         ),
         None => (None, None),
     };
-    let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx);
+    let keys = fields::keys(id.as_deref(), email.as_deref(), None, ctx)?;
     let row = TxnRow {
         ids: TxnIds::Keyed { refund: false },
         channel: Channel::Web,
@@ -213,6 +219,36 @@ mod tests {
     }
 
     #[test]
+    fn an_order_updated_before_it_was_created_is_bad_date() {
+        let line = PAID.replace("2026-03-02T08:00:00Z", "2026-03-01T02:14:59Z");
+        match run(&line) {
+            Parsed::Rejected(r) => {
+                assert_eq!(r.reason, RejectReason::BadDate);
+                assert!(r.detail.contains("before created_at"), "{}", r.detail);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The same instant is fine.
+        let same = PAID.replace("2026-03-02T08:00:00Z", "2026-03-01T02:15:00Z");
+        assert_eq!(txn(run(&same)).body.row_count(), 1);
+    }
+
+    #[test]
+    fn a_json_array_is_bad_json_even_when_its_fields_fit_by_position() {
+        let cases = [
+            r#"["W9",{"id":"C1"},"2026-03-01T00:00:00Z",null,{"amount":"5","currency":"USD"},"paid"]"#,
+            r#"{"order_id":"W9","customer":["C1","a@b.c"],"created_at":"2026-03-01T00:00:00Z","total":{"amount":"5","currency":"USD"},"status":"paid"}"#,
+            r#"{"order_id":"W9","customer":{"id":"C1"},"created_at":"2026-03-01T00:00:00Z","total":["5","USD"],"status":"paid"}"#,
+        ];
+        for line in cases {
+            match run(line) {
+                Parsed::Rejected(r) => assert_eq!(r.reason, RejectReason::BadJson, "{line}"),
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn bad_lines_get_their_reason() {
         let cases = [
             ("[1,2]", RejectReason::BadJson),
@@ -239,6 +275,26 @@ mod tests {
                 RejectReason::BadValue,
             ),
             (&PAID.replace("\"W-1001\"", "{}"), RejectReason::BadJson),
+            (
+                &PAID.replace("2026-03-01T10:15:00+08:00", "0000-01-01T00:00:00Z"),
+                RejectReason::BadDate,
+            ),
+            (
+                &PAID.replace("2026-03-02T08:00:00Z", "9999-12-31T00:00:00Z"),
+                RejectReason::BadDate,
+            ),
+            (
+                &PAID.replace("2026-03-02T08:00:00Z", "2026-03-02T23:59:60Z"),
+                RejectReason::BadDate,
+            ),
+            (
+                &PAID.replace("\"C000123\"", "\"C00000002\\u0000\""),
+                RejectReason::BadValue,
+            ),
+            (
+                &PAID.replace("Ann@Example.com", "ann\\u0000@example.com"),
+                RejectReason::BadValue,
+            ),
         ];
         for (line, want) in cases {
             match run(line) {

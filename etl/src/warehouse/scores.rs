@@ -80,7 +80,8 @@ pub fn dates(warehouse: &Path) -> Vec<NaiveDate> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            NaiveDate::parse_from_str(name.strip_prefix("as_of=")?, "%Y-%m-%d").ok()
+            // Only what `dir_for` writes: `as_of=+10000-01-01` is not a scoring run.
+            cvm_shared::config::parse_iso_date(name.strip_prefix("as_of=")?)
         })
         .collect();
     out.sort();
@@ -326,7 +327,13 @@ mod tests {
     #[test]
     fn as_of_folders_are_listed_in_date_order() {
         let d = tempfile::tempdir().unwrap();
-        for day in ["2026-03-02", "2026-01-05", "junk"] {
+        for day in [
+            "2026-03-02",
+            "2026-01-05",
+            "junk",
+            "+10000-01-01",
+            "2026-1-9",
+        ] {
             std::fs::create_dir_all(d.path().join("scores").join(format!("as_of={day}"))).unwrap();
         }
         let got: Vec<String> = dates(d.path()).iter().map(|d| d.to_string()).collect();
