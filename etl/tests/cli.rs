@@ -214,6 +214,133 @@ fn a_crash_at_any_point_of_publishing_leaves_the_last_version_readable() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// `ingest` of a drop holding `files`, into a fresh warehouse beside it.
+fn ingest_files(root: &Path, files: &[(&str, &str)]) -> Output {
+    let input = root.join("drop");
+    for (rel, text) in files {
+        let p = input.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            root.join("wh").to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn conflicting_fx_rates_exit_2_naming_the_file_the_currency_and_both_rates() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ingest_files(
+        d.path(),
+        &[
+            (
+                "fx/rates.csv",
+                "currency,rate_to_base\nEUR,1.08\nCNY,0.14\nEUR,2.0\n",
+            ),
+            (
+                "transactions/t.csv",
+                "customer_id,occurred_at,amount,currency\nC1,2026-03-01,10,EUR\n",
+            ),
+        ],
+    );
+    assert_one_line_error(
+        &o,
+        2,
+        "fx/rates.csv line 4: currency EUR has rate 2, but fx/rates.csv line 2 gives 1.08",
+    );
+    assert!(!d.path().join("wh/current").exists(), "nothing published");
+}
+
+#[test]
+fn a_csv_header_naming_a_column_twice_exits_2_naming_the_column() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ingest_files(
+        d.path(),
+        &[(
+            "crm/c.csv",
+            "customer_id,email,phone,Email\nC1,a@example.com,,b@example.com\n",
+        )],
+    );
+    assert_one_line_error(&o, 2, "names column \"email\" twice (columns 2 and 4)");
+    assert!(stderr(&o).contains("crm/c.csv"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unreadable_input_file_names_the_file_and_its_cause_once() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("drop/pos/p.csv.gz");
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &b"receipt_id,total\nR1,5\n".repeat(1000)).unwrap();
+    let bytes = gz.finish().unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let o = ingest_files(d.path(), &[]);
+    assert_one_line_error(&o, 1, "cannot read input file");
+    let e = stderr(&o);
+    let cause = e.trim_end().rsplit("p.csv.gz: ").next().unwrap();
+    assert!(!cause.is_empty() && !cause.contains("p.csv.gz"), "{e}");
+    assert_eq!(e.matches(cause).count(), 1, "cause printed once: {e}");
+}
+
+#[test]
+fn date_flags_are_exactly_yyyy_mm_dd_within_the_plausible_dates() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = d.path().join("wh");
+    let wh = wh.to_str().unwrap();
+    for bad in [
+        "+10000-01-01",
+        "2026-1-1",
+        "26-01-01",
+        "2026-01-01T00:00:00Z",
+    ] {
+        let o = etl(&["score", "--warehouse", wh, "--as-of", bad], &[]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("YYYY-MM-DD"), "{bad}: {}", stderr(&o));
+    }
+    let cases: [&[&str]; 8] = [
+        &["score", "--as-of", "9999-12-31"],
+        &["score", "--as-of", "2200-01-01"],
+        &["score", "--as-of", "1969-12-31"],
+        &["nightly", "--input", wh, "--as-of", "2200-01-01"],
+        &["backfill", "--from", "2026-01-01", "--to", "2200-01-01"],
+        &[
+            "load",
+            "--as-of",
+            "2200-01-01",
+            "--db",
+            "sqlite:///tmp/x.db",
+        ],
+        &[
+            "evaluate",
+            "--calibration-end",
+            "1997-09-30",
+            "--holdout-end",
+            "2200-01-01",
+        ],
+        &["score", "--as-of", "1999-12-31"],
+    ];
+    for (i, args) in cases.iter().enumerate() {
+        let mut all = args.to_vec();
+        all.extend(["--warehouse", wh]);
+        // The last case moves the window's start with CVM_EARLIEST_DATE.
+        let env: &[(&str, &str)] = if i == 7 {
+            &[("CVM_EARLIEST_DATE", "2000-01-01")]
+        } else {
+            &[]
+        };
+        let o = etl(&all, env);
+        assert_one_line_error(&o, 2, "is outside the plausible dates");
+        assert!(!Path::new(wh).join("scores").exists());
+    }
+}
+
 #[test]
 fn a_second_run_on_a_locked_warehouse_exits_4() {
     let d = tempfile::tempdir().unwrap();

@@ -123,6 +123,8 @@ fn contract_drop(root: &Path) {
 
 fn settings(reject_limit: f64) -> Settings {
     let mut s = Settings::default();
+    // A fixed clock: the plausible dates end on the day after it.
+    s.today = chrono::NaiveDate::from_ymd_opt(2026, 6, 30);
     s.ingest.pos_time_zone = "Asia/Shanghai".into();
     s.ingest.default_country_code = "86".into();
     s.ingest.reject_limit = reject_limit;
@@ -398,6 +400,118 @@ fn a_run_over_the_reject_limit_publishes_nothing() {
         1,
         "the failed run keeps its manifest and rejects for inspection"
     );
+}
+
+/// Ingests a drop made of `files` with the contract's settings (no reject limit).
+fn ingest_files(root: &Path, files: &[(&str, &str)]) -> IngestReport {
+    let (input, wh) = (root.join("drop"), root.join("wh"));
+    for (rel, text) in files {
+        write(&input, rel, text);
+    }
+    ingest(&input, &wh, 1.0).unwrap()
+}
+
+#[test]
+fn a_crm_export_with_lone_quotes_in_names_keeps_all_five_customers() {
+    let d = tempfile::tempdir().unwrap();
+    let r = ingest_files(
+        d.path(),
+        &[(
+            "crm/c.csv",
+            "customer_id,first_name,last_name,email\n\
+             C1,Dwayne \"The Rock\",Johnson,dwayne@example.com\n\
+             C2,Ann,Lee,ann@example.com\n\
+             C3,Pat,O\"Neil,pat@example.com\n\
+             C4,Bo,Chen,bo@example.com\n\
+             C5,Cy,Smith,cy@example.com\n",
+        )],
+    );
+    assert_eq!(counts(&r)["crm/c.csv"], [5, 5, 0, 0, 0, 0]);
+    let customers = warehouse::customers::read(&d.path().join("wh/current/customers")).unwrap();
+    let name = |id: &str| {
+        let c = customers.iter().find(|c| &*c.customer_id == id).unwrap();
+        (
+            c.first_name.as_deref().map(String::from),
+            c.last_name.as_deref().map(String::from),
+        )
+    };
+    assert_eq!(name("C1").0.as_deref(), Some("Dwayne \"The Rock\""));
+    assert_eq!(name("C3").1.as_deref(), Some("O\"Neil"));
+    assert_eq!(name("C5").1.as_deref(), Some("Smith"));
+}
+
+#[test]
+fn a_nul_in_an_id_is_bad_value_and_makes_no_guest() {
+    let d = tempfile::tempdir().unwrap();
+    let r = ingest_files(
+        d.path(),
+        &[
+            (
+                "pos/p.csv",
+                "receipt_id,purchased_at,customer_id,total\n\
+                 R1,2026-03-01T10:00:00Z,C00000001,5\n\
+                 R2,2026-03-01T10:00:00Z,C00000002\0,5\n",
+            ),
+            (
+                "web/w.jsonl",
+                r#"{"order_id":"W1","customer":{"id":"C00000002\u0000"},"created_at":"2026-03-01T00:00:00Z","total":{"amount":"5","currency":"USD"},"status":"paid"}
+"#,
+            ),
+        ],
+    );
+    assert_eq!(counts(&r)["pos/p.csv"], [2, 1, 0, 0, 0, 1]);
+    assert_eq!(counts(&r)["web/w.jsonl"], [1, 0, 0, 0, 0, 1]);
+    assert_eq!(r.manifest.totals.rejected_by_reason["bad_value"], 2);
+    assert_eq!(r.manifest.warehouse.guests, 1, "only C00000001");
+}
+
+#[test]
+fn record_times_outside_the_plausible_dates_are_bad_date() {
+    // The contract settings' clock reads 2026-06-30: the last plausible day is 2026-07-01.
+    let d = tempfile::tempdir().unwrap();
+    let r = ingest_files(
+        d.path(),
+        &[
+            (
+                "transactions/t.csv",
+                "customer_id,occurred_at,amount\n\
+                 C1,1997-01-01,1\n\
+                 C1,2026-07-01T23:59:59Z,1\n\
+                 C1,2026-07-02,1\n\
+                 C1,0000-01-01,1\n\
+                 C1,9999-12-31,1\n\
+                 C1,2026-03-01T23:59:60Z,1\n",
+            ),
+            (
+                "web/w.jsonl",
+                r#"{"order_id":"W1","customer":{"id":"C1"},"created_at":"2026-03-02T00:00:00Z","updated_at":"2026-03-01T00:00:00Z","total":{"amount":"5","currency":"USD"},"status":"paid"}
+"#,
+            ),
+        ],
+    );
+    assert_eq!(counts(&r)["transactions/t.csv"], [6, 2, 0, 0, 0, 4]);
+    assert_eq!(counts(&r)["web/w.jsonl"], [1, 0, 0, 0, 0, 1]);
+    assert_eq!(r.manifest.totals.rejected_by_reason["bad_date"], 5);
+}
+
+#[test]
+fn an_identical_repeated_fx_rate_is_a_duplicate() {
+    let d = tempfile::tempdir().unwrap();
+    let r = ingest_files(
+        d.path(),
+        &[
+            (
+                "fx/rates.csv",
+                "currency,rate_to_base\nEUR,1.08\nCNY,0.14\neur,1.080\n",
+            ),
+            (
+                "transactions/t.csv",
+                "customer_id,occurred_at,amount,currency\nC1,2026-03-01,10,EUR\n",
+            ),
+        ],
+    );
+    assert_eq!(counts(&r)["fx/rates.csv"], [3, 2, 1, 0, 0, 0]);
+    assert_eq!(revenue_of(&txns(&d.path().join("wh")), "C1"), "10.8");
 }
 
 #[test]
