@@ -122,9 +122,11 @@ fn contract_drop(root: &Path) {
 }
 
 fn settings(reject_limit: f64) -> Settings {
-    let mut s = Settings::default();
-    // A fixed clock: the plausible dates end on the day after it.
-    s.today = chrono::NaiveDate::from_ymd_opt(2026, 6, 30);
+    let mut s = Settings {
+        // A fixed clock: the plausible dates end on the day after it.
+        today: chrono::NaiveDate::from_ymd_opt(2026, 6, 30),
+        ..Settings::default()
+    };
     s.ingest.pos_time_zone = "Asia/Shanghai".into();
     s.ingest.default_country_code = "86".into();
     s.ingest.reject_limit = reject_limit;

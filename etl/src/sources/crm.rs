@@ -137,8 +137,10 @@ mod tests {
     fn run(fields: &[&str]) -> Parsed {
         let h = Header::new(HEADER).unwrap();
         let r = csv::StringRecord::from(fields.to_vec());
-        let mut settings = cvm_shared::Settings::default();
-        settings.today = chrono::NaiveDate::from_ymd_opt(2026, 3, 31);
+        let settings = cvm_shared::Settings {
+            today: chrono::NaiveDate::from_ymd_opt(2026, 3, 31),
+            ..Default::default()
+        };
         let mut ctx = ParseContext::new(&settings);
         ctx.default_cc = "86".into();
         parse(
