@@ -438,7 +438,10 @@ mod tests {
         let d2 = Directory::with_history(&latest, &stored, rev.iter().flat_map(crm_claims));
         assert_eq!(d2.resolve(&keys(None, None, Some("+1"))), Some("C1"));
         assert_eq!(d2.history(), d.history());
-        assert!(!d2.history_changed, "older claims add nothing to the stored one");
+        assert!(
+            !d2.history_changed,
+            "older claims add nothing to the stored one"
+        );
     }
 
     #[test]
