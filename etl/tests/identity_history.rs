@@ -225,3 +225,82 @@ fn the_key_history_survives_a_rerun_and_the_published_customer_has_the_new_phone
     assert_eq!(customers.len(), 1, "no guest for the old phone");
     assert_eq!(customers[0].phone.as_deref(), Some("+15550000002"));
 }
+
+/// The measurement on generated data: customers who change phone in
+/// a later drop keep every purchase, old phone included, and no guest appears.
+#[test]
+fn generated_customers_who_change_phone_lose_no_purchase_to_a_guest() {
+    let d = tempfile::tempdir().unwrap();
+    let (day1, day2, wh) = (
+        d.path().join("day1"),
+        d.path().join("day2"),
+        d.path().join("wh"),
+    );
+    let opts = cvm_etl::generate::GenerateOptions {
+        customers: 2_000,
+        seed: 5,
+        ..Default::default()
+    };
+    cvm_etl::generate::generate(&day1, &opts).unwrap();
+    let first = ingest(&day1, &wh);
+    let customers = warehouse::customers::read(&wh.join("customers")).unwrap();
+    let mut phone_count: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in customers.iter().filter_map(|c| c.phone.as_deref()) {
+        *phone_count.entry(p).or_default() += 1;
+    }
+    let changed: Vec<_> = customers
+        .iter()
+        .filter(|c| !c.is_guest && c.phone.as_deref().is_some_and(|p| phone_count[p] == 1))
+        .step_by(5)
+        .take(200)
+        .collect();
+    assert_eq!(changed.len(), 200);
+    let purchases_of = |wh: &Path| -> BTreeMap<String, String> {
+        warehouse::transactions::read(&wh.join("transactions"))
+            .unwrap()
+            .into_iter()
+            .filter_map(|t| {
+                let id = t.transaction_id().to_string();
+                t.customer_id.map(|c| (id, c.into()))
+            })
+            .collect()
+    };
+    let before = purchases_of(&wh);
+
+    // Day 2: new phones for the chosen customers, a purchase with each old one.
+    let mut crm = String::from("customer_id,email,phone,updated_at\n");
+    let mut pos =
+        String::from("receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n");
+    for (i, c) in changed.iter().enumerate() {
+        let email = c.email.as_deref().unwrap_or("");
+        crm.push_str(&format!(
+            "{},{email},+1999{i:07},2030-01-01T00:00:00Z\n",
+            c.customer_id
+        ));
+        let old = c.phone.as_deref().unwrap();
+        pos.push_str(&format!(
+            "OLD-{i},S1,2026-01-05T10:00:00Z,,{old},10,USD,sale\n"
+        ));
+    }
+    std::fs::create_dir_all(day2.join("crm")).unwrap();
+    std::fs::create_dir_all(day2.join("pos")).unwrap();
+    std::fs::write(day2.join("crm/changes.csv"), crm).unwrap();
+    std::fs::write(day2.join("pos/old_phones.csv"), pos).unwrap();
+    let second = ingest(&day2, &wh);
+    assert_eq!(
+        second.manifest.warehouse.guests,
+        first.manifest.warehouse.guests
+    );
+    let after = purchases_of(&wh);
+    let changed_ids: std::collections::BTreeSet<&str> =
+        changed.iter().map(|c| &*c.customer_id).collect();
+    let moved: Vec<(&String, &String, &String)> = before
+        .iter()
+        .filter(|(_, c)| changed_ids.contains(c.as_str()))
+        .filter_map(|(t, c)| after.get(t).filter(|a| *a != c).map(|a| (t, c, a)))
+        .collect();
+    assert!(moved.is_empty(), "purchases moved away: {moved:?}");
+    for (i, c) in changed.iter().enumerate() {
+        assert_eq!(after[&format!("pos:OLD-{i}")], &*c.customer_id);
+    }
+}
