@@ -23,6 +23,7 @@ cvm_shared::both_backends!(
     scores_of_unknown_customers_are_skipped,
     a_failed_load_is_recorded_and_changes_nothing,
     a_missing_warehouse_deactivates_nobody,
+    no_single_row_can_fail_a_load,
 );
 
 fn date(s: &str) -> NaiveDate {
@@ -406,6 +407,116 @@ fn a_missing_warehouse_deactivates_nobody(backend: Backend) {
     .unwrap_err();
     assert!(matches!(err, LoadError::NoWarehouse(_)), "{err}");
     assert!(f.customer("C1").active);
+}
+
+fn no_single_row_can_fail_a_load(backend: Backend) {
+    let Some(f) = fixture(backend) else { return };
+    let min_date = cvm_shared::db::storable::MIN_DATE;
+    // A warehouse written by an older version (the writer sorts it by id): a
+    // NUL in an id and in text, a repeated id, dates and times out of range,
+    // a NaN in a required score.
+    let c1 = CustomerRow {
+        birth_date: Some(min_date),
+        ..crm("C1", true, "2024-01-01 00:00:00")
+    };
+    let c3 = CustomerRow {
+        email: Some("c3\0@example.com".into()),
+        first_name: Some("Ann\0".into()),
+        birth_date: min_date.pred_opt(),
+        ..crm("C3", true, "2024-01-01 00:00:00")
+    };
+    let c4 = CustomerRow {
+        updated_at: Some(i64::MIN),
+        ..crm("C4", true, "2024-01-01 00:00:00")
+    };
+    let customers_in = [
+        c1.clone(),
+        crm("C00000002\0", true, "2024-01-01 00:00:00"),
+        c3,
+        c4,
+        c1,
+    ];
+    let scores_in = vec![
+        score("C1", "2024-03-01", 2),
+        score("C00000002\0", "2024-03-01", 1),
+        ScoreRow {
+            recency: f64::NAN,
+            ..score("C3", "2024-03-01", 1)
+        },
+        ScoreRow {
+            lifecycle_stage: Some("lo\0yal".into()),
+            ..score("C4", "2024-03-01", 1)
+        },
+    ];
+    write_warehouse(&f.wh, &customers_in, &[("2024-03-01", scores_in)]);
+    let r = f.load(None).unwrap();
+    assert_eq!((r.customers, r.scores, r.scores_skipped), (3, 2, 1));
+    assert_eq!((r.skipped("customers"), r.skipped("scores")), (2, 1));
+    let noted: Vec<(&str, &str, &str)> = r
+        .refused
+        .iter()
+        .map(|x| (x.table, x.customer_id.as_str(), x.field))
+        .collect();
+    assert_eq!(
+        noted,
+        [
+            ("customers", "C00000002\\0", "customer_id"),
+            ("customers", "C1", "customer_id"),
+            ("customers", "C3", "email"),
+            ("customers", "C3", "first_name"),
+            ("customers", "C3", "birth_date"),
+            ("customers", "C4", "updated_at"),
+            ("scores", "C3", "recency"),
+            ("scores", "C4", "lifecycle_stage"),
+        ]
+    );
+    let ids: Vec<String> = customers::all(&mut f.conn())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.customer_id)
+        .collect();
+    assert_eq!(ids, ["C1", "C3", "C4"]);
+    let c1 = f.customer("C1");
+    assert_eq!(
+        (c1.first_name.as_deref(), c1.birth_date),
+        (Some("Zoë"), Some(min_date)),
+        "one row of a repeated id loads; the earliest storable date is kept"
+    );
+    let c3 = f.customer("C3");
+    assert_eq!((c3.email, c3.first_name, c3.birth_date), (None, None, None));
+    assert_eq!(
+        c3.country.as_deref(),
+        Some("GB"),
+        "the rest of the row loads"
+    );
+    let c4 = f.customer("C4");
+    assert_eq!(
+        (c4.email_opt_in, c4.consent_updated_at),
+        (false, None),
+        "a consent of unknown time is never granted"
+    );
+    let s4 = scores::find(&mut f.conn(), "C4").unwrap().unwrap();
+    assert_eq!(s4.lifecycle_stage, None);
+    assert!(scores::find(&mut f.conn(), "C3").unwrap().is_none());
+    // The run's summary names them too.
+    let runs = job_runs::latest(&mut f.conn(), "load", 1).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(runs[0].summary.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (
+            &summary["customers_refused"],
+            &summary["scores_refused"],
+            &summary["values_cleaned"]
+        ),
+        (&2.into(), &1.into(), &5.into())
+    );
+    assert_eq!(summary["refused"][0]["customer_id"], "C00000002\\0");
+    assert_eq!(summary["refused"][0]["action"], "skipped");
+    // Loading again changes nothing.
+    let rows = f.rows();
+    let again = f.load(None).unwrap();
+    assert_eq!((again.customers_changed, again.scores_changed), (0, 0));
+    assert_eq!(f.rows(), rows);
 }
 
 #[test]

@@ -13,41 +13,94 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use cvm_shared::identity::guest_id;
 
 use crate::record::{CrmRecord, Keys};
+use crate::warehouse::key_history::{KeyClaim, KeyKind};
+
+/// A key's owner ranked by the `updated_at` of the record carrying it, then
+/// by customer id (for determinism): the greater wins.
+type Rank<'a> = (Option<i64>, &'a str);
 
 /// The golden identities from CRM, borrowing the records' strings (a
 /// million customers' ids, emails and phones are not copied).
 #[derive(Debug, Default)]
 pub struct Directory<'a> {
     ids: HashSet<&'a str>,
+    /// Owner of each email: from the latest records, else from the history.
     by_email: HashMap<&'a str, &'a str>,
+    /// Owner of each phone, as `by_email`.
     by_phone: HashMap<&'a str, &'a str>,
+    /// Every latest carrier of a key several latest records carry.
+    shared: HashSet<(KeyKind, &'a str, &'a str)>,
+    /// Keys of superseded CRM versions: the most recent carrier of each.
+    history: HashMap<(KeyKind, &'a str), Rank<'a>>,
     /// Emails and phones shared by more than one CRM record (counted once each).
     pub conflicts: u64,
+    /// Whether the superseded versions added to the stored history.
+    pub history_changed: bool,
+}
+
+/// The email and phone claims of a CRM record's fields.
+pub fn claims_of<'a>(
+    customer_id: &'a str,
+    email: Option<&'a str>,
+    phone: Option<&'a str>,
+    updated_at: Option<i64>,
+) -> impl Iterator<Item = KeyClaim<&'a str>> {
+    [(KeyKind::Email, email), (KeyKind::Phone, phone)]
+        .into_iter()
+        .filter_map(move |(kind, key)| {
+            key.map(|key| KeyClaim {
+                kind,
+                key,
+                customer_id,
+                updated_at,
+            })
+        })
+}
+
+/// The email and phone claims of a CRM record.
+pub fn crm_claims(r: &CrmRecord) -> impl Iterator<Item = KeyClaim<&str>> {
+    claims_of(
+        &r.customer_id,
+        r.email.as_deref(),
+        r.phone.as_deref(),
+        r.updated_at,
+    )
 }
 
 impl<'a> Directory<'a> {
-    /// Builds the directory; a shared email or phone goes to the most
-    /// recently updated record (then the greater id, for determinism).
+    /// Builds the directory from the latest CRM records alone.
     pub fn from_crm(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory<'a> {
+        Directory::with_history(records, &[], std::iter::empty())
+    }
+
+    /// Builds the directory: a key carried by a latest record goes to the
+    /// most recently updated one (then the greater id); any other key to the
+    /// customer whose record carried it most recently, from the `stored`
+    /// history and this run's `superseded` claims (data contract, section 5).
+    pub fn with_history(
+        latest: impl IntoIterator<Item = &'a CrmRecord>,
+        stored: &'a [KeyClaim],
+        superseded: impl IntoIterator<Item = KeyClaim<&'a str>>,
+    ) -> Directory<'a> {
         let mut d = Directory::default();
-        let mut email_owner: HashMap<&'a str, (Option<i64>, &'a str)> = HashMap::default();
-        let mut phone_owner: HashMap<&'a str, (Option<i64>, &'a str)> = HashMap::default();
-        let mut conflicted: HashSet<(bool, &'a str)> = HashSet::default();
-        for r in records {
+        let mut email_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
+        let mut phone_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
+        for r in latest {
             d.ids.insert(&r.customer_id);
-            let rank = (r.updated_at, &*r.customer_id);
-            for (is_email, key, owners) in [
-                (true, &r.email, &mut email_owner),
-                (false, &r.phone, &mut phone_owner),
-            ] {
-                let Some(k) = key.as_deref() else { continue };
-                match owners.get_mut(k) {
+            for c in crm_claims(r) {
+                let rank = (c.updated_at, c.customer_id);
+                let owners = match c.kind {
+                    KeyKind::Email => &mut email_owner,
+                    KeyKind::Phone => &mut phone_owner,
+                };
+                match owners.get_mut(c.key) {
                     None => {
-                        owners.insert(k, rank);
+                        owners.insert(c.key, rank);
                     }
                     Some(cur) => {
                         if cur.1 != rank.1 {
-                            conflicted.insert((is_email, k));
+                            d.shared.insert((c.kind, c.key, cur.1));
+                            d.shared.insert((c.kind, c.key, rank.1));
                         }
                         if rank > *cur {
                             *cur = rank;
@@ -56,6 +109,8 @@ impl<'a> Directory<'a> {
                 }
             }
         }
+        let conflicted: HashSet<(KeyKind, &str)> =
+            d.shared.iter().map(|&(kind, key, _)| (kind, key)).collect();
         d.conflicts = conflicted.len() as u64;
         d.by_email = email_owner
             .into_iter()
@@ -65,7 +120,71 @@ impl<'a> Directory<'a> {
             .into_iter()
             .map(|(k, (_, id))| (k, id))
             .collect();
+        let stored = stored.iter().map(|c| {
+            let claim = KeyClaim {
+                kind: c.kind,
+                key: &*c.key,
+                customer_id: &*c.customer_id,
+                updated_at: c.updated_at,
+            };
+            (claim, false)
+        });
+        for (c, is_new) in stored.chain(superseded.into_iter().map(|c| (c, true))) {
+            // A key its customer's latest record still carries needs no
+            // history: when that record is superseded, it is recorded with a
+            // rank at least as high. This keeps re-deliveries out of the state.
+            if d.latest_carries(&c) {
+                continue;
+            }
+            let rank = (c.updated_at, c.customer_id);
+            match d.history.get_mut(&(c.kind, c.key)) {
+                Some(cur) if *cur >= rank => {}
+                Some(cur) => {
+                    *cur = rank;
+                    d.history_changed |= is_new;
+                }
+                None => {
+                    d.history.insert((c.kind, c.key), rank);
+                    d.history_changed |= is_new;
+                }
+            }
+        }
+        for (&(kind, key), &(_, id)) in &d.history {
+            let owners = match kind {
+                KeyKind::Email => &mut d.by_email,
+                KeyKind::Phone => &mut d.by_phone,
+            };
+            owners.entry(key).or_insert(id);
+        }
         d
+    }
+
+    /// Whether the claimed customer's latest record carries the claimed key.
+    fn latest_carries(&self, c: &KeyClaim<&str>) -> bool {
+        let owner = match c.kind {
+            KeyKind::Email => self.by_email.get(c.key),
+            KeyKind::Phone => self.by_phone.get(c.key),
+        };
+        match owner {
+            None => false,
+            Some(&owner) => {
+                owner == c.customer_id || self.shared.contains(&(c.kind, c.key, c.customer_id))
+            }
+        }
+    }
+
+    /// The key history to store: the most recent carrier of every key of a
+    /// superseded CRM version, stored or new (unordered).
+    pub fn history(&self) -> Vec<KeyClaim<&'a str>> {
+        self.history
+            .iter()
+            .map(|(&(kind, key), &(updated_at, customer_id))| KeyClaim {
+                kind,
+                key,
+                customer_id,
+                updated_at,
+            })
+            .collect()
     }
 
     /// The CRM customer any of `keys` maps to: id first, then email, then phone.
@@ -253,6 +372,93 @@ mod tests {
         let d = Directory::from_crm(&records);
         assert_eq!(d.resolve(&keys(None, Some("s@x"), None)), Some("C2"));
         assert_eq!(d.conflicts, 2, "one email and one phone");
+    }
+
+    /// A directory from `latest` records and `superseded` versions (no stored history).
+    fn with_superseded<'a>(latest: &'a [CrmRecord], superseded: &'a [CrmRecord]) -> Directory<'a> {
+        Directory::with_history(latest, &[], superseded.iter().flat_map(crm_claims))
+    }
+
+    #[test]
+    fn a_customer_who_changes_phone_keeps_the_old_one() {
+        let latest = [crm("C1", Some("a@x"), Some("+2"), Some(20))];
+        let old = [crm("C1", Some("a@x"), Some("+1"), Some(10))];
+        let d = with_superseded(&latest, &old);
+        assert_eq!(d.resolve(&keys(None, None, Some("+1"))), Some("C1"));
+        assert_eq!(d.resolve(&keys(None, None, Some("+2"))), Some("C1"));
+        assert!(d.history_changed);
+        assert_eq!(d.conflicts, 0, "a superseded version is no conflict");
+        let without = Directory::from_crm(&latest);
+        assert_eq!(without.resolve(&keys(None, None, Some("+1"))), None);
+    }
+
+    #[test]
+    fn a_customer_who_changes_email_keeps_the_old_one() {
+        let latest = [crm("C1", Some("new@x"), None, Some(20))];
+        let old = [crm("C1", Some("old@x"), None, Some(10))];
+        let d = with_superseded(&latest, &old);
+        assert_eq!(d.resolve(&keys(None, Some("old@x"), None)), Some("C1"));
+        assert_eq!(d.resolve(&keys(None, Some("new@x"), None)), Some("C1"));
+    }
+
+    #[test]
+    fn a_key_a_latest_record_carries_beats_the_history() {
+        // C1 had +1; C2's latest record took it over (even one updated earlier).
+        let latest = [
+            crm("C1", None, Some("+9"), Some(30)),
+            crm("C2", None, Some("+1"), Some(15)),
+        ];
+        let old = [crm("C1", None, Some("+1"), Some(20))];
+        let d = with_superseded(&latest, &old);
+        assert_eq!(d.resolve(&keys(None, None, Some("+1"))), Some("C2"));
+        assert_eq!(d.resolve(&keys(None, None, Some("+9"))), Some("C1"));
+    }
+
+    #[test]
+    fn a_key_no_latest_record_carries_goes_to_its_most_recent_carrier() {
+        let latest = [
+            crm("C1", None, Some("+8"), Some(40)),
+            crm("C2", None, Some("+9"), Some(40)),
+        ];
+        let old = [
+            crm("C2", None, Some("+1"), Some(20)),
+            crm("C1", None, Some("+1"), Some(30)),
+            crm("C2", None, Some("+1"), Some(10)),
+        ];
+        let d = with_superseded(&latest, &old);
+        assert_eq!(d.resolve(&keys(None, None, Some("+1"))), Some("C1"));
+        // The same claims in another order, or split between stored and new: the same owner.
+        let stored = [KeyClaim {
+            kind: KeyKind::Phone,
+            key: Box::from("+1"),
+            customer_id: Box::from("C1"),
+            updated_at: Some(30),
+        }];
+        let rev: Vec<CrmRecord> = old.iter().rev().cloned().collect();
+        let d2 = Directory::with_history(&latest, &stored, rev.iter().flat_map(crm_claims));
+        assert_eq!(d2.resolve(&keys(None, None, Some("+1"))), Some("C1"));
+        assert_eq!(d2.history(), d.history());
+        assert!(
+            !d2.history_changed,
+            "older claims add nothing to the stored one"
+        );
+    }
+
+    #[test]
+    fn keys_the_latest_record_still_carries_add_no_history() {
+        // C1 shares its email with C2, who owns it: C1 still carries it.
+        let latest = [
+            crm("C1", Some("a@x"), Some("+1"), Some(20)),
+            crm("C2", Some("a@x"), None, Some(30)),
+        ];
+        let redelivered = [
+            crm("C1", Some("a@x"), Some("+1"), Some(10)),
+            latest[0].clone(),
+            latest[1].clone(),
+        ];
+        let d = with_superseded(&latest, &redelivered);
+        assert!(d.history().is_empty());
+        assert!(!d.history_changed);
     }
 
     #[test]

@@ -58,9 +58,29 @@ pub fn resolve<T>(
 /// Winners are filtered in place, batch by batch, so no second copy of the
 /// records is made.
 pub fn resolve_mixed<T>(
+    new: Vec<Vec<Versioned<T>>>,
+    stored: &FxHashMap<Box<str>, RecordState>,
+    numbered_stored: impl Fn(&str) -> bool,
+) -> Resolution<T> {
+    resolve_handing_over(new, stored, numbered_stored, drop)
+}
+
+/// Resolves as [`resolve`] does, handing each superseded record to
+/// `superseded` (in read order) instead of dropping it: a CRM customer keeps
+/// the emails and phones of its earlier versions.
+pub fn resolve_keeping_superseded<T>(
+    new: Vec<Vec<Versioned<T>>>,
+    stored: &FxHashMap<Box<str>, RecordState>,
+    superseded: impl FnMut(Versioned<T>),
+) -> Resolution<T> {
+    resolve_handing_over(new, stored, |_| false, superseded)
+}
+
+fn resolve_handing_over<T>(
     mut new: Vec<Vec<Versioned<T>>>,
     stored: &FxHashMap<Box<str>, RecordState>,
     numbered_stored: impl Fn(&str) -> bool,
+    mut on_superseded: impl FnMut(Versioned<T>),
 ) -> Resolution<T> {
     let mut superseded: Vec<Vec<bool>> = new
         .iter()
@@ -102,7 +122,8 @@ pub fn resolve_mixed<T>(
     let mut replaced = Vec::new();
     for (batch, superseded) in new.iter_mut().zip(superseded) {
         let mut sup = superseded.into_iter();
-        batch.retain(|rec| {
+        // In place, like `retain`, but the superseded records are moved out.
+        let losers = batch.extract_if(.., |rec| {
             let fate = match stored.get(&*rec.key) {
                 _ if sup.next().unwrap_or(true) => Fate::Duplicate,
                 Some(s)
@@ -120,8 +141,9 @@ pub fn resolve_mixed<T>(
             if fate == Fate::Duplicate {
                 duplicates.push(rec.pos);
             }
-            fate == Fate::Wins
+            fate == Fate::Duplicate
         });
+        losers.for_each(&mut on_superseded);
     }
     Resolution {
         winners: new,
@@ -212,6 +234,23 @@ mod tests {
             ["newer", "changed"]
         );
         assert_eq!(r.duplicates.len(), 2);
+    }
+
+    #[test]
+    fn superseded_records_are_handed_over_in_read_order() {
+        let stored: FxHashMap<_, _> = [state("a", Some(5), 9)].into_iter().collect();
+        let mut lost = Vec::new();
+        let r = resolve_keeping_superseded(
+            vec![
+                vec![v("a", Some(4), 1, 1), v("b", Some(1), 2, 2)],
+                vec![v("b", Some(2), 3, 3), v("a", Some(5), 9, 4)],
+            ],
+            &stored,
+            |l| lost.push(l.pos.line),
+        );
+        assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [3]);
+        assert_eq!(lost, [1, 2, 4]);
+        assert_eq!(r.duplicates.len(), 3);
     }
 }
 

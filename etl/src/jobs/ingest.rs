@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::consolidate::events::{self, EventLog, FileEvents};
-use crate::consolidate::identity::{Directory, Guests};
+use crate::consolidate::identity::{self, Directory, Guests};
 use crate::consolidate::versions::{self, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
 use crate::memory::release_freed;
@@ -30,6 +30,7 @@ use crate::record::{
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
+use crate::warehouse::key_history::KeyClaim;
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::{self, CustomerRow, RecordState, RejectRow, StoredTxn, WarehouseError};
 
@@ -343,6 +344,8 @@ struct Stored {
     records: HashMap<Box<str>, RecordState>,
     txns: Vec<StoredTxn>,
     customers: Vec<CustomerRow>,
+    /// Keys of superseded CRM versions.
+    key_history: Vec<KeyClaim>,
     /// Stored events, in a log whose file indices are the run's.
     events: EventLog,
     small: SmallState,
@@ -356,8 +359,14 @@ fn load_stored(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestError
             ..Stored::default()
         });
     };
-    let (records, (txns, (customers, ev))) = rayon::join(
-        || warehouse::state::read(&dir.join("_state")),
+    let ((records, key_history), (txns, (customers, ev))) = rayon::join(
+        || {
+            let state = dir.join("_state");
+            (
+                warehouse::state::read(&state),
+                warehouse::key_history::read(&state),
+            )
+        },
         || {
             rayon::join(
                 || warehouse::transactions::read(&dir.join("transactions")),
@@ -380,6 +389,7 @@ fn load_stored(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestError
         records: records?.into_iter().map(|r| (r.key.clone(), r)).collect(),
         txns: txns?,
         customers: customers?,
+        key_history: key_history?,
         events: {
             ev?;
             events
@@ -542,10 +552,14 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     // Events resolve beside the CRM and transactions (one after the other:
     // their tables of keys would otherwise be in memory at once).
     let records = &stored.records;
+    // Superseded CRM versions keep their keys (data contract, section 5).
+    let mut superseded_crm: Vec<CrmRecord> = Vec::new();
     let stored_txns = &stored.txns;
     let ((crm_res, txn_res), ev_res) = rayon::join(
         || {
-            let crm_res = versions::resolve(new_crm, records);
+            let crm_res = versions::resolve_keeping_superseded(new_crm, records, |v| {
+                superseded_crm.push(v.body)
+            });
             let stored_keys: HashSet<&str> = stored_txns.iter().map(|t| &*t.record_key).collect();
             let txn_res = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
             (crm_res, txn_res)
@@ -673,14 +687,12 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
 
     // Consolidate the whole history.
     let crm_replaced: HashSet<&str> = crm_res.replaced.iter().map(|k| &**k).collect();
-    let mut crm: Vec<CrmRecord> = stored
+    let (replaced_crm, kept_crm): (Vec<&CustomerRow>, Vec<&CustomerRow>) = stored
         .customers
         .iter()
-        .filter(|c| {
-            !c.is_guest && !crm_replaced.contains(format!("crm:{}", c.customer_id).as_str())
-        })
-        .map(crm_of)
-        .collect();
+        .filter(|c| !c.is_guest)
+        .partition(|c| crm_replaced.contains(format!("crm:{}", c.customer_id).as_str()));
+    let mut crm: Vec<CrmRecord> = kept_crm.into_iter().map(crm_of).collect();
     crm.reserve_exact(crm_res.winner_count());
     for w in crm_res.winners.into_iter().flatten() {
         // A CRM record's key is needed only here: moved, not cloned.
@@ -692,7 +704,21 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         crm.push(w.body);
     }
     release_freed();
-    let directory = Directory::from_crm(&crm);
+    // The stored latest records replaced in this run are superseded versions too.
+    let superseded_claims = replaced_crm
+        .iter()
+        .flat_map(|c| {
+            identity::claims_of(
+                &c.customer_id,
+                c.email.as_deref(),
+                c.phone.as_deref(),
+                c.updated_at,
+            )
+        })
+        .chain(superseded_crm.iter().flat_map(identity::crm_claims));
+    let directory = Directory::with_history(&crm, &stored.key_history, superseded_claims);
+    let key_history = directory.history();
+    let changed = changed || directory.history_changed;
 
     let txn_replaced: HashSet<&str> = txn_res.replaced.iter().map(|k| &**k).collect();
     let mut txns: Vec<StoredTxn> = stored
@@ -743,7 +769,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     };
     let (state_written, guests) = rayon::join(
         || match &staging {
-            Some(s) => warehouse::state::write(&s.dir.join("_state"), &state).map(drop),
+            Some(s) => {
+                let dir = s.dir.join("_state");
+                warehouse::state::write(&dir, &state)?;
+                warehouse::key_history::write(&dir, &key_history).map(drop)
+            }
             None => Ok(()),
         },
         || {
@@ -763,6 +793,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     );
     state_written?;
     drop(state);
+    drop(key_history);
     release_freed();
     tick(&mut timings, "consolidate", &mut lap);
 
@@ -799,6 +830,8 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
     drop(events);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
+    drop(superseded_crm);
+    drop(replaced_crm);
     release_freed();
     tick(&mut timings, "events", &mut lap);
 

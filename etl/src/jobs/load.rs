@@ -19,6 +19,12 @@
 //!   the one that set the stored value; never from an older one or a guest.
 //! - Scores replace a customer's stored scores only if their `as_of` is the
 //!   same or later, so loading an old scoring run never regresses "latest".
+//! - No single row can fail a load: a row the database would refuse (a NUL
+//!   in its id, a repeated id, a NaN in a required score, a date before
+//!   PostgreSQL's range: see `cvm_shared::db::storable`) is skipped, and a
+//!   refused optional value is left empty instead (a consent time that cannot
+//!   be stored also clears the consent). Both are logged as a warning and
+//!   listed in the run's summary, by customer id.
 //! - The run is recorded in `job_runs` (succeeded with a JSON summary, or
 //!   failed with the error), outside the data transaction so failures persist.
 
@@ -27,7 +33,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use cvm_shared::db::models::{customers, job_runs, scores};
-use cvm_shared::db::{Backend, DbConnection, DbError, DbUrl};
+use cvm_shared::db::{Backend, DbConnection, DbError, DbUrl, storable};
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use rayon::prelude::*;
@@ -56,7 +62,7 @@ pub struct LoadReport {
     pub run_id: String,
     /// The scores' date (None when the warehouse has no scores yet).
     pub as_of: Option<NaiveDate>,
-    /// Customers in the warehouse (all loaded).
+    /// Customers loaded (the warehouse's, less the refused ones).
     pub customers: usize,
     /// Customers inserted or changed (the rest were already as loaded).
     pub customers_changed: usize,
@@ -68,8 +74,43 @@ pub struct LoadReport {
     pub scores_changed: usize,
     /// Score rows skipped because their customer is not in the warehouse.
     pub scores_skipped: usize,
+    /// Rows the database would refuse: skipped, or loaded without the bad value.
+    pub refused: Vec<RefusedRow>,
     /// Wall-clock seconds.
     pub seconds: f64,
+}
+
+/// Most refused rows listed in a run's summary (all are counted).
+const SUMMARY_REFUSED_ROWS: usize = 100;
+
+/// What a load did with a row the database would refuse as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowAction {
+    /// The row was not loaded.
+    Skipped,
+    /// The row was loaded with the refused value left empty.
+    Cleaned,
+}
+
+/// A warehouse row the database would refuse as it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RefusedRow {
+    /// `customers` or `scores`.
+    pub table: &'static str,
+    /// The row's customer id, escaped (a NUL reads `\0`).
+    pub customer_id: String,
+    /// The column at fault.
+    pub field: &'static str,
+    /// Skipped or cleaned.
+    pub action: RowAction,
+}
+
+fn skipped_in(refused: &[RefusedRow], table: &str) -> usize {
+    refused
+        .iter()
+        .filter(|r| r.table == table && r.action == RowAction::Skipped)
+        .count()
 }
 
 impl LoadReport {
@@ -83,8 +124,17 @@ impl LoadReport {
             "scores": self.scores,
             "scores_changed": self.scores_changed,
             "scores_skipped": self.scores_skipped,
+            "customers_refused": self.skipped("customers"),
+            "scores_refused": self.skipped("scores"),
+            "values_cleaned": self.refused.iter().filter(|r| r.action == RowAction::Cleaned).count(),
+            "refused": &self.refused[..self.refused.len().min(SUMMARY_REFUSED_ROWS)],
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
         })
+    }
+
+    /// Refused rows of `table` that were skipped.
+    pub fn skipped(&self, table: &str) -> usize {
+        skipped_in(&self.refused, table)
     }
 }
 
@@ -102,16 +152,6 @@ pub enum LoadError {
         as_of: NaiveDate,
         /// Folder looked for.
         path: PathBuf,
-    },
-    /// A timestamp that cannot be represented.
-    #[error("customer {customer_id}: {field} {micros} µs is out of range")]
-    BadTimestamp {
-        /// Customer.
-        customer_id: String,
-        /// Column.
-        field: &'static str,
-        /// Value.
-        micros: i64,
     },
     /// Reading the warehouse failed.
     #[error(transparent)]
@@ -169,6 +209,7 @@ pub fn load(
         scores: n.scores,
         scores_changed: n.scores_changed,
         scores_skipped: n.scores_skipped,
+        refused: n.refused,
         seconds: started.elapsed().as_secs_f64(),
     });
     let finished = Utc::now().naive_utc();
@@ -215,30 +256,153 @@ fn read_inputs(
     Ok((customers?, scores?))
 }
 
-fn timestamp(
-    c: &CustomerRow,
-    field: &'static str,
-    micros: Option<i64>,
-) -> Result<Option<NaiveDateTime>, LoadError> {
+/// A warehouse timestamp (µs) as the database stores it; `None` when out of
+/// range (rows are checked by [`check_customer`] first).
+fn timestamp(micros: Option<i64>) -> Option<NaiveDateTime> {
     micros
-        .map(|m| {
-            DateTime::from_timestamp_micros(m)
-                .map(|t| t.naive_utc())
-                .ok_or_else(|| LoadError::BadTimestamp {
-                    customer_id: c.customer_id.to_string(),
-                    field,
-                    micros: m,
-                })
-        })
-        .transpose()
+        .and_then(DateTime::from_timestamp_micros)
+        .map(|t| t.naive_utc())
 }
 
-fn new_customer(
-    c: &CustomerRow,
-    loaded_at: NaiveDateTime,
-) -> Result<customers::NewCustomer<'_>, LoadError> {
+fn timestamp_storable(micros: i64) -> bool {
+    timestamp(Some(micros)).is_some_and(storable::timestamp)
+}
+
+/// Notes of one row's refused values: (column, what was done).
+type Notes = Vec<(&'static str, RowAction)>;
+
+/// Empties each value `ok` refuses, noting it as cleaned.
+fn clean<V, const N: usize>(
+    values: [(&'static str, &mut Option<V>); N],
+    ok: impl Fn(&V) -> bool,
+    notes: &mut Notes,
+) {
+    for (field, value) in values {
+        if value.as_ref().is_some_and(|v| !ok(v)) {
+            *value = None;
+            notes.push((field, RowAction::Cleaned));
+        }
+    }
+}
+
+/// Whether the database takes `c`, after emptying the optional values it
+/// would refuse. Never cleans the id.
+fn check_customer(c: &mut CustomerRow, notes: &mut Notes) -> bool {
+    if !storable::text(&c.customer_id) {
+        notes.push(("customer_id", RowAction::Skipped));
+        return false;
+    }
+    clean(
+        [
+            ("email", &mut c.email),
+            ("phone", &mut c.phone),
+            ("first_name", &mut c.first_name),
+            ("last_name", &mut c.last_name),
+            ("country", &mut c.country),
+        ],
+        |v| storable::text(v),
+        notes,
+    );
+    clean(
+        [
+            ("signup_date", &mut c.signup_date),
+            ("birth_date", &mut c.birth_date),
+        ],
+        |d| storable::date(*d),
+        notes,
+    );
+    clean(
+        [("first_seen", &mut c.first_seen)],
+        |t| timestamp_storable(*t),
+        notes,
+    );
+    let before = notes.len();
+    clean(
+        [("updated_at", &mut c.updated_at)],
+        |t| timestamp_storable(*t),
+        notes,
+    );
+    if notes.len() > before {
+        // A consent whose time cannot be stored could not be weighed against
+        // a newer one: it is dropped, never granted.
+        c.email_opt_in = false;
+    }
+    true
+}
+
+/// Whether the database takes `s`, after emptying the optional values it
+/// would refuse.
+fn check_score(s: &mut ScoreRow, notes: &mut Notes) -> bool {
+    let required = [
+        ("recency", storable::real(s.recency)),
+        ("t", storable::real(s.t)),
+        ("monetary_avg", storable::real(s.monetary_avg)),
+        ("as_of", storable::date(s.as_of)),
+        ("rfm_segment", storable::text(&s.rfm_segment)),
+    ];
+    if let Some((field, _)) = required.into_iter().find(|(_, ok)| !ok) {
+        notes.push((field, RowAction::Skipped));
+        return false;
+    }
+    clean(
+        [
+            ("nps_class", &mut s.nps_class),
+            ("lifecycle_stage", &mut s.lifecycle_stage),
+            ("value_tier", &mut s.value_tier),
+        ],
+        |v| storable::text(v),
+        notes,
+    );
+    clean(
+        [
+            ("first_purchase", &mut s.first_purchase),
+            ("last_purchase", &mut s.last_purchase),
+        ],
+        |d| storable::date(*d),
+        notes,
+    );
+    true
+}
+
+/// Keeps the rows `check` accepts (cleaning them) and the first of each id
+/// (the primary key refuses the rest), noting every refused row in `refused`.
+fn keep_storable<T>(
+    rows: &mut Vec<T>,
+    table: &'static str,
+    id: fn(&T) -> &str,
+    check: fn(&mut T, &mut Notes) -> bool,
+    refused: &mut Vec<RefusedRow>,
+) {
+    let repeated: Vec<bool> = {
+        let mut seen = FxHashSet::with_capacity_and_hasher(rows.len(), Default::default());
+        rows.iter().map(|r| !seen.insert(id(r))).collect()
+    };
+    let mut repeated = repeated.into_iter();
+    let mut notes = Notes::new();
+    rows.retain_mut(|row| {
+        notes.clear();
+        let keep = if repeated.next().unwrap_or(false) {
+            notes.push(("customer_id", RowAction::Skipped));
+            false
+        } else {
+            check(row, &mut notes)
+        };
+        if !notes.is_empty() {
+            let customer_id = id(row).escape_debug().to_string();
+            refused.extend(notes.iter().map(|&(field, action)| RefusedRow {
+                table,
+                customer_id: customer_id.clone(),
+                field,
+                action,
+            }));
+        }
+        keep
+    });
+}
+
+fn new_customer(c: &CustomerRow, loaded_at: NaiveDateTime) -> customers::NewCustomer<'_> {
     let channels: Vec<&str> = c.channels.iter().map(|ch| ch.as_str()).collect();
-    Ok(customers::NewCustomer {
+    customers::NewCustomer {
         customer_id: &c.customer_id,
         is_guest: c.is_guest,
         email: c.email.as_deref(),
@@ -253,13 +417,13 @@ fn new_customer(
         consent_updated_at: if c.is_guest {
             None
         } else {
-            timestamp(c, "updated_at", c.updated_at)?
+            timestamp(c.updated_at)
         },
-        first_seen: timestamp(c, "first_seen", c.first_seen)?,
+        first_seen: timestamp(c.first_seen),
         channels: channels.join(","),
         active: true,
         loaded_at,
-    })
+    }
 }
 
 fn new_score(s: &ScoreRow, loaded_at: NaiveDateTime) -> scores::NewScore<'_> {
@@ -303,6 +467,7 @@ struct Counts {
     scores: usize,
     scores_changed: usize,
     scores_skipped: usize,
+    refused: Vec<RefusedRow>,
 }
 
 /// Reads, converts and writes in one transaction.
@@ -312,16 +477,24 @@ fn load_rows(
     as_of: Option<NaiveDate>,
     loaded_at: NaiveDateTime,
 ) -> Result<Counts, LoadError> {
-    let (customer_rows, score_rows) = read_inputs(warehouse, as_of)?;
+    let (mut customer_rows, mut score_rows) = read_inputs(warehouse, as_of)?;
     if as_of.is_none() {
         tracing::warn!(warehouse = %warehouse.display(), "no scores/as_of=* folder yet: loading customers only");
     }
+    let mut refused = Vec::new();
+    keep_storable(
+        &mut customer_rows,
+        "customers",
+        |c| &c.customer_id,
+        check_customer,
+        &mut refused,
+    );
     let (new_customers, known) = rayon::join(
         || {
             customer_rows
                 .par_iter()
                 .map(|c| new_customer(c, loaded_at))
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Vec<_>>()
         },
         || {
             customer_rows
@@ -330,21 +503,43 @@ fn load_rows(
                 .collect::<FxHashSet<&str>>()
         },
     );
-    let new_customers = new_customers?;
-    // A score of a customer absent from customers/ has no row to reference
-    // (the foreign key would fail the whole load): skip and count it.
-    let new_scores: Vec<_> = score_rows
-        .par_iter()
-        .filter(|s| known.contains(&*s.customer_id))
-        .map(|s| new_score(s, loaded_at))
-        .collect();
-    let skipped = score_rows.len() - new_scores.len();
+    // A score of a customer absent from customers/ (or not loaded) has no
+    // row to reference (the foreign key would fail the whole load): skip and count it.
+    let read_scores = score_rows.len();
+    score_rows.retain(|s| known.contains(&*s.customer_id));
+    let skipped = read_scores - score_rows.len();
+    drop(known);
     if skipped > 0 {
         tracing::warn!(
             skipped,
             "scores of customers not in customers/ were skipped"
         );
     }
+    keep_storable(
+        &mut score_rows,
+        "scores",
+        |s| &s.customer_id,
+        check_score,
+        &mut refused,
+    );
+    if !refused.is_empty() {
+        let listed: Vec<String> = refused
+            .iter()
+            .take(SUMMARY_REFUSED_ROWS)
+            .map(|r| format!("{}:{}:{}", r.table, r.customer_id, r.field))
+            .collect();
+        tracing::warn!(
+            refused = refused.len(),
+            customers_skipped = skipped_in(&refused, "customers"),
+            scores_skipped = skipped_in(&refused, "scores"),
+            rows = listed.join(", "),
+            "rows the database would refuse were skipped or loaded without the refused value (listed in the run's summary in job_runs)"
+        );
+    }
+    let new_scores: Vec<_> = score_rows
+        .par_iter()
+        .map(|s| new_score(s, loaded_at))
+        .collect();
     let backend = conn.backend();
     let (customers_changed, deactivated, scores_changed) =
         conn.transaction::<_, DbError, _>(|c| {
@@ -378,5 +573,6 @@ fn load_rows(
         scores: new_scores.len(),
         scores_changed,
         scores_skipped: skipped,
+        refused,
     })
 }

@@ -12,6 +12,7 @@
 
 pub mod customers;
 pub mod events;
+pub mod key_history;
 pub mod parquet_io;
 pub mod publish;
 pub mod rejects;

@@ -61,6 +61,7 @@ pub mod error;
 pub mod migrate;
 pub mod models;
 pub mod schema;
+pub mod storable;
 pub mod testing;
 
 pub use connection::{Backend, DbConnection, DbUrl, redact_url};
