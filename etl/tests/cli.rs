@@ -43,6 +43,35 @@ fn small_drop(root: &Path, receipts: usize) {
     std::fs::write(root.join("pos/p.csv"), s).unwrap();
 }
 
+fn ingest(input: &Path, wh: &Path, envs: &[(&str, &str)]) -> Output {
+    etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+        envs,
+    )
+}
+
+/// Published version ids and anything else under `_versions/`.
+fn versions(wh: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(wh.join("_versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn transaction_count(wh: &Path) -> usize {
+    cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
+        .unwrap()
+        .len()
+}
+
 #[test]
 fn a_missing_input_folder_is_a_one_line_usage_error() {
     let d = tempfile::tempdir().unwrap();
@@ -170,24 +199,11 @@ fn a_crash_at_any_point_of_publishing_leaves_the_last_version_readable() {
             .map(|c| ("CVM_TEST_CRASH_AT", c))
             .into_iter()
             .collect();
-        etl(
-            &[
-                "ingest",
-                "--input",
-                input.to_str().unwrap(),
-                "--warehouse",
-                wh.to_str().unwrap(),
-            ],
-            &envs,
-        )
+        ingest(input, &wh, &envs)
     };
     assert!(run(&first, None).status.success());
     let published = std::fs::read_link(wh.join("current")).unwrap();
-    let count = || {
-        cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
-            .unwrap()
-            .len()
-    };
+    let count = || transaction_count(&wh);
     assert_eq!(count(), 5);
     for point in ["before_publish", "before_switch"] {
         let o = run(&second, Some(point));
@@ -278,35 +294,6 @@ fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
         "the warning is logged: {e}"
     );
     assert!(!e.contains('\u{1b}'), "no ANSI escape codes: {e:?}");
-}
-
-fn ingest(input: &Path, wh: &Path, envs: &[(&str, &str)]) -> Output {
-    etl(
-        &[
-            "ingest",
-            "--input",
-            input.to_str().unwrap(),
-            "--warehouse",
-            wh.to_str().unwrap(),
-        ],
-        envs,
-    )
-}
-
-/// Published version ids and anything else under `_versions/`.
-fn versions(wh: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(wh.join("_versions"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn transaction_count(wh: &Path) -> usize {
-    cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
-        .unwrap()
-        .len()
 }
 
 #[test]

@@ -52,6 +52,22 @@ fn cdnow_drop(root: &Path) -> PathBuf {
     input
 }
 
+/// A generated drop in `root/drop`, and what the generator put in it.
+fn generated_drop(
+    root: &Path,
+    customers: u64,
+    seed: u64,
+) -> (PathBuf, cvm_etl::generate::GenerateSummary) {
+    let input = root.join("drop");
+    let opts = cvm_etl::generate::GenerateOptions {
+        customers,
+        seed,
+        ..Default::default()
+    };
+    let truth = cvm_etl::generate::generate(&input, &opts).unwrap();
+    (input, truth)
+}
+
 fn the_cdnow_data_goes_end_to_end_into_the_database(backend: Backend) {
     let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
@@ -79,13 +95,7 @@ fn the_cdnow_data_goes_end_to_end_into_the_database(backend: Backend) {
 fn a_nightly_killed_at_any_stage_is_completed_by_the_next(backend: Backend) {
     let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
-    let input = d.path().join("drop");
-    let opts = cvm_etl::generate::GenerateOptions {
-        customers: 300,
-        seed: 3,
-        ..Default::default()
-    };
-    let truth = cvm_etl::generate::generate(&input, &opts).unwrap();
+    let (input, truth) = generated_drop(d.path(), 300, 3);
     let wh = d.path().join("wh");
     for point in [
         "before_publish",
@@ -240,13 +250,7 @@ fn two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once(ba
 fn a_killed_nightlys_running_row_is_marked_failed_by_the_next_run(backend: Backend) {
     let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
-    let input = d.path().join("drop");
-    let opts = cvm_etl::generate::GenerateOptions {
-        customers: 50,
-        seed: 5,
-        ..Default::default()
-    };
-    cvm_etl::generate::generate(&input, &opts).unwrap();
+    let (input, _) = generated_drop(d.path(), 50, 5);
     let wh = d.path().join("wh");
     let o = nightly(&input, &wh, &db.url, "2025-12-31", Some("after_ingest"));
     assert!(!o.status.success(), "aborted after ingest");
