@@ -10,7 +10,7 @@ use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
 use cvm_etl::jobs::load;
 use cvm_etl::jobs::nightly;
 use cvm_etl::jobs::score;
-use cvm_etl::warehouse::publish::PublishError;
+use cvm_etl::warehouse::publish::{PublishError, Warehouse};
 use cvm_shared::Settings;
 
 /// mimalloc: the jobs make millions of small allocations from several threads,
@@ -36,7 +36,8 @@ fn purge_freed_memory_at_once() {
 mod exit {
     /// The run failed (input unreadable, warehouse error, ...).
     pub const FAILED: u8 = 1;
-    /// Bad command line or configuration.
+    /// Bad command line, configuration or input folder, or a warehouse whose
+    /// `current` must be restored: nothing a retry would fix.
     pub const USAGE: u8 = 2;
     /// More records were rejected than the reject limit allows; nothing published.
     pub const REJECT_LIMIT: u8 = 3;
@@ -165,6 +166,15 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Point the warehouse's `current` at a published version again (after a bad drop, or when `current` was lost).
+    Restore {
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// The version: a folder name under WAREHOUSE/_versions/ (a wrong one lists them).
+        #[arg(long)]
+        version: String,
+    },
     /// Write a realistic synthetic drop (deterministic for a seed).
     Generate {
         /// Folder to write the drop into.
@@ -225,10 +235,21 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-/// Another run holds the warehouse lock.
-fn locked(e: impl Into<anyhow::Error>) -> Failure {
+/// The exit code of a warehouse that could not be opened or published.
+fn publish_code(e: &PublishError) -> u8 {
+    match e {
+        PublishError::Locked(_) => exit::LOCKED,
+        // Only an operator can repair `current`: no scheduler retry.
+        PublishError::CurrentBroken { .. }
+        | PublishError::NotAVersion { .. }
+        | PublishError::NoSuchVersion { .. } => exit::USAGE,
+        PublishError::Io { .. } => exit::FAILED,
+    }
+}
+
+fn publish_failure(e: PublishError) -> Failure {
     Failure {
-        code: exit::LOCKED,
+        code: publish_code(&e),
         error: e.into(),
     }
 }
@@ -244,8 +265,13 @@ fn init_logs(format: &str, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // Colour only on a terminal (cron mails and journald keep escape codes
+    // verbatim), and not there either when NO_COLOR asks (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     if format == "json" {
         b.json().init();
@@ -307,7 +333,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     code: exit::REJECT_LIMIT,
                     error: e.into(),
                 }),
-                Err(e @ IngestError::Publish(PublishError::Locked(_))) => Err(locked(e)),
+                Err(IngestError::Publish(e)) => Err(publish_failure(e)),
                 Err(e) if e.is_bad_input() => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
@@ -335,7 +361,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ score::ScoreError::Publish(PublishError::Locked(_))) => Err(locked(e)),
+                Err(score::ScoreError::Publish(e)) => Err(publish_failure(e)),
                 Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
                 Err(e) => Err(e.into()),
             }
@@ -471,9 +497,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ evaluate::EvaluateError::Publish(PublishError::Locked(_))) => {
-                    Err(locked(e))
-                }
+                Err(evaluate::EvaluateError::Publish(e)) => Err(publish_failure(e)),
                 Err(
                     e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. }),
                 ) => Err(usage(e)),
@@ -487,6 +511,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let s = settings(&cli, &[])?;
             demo(dir, *customers, *seed, s, cli.quiet)
+        }
+        Command::Restore { warehouse, version } => {
+            settings(&cli, &[])?;
+            // Never create a warehouse here: a typo in the path is an error.
+            if !warehouse.join("_versions").is_dir() {
+                return Err(usage(anyhow::anyhow!(
+                    "{} is not a cvm warehouse (no _versions/ folder): check --warehouse",
+                    warehouse.display()
+                )));
+            }
+            let wh = Warehouse::open(warehouse).map_err(publish_failure)?;
+            let dir = wh.restore(version).map_err(publish_failure)?;
+            if !cli.quiet {
+                eprintln!(
+                    "current -> {}; scores computed from another version: re-score (score or backfill) and load again",
+                    dir.display()
+                );
+            }
+            Ok(())
         }
         Command::Generate {
             out,
@@ -524,7 +567,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn nightly_failure(e: nightly::NightlyError) -> Failure {
     use nightly::NightlyError as N;
     let code = match &e {
-        N::Locked(_) | N::Ingest(IngestError::Publish(PublishError::Locked(_))) => exit::LOCKED,
+        N::Locked(p)
+        | N::Ingest(IngestError::Publish(p))
+        | N::Score(score::ScoreError::Publish(p)) => publish_code(p),
         N::Ingest(IngestError::RejectLimit { .. }) => exit::REJECT_LIMIT,
         N::Ingest(e) if e.is_bad_input() => exit::USAGE,
         N::Score(score::ScoreError::Empty(_)) => exit::USAGE,
@@ -608,6 +653,21 @@ fn demo(
     Ok(())
 }
 
+/// The error and its causes on one line. Most messages already end with
+/// their cause (`path: No such file or directory (os error 2)`), so a cause is
+/// appended only when the text so far does not contain it.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text.replace('\n', " ")
+}
+
 fn main() -> ExitCode {
     // A bug must still end as one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -642,8 +702,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            let text = format!("{:#}", f.error).replace('\n', " ");
-            eprintln!("cvm-etl: error: {text}");
+            eprintln!("cvm-etl: error: {}", one_line(&f.error));
             ExitCode::from(f.code)
         }
     }

@@ -43,6 +43,35 @@ fn small_drop(root: &Path, receipts: usize) {
     std::fs::write(root.join("pos/p.csv"), s).unwrap();
 }
 
+fn ingest(input: &Path, wh: &Path, envs: &[(&str, &str)]) -> Output {
+    etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+        ],
+        envs,
+    )
+}
+
+/// Published version ids and anything else under `_versions/`.
+fn versions(wh: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(wh.join("_versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn transaction_count(wh: &Path) -> usize {
+    cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
+        .unwrap()
+        .len()
+}
+
 #[test]
 fn a_missing_input_folder_is_a_one_line_usage_error() {
     let d = tempfile::tempdir().unwrap();
@@ -170,24 +199,11 @@ fn a_crash_at_any_point_of_publishing_leaves_the_last_version_readable() {
             .map(|c| ("CVM_TEST_CRASH_AT", c))
             .into_iter()
             .collect();
-        etl(
-            &[
-                "ingest",
-                "--input",
-                input.to_str().unwrap(),
-                "--warehouse",
-                wh.to_str().unwrap(),
-            ],
-            &envs,
-        )
+        ingest(input, &wh, &envs)
     };
     assert!(run(&first, None).status.success());
     let published = std::fs::read_link(wh.join("current")).unwrap();
-    let count = || {
-        cvm_etl::warehouse::transactions::read(&wh.join("transactions"))
-            .unwrap()
-            .len()
-    };
+    let count = || transaction_count(&wh);
     assert_eq!(count(), 5);
     for point in ["before_publish", "before_switch"] {
         let o = run(&second, Some(point));
@@ -359,4 +375,227 @@ fn a_second_run_on_a_locked_warehouse_exits_4() {
         &[],
     );
     assert_one_line_error(&o, 4, "locked");
+}
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let o = etl(
+        &[
+            "generate",
+            "--out",
+            "x",
+            "--config",
+            "/nonexistent/cvm.toml",
+        ],
+        &[],
+    );
+    assert_one_line_error(&o, 2, "/nonexistent/cvm.toml");
+    assert_eq!(
+        stderr(&o).matches("os error 2").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("drop");
+    small_drop(&input, 3);
+    std::fs::write(input.join("notes.txt"), "not an input").unwrap();
+    let o = etl(
+        &[
+            "ingest",
+            "--input",
+            input.to_str().unwrap(),
+            "--warehouse",
+            d.path().join("wh").to_str().unwrap(),
+        ],
+        &[("CVM_LOG", "info")],
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("not an input file"),
+        "the warning is logged: {e}"
+    );
+    assert!(!e.contains('\u{1b}'), "no ANSI escape codes: {e:?}");
+}
+
+#[test]
+fn a_missing_or_dangling_current_beside_published_versions_exits_2_naming_the_restore() {
+    let d = tempfile::tempdir().unwrap();
+    let (first, wh) = (d.path().join("first"), d.path().join("wh"));
+    small_drop(&first, 5);
+    let second = d.path().join("second");
+    std::fs::create_dir_all(second.join("pos")).unwrap();
+    std::fs::write(
+        second.join("pos/p2.csv"),
+        "receipt_id,purchased_at,customer_id,total\nN1,2026-03-02 10:00:00,C1,3.00\n",
+    )
+    .unwrap();
+    assert!(ingest(&first, &wh, &[]).status.success());
+    let published = versions(&wh);
+    assert_eq!(published.len(), 1);
+    let id = &published[0];
+    std::fs::remove_file(wh.join("current")).unwrap();
+    let o = ingest(&second, &wh, &[]);
+    assert_one_line_error(
+        &o,
+        2,
+        &format!("cvm-etl restore --warehouse {}", wh.display()),
+    );
+    assert!(
+        stderr(&o).contains(&format!("--version {id}")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        versions(&wh),
+        published,
+        "nothing published, nothing pruned"
+    );
+    std::os::unix::fs::symlink("_versions/gone", wh.join("current")).unwrap();
+    assert_one_line_error(&ingest(&second, &wh, &[]), 2, "does not exist");
+    assert_eq!(versions(&wh), published);
+    // The restore the message names repairs it, and the history is kept.
+    let o = etl(
+        &[
+            "restore",
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--version",
+            id,
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(ingest(&second, &wh, &[]).status.success());
+    assert_eq!(transaction_count(&wh), 6);
+}
+
+#[test]
+fn restore_refuses_an_unknown_version_and_lists_the_published_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, wh) = (d.path().join("drop"), d.path().join("wh"));
+    small_drop(&input, 3);
+    assert!(ingest(&input, &wh, &[]).status.success());
+    let id = versions(&wh).remove(0);
+    let o = etl(
+        &[
+            "restore",
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--version",
+            "nope",
+        ],
+        &[],
+    );
+    assert_one_line_error(&o, 2, &format!("published: {id}"));
+    let nowhere = d.path().join("nowhere");
+    let o = etl(
+        &[
+            "restore",
+            "--warehouse",
+            nowhere.to_str().unwrap(),
+            "--version",
+            &id,
+        ],
+        &[],
+    );
+    assert_one_line_error(&o, 2, "not a cvm warehouse");
+    assert!(!nowhere.exists());
+}
+
+#[test]
+fn score_over_a_current_that_is_not_a_warehouse_version_exits_2_and_writes_no_scores() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, wh) = (d.path().join("drop"), d.path().join("wh"));
+    small_drop(&input, 5);
+    assert!(ingest(&input, &wh, &[]).status.success());
+    let score = |as_of: &str| {
+        etl(
+            &[
+                "score",
+                "--warehouse",
+                wh.to_str().unwrap(),
+                "--as-of",
+                as_of,
+            ],
+            &[],
+        )
+    };
+    assert!(score("2026-03-01").status.success());
+    std::fs::create_dir_all(d.path().join("elsewhere")).unwrap();
+    std::fs::remove_file(wh.join("current")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("elsewhere"), wh.join("current")).unwrap();
+    assert_one_line_error(&score("2026-03-02"), 2, "not a cvm warehouse version");
+    assert!(!wh.join("scores/as_of=2026-03-02").exists());
+    assert!(wh.join("scores/as_of=2026-03-01").exists());
+}
+
+#[test]
+fn a_failed_publish_removes_its_staging_folder_and_prints_the_os_error_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (first, second, wh) = (
+        d.path().join("first"),
+        d.path().join("second"),
+        d.path().join("wh"),
+    );
+    small_drop(&first, 5);
+    small_drop(&second, 9);
+    assert!(ingest(&first, &wh, &[]).status.success());
+    let published = versions(&wh);
+    let current = std::fs::read_link(wh.join("current")).unwrap();
+    for point in ["before_publish", "before_switch", "after_switch"] {
+        let o = ingest(&second, &wh, &[("CVM_TEST_FAIL_AT", point)]);
+        assert_one_line_error(&o, 1, "No space left on device");
+        assert_eq!(
+            stderr(&o).matches("os error 28").count(),
+            1,
+            "{}",
+            stderr(&o)
+        );
+        if point == "after_switch" {
+            // Published before the failure: kept, and only it was added.
+            assert_eq!(transaction_count(&wh), 9);
+            assert_eq!(versions(&wh).len(), 2, "{:?}", versions(&wh));
+        } else {
+            assert_eq!(
+                versions(&wh),
+                published,
+                "nothing left by a failure at {point}"
+            );
+            assert_eq!(std::fs::read_link(wh.join("current")).unwrap(), current);
+        }
+    }
+}
+
+#[test]
+fn an_empty_drop_leaves_no_warehouse_behind() {
+    let d = tempfile::tempdir().unwrap();
+    let (input, wh) = (d.path().join("drop"), d.path().join("wh"));
+    std::fs::create_dir_all(&input).unwrap();
+    assert_one_line_error(&ingest(&input, &wh, &[]), 2, "holds no input files");
+    assert!(!wh.exists());
+}
+
+#[test]
+fn a_sqlite_database_in_a_missing_folder_is_a_usage_error_and_creates_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("typo/sub");
+    let url = format!("sqlite://{}", missing.join("cvm.db").display());
+    let o = etl(
+        &[
+            "load",
+            "--warehouse",
+            d.path().join("wh").to_str().unwrap(),
+            "--db",
+            &url,
+        ],
+        &[],
+    );
+    assert_one_line_error(&o, 2, "does not exist");
+    assert!(!d.path().join("typo").exists());
 }

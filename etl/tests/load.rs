@@ -112,14 +112,14 @@ struct Fixture {
     db: TestDb,
 }
 
-fn fixture(backend: Backend) -> Option<Fixture> {
-    let db = TestDb::new(backend)?;
+fn fixture(backend: Backend) -> Fixture {
+    let db = TestDb::new(backend);
     let dir = tempfile::tempdir().unwrap();
-    Some(Fixture {
+    Fixture {
         wh: dir.path().join("wh"),
         _dir: dir,
         db,
-    })
+    }
 }
 
 impl Fixture {
@@ -164,7 +164,7 @@ impl Fixture {
 }
 
 fn load_twice_gives_the_same_rows(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     let cs: Vec<CustomerRow> = (0..3_000)
         .map(|i| {
             if i % 10 == 0 {
@@ -240,7 +240,7 @@ fn load_twice_gives_the_same_rows(backend: Backend) {
 }
 
 fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     write_warehouse(
         &f.wh,
         &[
@@ -284,7 +284,7 @@ fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
 }
 
 fn a_vanished_customer_is_flagged_inactive(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     let all = [
         crm("C1", true, "2024-01-01 00:00:00"),
         crm("C2", true, "2024-01-01 00:00:00"),
@@ -324,7 +324,7 @@ fn a_vanished_customer_is_flagged_inactive(backend: Backend) {
 }
 
 fn the_latest_scoring_run_is_the_default(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     let cs = [crm("C1", true, "2024-01-01 00:00:00")];
     write_warehouse(
         &f.wh,
@@ -357,7 +357,7 @@ fn the_latest_scoring_run_is_the_default(backend: Backend) {
 }
 
 fn scores_of_unknown_customers_are_skipped(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     write_warehouse(
         &f.wh,
         &[crm("C1", true, "2024-01-01 00:00:00")],
@@ -372,7 +372,7 @@ fn scores_of_unknown_customers_are_skipped(backend: Backend) {
 }
 
 fn a_failed_load_is_recorded_and_changes_nothing(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     write_warehouse(&f.wh, &[crm("C1", true, "2024-01-01 00:00:00")], &[]);
     f.load(None).unwrap();
     let before = f.rows();
@@ -396,7 +396,7 @@ fn a_failed_load_is_recorded_and_changes_nothing(backend: Backend) {
 }
 
 fn a_missing_warehouse_deactivates_nobody(backend: Backend) {
-    let Some(f) = fixture(backend) else { return };
+    let f = fixture(backend);
     write_warehouse(&f.wh, &[crm("C1", true, "2024-01-01 00:00:00")], &[]);
     f.load(None).unwrap();
     let err = load::run(&load::LoadOptions {
@@ -521,7 +521,7 @@ fn no_single_row_can_fail_a_load(backend: Backend) {
 
 #[test]
 fn the_cli_loads_and_never_prints_the_database_password() {
-    let f = fixture(Backend::Sqlite).unwrap();
+    let f = fixture(Backend::Sqlite);
     write_warehouse(
         &f.wh,
         &[crm("C1", true, "2024-01-01 00:00:00")],

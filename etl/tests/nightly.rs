@@ -16,6 +16,7 @@ cvm_shared::both_backends!(
     a_nightly_killed_at_any_stage_is_completed_by_the_next,
     portal_feedback_feeds_the_next_nights_scores,
     two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once,
+    a_killed_nightlys_running_row_is_marked_failed_by_the_next_run,
 );
 
 fn nightly(input: &Path, wh: &Path, db: &str, as_of: &str, crash: Option<&str>) -> Output {
@@ -51,10 +52,24 @@ fn cdnow_drop(root: &Path) -> PathBuf {
     input
 }
 
-fn the_cdnow_data_goes_end_to_end_into_the_database(backend: Backend) {
-    let Some(db) = TestDb::new(backend) else {
-        return;
+/// A generated drop in `root/drop`, and what the generator put in it.
+fn generated_drop(
+    root: &Path,
+    customers: u64,
+    seed: u64,
+) -> (PathBuf, cvm_etl::generate::GenerateSummary) {
+    let input = root.join("drop");
+    let opts = cvm_etl::generate::GenerateOptions {
+        customers,
+        seed,
+        ..Default::default()
     };
+    let truth = cvm_etl::generate::generate(&input, &opts).unwrap();
+    (input, truth)
+}
+
+fn the_cdnow_data_goes_end_to_end_into_the_database(backend: Backend) {
+    let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
     let (input, wh) = (cdnow_drop(d.path()), d.path().join("wh"));
     let o = nightly(&input, &wh, &db.url, "1998-06-30", None);
@@ -78,17 +93,9 @@ fn the_cdnow_data_goes_end_to_end_into_the_database(backend: Backend) {
 }
 
 fn a_nightly_killed_at_any_stage_is_completed_by_the_next(backend: Backend) {
-    let Some(db) = TestDb::new(backend) else {
-        return;
-    };
+    let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
-    let input = d.path().join("drop");
-    let opts = cvm_etl::generate::GenerateOptions {
-        customers: 300,
-        seed: 3,
-        ..Default::default()
-    };
-    let truth = cvm_etl::generate::generate(&input, &opts).unwrap();
+    let (input, truth) = generated_drop(d.path(), 300, 3);
     let wh = d.path().join("wh");
     for point in [
         "before_publish",
@@ -141,9 +148,7 @@ fn a_second_nightly_while_one_runs_is_refused_with_exit_4() {
 
 fn portal_feedback_feeds_the_next_nights_scores(backend: Backend) {
     use cvm_shared::db::models::feedback::{self, NewFeedback};
-    let Some(db) = TestDb::new(backend) else {
-        return;
-    };
+    let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
     let (input, wh) = (cdnow_drop(d.path()), d.path().join("wh"));
     let run = || {
@@ -195,9 +200,7 @@ fn portal_feedback_feeds_the_next_nights_scores(backend: Backend) {
 }
 
 fn two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once(backend: Backend) {
-    let Some(db) = TestDb::new(backend) else {
-        return;
-    };
+    let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
     let wh = d.path().join("wh");
     let input = d.path().join("drop");
@@ -242,4 +245,32 @@ fn two_processes_migrating_a_fresh_database_at_once_apply_each_migration_once(ba
     assert_eq!(applied, cvm_shared::db::migrate::embedded(&mut c).unwrap());
     let runs = job_runs::latest(&mut c, "load", 10).unwrap();
     assert_eq!(runs.len(), 2);
+}
+
+fn a_killed_nightlys_running_row_is_marked_failed_by_the_next_run(backend: Backend) {
+    let db = TestDb::new(backend);
+    let d = tempfile::tempdir().unwrap();
+    let (input, _) = generated_drop(d.path(), 50, 5);
+    let wh = d.path().join("wh");
+    let o = nightly(&input, &wh, &db.url, "2025-12-31", Some("after_ingest"));
+    assert!(!o.status.success(), "aborted after ingest");
+    let mut conn = DbConnection::connect(&db.url).unwrap();
+    let killed = job_runs::latest(&mut conn, "nightly", 10).unwrap();
+    assert_eq!(killed.len(), 1);
+    assert_eq!(killed[0].status, "running");
+    let o = nightly(&input, &wh, &db.url, "2025-12-31", None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let before = job_runs::find(&mut conn, &killed[0].run_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.status, "failed");
+    assert!(before.finished_at.is_some());
+    let reason = before.error.unwrap_or_default();
+    assert!(
+        reason.contains("stale") && reason.contains("killed"),
+        "{reason}"
+    );
+    let runs = job_runs::latest(&mut conn, "nightly", 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].status, "succeeded", "{runs:?}");
 }

@@ -99,11 +99,20 @@ impl Default for ScoringSettings {
 }
 
 /// Database settings (used by `load`, `nightly` and the portal).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `sqlite://path` or `postgres://...` (`CVM_DATABASE_URL`). Never logged.
     pub url: Option<String>,
+}
+
+// Settings are formatted with {:?} in logs and errors: never with a password.
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &self.url.as_deref().map(crate::db::redact_url))
+            .finish()
+    }
 }
 
 /// Logging settings.
@@ -271,9 +280,23 @@ impl Settings {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.message().replace('\n', " "),
+        let parse = |e: toml::de::Error, setting: Option<String>| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            let at = match (setting, line) {
+                (Some(s), Some(l)) => format!("line {l}, setting {s}: "),
+                (Some(s), None) => format!("setting {s}: "),
+                (None, Some(l)) => format!("line {l}: "),
+                (None, None) => String::new(),
+            };
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{at}{}", e.message().replace('\n', " ")),
+            }
+        };
+        let de = toml::Deserializer::parse(&text).map_err(|e| parse(e, None))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let setting = e.path().to_string();
+            parse(e.into_inner(), (setting != ".").then_some(setting))
         })
     }
 
@@ -575,6 +598,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("base_curency"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_value_in_the_file_names_the_setting_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cvm.toml");
+        std::fs::write(&f, "[ingest]\nreject_limit = \"lots\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cvm.toml"), "{err}");
+        assert!(err.contains("line 2, setting ingest.reject_limit"), "{err}");
+        assert!(err.contains("\"lots\""), "{err}");
+    }
+
+    #[test]
+    fn debug_of_settings_hides_the_database_password() {
+        let s = Settings::load_with_env(
+            None,
+            env(&[("CVM_DATABASE_URL", "postgres://cvm:topsecret@db/cvm")]),
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(shown.contains("postgres://cvm:***@db/cvm"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
     }
 
     #[test]

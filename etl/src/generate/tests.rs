@@ -446,34 +446,3 @@ fn ingest_check(seed: u64, gzip: bool) {
     assert_eq!(w.crm_customers, s.outcomes["crm"].accepted);
     assert_eq!(w.crm_key_conflicts, s.crm_key_conflicts);
 }
-
-/// Speed check: `CVM_GEN_CUSTOMERS=1000000 cargo test --release -p cvm-etl generate::tests::speed -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn speed() {
-    let n = std::env::var("CVM_GEN_CUSTOMERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let gzip = std::env::var("CVM_GEN_GZIP").is_ok();
-    let d = tempfile::tempdir().unwrap();
-    // CVM_GEN_OUT keeps the drop for a look.
-    let out = std::env::var("CVM_GEN_OUT").map_or_else(|_| d.path().to_path_buf(), PathBuf::from);
-    let t = std::time::Instant::now();
-    let s = generate(
-        &out,
-        &GenerateOptions {
-            gzip,
-            ..opts(n, 42, 0.01)
-        },
-    )
-    .unwrap();
-    eprintln!(
-        "{n} customers: {} records in {} files, {:.2?} ({} threads); outcomes {:?}",
-        s.records,
-        s.files.len(),
-        t.elapsed(),
-        rayon::current_num_threads(),
-        s.outcomes
-    );
-}

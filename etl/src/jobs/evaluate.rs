@@ -59,19 +59,27 @@ pub enum EvaluateError {
     #[error(transparent)]
     Publish(#[from] PublishError),
     /// Writing the run folder failed.
-    #[error("{path}: {message}")]
+    #[error("{path}: {source}")]
     Write {
         /// File or folder.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        source: std::io::Error,
+    },
+    /// Writing `evaluation.csv` failed.
+    #[error("{path}: {source}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: csv::Error,
     },
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> EvaluateError + '_ {
-    move |e| EvaluateError::Write {
+    move |source| EvaluateError::Write {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -211,7 +219,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         lap = Instant::now();
     };
     let version_dir = wh
-        .current()
+        .current()?
         .ok_or_else(|| EvaluateError::Empty(opts.warehouse.clone()))?;
     let period = if opts.settings.scoring.period == "day" {
         Period::Day
@@ -296,7 +304,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         holdout_end: opts.holdout_end.to_string(),
         period: opts.settings.scoring.period.clone(),
         holdout_periods: horizon,
-        warehouse_version: wh.current_id(),
+        warehouse_version: wh.current_id()?,
         started_at,
         finished_at: score::now_rfc3339(),
         timings_ms: timings,
@@ -337,9 +345,9 @@ pub fn latest(warehouse: &Path) -> Option<EvaluateManifest> {
 }
 
 fn write_csv(path: &Path, rows: &[EvaluationRow]) -> Result<(), EvaluateError> {
-    let err = |e: csv::Error| EvaluateError::Write {
+    let err = |source| EvaluateError::Csv {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     };
     let mut w = csv::Writer::from_path(path).map_err(err)?;
     for r in rows {
@@ -507,6 +515,18 @@ mod tests {
             predicted_holdout: predicted,
             actual_holdout: actual,
         }
+    }
+
+    #[test]
+    fn a_write_failure_keeps_its_cause_as_the_source() {
+        let d = tempfile::tempdir().unwrap();
+        let err =
+            write_csv(&d.path().join("missing/evaluation.csv"), &[row(0, 1.0, 0)]).unwrap_err();
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            source.is_some_and(|s| s.contains("os error 2")),
+            "the OS error is the source, not flattened into the message: {err:?}"
+        );
     }
 
     #[test]

@@ -353,7 +353,7 @@ struct Stored {
 
 fn load_stored(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestError> {
     let mut events = EventLog::with_files(files.iter().map(|f| f.name.as_str()));
-    let Some(dir) = w.current() else {
+    let Some(dir) = w.current()? else {
         return Ok(Stored {
             events,
             ..Stored::default()
@@ -458,17 +458,32 @@ fn versions_map() -> BTreeMap<String, String> {
     BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
 }
 
-/// Runs an ingest, holding the warehouse lock.
-pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
-    if !opts.input.is_dir() {
-        return Err(sources::DiscoverError::NotAFolder(opts.input.clone()).into());
+/// The drop's files, or why it has none; checked before the warehouse is
+/// touched, so a missing or empty drop leaves nothing behind.
+pub fn discover(input: &Path) -> Result<sources::Discovery, IngestError> {
+    if !input.is_dir() {
+        return Err(sources::DiscoverError::NotAFolder(input.to_path_buf()).into());
     }
-    let wh = Warehouse::open(&opts.warehouse)?;
-    run_locked(&wh, opts)
+    let found = sources::discover(input)?;
+    if found.files.is_empty() {
+        return Err(IngestError::EmptyDrop(input.to_path_buf()));
+    }
+    Ok(found)
 }
 
-/// Runs an ingest with an already opened (locked) warehouse.
-pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+/// Runs an ingest, holding the warehouse lock.
+pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let found = discover(&opts.input)?;
+    let wh = Warehouse::open(&opts.warehouse)?;
+    run_locked(&wh, opts, found)
+}
+
+/// Runs an ingest of a discovered drop with an already opened (locked) warehouse.
+pub fn run_locked(
+    wh: &Warehouse,
+    opts: &IngestOptions,
+    found: sources::Discovery,
+) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let run_id = manifest::new_run_id("ingest");
@@ -481,14 +496,11 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         *lap = Instant::now();
     };
 
-    let found = sources::discover(&opts.input)?;
     for f in &found.ignored {
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
-    if found.files.is_empty() {
-        return Err(IngestError::EmptyDrop(opts.input.clone()));
-    }
     let stored = load_stored(wh, &found.files)?;
+    let stored_version = wh.current_id()?;
     tick(&mut timings, "load_warehouse", &mut lap);
 
     // Rates: base, then those of earlier runs, then this drop's fx file.
@@ -626,7 +638,7 @@ pub fn run_locked(wh: &Warehouse, opts: &IngestOptions) -> Result<IngestReport, 
         finished_at: String::new(),
         timings_ms: BTreeMap::new(),
         input: opts.input.display().to_string(),
-        version: wh.current_id(),
+        version: stored_version,
         settings: opts.settings.ingest.clone(),
         files,
         ignored_files: found.ignored.clone(),

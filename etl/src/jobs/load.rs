@@ -45,7 +45,7 @@ use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
 pub const PG_LOAD_LOCK: i64 = 0x0063_766d_6c6f_6164;
 
 /// What to load and where.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoadOptions {
     /// The warehouse folder.
     pub warehouse: PathBuf,
@@ -53,6 +53,17 @@ pub struct LoadOptions {
     pub db_url: String,
     /// The scoring run to load; default: the latest `scores/as_of=` folder.
     pub as_of: Option<NaiveDate>,
+}
+
+// Options are formatted with {:?} in logs: never with a database password.
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("warehouse", &self.warehouse)
+            .field("db_url", &cvm_shared::db::redact_url(&self.db_url))
+            .field("as_of", &self.as_of)
+            .finish()
+    }
 }
 
 /// What a load did.
@@ -575,4 +586,21 @@ fn load_rows(
         scores_skipped: skipped,
         refused,
     })
+}
+
+#[cfg(test)]
+mod options_tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_options_hides_the_database_password() {
+        let opts = LoadOptions {
+            warehouse: "wh".into(),
+            db_url: "postgres://cvm:topsecret@db/cvm".into(),
+            as_of: None,
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("postgres://cvm:***@db/cvm"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
+    }
 }

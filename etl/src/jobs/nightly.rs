@@ -18,7 +18,7 @@ use super::score::{self, ScoreError, ScoreOptions, ScoreReport};
 use crate::warehouse::publish::{PublishError, Warehouse};
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NightlyOptions {
     /// The drop folder.
     pub input: PathBuf,
@@ -32,6 +32,23 @@ pub struct NightlyOptions {
     pub settings: Settings,
     /// Progress bars on a terminal.
     pub progress: bool,
+}
+
+// Options are formatted with {:?} in logs: never with a database password.
+impl std::fmt::Debug for NightlyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NightlyOptions")
+            .field("input", &self.input)
+            .field("warehouse", &self.warehouse)
+            .field(
+                "db_url",
+                &self.db_url.as_deref().map(cvm_shared::db::redact_url),
+            )
+            .field("as_of", &self.as_of)
+            .field("settings", &self.settings)
+            .field("progress", &self.progress)
+            .finish()
+    }
 }
 
 /// Why a nightly run failed, by step.
@@ -80,12 +97,7 @@ pub fn today_in(tz: chrono_tz::Tz) -> NaiveDate {
 
 /// Runs ingest, score and load.
 pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
-    if !opts.input.is_dir() {
-        return Err(IngestError::from(crate::sources::DiscoverError::NotAFolder(
-            opts.input.clone(),
-        ))
-        .into());
-    }
+    let found = ingest::discover(&opts.input)?;
     // Open the database first: a bad URL should fail before any work.
     let mut conn = match &opts.db_url {
         Some(url) => Some(DbConnection::open_for_write(&DbUrl::parse(url)?)?),
@@ -98,6 +110,20 @@ pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
     };
     let run_id = crate::manifest::new_run_id("nightly");
     if let Some(c) = conn.as_mut() {
+        // We hold the warehouse lock, so no other nightly run is alive: a
+        // `running` row left is a run that was killed before recording its end.
+        // (A database serves one warehouse: loads flag customers missing from
+        // it inactive.)
+        let reason = format!(
+            "stale: the run ended without recording an outcome (killed or crashed); marked failed by {run_id}, which found the warehouse lock free"
+        );
+        let stale = job_runs::fail_stale(c, "nightly", Utc::now().naive_utc(), &reason)?;
+        if stale > 0 {
+            tracing::warn!(
+                runs = stale,
+                "marked stale nightly runs in job_runs as failed"
+            );
+        }
         job_runs::start(
             c,
             &run_id,
@@ -106,7 +132,7 @@ pub fn run(opts: &NightlyOptions) -> Result<NightlyReport, NightlyError> {
             Some(opts.as_of),
         )?;
     }
-    let result = steps(&wh, conn.as_mut(), opts);
+    let result = steps(&wh, conn.as_mut(), opts, found);
     if let Some(c) = conn.as_mut() {
         let finished = Utc::now().naive_utc();
         let outcome = match &result {
@@ -128,6 +154,7 @@ fn steps(
     wh: &Warehouse,
     conn: Option<&mut DbConnection>,
     opts: &NightlyOptions,
+    found: crate::sources::Discovery,
 ) -> Result<NightlyReport, NightlyError> {
     let ingest = ingest::run_locked(
         wh,
@@ -137,6 +164,7 @@ fn steps(
             settings: opts.settings.clone(),
             progress: opts.progress,
         },
+        found,
     )?;
     crash_point("ingest");
     let mut conn = conn;
@@ -240,4 +268,24 @@ pub fn backfill(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_options_hides_the_database_password() {
+        let opts = NightlyOptions {
+            input: "drop".into(),
+            warehouse: "wh".into(),
+            db_url: Some("postgres://cvm:topsecret@db/cvm".into()),
+            as_of: NaiveDate::MIN,
+            settings: Settings::default(),
+            progress: false,
+        };
+        let shown = format!("{opts:?}");
+        assert!(shown.contains("postgres://cvm:***@db/cvm"), "{shown}");
+        assert!(!shown.contains("topsecret"), "{shown}");
+    }
 }

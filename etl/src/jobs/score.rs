@@ -538,7 +538,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         (name.to_string(), ms)
     };
     let version_dir = wh
-        .current()
+        .current()?
         .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
     let period = if opts.settings.scoring.period == "day" {
         Period::Day
@@ -733,7 +733,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         status: status.into(),
         as_of: opts.as_of.to_string(),
         period: opts.settings.scoring.period.clone(),
-        warehouse_version: wh.current_id(),
+        warehouse_version: wh.current_id()?,
         started_at,
         finished_at: now_rfc3339(),
         timings_ms: timings,

@@ -65,21 +65,22 @@ impl DbUrl {
     /// Parses `sqlite://PATH`, `postgres://...` or `postgresql://...`.
     pub fn parse(url: &str) -> Result<DbUrl, DbError> {
         let url = url.trim();
-        let redacted = redact_url(url);
         if let Some(path) = url.strip_prefix("sqlite://") {
+            // A path, printed as given: it holds no password.
             if path.is_empty() {
                 return Err(DbError::InvalidUrl {
-                    url: redacted,
+                    url: url.to_string(),
                     reason: "expected sqlite://PATH".into(),
                 });
             }
             return Ok(DbUrl {
                 backend: Backend::Sqlite,
                 target: path.to_string(),
-                redacted,
+                redacted: url.to_string(),
                 password: None,
             });
         }
+        let redacted = redact_url(url);
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DbUrl {
                 backend: Backend::Postgres,
@@ -120,53 +121,41 @@ impl DbUrl {
     }
 }
 
-/// The `scheme://user:PASSWORD@host` password, or a `password=` query parameter.
+/// The `scheme://user:PASSWORD@host` password (as written), or a `password=` query parameter.
 fn password_of(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if let Some((userinfo, _)) = authority.rsplit_once('@')
-        && let Some((_, pw)) = userinfo.split_once(':')
-    {
-        return Some(pw.to_string());
-    }
-    let query = url.split_once('?').map(|(_, q)| q)?;
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("password=").map(str::to_string))
+    let url = url::Url::parse(url).ok()?;
+    url.password().map(str::to_string).or_else(|| {
+        url.query_pairs()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v.into_owned())
+    })
 }
 
 /// `url` with any password (userinfo or `password=` parameter) replaced by `***`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Ok(mut parsed) = url::Url::parse(url) else {
         // Not a URL we understand: print nothing of it rather than risk a secret.
         return "<unparsable URL>".into();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_string(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let q: Vec<String> = query
-                .split('&')
-                .map(|kv| {
-                    if kv.starts_with("password=") {
-                        "password=***".to_string()
-                    } else {
-                        kv.to_string()
-                    }
-                })
-                .collect();
-            format!("{path}?{}", q.join("&"))
-        }
-        None => tail.to_string(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    let in_query = parsed.query_pairs().any(|(k, _)| k == "password");
+    if parsed.password().is_none() && !in_query {
+        // Unchanged, not re-encoded, when there is nothing to hide.
+        return url.to_string();
+    }
+    if parsed.password().is_some() && parsed.set_password(Some("***")).is_err() {
+        return "<unparsable URL>".into();
+    }
+    if in_query {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "password" { "***".into() } else { v };
+                (k.into_owned(), v.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// Sets up a fresh SQLite connection: busy timeout, WAL, foreign keys, and
@@ -203,9 +192,19 @@ impl DbConnection {
     pub fn open(url: &DbUrl) -> Result<DbConnection, DbError> {
         match url.backend {
             Backend::Sqlite => {
+                // The file may be created, its folder not: a typo in the path
+                // must not load into a fresh database somewhere else.
                 let path = PathBuf::from(&url.target);
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| url.connect_error(e))?;
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+                    && !parent.is_dir()
+                {
+                    return Err(DbError::InvalidUrl {
+                        url: url.redacted.clone(),
+                        reason: format!(
+                            "folder {} does not exist: fix the path or create the folder",
+                            parent.display()
+                        ),
+                    });
                 }
                 let mut c =
                     SqliteConnection::establish(&url.target).map_err(|e| url.connect_error(e))?;
@@ -298,6 +297,23 @@ mod tests {
         assert_eq!(u.backend, Backend::Sqlite);
         assert_eq!(u.sqlite_path().unwrap(), PathBuf::from("/tmp/x/cvm.db"));
         assert!(DbUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn a_sqlite_file_in_a_missing_folder_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("typo/cvm.db");
+        let err = match DbConnection::connect(&format!("sqlite://{}", missing.display())) {
+            Ok(_) => panic!("a database was created in a missing folder"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, DbError::InvalidUrl { .. }), "{err}");
+        assert!(err.to_string().contains("typo"), "{err}");
+        assert!(!d.path().join("typo").exists());
+        // The file itself may be created.
+        let file = d.path().join("cvm.db");
+        DbConnection::connect(&format!("sqlite://{}", file.display())).unwrap();
+        assert!(file.exists());
     }
 
     #[test]

@@ -34,6 +34,11 @@ fn failed(message: impl std::fmt::Display) -> DbError {
 pub fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     match conn {
         DbConnection::Sqlite(c) => {
+            // Checked first without the write lock (WAL readers never wait): a
+            // current schema must not fail to open because a load is writing.
+            if !c.has_pending_migration(SQLITE_MIGRATIONS).map_err(failed)? {
+                return Ok(Vec::new());
+            }
             let applied = c
                 .exclusive_transaction(|c| {
                     c.run_pending_migrations(SQLITE_MIGRATIONS)
@@ -90,4 +95,27 @@ pub fn embedded(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     };
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::prelude::*;
+
+    use crate::db::DbConnection;
+    use crate::db::testing::TestDb;
+
+    #[test]
+    fn a_busy_sqlite_database_with_a_current_schema_opens_for_write() {
+        let db = TestDb::sqlite();
+        DbConnection::connect_for_write(&db.url).unwrap();
+        // Another writer holds the write lock (a load in progress).
+        let path = db.url.trim_start_matches("sqlite://");
+        let mut writer = SqliteConnection::establish(path).unwrap();
+        writer.batch_execute("BEGIN IMMEDIATE").unwrap();
+        let opened = DbConnection::connect_for_write(&db.url);
+        assert!(opened.is_ok(), "{:?}", opened.err());
+        writer.batch_execute("ROLLBACK").unwrap();
+    }
 }

@@ -93,22 +93,22 @@ fn score<'a>(id: &'a str, as_of: &str, orders: i64, loaded: &str) -> scores::New
     }
 }
 
-fn open(backend: Backend) -> Option<(TestDb, DbConnection)> {
-    let db = TestDb::new(backend)?;
+fn open(backend: Backend) -> (TestDb, DbConnection) {
+    let db = TestDb::new(backend);
     let conn = DbConnection::connect_for_write(&db.url).unwrap();
-    Some((db, conn))
+    (db, conn)
 }
 
 /// When the customer `c1` of [`open_with_c1`] was loaded.
 const C1_LOADED: &str = "2024-03-01 02:00:00";
 
 /// [`open`], with one customer `c1` loaded.
-fn open_with_c1(backend: Backend) -> Option<(TestDb, DbConnection)> {
-    let (db, mut c) = open(backend)?;
+fn open_with_c1(backend: Backend) -> (TestDb, DbConnection) {
+    let (db, mut c) = open(backend);
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, None, C1_LOADED)])
     });
-    Some((db, c))
+    (db, c)
 }
 
 fn in_tx<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> T {
@@ -116,9 +116,7 @@ fn in_tx<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result
 }
 
 fn migrations_twice_are_a_noop(backend: Backend) {
-    let Some(db) = TestDb::new(backend) else {
-        return;
-    };
+    let db = TestDb::new(backend);
     let mut c = DbConnection::connect(&db.url).unwrap();
     let first = migrate::run_pending(&mut c).unwrap();
     assert_eq!(first, migrate::embedded(&mut c).unwrap());
@@ -132,9 +130,7 @@ fn migrations_twice_are_a_noop(backend: Backend) {
 }
 
 fn migrations_applied_concurrently_apply_once(backend: Backend) {
-    let Some(db) = TestDb::new(backend) else {
-        return;
-    };
+    let db = TestDb::new(backend);
     let n = 4;
     let barrier = Arc::new(Barrier::new(n));
     let handles: Vec<_> = (0..n)
@@ -160,9 +156,7 @@ fn migrations_applied_concurrently_apply_once(backend: Backend) {
 }
 
 fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let l1 = "2024-03-01 02:00:00";
     in_tx(&mut c, |c| {
         customers::upsert(
@@ -206,9 +200,7 @@ fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
 }
 
 fn guests_never_overwrite_crm_consent(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let l1 = "2024-03-01 02:00:00";
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, Some("2024-02-01 12:00:00"), l1)])
@@ -222,9 +214,7 @@ fn guests_never_overwrite_crm_consent(backend: Backend) {
 }
 
 fn vanished_customers_are_flagged_inactive(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let (l1, l2) = ("2024-03-01 02:00:00.000001", "2024-03-02 02:00:00.000002");
     in_tx(&mut c, |c| {
         customers::upsert_all(
@@ -262,9 +252,7 @@ fn vanished_customers_are_flagged_inactive(backend: Backend) {
 }
 
 fn upsert_twice_gives_the_same_rows(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let (l1, l2) = ("2024-03-01 02:00:00", "2024-03-02 02:00:00.5");
     let ids: Vec<String> = (0..5_000).map(|i| format!("c{i:05}")).collect();
     let rows = |loaded| -> Vec<_> {
@@ -325,9 +313,7 @@ fn upsert_twice_gives_the_same_rows(backend: Backend) {
 }
 
 fn scores_never_regress_to_an_older_as_of(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let l1 = "2024-03-01 02:00:00";
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, None, l1)])?;
@@ -350,9 +336,7 @@ fn scores_never_regress_to_an_older_as_of(backend: Backend) {
 }
 
 fn job_runs_record_outcomes(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     let t0 = ts("2024-03-01 02:00:00");
     job_runs::start(&mut c, "load-1", "load", t0, Some(date("2024-02-29"))).unwrap();
     job_runs::start(&mut c, "load-2", "load", ts("2024-03-02 02:00:00"), None).unwrap();
@@ -373,9 +357,7 @@ fn job_runs_record_outcomes(backend: Backend) {
 }
 
 fn feedback_links_are_single_use(backend: Backend) {
-    let Some((_db, mut c)) = open_with_c1(backend) else {
-        return;
-    };
+    let (_db, mut c) = open_with_c1(backend);
     let l1 = C1_LOADED;
     let row = feedback::NewFeedback {
         customer_id: "c1",
@@ -434,18 +416,8 @@ fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
     );
 }
 
-#[test]
-fn missing_parent_folders_of_a_sqlite_file_are_created() {
-    let db = TestDb::sqlite();
-    let url = db.url.replace("cvm.db", "a/b/cvm.db");
-    let mut c = DbConnection::connect_for_write(&url).unwrap();
-    assert_eq!(customers::counts(&mut c).unwrap(), (0, 0));
-}
-
 fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {
-    let Some((_db, mut c)) = open_with_c1(backend) else {
-        return;
-    };
+    let (_db, mut c) = open_with_c1(backend);
     let l1 = C1_LOADED;
     // scores is empty: the bulk path, which checks the key in one join.
     let err = c.transaction::<_, DbError, _>(|c| {
@@ -469,9 +441,7 @@ fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {
 }
 
 fn a_first_upsert_keeps_the_indexes_and_foreign_keys(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     #[derive(QueryableByName)]
     struct Ddl {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -510,9 +480,7 @@ fn a_first_upsert_keeps_the_indexes_and_foreign_keys(backend: Backend) {
 }
 
 fn a_reload_of_many_rows_changes_nothing(backend: Backend) {
-    let Some((_db, mut c)) = open(backend) else {
-        return;
-    };
+    let (_db, mut c) = open(backend);
     // More rows than one prepared multi-row INSERT takes, and stamps with
     // every fraction length, so both statement shapes and the hand-written
     // timestamp text are read back and compared by the reload.

@@ -70,6 +70,24 @@ pub fn finish(
     Ok(())
 }
 
+/// Marks the `running` runs of `command` as `failed` with `reason`: runs that
+/// were killed before recording their end (the caller knows none is alive).
+/// Returns how many.
+pub fn fail_stale(
+    conn: &mut DbConnection,
+    command: &str,
+    finished_at: NaiveDateTime,
+    reason: &str,
+) -> Result<usize, DbError> {
+    use job_runs::dsl as j;
+    crate::with_backend!(conn, conn => diesel::update(
+        j::job_runs.filter(j::command.eq(command)).filter(j::status.eq("running")),
+    )
+    .set((j::status.eq("failed"), j::finished_at.eq(Some(finished_at)), j::error.eq(Some(reason))))
+    .execute(conn))
+    .map_err(DbError::query("job_runs", "update"))
+}
+
 /// One run by id.
 pub fn find(conn: &mut DbConnection, run_id: &str) -> Result<Option<JobRun>, DbError> {
     crate::with_backend!(conn, conn => job_runs::table.find(run_id).select(JobRun::as_select()).first(conn).optional())
