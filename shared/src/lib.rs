@@ -9,5 +9,5 @@ pub mod identity;
 pub mod money;
 
 pub use channel::{Channel, TxnKind};
-pub use config::{ConfigError, Settings};
+pub use config::{ConfigError, Secret, Settings};
 pub use money::{Amount, BaseAmount, Currency, MoneyError, Rate};

@@ -29,9 +29,30 @@ fn failed(message: impl std::fmt::Display) -> DbError {
     }
 }
 
+/// Refuses a database holding a migration newer than any this binary embeds:
+/// its schema may have changed in ways this binary would misread or break.
+pub fn refuse_newer(conn: &mut DbConnection) -> Result<(), DbError> {
+    let embedded = embedded(conn)?;
+    let latest = embedded.last().cloned().unwrap_or_default();
+    let newer = applied(conn)?
+        .into_iter()
+        .filter(|v| *v > latest && !embedded.contains(v))
+        .max();
+    match newer {
+        Some(version) => Err(DbError::NewerSchema {
+            url: String::new(),
+            version,
+            latest,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Applies the pending migrations; returns the versions applied (empty when
-/// the schema was already current).
+/// the schema was already current). Refuses a database migrated by a newer
+/// binary ([`refuse_newer`]).
 pub fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
+    refuse_newer(conn)?;
     match conn {
         DbConnection::Sqlite(c) => {
             let applied = c

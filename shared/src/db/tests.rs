@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::models::{customers, feedback, job_runs, scores};
+use super::models::{customers, job_runs, scores};
 use super::testing::TestDb;
 use super::{Backend, DbConnection, DbError, migrate};
 
@@ -21,13 +21,12 @@ crate::both_backends!(
     upsert_twice_gives_the_same_rows,
     scores_never_regress_to_an_older_as_of,
     job_runs_record_outcomes,
-    feedback_links_are_single_use,
     a_first_upsert_still_checks_foreign_keys,
     a_first_upsert_keeps_the_indexes_and_foreign_keys,
     a_reload_of_many_rows_changes_nothing,
 );
 
-fn ts(s: &str) -> NaiveDateTime {
+pub(super) fn ts(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
 }
 
@@ -93,17 +92,17 @@ fn score<'a>(id: &'a str, as_of: &str, orders: i64, loaded: &str) -> scores::New
     }
 }
 
-fn open(backend: Backend) -> Option<(TestDb, DbConnection)> {
+pub(super) fn open(backend: Backend) -> Option<(TestDb, DbConnection)> {
     let db = TestDb::new(backend)?;
     let conn = DbConnection::connect_for_write(&db.url).unwrap();
     Some((db, conn))
 }
 
 /// When the customer `c1` of [`open_with_c1`] was loaded.
-const C1_LOADED: &str = "2024-03-01 02:00:00";
+pub(super) const C1_LOADED: &str = "2024-03-01 02:00:00";
 
 /// [`open`], with one customer `c1` loaded.
-fn open_with_c1(backend: Backend) -> Option<(TestDb, DbConnection)> {
+pub(super) fn open_with_c1(backend: Backend) -> Option<(TestDb, DbConnection)> {
     let (db, mut c) = open(backend)?;
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, None, C1_LOADED)])
@@ -370,41 +369,6 @@ fn job_runs_record_outcomes(backend: Backend) {
     );
     assert_eq!(runs[1].summary.as_deref(), Some(r#"{"customers":3}"#));
     assert_eq!(runs[1].as_of, Some(date("2024-02-29")));
-}
-
-fn feedback_links_are_single_use(backend: Backend) {
-    let Some((_db, mut c)) = open_with_c1(backend) else {
-        return;
-    };
-    let l1 = C1_LOADED;
-    let row = feedback::NewFeedback {
-        customer_id: "c1",
-        survey: "nps",
-        score: None,
-        comment: None,
-        created_at: ts(l1),
-        answered_at: None,
-        campaign_id: None,
-        token: "tok-1",
-    };
-    feedback::insert(&mut c, &row).unwrap();
-    assert!(feedback::insert(&mut c, &row).is_err(), "tokens are unique");
-    assert!(
-        feedback::answer(&mut c, "tok-1", 9, Some("great"), ts("2024-03-02 10:00:00")).unwrap()
-    );
-    assert!(!feedback::answer(&mut c, "tok-1", 0, None, ts("2024-03-02 11:00:00")).unwrap());
-    let got = feedback::by_token(&mut c, "tok-1").unwrap().unwrap();
-    assert_eq!(
-        (got.score, got.comment.as_deref()),
-        (Some(9), Some("great"))
-    );
-    // The CHECK constraint holds on both backends.
-    let bad = feedback::NewFeedback {
-        survey: "poll",
-        token: "tok-2",
-        ..row
-    };
-    assert!(feedback::insert(&mut c, &bad).is_err());
 }
 
 #[test]
