@@ -616,7 +616,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.portal.bind, "0.0.0.0:9000");
         assert_eq!(s.portal.public_url, "https://shop.example");
-        assert_eq!(s.portal.secret.as_ref().map(Secret::expose), Some(key.as_str()));
+        assert_eq!(
+            s.portal.secret.as_ref().map(Secret::expose),
+            Some(key.as_str())
+        );
         assert_eq!(s.portal.rate_limit, 0.0);
         assert_eq!(s.mail.send_concurrency, 8);
         assert_eq!(s.mail.from.as_deref(), Some("Shop <news@shop.example>"));
@@ -628,7 +631,10 @@ mod tests {
         let err = Settings::load_with_env(None, env(&[("CVM_PORTAL_SECRET", "hunter2hunter2")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("portal.secret") && err.contains("32 bytes"), "{err}");
+        assert!(
+            err.contains("portal.secret") && err.contains("32 bytes"),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"), "{err}");
     }
 

@@ -10,8 +10,8 @@ use diesel::prelude::*;
 use super::models::api_tokens::{self, NewApiToken, Role};
 use super::models::surveys::{self, NewSurvey, SurveyStatus};
 use super::models::{answers, invitations};
-use super::tests::{C1_LOADED, open, open_with_c1, ts};
 use super::testing::TestDb;
+use super::tests::{C1_LOADED, open, open_with_c1, ts};
 use super::{Backend, DbConnection, DbError, DbUrl, pool};
 
 crate::both_backends!(
@@ -63,12 +63,19 @@ fn answers_are_one_per_invitation_and_replaced_whole(backend: Backend) {
     let first = ts("2024-03-02 10:00:00");
     let (a, replaced) = answers::upsert(&mut c, inv, 9, Some(4), Some("great"), first).unwrap();
     assert!(!replaced);
-    assert_eq!((a.score, a.csat, a.comment.as_deref()), (9, Some(4), Some("great")));
+    assert_eq!(
+        (a.score, a.csat, a.comment.as_deref()),
+        (9, Some(4), Some("great"))
+    );
     let later = ts("2024-03-03 11:00:00");
     let (b, replaced) = answers::upsert(&mut c, inv, 0, None, None, later).unwrap();
     assert!(replaced, "a second submission replaces the first");
     assert_eq!(b.id, a.id, "in place: no second row");
-    assert_eq!((b.score, b.csat, b.comment.as_deref()), (0, None, None), "omitted fields are cleared");
+    assert_eq!(
+        (b.score, b.csat, b.comment.as_deref()),
+        (0, None, None),
+        "omitted fields are cleared"
+    );
     assert_eq!((b.answered_at, b.updated_at), (first, later));
     assert_eq!(answers::by_invitation(&mut c, inv).unwrap(), Some(b));
 }
@@ -91,9 +98,14 @@ fn concurrent_submissions_of_one_invitation_make_one_row(backend: Backend) {
             })
         })
         .collect();
-    let ids: Vec<i64> = handles.into_iter().map(|h| h.join().unwrap().0.id).collect();
+    let ids: Vec<i64> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().0.id)
+        .collect();
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
-    let rows: i64 = crate::with_backend!(&mut c, c => super::schema::answers::table.count().get_result(c)).unwrap();
+    let rows: i64 =
+        crate::with_backend!(&mut c, c => super::schema::answers::table.count().get_result(c))
+            .unwrap();
     assert_eq!(rows, 1);
 }
 
@@ -105,18 +117,27 @@ fn the_database_checks_scores_and_one_invitation_per_customer(backend: Backend) 
     let at = ts("2024-03-02 10:00:00");
     for (score, csat) in [(11, None), (-1, None), (5, Some(0)), (5, Some(6))] {
         let r = answers::upsert(&mut c, inv, score, csat, None, at);
-        assert!(matches!(r, Err(DbError::Query { .. })), "{score} {csat:?}: {r:?}");
+        assert!(
+            matches!(r, Err(DbError::Query { .. })),
+            "{score} {csat:?}: {r:?}"
+        );
     }
     assert_eq!(answers::by_invitation(&mut c, inv).unwrap(), None);
     let again = invitations::NewInvitation {
-        survey_id: invitations::by_token_hash(&mut c, "h1").unwrap().unwrap().survey_id,
+        survey_id: invitations::by_token_hash(&mut c, "h1")
+            .unwrap()
+            .unwrap()
+            .survey_id,
         customer_id: "c1",
         token_hash: "h2",
         created_at: at,
         expires_at: at,
         campaign_id: None,
     };
-    assert!(invitations::insert(&mut c, &again).is_err(), "one per survey and customer");
+    assert!(
+        invitations::insert(&mut c, &again).is_err(),
+        "one per survey and customer"
+    );
     assert_eq!(invitations::by_token_hash(&mut c, "h2").unwrap(), None);
 }
 
@@ -143,14 +164,28 @@ fn roles_and_revocations_are_stored_as_enums(backend: Backend) {
         ("ada", Role::Admin, "ha"),
         ("bob", Role::Viewer, "hb2"),
     ] {
-        let row = NewApiToken { name, role, token_hash: hash, created_at: at };
+        let row = NewApiToken {
+            name,
+            role,
+            token_hash: hash,
+            created_at: at,
+        };
         api_tokens::insert(&mut c, &row).unwrap();
     }
     let t = api_tokens::by_hash(&mut c, "hb1").unwrap().unwrap();
-    assert_eq!((t.name.as_str(), t.role, t.last_used_at), ("bob", Role::Marketer, None));
+    assert_eq!(
+        (t.name.as_str(), t.role, t.last_used_at),
+        ("bob", Role::Marketer, None)
+    );
     api_tokens::touch(&mut c, t.id, ts("2024-03-02 00:00:00")).unwrap();
-    assert_eq!(api_tokens::revoke_by_name(&mut c, "bob", ts("2024-03-03 00:00:00")).unwrap(), 2);
-    assert_eq!(api_tokens::revoke_by_name(&mut c, "bob", ts("2024-03-04 00:00:00")).unwrap(), 0);
+    assert_eq!(
+        api_tokens::revoke_by_name(&mut c, "bob", ts("2024-03-03 00:00:00")).unwrap(),
+        2
+    );
+    assert_eq!(
+        api_tokens::revoke_by_name(&mut c, "bob", ts("2024-03-04 00:00:00")).unwrap(),
+        0
+    );
     let all = api_tokens::list(&mut c).unwrap();
     let summary: Vec<_> = all
         .iter()
@@ -158,7 +193,11 @@ fn roles_and_revocations_are_stored_as_enums(backend: Backend) {
         .collect();
     assert_eq!(
         summary,
-        [("ada", Role::Admin, false), ("bob", Role::Marketer, true), ("bob", Role::Viewer, true)]
+        [
+            ("ada", Role::Admin, false),
+            ("bob", Role::Marketer, true),
+            ("bob", Role::Viewer, true)
+        ]
     );
     assert_eq!(all[1].last_used_at, Some(ts("2024-03-02 00:00:00")));
     // The database refuses a role the enum does not name.
@@ -169,8 +208,14 @@ fn roles_and_revocations_are_stored_as_enums(backend: Backend) {
 #[test]
 fn unknown_enum_texts_are_errors_naming_the_allowed_values() {
     let err = "owner".parse::<Role>().unwrap_err().to_string();
-    assert_eq!(err, r#"unknown Role "owner" (expected one of: viewer marketer admin)"#);
-    assert_eq!("closed".parse::<SurveyStatus>().unwrap(), SurveyStatus::Closed);
+    assert_eq!(
+        err,
+        r#"unknown Role "owner" (expected one of: viewer marketer admin)"#
+    );
+    assert_eq!(
+        "closed".parse::<SurveyStatus>().unwrap(),
+        SurveyStatus::Closed
+    );
     assert!(Role::Viewer < Role::Marketer && Role::Marketer < Role::Admin);
 }
 
@@ -186,7 +231,10 @@ fn a_database_migrated_by_a_newer_binary_is_refused(backend: Backend) {
     let err = DbConnection::connect_for_write(&db.url).err().unwrap();
     assert!(matches!(err, DbError::NewerSchema { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("29990101000000") && !msg.contains('\n'), "{msg}");
+    assert!(
+        msg.contains("29990101000000") && !msg.contains('\n'),
+        "{msg}"
+    );
     // Readers still open it (the refusal is about applying migrations).
     DbConnection::connect(&db.url).unwrap();
 }
@@ -205,7 +253,10 @@ fn pooled_sqlite_connections_get_the_pragmas_and_never_migrate() {
         panic!("not sqlite")
     };
     let mut pragma = |q: &str| diesel::sql_query(q).get_result::<Val>(c).unwrap().v;
-    assert_eq!(pragma("SELECT journal_mode AS v FROM pragma_journal_mode"), "wal");
+    assert_eq!(
+        pragma("SELECT journal_mode AS v FROM pragma_journal_mode"),
+        "wal"
+    );
     assert_eq!(
         pragma("SELECT CAST(foreign_keys AS TEXT) AS v FROM pragma_foreign_keys"),
         "1"
