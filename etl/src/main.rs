@@ -222,20 +222,6 @@ fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
     }
 }
 
-fn init_logs(format: &str, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.compact().init();
-    }
-}
-
 /// Settings from file, environment and flags, validated; starts the logs.
 fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Failure> {
     let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
@@ -248,7 +234,7 @@ fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Fa
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
-    init_logs(&s.log.format, cli.quiet);
+    cvm_shared::logging::init(&s.log.format, cli.quiet, false);
     Ok(s)
 }
 

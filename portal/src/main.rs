@@ -138,23 +138,6 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: &str, quiet: bool) {
-    use tracing_subscriber::fmt::format::FmtSpan;
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // A request's span closing is its access-log line (id, route, status, time).
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.compact().init();
-    }
-}
-
 /// Settings from file and environment, with `--db` applied; starts the logs.
 fn settings(cli: &Cli, db: &Option<String>) -> Result<Settings, Failure> {
     let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
@@ -165,7 +148,8 @@ fn settings(cli: &Cli, db: &Option<String>) -> Result<Settings, Failure> {
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
-    init_logs(&s.log.format, cli.quiet);
+    // A request's span closing is its access-log line (id, route, status, time).
+    cvm_shared::logging::init(&s.log.format, cli.quiet, true);
     Ok(s)
 }
 

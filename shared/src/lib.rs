@@ -6,6 +6,7 @@ pub mod channel;
 pub mod config;
 pub mod db;
 pub mod identity;
+pub mod logging;
 pub mod money;
 
 pub use channel::{Channel, TxnKind};

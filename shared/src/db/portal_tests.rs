@@ -11,7 +11,7 @@ use super::models::api_tokens::{self, NewApiToken, Role};
 use super::models::surveys::{self, NewSurvey, SurveyStatus};
 use super::models::{answers, invitations};
 use super::testing::TestDb;
-use super::tests::{C1_LOADED, open, open_with_c1, ts};
+use super::tests::{C1_LOADED, assert_sqlite_setup, open, open_with_c1, sqlite_text, ts};
 use super::{Backend, DbConnection, DbError, DbUrl, pool};
 
 crate::both_backends!(
@@ -241,28 +241,15 @@ fn a_database_migrated_by_a_newer_binary_is_refused(backend: Backend) {
 
 #[test]
 fn pooled_sqlite_connections_get_the_pragmas_and_never_migrate() {
-    #[derive(QueryableByName)]
-    struct Val {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        v: String,
-    }
     let db = TestDb::sqlite();
     let pool = pool::build(&DbUrl::parse(&db.url).unwrap(), 2).unwrap();
     let mut c = pool::checkout(&pool).unwrap();
-    let DbConnection::Sqlite(c) = &mut *c else {
-        panic!("not sqlite")
-    };
-    let mut pragma = |q: &str| diesel::sql_query(q).get_result::<Val>(c).unwrap().v;
+    assert_sqlite_setup(&mut c);
     assert_eq!(
-        pragma("SELECT journal_mode AS v FROM pragma_journal_mode"),
-        "wal"
-    );
-    assert_eq!(
-        pragma("SELECT CAST(foreign_keys AS TEXT) AS v FROM pragma_foreign_keys"),
-        "1"
-    );
-    assert_eq!(
-        pragma("SELECT CAST(count(*) AS TEXT) AS v FROM sqlite_master WHERE name = 'customers'"),
+        sqlite_text(
+            &mut c,
+            "SELECT CAST(count(*) AS TEXT) AS v FROM sqlite_master WHERE name = 'customers'"
+        ),
         "0",
         "a pool never migrates: serve does, once"
     );

@@ -371,19 +371,22 @@ fn job_runs_record_outcomes(backend: Backend) {
     assert_eq!(runs[1].as_of, Some(date("2024-02-29")));
 }
 
-#[test]
-fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+/// The text one SQLite query answers (as column `v`).
+pub(super) fn sqlite_text(c: &mut DbConnection, query: &str) -> String {
     #[derive(QueryableByName)]
     struct Val {
         #[diesel(sql_type = diesel::sql_types::Text)]
         v: String,
     }
-    let db = TestDb::sqlite();
-    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
-    let DbConnection::Sqlite(c) = &mut c else {
+    let DbConnection::Sqlite(c) = c else {
         panic!("not sqlite")
     };
-    let mut pragma = |q: &str| diesel::sql_query(q).get_result::<Val>(c).unwrap().v;
+    diesel::sql_query(query).get_result::<Val>(c).unwrap().v
+}
+
+/// Asserts a SQLite connection has WAL, foreign keys and the busy timeout on.
+pub(super) fn assert_sqlite_setup(c: &mut DbConnection) {
+    let mut pragma = |q: &str| sqlite_text(c, q);
     assert_eq!(
         pragma("SELECT journal_mode AS v FROM pragma_journal_mode"),
         "wal"
@@ -396,6 +399,13 @@ fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
         pragma("SELECT CAST(timeout AS TEXT) AS v FROM pragma_busy_timeout"),
         "10000"
     );
+}
+
+#[test]
+fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    let db = TestDb::sqlite();
+    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
+    assert_sqlite_setup(&mut c);
 }
 
 #[test]
