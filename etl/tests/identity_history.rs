@@ -274,7 +274,7 @@ fn generated_customers_who_change_phone_lose_no_purchase_to_a_guest() {
     for (i, c) in changed.iter().enumerate() {
         let email = c.email.as_deref().unwrap_or("");
         crm.push_str(&format!(
-            "{},{email},+1999{i:07},2030-01-01T00:00:00Z\n",
+            "{},{email},+1999{i:07},2026-06-01T00:00:00Z\n",
             c.customer_id
         ));
         let old = c.phone.as_deref().unwrap();

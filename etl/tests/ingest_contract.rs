@@ -3,7 +3,7 @@
 //! expected outcome counts, then re-run, extended by a later drop, and read
 //! back from Parquet.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::result_large_err)]
 
 use std::collections::BTreeMap;
 use std::io::Write;

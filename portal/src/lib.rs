@@ -1,6 +1,14 @@
-//! The cvm portal: survey pages, the GraphQL API for marketing staff and the
-//! campaign sender. Built out by the portal issues; for now it only exposes the
-//! version so the workspace layout is complete.
+//! The cvm portal: the GraphQL API for marketing staff (and, built on it,
+//! survey pages and the campaign sender). `main.rs` parses the command line;
+//! [`server`] runs the HTTP server, [`graphql`] holds the schema by domain,
+//! [`auth`] turns bearer tokens into roles, [`tokens`] makes and checks tokens.
+
+pub mod auth;
+pub mod db;
+pub mod graphql;
+pub mod metrics;
+pub mod server;
+pub mod tokens;
 
 /// The portal's version, as printed by `cvm-portal --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

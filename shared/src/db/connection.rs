@@ -226,6 +226,13 @@ impl DbConnection {
                 url: url.redacted.clone(),
                 message,
             },
+            DbError::NewerSchema {
+                version, latest, ..
+            } => DbError::NewerSchema {
+                url: url.redacted.clone(),
+                version,
+                latest,
+            },
             other => other,
         })?;
         Ok(c)

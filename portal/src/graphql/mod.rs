@@ -1,0 +1,69 @@
+//! The GraphQL schema: one module per domain, each contributing a query
+//! and/or mutation object, merged here into the root `Query` and `Mutation`.
+//! To add a domain: a new module with `XQuery`/`XMutation` (guards on every
+//! field, see [`crate::auth::RoleGuard`]) and one more member below.
+
+pub mod errors;
+pub mod me;
+pub mod scalars;
+pub mod surveys;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use cvm_shared::db::DbPool;
+
+use crate::auth::Staff;
+use crate::tokens::LinkSigner;
+use errors::ApiError;
+
+/// The root query type.
+#[derive(MergedObject, Default)]
+pub struct Query(me::MeQuery, surveys::SurveyQuery);
+
+/// The root mutation type.
+#[derive(MergedObject, Default)]
+pub struct Mutation(surveys::SurveyMutation);
+
+/// The portal's schema.
+pub type PortalSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// What resolvers share: the database pool, the link signer, the public URL.
+pub struct ApiContext {
+    /// Database connections.
+    pub db: DbPool,
+    /// Signs and checks survey (and unsubscribe) links.
+    pub links: LinkSigner,
+    /// Base of links, without a trailing slash.
+    pub public_url: String,
+}
+
+fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    // `Date` is part of the contract before any field here uses it.
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .register_output_type::<scalars::Date>()
+}
+
+/// The schema as SDL (what `cvm-portal schema` prints).
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// The schema, serving with `context`.
+pub fn schema(context: ApiContext) -> PortalSchema {
+    builder().data(context).finish()
+}
+
+/// The shared context of a resolver.
+pub(crate) fn api<'a>(ctx: &Context<'a>) -> Result<&'a ApiContext, ApiError> {
+    ctx.data::<ApiContext>()
+        .map_err(|_| ApiError::internal("the schema was built without its context"))
+}
+
+/// The request's staff identity (present wherever a [`crate::auth::RoleGuard`] passed).
+pub(crate) fn staff<'a>(ctx: &Context<'a>) -> Result<&'a Staff, ApiError> {
+    crate::auth::check_role(
+        ctx.data_opt::<Staff>(),
+        cvm_shared::db::models::api_tokens::Role::Viewer,
+    )?;
+    ctx.data::<Staff>()
+        .map_err(|_| ApiError::internal("no staff identity after the role check"))
+}
