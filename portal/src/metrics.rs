@@ -24,6 +24,8 @@ pub struct Metrics {
     errors: IntCounterVec,
     /// Survey answers stored (new or replacing an earlier one).
     pub answers_submitted: IntCounter,
+    /// SQL statements started on the pool's connections (what a query costs).
+    pub db_statements: IntCounter,
     operations: Mutex<HashSet<String>>,
 }
 
@@ -62,7 +64,12 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(errors.clone()))?;
+        let db_statements = IntCounter::new(
+            "cvm_portal_db_statements_total",
+            "SQL statements started on pooled database connections",
+        )?;
         registry.register(Box::new(answers_submitted.clone()))?;
+        registry.register(Box::new(db_statements.clone()))?;
         // Every code from the start, so a rate() over a code that never
         // happened yet is 0, not missing.
         for code in ErrorCode::ALL {
@@ -74,6 +81,7 @@ impl Metrics {
             latency,
             errors,
             answers_submitted,
+            db_statements,
             operations: Mutex::new(HashSet::new()),
         })
     }

@@ -100,7 +100,13 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         schema = applied.last().map(String::as_str).unwrap_or("none"),
         "database ready"
     );
-    let db = pool::build(&config.db_url, config.pool_size)?;
+    let metrics = Arc::new(Metrics::new()?);
+    let statements = metrics.db_statements.clone();
+    let db = pool::build_observed(
+        &config.db_url,
+        config.pool_size,
+        Some(Arc::new(move || statements.inc())),
+    )?;
     let context = ApiContext {
         db: db.clone(),
         links: LinkSigner::new(&config.secret)?,
@@ -109,7 +115,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let state = web::Data::new(AppState {
         schema: graphql::schema(context),
         db,
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
         graphiql: config.graphiql,
     });
     let mut server = HttpServer::new(move || {

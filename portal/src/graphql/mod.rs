@@ -3,8 +3,12 @@
 //! To add a domain: a new module with `XQuery`/`XMutation` (guards on every
 //! field, see [`crate::auth::RoleGuard`]) and one more member below.
 
+pub mod batch;
+pub mod customers;
 pub mod errors;
+pub mod filter;
 pub mod me;
+pub mod pagination;
 pub mod scalars;
 pub mod surveys;
 
@@ -17,7 +21,7 @@ use errors::ApiError;
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(me::MeQuery, surveys::SurveyQuery);
+pub struct Query(me::MeQuery, surveys::SurveyQuery, customers::CustomerQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]

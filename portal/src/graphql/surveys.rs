@@ -18,7 +18,7 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_TEXT_CHARS: usize = 1000;
 
 /// A survey: an NPS question, optionally a CSAT question and a comment prompt.
-pub struct Survey(surveys::Survey);
+pub struct Survey(pub(crate) surveys::Survey);
 
 #[Object]
 impl Survey {
@@ -123,7 +123,7 @@ impl SurveyInput {
 }
 
 /// Parses an object id; a malformed one names nothing.
-fn parse_id(id: &ID) -> Option<i64> {
+pub(crate) fn parse_id(id: &ID) -> Option<i64> {
     id.parse::<i64>().ok().filter(|n| *n > 0)
 }
 

@@ -7,9 +7,16 @@
 //! Checking a connection out blocks the calling thread (up to
 //! [`CHECKOUT_TIMEOUT`]), as do the queries: async callers run both on a
 //! blocking thread pool (the portal uses `actix_web::web::block`).
+//!
+//! [`build_observed`] calls a hook for every SQL statement the pool's
+//! connections start (the portal counts them in its metrics, and its tests
+//! bound the statements of a query with that count).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::Connection;
+use diesel::connection::InstrumentationEvent;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
 
 use super::{DbConnection, DbError, DbUrl};
@@ -23,10 +30,22 @@ pub type DbPool = Pool<Manager>;
 /// A connection checked out of a [`DbPool`] (returned to it on drop).
 pub type PooledDb = PooledConnection<Manager>;
 
+/// Called once for every SQL statement a pooled connection starts.
+pub type StatementHook = Arc<dyn Fn() + Send + Sync>;
+
 /// Opens connections for the pool from a parsed URL.
-#[derive(Debug)]
 pub struct Manager {
     url: DbUrl,
+    on_statement: Option<StatementHook>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("url", &self.url)
+            .field("observed", &self.on_statement.is_some())
+            .finish()
+    }
 }
 
 impl ManageConnection for Manager {
@@ -34,7 +53,16 @@ impl ManageConnection for Manager {
     type Error = DbError;
 
     fn connect(&self) -> Result<DbConnection, DbError> {
-        DbConnection::open(&self.url)
+        let mut c = DbConnection::open(&self.url)?;
+        if let Some(hook) = &self.on_statement {
+            let hook = Arc::clone(hook);
+            c.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+                if matches!(event, InstrumentationEvent::StartQuery { .. }) {
+                    hook();
+                }
+            });
+        }
+        Ok(c)
     }
 
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbError> {
@@ -52,13 +80,25 @@ impl ManageConnection for Manager {
 /// A pool of at most `max_size` connections to `url`. Opens one connection
 /// at once, so an unreachable database is an error here, not at the first request.
 pub fn build(url: &DbUrl, max_size: u32) -> Result<DbPool, DbError> {
+    build_observed(url, max_size, None)
+}
+
+/// [`build`], calling `on_statement` for every statement its connections start.
+pub fn build_observed(
+    url: &DbUrl,
+    max_size: u32,
+    on_statement: Option<StatementHook>,
+) -> Result<DbPool, DbError> {
     Pool::builder()
         .max_size(max_size.max(1))
         .min_idle(Some(1))
         .connection_timeout(CHECKOUT_TIMEOUT)
         // r2d2 logs connection errors itself; ours go through the caller.
         .error_handler(Box::new(diesel::r2d2::NopErrorHandler))
-        .build(Manager { url: url.clone() })
+        .build(Manager {
+            url: url.clone(),
+            on_statement,
+        })
         .map_err(|e| DbError::Connect {
             url: url.redacted().to_string(),
             message: url.scrub(&e.to_string()),
