@@ -25,6 +25,10 @@ cvm_shared::both_backends!(
     page_sizes_above_500_and_foreign_cursors_are_bad_user_input,
     a_customer_shows_profile_channels_scores_and_feedback_pages,
     a_page_of_customers_with_scores_and_feedback_costs_as_many_statements_for_500_as_for_50,
+    groups_count_customers_per_dimension_with_exact_clv_and_churn,
+    nps_summary_is_exact_counts_a_zero_as_detractor_and_is_null_without_answers,
+    nps_trends_have_every_period_and_group_including_empty_ones,
+    viewers_may_run_every_query_and_requests_without_a_token_are_unauthenticated,
 );
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -633,4 +637,291 @@ fn a_page_of_customers_with_scores_and_feedback_costs_as_many_statements_for_500
         cost.iter().all(|n| *n <= 12),
         "a page costs a handful of statements: {cost:?}"
     );
+}
+
+/// Five customers for groups and NPS: a1..d4 active (d4 never scored), e5 inactive.
+fn five_customers(s: &TestServer) {
+    let rows = [
+        customer("a1"),
+        customer("b2"),
+        customer("c3"),
+        customer("d4"),
+        NewCustomer {
+            active: false,
+            ..customer("e5")
+        },
+    ];
+    let scored = [
+        NewScore {
+            rfm_segment: "At Risk",
+            lifecycle_stage: Some("at_risk"),
+            value_tier: Some("high"),
+            nps_class: Some("detractor"),
+            clv_12m: Some(100.0),
+            churn_risk: Some(0.5),
+            ..score("a1")
+        },
+        NewScore {
+            rfm_segment: "At Risk",
+            lifecycle_stage: Some("loyal"),
+            value_tier: Some("medium"),
+            nps_class: Some("promoter"),
+            clv_12m: Some(50.0),
+            churn_risk: Some(0.25),
+            ..score("b2")
+        },
+        NewScore {
+            rfm_segment: "Champions",
+            lifecycle_stage: Some("loyal"),
+            value_tier: Some("none"),
+            ..score("c3")
+        },
+        NewScore {
+            rfm_segment: "Champions",
+            lifecycle_stage: Some("loyal"),
+            value_tier: Some("high"),
+            clv_12m: Some(1000.0),
+            churn_risk: Some(0.0),
+            ..score("e5")
+        },
+    ];
+    load(s, &rows, &scored);
+}
+
+fn group(key: &str, customers: i64, avg: Value, total: Value, churn: Value) -> Value {
+    json!({"key": key, "customers": customers, "avgClv12m": avg, "totalClv12m": total, "avgChurnRisk": churn})
+}
+
+fn groups_count_customers_per_dimension_with_exact_clv_and_churn(backend: Backend) {
+    let Some(s) = TestServer::start(backend) else {
+        return;
+    };
+    five_customers(&s);
+    let token = s.token("vera", Role::Viewer);
+    let query = "query($by: Dimension!, $filter: CustomerFilter) { groups(by: $by, filter: $filter) { key customers avgClv12m totalClv12m avgChurnRisk } }";
+    let n = Value::Null;
+    let cases = [
+        (
+            "RFM_SEGMENT",
+            json!(null),
+            vec![
+                group("At Risk", 2, json!(75.0), json!(150.0), json!(0.375)),
+                group("Champions", 1, n.clone(), n.clone(), n.clone()),
+                group("NONE", 1, n.clone(), n.clone(), n.clone()),
+            ],
+        ),
+        (
+            "RFM_SEGMENT",
+            json!({"active": null}),
+            vec![
+                group("At Risk", 2, json!(75.0), json!(150.0), json!(0.375)),
+                group("Champions", 2, json!(1000.0), json!(1000.0), json!(0.0)),
+                group("NONE", 1, n.clone(), n.clone(), n.clone()),
+            ],
+        ),
+        (
+            "LIFECYCLE_STAGE",
+            json!(null),
+            vec![
+                group("AT_RISK", 1, json!(100.0), json!(100.0), json!(0.5)),
+                group("LOYAL", 2, json!(50.0), json!(50.0), json!(0.25)),
+                group("NONE", 1, n.clone(), n.clone(), n.clone()),
+            ],
+        ),
+        (
+            "VALUE_TIER",
+            json!(null),
+            vec![
+                group("HIGH", 1, json!(100.0), json!(100.0), json!(0.5)),
+                group("MEDIUM", 1, json!(50.0), json!(50.0), json!(0.25)),
+                group("NONE", 2, n.clone(), n.clone(), n.clone()),
+            ],
+        ),
+        (
+            "NPS_CLASS",
+            json!({"rfmSegment": ["At Risk", "Champions"]}),
+            vec![
+                group("DETRACTOR", 1, json!(100.0), json!(100.0), json!(0.5)),
+                group("NONE", 1, n.clone(), n.clone(), n.clone()),
+                group("PROMOTER", 1, json!(50.0), json!(50.0), json!(0.25)),
+            ],
+        ),
+    ];
+    for (by, filter, expected) in cases {
+        let (_, body) = s.gql(Some(&token), query, json!({"by": by, "filter": filter}));
+        assert_eq!(
+            body["data"]["groups"],
+            json!(expected),
+            "{by} {filter}: {body}"
+        );
+    }
+}
+
+/// Surveys S1 (four answers, one of an inactive customer), S2 (one), S3 (none).
+fn answered_surveys(s: &TestServer) -> (i64, i64, i64) {
+    five_customers(s);
+    let (s1, s2, s3) = (survey(s, "S1"), survey(s, "S2"), survey(s, "S3"));
+    let mut c = DbConnection::connect(&s.db.url).unwrap();
+    answer(&mut c, s1, "a1", 0, at(2024, 3, 4, 23)); // Monday
+    answer(&mut c, s1, "b2", 10, at(2024, 3, 6, 0));
+    answer(&mut c, s1, "c3", 8, at(2024, 3, 20, 12));
+    answer(&mut c, s2, "d4", 9, at(2024, 3, 5, 8));
+    answer(&mut c, s1, "e5", 3, at(2024, 4, 2, 8));
+    (s1, s2, s3)
+}
+
+const SUMMARY: &str = "query($survey: ID, $from: DateTime, $to: DateTime, $filter: CustomerFilter) {
+  npsSummary(surveyId: $survey, from: $from, to: $to, filter: $filter) { responses promoters passives detractors nps } }";
+
+fn summary(responses: i64, promoters: i64, passives: i64, detractors: i64, nps: Value) -> Value {
+    json!({"responses": responses, "promoters": promoters, "passives": passives, "detractors": detractors, "nps": nps})
+}
+
+fn nps_summary_is_exact_counts_a_zero_as_detractor_and_is_null_without_answers(backend: Backend) {
+    let Some(s) = TestServer::start(backend) else {
+        return;
+    };
+    let (s1, s2, s3) = answered_surveys(&s);
+    let token = s.token("vera", Role::Viewer);
+    let cases = [
+        (json!({}), summary(5, 2, 1, 2, json!(0.0))),
+        (
+            json!({"survey": s1.to_string()}),
+            summary(4, 1, 1, 2, json!(-25.0)),
+        ),
+        (
+            json!({"survey": s1.to_string(), "filter": {}}),
+            summary(3, 1, 1, 1, json!(0.0)),
+        ),
+        (
+            json!({"survey": s1.to_string(), "filter": {"valueTier": ["HIGH"]}}),
+            summary(1, 0, 0, 1, json!(-100.0)),
+        ),
+        (
+            json!({"survey": s2.to_string()}),
+            summary(1, 1, 0, 0, json!(100.0)),
+        ),
+        (
+            json!({"from": "2024-03-05T00:00:00Z", "to": "2024-03-20T12:00:00Z"}),
+            summary(2, 2, 0, 0, json!(100.0)),
+        ),
+        (
+            json!({"from": "2024-03-05T00:00:00Z", "to": "2024-03-21T00:00:00Z"}),
+            summary(3, 2, 1, 0, json!(200.0 / 3.0)),
+        ),
+        (
+            json!({"survey": s3.to_string()}),
+            summary(0, 0, 0, 0, Value::Null),
+        ),
+    ];
+    for (vars, expected) in cases {
+        let (_, body) = s.gql(Some(&token), SUMMARY, vars.clone());
+        assert_eq!(body["data"]["npsSummary"], expected, "{vars}: {body}");
+    }
+    let (_, body) = s.gql(Some(&token), SUMMARY, json!({"survey": "999"}));
+    assert_eq!(error_codes(&body), ["NOT_FOUND"], "{body}");
+    let (_, body) = s.gql(
+        Some(&token),
+        SUMMARY,
+        json!({"from": "2024-03-05T00:00:00Z", "to": "2024-03-05T00:00:00Z"}),
+    );
+    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"], "{body}");
+}
+
+const TREND: &str = "query($survey: ID, $interval: TrendInterval!, $from: DateTime, $to: DateTime, $by: Dimension) {
+  npsTrend(surveyId: $survey, interval: $interval, from: $from, to: $to, groupBy: $by) { periodStart group responses nps } }";
+
+fn point(start: &str, group: Value, responses: i64, nps: Value) -> Value {
+    json!({"periodStart": start, "group": group, "responses": responses, "nps": nps})
+}
+
+fn nps_trends_have_every_period_and_group_including_empty_ones(backend: Backend) {
+    let Some(s) = TestServer::start(backend) else {
+        return;
+    };
+    let (s1, s2, _) = answered_surveys(&s);
+    let token = s.token("vera", Role::Viewer);
+    let n = Value::Null;
+    let cases = [
+        (
+            json!({"interval": "WEEK"}),
+            vec![
+                point("2024-03-04", n.clone(), 3, json!(100.0 / 3.0)),
+                point("2024-03-11", n.clone(), 0, n.clone()),
+                point("2024-03-18", n.clone(), 1, json!(0.0)),
+                point("2024-03-25", n.clone(), 0, n.clone()),
+                point("2024-04-01", n.clone(), 1, json!(-100.0)),
+            ],
+        ),
+        (
+            json!({"interval": "MONTH", "from": "2024-02-01T00:00:00Z", "to": "2024-05-01T00:00:00Z"}),
+            vec![
+                point("2024-02-01", n.clone(), 0, n.clone()),
+                point("2024-03-01", n.clone(), 4, json!(25.0)),
+                point("2024-04-01", n.clone(), 1, json!(-100.0)),
+            ],
+        ),
+        (
+            json!({"interval": "DAY", "survey": s2.to_string()}),
+            vec![point("2024-03-05", n.clone(), 1, json!(100.0))],
+        ),
+        (
+            json!({"interval": "DAY", "survey": s1.to_string(), "from": "2024-03-04T00:00:00Z", "to": "2024-03-07T00:00:00Z"}),
+            vec![
+                point("2024-03-04", n.clone(), 1, json!(-100.0)),
+                point("2024-03-05", n.clone(), 0, n.clone()),
+                point("2024-03-06", n.clone(), 1, json!(100.0)),
+            ],
+        ),
+        (
+            json!({"interval": "WEEK", "survey": s1.to_string(), "by": "LIFECYCLE_STAGE", "from": "2024-03-04T00:00:00Z", "to": "2024-03-18T00:00:00Z"}),
+            vec![
+                point("2024-03-04", json!("AT_RISK"), 1, json!(-100.0)),
+                point("2024-03-04", json!("LOYAL"), 1, json!(100.0)),
+                point("2024-03-11", json!("AT_RISK"), 0, n.clone()),
+                point("2024-03-11", json!("LOYAL"), 0, n.clone()),
+            ],
+        ),
+        (
+            json!({"interval": "MONTH", "by": "RFM_SEGMENT"}),
+            vec![
+                point("2024-03-01", json!("At Risk"), 2, json!(0.0)),
+                point("2024-03-01", json!("Champions"), 1, json!(0.0)),
+                point("2024-03-01", json!("NONE"), 1, json!(100.0)),
+                point("2024-04-01", json!("At Risk"), 0, n.clone()),
+                point("2024-04-01", json!("Champions"), 1, json!(-100.0)),
+                point("2024-04-01", json!("NONE"), 0, n.clone()),
+            ],
+        ),
+    ];
+    for (vars, expected) in cases {
+        let (_, body) = s.gql(Some(&token), TREND, vars.clone());
+        assert_eq!(body["data"]["npsTrend"], json!(expected), "{vars}: {body}");
+    }
+}
+
+fn viewers_may_run_every_query_and_requests_without_a_token_are_unauthenticated(backend: Backend) {
+    let Some(s) = TestServer::start(backend) else {
+        return;
+    };
+    five_customers(&s);
+    let viewer = s.token("vera", Role::Viewer);
+    let queries = [
+        ("customers", "{ customers { totalCount } }"),
+        ("customer", "{ customer(id: \"a1\") { id } }"),
+        ("groups", "{ groups(by: VALUE_TIER) { key } }"),
+        ("npsSummary", "{ npsSummary { responses } }"),
+        ("npsTrend", "{ npsTrend(interval: DAY) { nps } }"),
+    ];
+    for (field, query) in queries {
+        let (status, body) = s.gql(Some(&viewer), query, json!({}));
+        assert_eq!(status, 200);
+        assert!(
+            body.get("errors").is_none() && body["data"][field] != Value::Null,
+            "{field}: {body}"
+        );
+        let (status, body) = s.gql(None, query, json!({}));
+        assert_eq!(status, 200, "{field}");
+        assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{field}: {body}");
+    }
 }

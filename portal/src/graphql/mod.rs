@@ -7,7 +7,9 @@ pub mod batch;
 pub mod customers;
 pub mod errors;
 pub mod filter;
+pub mod groups;
 pub mod me;
+pub mod nps;
 pub mod pagination;
 pub mod scalars;
 pub mod surveys;
@@ -21,7 +23,13 @@ use errors::ApiError;
 
 /// The root query type.
 #[derive(MergedObject, Default)]
-pub struct Query(me::MeQuery, surveys::SurveyQuery, customers::CustomerQuery);
+pub struct Query(
+    me::MeQuery,
+    surveys::SurveyQuery,
+    customers::CustomerQuery,
+    groups::GroupQuery,
+    nps::NpsQuery,
+);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
