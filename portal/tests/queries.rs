@@ -29,6 +29,7 @@ cvm_shared::both_backends!(
     nps_summary_is_exact_counts_a_zero_as_detractor_and_is_null_without_answers,
     nps_trends_have_every_period_and_group_including_empty_ones,
     viewers_may_run_every_query_and_requests_without_a_token_are_unauthenticated,
+    surveys_are_listed_newest_first_in_pages,
 );
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
@@ -912,6 +913,7 @@ fn viewers_may_run_every_query_and_requests_without_a_token_are_unauthenticated(
         ("groups", "{ groups(by: VALUE_TIER) { key } }"),
         ("npsSummary", "{ npsSummary { responses } }"),
         ("npsTrend", "{ npsTrend(interval: DAY) { nps } }"),
+        ("surveys", "{ surveys { totalCount } }"),
     ];
     for (field, query) in queries {
         let (status, body) = s.gql(Some(&viewer), query, json!({}));
@@ -924,4 +926,42 @@ fn viewers_may_run_every_query_and_requests_without_a_token_are_unauthenticated(
         assert_eq!(status, 200, "{field}");
         assert_eq!(error_codes(&body), ["UNAUTHENTICATED"], "{field}: {body}");
     }
+}
+
+fn surveys_are_listed_newest_first_in_pages(backend: Backend) {
+    let Some(s) = TestServer::start(backend) else {
+        return;
+    };
+    let ids: Vec<i64> = ["A", "B", "C"].iter().map(|n| survey(&s, n)).collect();
+    let token = s.token("vera", Role::Viewer);
+    let query = "query($after: String) { surveys(first: 2, after: $after) { totalCount
+      pageInfo { hasNextPage hasPreviousPage endCursor } edges { node { id name } } } }";
+    let (_, body) = s.gql(Some(&token), query, json!({}));
+    let page = &body["data"]["surveys"];
+    assert_eq!(page["totalCount"], 3, "{body}");
+    let names = |p: &Value| {
+        p["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(page), ["C", "B"]);
+    assert_eq!(page["edges"][0]["node"]["id"], ids[2].to_string());
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    let (_, body) = s.gql(
+        Some(&token),
+        query,
+        json!({"after": page["pageInfo"]["endCursor"]}),
+    );
+    let page = &body["data"]["surveys"];
+    assert_eq!(names(page), ["A"]);
+    assert_eq!(
+        (
+            page["pageInfo"]["hasNextPage"].clone(),
+            page["pageInfo"]["hasPreviousPage"].clone()
+        ),
+        (json!(false), json!(true))
+    );
 }

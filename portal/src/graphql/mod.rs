@@ -12,6 +12,7 @@ pub mod me;
 pub mod nps;
 pub mod pagination;
 pub mod scalars;
+pub mod survey_list;
 pub mod surveys;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
@@ -29,6 +30,7 @@ pub struct Query(
     customers::CustomerQuery,
     groups::GroupQuery,
     nps::NpsQuery,
+    survey_list::SurveyListQuery,
 );
 
 /// The root mutation type.

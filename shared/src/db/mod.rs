@@ -32,7 +32,8 @@
 //!   `loaded_at` (when a load last inserted or changed the row);
 //!   `total_revenue` is exact decimal text. A row is replaced only by scores
 //!   of the same or a later `as_of`, and only if a value differs. Indexed for segment queries on
-//!   `lifecycle_stage`, `value_tier` and `rfm_segment`.
+//!   `lifecycle_stage`, `value_tier` and `rfm_segment`, and on `loaded_at` (the
+//!   portal reads the latest write as the version of the scores).
 //! - **surveys** (`id` PK): `name`, `question` (NPS 0-10), `csat_question`
 //!   and `comment_prompt` (nullable), `opens_at`, `closes_at` (nullable),
 //!   `status` (`open` | `closed`), `created_by` (staff name), `created_at`,

@@ -267,3 +267,20 @@ fn pooled_sqlite_connections_get_the_pragmas_and_never_migrate() {
         "a pool never migrates: serve does, once"
     );
 }
+
+#[test]
+fn an_observed_pool_reports_each_statement_its_connections_start() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let db = TestDb::sqlite();
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&seen);
+    let hook: pool::StatementHook = Arc::new(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let pool = pool::build_observed(&DbUrl::parse(&db.url).unwrap(), 1, Some(hook)).unwrap();
+    let mut c = pool::checkout(&pool).unwrap();
+    let before = seen.load(Ordering::Relaxed);
+    diesel::sql_query("SELECT 1").execute(&mut *c).unwrap();
+    diesel::sql_query("SELECT 2").execute(&mut *c).unwrap();
+    assert_eq!(seen.load(Ordering::Relaxed) - before, 2);
+}
