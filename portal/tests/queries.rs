@@ -245,10 +245,10 @@ fn many_customers(s: &TestServer) {
         .map(|(i, id)| {
             let i = i as u32;
             NewScore {
-                clv_12m: (i % 13 != 0).then(|| f64::from(i % 97) * 1.5),
-                churn_risk: (i % 11 != 0).then(|| f64::from(i % 10) / 10.0),
-                loyalty_index: (i % 7 != 0).then(|| f64::from(i % 50)),
-                last_purchase: (i % 19 != 0).then(|| day(2024, 1, 1 + i % 28)),
+                clv_12m: (!i.is_multiple_of(13)).then(|| f64::from(i % 97) * 1.5),
+                churn_risk: (!i.is_multiple_of(11)).then(|| f64::from(i % 10) / 10.0),
+                loyalty_index: (!i.is_multiple_of(7)).then(|| f64::from(i % 50)),
+                last_purchase: (!i.is_multiple_of(19)).then(|| day(2024, 1, 1 + i % 28)),
                 ..score(id)
             }
         });

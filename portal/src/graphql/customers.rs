@@ -217,11 +217,7 @@ impl Customer {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Page<Feedback>> {
-        let size = pagination::page_size(first)?;
-        let after = after
-            .as_deref()
-            .map(pagination::decode_cursor::<FeedbackCursor>)
-            .transpose()?;
+        let (size, after) = pagination::arguments::<FeedbackCursor>(first, after.as_deref())?;
         let set = self.feedback.get().await?;
         let all = set
             .by_customer
@@ -786,11 +782,7 @@ impl CustomerQuery {
         let filter = filter.unwrap_or_default();
         filter.validate()?;
         let order = order_by.unwrap_or_default();
-        let size = pagination::page_size(first)?;
-        let after = after
-            .as_deref()
-            .map(pagination::decode_cursor::<CustomerCursor>)
-            .transpose()?;
+        let (size, after) = pagination::arguments::<CustomerCursor>(first, after.as_deref())?;
         if let Some(cur) = &after
             && cur.o != order
         {

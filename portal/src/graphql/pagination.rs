@@ -73,6 +73,14 @@ pub fn decode_cursor<T: DeserializeOwned>(after: &str) -> Result<T, ApiError> {
     serde_json::from_slice(&bytes).map_err(|_| invalid())
 }
 
+/// The page size and decoded cursor of a listing's `first` and `after`.
+pub fn arguments<C: DeserializeOwned>(
+    first: Option<i32>,
+    after: Option<&str>,
+) -> Result<(usize, Option<C>), ApiError> {
+    Ok((page_size(first)?, after.map(decode_cursor).transpose()?))
+}
+
 /// Builds a page from up to `size + 1` items fetched after the cursor (the
 /// extra one only tells that a next page exists), each with its cursor.
 pub fn page<N, I>(items: I, size: usize, has_previous: bool, total_count: i64) -> Page<N>

@@ -35,12 +35,8 @@ impl SurveyListQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Page<Survey>> {
-        let size = pagination::page_size(first)?;
-        let after = after
-            .as_deref()
-            .map(pagination::decode_cursor::<SurveyCursor>)
-            .transpose()?
-            .map(|c| c.survey);
+        let (size, after) = pagination::arguments::<SurveyCursor>(first, after.as_deref())?;
+        let after = after.map(|c| c.survey);
         let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
         let (rows, has_previous, total) = db::run(&api(ctx)?.db, move |c| {
             let total = surveys::table
