@@ -1,12 +1,15 @@
 //! The cvm portal: the GraphQL API for marketing staff (and, built on it,
 //! survey pages and the campaign sender). `main.rs` parses the command line;
 //! [`server`] runs the HTTP server, [`graphql`] holds the schema by domain,
-//! [`auth`] turns bearer tokens into roles, [`tokens`] makes and checks tokens.
+//! [`auth`] turns bearer tokens into roles, [`tokens`] makes and checks tokens,
+//! [`pages`] serves the customers' survey pages, [`export`] the answer CSVs.
 
 pub mod auth;
 pub mod db;
+pub mod export;
 pub mod graphql;
 pub mod metrics;
+pub mod pages;
 pub mod server;
 pub mod tokens;
 

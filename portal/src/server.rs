@@ -25,6 +25,7 @@ use crate::graphql::errors::{self, ApiError, ErrorCode};
 use crate::graphql::{self, ApiContext, PortalSchema};
 use crate::metrics::Metrics;
 use crate::tokens::{LinkSigner, TokenError};
+use crate::{export, pages};
 
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -101,20 +102,24 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         "database ready"
     );
     let db = pool::build(&config.db_url, config.pool_size)?;
+    let metrics = Arc::new(Metrics::new()?);
     let context = ApiContext {
         db: db.clone(),
         links: LinkSigner::new(&config.secret)?,
         public_url: config.public_url.trim_end_matches('/').to_string(),
+        metrics: metrics.clone(),
     };
+    let api = web::Data::new(context.clone());
     let state = web::Data::new(AppState {
         schema: graphql::schema(context),
         db,
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
         graphiql: config.graphiql,
     });
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(api.clone())
             .wrap_fn(|req, srv| {
                 let id = req.extensions().get::<RequestId>().copied();
                 let response = srv.call(req);
@@ -156,7 +161,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/graphiql", web::get().to(graphiql))
     .route("/healthz", web::get().to(healthz))
-    .route("/metrics", web::get().to(metrics));
+    .route("/metrics", web::get().to(metrics))
+    .configure(pages::routes)
+    .configure(export::routes);
 }
 
 /// The span of each request: its id, method and route pattern (never the

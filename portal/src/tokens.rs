@@ -2,7 +2,8 @@
 //! tokens. Both are random, both are stored only as their SHA-256
 //! ([`hash_token`]), so a copy of the database gives no working link or key.
 //!
-//! A link token is `base64url(nonce ‖ tag)`: 16 random bytes and the first
+//! A link token is `base64url(nonce ‖ tag)`: a 16-byte nonce (random, or
+//! derived by HMAC from what the link is for: [`LinkSigner::derive`]) and the first
 //! 16 bytes of HMAC-SHA256 over a purpose label and the nonce, keyed by
 //! `CVM_PORTAL_SECRET`. A forged, altered or malformed token fails the
 //! (constant-time) tag check before any query; the purpose label keeps a
@@ -21,6 +22,9 @@ const NONCE_BYTES: usize = 16;
 const TAG_BYTES: usize = 16;
 /// Characters of an encoded link token.
 const LINK_TOKEN_CHARS: usize = ((NONCE_BYTES + TAG_BYTES) * 4).div_ceil(3);
+/// What a derived nonce's HMAC starts with: no purpose label starts so, so a
+/// nonce's MAC input never equals a tag's.
+const NONCE_LABEL: &[u8] = b"cvm derived link nonce v1\0";
 /// Prefix of staff API tokens, so leaked ones are recognisable (secret scanners).
 pub const STAFF_TOKEN_PREFIX: &str = "cvm_";
 /// Random bytes in a staff API token.
@@ -115,16 +119,35 @@ impl LinkSigner {
 
     /// A new random token for `purpose`.
     pub fn issue(&self, purpose: LinkPurpose) -> Result<Issued, TokenError> {
+        let mut nonce = [0u8; NONCE_BYTES];
+        fill_random(&mut nonce)?;
+        Ok(self.signed(purpose, nonce))
+    }
+
+    /// The token of `subject` for `purpose`: the same subject always gets the
+    /// same token. Its nonce is an HMAC of the subject (domain-separated from
+    /// the tag's), so it is as unguessable as a random one without the key,
+    /// verifies like any other, and can be made again whenever it must be
+    /// shown, without ever being stored.
+    pub fn derive(&self, purpose: LinkPurpose, subject: &[u8]) -> Issued {
+        let mut mac = self.keyed.clone();
+        mac.update(NONCE_LABEL);
+        mac.update(purpose.label());
+        mac.update(subject);
+        let mut nonce = [0u8; NONCE_BYTES];
+        nonce.copy_from_slice(&mac.finalize().into_bytes()[..NONCE_BYTES]);
+        self.signed(purpose, nonce)
+    }
+
+    /// The token of `nonce`: the nonce and its tag, encoded.
+    fn signed(&self, purpose: LinkPurpose, nonce: [u8; NONCE_BYTES]) -> Issued {
         let mut raw = [0u8; NONCE_BYTES + TAG_BYTES];
-        fill_random(&mut raw[..NONCE_BYTES])?;
-        let tag = self
-            .mac(purpose, &raw[..NONCE_BYTES])
-            .finalize()
-            .into_bytes();
+        raw[..NONCE_BYTES].copy_from_slice(&nonce);
+        let tag = self.mac(purpose, &nonce).finalize().into_bytes();
         raw[NONCE_BYTES..].copy_from_slice(&tag[..TAG_BYTES]);
         let token = URL_SAFE_NO_PAD.encode(raw);
         let hash = hash_token(&token);
-        Ok(Issued { token, hash })
+        Issued { token, hash }
     }
 
     /// Checks that `token` was issued by this signer for `purpose`; returns the
@@ -226,6 +249,29 @@ mod tests {
         let a = s.issue(LinkPurpose::Survey).unwrap();
         let b = s.issue(LinkPurpose::Survey).unwrap();
         assert_ne!(a.token, b.token);
+    }
+
+    #[test]
+    fn a_derived_token_is_stable_per_subject_and_verifies() {
+        let s = signer();
+        let a = s.derive(LinkPurpose::Survey, b"survey 1, customer c1");
+        assert_eq!(a, s.derive(LinkPurpose::Survey, b"survey 1, customer c1"));
+        assert_ne!(a, s.derive(LinkPurpose::Survey, b"survey 1, customer c2"));
+        assert_ne!(
+            a,
+            s.derive(LinkPurpose::Unsubscribe, b"survey 1, customer c1")
+        );
+        assert_ne!(
+            a,
+            LinkSigner::new(&[8u8; 32])
+                .unwrap()
+                .derive(LinkPurpose::Survey, b"survey 1, customer c1")
+        );
+        assert_eq!(s.verify(LinkPurpose::Survey, &a.token), Ok(a.hash.clone()));
+        assert_eq!(
+            s.verify(LinkPurpose::Unsubscribe, &a.token),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -3,15 +3,23 @@
 //! To add a domain: a new module with `XQuery`/`XMutation` (guards on every
 //! field, see [`crate::auth::RoleGuard`]) and one more member below.
 
+pub mod customer_stub;
 pub mod errors;
+pub mod feedback;
+pub mod filter;
+pub mod invitations;
+pub mod keyset;
 pub mod me;
 pub mod scalars;
 pub mod surveys;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use std::sync::Arc;
+
 use cvm_shared::db::DbPool;
 
 use crate::auth::Staff;
+use crate::metrics::Metrics;
 use crate::tokens::LinkSigner;
 use errors::ApiError;
 
@@ -21,12 +29,18 @@ pub struct Query(me::MeQuery, surveys::SurveyQuery);
 
 /// The root mutation type.
 #[derive(MergedObject, Default)]
-pub struct Mutation(surveys::SurveyMutation);
+pub struct Mutation(
+    surveys::SurveyMutation,
+    invitations::InvitationMutation,
+    feedback::FeedbackMutation,
+);
 
 /// The portal's schema.
 pub type PortalSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// What resolvers share: the database pool, the link signer, the public URL.
+/// What resolvers (and the survey pages) share: the database pool, the link
+/// signer, the public URL, the metrics.
+#[derive(Clone)]
 pub struct ApiContext {
     /// Database connections.
     pub db: DbPool,
@@ -34,6 +48,8 @@ pub struct ApiContext {
     pub links: LinkSigner,
     /// Base of links, without a trailing slash.
     pub public_url: String,
+    /// The process's metrics (answers submitted).
+    pub metrics: Arc<Metrics>,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

@@ -1,12 +1,13 @@
-//! Surveys: the `Survey` type, `survey(id)` and `createSurvey`. (Listing,
-//! closing, invitations and answers are built on this by the survey work.)
+//! Surveys: the `Survey` type (with its invitations), `survey(id)`,
+//! `createSurvey` and `closeSurvey`.
 
 use async_graphql::{Context, ID, InputObject, Object};
-use chrono::Utc;
+use chrono::{NaiveDateTime, Utc};
 use cvm_shared::db::models::api_tokens::Role;
 use cvm_shared::db::models::surveys::{self, NewSurvey, SurveyStatus};
 
 use super::errors::{ApiError, ErrorCode};
+use super::invitations::{self, InvitationConnection, parse_id};
 use super::scalars::DateTime;
 use super::{api, staff};
 use crate::auth::RoleGuard;
@@ -52,8 +53,7 @@ impl Survey {
     }
     /// Whether the survey accepts no more answers (closed by staff or past `closesAt`).
     async fn closed(&self) -> bool {
-        let now = Utc::now().naive_utc();
-        self.0.status == SurveyStatus::Closed || self.0.closes_at.is_some_and(|c| c <= now)
+        is_closed(&self.0, Utc::now().naive_utc())
     }
     /// The staff name that created it.
     async fn created_by(&self) -> &str {
@@ -63,6 +63,27 @@ impl Survey {
     async fn created_at(&self) -> DateTime {
         DateTime::from_utc(self.0.created_at)
     }
+    /// When staff closed it (null: not closed by staff).
+    async fn closed_at(&self) -> Option<DateTime> {
+        self.0.closed_at.map(DateTime::from_utc)
+    }
+    /// The survey's invitations by id, `first` (default 50, at most 500)
+    /// after the cursor `after`; only the answered (true) or unanswered
+    /// (false) ones with `answered`.
+    async fn invitations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        answered: Option<bool>,
+    ) -> async_graphql::Result<InvitationConnection> {
+        Ok(invitations::page(api(ctx)?, self.0.id, first, after, answered).await?)
+    }
+}
+
+/// Whether `survey` accepts no more answers at `now`: closed by staff, or past its end.
+pub(crate) fn is_closed(survey: &surveys::Survey, now: NaiveDateTime) -> bool {
+    survey.status == SurveyStatus::Closed || survey.closes_at.is_some_and(|c| c <= now)
 }
 
 /// A new survey.
@@ -122,11 +143,6 @@ impl SurveyInput {
     }
 }
 
-/// Parses an object id; a malformed one names nothing.
-fn parse_id(id: &ID) -> Option<i64> {
-    id.parse::<i64>().ok().filter(|n| *n > 0)
-}
-
 /// Survey queries.
 #[derive(Default)]
 pub struct SurveyQuery;
@@ -178,5 +194,23 @@ impl SurveyMutation {
         })
         .await?;
         Ok(Survey(survey))
+    }
+
+    /// Closes a survey: it accepts no more answers or invitations (closing a
+    /// closed survey changes nothing). Marketer.
+    #[graphql(guard = "RoleGuard::new(Role::Marketer)")]
+    async fn close_survey(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Survey> {
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no survey with id {:?}", id.as_str()),
+            )
+        };
+        let Some(n) = parse_id(&id) else {
+            return Err(not_found().into());
+        };
+        let now = Utc::now().naive_utc();
+        let closed = db::run(&api(ctx)?.db, move |c| surveys::close(c, n, now)).await?;
+        closed.map(Survey).ok_or_else(|| not_found().into())
     }
 }

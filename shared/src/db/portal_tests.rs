@@ -21,6 +21,9 @@ crate::both_backends!(
     nps_answers_are_exported_by_customer_with_their_latest_time,
     roles_and_revocations_are_stored_as_enums,
     a_database_migrated_by_a_newer_binary_is_refused,
+    a_first_answer_at_a_sub_microsecond_time_is_not_reported_as_replaced,
+    insert_new_invites_each_customer_once_and_counts_only_the_new,
+    closing_a_survey_keeps_its_first_closing_time,
 );
 
 /// A survey on `c`, and the invitation of customer `c1` to it; returns its id.
@@ -265,5 +268,93 @@ fn pooled_sqlite_connections_get_the_pragmas_and_never_migrate() {
         pragma("SELECT CAST(count(*) AS TEXT) AS v FROM sqlite_master WHERE name = 'customers'"),
         "0",
         "a pool never migrates: serve does, once"
+    );
+}
+
+fn a_first_answer_at_a_sub_microsecond_time_is_not_reported_as_replaced(backend: Backend) {
+    let Some((_db, mut c)) = open_with_c1(backend) else {
+        return;
+    };
+    let inv = invite_c1(&mut c, "h1");
+    let at = ts("2024-03-02 10:00:00") + chrono::Duration::nanoseconds(123_456_789);
+    let (a, replaced) = answers::upsert(&mut c, inv, 7, None, None, at).unwrap();
+    assert!(!replaced, "PostgreSQL keeps microseconds only");
+    let (_, replaced) = answers::upsert(
+        &mut c,
+        inv,
+        8,
+        None,
+        None,
+        at + chrono::Duration::seconds(1),
+    )
+    .unwrap();
+    assert!(replaced);
+    assert_eq!(
+        a.answered_at,
+        ts("2024-03-02 10:00:00") + chrono::Duration::microseconds(123_456)
+    );
+}
+
+fn insert_new_invites_each_customer_once_and_counts_only_the_new(backend: Backend) {
+    let Some((_db, mut c)) = open_with_c1(backend) else {
+        return;
+    };
+    let inv = invite_c1(&mut c, "h1");
+    let survey_id = invitations::by_token_hash(&mut c, "h1")
+        .unwrap()
+        .unwrap()
+        .survey_id;
+    let row = |hash| invitations::NewInvitation {
+        survey_id,
+        customer_id: "c1",
+        token_hash: hash,
+        created_at: ts(C1_LOADED),
+        expires_at: ts("2024-05-01 00:00:00"),
+        campaign_id: None,
+    };
+    assert_eq!(
+        invitations::insert_new(&mut c, &[row("h2"), row("h3")]).unwrap(),
+        0
+    );
+    assert_eq!(invitations::count(&mut c, survey_id, None).unwrap(), 1);
+    let page = invitations::page(&mut c, survey_id, Some(false), None, 10).unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        (
+            page[0].0.id,
+            page[0].0.token_hash.as_str(),
+            page[0].1.customer_id.as_str()
+        ),
+        (inv, "h1", "c1"),
+        "the first invitation is left as it was"
+    );
+    assert!(
+        invitations::page(&mut c, survey_id, Some(true), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn closing_a_survey_keeps_its_first_closing_time(backend: Backend) {
+    let Some((_db, mut c)) = open_with_c1(backend) else {
+        return;
+    };
+    invite_c1(&mut c, "h1");
+    let id = invitations::by_token_hash(&mut c, "h1")
+        .unwrap()
+        .unwrap()
+        .survey_id;
+    let first = surveys::close(&mut c, id, ts("2024-03-05 00:00:00"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.status, SurveyStatus::Closed);
+    assert_eq!(first.closed_at, Some(ts("2024-03-05 00:00:00")));
+    let again = surveys::close(&mut c, id, ts("2024-03-06 00:00:00"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.closed_at, first.closed_at);
+    assert_eq!(
+        surveys::close(&mut c, id + 1, ts("2024-03-06 00:00:00")).unwrap(),
+        None
     );
 }

@@ -1,11 +1,11 @@
 //! The `answers` table: at most one answer per invitation, enforced by a
 //! unique constraint; a later submission replaces the whole answer in place.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 
-use crate::db::schema::{answers, invitations};
+use crate::db::schema::{answers, invitations, scores};
 use crate::db::{DbConnection, DbError};
 
 /// An answer as submitted.
@@ -59,6 +59,11 @@ pub fn upsert(
     comment: Option<&str>,
     at: NaiveDateTime,
 ) -> Result<(Answer, bool), DbError> {
+    // PostgreSQL keeps microseconds: a finer `at` would never equal the
+    // stored `answered_at`, and every first answer would look replaced.
+    let at = at
+        .with_nanosecond(at.nanosecond() / 1000 * 1000)
+        .unwrap_or(at);
     let row = NewAnswer {
         invitation_id,
         score,
@@ -106,4 +111,71 @@ pub fn nps_answers(conn: &mut DbConnection) -> Result<Vec<(String, NaiveDateTime
         .select((invitations::customer_id, answers::updated_at, answers::score))
         .load(conn))
     .map_err(DbError::query("answers", "select nps answers"))
+}
+
+/// One line of a survey's answer export: the answer, its invitation, and
+/// the customer's latest scores (None when never scored).
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct ExportRow {
+    /// The answer's id (the export's order and resume point).
+    pub id: i64,
+    /// The invitation answered.
+    pub invitation_id: i64,
+    /// The customer who answered.
+    pub customer_id: String,
+    /// NPS 0..10.
+    pub score: i32,
+    /// CSAT 1..5.
+    pub csat: Option<i32>,
+    /// Comment, verbatim.
+    pub comment: Option<String>,
+    /// First submission (UTC).
+    pub answered_at: NaiveDateTime,
+    /// Latest submission (UTC).
+    pub updated_at: NaiveDateTime,
+    /// The campaign whose email carried the invitation.
+    pub campaign_id: Option<i64>,
+    /// The customer's RFM segment.
+    pub rfm_segment: Option<String>,
+    /// The customer's lifecycle stage.
+    pub lifecycle_stage: Option<String>,
+    /// The customer's value tier.
+    pub value_tier: Option<String>,
+    /// The customer's 12-month CLV.
+    pub clv_12m: Option<f64>,
+}
+
+/// Up to `limit` answers to a survey with an id above `after`, by id: one
+/// chunk of a streamed export (keyset, so a chunk costs the same wherever
+/// it starts).
+pub fn export_chunk(
+    conn: &mut DbConnection,
+    survey_id: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ExportRow>, DbError> {
+    crate::with_backend!(conn, conn => answers::table
+        .inner_join(invitations::table)
+        .left_join(scores::table.on(scores::customer_id.eq(invitations::customer_id)))
+        .filter(invitations::survey_id.eq(survey_id))
+        .filter(answers::id.gt(after))
+        .order(answers::id.asc())
+        .limit(limit)
+        .select((
+            answers::id,
+            answers::invitation_id,
+            invitations::customer_id,
+            answers::score,
+            answers::csat,
+            answers::comment,
+            answers::answered_at,
+            answers::updated_at,
+            invitations::campaign_id,
+            scores::rfm_segment.nullable(),
+            scores::lifecycle_stage.nullable(),
+            scores::value_tier.nullable(),
+            scores::clv_12m.nullable(),
+        ))
+        .load(conn))
+    .map_err(DbError::query("answers", "select export"))
 }

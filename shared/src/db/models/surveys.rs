@@ -97,3 +97,21 @@ pub fn find(conn: &mut DbConnection, id: i64) -> Result<Option<Survey>, DbError>
         .optional())
     .map_err(DbError::query("surveys", "select"))
 }
+
+/// Closes a survey (it accepts no more answers) and returns it; a survey
+/// closed before keeps its first `closed_at`. None when there is no such survey.
+pub fn close(
+    conn: &mut DbConnection,
+    id: i64,
+    at: NaiveDateTime,
+) -> Result<Option<Survey>, DbError> {
+    crate::with_backend!(conn, conn => diesel::update(
+            surveys::table
+                .find(id)
+                .filter(surveys::status.eq(SurveyStatus::Open)),
+        )
+        .set((surveys::status.eq(SurveyStatus::Closed), surveys::closed_at.eq(at)))
+        .execute(conn))
+    .map_err(DbError::query("surveys", "close"))?;
+    find(conn, id)
+}
