@@ -37,6 +37,16 @@ pub struct AnswerInput {
 }
 
 impl AnswerInput {
+    /// An answer of literals (tests).
+    #[cfg(test)]
+    pub(crate) fn of(score: i32, csat: Option<i32>, comment: Option<&str>) -> AnswerInput {
+        AnswerInput {
+            score,
+            csat,
+            comment: comment.map(str::to_string),
+        }
+    }
+
     /// Checks the ranges and the comment (before any query).
     pub fn validate(&self) -> Result<(), ApiError> {
         let bad = |m: String| Err(ApiError::new(ErrorCode::BadUserInput, m));
@@ -235,30 +245,24 @@ impl FeedbackMutation {
 mod tests {
     use super::*;
 
-    fn answer(score: i32, csat: Option<i32>, comment: Option<&str>) -> AnswerInput {
-        AnswerInput {
-            score,
-            csat,
-            comment: comment.map(str::to_string),
-        }
-    }
+    use AnswerInput as A;
 
     #[test]
     fn scores_csat_and_comments_are_checked_before_any_query() {
         for ok in [
-            answer(0, None, None),
-            answer(10, Some(1), Some("")),
-            answer(7, Some(5), Some(&"é".repeat(MAX_COMMENT_CHARS))),
+            A::of(0, None, None),
+            A::of(10, Some(1), Some("")),
+            A::of(7, Some(5), Some(&"é".repeat(MAX_COMMENT_CHARS))),
         ] {
             assert_eq!(ok.validate(), Ok(()), "{ok:?}");
         }
         for bad in [
-            answer(-1, None, None),
-            answer(11, None, None),
-            answer(5, Some(0), None),
-            answer(5, Some(6), None),
-            answer(5, None, Some(&"x".repeat(MAX_COMMENT_CHARS + 1))),
-            answer(5, None, Some("a\0b")),
+            A::of(-1, None, None),
+            A::of(11, None, None),
+            A::of(5, Some(0), None),
+            A::of(5, Some(6), None),
+            A::of(5, None, Some(&"x".repeat(MAX_COMMENT_CHARS + 1))),
+            A::of(5, None, Some("a\0b")),
         ] {
             assert_eq!(
                 bad.validate().map_err(|e| e.code),

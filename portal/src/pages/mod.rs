@@ -374,27 +374,21 @@ async fn thanks(api: web::Data<ApiContext>, token: web::Path<String>) -> HttpRes
 mod tests {
     use super::*;
 
-    fn answer(score: i32, csat: Option<i32>, comment: Option<&str>) -> AnswerInput {
-        AnswerInput {
-            score,
-            csat,
-            comment: comment.map(str::to_string),
-        }
-    }
+    use AnswerInput as A;
 
     #[test]
     fn form_bodies_are_decoded_with_plus_as_space_and_percent_escapes() {
         assert_eq!(
             parse_form(b"score=0&csat=&comment=").unwrap(),
-            answer(0, None, None)
+            A::of(0, None, None)
         );
         assert_eq!(
             parse_form(b"comment=caf%C3%A9+%26+%3Cb%3E&score=+9+&csat=4&x=1").unwrap(),
-            answer(9, Some(4), Some("café & <b>"))
+            A::of(9, Some(4), Some("café & <b>"))
         );
         assert_eq!(
             parse_form(b"score=3&score=7").unwrap(),
-            answer(3, None, None)
+            A::of(3, None, None)
         );
     }
 

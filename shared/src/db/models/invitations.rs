@@ -52,6 +52,18 @@ pub struct Invitation {
     pub campaign_id: Option<i64>,
 }
 
+/// Keeps only the answered (`Some(true)`) or unanswered (`Some(false)`)
+/// invitations of a boxed query joined with `answers`.
+macro_rules! answered_only {
+    ($q:ident, $answered:expr) => {
+        match $answered {
+            Some(true) => $q = $q.filter(answers::id.is_not_null()),
+            Some(false) => $q = $q.filter(answers::id.is_null()),
+            None => {}
+        }
+    };
+}
+
 /// Creates an invitation; returns its id.
 pub fn insert(conn: &mut DbConnection, row: &NewInvitation<'_>) -> Result<i64, DbError> {
     crate::with_backend!(conn, conn => diesel::insert_into(invitations::table)
@@ -136,11 +148,7 @@ pub fn page(
             .order(invitations::id.asc())
             .limit(limit)
             .into_boxed();
-        match answered {
-            Some(true) => q = q.filter(answers::id.is_not_null()),
-            Some(false) => q = q.filter(answers::id.is_null()),
-            None => {}
-        }
+        answered_only!(q, answered);
         q.load(conn)
     })
     .map_err(DbError::query("invitations", "select page"))
@@ -159,11 +167,7 @@ pub fn count(
             .filter(invitations::survey_id.eq(survey_id))
             .count()
             .into_boxed();
-        match answered {
-            Some(true) => q = q.filter(answers::id.is_not_null()),
-            Some(false) => q = q.filter(answers::id.is_null()),
-            None => {}
-        }
+        answered_only!(q, answered);
         q.get_result(conn)
     })
     .map_err(DbError::query("invitations", "count"))
