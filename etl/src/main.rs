@@ -261,25 +261,6 @@ fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
     }
 }
 
-fn init_logs(format: &str, quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CVM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colour only on a terminal (cron mails and journald keep escape codes
-    // verbatim), and not there either when NO_COLOR asks (no-color.org).
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        b.json().init();
-    } else {
-        b.compact().init();
-    }
-}
-
 /// Settings from file, environment and flags, validated; starts the logs.
 fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Failure> {
     let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
@@ -292,7 +273,7 @@ fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Fa
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
-    init_logs(&s.log.format, cli.quiet);
+    cvm_shared::logging::init(&s.log.format, cli.quiet, false);
     Ok(s)
 }
 

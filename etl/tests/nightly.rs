@@ -147,7 +147,8 @@ fn a_second_nightly_while_one_runs_is_refused_with_exit_4() {
 }
 
 fn portal_feedback_feeds_the_next_nights_scores(backend: Backend) {
-    use cvm_shared::db::models::feedback::{self, NewFeedback};
+    use cvm_shared::db::models::surveys::{NewSurvey, SurveyStatus};
+    use cvm_shared::db::models::{answers, invitations, surveys};
     let db = TestDb::new(backend);
     let d = tempfile::tempdir().unwrap();
     let (input, wh) = (cdnow_drop(d.path()), d.path().join("wh"));
@@ -165,22 +166,38 @@ fn portal_feedback_feeds_the_next_nights_scores(backend: Backend) {
     run();
     let at = |s: &str| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();
     let mut c = DbConnection::connect(&db.url).unwrap();
-    for (customer, score, when, token) in [
-        ("00001", 9, "1998-06-01 10:00:00", "t1"),
-        ("00001", 3, "1998-06-20 10:00:00", "t2"),
-        ("00002", 10, "1998-07-15 10:00:00", "t3"),
-    ] {
-        let row = NewFeedback {
-            customer_id: customer,
-            survey: "nps",
-            score: Some(score),
-            comment: None,
-            created_at: at(when),
-            answered_at: Some(at(when)),
-            campaign_id: None,
-            token,
+    // Two surveys: 00001 answers both (the later answer counts), 00002 answers
+    // after the as-of date.
+    let survey = |c: &mut DbConnection, name: &str| {
+        let row = NewSurvey {
+            name,
+            question: "How likely are you to recommend us?",
+            csat_question: None,
+            comment_prompt: None,
+            opens_at: at("1998-05-01 00:00:00"),
+            closes_at: None,
+            status: SurveyStatus::Open,
+            created_by: "test",
+            created_at: at("1998-05-01 00:00:00"),
         };
-        feedback::insert(&mut c, &row).unwrap();
+        surveys::insert(c, &row).unwrap().id
+    };
+    let (s1, s2) = (survey(&mut c, "first"), survey(&mut c, "second"));
+    for (survey_id, customer, score, when, token_hash) in [
+        (s1, "00001", 9, "1998-06-01 10:00:00", "h1"),
+        (s2, "00001", 3, "1998-06-20 10:00:00", "h2"),
+        (s1, "00002", 10, "1998-07-15 10:00:00", "h3"),
+    ] {
+        let invitation = invitations::NewInvitation {
+            survey_id,
+            customer_id: customer,
+            token_hash,
+            created_at: at(when),
+            expires_at: at("1998-12-31 00:00:00"),
+            campaign_id: None,
+        };
+        let id = invitations::insert(&mut c, &invitation).unwrap();
+        answers::upsert(&mut c, id, score, None, None, at(when)).unwrap();
     }
     let second = run();
     assert_eq!(second.score.manifest.feedback.get("used"), Some(&2));

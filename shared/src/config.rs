@@ -131,6 +131,118 @@ impl Default for LogSettings {
     }
 }
 
+/// A secret setting (a key, a URL with a password): never printed, by
+/// `Debug` nor when the settings are serialized.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// Settings of the portal (`cvm-portal serve`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalSettings {
+    /// Listen address (`CVM_PORTAL_BIND`).
+    pub bind: String,
+    /// Base of links in emails and invitations (`CVM_PORTAL_PUBLIC_URL`).
+    pub public_url: String,
+    /// Key signing invitation and unsubscribe tokens, at least 32 bytes (`CVM_PORTAL_SECRET`).
+    pub secret: Option<Secret>,
+    /// Requests per second per client IP on the public routes, 0 = off (`CVM_PORTAL_RATE_LIMIT`).
+    pub rate_limit: f64,
+    /// Whether `GET /graphiql` serves GraphiQL.
+    pub graphiql: bool,
+    /// Database connections per portal process.
+    pub pool_size: u32,
+    /// Largest request body accepted, in bytes; larger ones get 413 (`CVM_PORTAL_MAX_BODY_BYTES`).
+    pub max_body_bytes: u32,
+    /// Deepest GraphQL selection accepted (`CVM_PORTAL_MAX_DEPTH`); the contract needs 15.
+    pub max_depth: u32,
+    /// Costliest GraphQL query accepted, a list field costing its page size
+    /// times its selection (`CVM_PORTAL_MAX_COMPLEXITY`).
+    pub max_complexity: u32,
+    /// Whether the schema answers introspection queries (`CVM_PORTAL_INTROSPECTION`).
+    pub introspection: bool,
+    /// Origins allowed to call the API from a browser (CORS), e.g.
+    /// `["https://admin.shop.example"]`; empty: no cross-origin calls (`CVM_PORTAL_CORS_ORIGINS`, comma-separated).
+    pub cors_origins: Vec<String>,
+}
+
+/// The smallest `portal.secret`, in bytes (HMAC-SHA256 keys shorter than the hash are weaker).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        PortalSettings {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            secret: None,
+            rate_limit: 20.0,
+            graphiql: true,
+            pool_size: 8,
+            max_body_bytes: 1024 * 1024,
+            max_depth: 20,
+            max_complexity: 1_000_000,
+            introspection: true,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// Settings of campaign mail (used by the campaign sender).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// `smtp://[user:pass@]host:port[?tls=...]`; none means the file outbox (`CVM_SMTP_URL`).
+    pub smtp_url: Option<Secret>,
+    /// Folder of the file outbox (`CVM_MAIL_OUTBOX_DIR`).
+    pub outbox_dir: String,
+    /// Sender identity, e.g. `Shop <news@shop.example>` (`CVM_MAIL_FROM`).
+    pub from: Option<String>,
+    /// Messages per second, 0 = unlimited (`CVM_SEND_RATE`).
+    pub send_rate: f64,
+    /// SMTP transactions in flight at once (`CVM_SEND_CONCURRENCY`).
+    pub send_concurrency: u32,
+    /// At most one campaign message per address within this many days, 0 = off (`CVM_FREQUENCY_CAP_DAYS`).
+    pub frequency_cap_days: u32,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        MailSettings {
+            smtp_url: None,
+            outbox_dir: "outbox/".into(),
+            from: None,
+            send_rate: 50.0,
+            send_concurrency: 4,
+            frequency_cap_days: 7,
+        }
+    }
+}
+
 /// All settings of cvm.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -143,6 +255,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Logs.
     pub log: LogSettings,
+    /// Portal.
+    pub portal: PortalSettings,
+    /// Campaign mail.
+    pub mail: MailSettings,
     /// The run's clock date (UTC), fixed by tests; `None` reads the system
     /// clock. Not a setting: never read from a file or the environment.
     #[serde(skip)]
@@ -239,6 +355,23 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_TIME_ZONE", "scoring.time_zone"),
     ("CVM_DATABASE_URL", "database.url"),
     ("CVM_LOG_FORMAT", "log.format"),
+    ("CVM_PORTAL_BIND", "portal.bind"),
+    ("CVM_PORTAL_PUBLIC_URL", "portal.public_url"),
+    ("CVM_PORTAL_SECRET", "portal.secret"),
+    ("CVM_PORTAL_RATE_LIMIT", "portal.rate_limit"),
+    ("CVM_PORTAL_GRAPHIQL", "portal.graphiql"),
+    ("CVM_PORTAL_POOL_SIZE", "portal.pool_size"),
+    ("CVM_PORTAL_MAX_BODY_BYTES", "portal.max_body_bytes"),
+    ("CVM_PORTAL_MAX_DEPTH", "portal.max_depth"),
+    ("CVM_PORTAL_MAX_COMPLEXITY", "portal.max_complexity"),
+    ("CVM_PORTAL_INTROSPECTION", "portal.introspection"),
+    ("CVM_PORTAL_CORS_ORIGINS", "portal.cors_origins"),
+    ("CVM_SMTP_URL", "mail.smtp_url"),
+    ("CVM_MAIL_OUTBOX_DIR", "mail.outbox_dir"),
+    ("CVM_MAIL_FROM", "mail.from"),
+    ("CVM_SEND_RATE", "mail.send_rate"),
+    ("CVM_SEND_CONCURRENCY", "mail.send_concurrency"),
+    ("CVM_FREQUENCY_CAP_DAYS", "mail.frequency_cap_days"),
 ];
 
 impl Settings {
@@ -313,6 +446,17 @@ impl Settings {
                 .parse::<f64>()
                 .map_err(|_| invalid("expected a number"))
         };
+        let count = || {
+            value
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| invalid("expected a whole number such as 4"))
+        };
+        let flag = || match value.trim() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(invalid("expected true or false")),
+        };
         match setting {
             "ingest.base_currency" => self.ingest.base_currency = value.trim().to_string(),
             "ingest.pos_time_zone" => self.ingest.pos_time_zone = value.trim().to_string(),
@@ -327,6 +471,30 @@ impl Settings {
             "scoring.time_zone" => self.scoring.time_zone = value.trim().to_string(),
             "database.url" => self.database.url = Some(value.trim().to_string()),
             "log.format" => self.log.format = value.trim().to_string(),
+            "portal.bind" => self.portal.bind = value.trim().to_string(),
+            "portal.public_url" => self.portal.public_url = value.trim().to_string(),
+            "portal.secret" => self.portal.secret = Some(Secret::new(value)),
+            "portal.rate_limit" => self.portal.rate_limit = num()?,
+            "portal.graphiql" => self.portal.graphiql = flag()?,
+            "portal.pool_size" => self.portal.pool_size = count()?,
+            "portal.max_body_bytes" => self.portal.max_body_bytes = count()?,
+            "portal.max_depth" => self.portal.max_depth = count()?,
+            "portal.max_complexity" => self.portal.max_complexity = count()?,
+            "portal.introspection" => self.portal.introspection = flag()?,
+            "portal.cors_origins" => {
+                self.portal.cors_origins = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "mail.smtp_url" => self.mail.smtp_url = Some(Secret::new(value.trim())),
+            "mail.outbox_dir" => self.mail.outbox_dir = value.trim().to_string(),
+            "mail.from" => self.mail.from = Some(value.trim().to_string()),
+            "mail.send_rate" => self.mail.send_rate = num()?,
+            "mail.send_concurrency" => self.mail.send_concurrency = count()?,
+            "mail.frequency_cap_days" => self.mail.frequency_cap_days = count()?,
             _ => return Err(invalid("unknown setting")),
         }
         Ok(())
@@ -436,6 +604,90 @@ impl Settings {
                 self.log.format.clone(),
                 "expected human or json",
             );
+        }
+        self.validate_portal_and_mail()
+    }
+
+    /// The `[portal]` and `[mail]` checks of [`Settings::validate`]; secrets are never echoed.
+    fn validate_portal_and_mail(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &str, value: String, expected: &str| {
+            Err(ConfigError::Invalid {
+                setting: setting.into(),
+                value,
+                expected: expected.into(),
+            })
+        };
+        let p = &self.portal;
+        if p.bind.parse::<std::net::SocketAddr>().is_err() {
+            return invalid(
+                "portal.bind",
+                p.bind.clone(),
+                "expected an IP address and port such as 127.0.0.1:8080",
+            );
+        }
+        if !(p.public_url.starts_with("http://") || p.public_url.starts_with("https://")) {
+            return invalid(
+                "portal.public_url",
+                p.public_url.clone(),
+                "expected an http:// or https:// URL such as https://shop.example",
+            );
+        }
+        if let Some(secret) = &p.secret
+            && secret.expose().len() < MIN_SECRET_BYTES
+        {
+            return invalid(
+                "portal.secret",
+                "<hidden>".into(),
+                &format!(
+                    "expected at least {MIN_SECRET_BYTES} bytes, got {} (e.g. `openssl rand -hex 32`)",
+                    secret.expose().len()
+                ),
+            );
+        }
+        for (name, v) in [
+            ("portal.rate_limit", p.rate_limit),
+            ("mail.send_rate", self.mail.send_rate),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return invalid(name, v.to_string(), "expected a number >= 0 (0 = off)");
+            }
+        }
+        if p.pool_size == 0 {
+            return invalid("portal.pool_size", "0".into(), "expected at least 1");
+        }
+        for (name, v, least) in [
+            ("portal.max_body_bytes", p.max_body_bytes, 1024),
+            ("portal.max_depth", p.max_depth, 15),
+            ("portal.max_complexity", p.max_complexity, 1),
+        ] {
+            if v < least {
+                return invalid(name, v.to_string(), &format!("expected at least {least}"));
+            }
+        }
+        for origin in &p.cors_origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if !host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '?', '#', ' '])) {
+                return invalid(
+                    "portal.cors_origins",
+                    origin.clone(),
+                    "expected origins such as https://admin.shop.example (scheme and host, no path)",
+                );
+            }
+        }
+        let m = &self.mail;
+        if let Some(url) = &m.smtp_url
+            && !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://"))
+        {
+            return invalid(
+                "mail.smtp_url",
+                "<hidden>".into(),
+                "expected smtp://[user:pass@]host:port",
+            );
+        }
+        if m.send_concurrency == 0 {
+            return invalid("mail.send_concurrency", "0".into(), "expected at least 1");
         }
         Ok(())
     }
@@ -623,6 +875,45 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(shown.contains("postgres://cvm:***@db/cvm"), "{shown}");
         assert!(!shown.contains("topsecret"), "{shown}");
+    }
+
+    #[test]
+    fn portal_settings_come_from_their_documented_variables() {
+        let key = "k".repeat(32);
+        let s = Settings::load_with_env(
+            None,
+            env(&[
+                ("CVM_PORTAL_BIND", "0.0.0.0:9000"),
+                ("CVM_PORTAL_PUBLIC_URL", "https://shop.example"),
+                ("CVM_PORTAL_SECRET", &key),
+                ("CVM_PORTAL_RATE_LIMIT", "0"),
+                ("CVM_SEND_CONCURRENCY", "8"),
+                ("CVM_MAIL_FROM", "Shop <news@shop.example>"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.portal.bind, "0.0.0.0:9000");
+        assert_eq!(s.portal.public_url, "https://shop.example");
+        assert_eq!(
+            s.portal.secret.as_ref().map(Secret::expose),
+            Some(key.as_str())
+        );
+        assert_eq!(s.portal.rate_limit, 0.0);
+        assert_eq!(s.mail.send_concurrency, 8);
+        assert_eq!(s.mail.from.as_deref(), Some("Shop <news@shop.example>"));
+        assert!(!format!("{s:?}").contains(&key), "Debug hides the secret");
+    }
+
+    #[test]
+    fn a_short_portal_secret_is_refused_without_echoing_it() {
+        let err = Settings::load_with_env(None, env(&[("CVM_PORTAL_SECRET", "hunter2hunter2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("portal.secret") && err.contains("32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

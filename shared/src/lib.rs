@@ -6,8 +6,9 @@ pub mod channel;
 pub mod config;
 pub mod db;
 pub mod identity;
+pub mod logging;
 pub mod money;
 
 pub use channel::{Channel, TxnKind};
-pub use config::{ConfigError, Settings};
+pub use config::{ConfigError, Secret, Settings};
 pub use money::{Amount, BaseAmount, Currency, MoneyError, Rate};

@@ -554,12 +554,8 @@ fn load_rows(
     let backend = conn.backend();
     let (customers_changed, deactivated, scores_changed) =
         conn.transaction::<_, DbError, _>(|c| {
-            // Take SQLite's write lock before the first read: a transaction that
-            // read first cannot wait for a concurrent writer (SQLITE_BUSY_SNAPSHOT),
-            // it fails at once with "database is locked". A no-op write queues on
-            // the busy timeout instead. Harmless on PostgreSQL.
-            c.batch_execute("UPDATE job_runs SET status = status WHERE 1 = 0")
-                .map_err(DbError::query("job_runs", "take the write lock"))?;
+            // SQLite's write lock before the first read (see lock_for_write).
+            cvm_shared::db::lock_for_write(c)?;
             if backend == Backend::Postgres {
                 // The commit need not wait for its WAL flush: job_runs records
                 // success in a later, synchronous commit, which flushes this one.

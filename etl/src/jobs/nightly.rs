@@ -203,7 +203,7 @@ pub fn export_feedback(
     conn: &mut DbConnection,
     warehouse: &std::path::Path,
 ) -> Result<usize, NightlyError> {
-    let rows = cvm_shared::db::models::feedback::nps_answers(conn)?;
+    let rows = cvm_shared::db::models::answers::nps_answers(conn)?;
     let dir = warehouse.join("feedback");
     let io = |source: std::io::Error| ScoreError::Io {
         path: dir.clone(),

@@ -226,6 +226,13 @@ impl DbConnection {
                 url: url.redacted.clone(),
                 message,
             },
+            DbError::NewerSchema {
+                version, latest, ..
+            } => DbError::NewerSchema {
+                url: url.redacted.clone(),
+                version,
+                latest,
+            },
             other => other,
         })?;
         Ok(c)
@@ -252,6 +259,19 @@ impl DbConnection {
 
 /// Runs `$body` with `$c` bound to the concrete connection of either backend,
 /// so backend-specific diesel statements (upserts) type-check for both.
+/// Takes SQLite's write lock at the start of a transaction (no-op on
+/// PostgreSQL). A SQLite transaction that reads first cannot wait for a
+/// concurrent writer (SQLITE_BUSY_SNAPSHOT): it fails at once with
+/// "database is locked". A write that changes nothing queues on the busy
+/// timeout instead, and holds the lock from then on.
+pub fn lock_for_write(c: &mut DbConnection) -> Result<(), DbError> {
+    if c.backend() == Backend::Sqlite {
+        c.batch_execute("UPDATE job_runs SET status = status WHERE 1 = 0")
+            .map_err(DbError::query("job_runs", "take the write lock"))?;
+    }
+    Ok(())
+}
+
 #[macro_export]
 macro_rules! with_backend {
     ($conn:expr, $c:ident => $body:expr) => {

@@ -20,6 +20,12 @@ pub enum DbError {
         /// The driver's message, password scrubbed.
         message: String,
     },
+    /// No pooled connection became free (or could be opened) in time.
+    #[error("no database connection available: {message}")]
+    Checkout {
+        /// The pool's message.
+        message: String,
+    },
     /// Applying the embedded migrations failed.
     #[error("cannot migrate database {url}: {message}")]
     Migrate {
@@ -27,6 +33,18 @@ pub enum DbError {
         url: String,
         /// What failed.
         message: String,
+    },
+    /// The database was migrated by a newer binary: this one does not know its schema.
+    #[error(
+        "database {url} holds migration {version}, newer than this binary's latest ({latest}): run the newer cvm release against it"
+    )]
+    NewerSchema {
+        /// The URL, password redacted.
+        url: String,
+        /// The newest migration applied that this binary does not embed.
+        version: String,
+        /// The newest migration this binary embeds.
+        latest: String,
     },
     /// A statement on a table failed.
     #[error("{operation} on {table} failed: {cause}")]
@@ -41,6 +59,21 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when SQLite gave up waiting for its write lock ("database is
+    /// locked"): another writer held it past the busy timeout. Retrying later succeeds.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            DbError::Query {
+                cause: diesel::result::Error::DatabaseError(_, info),
+                ..
+            } => {
+                let m = info.message();
+                m.contains("database is locked") || m.contains("database is busy")
+            }
+            _ => false,
+        }
+    }
+
     /// A closure mapping a diesel error to [`DbError::Query`] on `table`.
     pub fn query(
         table: &'static str,

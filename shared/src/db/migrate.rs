@@ -29,33 +29,73 @@ fn failed(message: impl std::fmt::Display) -> DbError {
     }
 }
 
+/// Refuses a database holding a migration newer than any this binary embeds
+/// (`source`): its schema may have changed in ways this binary would misread
+/// or break. Runs under the migration lock, since reading the applied versions
+/// creates diesel's bookkeeping table on a fresh database.
+fn refuse_newer<DB: diesel::backend::Backend>(
+    c: &mut impl MigrationHarness<DB>,
+    source: &EmbeddedMigrations,
+) -> Result<(), DbError> {
+    use diesel::migration::MigrationSource;
+    let embedded: Vec<String> = MigrationSource::<DB>::migrations(source)
+        .map_err(failed)?
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect();
+    let latest = embedded.iter().max().cloned().unwrap_or_default();
+    let newer = c
+        .applied_migrations()
+        .map_err(failed)?
+        .into_iter()
+        .map(|v| v.to_string())
+        .filter(|v| *v > latest && !embedded.contains(v))
+        .max();
+    match newer {
+        Some(version) => Err(DbError::NewerSchema {
+            url: String::new(),
+            version,
+            latest,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Applies the pending migrations; returns the versions applied (empty when
-/// the schema was already current).
+/// the schema was already current). Refuses a database migrated by a newer
+/// binary ([`DbError::NewerSchema`]).
 pub fn run_pending(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     match conn {
         DbConnection::Sqlite(c) => {
             // Checked first without the write lock (WAL readers never wait): a
             // current schema must not fail to open because a load is writing.
             if !c.has_pending_migration(SQLITE_MIGRATIONS).map_err(failed)? {
+                // Nothing to apply, so the bookkeeping table exists: a read.
+                refuse_newer(c, &SQLITE_MIGRATIONS)?;
                 return Ok(Vec::new());
             }
-            let applied = c
-                .exclusive_transaction(|c| {
-                    c.run_pending_migrations(SQLITE_MIGRATIONS)
-                        .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
-                })
-                .map_err(failed)?;
-            Ok(applied)
+            c.exclusive_transaction(|c| {
+                refuse_newer(c, &SQLITE_MIGRATIONS)?;
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                    .map_err(failed)
+            })
+            // BEGIN/COMMIT failures are migration failures here.
+            .map_err(|e| match e {
+                DbError::Query { cause, .. } => failed(cause),
+                other => other,
+            })
         }
         DbConnection::Pg(c) => {
             diesel::sql_query("SELECT pg_advisory_lock($1)")
                 .bind::<BigInt, _>(PG_MIGRATION_LOCK)
                 .execute(c)
                 .map_err(failed)?;
-            let result = c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
-                .map_err(failed);
+            let result = refuse_newer(c, &POSTGRES_MIGRATIONS).and_then(|()| {
+                c.run_pending_migrations(POSTGRES_MIGRATIONS)
+                    .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                    .map_err(failed)
+            });
             // Unlock even after a failure; closing the session would also release it.
             let unlocked = diesel::sql_query("SELECT pg_advisory_unlock($1)")
                 .bind::<BigInt, _>(PG_MIGRATION_LOCK)

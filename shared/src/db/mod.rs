@@ -1,7 +1,8 @@
 //! The database layer: one diesel schema for SQLite (the embedded default)
 //! and PostgreSQL (production, several portal instances), chosen at run time
 //! from the URL (`sqlite://PATH` or `postgres://...`), with embedded
-//! migrations per backend applied automatically by writers.
+//! migrations per backend applied by writers (refused when the database
+//! was migrated by a newer binary), and a connection [`pool`] for services.
 //!
 //! # Schema
 //!
@@ -31,11 +32,22 @@
 //!   `loaded_at` (when a load last inserted or changed the row);
 //!   `total_revenue` is exact decimal text. A row is replaced only by scores
 //!   of the same or a later `as_of`, and only if a value differs. Indexed for segment queries on
-//!   `lifecycle_stage`, `value_tier` and `rfm_segment`.
-//! - **feedback** (`id` PK): survey invitations and answers — `customer_id`
-//!   (FK), `survey` (`nps` | `csat`), `score` and `comment` (null until
-//!   answered), `created_at`, `answered_at`, `campaign_id` (nullable FK: the
-//!   campaign whose email carried the link), `token` (unique, single-use link).
+//!   `lifecycle_stage`, `value_tier` and `rfm_segment`, and on `loaded_at` (the
+//!   portal reads the latest write as the version of the scores).
+//! - **surveys** (`id` PK): `name`, `question` (NPS 0-10), `csat_question`
+//!   and `comment_prompt` (nullable), `opens_at`, `closes_at` (nullable),
+//!   `status` (`open` | `closed`), `created_by` (staff name), `created_at`,
+//!   `closed_at`.
+//! - **invitations** (`id` PK): `survey_id` (FK), `customer_id` (FK),
+//!   `token_hash` (unique: SHA-256 of the signed link token, never the token),
+//!   `created_at`, `expires_at`, `campaign_id` (nullable FK: the campaign whose
+//!   email carried the link); unique (`survey_id`, `customer_id`): one
+//!   invitation per survey and customer.
+//! - **answers** (`id` PK): `invitation_id` (FK, unique: one answer per
+//!   invitation, so a retried or concurrent submission never adds a row),
+//!   `score` (CHECK 0-10), `csat` (nullable, CHECK 1-5), `comment`,
+//!   `answered_at` (first submission), `updated_at` (latest; a resubmission
+//!   replaces score, CSAT and comment in place).
 //! - **job_runs** (`run_id` PK): `command`, `status` (`running` | `succeeded` |
 //!   `failed`), `started_at`, `finished_at`, `as_of`, `summary` (JSON text),
 //!   `error`. A `running` row with no `finished_at` is a crashed run.
@@ -49,9 +61,12 @@
 //!   `last_error`, `created_at`, `sent_at`; unique (`campaign_id`,
 //!   `customer_id`), so a campaign reaches a customer at most once even when
 //!   queueing is retried after a crash.
-//! - **staff_users** (`id` PK): `email` (unique), `role` (`admin` |
-//!   `marketer` | `viewer`), `token_hash` (unique; never the token),
-//!   `created_at`.
+//! - **api_tokens** (`id` PK): `name` (staff name, several tokens each),
+//!   `role` (`viewer` | `marketer` | `admin`), `token_hash` (unique SHA-256;
+//!   never the token), `created_at`, `last_used_at`, `revoked_at`.
+//!
+//! Statuses and roles are Rust enums stored as text
+//! ([`models::text_enum`]); the migrations CHECK the same values.
 //!
 //! New columns or tables are new migrations in *both* `migrations/sqlite` and
 //! `migrations/postgres`, plus the matching change in [`schema`].
@@ -60,12 +75,16 @@ pub mod connection;
 pub mod error;
 pub mod migrate;
 pub mod models;
+pub mod pool;
 pub mod schema;
 pub mod storable;
 pub mod testing;
 
-pub use connection::{Backend, DbConnection, DbUrl, redact_url};
+pub use connection::{Backend, DbConnection, DbUrl, lock_for_write, redact_url};
 pub use error::DbError;
+pub use pool::{DbPool, PooledDb};
 
+#[cfg(test)]
+mod portal_tests;
 #[cfg(test)]
 mod tests;

@@ -104,26 +104,72 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Survey invitations and answers (NPS, CSAT) collected by the portal.
-    feedback (id) {
+    /// Surveys run by marketing staff (an NPS question, optionally CSAT and a comment).
+    surveys (id) {
         /// Surrogate key.
         id -> BigInt,
-        /// Who is asked.
-        customer_id -> Text,
-        /// `nps` or `csat`.
-        survey -> Text,
-        /// The answer (NPS 0..10, CSAT 1..5); null until answered.
-        score -> Nullable<Integer>,
-        /// Free-text comment.
-        comment -> Nullable<Text>,
-        /// When the invitation (token) was created.
+        /// Display name (shown to the customer).
+        name -> Text,
+        /// The NPS question (0-10).
+        question -> Text,
+        /// The CSAT question (1-5); null when the survey asks none.
+        csat_question -> Nullable<Text>,
+        /// The prompt of the optional comment.
+        comment_prompt -> Nullable<Text>,
+        /// When answers start being accepted.
+        opens_at -> Timestamp,
+        /// When answers stop being accepted; null: open-ended.
+        closes_at -> Nullable<Timestamp>,
+        /// `open` or `closed` ([`crate::db::models::surveys::SurveyStatus`]).
+        status -> Text,
+        /// Staff name of the creator.
+        created_by -> Text,
+        /// Creation time.
         created_at -> Timestamp,
-        /// When answered; null until then.
-        answered_at -> Nullable<Timestamp>,
+        /// When it was closed by staff.
+        closed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Survey invitations: one per survey and customer (unique), each with its
+    /// signed link token, stored only as a hash.
+    invitations (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// The survey.
+        survey_id -> BigInt,
+        /// The invited customer.
+        customer_id -> Text,
+        /// SHA-256 of the link token (never the token), unique.
+        token_hash -> Text,
+        /// Creation time.
+        created_at -> Timestamp,
+        /// After this, the link is refused.
+        expires_at -> Timestamp,
         /// The campaign whose email carried the link, if any.
         campaign_id -> Nullable<BigInt>,
-        /// The unguessable token in the survey link.
-        token -> Text,
+    }
+}
+
+diesel::table! {
+    /// Survey answers: at most one per invitation (unique), replaced in place
+    /// by a later submission.
+    answers (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// The invitation answered (unique).
+        invitation_id -> BigInt,
+        /// NPS answer 0..10 (checked by the database).
+        score -> Integer,
+        /// CSAT answer 1..5 (checked by the database).
+        csat -> Nullable<Integer>,
+        /// Free-text comment, verbatim.
+        comment -> Nullable<Text>,
+        /// First submission.
+        answered_at -> Timestamp,
+        /// Latest submission (equals `answered_at` until replaced).
+        updated_at -> Timestamp,
     }
 }
 
@@ -218,24 +264,30 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Marketing staff allowed to use the GraphQL API.
-    staff_users (id) {
+    /// Staff API tokens (several per staff name), stored only as hashes.
+    api_tokens (id) {
         /// Surrogate key.
         id -> BigInt,
-        /// Login email.
-        email -> Text,
-        /// `admin`, `marketer` or `viewer`.
+        /// Staff name (`me.name`).
+        name -> Text,
+        /// `viewer`, `marketer` or `admin` ([`crate::db::models::api_tokens::Role`]).
         role -> Text,
-        /// Hash of the API token (never the token).
+        /// SHA-256 of the token (never the token), unique.
         token_hash -> Text,
         /// Creation time.
         created_at -> Timestamp,
+        /// Last authenticated use (updated at most about once a minute).
+        last_used_at -> Nullable<Timestamp>,
+        /// When revoked; a revoked token is refused.
+        revoked_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::joinable!(scores -> customers (customer_id));
-diesel::joinable!(feedback -> customers (customer_id));
-diesel::joinable!(feedback -> campaigns (campaign_id));
+diesel::joinable!(invitations -> surveys (survey_id));
+diesel::joinable!(invitations -> customers (customer_id));
+diesel::joinable!(invitations -> campaigns (campaign_id));
+diesel::joinable!(answers -> invitations (invitation_id));
 diesel::joinable!(outbox -> campaigns (campaign_id));
 diesel::joinable!(outbox -> customers (customer_id));
 diesel::joinable!(unsubscribes -> customers (customer_id));
@@ -243,10 +295,12 @@ diesel::joinable!(unsubscribes -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
     scores,
-    feedback,
+    surveys,
+    invitations,
+    answers,
     job_runs,
     unsubscribes,
     campaigns,
     outbox,
-    staff_users,
+    api_tokens,
 );

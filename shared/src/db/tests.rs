@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::models::{customers, feedback, job_runs, scores};
+use super::models::{customers, job_runs, scores};
 use super::testing::TestDb;
 use super::{Backend, DbConnection, DbError, migrate};
 
@@ -21,13 +21,12 @@ crate::both_backends!(
     upsert_twice_gives_the_same_rows,
     scores_never_regress_to_an_older_as_of,
     job_runs_record_outcomes,
-    feedback_links_are_single_use,
     a_first_upsert_still_checks_foreign_keys,
     a_first_upsert_keeps_the_indexes_and_foreign_keys,
     a_reload_of_many_rows_changes_nothing,
 );
 
-fn ts(s: &str) -> NaiveDateTime {
+pub(super) fn ts(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
 }
 
@@ -93,17 +92,17 @@ fn score<'a>(id: &'a str, as_of: &str, orders: i64, loaded: &str) -> scores::New
     }
 }
 
-fn open(backend: Backend) -> (TestDb, DbConnection) {
+pub(super) fn open(backend: Backend) -> (TestDb, DbConnection) {
     let db = TestDb::new(backend);
     let conn = DbConnection::connect_for_write(&db.url).unwrap();
     (db, conn)
 }
 
 /// When the customer `c1` of [`open_with_c1`] was loaded.
-const C1_LOADED: &str = "2024-03-01 02:00:00";
+pub(super) const C1_LOADED: &str = "2024-03-01 02:00:00";
 
 /// [`open`], with one customer `c1` loaded.
-fn open_with_c1(backend: Backend) -> (TestDb, DbConnection) {
+pub(super) fn open_with_c1(backend: Backend) -> (TestDb, DbConnection) {
     let (db, mut c) = open(backend);
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, None, C1_LOADED)])
@@ -356,52 +355,22 @@ fn job_runs_record_outcomes(backend: Backend) {
     assert_eq!(runs[1].as_of, Some(date("2024-02-29")));
 }
 
-fn feedback_links_are_single_use(backend: Backend) {
-    let (_db, mut c) = open_with_c1(backend);
-    let l1 = C1_LOADED;
-    let row = feedback::NewFeedback {
-        customer_id: "c1",
-        survey: "nps",
-        score: None,
-        comment: None,
-        created_at: ts(l1),
-        answered_at: None,
-        campaign_id: None,
-        token: "tok-1",
-    };
-    feedback::insert(&mut c, &row).unwrap();
-    assert!(feedback::insert(&mut c, &row).is_err(), "tokens are unique");
-    assert!(
-        feedback::answer(&mut c, "tok-1", 9, Some("great"), ts("2024-03-02 10:00:00")).unwrap()
-    );
-    assert!(!feedback::answer(&mut c, "tok-1", 0, None, ts("2024-03-02 11:00:00")).unwrap());
-    let got = feedback::by_token(&mut c, "tok-1").unwrap().unwrap();
-    assert_eq!(
-        (got.score, got.comment.as_deref()),
-        (Some(9), Some("great"))
-    );
-    // The CHECK constraint holds on both backends.
-    let bad = feedback::NewFeedback {
-        survey: "poll",
-        token: "tok-2",
-        ..row
-    };
-    assert!(feedback::insert(&mut c, &bad).is_err());
-}
-
-#[test]
-fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+/// The text one SQLite query answers (as column `v`).
+pub(super) fn sqlite_text(c: &mut DbConnection, query: &str) -> String {
     #[derive(QueryableByName)]
     struct Val {
         #[diesel(sql_type = diesel::sql_types::Text)]
         v: String,
     }
-    let db = TestDb::sqlite();
-    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
-    let DbConnection::Sqlite(c) = &mut c else {
+    let DbConnection::Sqlite(c) = c else {
         panic!("not sqlite")
     };
-    let mut pragma = |q: &str| diesel::sql_query(q).get_result::<Val>(c).unwrap().v;
+    diesel::sql_query(query).get_result::<Val>(c).unwrap().v
+}
+
+/// Asserts a SQLite connection has WAL, foreign keys and the busy timeout on.
+pub(super) fn assert_sqlite_setup(c: &mut DbConnection) {
+    let mut pragma = |q: &str| sqlite_text(c, q);
     assert_eq!(
         pragma("SELECT journal_mode AS v FROM pragma_journal_mode"),
         "wal"
@@ -414,6 +383,13 @@ fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
         pragma("SELECT CAST(timeout AS TEXT) AS v FROM pragma_busy_timeout"),
         "10000"
     );
+}
+
+#[test]
+fn sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout() {
+    let db = TestDb::sqlite();
+    let mut c = DbConnection::connect_for_write(&db.url).unwrap();
+    assert_sqlite_setup(&mut c);
 }
 
 fn a_first_upsert_still_checks_foreign_keys(backend: Backend) {

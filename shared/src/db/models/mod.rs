@@ -1,12 +1,15 @@
 //! One module per table: insertable and queryable structs and small queries.
 
+pub mod answers;
+pub mod api_tokens;
 pub(crate) mod bulk;
 pub mod campaigns;
 pub mod customers;
-pub mod feedback;
+pub mod invitations;
 pub mod job_runs;
 pub mod outbox;
 pub mod scores;
 pub(crate) mod sqlite_insert;
-pub mod staff_users;
+pub mod surveys;
+pub mod text_enum;
 pub mod unsubscribes;
