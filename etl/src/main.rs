@@ -52,15 +52,8 @@ mod exit {
     about = "Nightly customer value ETL: ingest multi-channel drops into a Parquet warehouse and score customers"
 )]
 struct Cli {
-    /// TOML configuration file (settings can also come from CVM_* environment variables).
-    #[arg(long, global = true, env = "CVM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log format: human or json (overrides CVM_LOG_FORMAT).
-    #[arg(long, global = true)]
-    log_format: Option<String>,
-    /// Only warnings and errors on stderr.
-    #[arg(long, short, global = true)]
-    quiet: bool,
+    #[command(flatten)]
+    global: cvm_shared::cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -263,17 +256,17 @@ fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
 
 /// Settings from file, environment and flags, validated; starts the logs.
 fn settings(cli: &Cli, flags: &[(&str, &Option<String>)]) -> Result<Settings, Failure> {
-    let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
+    let mut s = Settings::load(cli.global.config.as_deref()).map_err(usage)?;
     for (name, value) in flags {
         if let Some(v) = value {
             s.set(name, v).map_err(usage)?;
         }
     }
-    if let Some(f) = &cli.log_format {
+    if let Some(f) = &cli.global.log_format {
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
-    cvm_shared::logging::init(&s.log.format, cli.quiet, false);
+    cvm_shared::logging::init(&s.log.format, cli.global.quiet, false);
     Ok(s)
 }
 
@@ -300,11 +293,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 input: input.clone(),
                 warehouse: warehouse.clone(),
                 settings: s,
-                progress: !cli.quiet,
+                progress: !cli.global.quiet,
             };
             match ingest::run(&opts) {
                 Ok(report) => {
-                    if !cli.quiet {
+                    if !cli.global.quiet {
                         eprint!("{}", ingest::summary_table(&report.manifest));
                         print_run_files(&report.run_dir, &[("manifest", "manifest.json")]);
                     }
@@ -333,7 +326,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             match score::run(&opts) {
                 Ok(report) => {
-                    if !cli.quiet {
+                    if !cli.global.quiet {
                         eprint!("{}", score::summary_table(&report.manifest));
                         print_run_files(
                             &report.run_dir,
@@ -362,11 +355,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 db_url: s.database.url.clone(),
                 as_of,
                 settings: s,
-                progress: !cli.quiet,
+                progress: !cli.global.quiet,
             };
             match nightly::run(&opts) {
                 Ok(r) => {
-                    if !cli.quiet {
+                    if !cli.global.quiet {
                         eprint!("{}", ingest::summary_table(&r.ingest.manifest));
                         eprint!("{}", score::summary_table(&r.score.manifest));
                         if let Some(l) = &r.load {
@@ -397,7 +390,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(usage(anyhow::anyhow!("--from {from} is after --to {to}")));
             }
             let reports = nightly::backfill(warehouse, *from, *to, &s).map_err(nightly_failure)?;
-            if !cli.quiet {
+            if !cli.global.quiet {
                 for r in &reports {
                     eprintln!(
                         "{} {}: {} customers, {}",
@@ -429,7 +422,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             match load::run(&opts) {
                 Ok(r) => {
-                    if !cli.quiet {
+                    if !cli.global.quiet {
                         let as_of = r
                             .as_of
                             .map_or_else(|| "none".to_string(), |d| d.to_string());
@@ -471,7 +464,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             };
             match evaluate::run(&opts) {
                 Ok(report) => {
-                    if !cli.quiet {
+                    if !cli.global.quiet {
                         eprint!("{}", evaluate::summary_table(&report.manifest));
                         eprintln!("predictions: {}", report.manifest.output);
                         print_run_files(&report.run_dir, &[("report", "report.html")]);
@@ -491,7 +484,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
         } => {
             let s = settings(&cli, &[])?;
-            demo(dir, *customers, *seed, s, cli.quiet)
+            demo(dir, *customers, *seed, s, cli.global.quiet)
         }
         Command::Restore { warehouse, version } => {
             settings(&cli, &[])?;
@@ -504,7 +497,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             let wh = Warehouse::open(warehouse).map_err(publish_failure)?;
             let dir = wh.restore(version).map_err(publish_failure)?;
-            if !cli.quiet {
+            if !cli.global.quiet {
                 eprintln!(
                     "current -> {}; scores computed from another version: re-score (score or backfill) and load again",
                     dir.display()
@@ -529,7 +522,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 ..Default::default()
             };
             let summary = cvm_etl::generate::generate(out, &opts).map_err(usage)?;
-            if !cli.quiet {
+            if !cli.global.quiet {
                 eprintln!(
                     "wrote {} records in {} files for {} customers (+{} guests) to {}",
                     summary.records,
@@ -594,7 +587,7 @@ fn demo(
     let r = nightly::run(&nightly::NightlyOptions {
         input: drop.clone(),
         warehouse: wh.clone(),
-        db_url: Some(db_url),
+        db_url: Some(db_url.clone()),
         as_of: opts.end,
         settings: s,
         progress: !quiet,
@@ -625,10 +618,19 @@ fn demo(
         if let Some(l) = &r.load {
             eprintln!(
                 "database       {} ({} customers, {} scores loaded)",
-                db.display(),
+                cvm_shared::db::redact_url(&db_url),
                 l.customers,
                 l.scores
             );
+            // The portal reads the same database: say how to open it.
+            let url = cvm_shared::db::redact_url(&db_url);
+            eprintln!();
+            eprintln!(
+                "portal         open the customers, scores and surveys in the GraphQL portal:"
+            );
+            eprintln!("  cvm-portal token create --name me --role marketer --db {url}");
+            eprintln!("  CVM_DATABASE_URL={url} cvm-portal serve --dev");
+            eprintln!("  then http://127.0.0.1:8080/graphiql (header Authorization: Bearer TOKEN)");
         }
     }
     Ok(())

@@ -2,7 +2,6 @@
 //! Parsing and exit codes only; errors end as one line on stderr.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
@@ -29,15 +28,8 @@ mod exit {
     about = "The cvm portal: GraphQL API for marketing staff, survey pages for customers"
 )]
 struct Cli {
-    /// TOML configuration file (settings can also come from CVM_* environment variables).
-    #[arg(long, global = true, env = "CVM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Log format: human or json (overrides CVM_LOG_FORMAT).
-    #[arg(long, global = true)]
-    log_format: Option<String>,
-    /// Only warnings and errors on stderr.
-    #[arg(long, short, global = true)]
-    quiet: bool,
+    #[command(flatten)]
+    global: cvm_shared::cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,16 +132,16 @@ fn main() -> ExitCode {
 
 /// Settings from file and environment, with `--db` applied; starts the logs.
 fn settings(cli: &Cli, db: &Option<String>) -> Result<Settings, Failure> {
-    let mut s = Settings::load(cli.config.as_deref()).map_err(usage)?;
+    let mut s = Settings::load(cli.global.config.as_deref()).map_err(usage)?;
     if let Some(url) = db {
         s.set("database.url", url).map_err(usage)?;
     }
-    if let Some(f) = &cli.log_format {
+    if let Some(f) = &cli.global.log_format {
         s.set("log.format", f).map_err(usage)?;
     }
     s.validate().map_err(usage)?;
     // A request's span closing is its access-log line (id, route, status, time).
-    cvm_shared::logging::init(&s.log.format, cli.quiet, true);
+    cvm_shared::logging::init(&s.log.format, cli.global.quiet, true);
     Ok(s)
 }
 

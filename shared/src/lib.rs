@@ -3,6 +3,7 @@
 //! (`cvm-portal`) both depend on this crate and never on each other.
 
 pub mod channel;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod identity;

@@ -7,13 +7,16 @@
 //! listings ordered by scores, the version of the scores it was made on).
 //! Clients must treat it as opaque; its content may change between releases.
 
-use async_graphql::SimpleObject;
+use std::sync::Arc;
+
+use async_graphql::Object;
 use async_graphql::connection::{Connection, Edge};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::batch::Lazy;
 use super::errors::{ApiError, ErrorCode};
 
 /// Page size when `first` is omitted.
@@ -24,10 +27,29 @@ pub const MAX_FIRST: usize = 500;
 const MAX_CURSOR_BYTES: usize = 2048;
 
 /// The fields every connection has beside `edges` and `pageInfo`.
-#[derive(Debug, Clone, Copy, SimpleObject)]
-pub struct Totals {
+pub enum Totals {
+    /// Counted with the page.
+    Known(i64),
+    /// Counted only if a client asks for `totalCount` (a count is a scan of
+    /// the whole listing: paging scripts that do not ask should not pay it).
+    OnRequest(Arc<Lazy<i64>>),
+}
+
+#[Object]
+impl Totals {
     /// Number of items in the whole listing (every page, this filter).
-    pub total_count: i64,
+    async fn total_count(&self) -> async_graphql::Result<i64> {
+        match self {
+            Totals::Known(n) => Ok(*n),
+            Totals::OnRequest(lazy) => Ok(*lazy.get().await?),
+        }
+    }
+}
+
+impl From<i64> for Totals {
+    fn from(n: i64) -> Totals {
+        Totals::Known(n)
+    }
 }
 
 /// A page of a listing: a `XConnection` with `XEdge`s, `pageInfo` and `totalCount`.
@@ -83,7 +105,7 @@ pub fn arguments<C: DeserializeOwned>(
 
 /// Builds a page from up to `size + 1` items fetched after the cursor (the
 /// extra one only tells that a next page exists), each with its cursor.
-pub fn page<N, I>(items: I, size: usize, has_previous: bool, total_count: i64) -> Page<N>
+pub fn page<N, I>(items: I, size: usize, has_previous: bool, totals: impl Into<Totals>) -> Page<N>
 where
     N: async_graphql::OutputType,
     I: IntoIterator<Item = (String, N)>,
@@ -95,7 +117,7 @@ where
         .map(|(cursor, node)| Edge::new(cursor, node))
         .collect();
     let has_next = items.next().is_some();
-    let mut c = Connection::with_additional_fields(has_previous, has_next, Totals { total_count });
+    let mut c = Connection::with_additional_fields(has_previous, has_next, totals.into());
     c.edges = edges;
     c
 }
