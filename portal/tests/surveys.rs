@@ -34,6 +34,42 @@ cvm_shared::both_backends!(
     the_export_streams_answers_across_chunks,
 );
 
+cvm_shared::__postgres_test! {
+#[test]
+fn two_portals_on_one_postgres_database_share_invitations_and_never_double_an_answer() {
+    let f = Fixture::new(Backend::Postgres, false);
+    let other = TestServer::on(f.s.db.borrowed());
+    f.invite(json!({"search": "c1"}), 30);
+    let token = f.token_of("c1");
+    let results: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (server, token) = (if i % 2 == 0 { &f.s } else { &other }, &token);
+                scope.spawn(move || {
+                    server
+                        .gql(
+                            None,
+                            SUBMIT,
+                            json!({"input": {"token": token, "score": i % 11}}),
+                        )
+                        .1
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for body in &results {
+        assert_eq!(error_codes(body), Vec::<String>::new(), "{body}");
+    }
+    let first = results
+        .iter()
+        .filter(|b| b["data"]["submitFeedback"]["updated"] == false)
+        .count();
+    assert!(first <= 1, "at most one submission was the first");
+    assert_eq!(f.answers().len(), 1, "one row across both processes");
+}
+}
+
 #[test]
 fn a_submission_while_a_load_holds_the_sqlite_write_lock_waits_its_turn_and_is_stored() {
     use diesel::connection::SimpleConnection;

@@ -28,7 +28,12 @@ fn unique_suffix() -> String {
 
 enum Cleanup {
     Dir(PathBuf),
-    Database { admin_url: String, name: String },
+    Database {
+        admin_url: String,
+        name: String,
+    },
+    /// Another value owns the database.
+    None,
 }
 
 /// A database that exists for the lifetime of this value.
@@ -96,6 +101,16 @@ impl TestDb {
         }
     }
 
+    /// A second handle on this database that leaves it in place when dropped
+    /// (for a second process on the same database; this value still owns it).
+    pub fn borrowed(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend,
+            cleanup: Cleanup::None,
+        }
+    }
+
     /// A database of `backend`.
     pub fn new(backend: Backend) -> TestDb {
         match backend {
@@ -118,6 +133,7 @@ impl Drop for TestDb {
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
                 }
             }
+            Cleanup::None => {}
         }
     }
 }
