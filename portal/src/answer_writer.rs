@@ -13,7 +13,8 @@
 //! writer keeps waiting its turn (up to [`WAIT_FOR_LOCK`]) and the answers
 //! queue in memory, their requests waiting for the commit: an answer is
 //! acknowledged only once it is in the database, never lost, never
-//! "database is locked".
+//! "database is locked". The writer does not checkpoint the WAL itself (an
+//! fsync stalls every queued answer); a second thread checkpoints beside it.
 
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
@@ -22,6 +23,7 @@ use chrono::NaiveDateTime;
 use cvm_shared::db::models::answers::{self, Answer};
 use cvm_shared::db::{Backend, DbConnection, DbError, DbPool, DbUrl, lock_for_write};
 use diesel::Connection;
+use diesel::connection::SimpleConnection;
 use tokio::sync::oneshot;
 
 use crate::db;
@@ -30,6 +32,9 @@ use crate::graphql::errors::ApiError;
 /// How long the SQLite writer waits for a load to release the write lock
 /// before it fails the answers it holds (a load is minutes at most).
 pub const WAIT_FOR_LOCK: Duration = Duration::from_secs(600);
+
+/// How often the SQLite WAL is checkpointed beside the writer.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Answers written in one SQLite transaction, at most.
 const MAX_BATCH: usize = 512;
@@ -69,7 +74,31 @@ impl AnswerWriter {
         if url.backend == Backend::Postgres {
             return Ok(AnswerWriter::Pooled(pool.clone()));
         }
-        let conn = DbConnection::open_for_write(url)?;
+        let mut conn = DbConnection::open_for_write(url)?;
+        // The writer never checkpoints (a checkpoint fsyncs: hundreds of ms
+        // on some disks, during which every queued answer would wait); the
+        // checkpointer thread does, beside it, without blocking it.
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")
+            .map_err(DbError::query(
+                "(pragma)",
+                "turn off the writer's checkpoints",
+            ))?;
+        let mut checkpoints = DbConnection::open(url)?;
+        std::thread::Builder::new()
+            .name("wal-checkpoint".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    // PASSIVE: copies what no reader still needs; never waits.
+                    if let Err(e) = checkpoints.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::debug!(error = %e, "WAL checkpoint failed; retried later");
+                    }
+                }
+            })
+            .map_err(|e| DbError::Connect {
+                url: url.to_string(),
+                message: format!("cannot start the checkpoint thread: {e}"),
+            })?;
         let (tx, rx) = sync_channel(MAX_QUEUED);
         std::thread::Builder::new()
             .name("answer-writer".into())

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod db;
 pub mod export;
 pub mod graphql;
+pub mod mail;
 pub mod metrics;
 pub mod pages;
 pub mod protect;

@@ -51,16 +51,28 @@
 //! - **job_runs** (`run_id` PK): `command`, `status` (`running` | `succeeded` |
 //!   `failed`), `started_at`, `finished_at`, `as_of`, `summary` (JSON text),
 //!   `error`. A `running` row with no `finished_at` is a crashed run.
-//! - **unsubscribes** (`id` PK): `customer_id` (nullable FK), `email`, `at`,
-//!   `source` — the audit trail behind opt-outs, kept by address too.
-//! - **campaigns** (`id` PK): `name`, `segment` (filter as JSON), `subject`,
-//!   `template`, `status` (`draft` | `queued` | `sending` | `sent` |
-//!   `cancelled`), `created_by` (staff email), `created_at`, `sent_at`.
-//! - **outbox** (`id` PK): `campaign_id`, `customer_id`, `to_email`,
-//!   `subject`, `body`, `status` (`queued` | `sent` | `failed`), `attempts`,
-//!   `last_error`, `created_at`, `sent_at`; unique (`campaign_id`,
-//!   `customer_id`), so a campaign reaches a customer at most once even when
-//!   queueing is retried after a crash.
+//! - **campaigns** (`id` PK): `name`, `status` (`draft` | `scheduled` |
+//!   `sending` | `paused` | `sent` | `cancelled`), `audience` (the
+//!   `CustomerFilter` as JSON), `subject`, `text_template`, `html_template`,
+//!   `survey_id` (nullable FK), `offer_code`, `control_share` (CHECK 0-0.5),
+//!   `frequency_cap_days`, `send_at`, `seed` and `exclusions` (recorded when
+//!   the audience is frozen), `created_by`, `created_at`, `updated_at`,
+//!   `started_at`, `finished_at`.
+//! - **outbox** (`id` PK): one row per recipient: `campaign_id`,
+//!   `customer_id`, `address` (normalised; null only for control rows),
+//!   `status` (`queued` | `sending` | `sent` | `failed` | `suppressed` |
+//!   `in_doubt` | `control`), `message_id` (unique, fixed before the SMTP
+//!   transaction), `attempts`, `last_error`, `suppressed_reason`,
+//!   `next_attempt_at`, `lease_owner`, `lease_until`, `queued_at`, `sent_at`;
+//!   unique (`campaign_id`, `customer_id`): a campaign reaches a customer at
+//!   most once even when freezing is retried after a crash.
+//! - **suppressions** (`address` PK, normalised): `reason` (`unsubscribed` |
+//!   `hard_bounced` | `erased` | `staff`), `customer_id` (no FK: kept when the
+//!   customer row changes), `campaign_id`, `at`.
+//! - **unsubscribes** (`id` PK): `customer_id` (nullable FK), `campaign_id`
+//!   (nullable FK), `address`, `source` (`page` | `one_click` | `mailto` |
+//!   `staff`), `at`: every unsubscribe event, behind suppressions and the
+//!   campaigns' unsubscribe counts.
 //! - **api_tokens** (`id` PK): `name` (staff name, several tokens each),
 //!   `role` (`viewer` | `marketer` | `admin`), `token_hash` (unique SHA-256;
 //!   never the token), `created_at`, `last_used_at`, `revoked_at`.
@@ -84,6 +96,8 @@ pub use connection::{Backend, DbConnection, DbUrl, lock_for_write, redact_url};
 pub use error::DbError;
 pub use pool::{DbPool, PooledDb};
 
+#[cfg(test)]
+mod campaign_tests;
 #[cfg(test)]
 mod portal_tests;
 #[cfg(test)]

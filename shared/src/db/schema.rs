@@ -196,18 +196,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    /// Email unsubscribes (the audit trail behind `email_opt_in = false`).
+    /// Unsubscribe events: who, through which campaign's link, how, when.
     unsubscribes (id) {
         /// Surrogate key.
         id -> BigInt,
         /// The customer, when known.
         customer_id -> Nullable<Text>,
-        /// The unsubscribed address.
-        email -> Text,
+        /// The campaign whose link or header was used.
+        campaign_id -> Nullable<BigInt>,
+        /// The unsubscribed address, normalised (trimmed, lower-case).
+        address -> Text,
+        /// `page`, `one_click`, `mailto` or `staff` ([`crate::db::models::unsubscribes::UnsubscribeSource`]).
+        source -> Text,
         /// When.
         at -> Timestamp,
-        /// `link`, `staff`, `complaint`, ...
-        source -> Text,
     }
 }
 
@@ -218,25 +220,46 @@ diesel::table! {
         id -> BigInt,
         /// Display name.
         name -> Text,
-        /// Segment filter, JSON.
-        segment -> Text,
-        /// Email subject template.
-        subject -> Text,
-        /// Email body template.
-        template -> Text,
-        /// `draft`, `queued`, `sending`, `sent` or `cancelled`.
+        /// [`crate::db::models::campaigns::CampaignStatus`].
         status -> Text,
-        /// Staff email of the creator.
+        /// The audience filter (the GraphQL `CustomerFilter`), JSON.
+        audience -> Text,
+        /// Subject template (minijinja).
+        subject -> Text,
+        /// Text part template (minijinja).
+        text_template -> Text,
+        /// HTML part template (minijinja), optional.
+        html_template -> Nullable<Text>,
+        /// The survey each message invites to.
+        survey_id -> Nullable<BigInt>,
+        /// Offer code shown in the message.
+        offer_code -> Nullable<Text>,
+        /// Share of the frozen audience held out as a control group, 0 to 0.5.
+        control_share -> Double,
+        /// Frequency cap in days (null: the setting; 0: none).
+        frequency_cap_days -> Nullable<Integer>,
+        /// When sending starts (null: when sendCampaign is called).
+        send_at -> Nullable<Timestamp>,
+        /// Seed of the control group's draw, recorded when the audience is frozen.
+        seed -> Nullable<BigInt>,
+        /// Exclusion counts by reason when the audience was frozen, JSON.
+        exclusions -> Nullable<Text>,
+        /// Staff name of the creator.
         created_by -> Text,
         /// Creation time.
         created_at -> Timestamp,
-        /// When sending finished.
-        sent_at -> Nullable<Timestamp>,
+        /// Last change.
+        updated_at -> Timestamp,
+        /// When the audience was frozen and sending started.
+        started_at -> Nullable<Timestamp>,
+        /// When every recipient had a final fate (or the campaign was cancelled).
+        finished_at -> Nullable<Timestamp>,
     }
 }
 
 diesel::table! {
-    /// The durable mail outbox: one row per campaign and recipient.
+    /// The durable outbox: one row per campaign and recipient, holding the
+    /// recipient's fate ([`crate::db::models::outbox::RecipientStatus`]).
     outbox (id) {
         /// Surrogate key.
         id -> BigInt,
@@ -244,22 +267,45 @@ diesel::table! {
         campaign_id -> BigInt,
         /// The recipient customer.
         customer_id -> Text,
-        /// Recipient address at queueing time.
-        to_email -> Text,
-        /// Rendered subject.
-        subject -> Text,
-        /// Rendered body.
-        body -> Text,
-        /// `queued`, `sent` or `failed`.
+        /// Normalised address the message goes to (null only for control rows).
+        address -> Nullable<Text>,
+        /// The recipient's fate so far.
         status -> Text,
-        /// Send attempts so far.
+        /// `Message-ID`, chosen before the SMTP transaction, unique.
+        message_id -> Nullable<Text>,
+        /// SMTP transactions started.
         attempts -> Integer,
-        /// Error of the last failed attempt.
+        /// The server's reply (or the error) of the last failed attempt.
         last_error -> Nullable<Text>,
-        /// Queueing time.
-        created_at -> Timestamp,
-        /// Delivery time.
+        /// Why a frozen recipient was suppressed before sending.
+        suppressed_reason -> Nullable<Text>,
+        /// Not before this (retry backoff).
+        next_attempt_at -> Nullable<Timestamp>,
+        /// The sender process holding the row's lease.
+        lease_owner -> Nullable<Text>,
+        /// The lease's end.
+        lease_until -> Nullable<Timestamp>,
+        /// When the audience was frozen.
+        queued_at -> Timestamp,
+        /// When the server accepted the message.
         sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Addresses never to mail again, by normalised address; kept when the
+    /// customer row changes or goes.
+    suppressions (address) {
+        /// Normalised address (trimmed, lower-case).
+        address -> Text,
+        /// `unsubscribed`, `hard_bounced`, `erased` or `staff`.
+        reason -> Text,
+        /// The customer at the time, if known (no foreign key: kept regardless).
+        customer_id -> Nullable<Text>,
+        /// The campaign that caused it, if any.
+        campaign_id -> Nullable<BigInt>,
+        /// When.
+        at -> Timestamp,
     }
 }
 
@@ -291,6 +337,9 @@ diesel::joinable!(answers -> invitations (invitation_id));
 diesel::joinable!(outbox -> campaigns (campaign_id));
 diesel::joinable!(outbox -> customers (customer_id));
 diesel::joinable!(unsubscribes -> customers (customer_id));
+diesel::joinable!(unsubscribes -> campaigns (campaign_id));
+diesel::joinable!(suppressions -> campaigns (campaign_id));
+diesel::joinable!(campaigns -> surveys (survey_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     customers,
@@ -302,5 +351,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     unsubscribes,
     campaigns,
     outbox,
+    suppressions,
     api_tokens,
 );

@@ -10,6 +10,7 @@ pub mod job_runs;
 pub mod outbox;
 pub mod scores;
 pub(crate) mod sqlite_insert;
+pub mod suppressions;
 pub mod surveys;
 pub mod text_enum;
 pub mod unsubscribes;
