@@ -17,6 +17,8 @@
 #                      the answers one run can send, else tokens are reused (warned)
 #   DURATION           seconds of each wrk run (default 15)
 #   PORT               loopback port of the portal (default 18080)
+#   RATE               answers per second to offer, paced by a think time per
+#                      connection (default 0: as fast as the server answers)
 #   KEEP               set to keep the work folder (database, logs, scripts)
 set -euo pipefail
 customers="${CUSTOMERS:-50000}"
@@ -24,6 +26,9 @@ duration="${DURATION:-15}"
 port="${PORT:-18080}"
 threads=2
 connections=64
+# RATE: answers per second for the whole run (paced; 0 = as fast as possible).
+rate="${RATE:-0}"
+pause_ms="$(awk -v c="$connections" -v r="$rate" 'BEGIN { if (r > 0) printf "%.3f", c * 1000 / r; else print 0 }')"
 source "$(dirname "$0")/common.sh"
 bench_setup
 git diff --quiet HEAD -- portal 2>/dev/null || echo "== note: uncommitted changes in portal/"
@@ -171,6 +176,7 @@ LUA
 # starts over: resubmissions, counted in `wrapped`).
 {
   printf 'local tokens_file, nthreads = "%s", %d\n' "$work/tokens.txt" "$threads"
+  printf 'local pause_ms = %s\n' "$pause_ms"
   cat "$work/count.lua"
   cat <<'LUA'
 local reqs, next_req = {}, 1
@@ -186,6 +192,13 @@ function init(args)
     local body = '{"query":"mutation($t:String!){submitFeedback(input:{token:$t,score:9}){updated}}",'
       .. '"variables":{"t":"' .. all[i] .. '"}}'
     reqs[#reqs + 1] = wrk.format("POST", "/graphql", headers, body)
+  end
+end
+-- Paced mode (RATE): each connection waits about connections/RATE seconds
+-- between its requests (jittered so they do not move in step).
+if pause_ms > 0 then
+  function delay()
+    return pause_ms * (0.5 + math.random())
   end
 end
 function request()
