@@ -42,7 +42,7 @@ pub const RFM_SEGMENTS: [&str; 11] = [
 macro_rules! score_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $($(#[$vm])* $variant),+
         }
@@ -111,7 +111,8 @@ score_enum! {
 }
 
 /// Which customers a query selects; every given condition must hold.
-#[derive(Debug, Clone, InputObject)]
+/// Campaigns store it as JSON (their audience).
+#[derive(Debug, Clone, PartialEq, InputObject, serde::Serialize, serde::Deserialize)]
 pub struct CustomerFilter {
     /// Any of these RFM segment names (scoring.md), e.g. "At Risk".
     pub rfm_segment: Option<Vec<String>>,

@@ -4,6 +4,7 @@
 //! field, see [`crate::auth::RoleGuard`]) and one more member below.
 
 pub mod batch;
+pub mod campaigns;
 pub mod customers;
 pub mod errors;
 pub mod feedback;
@@ -37,6 +38,7 @@ pub struct Query(
     groups::GroupQuery,
     nps::NpsQuery,
     survey_list::SurveyListQuery,
+    campaigns::CampaignQuery,
 );
 
 /// The root mutation type.
@@ -45,6 +47,7 @@ pub struct Mutation(
     surveys::SurveyMutation,
     invitations::InvitationMutation,
     feedback::FeedbackMutation,
+    campaigns::CampaignMutation,
 );
 
 /// The portal's schema.
