@@ -279,6 +279,7 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
         pool_size: s.portal.pool_size,
         workers: None,
         limits: server::Limits::from_settings(&s.portal),
+        frequency_cap_days: s.mail.frequency_cap_days,
     };
     actix_web::rt::System::new()
         .block_on(async move {

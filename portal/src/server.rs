@@ -58,6 +58,8 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
     /// Request limits: body size, query cost, rate, CORS.
     pub limits: Limits,
+    /// Campaigns' default frequency cap in days (0: off).
+    pub frequency_cap_days: u32,
 }
 
 /// What a request may be and do (`[portal]` settings).
@@ -159,6 +161,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         public_url: config.public_url.trim_end_matches('/').to_string(),
         metrics: metrics.clone(),
         answers: AnswerWriter::start(&config.db_url, &db)?,
+        frequency_cap_days: config.frequency_cap_days,
     };
     let api = web::Data::new(context.clone());
     let state = web::Data::new(AppState {

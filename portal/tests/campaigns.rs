@@ -10,6 +10,9 @@ use chrono::Utc;
 use common::{TestServer, error_codes};
 use cvm_shared::db::models::api_tokens::Role;
 use cvm_shared::db::models::campaigns::{self, CampaignStatus};
+use cvm_shared::db::models::customers::{self, NewCustomer};
+use cvm_shared::db::models::scores::{self, NewScore};
+use cvm_shared::db::models::suppressions::{self, Suppression, SuppressionReason};
 use cvm_shared::db::{Backend, DbConnection};
 use serde_json::{Value, json};
 
@@ -17,6 +20,7 @@ cvm_shared::both_backends!(
     marketers_create_campaigns_and_viewers_read_them,
     an_unknown_template_variable_is_refused_and_nothing_is_stored,
     only_drafts_change,
+    the_preview_counts_every_exclusion_and_renders_personal_messages,
 );
 
 const CREATE: &str = "mutation($input: CampaignInput!) { createCampaign(input: $input) { id name status subject offerCode controlShare audienceJson createdBy stats { recipients queued sent control unsubscribed } } }";
@@ -125,4 +129,149 @@ fn only_drafts_change(backend: Backend) {
         json!({"id": "12345", "input": input("v3")}),
     );
     assert_eq!(error_codes(&body), ["NOT_FOUND"], "{body}");
+}
+
+/// Customers for the preview: (id, email, opt-in, active, clv).
+const PEOPLE: [(&str, Option<&str>, bool, bool, f64); 7] = [
+    ("c1", Some("Ann@Example.com"), true, true, 500.0),
+    ("c2", Some("bob@example.com"), false, true, 10.0),
+    ("c3", None, true, true, 10.0),
+    ("c4", Some("gone@example.com"), true, true, 10.0),
+    ("c5", Some("ann@example.com"), true, true, 20.0),
+    ("c6", Some("old@example.com"), true, false, 10.0),
+    ("c7", Some("cy@example.com"), true, true, 30.0),
+];
+
+fn seed_people(url: &str) {
+    let t = chrono::NaiveDate::from_ymd_opt(2024, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let rows: Vec<NewCustomer<'_>> = PEOPLE
+        .iter()
+        .map(|(id, email, opt_in, active, _)| NewCustomer {
+            customer_id: id,
+            is_guest: false,
+            email: *email,
+            phone: None,
+            first_name: Some("<Ann>"),
+            last_name: Some(id),
+            country: Some("GB"),
+            signup_date: None,
+            birth_date: None,
+            email_opt_in: *opt_in,
+            consent_updated_at: Some(t),
+            first_seen: Some(t),
+            channels: "web".into(),
+            active: *active,
+            loaded_at: t,
+        })
+        .collect();
+    let score_rows: Vec<NewScore<'_>> = PEOPLE
+        .iter()
+        .map(|(id, _, _, _, clv)| NewScore {
+            customer_id: id,
+            as_of: t.date(),
+            orders: 2,
+            frequency: 1,
+            recency: 10.0,
+            t: 30.0,
+            monetary_avg: 20.0,
+            total_revenue: "40.00".into(),
+            first_purchase: None,
+            last_purchase: None,
+            days_since_last_purchase: None,
+            r_score: Some(1),
+            f_score: Some(1),
+            m_score: Some(1),
+            rfm_segment: "At Risk",
+            p_alive: Some(0.3),
+            expected_purchases_90d: None,
+            expected_purchases_365d: None,
+            expected_avg_value: None,
+            clv_12m: Some(*clv),
+            churn_risk: Some(0.7),
+            nps_last: None,
+            nps_class: None,
+            engagement_90d: 0,
+            lifecycle_stage: Some("at_risk"),
+            value_tier: Some("low"),
+            loyalty_index: None,
+            loaded_at: t,
+        })
+        .collect();
+    let mut c = DbConnection::connect_for_write(url).unwrap();
+    customers::upsert(&mut c, &rows).unwrap();
+    scores::upsert(&mut c, &score_rows).unwrap();
+    suppressions::add(
+        &mut c,
+        &Suppression {
+            address: "gone@example.com".into(),
+            reason: SuppressionReason::Unsubscribed,
+            customer_id: Some("c4".into()),
+            campaign_id: None,
+            at: t,
+        },
+    )
+    .unwrap();
+}
+
+fn the_preview_counts_every_exclusion_and_renders_personal_messages(backend: Backend) {
+    let s = TestServer::start(backend);
+    seed_people(&s.db.url);
+    let marketer = s.token("mark", Role::Marketer);
+    let mut all = input("Everyone at risk");
+    all["audience"] = json!({"lifecycleStage": ["AT_RISK"], "active": null});
+    all["controlShare"] = json!(0.0);
+    all["subject"] = json!("{{ customer.first_name }}, {{ score.lifecycle_stage }}");
+    let (_, body) = s.gql(Some(&marketer), CREATE, json!({"input": all}));
+    let id = body["data"]["createCampaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = s.gql(
+        Some(&marketer),
+        "mutation($id: ID!) { previewCampaign(id: $id, samples: 5) { audience recipients exclusions { reason count } samples { to subject text html } } }",
+        json!({"id": id}),
+    );
+    assert_eq!(error_codes(&body), Vec::<String>::new(), "{body}");
+    let p = &body["data"]["previewCampaign"];
+    assert_eq!(p["audience"], 7);
+    assert_eq!(p["recipients"], 2, "{p}");
+    let counts: Vec<(String, i64)> = p["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap().to_string(),
+                e["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("inactive", 1),
+        ("no_email", 1),
+        ("no_consent", 1),
+        ("suppressed", 1),
+        ("frequency_cap", 0),
+        ("duplicate_address", 1),
+        ("control", 0),
+    ];
+    assert_eq!(
+        counts,
+        expected.map(|(r, n)| (r.to_string(), n)),
+        "c6 inactive, c3 no email, c2 no consent, c4 suppressed, c5 shares c1's address with a lower CLV"
+    );
+    let samples = p["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0]["to"], "ann@example.com");
+    assert_eq!(samples[0]["subject"], "<Ann>, AT_RISK");
+    let text = samples[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("BACK10") && text.contains("http://portal.test/u/"),
+        "{text}"
+    );
+    assert_eq!(samples[0]["html"], "<p>Hello &lt;Ann&gt;</p>");
+    assert_eq!(samples[1]["to"], "cy@example.com");
 }

@@ -14,14 +14,20 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::errors::{ApiError, ErrorCode};
-use super::filter::CustomerFilter;
-use super::invitations::parse_id;
+use super::filter::{CustomerFilter, CustomerSource};
+use super::invitations::{self, parse_id};
 use super::pagination::{self, Page};
 use super::scalars::DateTime;
-use super::{api, staff};
+use super::{ApiContext, api, staff};
 use crate::auth::RoleGuard;
 use crate::db;
+use crate::mail::audience::{Candidate, Exclusion as AudienceExclusion, classify};
+use crate::mail::context::MessageContext;
 use crate::mail::template::Templates;
+use crate::tokens::LinkPurpose;
+use cvm_shared::db::models::customers::Customer as CustomerRow;
+use cvm_shared::db::models::scores::Score as ScoreRow;
+use std::collections::HashSet;
 
 /// Longest campaign name, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -366,6 +372,116 @@ impl CampaignQuery {
     }
 }
 
+/// Customers excluded for one reason.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct Exclusion {
+    /// `inactive`, `no_email`, `no_consent`, `suppressed`, `frequency_cap`, `duplicate_address` or `control`.
+    pub reason: String,
+    /// How many.
+    pub count: i64,
+}
+
+/// One message as it would be sent.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct RenderedMessage {
+    /// The recipient's address.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Text part.
+    pub text: String,
+    /// HTML part.
+    pub html: Option<String>,
+}
+
+/// Who a campaign would reach now, and what they would read.
+#[derive(Debug, Clone, PartialEq, SimpleObject)]
+pub struct CampaignPreview {
+    /// Customers the audience filter matches.
+    pub audience: i64,
+    /// Messages that would be sent (after every exclusion, control included).
+    pub recipients: i64,
+    /// Every exclusion reason, in the order they are tried, with its count.
+    pub exclusions: Vec<Exclusion>,
+    /// Fully rendered messages of the first recipients (by customer id).
+    pub samples: Vec<RenderedMessage>,
+}
+
+/// Most samples a preview renders.
+const MAX_SAMPLES: i32 = 20;
+
+/// A customer's unsubscribe link for `campaign_id`.
+pub fn unsubscribe_url(api: &ApiContext, campaign_id: i64, customer_id: &str) -> String {
+    let mut subject = Vec::with_capacity(8 + customer_id.len());
+    subject.extend_from_slice(&campaign_id.to_be_bytes());
+    subject.extend_from_slice(customer_id.as_bytes());
+    let token = api.links.derive(LinkPurpose::Unsubscribe, &subject).token;
+    format!("{}/u/{token}", api.public_url)
+}
+
+/// The audience filter's customers, as the exclusion rules need them.
+fn candidates(
+    c: &mut cvm_shared::db::DbConnection,
+    filter: &CustomerFilter,
+) -> Result<Vec<Candidate>, DbError> {
+    use cvm_shared::db::schema::{customers, scores};
+    let rows = customers::table
+        .left_join(scores::table)
+        .filter(filter.condition::<CustomerSource>())
+        .select((
+            customers::customer_id,
+            customers::active,
+            customers::email,
+            customers::email_opt_in,
+            scores::clv_12m.nullable(),
+        ))
+        .order(customers::customer_id.asc())
+        .load::<(String, bool, Option<String>, bool, Option<f64>)>(c)
+        .map_err(DbError::query("customers", "select audience"))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(customer_id, active, email, email_opt_in, clv_12m)| Candidate {
+                customer_id,
+                active,
+                email,
+                email_opt_in,
+                clv_12m,
+            },
+        )
+        .collect())
+}
+
+/// Addresses on the suppression list, and those mailed by a campaign within `cap_days`.
+fn blocked_addresses(
+    c: &mut cvm_shared::db::DbConnection,
+    cap_days: u32,
+    now: chrono::NaiveDateTime,
+) -> Result<(HashSet<String>, HashSet<String>), DbError> {
+    use cvm_shared::db::schema::{outbox as o, suppressions as s};
+    let suppressed: HashSet<String> = s::table
+        .select(s::address)
+        .load::<String>(c)
+        .map_err(DbError::query("suppressions", "select"))?
+        .into_iter()
+        .collect();
+    let mut capped = HashSet::new();
+    if cap_days > 0 {
+        let since = now - chrono::Duration::days(i64::from(cap_days));
+        capped = o::table
+            .filter(o::status.eq(outbox::RecipientStatus::Sent))
+            .filter(o::sent_at.ge(since))
+            .filter(o::address.is_not_null())
+            .select(o::address.assume_not_null())
+            .distinct()
+            .load::<String>(c)
+            .map_err(DbError::query("outbox", "select recently mailed"))?
+            .into_iter()
+            .collect();
+    }
+    Ok((suppressed, capped))
+}
+
 /// Campaign mutations (marketer).
 #[derive(Default)]
 pub struct CampaignMutation;
@@ -438,4 +554,122 @@ impl CampaignMutation {
             Err(_) => Err(no_campaign(&id).into()),
         }
     }
+
+    /// Who the campaign would reach now: the audience, every exclusion by
+    /// reason (the control group's size included) and `samples` (0 to 20)
+    /// fully rendered messages. Changes nothing. Marketer.
+    #[graphql(guard = "RoleGuard::new(Role::Marketer)")]
+    async fn preview_campaign(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        #[graphql(default = 3)] samples: Option<i32>,
+    ) -> async_graphql::Result<CampaignPreview> {
+        let samples = samples.unwrap_or(3);
+        if !(0..=MAX_SAMPLES).contains(&samples) {
+            return Err(bad(format!("samples must be between 0 and {MAX_SAMPLES}")).into());
+        }
+        let Some(n) = parse_id(&id) else {
+            return Err(no_campaign(&id).into());
+        };
+        let api = api(ctx)?;
+        let cap_default = api.frequency_cap_days;
+        let now = Utc::now().naive_utc();
+        let loaded = db::run(&api.db, move |c| {
+            let Some(campaign) = campaigns::find(c, n)? else {
+                return Ok(None);
+            };
+            let filter: CustomerFilter = match serde_json::from_str(&campaign.audience) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Err(DbError::Checkout {
+                        message: format!("campaign {n}: stored audience unreadable: {e}"),
+                    });
+                }
+            };
+            let cap = campaign
+                .frequency_cap_days
+                .map_or(cap_default, |d| u32::try_from(d).unwrap_or(0));
+            let all = candidates(c, &filter)?;
+            let (suppressed, capped) = blocked_addresses(c, cap, now)?;
+            let seed = u64::try_from(campaign.id).unwrap_or(0);
+            let outcome = classify(&all, &suppressed, &capped, campaign.control_share, seed);
+            let ids: Vec<String> = outcome
+                .recipients
+                .iter()
+                .take(usize::try_from(samples).unwrap_or(0))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let rows = customers_with_scores(c, &ids)?;
+            Ok(Some((campaign, outcome, all.len(), rows)))
+        })
+        .await?;
+        let Some((campaign, outcome, matched, rows)) = loaded else {
+            return Err(no_campaign(&id).into());
+        };
+        let templates = Templates::new(
+            &campaign.subject,
+            &campaign.text_template,
+            campaign.html_template.as_deref(),
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        let mut rendered = Vec::with_capacity(rows.len());
+        for (customer, score) in &rows {
+            let to = outcome
+                .recipients
+                .iter()
+                .find(|(cid, _)| *cid == customer.customer_id)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
+            let survey_url = campaign.survey_id.map(|s| {
+                let token = invitations::link(&api.links, s, &customer.customer_id).token;
+                invitations::url(api, &token)
+            });
+            let message = MessageContext {
+                customer,
+                score: score.as_ref(),
+                campaign_name: &campaign.name,
+                offer_code: campaign.offer_code.as_deref(),
+                survey_url,
+                unsubscribe_url: unsubscribe_url(api, campaign.id, &customer.customer_id),
+            };
+            let r = templates
+                .render(&message.value())
+                .map_err(|e| bad(e.to_string()))?;
+            rendered.push(RenderedMessage {
+                to,
+                subject: r.subject,
+                text: r.text,
+                html: r.html,
+            });
+        }
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Ok(CampaignPreview {
+            audience: count(matched),
+            recipients: count(outcome.recipients.len()),
+            exclusions: AudienceExclusion::ALL
+                .iter()
+                .map(|r| Exclusion {
+                    reason: r.as_str().to_string(),
+                    count: count(outcome.exclusions.get(r).copied().unwrap_or(0)),
+                })
+                .collect(),
+            samples: rendered,
+        })
+    }
+}
+
+/// Customers `ids` with their latest scores, by id.
+fn customers_with_scores(
+    c: &mut cvm_shared::db::DbConnection,
+    ids: &[String],
+) -> Result<Vec<(CustomerRow, Option<ScoreRow>)>, DbError> {
+    use cvm_shared::db::schema::{customers, scores};
+    customers::table
+        .left_join(scores::table)
+        .filter(customers::customer_id.eq_any(ids))
+        .select((CustomerRow::as_select(), Option::<ScoreRow>::as_select()))
+        .order(customers::customer_id.asc())
+        .load(c)
+        .map_err(DbError::query("customers", "select samples"))
 }

@@ -67,6 +67,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Where answers are written.
     pub answers: AnswerWriter,
+    /// Campaigns' frequency cap when they set none (`CVM_FREQUENCY_CAP_DAYS`; 0: off).
+    pub frequency_cap_days: u32,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

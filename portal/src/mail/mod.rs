@@ -3,4 +3,5 @@
 //! the others do not). The outbox sender and its transports build on these.
 
 pub mod audience;
+pub mod context;
 pub mod template;

@@ -61,6 +61,7 @@ impl TestServer {
                     pool_size: 4,
                     workers: Some(1),
                     limits,
+                    frequency_cap_days: 7,
                 })
                 .unwrap();
                 tx.send((running.addrs[0], running.server.handle()))
