@@ -21,6 +21,7 @@ cvm_shared::both_backends!(
     an_unknown_template_variable_is_refused_and_nothing_is_stored,
     only_drafts_change,
     the_preview_counts_every_exclusion_and_renders_personal_messages,
+    pause_resume_and_cancel_follow_the_lifecycle,
 );
 
 const CREATE: &str = "mutation($input: CampaignInput!) { createCampaign(input: $input) { id name status subject offerCode controlShare audienceJson createdBy stats { recipients queued sent control unsubscribed } } }";
@@ -274,4 +275,61 @@ fn the_preview_counts_every_exclusion_and_renders_personal_messages(backend: Bac
     );
     assert_eq!(samples[0]["html"], "<p>Hello &lt;Ann&gt;</p>");
     assert_eq!(samples[1]["to"], "cy@example.com");
+}
+
+fn pause_resume_and_cancel_follow_the_lifecycle(backend: Backend) {
+    let s = TestServer::start(backend);
+    let marketer = s.token("mark", Role::Marketer);
+    let viewer = s.token("vera", Role::Viewer);
+    let (_, body) = s.gql(Some(&marketer), CREATE, json!({"input": input("Win back")}));
+    let id = body["data"]["createCampaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let act = |token: &str, verb: &str| {
+        let q = format!("mutation($id: ID!) {{ {verb}Campaign(id: $id) {{ status }} }}");
+        s.gql(Some(token), &q, json!({"id": id})).1
+    };
+    let body = act(&marketer, "pause");
+    assert_eq!(
+        error_codes(&body),
+        ["BAD_USER_INPUT"],
+        "a draft is not sending: {body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DRAFT")
+    );
+    let mut c = DbConnection::connect(&s.db.url).unwrap();
+    campaigns::transition(
+        &mut c,
+        id.parse().unwrap(),
+        CampaignStatus::Draft,
+        CampaignStatus::Sending,
+        Utc::now().naive_utc(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(error_codes(&act(&viewer, "pause")), ["FORBIDDEN"]);
+    assert_eq!(
+        act(&marketer, "pause")["data"]["pauseCampaign"]["status"],
+        "PAUSED"
+    );
+    assert_eq!(error_codes(&act(&marketer, "pause")), ["BAD_USER_INPUT"]);
+    assert_eq!(
+        act(&marketer, "resume")["data"]["resumeCampaign"]["status"],
+        "SENDING"
+    );
+    assert_eq!(
+        act(&marketer, "cancel")["data"]["cancelCampaign"]["status"],
+        "CANCELLED"
+    );
+    assert_eq!(error_codes(&act(&marketer, "resume")), ["BAD_USER_INPUT"]);
+    assert_eq!(
+        error_codes(&act(&marketer, "cancel")),
+        ["BAD_USER_INPUT"],
+        "cancelled is final"
+    );
 }
