@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
+use cvm_portal::mail::config::MailConfig;
 use cvm_portal::server::{self, ServeConfig};
 use cvm_portal::{graphql, tokens};
 use cvm_shared::Settings;
@@ -279,7 +280,8 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
         pool_size: s.portal.pool_size,
         workers: None,
         limits: server::Limits::from_settings(&s.portal),
-        frequency_cap_days: s.mail.frequency_cap_days,
+        mail: MailConfig::from_settings(&s.mail).map_err(usage)?,
+        sender: true,
     };
     actix_web::rt::System::new()
         .block_on(async move {
@@ -288,10 +290,12 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
                 println!("listening on http://{addr}");
                 tracing::info!(%addr, "listening; GraphQL at /graphql, GraphiQL at /graphiql");
             }
-            running
-                .server
-                .await
-                .context("the server stopped with an error")?;
+            let served = running.server.await;
+            // In-flight messages finish and their fates are recorded.
+            if let Some(sender) = running.sender {
+                sender.stop();
+            }
+            served.context("the server stopped with an error")?;
             tracing::info!("stopped");
             Ok::<(), anyhow::Error>(())
         })

@@ -28,6 +28,8 @@ use crate::answer_writer::AnswerWriter;
 use crate::auth;
 use crate::graphql::errors::{self, ApiError, ErrorCode};
 use crate::graphql::{self, ApiContext, PortalSchema, QueryLimits};
+use crate::mail::config::MailConfig;
+use crate::mail::sender::{Sender, SenderHandle, SenderSetup};
 use crate::metrics::Metrics;
 use crate::protect::{self, RateLimit};
 use crate::tokens::{LinkSigner, TokenError};
@@ -58,8 +60,10 @@ pub struct ServeConfig {
     pub workers: Option<usize>,
     /// Request limits: body size, query cost, rate, CORS.
     pub limits: Limits,
-    /// Campaigns' default frequency cap in days (0: off).
-    pub frequency_cap_days: u32,
+    /// Campaign mail: sender identity, delivery, rate, frequency cap.
+    pub mail: MailConfig,
+    /// Whether this process runs the campaign sender (several may, on one database).
+    pub sender: bool,
 }
 
 /// What a request may be and do (`[portal]` settings).
@@ -114,6 +118,9 @@ pub enum ServeError {
         /// The system's error.
         source: std::io::Error,
     },
+    /// The campaign sender's thread could not start.
+    #[error("cannot start the campaign sender: {0}")]
+    Sender(std::io::Error),
     /// The metrics registry refused a metric (a bug).
     #[error("cannot set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -125,6 +132,8 @@ pub struct Running {
     pub addrs: Vec<SocketAddr>,
     /// Await to serve; `.handle()` stops it.
     pub server: Server,
+    /// The campaign sender, when this process runs one: stop it after the server.
+    pub sender: Option<Sender>,
 }
 
 /// State shared by the handlers.
@@ -155,13 +164,27 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         config.pool_size,
         Some(Arc::new(move || statements.inc())),
     )?;
-    let context = ApiContext {
+    let mut context = ApiContext {
         db: db.clone(),
         links: LinkSigner::new(&config.secret)?,
         public_url: config.public_url.trim_end_matches('/').to_string(),
         metrics: metrics.clone(),
         answers: AnswerWriter::start(&config.db_url, &db)?,
-        frequency_cap_days: config.frequency_cap_days,
+        mail: Arc::new(config.mail.clone()),
+        sender: SenderHandle::default(),
+    };
+    let sender = if config.sender {
+        let sender = Sender::start(SenderSetup {
+            db: db.clone(),
+            links: context.links.clone(),
+            public_url: context.public_url.clone(),
+            mail: config.mail,
+        })
+        .map_err(ServeError::Sender)?;
+        context.sender = sender.handle();
+        Some(sender)
+    } else {
+        None
     };
     let api = web::Data::new(context.clone());
     let state = web::Data::new(AppState {
@@ -209,6 +232,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
     Ok(Running {
         addrs,
         server: server.run(),
+        sender,
     })
 }
 

@@ -10,8 +10,6 @@ use chrono::Utc;
 use common::{TestServer, error_codes};
 use cvm_shared::db::models::api_tokens::Role;
 use cvm_shared::db::models::campaigns::{self, CampaignStatus};
-use cvm_shared::db::models::customers::{self, NewCustomer};
-use cvm_shared::db::models::scores::{self, NewScore};
 use cvm_shared::db::models::suppressions::{self, Suppression, SuppressionReason};
 use cvm_shared::db::{Backend, DbConnection};
 use serde_json::{Value, json};
@@ -144,66 +142,9 @@ const PEOPLE: [(&str, Option<&str>, bool, bool, f64); 7] = [
 ];
 
 fn seed_people(url: &str) {
-    let t = chrono::NaiveDate::from_ymd_opt(2024, 3, 1)
-        .unwrap()
-        .and_hms_opt(0, 0, 0)
-        .unwrap();
-    let rows: Vec<NewCustomer<'_>> = PEOPLE
-        .iter()
-        .map(|(id, email, opt_in, active, _)| NewCustomer {
-            customer_id: id,
-            is_guest: false,
-            email: *email,
-            phone: None,
-            first_name: Some("<Ann>"),
-            last_name: Some(id),
-            country: Some("GB"),
-            signup_date: None,
-            birth_date: None,
-            email_opt_in: *opt_in,
-            consent_updated_at: Some(t),
-            first_seen: Some(t),
-            channels: "web".into(),
-            active: *active,
-            loaded_at: t,
-        })
-        .collect();
-    let score_rows: Vec<NewScore<'_>> = PEOPLE
-        .iter()
-        .map(|(id, _, _, _, clv)| NewScore {
-            customer_id: id,
-            as_of: t.date(),
-            orders: 2,
-            frequency: 1,
-            recency: 10.0,
-            t: 30.0,
-            monetary_avg: 20.0,
-            total_revenue: "40.00".into(),
-            first_purchase: None,
-            last_purchase: None,
-            days_since_last_purchase: None,
-            r_score: Some(1),
-            f_score: Some(1),
-            m_score: Some(1),
-            rfm_segment: "At Risk",
-            p_alive: Some(0.3),
-            expected_purchases_90d: None,
-            expected_purchases_365d: None,
-            expected_avg_value: None,
-            clv_12m: Some(*clv),
-            churn_risk: Some(0.7),
-            nps_last: None,
-            nps_class: None,
-            engagement_90d: 0,
-            lifecycle_stage: Some("at_risk"),
-            value_tier: Some("low"),
-            loyalty_index: None,
-            loaded_at: t,
-        })
-        .collect();
+    let t = common::day_one();
+    common::seed_customers(url, &PEOPLE);
     let mut c = DbConnection::connect_for_write(url).unwrap();
-    customers::upsert(&mut c, &rows).unwrap();
-    scores::upsert(&mut c, &score_rows).unwrap();
     suppressions::add(
         &mut c,
         &Suppression {

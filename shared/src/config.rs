@@ -228,6 +228,17 @@ pub struct MailSettings {
     pub send_concurrency: u32,
     /// At most one campaign message per address within this many days, 0 = off (`CVM_FREQUENCY_CAP_DAYS`).
     pub frequency_cap_days: u32,
+    /// How long a claimed message stays the claiming process's; a process
+    /// silent for longer is taken for dead and its claims become `in_doubt`
+    /// (`CVM_SEND_LEASE_SECONDS`).
+    pub lease_seconds: u32,
+    /// First wait after a temporary refusal (4xx) or no connection, doubled
+    /// per attempt up to an hour (`CVM_SEND_RETRY_SECONDS`).
+    pub retry_seconds: u32,
+    /// SMTP attempts per message before a temporary refusal counts as a failure (`CVM_SEND_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// The `mailto:` of `List-Unsubscribe`; none: the sender address (`CVM_MAIL_UNSUBSCRIBE_MAILTO`).
+    pub unsubscribe_mailto: Option<String>,
 }
 
 impl Default for MailSettings {
@@ -239,6 +250,10 @@ impl Default for MailSettings {
             send_rate: 50.0,
             send_concurrency: 4,
             frequency_cap_days: 7,
+            lease_seconds: 60,
+            retry_seconds: 60,
+            max_attempts: 8,
+            unsubscribe_mailto: None,
         }
     }
 }
@@ -372,6 +387,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_SEND_RATE", "mail.send_rate"),
     ("CVM_SEND_CONCURRENCY", "mail.send_concurrency"),
     ("CVM_FREQUENCY_CAP_DAYS", "mail.frequency_cap_days"),
+    ("CVM_SEND_LEASE_SECONDS", "mail.lease_seconds"),
+    ("CVM_SEND_RETRY_SECONDS", "mail.retry_seconds"),
+    ("CVM_SEND_MAX_ATTEMPTS", "mail.max_attempts"),
+    ("CVM_MAIL_UNSUBSCRIBE_MAILTO", "mail.unsubscribe_mailto"),
 ];
 
 impl Settings {
@@ -495,6 +514,12 @@ impl Settings {
             "mail.send_rate" => self.mail.send_rate = num()?,
             "mail.send_concurrency" => self.mail.send_concurrency = count()?,
             "mail.frequency_cap_days" => self.mail.frequency_cap_days = count()?,
+            "mail.lease_seconds" => self.mail.lease_seconds = count()?,
+            "mail.retry_seconds" => self.mail.retry_seconds = count()?,
+            "mail.max_attempts" => self.mail.max_attempts = count()?,
+            "mail.unsubscribe_mailto" => {
+                self.mail.unsubscribe_mailto = Some(value.trim().to_string())
+            }
             _ => return Err(invalid("unknown setting")),
         }
         Ok(())
@@ -686,8 +711,14 @@ impl Settings {
                 "expected smtp://[user:pass@]host:port",
             );
         }
-        if m.send_concurrency == 0 {
-            return invalid("mail.send_concurrency", "0".into(), "expected at least 1");
+        for (name, v) in [
+            ("mail.send_concurrency", m.send_concurrency),
+            ("mail.lease_seconds", m.lease_seconds),
+            ("mail.max_attempts", m.max_attempts),
+        ] {
+            if v == 0 {
+                return invalid(name, "0".into(), "expected at least 1");
+            }
         }
         Ok(())
     }

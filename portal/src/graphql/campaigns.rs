@@ -12,22 +12,25 @@ use cvm_shared::db::models::{outbox, surveys, unsubscribes};
 use cvm_shared::db::schema::campaigns as campaigns_table;
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::batch::Lazy;
+use super::customers::{Customer, customers_by_id};
 use super::errors::{ApiError, ErrorCode};
-use super::filter::{CustomerFilter, CustomerSource};
+use super::filter::CustomerFilter;
 use super::invitations::{self, parse_id};
 use super::pagination::{self, Page};
 use super::scalars::DateTime;
-use super::{ApiContext, api, staff};
+use super::{api, staff};
 use crate::auth::RoleGuard;
 use crate::db;
-use crate::mail::audience::{Candidate, Exclusion as AudienceExclusion, classify};
+use crate::mail::audience::Exclusion as AudienceExclusion;
 use crate::mail::context::MessageContext;
 use crate::mail::template::Templates;
-use crate::tokens::LinkPurpose;
+use crate::mail::{freeze, links};
 use cvm_shared::db::models::customers::Customer as CustomerRow;
 use cvm_shared::db::models::scores::Score as ScoreRow;
-use std::collections::HashSet;
 
 /// Longest campaign name, in characters.
 const MAX_NAME_CHARS: usize = 200;
@@ -98,7 +101,7 @@ pub struct CampaignInput {
     pub send_at: Option<DateTime>,
 }
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::BadUserInput, message)
 }
 
@@ -188,7 +191,7 @@ fn no_survey(id: &ID) -> ApiError {
     )
 }
 
-fn no_campaign(id: &ID) -> ApiError {
+pub(crate) fn no_campaign(id: &ID) -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
         format!("no campaign with id {:?}", id.as_str()),
@@ -219,7 +222,7 @@ pub struct CampaignStats {
 }
 
 /// A retention campaign.
-pub struct Campaign(CampaignRow);
+pub struct Campaign(pub(crate) CampaignRow);
 
 #[Object]
 impl Campaign {
@@ -283,6 +286,65 @@ impl Campaign {
     async fn updated_at(&self) -> DateTime {
         DateTime::from_utc(self.0.updated_at)
     }
+    /// When the audience was frozen and sending started.
+    async fn started_at(&self) -> Option<DateTime> {
+        self.0.started_at.map(DateTime::from_utc)
+    }
+    /// When it reached SENT or CANCELLED.
+    async fn finished_at(&self) -> Option<DateTime> {
+        self.0.finished_at.map(DateTime::from_utc)
+    }
+    /// The frozen audience's exclusions by reason (null before the freeze).
+    async fn frozen_exclusions(&self) -> Vec<Exclusion> {
+        let Some(json) = &self.0.exclusions else {
+            return Vec::new();
+        };
+        let counts: HashMap<String, i64> = serde_json::from_str(json).unwrap_or_default();
+        AudienceExclusion::ALL
+            .iter()
+            .map(|r| Exclusion {
+                reason: r.as_str().to_string(),
+                count: counts.get(r.as_str()).copied().unwrap_or(0),
+            })
+            .collect()
+    }
+    /// The seed that drew the control group (recorded at the freeze).
+    async fn control_seed(&self) -> Option<String> {
+        self.0.seed.map(|s| s.to_string())
+    }
+    /// Each frozen recipient with their fate, in outbox order (`status`: only those).
+    #[graphql(complexity = "crate::graphql::list_cost(first, child_complexity)")]
+    async fn recipients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        status: Option<RecipientStatus>,
+    ) -> async_graphql::Result<Page<Recipient>> {
+        let api = api(ctx)?;
+        let (size, after) = pagination::arguments::<RecipientCursor>(first, after.as_deref())?;
+        let after = after.map(|c| c.recipient);
+        let limit = i64::try_from(size + 1).unwrap_or(i64::MAX);
+        let id = self.0.id;
+        let status = status.map(outbox::RecipientStatus::from);
+        let (rows, total) = db::run(&api.db, move |c| {
+            let rows = outbox::page(c, id, status, after, limit)?;
+            let total = outbox::count(c, id, status)?;
+            Ok((rows, total))
+        })
+        .await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.customer_id.clone()).collect();
+        let customers = customers_by_id(&api.db, ids);
+        let items = rows.into_iter().map(|row| {
+            let cursor = pagination::encode_cursor(&RecipientCursor { recipient: row.id });
+            let node = Recipient {
+                row,
+                customers: Arc::clone(&customers),
+            };
+            (cursor, node)
+        });
+        Ok(pagination::page(items, size, after.is_some(), total))
+    }
     /// Where its recipients stand (live).
     async fn stats(&self, ctx: &Context<'_>) -> async_graphql::Result<CampaignStats> {
         let id = self.0.id;
@@ -307,6 +369,61 @@ impl Campaign {
         .await?;
         Ok(stats)
     }
+}
+
+/// One frozen recipient of a campaign and their fate.
+pub struct Recipient {
+    row: outbox::Recipient,
+    customers: Arc<Lazy<HashMap<String, Customer>>>,
+}
+
+#[Object]
+impl Recipient {
+    /// The customer, with scores and feedback (one load per page).
+    async fn customer(&self) -> async_graphql::Result<Customer> {
+        let all = self.customers.get().await?;
+        all.get(&self.row.customer_id).cloned().ok_or_else(|| {
+            ApiError::internal(format!(
+                "outbox row {} names customer {:?}, who is not in the database",
+                self.row.id, self.row.customer_id
+            ))
+            .into()
+        })
+    }
+    /// The fate so far.
+    async fn status(&self) -> RecipientStatus {
+        self.row.status.into()
+    }
+    /// SMTP transactions started.
+    async fn attempts(&self) -> i32 {
+        self.row.attempts
+    }
+    /// The server's reply (or the error) of the last failed attempt.
+    async fn last_error(&self) -> Option<&str> {
+        self.row.last_error.as_deref()
+    }
+    /// When the server accepted it.
+    async fn sent_at(&self) -> Option<DateTime> {
+        self.row.sent_at.map(DateTime::from_utc)
+    }
+    /// The address it goes to (normalised).
+    async fn address(&self) -> Option<&str> {
+        self.row.address.as_deref()
+    }
+    /// Its `Message-ID` (fixed when the audience was frozen).
+    async fn message_id(&self) -> Option<&str> {
+        self.row.message_id.as_deref()
+    }
+    /// Why it was suppressed before sending (`unsubscribed`, `no_consent`, `frequency_cap`...).
+    async fn suppressed_reason(&self) -> Option<&str> {
+        self.row.suppressed_reason.as_deref()
+    }
+}
+
+/// Position in a campaign's recipients: the outbox row id of the edge.
+#[derive(Debug, Serialize, Deserialize)]
+struct RecipientCursor {
+    recipient: i64,
 }
 
 /// Position in `campaigns`: the id of the edge.
@@ -410,78 +527,6 @@ pub struct CampaignPreview {
 /// Most samples a preview renders.
 const MAX_SAMPLES: i32 = 20;
 
-/// A customer's unsubscribe link for `campaign_id`.
-pub fn unsubscribe_url(api: &ApiContext, campaign_id: i64, customer_id: &str) -> String {
-    let mut subject = Vec::with_capacity(8 + customer_id.len());
-    subject.extend_from_slice(&campaign_id.to_be_bytes());
-    subject.extend_from_slice(customer_id.as_bytes());
-    let token = api.links.derive(LinkPurpose::Unsubscribe, &subject).token;
-    format!("{}/u/{token}", api.public_url)
-}
-
-/// The audience filter's customers, as the exclusion rules need them.
-fn candidates(
-    c: &mut cvm_shared::db::DbConnection,
-    filter: &CustomerFilter,
-) -> Result<Vec<Candidate>, DbError> {
-    use cvm_shared::db::schema::{customers, scores};
-    let rows = customers::table
-        .left_join(scores::table)
-        .filter(filter.condition::<CustomerSource>())
-        .select((
-            customers::customer_id,
-            customers::active,
-            customers::email,
-            customers::email_opt_in,
-            scores::clv_12m.nullable(),
-        ))
-        .order(customers::customer_id.asc())
-        .load::<(String, bool, Option<String>, bool, Option<f64>)>(c)
-        .map_err(DbError::query("customers", "select audience"))?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(customer_id, active, email, email_opt_in, clv_12m)| Candidate {
-                customer_id,
-                active,
-                email,
-                email_opt_in,
-                clv_12m,
-            },
-        )
-        .collect())
-}
-
-/// Addresses on the suppression list, and those mailed by a campaign within `cap_days`.
-fn blocked_addresses(
-    c: &mut cvm_shared::db::DbConnection,
-    cap_days: u32,
-    now: chrono::NaiveDateTime,
-) -> Result<(HashSet<String>, HashSet<String>), DbError> {
-    use cvm_shared::db::schema::{outbox as o, suppressions as s};
-    let suppressed: HashSet<String> = s::table
-        .select(s::address)
-        .load::<String>(c)
-        .map_err(DbError::query("suppressions", "select"))?
-        .into_iter()
-        .collect();
-    let mut capped = HashSet::new();
-    if cap_days > 0 {
-        let since = now - chrono::Duration::days(i64::from(cap_days));
-        capped = o::table
-            .filter(o::status.eq(outbox::RecipientStatus::Sent))
-            .filter(o::sent_at.ge(since))
-            .filter(o::address.is_not_null())
-            .select(o::address.assume_not_null())
-            .distinct()
-            .load::<String>(c)
-            .map_err(DbError::query("outbox", "select recently mailed"))?
-            .into_iter()
-            .collect();
-    }
-    Ok((suppressed, capped))
-}
-
 /// Campaign mutations (marketer).
 #[derive(Default)]
 pub struct CampaignMutation;
@@ -555,48 +600,6 @@ impl CampaignMutation {
         }
     }
 
-    /// Stops sending until resumed: recipients not yet claimed stay queued;
-    /// a message in flight finishes. Only a sending campaign pauses. Marketer.
-    #[graphql(guard = "RoleGuard::new(Role::Marketer)")]
-    async fn pause_campaign(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Campaign> {
-        change_status(
-            ctx,
-            &id,
-            &[campaigns::CampaignStatus::Sending],
-            campaigns::CampaignStatus::Paused,
-            "pause",
-        )
-        .await
-    }
-
-    /// Sends again where a pause stopped. Only a paused campaign resumes. Marketer.
-    #[graphql(guard = "RoleGuard::new(Role::Marketer)")]
-    async fn resume_campaign(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Campaign> {
-        change_status(
-            ctx,
-            &id,
-            &[campaigns::CampaignStatus::Paused],
-            campaigns::CampaignStatus::Sending,
-            "resume",
-        )
-        .await
-    }
-
-    /// Stops the campaign for good: recipients not yet sent stay unsent.
-    /// Sent and cancelled campaigns cannot be cancelled. Marketer.
-    #[graphql(guard = "RoleGuard::new(Role::Marketer)")]
-    async fn cancel_campaign(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Campaign> {
-        use campaigns::CampaignStatus as S;
-        change_status(
-            ctx,
-            &id,
-            &[S::Draft, S::Scheduled, S::Sending, S::Paused],
-            S::Cancelled,
-            "cancel",
-        )
-        .await
-    }
-
     /// Who the campaign would reach now: the audience, every exclusion by
     /// reason (the control group's size included) and `samples` (0 to 20)
     /// fully rendered messages. Changes nothing. Marketer.
@@ -615,27 +618,15 @@ impl CampaignMutation {
             return Err(no_campaign(&id).into());
         };
         let api = api(ctx)?;
-        let cap_default = api.frequency_cap_days;
+        let cap_default = api.mail.frequency_cap_days;
         let now = Utc::now().naive_utc();
         let loaded = db::run(&api.db, move |c| {
             let Some(campaign) = campaigns::find(c, n)? else {
                 return Ok(None);
             };
-            let filter: CustomerFilter = match serde_json::from_str(&campaign.audience) {
-                Ok(f) => f,
-                Err(e) => {
-                    return Err(DbError::Checkout {
-                        message: format!("campaign {n}: stored audience unreadable: {e}"),
-                    });
-                }
-            };
-            let cap = campaign
-                .frequency_cap_days
-                .map_or(cap_default, |d| u32::try_from(d).unwrap_or(0));
-            let all = candidates(c, &filter)?;
-            let (suppressed, capped) = blocked_addresses(c, cap, now)?;
+            // The preview's control draw is seeded by the id (the freeze draws anew).
             let seed = u64::try_from(campaign.id).unwrap_or(0);
-            let outcome = classify(&all, &suppressed, &capped, campaign.control_share, seed);
+            let (matched, outcome, _) = freeze::audience(c, &campaign, cap_default, now, seed)?;
             let ids: Vec<String> = outcome
                 .recipients
                 .iter()
@@ -643,7 +634,7 @@ impl CampaignMutation {
                 .map(|(id, _)| id.clone())
                 .collect();
             let rows = customers_with_scores(c, &ids)?;
-            Ok(Some((campaign, outcome, all.len(), rows)))
+            Ok(Some((campaign, outcome, matched, rows)))
         })
         .await?;
         let Some((campaign, outcome, matched, rows)) = loaded else {
@@ -665,15 +656,16 @@ impl CampaignMutation {
                 .unwrap_or_default();
             let survey_url = campaign.survey_id.map(|s| {
                 let token = invitations::link(&api.links, s, &customer.customer_id).token;
-                invitations::url(api, &token)
+                links::survey_url(&api.public_url, &token)
             });
+            let unsubscribe = links::unsubscribe(&api.links, campaign.id, &customer.customer_id);
             let message = MessageContext {
                 customer,
                 score: score.as_ref(),
                 campaign_name: &campaign.name,
                 offer_code: campaign.offer_code.as_deref(),
                 survey_url,
-                unsubscribe_url: unsubscribe_url(api, campaign.id, &customer.customer_id),
+                unsubscribe_url: links::unsubscribe_url(&api.public_url, &unsubscribe.token),
             };
             let r = templates
                 .render(&message.value())
@@ -714,44 +706,4 @@ fn customers_with_scores(
         .order(customers::customer_id.asc())
         .load(c)
         .map_err(DbError::query("customers", "select samples"))
-}
-
-/// Moves campaign `id` to `to` from whichever of `from` it is in (one
-/// compare-and-set: two staff pressing the button change it once);
-/// BAD_USER_INPUT naming its status when it is in none of them.
-async fn change_status(
-    ctx: &Context<'_>,
-    id: &ID,
-    from: &'static [campaigns::CampaignStatus],
-    to: campaigns::CampaignStatus,
-    verb: &'static str,
-) -> async_graphql::Result<Campaign> {
-    let Some(n) = parse_id(id) else {
-        return Err(no_campaign(id).into());
-    };
-    let now = Utc::now().naive_utc();
-    let outcome = db::run(&api(ctx)?.db, move |c| {
-        let Some(current) = campaigns::find(c, n)? else {
-            return Ok(Err(None));
-        };
-        if !from.contains(&current.status) {
-            return Ok(Err(Some(current.status)));
-        }
-        match campaigns::transition(c, n, current.status, to, now)? {
-            Some(row) => Ok(Ok(row)),
-            // Changed by someone else between the read and the write.
-            None => Ok(Err(campaigns::find(c, n)?.map(|r| r.status))),
-        }
-    })
-    .await?;
-    match outcome {
-        Ok(row) => Ok(Campaign(row)),
-        Err(None) => Err(no_campaign(id).into()),
-        Err(Some(status)) => Err(bad(format!(
-            "campaign {} is {}: it cannot {verb}",
-            id.as_str(),
-            status.as_str().to_ascii_uppercase()
-        ))
-        .into()),
-    }
 }

@@ -4,6 +4,7 @@
 //! field, see [`crate::auth::RoleGuard`]) and one more member below.
 
 pub mod batch;
+pub mod campaign_sending;
 pub mod campaigns;
 pub mod customers;
 pub mod errors;
@@ -17,6 +18,7 @@ pub mod pagination;
 pub mod scalars;
 pub mod survey_list;
 pub mod surveys;
+pub mod uplift;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
 use std::sync::Arc;
@@ -25,6 +27,8 @@ use cvm_shared::db::DbPool;
 
 use crate::answer_writer::AnswerWriter;
 use crate::auth::Staff;
+use crate::mail::config::MailConfig;
+use crate::mail::sender::SenderHandle;
 use crate::metrics::Metrics;
 use crate::tokens::LinkSigner;
 use errors::ApiError;
@@ -39,6 +43,7 @@ pub struct Query(
     nps::NpsQuery,
     survey_list::SurveyListQuery,
     campaigns::CampaignQuery,
+    uplift::UpliftQuery,
 );
 
 /// The root mutation type.
@@ -48,6 +53,7 @@ pub struct Mutation(
     invitations::InvitationMutation,
     feedback::FeedbackMutation,
     campaigns::CampaignMutation,
+    campaign_sending::CampaignSendingMutation,
 );
 
 /// The portal's schema.
@@ -67,8 +73,10 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Where answers are written.
     pub answers: AnswerWriter,
-    /// Campaigns' frequency cap when they set none (`CVM_FREQUENCY_CAP_DAYS`; 0: off).
-    pub frequency_cap_days: u32,
+    /// Mail settings (sender, delivery, frequency cap).
+    pub mail: Arc<MailConfig>,
+    /// Wakes the campaign sender when there is new work.
+    pub sender: SenderHandle,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

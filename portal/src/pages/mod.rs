@@ -28,6 +28,8 @@ use crate::graphql::ApiContext;
 use crate::graphql::errors::{ApiError, ErrorCode};
 use crate::graphql::feedback::{self, AnswerInput, Found, MAX_COMMENT_CHARS};
 
+pub mod unsubscribe;
+
 /// Largest form body: a full comment of 4-byte characters, percent-encoded, and room.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -39,7 +41,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(show))
             .route(web::post().to(post)),
     )
-    .route("/s/{token}/thanks", web::get().to(thanks));
+    .route("/s/{token}/thanks", web::get().to(thanks))
+    .configure(unsubscribe::routes);
 }
 
 static TEMPLATES: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock::new(|| {
@@ -48,6 +51,10 @@ static TEMPLATES: LazyLock<Result<Environment<'static>, minijinja::Error>> = Laz
     env.add_template("survey.html", include_str!("templates/survey.html"))?;
     env.add_template("thanks.html", include_str!("templates/thanks.html"))?;
     env.add_template("problem.html", include_str!("templates/problem.html"))?;
+    env.add_template(
+        "unsubscribe.html",
+        include_str!("templates/unsubscribe.html"),
+    )?;
     Ok(env)
 });
 
@@ -60,7 +67,7 @@ fn render_template(name: &str, ctx: minijinja::Value) -> Result<String, String> 
 }
 
 /// A page with `status`; a template failure (a bug) is a plain 500.
-fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
+pub(crate) fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
     match render_template(name, ctx) {
         Ok(html) => HttpResponse::build(status)
             .content_type(ContentType::html())
@@ -83,7 +90,7 @@ fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> HttpResponse {
 
 /// The page without a form for an invitation that cannot be answered (or a
 /// failure): 404 invalid, 410 expired or closed, 500 ours.
-fn problem(e: &ApiError) -> HttpResponse {
+pub(crate) fn problem(e: &ApiError) -> HttpResponse {
     let (status, title, message) = match e.code {
         ErrorCode::InvitationInvalid => (
             StatusCode::NOT_FOUND,

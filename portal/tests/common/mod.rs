@@ -8,12 +8,15 @@ use std::net::SocketAddr;
 
 use actix_web::dev::ServerHandle;
 use chrono::Utc;
+use cvm_portal::mail::config::MailConfig;
 use cvm_portal::server::{self, ServeConfig};
 use cvm_portal::tokens;
 use cvm_shared::db::models::api_tokens::{self, NewApiToken, Role};
 use cvm_shared::db::testing::TestDb;
 use cvm_shared::db::{Backend, DbConnection, DbUrl};
 use serde_json::{Value, json};
+
+pub mod smtp;
 
 /// The key the test servers sign links with.
 pub const SECRET: &[u8; 32] = b"test-secret-test-secret-test-sec";
@@ -46,8 +49,36 @@ impl TestServer {
         )
     }
 
-    /// A server on `db` with `limits`.
+    /// A server on `db` with `limits`, no campaign sender.
     pub fn limited(db: TestDb, limits: server::Limits) -> TestServer {
+        TestServer::configured(
+            db,
+            limits,
+            MailConfig::files(std::env::temp_dir().join("cvm-test-outbox")),
+            false,
+        )
+    }
+
+    /// A server on `db` running the campaign sender with `mail`.
+    pub fn sending(db: TestDb, mail: MailConfig) -> TestServer {
+        TestServer::configured(
+            db,
+            server::Limits {
+                rate_limit: 0.0,
+                ..server::Limits::default()
+            },
+            mail,
+            true,
+        )
+    }
+
+    /// A server on `db` with `limits`, `mail`, and the sender if `sender`.
+    pub fn configured(
+        db: TestDb,
+        limits: server::Limits,
+        mail: MailConfig,
+        sender: bool,
+    ) -> TestServer {
         let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, ServerHandle)>();
         let url = db.url.clone();
         let thread = std::thread::spawn(move || {
@@ -61,12 +92,16 @@ impl TestServer {
                     pool_size: 4,
                     workers: Some(1),
                     limits,
-                    frequency_cap_days: 7,
+                    mail,
+                    sender,
                 })
                 .unwrap();
                 tx.send((running.addrs[0], running.server.handle()))
                     .unwrap();
                 running.server.await.unwrap();
+                if let Some(sender) = running.sender {
+                    sender.stop();
+                }
             })
         });
         let (addr, handle) = rx.recv().expect("the server started");
@@ -153,4 +188,163 @@ pub fn error_codes(body: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A customer to seed: id, email, consent, active, 12-month CLV.
+pub type Person<'a> = (&'a str, Option<&'a str>, bool, bool, f64);
+
+/// 1 March 2024, midnight: when seeded rows were loaded.
+pub fn day_one() -> chrono::NaiveDateTime {
+    chrono::NaiveDate::from_ymd_opt(2024, 3, 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+}
+
+/// Stores `people` as customers at risk, each scored (2 orders, 40.00 revenue, p_alive 0.3).
+pub fn seed_customers(url: &str, people: &[Person<'_>]) {
+    use cvm_shared::db::models::customers::{self, NewCustomer};
+    use cvm_shared::db::models::scores::{self, NewScore};
+    let t = day_one();
+    let rows: Vec<NewCustomer<'_>> = people
+        .iter()
+        .map(|(id, email, opt_in, active, _)| NewCustomer {
+            customer_id: id,
+            is_guest: false,
+            email: *email,
+            phone: None,
+            first_name: Some("<Ann>"),
+            last_name: Some(id),
+            country: Some("GB"),
+            signup_date: None,
+            birth_date: None,
+            email_opt_in: *opt_in,
+            consent_updated_at: Some(t),
+            first_seen: Some(t),
+            channels: "web".into(),
+            active: *active,
+            loaded_at: t,
+        })
+        .collect();
+    let score_rows: Vec<NewScore<'_>> = people
+        .iter()
+        .map(|(id, _, _, _, clv)| NewScore {
+            customer_id: id,
+            as_of: t.date(),
+            orders: 2,
+            frequency: 1,
+            recency: 10.0,
+            t: 30.0,
+            monetary_avg: 20.0,
+            total_revenue: "40.00".into(),
+            first_purchase: None,
+            last_purchase: None,
+            days_since_last_purchase: None,
+            r_score: Some(1),
+            f_score: Some(1),
+            m_score: Some(1),
+            rfm_segment: "At Risk",
+            p_alive: Some(0.3),
+            expected_purchases_90d: None,
+            expected_purchases_365d: None,
+            expected_avg_value: None,
+            clv_12m: Some(*clv),
+            churn_risk: Some(0.7),
+            nps_last: None,
+            nps_class: None,
+            engagement_90d: 0,
+            lifecycle_stage: Some("at_risk"),
+            value_tier: Some("low"),
+            loyalty_index: None,
+            loaded_at: t,
+        })
+        .collect();
+    let mut c = DbConnection::connect_for_write(url).unwrap();
+    for part in rows.chunks(1000) {
+        customers::upsert(&mut c, part).unwrap();
+    }
+    for part in score_rows.chunks(1000) {
+        scores::upsert(&mut c, part).unwrap();
+    }
+}
+
+/// Waits up to `secs` seconds for `done` to hold, polling; false if it never did.
+pub fn wait_until(secs: u64, mut done: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}
+
+/// A `cvm-portal serve` child process (the real binary), killed on drop.
+pub struct PortalProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    child: std::process::Child,
+    // Kept open: a closed pipe would fail the process's next print.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PortalProcess {
+    /// Starts `cvm-portal serve` on a free port with `env` (settings as
+    /// environment variables) and waits until it listens.
+    pub fn start(env: &[(&str, String)]) -> PortalProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvm-portal"))
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env(
+                "CVM_PORTAL_SECRET",
+                String::from_utf8(SECRET.to_vec()).unwrap(),
+            )
+            .env("CVM_PORTAL_PUBLIC_URL", "http://portal.test")
+            .env("CVM_PORTAL_RATE_LIMIT", "0")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(stdout);
+        stdout.read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("cvm-portal serve did not start: {line:?}"))
+            .to_string();
+        PortalProcess {
+            base,
+            child,
+            _stdout: stdout,
+        }
+    }
+
+    /// POSTs a GraphQL `query` with `variables` as `token`: the JSON body.
+    pub fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        reqwest::blocking::Client::new()
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PortalProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

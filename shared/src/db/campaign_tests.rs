@@ -18,6 +18,7 @@ crate::both_backends!(
     the_database_refuses_what_the_model_forbids,
     a_suppressed_address_keeps_its_first_reason,
     invitations_still_name_the_campaign_that_carried_them,
+    a_claimed_row_is_one_senders_and_an_expired_lease_is_in_doubt,
 );
 
 fn content(name: &str) -> CampaignContent<'_> {
@@ -106,6 +107,11 @@ fn freezing_twice_adds_each_recipient_once(backend: Backend) {
         customer_id: "c1",
         address: Some("ann@example.com"),
         status: RecipientStatus::Queued,
+        message_id: Some("<m1@shop.example>"),
+        unsubscribe_hash: Some("h1"),
+        base_orders: None,
+        base_revenue: None,
+        base_p_alive: None,
         queued_at: ts(C1_LOADED),
     }];
     assert_eq!(outbox::freeze(&mut c, &rows).unwrap(), 1);
@@ -130,6 +136,11 @@ fn the_database_refuses_what_the_model_forbids(backend: Backend) {
         customer_id: "c1",
         address: None,
         status: RecipientStatus::Queued,
+        message_id: None,
+        unsubscribe_hash: None,
+        base_orders: None,
+        base_revenue: None,
+        base_p_alive: None,
         queued_at: ts(C1_LOADED),
     }];
     assert!(
@@ -209,4 +220,76 @@ fn invitations_still_name_the_campaign_that_carried_them(backend: Backend) {
         "the foreign key to campaigns holds after the reshape"
     );
     invitations::insert(&mut c, &row(Some(d.id), "h1")).unwrap();
+}
+
+fn a_claimed_row_is_one_senders_and_an_expired_lease_is_in_doubt(backend: Backend) {
+    let (_db, mut c) = open_with_c1(backend);
+    let d = draft(&mut c);
+    let now = ts(C1_LOADED);
+    let rows = [NewRecipient {
+        campaign_id: d.id,
+        customer_id: "c1",
+        address: Some("ann@example.com"),
+        status: RecipientStatus::Queued,
+        message_id: Some("<m1@shop.example>"),
+        unsubscribe_hash: Some("h1"),
+        base_orders: Some(2),
+        base_revenue: Some(40.0),
+        base_p_alive: Some(0.3),
+        queued_at: now,
+    }];
+    outbox::freeze(&mut c, &rows).unwrap();
+    let lease = now + chrono::Duration::seconds(30);
+    assert!(
+        outbox::claim(&mut c, "a", now, lease, 10)
+            .unwrap()
+            .is_empty(),
+        "a draft's rows are not due"
+    );
+    campaigns::transition(
+        &mut c,
+        d.id,
+        CampaignStatus::Draft,
+        CampaignStatus::Sending,
+        now,
+    )
+    .unwrap()
+    .unwrap();
+    let claimed = outbox::claim(&mut c, "a", now, lease, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 1);
+    assert_eq!(claimed[0].status, RecipientStatus::Sending);
+    assert!(
+        outbox::claim(&mut c, "b", now, lease, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !outbox::record(&mut c, claimed[0].id, "b", &outbox::Fate::Sent(now)).unwrap(),
+        "only the lease holder records a fate"
+    );
+    assert_eq!(
+        outbox::expire_leases(&mut c, now).unwrap(),
+        0,
+        "the lease runs"
+    );
+    let later = lease + chrono::Duration::seconds(1);
+    assert!(outbox::any_expired(&mut c, later).unwrap());
+    assert_eq!(outbox::expire_leases(&mut c, later).unwrap(), 1);
+    assert_eq!(
+        outbox::counts(&mut c, d.id).unwrap(),
+        [(RecipientStatus::InDoubt, 1)]
+    );
+    assert!(
+        outbox::claim(&mut c, "b", later, later, 10)
+            .unwrap()
+            .is_empty(),
+        "never resent"
+    );
+    // The stalled holder still records what it learnt.
+    assert!(outbox::record(&mut c, claimed[0].id, "a", &outbox::Fate::Sent(later)).unwrap());
+    assert_eq!(
+        outbox::counts(&mut c, d.id).unwrap(),
+        [(RecipientStatus::Sent, 1)]
+    );
 }

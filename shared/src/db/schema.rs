@@ -289,6 +289,14 @@ diesel::table! {
         queued_at -> Timestamp,
         /// When the server accepted the message.
         sent_at -> Nullable<Timestamp>,
+        /// SHA-256 of the recipient's unsubscribe token (how `/u/{token}` finds the row), unique.
+        unsubscribe_hash -> Nullable<Text>,
+        /// The recipient's `scores.orders` when frozen (campaignUplift's baseline).
+        base_orders -> Nullable<BigInt>,
+        /// The recipient's `scores.total_revenue` when frozen.
+        base_revenue -> Nullable<Double>,
+        /// The recipient's `scores.p_alive` when frozen.
+        base_p_alive -> Nullable<Double>,
     }
 }
 

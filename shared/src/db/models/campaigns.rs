@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DRAFT ──send──▶ SENDING ──all recipients final──▶ SENT
-//!   │  └─(sendAt)─▶ SCHEDULED ──due──▶ SENDING ⇄ PAUSED
+//!   │  └─(sendAt)─▶ SCHEDULED ──due──▶ SENDING ⇄ PAUSED   │
+//!   │                                     ▲──retryFailed──┘
 //!   └──────────────────┴──────────cancel─────────┴──▶ CANCELLED
 //! ```
 //! Only drafts change their content; a campaign's audience is frozen into
@@ -44,11 +45,12 @@ impl CampaignStatus {
                 | (Scheduled, Sending | Cancelled | Draft)
                 | (Sending, Paused | Sent | Cancelled)
                 | (Paused, Sending | Cancelled)
+                | (Sent, Sending)
         )
     }
 
-    /// No further change is possible.
-    pub fn is_final(self) -> bool {
+    /// Nothing is left to send (unless staff retry failures of a sent campaign).
+    pub fn is_finished(self) -> bool {
         matches!(self, CampaignStatus::Sent | CampaignStatus::Cancelled)
     }
 }
@@ -185,7 +187,7 @@ pub fn transition(
     at: NaiveDateTime,
 ) -> Result<Option<Campaign>, DbError> {
     debug_assert!(from.can_become(to), "{from} -> {to}");
-    let finished = to.is_final().then_some(at);
+    let finished = to.is_finished().then_some(at);
     crate::with_backend!(conn, conn => diesel::update(
             campaigns::table
                 .filter(campaigns::id.eq(id))
@@ -200,6 +202,63 @@ pub fn transition(
         .get_result(conn)
         .optional())
     .map_err(DbError::query("campaigns", "change status"))
+}
+
+/// Starts sending campaign `id` (from `from`, a compare-and-set like
+/// [`transition`]), recording the control group's seed, the exclusion
+/// counts (JSON) and the start time.
+pub fn start_sending(
+    conn: &mut DbConnection,
+    id: i64,
+    from: CampaignStatus,
+    seed: i64,
+    exclusions: &str,
+    at: NaiveDateTime,
+) -> Result<Option<Campaign>, DbError> {
+    crate::with_backend!(conn, conn => diesel::update(
+            campaigns::table
+                .filter(campaigns::id.eq(id))
+                .filter(campaigns::status.eq(from)),
+        )
+        .set((
+            campaigns::status.eq(CampaignStatus::Sending),
+            campaigns::seed.eq(seed),
+            campaigns::exclusions.eq(exclusions),
+            campaigns::started_at.eq(at),
+            campaigns::updated_at.eq(at),
+        ))
+        .returning(Campaign::as_returning())
+        .get_result(conn)
+        .optional())
+    .map_err(DbError::query("campaigns", "start sending"))
+}
+
+/// Campaign `id`, its row locked until the transaction ends (PostgreSQL;
+/// on SQLite the caller holds the write lock): a no-op update that returns it.
+pub fn lock(
+    conn: &mut DbConnection,
+    id: i64,
+    at: NaiveDateTime,
+) -> Result<Option<Campaign>, DbError> {
+    crate::with_backend!(conn, conn => diesel::update(campaigns::table.filter(campaigns::id.eq(id)))
+        .set(campaigns::updated_at.eq(at))
+        .returning(Campaign::as_returning())
+        .get_result(conn)
+        .optional())
+    .map_err(DbError::query("campaigns", "lock"))
+}
+
+/// Campaigns in `status`, oldest first.
+pub fn with_status(
+    conn: &mut DbConnection,
+    status: CampaignStatus,
+) -> Result<Vec<Campaign>, DbError> {
+    campaigns::table
+        .filter(campaigns::status.eq(status))
+        .select(Campaign::as_select())
+        .order(campaigns::id.asc())
+        .load(conn)
+        .map_err(DbError::query("campaigns", "select by status"))
 }
 
 /// One campaign by id.
@@ -221,14 +280,21 @@ mod tests {
         assert!(Draft.can_become(Sending));
         assert!(Sending.can_become(Paused) && Paused.can_become(Sending));
         assert!(Sending.can_become(Sent));
-        for done in [Sent, Cancelled] {
-            assert!(done.is_final());
-            assert!(
-                super::CampaignStatus::ALL
-                    .iter()
-                    .all(|s| !done.can_become(*s))
-            );
-        }
+        assert!(Cancelled.is_finished() && Sent.is_finished());
+        assert!(
+            super::CampaignStatus::ALL
+                .iter()
+                .all(|s| !Cancelled.can_become(*s)),
+            "cancelled is for good"
+        );
+        assert_eq!(
+            super::CampaignStatus::ALL
+                .iter()
+                .filter(|s| Sent.can_become(**s))
+                .collect::<Vec<_>>(),
+            [&Sending],
+            "a sent campaign only sends again when staff retry its failures"
+        );
         assert!(
             !Draft.can_become(Sent),
             "a draft never reports sent without sending"

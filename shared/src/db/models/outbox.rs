@@ -21,7 +21,8 @@ use diesel::prelude::*;
 
 use super::text_enum::text_enum;
 
-use crate::db::schema::outbox;
+use super::campaigns::CampaignStatus;
+use crate::db::schema::{campaigns, outbox};
 use crate::db::{DbConnection, DbError};
 
 text_enum! {
@@ -74,6 +75,16 @@ pub struct NewRecipient<'a> {
     pub address: Option<&'a str>,
     /// `Queued` or `Control`.
     pub status: RecipientStatus,
+    /// `Message-ID`, fixed now (None for control rows).
+    pub message_id: Option<&'a str>,
+    /// SHA-256 of the unsubscribe token (None for control rows).
+    pub unsubscribe_hash: Option<&'a str>,
+    /// Scores when frozen: orders, revenue, p_alive (campaignUplift's baseline).
+    pub base_orders: Option<i64>,
+    /// See `base_orders`.
+    pub base_revenue: Option<f64>,
+    /// See `base_orders`.
+    pub base_p_alive: Option<f64>,
     /// When the audience was frozen.
     pub queued_at: NaiveDateTime,
 }
@@ -110,6 +121,336 @@ pub struct Recipient {
     pub queued_at: NaiveDateTime,
     /// Acceptance time.
     pub sent_at: Option<NaiveDateTime>,
+}
+
+/// What a sender learnt of one claimed row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// The server accepted the message at this time.
+    Sent(NaiveDateTime),
+    /// A temporary refusal (4xx) or no connection: queued again, not before `retry_at`.
+    Retry {
+        /// The reply or error.
+        error: String,
+        /// Next attempt.
+        retry_at: NaiveDateTime,
+    },
+    /// A permanent refusal (5xx), or temporary ones until attempts ran out.
+    Failed(String),
+    /// The transaction broke after the message was handed over: maybe delivered.
+    InDoubt(String),
+    /// Not sent: the re-check before sending found this reason.
+    Suppressed(String),
+}
+
+impl Fate {
+    fn status(&self) -> RecipientStatus {
+        match self {
+            Fate::Sent(_) => RecipientStatus::Sent,
+            Fate::Retry { .. } => RecipientStatus::Queued,
+            Fate::Failed(_) => RecipientStatus::Failed,
+            Fate::InDoubt(_) => RecipientStatus::InDoubt,
+            Fate::Suppressed(_) => RecipientStatus::Suppressed,
+        }
+    }
+}
+
+/// Longest stored server reply, in characters (replies can be long and are only for people).
+const MAX_ERROR_CHARS: usize = 500;
+
+fn clip(text: &str) -> String {
+    text.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// Claims up to `limit` due rows of sending campaigns for `owner` until
+/// `lease_until`: each becomes `SENDING` with one more attempt. Rows
+/// another sender holds are skipped (`FOR UPDATE SKIP LOCKED` on
+/// PostgreSQL; SQLite runs one writer at a time). Oldest rows first. Call
+/// it inside a transaction that holds the write lock ([`crate::db::lock_for_write`]).
+pub fn claim(
+    conn: &mut DbConnection,
+    owner: &str,
+    now: NaiveDateTime,
+    lease_until: NaiveDateTime,
+    limit: i64,
+) -> Result<Vec<Recipient>, DbError> {
+    if limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let sending = campaigns::table
+        .filter(campaigns::status.eq(CampaignStatus::Sending))
+        .select(campaigns::id);
+    let due = outbox::table
+        .filter(outbox::status.eq(RecipientStatus::Queued))
+        .filter(
+            outbox::next_attempt_at
+                .is_null()
+                .or(outbox::next_attempt_at.le(now)),
+        )
+        .filter(outbox::campaign_id.eq_any(sending))
+        .order(outbox::id.asc())
+        .limit(limit)
+        .select(outbox::id);
+    // Two statements, so call this inside a transaction: the ids are locked
+    // by the select (PostgreSQL) or by the write lock the caller holds (SQLite).
+    let ids: Vec<i64> = match conn {
+        DbConnection::Sqlite(c) => due.load(c),
+        DbConnection::Pg(c) => due.for_update().skip_locked().load(c),
+    }
+    .map_err(DbError::query("outbox", "select due rows"))?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let set = (
+        outbox::status.eq(RecipientStatus::Sending),
+        outbox::lease_owner.eq(owner),
+        outbox::lease_until.eq(lease_until),
+        outbox::attempts.eq(outbox::attempts + 1),
+    );
+    let target = outbox::table
+        .filter(outbox::id.eq_any(&ids))
+        .filter(outbox::status.eq(RecipientStatus::Queued));
+    crate::with_backend!(conn, c => diesel::update(target)
+        .set(set)
+        .returning(Recipient::as_returning())
+        .get_results(c))
+    .map_err(DbError::query("outbox", "claim"))
+}
+
+/// Whether any row of a sending campaign is due at `now` (a read: an idle
+/// sender asks this before taking SQLite's write lock).
+pub fn any_due(conn: &mut DbConnection, now: NaiveDateTime) -> Result<bool, DbError> {
+    let sending = campaigns::table
+        .filter(campaigns::status.eq(CampaignStatus::Sending))
+        .select(campaigns::id);
+    diesel::select(diesel::dsl::exists(
+        outbox::table
+            .filter(outbox::status.eq(RecipientStatus::Queued))
+            .filter(
+                outbox::next_attempt_at
+                    .is_null()
+                    .or(outbox::next_attempt_at.le(now)),
+            )
+            .filter(outbox::campaign_id.eq_any(sending)),
+    ))
+    .get_result(conn)
+    .map_err(DbError::query("outbox", "look for due rows"))
+}
+
+/// Whether any `SENDING` row's lease ended before `now` (a read, see [`expire_leases`]).
+pub fn any_expired(conn: &mut DbConnection, now: NaiveDateTime) -> Result<bool, DbError> {
+    diesel::select(diesel::dsl::exists(
+        outbox::table
+            .filter(outbox::status.eq(RecipientStatus::Sending))
+            .filter(outbox::lease_until.lt(now)),
+    ))
+    .get_result(conn)
+    .map_err(DbError::query("outbox", "look for expired leases"))
+}
+
+/// Records `fate` of row `id`, claimed by `owner`. A row another sender
+/// marked `IN_DOUBT` meanwhile (this one stalled past its lease) gets the
+/// fate this sender knows. Returns whether the row was still this sender's.
+pub fn record(conn: &mut DbConnection, id: i64, owner: &str, fate: &Fate) -> Result<bool, DbError> {
+    let target = outbox::table
+        .filter(outbox::id.eq(id))
+        .filter(outbox::lease_owner.eq(owner))
+        .filter(outbox::status.eq_any([RecipientStatus::Sending, RecipientStatus::InDoubt]));
+    let none: Option<NaiveDateTime> = None;
+    let changed = match fate {
+        Fate::Sent(at) => diesel::update(target)
+            .set((
+                outbox::status.eq(fate.status()),
+                outbox::sent_at.eq(at),
+                outbox::lease_until.eq(none),
+                outbox::last_error.eq(None::<String>),
+            ))
+            .execute(conn),
+        Fate::Retry { error, retry_at } => diesel::update(target)
+            .set((
+                outbox::status.eq(fate.status()),
+                outbox::next_attempt_at.eq(retry_at),
+                outbox::lease_until.eq(none),
+                outbox::last_error.eq(clip(error)),
+            ))
+            .execute(conn),
+        Fate::Failed(error) | Fate::InDoubt(error) => diesel::update(target)
+            .set((
+                outbox::status.eq(fate.status()),
+                outbox::lease_until.eq(none),
+                outbox::last_error.eq(clip(error)),
+            ))
+            .execute(conn),
+        Fate::Suppressed(reason) => diesel::update(target)
+            .set((
+                outbox::status.eq(fate.status()),
+                outbox::lease_until.eq(none),
+                outbox::suppressed_reason.eq(reason),
+            ))
+            .execute(conn),
+    }
+    .map_err(DbError::query("outbox", "record a fate"))?;
+    Ok(changed == 1)
+}
+
+/// Records rows `ids` (claimed by `owner`) as accepted by the server at `at`.
+pub fn mark_sent(
+    conn: &mut DbConnection,
+    owner: &str,
+    ids: &[i64],
+    at: NaiveDateTime,
+) -> Result<usize, DbError> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::status.eq_any([RecipientStatus::Sending, RecipientStatus::InDoubt])),
+    )
+    .set((
+        outbox::status.eq(RecipientStatus::Sent),
+        outbox::sent_at.eq(at),
+        outbox::lease_until.eq(None::<NaiveDateTime>),
+        outbox::last_error.eq(None::<String>),
+    ))
+    .execute(conn)
+    .map_err(DbError::query("outbox", "record sent"))
+}
+
+/// Extends `owner`'s leases on rows `ids` still `SENDING` to `until`.
+pub fn renew(
+    conn: &mut DbConnection,
+    owner: &str,
+    ids: &[i64],
+    until: NaiveDateTime,
+) -> Result<usize, DbError> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::lease_owner.eq(owner))
+            .filter(outbox::status.eq(RecipientStatus::Sending)),
+    )
+    .set(outbox::lease_until.eq(until))
+    .execute(conn)
+    .map_err(DbError::query("outbox", "renew leases"))
+}
+
+/// Marks `IN_DOUBT` every `SENDING` row whose lease ended before `now`: its
+/// sender died between claiming it and recording the server's answer.
+/// Returns how many.
+pub fn expire_leases(conn: &mut DbConnection, now: NaiveDateTime) -> Result<usize, DbError> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::status.eq(RecipientStatus::Sending))
+            .filter(outbox::lease_until.lt(now)),
+    )
+    .set((
+        outbox::status.eq(RecipientStatus::InDoubt),
+        outbox::last_error.eq(
+            "the sending process stopped during the SMTP transaction: the server may have accepted it (never resent by itself)",
+        ),
+    ))
+    .execute(conn)
+    .map_err(DbError::query("outbox", "expire leases"))
+}
+
+/// Suppresses every `QUEUED` row to `address` (normalised), in any campaign,
+/// with `reason`. Returns how many.
+pub fn suppress_queued(
+    conn: &mut DbConnection,
+    address: &str,
+    reason: &str,
+) -> Result<usize, DbError> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::address.eq(address))
+            .filter(outbox::status.eq(RecipientStatus::Queued)),
+    )
+    .set((
+        outbox::status.eq(RecipientStatus::Suppressed),
+        outbox::suppressed_reason.eq(reason),
+    ))
+    .execute(conn)
+    .map_err(DbError::query("outbox", "suppress queued rows"))
+}
+
+/// Queues campaign `id`'s `FAILED` rows again (attempts start over). Returns how many.
+pub fn retry_failed(conn: &mut DbConnection, campaign_id: i64) -> Result<usize, DbError> {
+    diesel::update(
+        outbox::table
+            .filter(outbox::campaign_id.eq(campaign_id))
+            .filter(outbox::status.eq(RecipientStatus::Failed)),
+    )
+    .set((
+        outbox::status.eq(RecipientStatus::Queued),
+        outbox::attempts.eq(0),
+        outbox::next_attempt_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+    .map_err(DbError::query("outbox", "requeue failed rows"))
+}
+
+/// Rows of campaign `id` not final yet (`QUEUED` or `SENDING`).
+pub fn unfinished(conn: &mut DbConnection, campaign_id: i64) -> Result<i64, DbError> {
+    outbox::table
+        .filter(outbox::campaign_id.eq(campaign_id))
+        .filter(outbox::status.eq_any([RecipientStatus::Queued, RecipientStatus::Sending]))
+        .count()
+        .get_result(conn)
+        .map_err(DbError::query("outbox", "count unfinished"))
+}
+
+/// The row whose unsubscribe token hashes to `hash`.
+pub fn by_unsubscribe_hash(
+    conn: &mut DbConnection,
+    hash: &str,
+) -> Result<Option<Recipient>, DbError> {
+    outbox::table
+        .filter(outbox::unsubscribe_hash.eq(hash))
+        .select(Recipient::as_select())
+        .first(conn)
+        .optional()
+        .map_err(DbError::query("outbox", "select by unsubscribe token"))
+}
+
+/// A page of campaign `id`'s rows by id after `after`, of `status` if given.
+pub fn page(
+    conn: &mut DbConnection,
+    campaign_id: i64,
+    status: Option<RecipientStatus>,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Recipient>, DbError> {
+    let mut q = outbox::table
+        .filter(outbox::campaign_id.eq(campaign_id))
+        .select(Recipient::as_select())
+        .order(outbox::id.asc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(outbox::status.eq(s));
+    }
+    if let Some(id) = after {
+        q = q.filter(outbox::id.gt(id));
+    }
+    q.load(conn)
+        .map_err(DbError::query("outbox", "select page"))
+}
+
+/// How many rows of campaign `id` (of `status` if given).
+pub fn count(
+    conn: &mut DbConnection,
+    campaign_id: i64,
+    status: Option<RecipientStatus>,
+) -> Result<i64, DbError> {
+    let mut q = outbox::table
+        .filter(outbox::campaign_id.eq(campaign_id))
+        .into_boxed();
+    if let Some(s) = status {
+        q = q.filter(outbox::status.eq(s));
+    }
+    q.count()
+        .get_result(conn)
+        .map_err(DbError::query("outbox", "count"))
 }
 
 /// Freezes `rows` into the outbox; a (campaign, customer) already there is
