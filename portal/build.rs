@@ -3,7 +3,7 @@
 //! CI it is compiled as ignored, so `cargo test` reports it as ignored
 //! rather than as passed. In CI a missing Chromium fails the test.
 //! Likewise the mail tests, which run a real SMTP server (Python's
-//! `aiosmtpd`, `portal/tests/smtp/sink.py`).
+//! `aiosmtpd`, `tests/smtp/sink.py`).
 
 const CHROMIUM_NAMES: [&str; 2] = ["chromium", "chromium-browser"];
 

@@ -1,4 +1,4 @@
-//! A real SMTP server for the mail tests: `tests/smtp/sink.py` (aiosmtpd)
+//! A real SMTP server for the mail tests: `../tests/smtp/sink.py` (aiosmtpd)
 //! on a loopback port, each accepted message parsed (MIME, by Python's
 //! `email` package) into a JSON file the tests read back.
 
@@ -18,7 +18,7 @@ pub struct Sink {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/smtp/sink.py")
 }
 
 impl Sink {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A real SMTP server for the portal's mail tests and benchmark (aiosmtpd).
+"""A real SMTP server for the mail tests and the sender benchmark (aiosmtpd).
 
 Every accepted message is parsed with Python's `email` package and written
 as `<n>.json` (envelope, every header, text and HTML parts) beside the raw
