@@ -662,3 +662,83 @@ fn uplift_compares_the_treated_with_the_control_group(backend: Backend) {
     );
     assert_eq!(metric("revenue")["difference"], 15.0);
 }
+
+cvm_shared::both_backends!(the_file_outbox_gets_one_eml_per_message_and_test_messages_are_marked);
+
+fn the_file_outbox_gets_one_eml_per_message_and_test_messages_are_marked(backend: Backend) {
+    let outbox = tempfile::tempdir().unwrap();
+    let dir = outbox.path().join("mail");
+    let s = TestServer::sending(
+        TestDb::new(backend),
+        MailConfig::from_settings(&MailSettings {
+            from: Some("Shop <news@shop.example>".into()),
+            outbox_dir: dir.to_str().unwrap().into(),
+            send_rate: 0.0,
+            ..MailSettings::default()
+        })
+        .unwrap(),
+    );
+    let people = crowd(3);
+    seed_crowd(&s.db.url, &people);
+    let marketer = s.token("mark", Role::Marketer);
+    let id = campaign(&s, &marketer, json!({}));
+    let (_, body) = s.gql(
+        Some(&marketer),
+        "mutation($id: ID!, $to: String!) { sendTestMessage(id: $id, to: $to) }",
+        json!({"id": id, "to": "me@shop.example"}),
+    );
+    assert_eq!(body["data"]["sendTestMessage"], true, "{body}");
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut all: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        all.sort();
+        all
+    };
+    let test = files(&dir);
+    assert_eq!(test.len(), 1);
+    assert!(
+        test[0].contains("Subject: [TEST] We miss you, <Ann>"),
+        "{}",
+        test[0]
+    );
+    assert!(test[0].contains("To: me@shop.example"));
+    assert_eq!(
+        campaign_state(&s, &marketer, &id)["stats"]["recipients"],
+        0,
+        "a test message records nothing"
+    );
+    send(&s, &marketer, &id);
+    let state = wait_sent(&s, &marketer, &id);
+    assert_eq!(state["stats"]["sent"], 3);
+    let all = files(&dir);
+    assert_eq!(all.len(), 4, "one .eml per message");
+    for (_, email) in &people {
+        assert_eq!(
+            all.iter()
+                .filter(|m| m.contains(&format!("To: {email}")))
+                .count(),
+            1
+        );
+    }
+    assert!(
+        all.iter()
+            .all(|m| m.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"))
+    );
+    // Without a sender address nothing is sent, and the error says what to set.
+    let none = TestServer::start(backend);
+    let marketer = none.token("mark", Role::Marketer);
+    seed_crowd(&none.db.url, &people);
+    let id = campaign(&none, &marketer, json!({}));
+    let (_, body) = none.gql(Some(&marketer), SEND, json!({"id": id}));
+    assert_eq!(error_codes(&body), ["BAD_USER_INPUT"]);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CVM_MAIL_FROM")
+    );
+}

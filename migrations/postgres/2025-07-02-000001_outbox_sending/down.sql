@@ -1,3 +1,4 @@
+DROP INDEX outbox_claim;
 DROP INDEX outbox_status_lease;
 DROP INDEX outbox_unsubscribe_hash;
 ALTER TABLE outbox DROP COLUMN base_p_alive;

@@ -9,3 +9,5 @@ ALTER TABLE outbox ADD COLUMN base_revenue DOUBLE PRECISION;
 ALTER TABLE outbox ADD COLUMN base_p_alive DOUBLE PRECISION;
 CREATE UNIQUE INDEX outbox_unsubscribe_hash ON outbox (unsubscribe_hash);
 CREATE INDEX outbox_status_lease ON outbox (status, lease_until);
+-- A campaign's due rows in id order: a claim reads a few index entries, not every queued row.
+CREATE INDEX outbox_claim ON outbox (campaign_id, status, id);

@@ -139,8 +139,7 @@ fn smtp_url(url: &str) -> Result<String, MailConfigError> {
         .replace("?tls=none&", "?")
         .replace("?tls=none", "")
         .replace("&tls=none", "");
-    lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&plain)
-        .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?;
+    super::transport::Smtp::parse(&plain, 1)?;
     Ok(plain)
 }
 

@@ -660,18 +660,24 @@ fn recheck(
         .map_err(DbError::query("suppressions", "select recipients"))?
         .into_iter()
         .collect();
-    // Other campaigns' messages to these addresses: sent (with when) or in flight.
+    // Other campaigns' messages to these addresses: sent (with when) or in
+    // flight. Filtered by address only, so the address index answers (a
+    // status filter here led SQLite to scan every sent row).
     let others: Vec<(String, i64, RecipientStatus, Option<NaiveDateTime>)> = o::table
         .filter(o::address.eq_any(&addresses))
-        .filter(o::status.eq_any([RecipientStatus::Sent, RecipientStatus::Sending]))
         .select((
             o::address.assume_not_null(),
             o::campaign_id,
             o::status,
             o::sent_at,
         ))
-        .load(c)
-        .map_err(DbError::query("outbox", "select recent messages"))?;
+        .load::<(String, i64, RecipientStatus, Option<NaiveDateTime>)>(c)
+        .map_err(DbError::query("outbox", "select recent messages"))?
+        .into_iter()
+        .filter(|(_, _, status, _)| {
+            matches!(status, RecipientStatus::Sent | RecipientStatus::Sending)
+        })
+        .collect();
     let mut campaigns_by_id: HashMap<i64, Campaign> = HashMap::new();
     let mut wanted: Vec<i64> = claimed.iter().map(|r| r.campaign_id).collect();
     wanted.sort_unstable();

@@ -1,14 +1,30 @@
-//! Where a message goes: an SMTP server (lettre's pooled async transport,
-//! TLS and authentication from the URL) or the file outbox (one `.eml` per
+//! Where a message goes: an SMTP server or the file outbox (one `.eml` per
 //! message, the embedded default). Every send ends in one [`Outcome`], and
 //! the outcome says whether the message may have been delivered: the
 //! sender's at-most-once guarantee rests on that line.
+//!
+//! SMTP runs on lettre's connection and command API, with this module
+//! keeping the connections (up to the sender's concurrency, reused while
+//! they work) for two reasons lettre's pooled transport cannot serve:
+//! it knows the stage a failure happened in (before the message data was
+//! handed over, a retry is safe; after, the message may have arrived), and
+//! it sets `TCP_NODELAY` on its sockets, without which each message waits
+//! out the server's delayed acknowledgement (40 ms on Linux) before its
+//! final dot: 342 messages a second at 16 connections instead of thousands.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lettre::Message;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::sync::Mutex;
 
 use super::config::{Delivery, MailConfigError};
 
@@ -34,27 +50,17 @@ pub enum Outcome {
 /// A message's way out.
 #[derive(Clone)]
 pub enum Transport {
-    /// An SMTP server, connections pooled (at most the sender's concurrency).
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// An SMTP server, connections kept for reuse.
+    Smtp(Arc<Smtp>),
     /// One file per message under this folder.
     Files(PathBuf),
 }
 
 impl Transport {
-    /// The transport of `delivery`, pooling up to `connections` SMTP connections.
+    /// The transport of `delivery`, keeping up to `connections` SMTP connections.
     pub fn new(delivery: &Delivery, connections: usize) -> Result<Transport, MailConfigError> {
         match delivery {
-            Delivery::Smtp(url) => {
-                let pool = PoolConfig::new()
-                    .max_size(u32::try_from(connections.max(1)).unwrap_or(u32::MAX))
-                    .idle_timeout(Duration::from_secs(60));
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| MailConfigError::SmtpUrl(e.to_string()))?
-                    .timeout(Some(SMTP_TIMEOUT))
-                    .pool_config(pool)
-                    .build();
-                Ok(Transport::Smtp(transport))
-            }
+            Delivery::Smtp(url) => Ok(Transport::Smtp(Arc::new(Smtp::parse(url, connections)?))),
             Delivery::Files(dir) => Ok(Transport::Files(dir.clone())),
         }
     }
@@ -62,15 +68,7 @@ impl Transport {
     /// Sends `message`; `message_id` names its file in the file outbox.
     pub async fn send(&self, message: &Message, message_id: &str) -> Outcome {
         match self {
-            Transport::Smtp(smtp) => {
-                match smtp
-                    .send_raw(message.envelope(), &message.formatted())
-                    .await
-                {
-                    Ok(_) => Outcome::Accepted,
-                    Err(e) => classify(&e),
-                }
-            }
+            Transport::Smtp(smtp) => smtp.send(message).await,
             Transport::Files(dir) => {
                 let path = dir.join(file_name(message_id));
                 let bytes = message.formatted();
@@ -89,21 +87,216 @@ impl Transport {
     }
 }
 
-/// What an SMTP error means for the message. A reply code decides when
-/// there is one; a failure to connect means nothing was handed over;
-/// anything else (the connection broke, a timeout, an unreadable reply)
-/// happened mid-transaction, after which the server may have the message.
-fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
-    let text = e.to_string();
+/// How the connection is secured (the URL's scheme and `tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Security {
+    /// `smtp://` without `tls`: plain.
+    Plain,
+    /// `tls=opportunistic`: STARTTLS when offered.
+    Opportunistic,
+    /// `tls=required`: STARTTLS or no connection.
+    Required,
+    /// `smtps://`: TLS from the first byte.
+    Wrapper,
+}
+
+/// An SMTP server and the connections kept to it.
+pub struct Smtp {
+    host: String,
+    port: u16,
+    security: Security,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    keep: usize,
+}
+
+/// A kept connection unused for longer is checked (NOOP) before reuse.
+const FRESH: Duration = Duration::from_secs(5);
+/// A kept connection unused for longer is closed.
+const IDLE: Duration = Duration::from_secs(60);
+
+impl Smtp {
+    /// The server of `url` (`smtp://[user:pass@]host[:port][?tls=...]`, `smtps://...`).
+    pub fn parse(url: &str, keep: usize) -> Result<Smtp, MailConfigError> {
+        let bad = |why: &str| MailConfigError::SmtpUrl(why.to_string());
+        let u = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        let host = u.host_str().ok_or_else(|| bad("no host"))?.to_string();
+        let tls = u
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.to_string());
+        let (security, default_port) = match (u.scheme(), tls.as_deref()) {
+            ("smtp", None | Some("none")) => (Security::Plain, 25),
+            ("smtp", Some("opportunistic")) => (Security::Opportunistic, 587),
+            ("smtp", Some("required")) => (Security::Required, 587),
+            ("smtps", _) => (Security::Wrapper, 465),
+            (scheme, tls) => {
+                return Err(bad(&format!(
+                    "unknown scheme {scheme:?} or tls={}",
+                    tls.unwrap_or("")
+                )));
+            }
+        };
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| bad("the user or password is not UTF-8"))
+        };
+        let credentials = match u.password() {
+            Some(p) => Some(Credentials::new(decode(u.username())?, decode(p)?)),
+            None => None,
+        };
+        Ok(Smtp {
+            port: u.port().unwrap_or(default_port),
+            host,
+            security,
+            credentials,
+            hello: ClientId::default(),
+            idle: Mutex::new(Vec::new()),
+            keep: keep.max(1),
+        })
+    }
+
+    fn tls(&self) -> Result<TlsParameters, String> {
+        TlsParameters::new(self.host.clone()).map_err(|e| e.to_string())
+    }
+
+    /// A new connection: TCP (no Nagle delay), EHLO, TLS, AUTH.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let text = |e: SmtpError| e.to_string();
+        if self.security == Security::Wrapper {
+            let conn = AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(SMTP_TIMEOUT),
+                &self.hello,
+                Some(self.tls()?),
+                None,
+            )
+            .await
+            .map_err(text)?;
+            return self.authenticate(conn).await;
+        }
+        let stream = tokio::time::timeout(
+            SMTP_TIMEOUT,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| format!("timed out connecting to {}:{}", self.host, self.port))?
+        .map_err(|e| format!("cannot connect to {}:{}: {e}", self.host, self.port))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+            .await
+            .map_err(text)?;
+        match self.security {
+            Security::Opportunistic if conn.can_starttls() => {
+                conn.starttls(self.tls()?, &self.hello)
+                    .await
+                    .map_err(text)?;
+            }
+            Security::Required => conn
+                .starttls(self.tls()?, &self.hello)
+                .await
+                .map_err(text)?,
+            _ => {}
+        }
+        self.authenticate(conn).await
+    }
+
+    async fn authenticate(
+        &self,
+        mut conn: AsyncSmtpConnection,
+    ) -> Result<AsyncSmtpConnection, String> {
+        if let Some(c) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], c)
+                .await
+                .map_err(|e| format!("authentication failed: {e}"))?;
+        }
+        Ok(conn)
+    }
+
+    /// A working connection: a kept one, else a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, String> {
+        loop {
+            let kept = self.idle.lock().await.pop();
+            let Some((mut conn, used)) = kept else {
+                return self.connect().await;
+            };
+            let age = used.elapsed();
+            if age > IDLE || conn.has_broken() {
+                conn.abort().await;
+                continue;
+            }
+            if age > FRESH && !conn.test_connected().await {
+                conn.abort().await;
+                continue;
+            }
+            return Ok(conn);
+        }
+    }
+
+    async fn checkin(&self, conn: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().await;
+        if idle.len() < self.keep {
+            idle.push((conn, Instant::now()));
+        }
+    }
+
+    /// One SMTP transaction. A failure before the message data is handed
+    /// over cannot have delivered it; one during or after may have.
+    async fn send(&self, message: &Message) -> Outcome {
+        let mut conn = match self.checkout().await {
+            Ok(c) => c,
+            Err(e) => return Outcome::NotConnected(e),
+        };
+        let envelope = message.envelope();
+        let before_data = async {
+            conn.command(Mail::new(envelope.from().cloned(), Vec::new()))
+                .await?;
+            for to in envelope.to() {
+                conn.command(Rcpt::new(to.clone(), Vec::new())).await?;
+            }
+            conn.command(Data).await
+        };
+        let staged = tokio::time::timeout(SMTP_TIMEOUT, before_data).await;
+        match staged {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                conn.abort().await;
+                return refused(&e).unwrap_or_else(|| Outcome::NotConnected(e.to_string()));
+            }
+            Err(_) => {
+                conn.abort().await;
+                return Outcome::NotConnected("the server did not answer in time".into());
+            }
+        }
+        let body = message.formatted();
+        match tokio::time::timeout(SMTP_TIMEOUT, conn.message(&body)).await {
+            Ok(Ok(_)) => {
+                self.checkin(conn).await;
+                Outcome::Accepted
+            }
+            Ok(Err(e)) => {
+                conn.abort().await;
+                refused(&e).unwrap_or_else(|| Outcome::Unknown(e.to_string()))
+            }
+            Err(_) => {
+                conn.abort().await;
+                Outcome::Unknown("no reply to the message data in time".into())
+            }
+        }
+    }
+}
+
+/// The outcome of a reply code (4xx, 5xx), or None for a failure without one.
+fn refused(e: &SmtpError) -> Option<Outcome> {
     if e.is_transient() {
-        Outcome::Temporary(text)
+        Some(Outcome::Temporary(e.to_string()))
     } else if e.is_permanent() || e.is_client() {
-        Outcome::Permanent(text)
-    } else if text.starts_with("Connection error") || e.is_tls() || e.is_transport_shutdown() {
-        // lettre's Kind::Connection: the TCP connection or TLS handshake failed.
-        Outcome::NotConnected(text)
+        Some(Outcome::Permanent(e.to_string()))
     } else {
-        Outcome::Unknown(text)
+        None
     }
 }
 

@@ -177,27 +177,40 @@ pub fn claim(
     if limit <= 0 {
         return Ok(Vec::new());
     }
-    let sending = campaigns::table
+    let sending: Vec<i64> = campaigns::table
         .filter(campaigns::status.eq(CampaignStatus::Sending))
-        .select(campaigns::id);
-    let due = outbox::table
-        .filter(outbox::status.eq(RecipientStatus::Queued))
-        .filter(
-            outbox::next_attempt_at
-                .is_null()
-                .or(outbox::next_attempt_at.le(now)),
-        )
-        .filter(outbox::campaign_id.eq_any(sending))
-        .order(outbox::id.asc())
-        .limit(limit)
-        .select(outbox::id);
+        .select(campaigns::id)
+        .order(campaigns::id.asc())
+        .load(conn)
+        .map_err(DbError::query("campaigns", "select sending"))?;
     // Two statements, so call this inside a transaction: the ids are locked
-    // by the select (PostgreSQL) or by the write lock the caller holds (SQLite).
-    let ids: Vec<i64> = match conn {
-        DbConnection::Sqlite(c) => due.load(c),
-        DbConnection::Pg(c) => due.for_update().skip_locked().load(c),
+    // by the select (PostgreSQL) or by the write lock the caller holds
+    // (SQLite). One campaign at a time, in id order: the index
+    // `outbox_claim` (campaign, status, id) answers each with a few entries.
+    let mut ids: Vec<i64> = Vec::new();
+    for campaign in sending {
+        let left = limit - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+        if left <= 0 {
+            break;
+        }
+        let due = outbox::table
+            .filter(outbox::campaign_id.eq(campaign))
+            .filter(outbox::status.eq(RecipientStatus::Queued))
+            .filter(
+                outbox::next_attempt_at
+                    .is_null()
+                    .or(outbox::next_attempt_at.le(now)),
+            )
+            .order(outbox::id.asc())
+            .limit(left)
+            .select(outbox::id);
+        let found: Vec<i64> = match conn {
+            DbConnection::Sqlite(c) => due.load(c),
+            DbConnection::Pg(c) => due.for_update().skip_locked().load(c),
+        }
+        .map_err(DbError::query("outbox", "select due rows"))?;
+        ids.extend(found);
     }
-    .map_err(DbError::query("outbox", "select due rows"))?;
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -458,8 +471,9 @@ pub fn count(
 /// Returns how many rows were added.
 pub fn freeze(conn: &mut DbConnection, rows: &[NewRecipient<'_>]) -> Result<usize, DbError> {
     let mut added = 0;
-    // Bounded statements: SQLite allows 32,766 bound values per statement.
-    for chunk in rows.chunks(4096) {
+    // Bounded statements: SQLite allows 32,766 bound values per statement
+    // (14 columns a row).
+    for chunk in rows.chunks(2000) {
         added += crate::with_backend!(conn, conn => diesel::insert_into(outbox::table)
             .values(chunk)
             .on_conflict((outbox::campaign_id, outbox::customer_id))
