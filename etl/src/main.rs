@@ -631,6 +631,9 @@ fn demo(
             eprintln!("  cvm-portal token create --name me --role marketer --db {url}");
             eprintln!("  CVM_DATABASE_URL={url} cvm-portal serve --dev");
             eprintln!("  then http://127.0.0.1:8080/graphiql (header Authorization: Bearer TOKEN)");
+            eprintln!(
+                "  (from a checkout: `cargo run --release -p cvm-portal -- ...`; campaigns it sends go to outbox/ as .eml files)"
+            );
         }
     }
     Ok(())

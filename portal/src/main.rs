@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use chrono::Utc;
 use clap::{Parser, Subcommand};
-use cvm_portal::mail::config::MailConfig;
+use cvm_portal::mail::config::{Delivery, MailConfig};
+
+/// The sender address of `serve --dev` when `mail.from` is not set (a
+/// reserved domain: nothing can be delivered to it by mistake).
+const DEV_MAIL_FROM: &str = "cvm dev <dev@cvm.invalid>";
 use cvm_portal::server::{self, ServeConfig};
 use cvm_portal::{graphql, tokens};
 use cvm_shared::Settings;
@@ -45,7 +49,8 @@ enum Command {
         /// Database URL (overrides CVM_DATABASE_URL).
         #[arg(long)]
         db: Option<String>,
-        /// Development mode: without CVM_PORTAL_SECRET, generate one (and print it).
+        /// Development mode: without CVM_PORTAL_SECRET, generate one (and print
+        /// it); without CVM_MAIL_FROM, send campaigns from dev@cvm.invalid.
         #[arg(long)]
         dev: bool,
     },
@@ -270,6 +275,21 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
             )));
         }
     };
+    let mut mail_settings = s.mail.clone();
+    if dev && mail_settings.from.is_none() {
+        mail_settings.from = Some(DEV_MAIL_FROM.into());
+    }
+    let mail = MailConfig::from_settings(&mail_settings).map_err(usage)?;
+    if dev {
+        match &mail.delivery {
+            Delivery::Files(dir) => eprintln!(
+                "dev mode: campaign messages are written to {} (one .eml each), from {}",
+                dir.display(),
+                mail_settings.from.as_deref().unwrap_or(DEV_MAIL_FROM)
+            ),
+            Delivery::Smtp(_) => eprintln!("dev mode: campaign messages go to CVM_SMTP_URL"),
+        }
+    }
     let bind: SocketAddr = s.portal.bind.parse().map_err(usage)?;
     let config = ServeConfig {
         db_url: db_url(s)?,
@@ -280,7 +300,7 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
         pool_size: s.portal.pool_size,
         workers: None,
         limits: server::Limits::from_settings(&s.portal),
-        mail: MailConfig::from_settings(&s.mail).map_err(usage)?,
+        mail,
         sender: true,
     };
     actix_web::rt::System::new()

@@ -26,6 +26,9 @@ pub struct Metrics {
     pub answers_submitted: IntCounter,
     /// SQL statements started on the pool's connections (what a query costs).
     pub db_statements: IntCounter,
+    /// Campaign messages by fate recorded by this process's sender
+    /// (`sent`, `retry`, `failed`, `in_doubt`, `suppressed`).
+    pub campaign_messages: IntCounterVec,
     operations: Mutex<HashSet<String>>,
 }
 
@@ -68,8 +71,19 @@ impl Metrics {
             "cvm_portal_db_statements_total",
             "SQL statements started on pooled database connections",
         )?;
+        let campaign_messages = IntCounterVec::new(
+            Opts::new(
+                "cvm_portal_campaign_messages_total",
+                "Campaign messages by the fate this process's sender recorded",
+            ),
+            &["fate"],
+        )?;
         registry.register(Box::new(answers_submitted.clone()))?;
         registry.register(Box::new(db_statements.clone()))?;
+        registry.register(Box::new(campaign_messages.clone()))?;
+        for fate in ["sent", "retry", "failed", "in_doubt", "suppressed"] {
+            campaign_messages.with_label_values(&[fate]);
+        }
         // Every code from the start, so a rate() over a code that never
         // happened yet is 0, not missing.
         for code in ErrorCode::ALL {
@@ -82,6 +96,7 @@ impl Metrics {
             errors,
             answers_submitted,
             db_statements,
+            campaign_messages,
             operations: Mutex::new(HashSet::new()),
         })
     }

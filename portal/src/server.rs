@@ -179,6 +179,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
             links: context.links.clone(),
             public_url: context.public_url.clone(),
             mail: config.mail,
+            metrics: metrics.clone(),
         })
         .map_err(ServeError::Sender)?;
         context.sender = sender.handle();

@@ -304,6 +304,12 @@ fn a_campaign_reaches_each_consenting_customer_once_with_compliance_headers(back
     let edges = &body["data"]["survey"]["invitations"]["edges"];
     assert_eq!(edges[0]["node"]["campaignId"], id.as_str(), "{body}");
     assert_eq!(edges[0]["node"]["customer"]["id"], "c1");
+    let (_, body) = s.gql(
+        Some(&marketer),
+        "query($id: ID!) { campaign(id: $id) { stats { answers } } }",
+        json!({"id": id}),
+    );
+    assert_eq!(body["data"]["campaign"]["stats"]["answers"], 1, "{body}");
     // The next campaign within the frequency cap reaches nobody.
     let again = campaign(
         &s,

@@ -219,6 +219,8 @@ pub struct CampaignStats {
     pub control: i64,
     /// Unsubscribes through this campaign's links.
     pub unsubscribed: i64,
+    /// Survey answers through the invitations this campaign carried.
+    pub answers: i64,
 }
 
 /// A retention campaign.
@@ -364,6 +366,15 @@ impl Campaign {
                 } += n;
             }
             s.unsubscribed = unsubscribes::count_for_campaign(c, id)?;
+            s.answers = {
+                use cvm_shared::db::schema::{answers, invitations};
+                answers::table
+                    .inner_join(invitations::table)
+                    .filter(invitations::campaign_id.eq(id))
+                    .count()
+                    .get_result(c)
+                    .map_err(DbError::query("answers", "count for a campaign"))?
+            };
             Ok(s)
         })
         .await?;

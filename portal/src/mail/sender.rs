@@ -52,6 +52,7 @@ use super::message::{self, Headers};
 use super::template::Templates;
 use super::transport::{Outcome, Transport};
 use crate::graphql::invitations::link as survey_link;
+use crate::metrics::Metrics;
 use crate::tokens::LinkSigner;
 
 /// How often the loop looks for work when idle, expires leases and finishes campaigns.
@@ -71,6 +72,8 @@ pub struct SenderSetup {
     pub public_url: String,
     /// Mail settings.
     pub mail: MailConfig,
+    /// Where fates are counted (`/metrics`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Wakes the sender early (after `sendCampaign`, `resumeCampaign`, `retryFailed`).
@@ -368,6 +371,18 @@ impl Dispatcher {
                 "the SMTP transaction broke before the server's verdict, so the message may have been delivered (never resent by itself): {error}"
             )),
         };
+        let label = match &fate {
+            Fate::Sent(_) => "sent",
+            Fate::Retry { .. } => "retry",
+            Fate::Failed(_) => "failed",
+            Fate::InDoubt(_) => "in_doubt",
+            Fate::Suppressed(_) => "suppressed",
+        };
+        self.setup
+            .metrics
+            .campaign_messages
+            .with_label_values(&[label])
+            .inc();
         self.done.push((report.id, fate));
     }
 
@@ -450,7 +465,7 @@ impl Dispatcher {
             if done.is_empty() {
                 match outbox::any_due(&mut c, now) {
                     Ok(true) => {}
-                    Ok(false) => return Ok((Vec::new(), Vec::new())),
+                    Ok(false) => return Ok((Vec::new(), Vec::new(), 0)),
                     Err(e) => return Err((e, done)),
                 }
             }
@@ -459,14 +474,13 @@ impl Dispatcher {
                 record(c, &owner, &done)?;
                 let now = Utc::now().naive_utc();
                 let claimed = outbox::claim(c, &owner, now, now + chrono_of(lease), want)?;
-                let (ready, campaigns) = recheck(c, &owner, claimed, cap_default, now, &known)?;
-                Ok((ready, campaigns))
+                recheck(c, &owner, claimed, cap_default, now, &known)
             });
             // Fates not recorded are kept for the next step.
             result.map_err(|e| (e, done))
         })
         .await;
-        let (ready, new_campaigns) = match joined {
+        let (ready, new_campaigns, suppressed) = match joined {
             Ok(Ok(r)) => r,
             Ok(Err((e, done))) => {
                 self.done = done;
@@ -478,6 +492,11 @@ impl Dispatcher {
                 });
             }
         };
+        self.setup
+            .metrics
+            .campaign_messages
+            .with_label_values(&["suppressed"])
+            .inc_by(u64::try_from(suppressed).unwrap_or(0));
         for campaign in new_campaigns {
             match Templates::new(
                 &campaign.subject,
@@ -634,11 +653,12 @@ fn recheck(
     cap_default: u32,
     now: NaiveDateTime,
     known: &HashSet<i64>,
-) -> Result<(Vec<Ready>, Vec<Campaign>), DbError> {
+) -> Result<(Vec<Ready>, Vec<Campaign>, usize), DbError> {
     use cvm_shared::db::schema::{customers, outbox as o, scores, suppressions as s};
     if claimed.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new(), 0));
     }
+    let count = claimed.len();
     let ids: Vec<&str> = claimed.iter().map(|r| r.customer_id.as_str()).collect();
     let addresses: Vec<&str> = claimed
         .iter()
@@ -741,7 +761,8 @@ fn recheck(
         .into_values()
         .filter(|k| !known.contains(&k.id))
         .collect();
-    Ok((ready, new))
+    let suppressed = count - ready.len();
+    Ok((ready, new, suppressed))
 }
 
 /// Moves every `SENDING` campaign with no row left `QUEUED` or `SENDING` to
