@@ -12,7 +12,7 @@ mod smtp;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use cvm_e2e::{Portal, run};
+use cvm_e2e::{Portal, demo_with_token};
 use serde_json::{Value, json};
 use smtp::Sink;
 
@@ -62,36 +62,7 @@ fn send_campaign(portal: &Portal, token: &str, name: &str) -> Value {
 )]
 fn an_at_risk_campaign_reaches_the_smtp_server_and_an_unsubscribe_sticks() {
     let tmp = tempfile::tempdir().unwrap();
-    let demo = tmp.path().join("demo");
-    let db_url = format!("sqlite://{}", demo.join("cvm.db").display());
-    run(
-        "cvm-etl",
-        &[
-            "--quiet",
-            "demo",
-            "--dir",
-            demo.to_str().unwrap(),
-            "--customers",
-            "400",
-            "--seed",
-            "7",
-        ],
-        &[],
-    );
-    let out = run(
-        "cvm-portal",
-        &[
-            "token", "create", "--name", "mia", "--role", "marketer", "--db", &db_url,
-        ],
-        &[],
-    );
-    let token = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let (db_url, token) = demo_with_token(&tmp.path().join("demo"), 400, 7, "mia");
     let sink = Sink::start(&[]);
     let smtp_url = sink.url();
     let portal = Portal::start(

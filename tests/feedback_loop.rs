@@ -4,7 +4,7 @@
 //! form); the next nightly job reads the answers, and each customer's
 //! `nps_class` shows in the scores and in `customer(id)`.
 
-use cvm_e2e::{Portal, run};
+use cvm_e2e::{Portal, demo_with_token, run};
 use serde_json::{Value, json};
 
 fn token_of(url: &str) -> &str {
@@ -16,32 +16,9 @@ fn answers_given_in_the_portal_reach_the_next_nightly_scores() {
     let tmp = tempfile::tempdir().unwrap();
     let demo = tmp.path().join("demo");
     let demo_s = demo.to_str().unwrap();
-    let db_url = format!("sqlite://{}", demo.join("cvm.db").display());
 
     // Night 1: the demo generates a drop and runs the nightly job into SQLite.
-    run(
-        "cvm-etl",
-        &[
-            "--quiet",
-            "demo",
-            "--dir",
-            demo_s,
-            "--customers",
-            "300",
-            "--seed",
-            "11",
-        ],
-        &[],
-    );
-    let out = run(
-        "cvm-portal",
-        &[
-            "token", "create", "--name", "ada", "--role", "marketer", "--db", &db_url,
-        ],
-        &[],
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let token = stdout.lines().last().unwrap().trim().to_string();
+    let (db_url, token) = demo_with_token(&demo, 300, 11, "ada");
 
     let portal = Portal::start(&db_url, &[]);
     let staff = Some(token.as_str());

@@ -64,6 +64,49 @@ fn command(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     c
 }
 
+/// Runs the demo (`cvm-etl demo`: a generated drop through the nightly job
+/// into SQLite) with `customers` and `seed` in `dir`, and creates a marketer
+/// token `name` on its database: (database URL, token).
+pub fn demo_with_token(
+    dir: &std::path::Path,
+    customers: u32,
+    seed: u32,
+    name: &str,
+) -> (String, String) {
+    let db_url = format!("sqlite://{}", dir.join("cvm.db").display());
+    let (customers, seed) = (customers.to_string(), seed.to_string());
+    let dir = dir.to_str().expect("a UTF-8 temporary path");
+    run(
+        "cvm-etl",
+        &[
+            "--quiet",
+            "demo",
+            "--dir",
+            dir,
+            "--customers",
+            &customers,
+            "--seed",
+            &seed,
+        ],
+        &[],
+    );
+    let out = run(
+        "cvm-portal",
+        &[
+            "token", "create", "--name", name, "--role", "marketer", "--db", &db_url,
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
+    let token = stdout
+        .lines()
+        .last()
+        .expect("the token line")
+        .trim()
+        .to_string();
+    (db_url, token)
+}
+
 /// A `cvm-portal serve` process on a free loopback port; killed on drop.
 pub struct Portal {
     child: Child,

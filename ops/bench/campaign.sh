@@ -34,16 +34,9 @@ if [ ! -x "$bin_dir/cvm-portal" ]; then
   echo "error: $bin_dir/cvm-portal not found; build it first: cargo build --release -p cvm-portal" >&2
   exit 1
 fi
-need() {
-  command -v "$1" >/dev/null && return
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "$2" >/dev/null
-}
-need jq jq
-need sqlite3 sqlite3
-need curl curl
+bench_need jq jq
+bench_need sqlite3 sqlite3
+bench_need curl curl
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cvm-campaign-bench.XXXXXX")"
 server_pid=""
@@ -104,28 +97,16 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 
-gql() {
-  local vars="${2:-}"
-  [ -n "$vars" ] || vars='{}'
-  jq -nc --arg q "$1" --argjson v "$vars" '{query: $q, variables: $v}' >"$work/request.json"
-  curl -fsS "$url/graphql" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    --data-binary @"$work/request.json" >"$work/response.json"
-  if jq -e 'has("errors")' "$work/response.json" >/dev/null; then
-    echo "error: GraphQL: $(jq -c .errors "$work/response.json")" >&2
-    exit 1
-  fi
-  jq -c .data "$work/response.json"
-}
 
-id="$(gql 'mutation { createCampaign(input: {name: "bench", audience: {},
+id="$(bench_gql 'mutation { createCampaign(input: {name: "bench", audience: {},
   subject: "Hello {{ customer.first_name }}", textTemplate: "Hi {{ customer.first_name }}, {{ unsubscribe_url }}",
   htmlTemplate: "<p>Hi {{ customer.first_name }}</p>"}) { id } }' | jq -r .createCampaign.id)"
 t0="$(date +%s.%N)"
-gql 'mutation($id: ID!) { sendCampaign(id: $id) { status } }' "$(jq -nc --arg id "$id" '{id: $id}')" >/dev/null
+bench_gql 'mutation($id: ID!) { sendCampaign(id: $id) { status } }' "$(jq -nc --arg id "$id" '{id: $id}')" >/dev/null
 t1="$(date +%s.%N)"
 echo "== audience frozen in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 while :; do
-  state="$(gql 'query($id: ID!) { campaign(id: $id) { status stats { sent queued failed inDoubt } } }' \
+  state="$(bench_gql 'query($id: ID!) { campaign(id: $id) { status stats { sent queued failed inDoubt } } }' \
     "$(jq -nc --arg id "$id" '{id: $id}')")"
   [ "$(jq -r .campaign.status <<<"$state")" = SENT ] && break
   kill -0 "$server_pid" 2>/dev/null || { echo "error: cvm-portal serve exited" >&2; exit 1; }

@@ -4,6 +4,9 @@
 #   bench_binary NAME        release build of cvm-etl, copied to $bench/cvm-etl.NAME -> $bin
 #   bench_python MOD PKG...  a python importing MOD (BENCH_PYTHON, else a venv
 #                            under ops/bench/.venv with PKG... installed) -> $py
+#   bench_need CMD PKG       installs Debian's PKG with apt-get when CMD is missing
+#   bench_gql QUERY [VARS]   a GraphQL request to $url/graphql as $token (files
+#                            in $work); prints the data, stops on any error
 
 bench_setup() {
   cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -39,4 +42,26 @@ bench_python() {
     fi
     py="$venv/bin/python"
   fi
+}
+
+bench_need() {
+  command -v "$1" >/dev/null && return
+  echo "== installing $2 (apt-get)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "$2" >/dev/null
+}
+
+bench_gql() {
+  local vars="${2:-}"
+  [ -n "$vars" ] || vars='{}'
+  jq -nc --arg q "$1" --argjson v "$vars" '{query: $q, variables: $v}' >"$work/request.json"
+  curl -fsS "$url/graphql" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+    --data-binary @"$work/request.json" >"$work/response.json"
+  if jq -e 'has("errors")' "$work/response.json" >/dev/null; then
+    echo "error: GraphQL: $(jq -c .errors "$work/response.json")" >&2
+    exit 1
+  fi
+  jq -c .data "$work/response.json"
 }

@@ -42,19 +42,10 @@ for b in cvm-etl cvm-portal; do
   fi
 done
 
-# Tool from its Debian package, installed on first use.
-need() {
-  command -v "$1" >/dev/null && return
-  echo "== installing $2 (apt-get)"
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "$2" >/dev/null
-}
-need wrk wrk
-need jq jq
-need sqlite3 sqlite3
-need curl curl
+bench_need wrk wrk
+bench_need jq jq
+bench_need sqlite3 sqlite3
+bench_need curl curl
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/cvm-portal-bench.XXXXXX")"
 server_pid=""
@@ -103,30 +94,17 @@ for _ in $(seq 600); do
 done
 curl -fsS "$url/healthz" >/dev/null
 
-# gql QUERY [VARIABLES_JSON]: the response's data, as the marketer; stops on any error.
-gql() {
-  local vars="${2:-}"
-  [ -n "$vars" ] || vars='{}'
-  jq -nc --arg q "$1" --argjson v "$vars" '{query: $q, variables: $v}' >"$work/request.json"
-  curl -fsS "$url/graphql" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-    --data-binary @"$work/request.json" >"$work/response.json"
-  if jq -e 'has("errors")' "$work/response.json" >/dev/null; then
-    echo "error: GraphQL: $(jq -c .errors "$work/response.json")" >&2
-    exit 1
-  fi
-  jq -c .data "$work/response.json"
-}
 
 echo "== survey and invitations"
-survey="$(gql 'mutation { createSurvey(input: {name: "bench", question: "How likely are you to recommend us?"}) { id } }' |
+survey="$(bench_gql 'mutation { createSurvey(input: {name: "bench", question: "How likely are you to recommend us?"}) { id } }' |
   jq -r .createSurvey.id)"
 # active: null invites every customer, inactive ones included.
-gql 'mutation($s: ID!) { createInvitations(surveyId: $s, filter: {active: null}) { created alreadyInvited } }' \
+bench_gql 'mutation($s: ID!) { createInvitations(surveyId: $s, filter: {active: null}) { created alreadyInvited } }' \
   "$(jq -nc --arg s "$survey" '{s: $s}')" | jq -c .createInvitations
 : >"$work/tokens.txt"
 cursor=null
 while :; do
-  page="$(gql 'query($id: ID!, $c: String) { survey(id: $id) { invitations(first: 500, after: $c) {
+  page="$(bench_gql 'query($id: ID!, $c: String) { survey(id: $id) { invitations(first: 500, after: $c) {
       pageInfo { hasNextPage endCursor } edges { node { url } } } } }' \
     "$(jq -nc --arg id "$survey" --argjson c "$cursor" '{id: $id, c: $c}')")"
   jq -r '.survey.invitations.edges[].node.url | sub("^.*/s/"; "")' <<<"$page" >>"$work/tokens.txt"

@@ -13,16 +13,15 @@ use cvm_shared::db::models::outbox;
 use cvm_shared::db::{DbConnection, DbError};
 use diesel::Connection;
 
-use super::campaigns::{Campaign, bad, no_campaign};
-use super::invitations::{link as survey_link, parse_id};
+use super::campaigns::{Campaign, bad, no_campaign, preview_audience, render_for};
+use super::invitations::parse_id;
 use super::{ApiContext, api};
 use crate::auth::RoleGuard;
 use crate::db;
-use crate::mail::context::MessageContext;
 use crate::mail::freeze::{self, FreezeContext};
 use crate::mail::links;
 use crate::mail::message::{self, Headers};
-use crate::mail::template::{Rendered, Templates};
+use crate::mail::template::Rendered;
 use crate::mail::transport::{Outcome, Transport};
 
 /// The sender identity, or BAD_USER_INPUT saying which setting to set.
@@ -107,60 +106,27 @@ impl CampaignSendingMutation {
         let Some(n) = parse_id(&id) else {
             return Err(no_campaign(&id).into());
         };
-        let cap_default = api.mail.frequency_cap_days;
-        let now = Utc::now().naive_utc();
-        let loaded = db::run(&api.db, move |c| {
-            let Some(campaign) = campaigns::find(c, n)? else {
-                return Ok(None);
-            };
-            let seed = u64::try_from(campaign.id).unwrap_or(0);
-            let (_, audience, _) = freeze::audience(c, &campaign, cap_default, now, seed)?;
-            let first = audience
-                .recipients
-                .first()
-                .or(audience.control.first())
-                .map(|(id, _)| id.clone());
-            let person = match first {
-                Some(id) => sample_customer(c, &id)?,
-                None => None,
-            };
-            Ok(Some((campaign, person)))
-        })
-        .await?;
-        let Some((campaign, person)) = loaded else {
+        let Some(seen) = preview_audience(api, n, 1, true).await? else {
             return Err(no_campaign(&id).into());
         };
-        let Some((customer, score)) = person else {
+        let templates = seen.templates()?;
+        let campaign = &seen.campaign;
+        let Some((customer, score)) = seen.people.first() else {
             return Err(bad("the campaign's audience reaches nobody: there is no customer to render the test message for").into());
         };
-        let templates = Templates::new(
-            &campaign.subject,
-            &campaign.text_template,
-            campaign.html_template.as_deref(),
-        )
-        .map_err(|e| bad(e.to_string()))?;
         // A link of nobody's: the page says it is not valid, nobody is unsubscribed.
         let unsubscribe = links::unsubscribe_url(
             &api.public_url,
             &links::unsubscribe(&api.links, campaign.id, "\0test message").token,
         );
-        let survey_url = campaign.survey_id.map(|s| {
-            links::survey_url(
-                &api.public_url,
-                &survey_link(&api.links, s, &customer.customer_id).token,
-            )
-        });
-        let context = MessageContext {
-            customer: &customer,
-            score: score.as_ref(),
-            campaign_name: &campaign.name,
-            offer_code: campaign.offer_code.as_deref(),
-            survey_url,
-            unsubscribe_url: unsubscribe.clone(),
-        };
-        let rendered = templates
-            .render(&context.value())
-            .map_err(|e| bad(e.to_string()))?;
+        let rendered = render_for(
+            api,
+            campaign,
+            &templates,
+            customer,
+            score.as_ref(),
+            unsubscribe.clone(),
+        )?;
         let rendered = Rendered {
             subject: format!("[TEST] {}", rendered.subject),
             ..rendered
@@ -277,30 +243,6 @@ fn retry(
         };
     }
     Ok(Ok(found))
-}
-
-/// A customer with their latest scores.
-fn sample_customer(
-    c: &mut DbConnection,
-    id: &str,
-) -> Result<
-    Option<(
-        cvm_shared::db::models::customers::Customer,
-        Option<cvm_shared::db::models::scores::Score>,
-    )>,
-    DbError,
-> {
-    use cvm_shared::db::models::customers::Customer;
-    use cvm_shared::db::models::scores::Score;
-    use cvm_shared::db::schema::{customers, scores};
-    use diesel::prelude::*;
-    customers::table
-        .left_join(scores::table)
-        .filter(customers::customer_id.eq(id))
-        .select((Customer::as_select(), Option::<Score>::as_select()))
-        .first(c)
-        .optional()
-        .map_err(DbError::query("customers", "select a sample"))
 }
 
 /// The campaign, or NOT_FOUND, or BAD_USER_INPUT naming the status that could not `verb`.

@@ -22,7 +22,7 @@ use super::filter::CustomerFilter;
 use super::invitations::{self, parse_id};
 use super::pagination::{self, Page};
 use super::scalars::DateTime;
-use super::{api, staff};
+use super::{ApiContext, api, staff};
 use crate::auth::RoleGuard;
 use crate::db;
 use crate::mail::audience::Exclusion as AudienceExclusion;
@@ -629,58 +629,30 @@ impl CampaignMutation {
             return Err(no_campaign(&id).into());
         };
         let api = api(ctx)?;
-        let cap_default = api.mail.frequency_cap_days;
-        let now = Utc::now().naive_utc();
-        let loaded = db::run(&api.db, move |c| {
-            let Some(campaign) = campaigns::find(c, n)? else {
-                return Ok(None);
-            };
-            // The preview's control draw is seeded by the id (the freeze draws anew).
-            let seed = u64::try_from(campaign.id).unwrap_or(0);
-            let (matched, outcome, _) = freeze::audience(c, &campaign, cap_default, now, seed)?;
-            let ids: Vec<String> = outcome
-                .recipients
-                .iter()
-                .take(usize::try_from(samples).unwrap_or(0))
-                .map(|(id, _)| id.clone())
-                .collect();
-            let rows = customers_with_scores(c, &ids)?;
-            Ok(Some((campaign, outcome, matched, rows)))
-        })
-        .await?;
-        let Some((campaign, outcome, matched, rows)) = loaded else {
+        let take = usize::try_from(samples).unwrap_or(0);
+        let Some(seen) = preview_audience(api, n, take, false).await? else {
             return Err(no_campaign(&id).into());
         };
-        let templates = Templates::new(
-            &campaign.subject,
-            &campaign.text_template,
-            campaign.html_template.as_deref(),
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let mut rendered = Vec::with_capacity(rows.len());
-        for (customer, score) in &rows {
+        let (campaign, outcome, matched) = (&seen.campaign, &seen.outcome, seen.matched);
+        let templates = seen.templates()?;
+        let mut rendered = Vec::with_capacity(seen.people.len());
+        for (customer, score) in &seen.people {
             let to = outcome
                 .recipients
                 .iter()
                 .find(|(cid, _)| *cid == customer.customer_id)
                 .map(|(_, a)| a.clone())
                 .unwrap_or_default();
-            let survey_url = campaign.survey_id.map(|s| {
-                let token = invitations::link(&api.links, s, &customer.customer_id).token;
-                links::survey_url(&api.public_url, &token)
-            });
             let unsubscribe = links::unsubscribe(&api.links, campaign.id, &customer.customer_id);
-            let message = MessageContext {
+            let unsubscribe = links::unsubscribe_url(&api.public_url, &unsubscribe.token);
+            let r = render_for(
+                api,
+                campaign,
+                &templates,
                 customer,
-                score: score.as_ref(),
-                campaign_name: &campaign.name,
-                offer_code: campaign.offer_code.as_deref(),
-                survey_url,
-                unsubscribe_url: links::unsubscribe_url(&api.public_url, &unsubscribe.token),
-            };
-            let r = templates
-                .render(&message.value())
-                .map_err(|e| bad(e.to_string()))?;
+                score.as_ref(),
+                unsubscribe,
+            )?;
             rendered.push(RenderedMessage {
                 to,
                 subject: r.subject,
@@ -704,8 +676,94 @@ impl CampaignMutation {
     }
 }
 
+/// A campaign with the audience a preview sees now (the control group
+/// drawn with the campaign id as seed; the freeze draws anew) and the first
+/// `take` recipients (or, with `or_control`, control customers when there
+/// are no recipients) with their scores.
+pub(crate) struct SeenAudience {
+    /// The campaign.
+    pub campaign: CampaignRow,
+    /// Customers the filter matched.
+    pub matched: usize,
+    /// Their fates.
+    pub outcome: crate::mail::audience::Audience,
+    /// The first recipients, with their scores.
+    pub people: Vec<(CustomerRow, Option<ScoreRow>)>,
+}
+
+impl SeenAudience {
+    /// The campaign's templates (checked when saved; BAD_USER_INPUT if they no longer parse).
+    pub fn templates(&self) -> Result<Templates, ApiError> {
+        Templates::new(
+            &self.campaign.subject,
+            &self.campaign.text_template,
+            self.campaign.html_template.as_deref(),
+        )
+        .map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// Campaign `n` as a preview sees it (None: no such campaign).
+pub(crate) async fn preview_audience(
+    api: &ApiContext,
+    n: i64,
+    take: usize,
+    or_control: bool,
+) -> Result<Option<SeenAudience>, ApiError> {
+    let cap_default = api.mail.frequency_cap_days;
+    let now = Utc::now().naive_utc();
+    db::run(&api.db, move |c| {
+        let Some(campaign) = campaigns::find(c, n)? else {
+            return Ok(None);
+        };
+        let seed = u64::try_from(campaign.id).unwrap_or(0);
+        let (matched, outcome, _) = freeze::audience(c, &campaign, cap_default, now, seed)?;
+        let pool = if or_control && outcome.recipients.is_empty() {
+            &outcome.control
+        } else {
+            &outcome.recipients
+        };
+        let ids: Vec<String> = pool.iter().take(take).map(|(id, _)| id.clone()).collect();
+        let people = customers_with_scores(c, &ids)?;
+        Ok(Some(SeenAudience {
+            campaign,
+            matched,
+            outcome,
+            people,
+        }))
+    })
+    .await
+}
+
+/// The message `templates` of `campaign` make for `customer`, with their
+/// personal survey link and `unsubscribe_url`.
+pub(crate) fn render_for(
+    api: &ApiContext,
+    campaign: &CampaignRow,
+    templates: &Templates,
+    customer: &CustomerRow,
+    score: Option<&ScoreRow>,
+    unsubscribe_url: String,
+) -> Result<crate::mail::template::Rendered, ApiError> {
+    let survey_url = campaign.survey_id.map(|s| {
+        let token = invitations::link(&api.links, s, &customer.customer_id).token;
+        links::survey_url(&api.public_url, &token)
+    });
+    let message = MessageContext {
+        customer,
+        score,
+        campaign_name: &campaign.name,
+        offer_code: campaign.offer_code.as_deref(),
+        survey_url,
+        unsubscribe_url,
+    };
+    templates
+        .render(&message.value())
+        .map_err(|e| bad(e.to_string()))
+}
+
 /// Customers `ids` with their latest scores, by id.
-fn customers_with_scores(
+pub(crate) fn customers_with_scores(
     c: &mut cvm_shared::db::DbConnection,
     ids: &[String],
 ) -> Result<Vec<(CustomerRow, Option<ScoreRow>)>, DbError> {
