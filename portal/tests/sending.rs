@@ -748,3 +748,29 @@ fn the_file_outbox_gets_one_eml_per_message_and_test_messages_are_marked(backend
             .contains("CVM_MAIL_FROM")
     );
 }
+
+mail_tests!(a_scheduled_campaign_is_frozen_and_sent_when_due);
+
+fn a_scheduled_campaign_is_frozen_and_sent_when_due(backend: Backend) {
+    let sink = Sink::start(&[]);
+    let s = TestServer::sending(TestDb::new(backend), mail(&sink));
+    seed_crowd(&s.db.url, &crowd(3));
+    let marketer = s.token("mark", Role::Marketer);
+    let at = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let id = campaign(
+        &s,
+        &marketer,
+        json!({"sendAt": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}),
+    );
+    let started = send(&s, &marketer, &id);
+    assert_eq!(started["status"], "SCHEDULED");
+    let state = campaign_state(&s, &marketer, &id);
+    assert_eq!(
+        state["stats"]["recipients"], 0,
+        "not frozen before it is due"
+    );
+    assert!(sink.messages().is_empty());
+    let state = wait_sent(&s, &marketer, &id);
+    assert_eq!(state["stats"]["sent"], 3, "{state}");
+    assert_eq!(sink.messages().len(), 3);
+}
