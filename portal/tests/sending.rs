@@ -774,3 +774,42 @@ fn a_scheduled_campaign_is_frozen_and_sent_when_due(backend: Backend) {
     assert_eq!(state["stats"]["sent"], 3, "{state}");
     assert_eq!(sink.messages().len(), 3);
 }
+
+mail_tests!(credentials_in_the_smtp_url_authenticate_the_sender);
+
+fn credentials_in_the_smtp_url_authenticate_the_sender(backend: Backend) {
+    let sink = Sink::start(&["--auth", "mark:s3cr%t"]);
+    let with = |password: &str| {
+        let mut settings = settings(&sink);
+        settings.smtp_url = Some(Secret::new(format!(
+            "smtp://mark:{password}@127.0.0.1:{}?tls=none",
+            sink.port
+        )));
+        MailConfig::from_settings(&settings).unwrap()
+    };
+    // A wrong password: nothing delivered, nothing failed, the reason recorded.
+    let wrong = TestServer::sending(TestDb::new(backend), with("nope"));
+    seed_crowd(&wrong.db.url, &crowd(2));
+    let marketer = wrong.token("mark", Role::Marketer);
+    let id = campaign(&wrong, &marketer, json!({}));
+    send(&wrong, &marketer, &id);
+    assert!(wait_until(20, || {
+        recipients(&wrong, &marketer, &id, None).iter().any(|r| {
+            r["lastError"]
+                .as_str()
+                .is_some_and(|e| e.contains("authentication failed"))
+        })
+    }));
+    assert_eq!(campaign_state(&wrong, &marketer, &id)["stats"]["failed"], 0);
+    drop(wrong);
+    assert!(sink.messages().is_empty());
+    // The right one (percent-encoded in the URL, as URLs need).
+    let right = TestServer::sending(TestDb::new(backend), with("s3cr%25t"));
+    seed_crowd(&right.db.url, &crowd(2));
+    let marketer = right.token("mark", Role::Marketer);
+    let id = campaign(&right, &marketer, json!({}));
+    send(&right, &marketer, &id);
+    let state = wait_sent(&right, &marketer, &id);
+    assert_eq!(state["stats"]["sent"], 2, "{state}");
+    assert!(sink.messages().iter().all(|m| m["auth_user"] == "mark"));
+}

@@ -12,6 +12,8 @@ as `<n>.json` (envelope, every header, text and HTML parts) beside the raw
                     the data, without a reply and without storing the message
   --count-only      store nothing, count accepted messages (benchmark); the
                     count is written to DIR/count on SIGTERM
+  --auth USER:PASS  require SMTP AUTH (PLAIN or LOGIN) with these credentials;
+                    each stored message records the user as `auth_user`
 """
 import argparse
 import asyncio
@@ -21,9 +23,10 @@ import json
 import os
 import signal
 import sys
+import warnings
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import AuthResult
 
 
 class Sink:
@@ -58,7 +61,9 @@ class Sink:
                 text = part.get_content()
             elif ctype == "text/html" and html is None:
                 html = part.get_content()
+        user = getattr(session, "auth_data", None)
         record = {
+            "auth_user": user.decode() if isinstance(user, bytes) else user,
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
             "headers": {k: str(v) for k, v in msg.items()},
@@ -68,6 +73,16 @@ class Sink:
         write(os.path.join(self.args.dir, f"{self.stored}.eml"), raw)
         write(os.path.join(self.args.dir, f"{self.stored}.json"), json.dumps(record).encode())
         return "250 OK"
+
+
+class Authenticator:
+    def __init__(self, user, password):
+        self.user = user.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == self.user and auth_data.password == self.password
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
 
 def write(path, data):
@@ -85,7 +100,10 @@ def main():
     p.add_argument("--permfail", default="")
     p.add_argument("--drop", type=int, default=0)
     p.add_argument("--count-only", action="store_true")
+    p.add_argument("--auth", default="")
     args = p.parse_args()
+    # AUTH without TLS is what a loopback test server does: no warning per connection.
+    warnings.simplefilter("ignore")
     os.makedirs(args.dir, exist_ok=True)
     sink = Sink(args)
     port = args.port
@@ -96,9 +114,19 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-    controller = Controller(sink, hostname="127.0.0.1", port=port, decode_data=False)
+    auth = {}
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+        auth = dict(
+            auth_required=True,
+            auth_require_tls=False,
+            authenticator=Authenticator(user, password),
+        )
+    controller = Controller(sink, hostname="127.0.0.1", port=port, decode_data=False, **auth)
     controller.start()
     print(f"ready {port}", flush=True)
+    # The reader may close its end after this line: print nothing more.
+    sys.stdout = open(os.devnull, "w")
 
     def stop(*_):
         controller.stop()

@@ -177,12 +177,18 @@ pub fn claim(
     if limit <= 0 {
         return Ok(Vec::new());
     }
-    let sending: Vec<i64> = campaigns::table
+    // FOR SHARE (PostgreSQL): a pause or cancel waits for this claim to
+    // commit, so once pauseCampaign returns, the rows it can still send are
+    // exactly those already SENDING. SQLite's write lock does the same.
+    let sending = campaigns::table
         .filter(campaigns::status.eq(CampaignStatus::Sending))
         .select(campaigns::id)
-        .order(campaigns::id.asc())
-        .load(conn)
-        .map_err(DbError::query("campaigns", "select sending"))?;
+        .order(campaigns::id.asc());
+    let sending: Vec<i64> = match conn {
+        DbConnection::Sqlite(c) => sending.load(c),
+        DbConnection::Pg(c) => sending.for_share().load(c),
+    }
+    .map_err(DbError::query("campaigns", "select sending"))?;
     // Two statements, so call this inside a transaction: the ids are locked
     // by the select (PostgreSQL) or by the write lock the caller holds
     // (SQLite). One campaign at a time, in id order: the index
