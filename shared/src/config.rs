@@ -71,13 +71,13 @@ pub struct ScoringSettings {
     pub discount_rate: f64,
     /// Profit margin applied to CLV (`CVM_MARGIN`).
     pub margin: f64,
-    /// `p_alive` below which a customer is `churned`.
+    /// `p_alive` below which a customer is `churned` (`CVM_CHURNED_BELOW`).
     pub churned_below: f64,
-    /// `p_alive` below which a customer is `at_risk`.
+    /// `p_alive` below which a customer is `at_risk` (`CVM_AT_RISK_BELOW`).
     pub at_risk_below: f64,
-    /// Orders from which a live customer is `loyal`.
+    /// Orders from which a live customer is `loyal` (`CVM_LOYAL_MIN_ORDERS`).
     pub loyal_min_orders: u32,
-    /// Days since a first purchase during which a one-time buyer is `new`.
+    /// Days since a first purchase during which a one-time buyer is `new` (`CVM_NEW_WITHIN_DAYS`).
     pub new_within_days: u32,
     /// IANA time zone whose "today" is the nightly run's default as-of date (`CVM_TIME_ZONE`).
     pub time_zone: String,
@@ -368,6 +368,10 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_DISCOUNT_RATE", "scoring.discount_rate"),
     ("CVM_MARGIN", "scoring.margin"),
     ("CVM_TIME_ZONE", "scoring.time_zone"),
+    ("CVM_CHURNED_BELOW", "scoring.churned_below"),
+    ("CVM_AT_RISK_BELOW", "scoring.at_risk_below"),
+    ("CVM_LOYAL_MIN_ORDERS", "scoring.loyal_min_orders"),
+    ("CVM_NEW_WITHIN_DAYS", "scoring.new_within_days"),
     ("CVM_DATABASE_URL", "database.url"),
     ("CVM_LOG_FORMAT", "log.format"),
     ("CVM_PORTAL_BIND", "portal.bind"),
@@ -488,6 +492,10 @@ impl Settings {
             "scoring.discount_rate" => self.scoring.discount_rate = num()?,
             "scoring.margin" => self.scoring.margin = num()?,
             "scoring.time_zone" => self.scoring.time_zone = value.trim().to_string(),
+            "scoring.churned_below" => self.scoring.churned_below = num()?,
+            "scoring.at_risk_below" => self.scoring.at_risk_below = num()?,
+            "scoring.loyal_min_orders" => self.scoring.loyal_min_orders = count()?,
+            "scoring.new_within_days" => self.scoring.new_within_days = count()?,
             "database.url" => self.database.url = Some(value.trim().to_string()),
             "log.format" => self.log.format = value.trim().to_string(),
             "portal.bind" => self.portal.bind = value.trim().to_string(),
@@ -759,6 +767,62 @@ impl Settings {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Every leaf setting of `value` as (dotted name, value as text).
+    fn leaves(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&name, v, out);
+                }
+            }
+            toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            toml::Value::Array(a) => out.push((
+                prefix.to_string(),
+                a.iter()
+                    .filter_map(|v| v.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )),
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+
+    #[test]
+    fn every_setting_has_an_environment_variable_that_sets_it() {
+        // Optional settings are absent from the defaults' TOML: give them values.
+        let mut all = Settings::default();
+        all.database.url = Some("sqlite://x.db".into());
+        all.portal.secret = Some(Secret::new("k".repeat(32)));
+        all.mail.smtp_url = Some(Secret::new("smtp://127.0.0.1:25"));
+        all.mail.from = Some("Shop <news@shop.example>".into());
+        all.mail.unsubscribe_mailto = Some("u@shop.example".into());
+        let value = toml::Value::try_from(&all).unwrap();
+        let mut found = Vec::new();
+        leaves("", &value, &mut found);
+        assert!(found.len() > 30, "{found:?}");
+        for (setting, text) in &found {
+            let var = ENV_OVERRIDES
+                .iter()
+                .find(|(_, s)| s == setting)
+                .map(|(v, _)| *v)
+                .unwrap_or_else(|| panic!("{setting} has no environment variable"));
+            let mut s = Settings::default();
+            s.set(setting, text)
+                .unwrap_or_else(|e| panic!("{var} does not set {setting}: {e}"));
+        }
+        for (var, setting) in ENV_OVERRIDES {
+            assert!(
+                found.iter().any(|(s, _)| s == setting),
+                "{var} names {setting}, which is not a setting"
+            );
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs
