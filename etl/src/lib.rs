@@ -1,6 +1,7 @@
 //! cvm-etl: the nightly batch jobs: ingest a multi-channel drop into a Parquet
 //! warehouse, resolve identities, and compute customer value scores.
 
+pub mod calendar;
 pub mod consolidate;
 pub mod generate;
 pub mod jobs;

@@ -220,16 +220,8 @@ pub fn month_partition(occurred_at: i64) -> String {
 /// Calendar (proleptic Gregorian) year and month of a UTC microsecond instant;
 /// total over all of `i64`, unlike a calendar library's bounded range.
 fn year_month(micros: i64) -> (i64, u32) {
-    // Howard Hinnant's civil_from_days.
-    let z = micros.div_euclid(86_400_000_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m as u32)
+    let (y, m, _) = crate::calendar::civil_from_days(micros.div_euclid(86_400_000_000));
+    (y, m)
 }
 
 /// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (a part per
