@@ -210,26 +210,26 @@ pub fn export_feedback(
         source,
     };
     std::fs::create_dir_all(&dir).map_err(io)?;
-    let mut text = String::from("customer_id,answered_at,score\n");
-    for (customer, at, score) in &rows {
-        let at = at
-            .and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        text.push_str(&format!("{},{at},{score}\n", csv_field(customer)));
-    }
+    let text = feedback_csv(&rows).map_err(|e| io(std::io::Error::other(e)))?;
     let tmp = dir.join(".portal.csv.tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, dir.join("portal.csv")).map_err(io)?;
     Ok(rows.len())
 }
 
-/// Quotes a CSV field when it needs it (RFC 4180).
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+/// The feedback file's bytes: a header, then (customer, answered at in RFC
+/// 3339 UTC with microseconds, score) per answer, quoted where CSV needs it.
+fn feedback_csv(rows: &[(String, chrono::NaiveDateTime, i32)]) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(["customer_id", "answered_at", "score"])?;
+    for (customer, at, score) in rows {
+        let at = at
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        out.write_record([customer.as_str(), &at, &score.to_string()])?;
     }
+    out.into_inner()
+        .map_err(|e| csv::Error::from(std::io::Error::other(e.to_string())))
 }
 
 /// What the nightly record in `job_runs` says.
@@ -277,6 +277,20 @@ pub fn backfill(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_feedback_file_quotes_only_what_csv_needs() {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 3, 1)
+            .unwrap()
+            .and_hms_micro_opt(9, 30, 0, 5)
+            .unwrap();
+        let rows = vec![("c1".to_string(), at, 9), ("a,\"b".to_string(), at, 0)];
+        let text = String::from_utf8(super::feedback_csv(&rows).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "customer_id,answered_at,score\nc1,2026-03-01T09:30:00.000005Z,9\n\"a,\"\"b\",2026-03-01T09:30:00.000005Z,0\n"
+        );
+    }
+
     use super::*;
 
     #[test]
