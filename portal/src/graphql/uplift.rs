@@ -20,6 +20,7 @@ use cvm_shared::db::models::campaigns;
 use cvm_shared::db::models::outbox::RecipientStatus;
 use diesel::prelude::*;
 use statrs::distribution::{ContinuousCDF, StudentsT};
+use std::collections::HashSet;
 
 use super::api;
 use super::campaigns::{bad, no_campaign};
@@ -102,29 +103,19 @@ pub fn compare(metric: &str, treated: &[f64], control: &[f64]) -> UpliftMetric {
     }
 }
 
-/// One customer's row: group, baselines, latest scores, answered in the window.
-type Row = (
-    RecipientStatus,
-    Option<i64>,
-    Option<f64>,
-    Option<f64>,
-    Option<i64>,
-    Option<String>,
-    Option<f64>,
-    bool,
-);
-
-/// An outbox row with its baseline and latest scores, as loaded.
-type StoredRow = (
-    RecipientStatus,
-    String,
-    Option<i64>,
-    Option<f64>,
-    Option<f64>,
-    Option<i64>,
-    Option<String>,
-    Option<f64>,
-);
+/// A treated or control customer: their baseline when the audience was
+/// frozen and their latest scores.
+#[derive(Debug, Clone, Queryable)]
+struct Member {
+    status: RecipientStatus,
+    customer_id: String,
+    base_orders: Option<i64>,
+    base_revenue: Option<f64>,
+    base_p_alive: Option<f64>,
+    orders: Option<i64>,
+    revenue: Option<String>,
+    p_alive: Option<f64>,
+}
 
 /// Campaign uplift queries.
 #[derive(Default)]
@@ -175,7 +166,7 @@ impl UpliftQuery {
             Ok(Some(Ok((rows, i32::try_from(covered).unwrap_or(i32::MAX)))))
         })
         .await?;
-        let (rows, covered) = match loaded {
+        let ((members, answered), covered) = match loaded {
             None => return Err(no_campaign(&id).into()),
             Some(Err(why)) => {
                 return Err(bad(format!(
@@ -186,26 +177,21 @@ impl UpliftQuery {
             }
             Some(Ok(found)) => found,
         };
-        Ok(measure(&rows, covered))
+        Ok(measure(&members, &answered, covered))
     }
 }
 
-/// The treated and control rows of campaign `id` with their latest scores
-/// and whether they answered a survey within `days` of `started`.
+/// The treated and control customers of campaign `id` with their latest
+/// scores, and who answered a survey within `days` of `started`.
 fn rows(
     c: &mut cvm_shared::db::DbConnection,
     id: i64,
     started: NaiveDateTime,
     days: i32,
-) -> Result<Vec<Row>, DbError> {
+) -> Result<(Vec<Member>, HashSet<String>), DbError> {
     use cvm_shared::db::schema::{answers, invitations, outbox, scores};
     let until = started + chrono::Duration::days(i64::from(days));
-    let answered = invitations::table
-        .inner_join(answers::table)
-        .filter(answers::answered_at.ge(started))
-        .filter(answers::answered_at.lt(until))
-        .select(invitations::customer_id);
-    let base: Vec<StoredRow> = outbox::table
+    let members: Vec<Member> = outbox::table
         .left_join(scores::table.on(scores::customer_id.eq(outbox::customer_id)))
         .filter(outbox::campaign_id.eq(id))
         .filter(outbox::status.eq_any([RecipientStatus::Sent, RecipientStatus::Control]))
@@ -221,42 +207,45 @@ fn rows(
         ))
         .load(c)
         .map_err(DbError::query("outbox", "select uplift rows"))?;
-    let answered: std::collections::HashSet<String> = answered
+    let answered = invitations::table
+        .inner_join(answers::table)
+        .filter(answers::answered_at.ge(started))
+        .filter(answers::answered_at.lt(until))
+        .select(invitations::customer_id)
         .distinct()
         .load::<String>(c)
         .map_err(DbError::query("answers", "select answered in the window"))?
         .into_iter()
         .collect();
-    Ok(base
-        .into_iter()
-        .map(|(status, customer, bo, br, bp, o, r, p)| {
-            let a = answered.contains(&customer);
-            (status, bo, br, bp, o, r, p, a)
-        })
-        .collect())
+    Ok((members, answered))
 }
 
-/// The uplift of `rows` over `covered` days.
-fn measure(rows: &[Row], covered: i32) -> Uplift {
-    let group = |s: RecipientStatus| rows.iter().filter(move |r| r.0 == s);
+/// The uplift of `members` over `covered` days (`answered`: who answered a survey).
+fn measure(members: &[Member], answered: &HashSet<String>, covered: i32) -> Uplift {
+    let group = |s: RecipientStatus| members.iter().filter(move |m| m.status == s);
     let purchases = |s| -> Vec<f64> {
         group(s)
-            .map(|r| (r.4.unwrap_or(0) - r.1.unwrap_or(0)) as f64)
+            .map(|m| (m.orders.unwrap_or(0) - m.base_orders.unwrap_or(0)) as f64)
             .collect()
     };
     let revenue = |s| -> Vec<f64> {
         group(s)
-            .map(|r| {
-                let now =
-                    r.5.as_deref()
-                        .and_then(|v| v.parse::<f64>().ok())
-                        .unwrap_or(0.0);
-                now - r.2.unwrap_or(0.0)
+            .map(|m| {
+                let now = m.revenue.as_deref().and_then(|v| v.parse::<f64>().ok());
+                now.unwrap_or(0.0) - m.base_revenue.unwrap_or(0.0)
             })
             .collect()
     };
-    let p_alive = |s| -> Vec<f64> { group(s).filter_map(|r| Some(r.6? - r.3?)).collect() };
-    let answers = |s| -> Vec<f64> { group(s).map(|r| if r.7 { 1.0 } else { 0.0 }).collect() };
+    let p_alive = |s| -> Vec<f64> {
+        group(s)
+            .filter_map(|m| Some(m.p_alive? - m.base_p_alive?))
+            .collect()
+    };
+    let answers = |s| -> Vec<f64> {
+        group(s)
+            .map(|m| f64::from(u8::from(answered.contains(&m.customer_id))))
+            .collect()
+    };
     let (t, k) = (RecipientStatus::Sent, RecipientStatus::Control);
     let count = |s| i64::try_from(group(s).count()).unwrap_or(i64::MAX);
     Uplift {

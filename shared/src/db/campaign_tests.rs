@@ -99,21 +99,26 @@ fn a_draft_changes_until_it_is_frozen_and_transitions_happen_once(backend: Backe
     assert_eq!(campaigns::find(&mut c, d.id).unwrap(), Some(sent));
 }
 
-fn freezing_twice_adds_each_recipient_once(backend: Backend) {
-    let (_db, mut c) = open_with_c1(backend);
-    let d = draft(&mut c);
-    let rows = [NewRecipient {
-        campaign_id: d.id,
+/// c1 queued in campaign `id`, frozen when c1 was loaded.
+fn queued_c1(id: i64) -> NewRecipient<'static> {
+    NewRecipient {
+        campaign_id: id,
         customer_id: "c1",
         address: Some("ann@example.com"),
         status: RecipientStatus::Queued,
         message_id: Some("<m1@shop.example>"),
         unsubscribe_hash: Some("h1"),
-        base_orders: None,
-        base_revenue: None,
-        base_p_alive: None,
+        base_orders: Some(2),
+        base_revenue: Some(40.0),
+        base_p_alive: Some(0.3),
         queued_at: ts(C1_LOADED),
-    }];
+    }
+}
+
+fn freezing_twice_adds_each_recipient_once(backend: Backend) {
+    let (_db, mut c) = open_with_c1(backend);
+    let d = draft(&mut c);
+    let rows = [queued_c1(d.id)];
     assert_eq!(outbox::freeze(&mut c, &rows).unwrap(), 1);
     assert_eq!(outbox::freeze(&mut c, &rows).unwrap(), 0);
     assert_eq!(
@@ -132,16 +137,10 @@ fn the_database_refuses_what_the_model_forbids(backend: Backend) {
     );
     let d = draft(&mut c);
     let no_address = [NewRecipient {
-        campaign_id: d.id,
-        customer_id: "c1",
         address: None,
-        status: RecipientStatus::Queued,
         message_id: None,
         unsubscribe_hash: None,
-        base_orders: None,
-        base_revenue: None,
-        base_p_alive: None,
-        queued_at: ts(C1_LOADED),
+        ..queued_c1(d.id)
     }];
     assert!(
         outbox::freeze(&mut c, &no_address).is_err(),
@@ -226,18 +225,7 @@ fn a_claimed_row_is_one_senders_and_an_expired_lease_is_in_doubt(backend: Backen
     let (_db, mut c) = open_with_c1(backend);
     let d = draft(&mut c);
     let now = ts(C1_LOADED);
-    let rows = [NewRecipient {
-        campaign_id: d.id,
-        customer_id: "c1",
-        address: Some("ann@example.com"),
-        status: RecipientStatus::Queued,
-        message_id: Some("<m1@shop.example>"),
-        unsubscribe_hash: Some("h1"),
-        base_orders: Some(2),
-        base_revenue: Some(40.0),
-        base_p_alive: Some(0.3),
-        queued_at: now,
-    }];
+    let rows = [queued_c1(d.id)];
     outbox::freeze(&mut c, &rows).unwrap();
     let lease = now + chrono::Duration::seconds(30);
     assert!(
