@@ -13,7 +13,39 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use cvm_shared::identity::guest_id;
 
 use crate::record::{CrmRecord, Keys};
-use crate::warehouse::key_history::{KeyClaim, KeyKind};
+
+/// Which customer key a claim is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyKind {
+    /// A normalised email.
+    Email,
+    /// A phone in E.164.
+    Phone,
+}
+
+impl KeyKind {
+    /// The value of the `kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyKind::Email => "email",
+            KeyKind::Phone => "phone",
+        }
+    }
+}
+
+/// A key and the CRM customer it belongs to, as carried by a CRM record at
+/// `updated_at`. `S` is `Box<str>` when read, `&str` when written from borrowed rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyClaim<S = Box<str>> {
+    /// Email or phone.
+    pub kind: KeyKind,
+    /// The normalised key.
+    pub key: S,
+    /// The CRM customer.
+    pub customer_id: S,
+    /// `updated_at` of the CRM record that carried it (microseconds UTC).
+    pub updated_at: Option<i64>,
+}
 
 /// A key's owner ranked by the `updated_at` of the record carrying it, then
 /// by customer id (for determinism): the greater wins.

@@ -9,7 +9,19 @@
 use rustc_hash::FxHashMap;
 
 use crate::record::{Pos, Versioned};
-use crate::warehouse::RecordState;
+
+/// The latest version seen of a source record (the `_state/records` table), so
+/// that re-deliveries across runs are recognised even when the winning version
+/// produced no rows (a cancelled order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordState {
+    /// Record key.
+    pub key: Box<str>,
+    /// Version order (`updated_at`), if the source has one.
+    pub version: Option<i64>,
+    /// Content hash of the winning version.
+    pub digest: u64,
+}
 
 /// What became of one versioned record read in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,6 +15,7 @@ use super::{ChunkResult, GenerateError, GenerateOptions, OutcomeCounts, Sink, Sp
 use crate::record::RejectReason::{
     self, BadAmount, BadDate, BadJson, BadRow, MissingId, UnknownCurrency,
 };
+use crate::sources::csv_line;
 
 /// Header of `crm/customers.csv` (canonical columns plus an extra one the ingest ignores).
 pub(crate) const CRM_HEADER: &str = "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at,loyalty_tier";
@@ -83,24 +84,6 @@ impl CsvOut {
         }
         self.sink.record(&csv_line(&out))
     }
-}
-
-/// Fields joined as one RFC 4180 line (no line end).
-pub(crate) fn csv_line(fields: &[String]) -> String {
-    let mut s = String::with_capacity(96);
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        if f.contains([',', '"', '\r', '\n']) {
-            s.push('"');
-            s.push_str(&f.replace('"', "\"\""));
-            s.push('"');
-        } else {
-            s.push_str(f);
-        }
-    }
-    s
 }
 
 /// Appends `v` as a JSON string.
@@ -1103,16 +1086,9 @@ mod tests {
     }
 
     #[test]
-    fn money_and_csv_text() {
+    fn money_text() {
         assert_eq!(fmt_money(1250, 2), "12.50");
         assert_eq!(fmt_money(-5, 2), "-0.05");
         assert_eq!(fmt_money(1234, 0), "1234");
-        let line = csv_line(&[
-            "a,b".into(),
-            "say \"hi\"".into(),
-            "x\ny".into(),
-            "plain".into(),
-        ]);
-        assert_eq!(line, "\"a,b\",\"say \"\"hi\"\"\",\"x\ny\",plain");
     }
 }

@@ -18,6 +18,7 @@ use crate::models::bgnbd::BgNbdParams;
 use crate::models::summary::Period;
 use crate::warehouse::WarehouseError;
 use crate::warehouse::publish::{PublishError, Warehouse};
+use crate::warehouse::runs::RunFolder;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -290,10 +291,9 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
     let calibration_table = calibration_table(&rows);
     tick("predict");
 
-    let run_dir = opts.warehouse.join("runs").join(&run_id);
-    let tmp = opts.warehouse.join("runs").join(format!(".{run_id}.tmp"));
-    std::fs::create_dir_all(&tmp).map_err(write_err(&tmp))?;
-    let csv_path = tmp.join("evaluation.csv");
+    let run = RunFolder::stage(&opts.warehouse, &run_id)?;
+    let run_dir = run.dir().to_path_buf();
+    let csv_path = run.staging().join("evaluation.csv");
     write_csv(&csv_path, &rows)?;
     tick("write");
     timings.insert("total".into(), started.elapsed().as_millis() as u64);
@@ -318,12 +318,12 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         output: run_dir.join("evaluation.csv").display().to_string(),
         versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
     };
-    manifest::write_json(&tmp.join("manifest.json"), &mf).map_err(write_err(&tmp))?;
+    run.write_json("manifest.json", &mf)?;
     match crate::report::evaluation_report(&mf) {
-        Ok(html) => std::fs::write(tmp.join("report.html"), html).map_err(write_err(&tmp))?,
+        Ok(html) => run.write_bytes("report.html", html.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "the evaluation report could not be drawn"),
     }
-    std::fs::rename(&tmp, &run_dir).map_err(write_err(&run_dir))?;
+    run.finish()?;
     Ok(EvaluateReport {
         manifest: mf,
         rows,

@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::consolidate::events::{self, EventLog, FileEvents};
-use crate::consolidate::identity::{self, Directory, Guests};
-use crate::consolidate::versions::{self, Resolution};
+use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
+use crate::consolidate::versions::{self, RecordState, Resolution};
 use crate::manifest::{self, Counts, FileCounts};
 use crate::memory::release_freed;
 use crate::record::{
@@ -30,9 +30,9 @@ use crate::record::{
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
-use crate::warehouse::key_history::KeyClaim;
 use crate::warehouse::publish::{PublishError, Warehouse};
-use crate::warehouse::{self, CustomerRow, RecordState, RejectRow, StoredTxn, WarehouseError};
+use crate::warehouse::runs::RunFolder;
+use crate::warehouse::{self, CustomerRow, RejectRow, StoredTxn, WarehouseError};
 
 /// What to ingest, and how.
 #[derive(Debug, Clone)]
@@ -239,7 +239,7 @@ fn read_one(
                             pos,
                             ctx,
                         );
-                        let raw = matches!(p, Parsed::Rejected(_)).then(|| csv_raw(rec));
+                        let raw = matches!(p, Parsed::Rejected(_)).then(|| sources::csv_line(rec));
                         (item.line, Item::Parsed(p), raw)
                     }
                     RawBody::Json(line) => {
@@ -284,18 +284,6 @@ fn read_one(
     out.txns.shrink_to_fit();
     out.crm.shrink_to_fit();
     Ok(out)
-}
-
-/// The raw text of a rejected CSV row, re-serialised.
-fn csv_raw(rec: &csv::StringRecord) -> String {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_writer(Vec::new());
-    let _ = w.write_record(rec);
-    let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .trim_end_matches('\n')
-        .to_string()
 }
 
 fn warn_missing_columns(file: &InputFile, header: &Header) {
@@ -647,18 +635,12 @@ pub fn run_locked(
         warehouse: WarehouseTotals::default(),
         versions: versions_map(),
     };
-    let runs = opts.warehouse.join("runs");
-    let run_dir = runs.join(&run_id);
+    let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
     let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
-        let tmp = runs.join(format!(".{run_id}.tmp"));
-        let err = |source| IngestError::RunFiles {
-            path: run_dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&tmp).map_err(err)?;
-        warehouse::rejects::write(&tmp.join("rejects.parquet"), rejects)?;
-        manifest::write_json(&tmp.join("manifest.json"), mf).map_err(err)?;
-        std::fs::rename(&tmp, &run_dir).map_err(err)
+        let run = RunFolder::stage(&opts.warehouse, &run_id)?;
+        warehouse::rejects::write(&run.staging().join("rejects.parquet"), rejects)?;
+        run.write_json("manifest.json", mf)?;
+        run.finish().map(drop).map_err(Into::into)
     };
 
     if reject_share > opts.settings.ingest.reject_limit {

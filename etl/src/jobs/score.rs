@@ -28,6 +28,7 @@ use crate::models::optimize::FitReport;
 use crate::models::rfm::{self, LifecycleThresholds, LoyaltyInput, TierInput};
 use crate::models::summary::{self, Period};
 use crate::warehouse::publish::{PublishError, Warehouse};
+use crate::warehouse::runs::RunFolder;
 use crate::warehouse::{self, ScoreRow, WarehouseError};
 
 /// What to score.
@@ -751,17 +752,15 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         settings: opts.settings.scoring.clone(),
         versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
     };
-    let run_dir = opts.warehouse.join("runs").join(&run_id);
-    let tmp = opts.warehouse.join("runs").join(format!(".{run_id}.tmp"));
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    manifest::write_json(&tmp.join("manifest.json"), &mf).map_err(io(&tmp))?;
+    let run = RunFolder::stage(&opts.warehouse, &run_id)?;
+    run.write_json("manifest.json", &mf)?;
     // The scores are what matters: a report that cannot be drawn is a warning, not a failed run.
     let evaluation = crate::jobs::evaluate::latest(&opts.warehouse);
     match crate::report::score_report_with(&mf, &rows, evaluation.as_ref()) {
-        Ok(html) => std::fs::write(tmp.join("report.html"), html).map_err(io(&tmp))?,
+        Ok(html) => run.write_bytes("report.html", html.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),
     }
-    std::fs::rename(&tmp, &run_dir).map_err(io(&run_dir))?;
+    let run_dir = run.finish()?;
     Ok(ScoreReport {
         manifest: mf,
         rows,

@@ -320,9 +320,45 @@ pub fn parse(
     }
 }
 
+/// One record as CSV text: RFC 4180 quoting (a field holding a comma, a
+/// quote or a line break is quoted), no line end. The generator writes its
+/// rows with it and the ingest keeps a rejected row's raw text with it.
+pub fn csv_line<I, T>(fields: I) -> String
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut out = Vec::with_capacity(128);
+    {
+        // CRLF as the terminator makes a lone `\r` quoted too; it is cut off below.
+        let mut w = csv::WriterBuilder::new()
+            .buffer_capacity(256)
+            .flexible(true)
+            .terminator(csv::Terminator::CRLF)
+            .from_writer(&mut out);
+        // Writing into a Vec cannot fail.
+        let _ = w.write_record(fields);
+        let _ = w.flush();
+    }
+    if out.ends_with(b"\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_line_quotes_only_what_needs_it() {
+        let line = csv_line(["a,b", "say \"hi\"", "x\ny", "cr\rhere", "plain", ""]);
+        assert_eq!(
+            line,
+            "\"a,b\",\"say \"\"hi\"\"\",\"x\ny\",\"cr\rhere\",plain,"
+        );
+        assert_eq!(csv_line(["one"]), "one");
+    }
 
     #[test]
     fn discovery_sorts_by_kind_and_warns_about_the_rest() {

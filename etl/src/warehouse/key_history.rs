@@ -15,44 +15,12 @@ use super::parquet_io::{
     self, Columns, UTC, WriteStats, chunks, opt_timestamp_array, opt_value, utf8_array,
     write_batches, writer_properties_with,
 };
+use crate::consolidate::identity::{KeyClaim, KeyKind};
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "CRM key history";
 /// File name of the key history inside `_state/`.
 pub const FILE: &str = "crm_keys.parquet";
-
-/// Which customer key a claim is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum KeyKind {
-    /// A normalised email.
-    Email,
-    /// A phone in E.164.
-    Phone,
-}
-
-impl KeyKind {
-    /// The value of the `kind` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Email => "email",
-            KeyKind::Phone => "phone",
-        }
-    }
-}
-
-/// A key and the CRM customer it belongs to, as carried by a CRM record at
-/// `updated_at`. `S` is `Box<str>` when read, `&str` when written from borrowed rows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyClaim<S = Box<str>> {
-    /// Email or phone.
-    pub kind: KeyKind,
-    /// The normalised key.
-    pub key: S,
-    /// The CRM customer.
-    pub customer_id: S,
-    /// `updated_at` of the CRM record that carried it (microseconds UTC).
-    pub updated_at: Option<i64>,
-}
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![

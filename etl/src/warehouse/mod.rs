@@ -16,6 +16,7 @@ pub mod key_history;
 pub mod parquet_io;
 pub mod publish;
 pub mod rejects;
+pub mod runs;
 pub mod scores;
 pub mod state;
 pub mod transactions;
@@ -131,19 +132,6 @@ pub struct StoredEvent {
     pub record_key: Box<str>,
     /// Input file.
     pub source_file: Box<str>,
-}
-
-/// The latest version seen of a source record (the `_state/records` table), so
-/// that re-deliveries across runs are recognised even when the winning version
-/// produced no rows (a cancelled order).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordState {
-    /// Record key.
-    pub key: Box<str>,
-    /// Version order (`updated_at`), if the source has one.
-    pub version: Option<i64>,
-    /// Content hash of the winning version.
-    pub digest: u64,
 }
 
 /// A rejected input record, as written to `runs/<run_id>/rejects.parquet`.

@@ -325,6 +325,7 @@ impl Warehouse {
     /// into place but never switched to (one `current` did switch to, in the
     /// instant before its marker went, just loses the marker).
     fn sweep(&self) -> Result<(), PublishError> {
+        super::runs::sweep(&self.root)?;
         let versions = self.root.join("_versions");
         let entries = match fs::read_dir(&versions) {
             Ok(e) => e,

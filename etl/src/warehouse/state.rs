@@ -13,11 +13,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::WarehouseError;
 use super::parquet_io::{
     self, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically, write_batches,
     writer_properties_with,
 };
-use super::{RecordState, WarehouseError};
+use crate::consolidate::versions::RecordState;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "record state";
