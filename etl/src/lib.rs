@@ -3,6 +3,7 @@
 
 pub mod calendar;
 pub mod consolidate;
+pub mod exit;
 pub mod generate;
 pub mod jobs;
 pub mod manifest;

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cvm_etl::jobs::evaluate;
-use cvm_etl::jobs::ingest::{self, IngestError, IngestOptions};
+use cvm_etl::jobs::ingest::{self, IngestOptions};
 use cvm_etl::jobs::load;
 use cvm_etl::jobs::nightly;
 use cvm_etl::jobs::score;
-use cvm_etl::warehouse::publish::{PublishError, Warehouse};
+use cvm_etl::warehouse::publish::Warehouse;
 use cvm_shared::Settings;
 
 /// mimalloc: the jobs make millions of small allocations from several threads,
@@ -32,18 +32,7 @@ fn purge_freed_memory_at_once() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
 }
 
-/// Exit codes, for schedulers (documented in the README and the runbook).
-mod exit {
-    /// The run failed (input unreadable, warehouse error, ...).
-    pub const FAILED: u8 = 1;
-    /// Bad command line, configuration or input folder, or a warehouse whose
-    /// `current` must be restored: nothing a retry would fix.
-    pub const USAGE: u8 = 2;
-    /// More records were rejected than the reject limit allows; nothing published.
-    pub const REJECT_LIMIT: u8 = 3;
-    /// Another run holds the warehouse lock.
-    pub const LOCKED: u8 = 4;
-}
+use cvm_etl::exit::{self, ExitStatus};
 
 #[derive(Parser)]
 #[command(
@@ -228,21 +217,10 @@ fn usage(e: impl Into<anyhow::Error>) -> Failure {
     }
 }
 
-/// The exit code of a warehouse that could not be opened or published.
-fn publish_code(e: &PublishError) -> u8 {
-    match e {
-        PublishError::Locked(_) => exit::LOCKED,
-        // Only an operator can repair `current`: no scheduler retry.
-        PublishError::CurrentBroken { .. }
-        | PublishError::NotAVersion { .. }
-        | PublishError::NoSuchVersion { .. } => exit::USAGE,
-        PublishError::Io { .. } => exit::FAILED,
-    }
-}
-
-fn publish_failure(e: PublishError) -> Failure {
+/// A library error, ending the run with the exit code it knows.
+fn failure<E: ExitStatus + Into<anyhow::Error>>(e: E) -> Failure {
     Failure {
-        code: publish_code(&e),
+        code: e.exit_code(),
         error: e.into(),
     }
 }
@@ -303,13 +281,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ IngestError::RejectLimit { .. }) => Err(Failure {
-                    code: exit::REJECT_LIMIT,
-                    error: e.into(),
-                }),
-                Err(IngestError::Publish(e)) => Err(publish_failure(e)),
-                Err(e) if e.is_bad_input() => Err(usage(e)),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(failure(e)),
             }
         }
         Command::Score {
@@ -335,9 +307,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(score::ScoreError::Publish(e)) => Err(publish_failure(e)),
-                Err(e @ score::ScoreError::Empty(_)) => Err(usage(e)),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(failure(e)),
             }
         }
         Command::Nightly {
@@ -376,7 +346,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e) => Err(nightly_failure(e)),
+                Err(e) => Err(failure(e)),
             }
         }
         Command::Backfill {
@@ -389,7 +359,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if from > to {
                 return Err(usage(anyhow::anyhow!("--from {from} is after --to {to}")));
             }
-            let reports = nightly::backfill(warehouse, *from, *to, &s).map_err(nightly_failure)?;
+            let reports = nightly::backfill(warehouse, *from, *to, &s).map_err(failure)?;
             if !cli.global.quiet {
                 for r in &reports {
                     eprintln!(
@@ -433,13 +403,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(e @ (load::LoadError::NoWarehouse(_) | load::LoadError::NoScores { .. })) => {
-                    Err(usage(e))
-                }
-                Err(e @ load::LoadError::Db(cvm_shared::db::DbError::InvalidUrl { .. })) => {
-                    Err(usage(e))
-                }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(failure(e)),
             }
         }
         Command::Evaluate {
@@ -471,11 +435,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     Ok(())
                 }
-                Err(evaluate::EvaluateError::Publish(e)) => Err(publish_failure(e)),
-                Err(
-                    e @ (evaluate::EvaluateError::Empty(_) | evaluate::EvaluateError::Dates { .. }),
-                ) => Err(usage(e)),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(failure(e)),
             }
         }
         Command::Demo {
@@ -495,8 +455,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     warehouse.display()
                 )));
             }
-            let wh = Warehouse::open(warehouse).map_err(publish_failure)?;
-            let dir = wh.restore(version).map_err(publish_failure)?;
+            let wh = Warehouse::open(warehouse).map_err(failure)?;
+            let dir = wh.restore(version).map_err(failure)?;
             if !cli.global.quiet {
                 eprintln!(
                     "current -> {}; scores computed from another version: re-score (score or backfill) and load again",
@@ -521,7 +481,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 gzip: *gzip,
                 ..Default::default()
             };
-            let summary = cvm_etl::generate::generate(out, &opts).map_err(usage)?;
+            let summary = cvm_etl::generate::generate(out, &opts).map_err(failure)?;
             if !cli.global.quiet {
                 eprintln!(
                     "wrote {} records in {} files for {} customers (+{} guests) to {}",
@@ -534,25 +494,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-    }
-}
-
-/// The exit code of a failed nightly or backfill step.
-fn nightly_failure(e: nightly::NightlyError) -> Failure {
-    use nightly::NightlyError as N;
-    let code = match &e {
-        N::Locked(p)
-        | N::Ingest(IngestError::Publish(p))
-        | N::Score(score::ScoreError::Publish(p)) => publish_code(p),
-        N::Ingest(IngestError::RejectLimit { .. }) => exit::REJECT_LIMIT,
-        N::Ingest(e) if e.is_bad_input() => exit::USAGE,
-        N::Score(score::ScoreError::Empty(_)) => exit::USAGE,
-        N::Db(cvm_shared::db::DbError::InvalidUrl { .. }) => exit::USAGE,
-        _ => exit::FAILED,
-    };
-    Failure {
-        code,
-        error: e.into(),
     }
 }
 
@@ -578,7 +519,7 @@ fn demo(
         dirty_ratio: 0.002,
         ..Default::default()
     };
-    let g = cvm_etl::generate::generate(&drop, &opts).map_err(usage)?;
+    let g = cvm_etl::generate::generate(&drop, &opts).map_err(failure)?;
     let db_url = s
         .database
         .url
@@ -592,7 +533,7 @@ fn demo(
         settings: s,
         progress: !quiet,
     })
-    .map_err(nightly_failure)?;
+    .map_err(failure)?;
     if !quiet {
         eprint!("{}", ingest::summary_table(&r.ingest.manifest));
         eprint!("{}", score::summary_table(&r.score.manifest));

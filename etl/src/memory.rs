@@ -19,6 +19,17 @@ pub fn release_freed() {
     collect();
 }
 
+/// Resident and peak resident memory of this process (Linux), for debug logs.
+pub fn resident() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.starts_with("VmRSS") || l.starts_with("VmHWM"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[allow(unsafe_code)]
 fn collect() {
     // SAFETY: mi_collect takes no pointers and only walks mimalloc's own

@@ -6,3 +6,4 @@ pub mod load;
 pub mod nightly;
 pub mod progress;
 pub mod score;
+pub mod steps;

@@ -1,0 +1,104 @@
+//! The identities step: the latest CRM records (stored ones the drop did not
+//! replace, plus the drop's winners), the directory of keys they and their
+//! superseded versions claim, and the guests formed by the keys no CRM
+//! record claims. Resolution runs over the whole history, so a CRM record
+//! arriving tonight claims a guest's earlier purchases.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashSet as HashSet;
+
+use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
+use crate::consolidate::versions::{RecordState, Resolution};
+use crate::memory::release_freed;
+use crate::record::CrmRecord;
+use crate::warehouse::{CustomerRow, StoredTxn};
+
+/// The latest CRM records, and the stored ones the drop replaced.
+pub(super) struct LatestCrm<'s> {
+    /// One record per CRM customer, owning its strings.
+    pub records: Vec<CrmRecord>,
+    /// Stored CRM customers whose record the drop replaced.
+    pub replaced: Vec<&'s CustomerRow>,
+}
+
+/// The stored CRM customers the drop leaves alone, plus the drop's winners
+/// (whose record state is pushed onto `state` as they are moved).
+pub(super) fn latest_crm<'s>(
+    stored: &'s [CustomerRow],
+    winners: Resolution<CrmRecord>,
+    state: &mut Vec<RecordState>,
+) -> LatestCrm<'s> {
+    let crm_replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
+    let (replaced, kept): (Vec<&CustomerRow>, Vec<&CustomerRow>) = stored
+        .iter()
+        .filter(|c| !c.is_guest)
+        .partition(|c| crm_replaced.contains(format!("crm:{}", c.customer_id).as_str()));
+    let mut records: Vec<CrmRecord> = kept.into_iter().map(crm_of).collect();
+    records.reserve_exact(winners.winner_count());
+    for w in winners.winners.into_iter().flatten() {
+        // A CRM record's key is needed only here: moved, not cloned.
+        state.push(RecordState {
+            key: w.key,
+            version: w.version,
+            digest: w.digest,
+        });
+        records.push(w.body);
+    }
+    release_freed();
+    LatestCrm { records, replaced }
+}
+
+fn crm_of(c: &CustomerRow) -> CrmRecord {
+    CrmRecord {
+        customer_id: c.customer_id.clone(),
+        email: c.email.clone(),
+        phone: c.phone.clone(),
+        first_name: c.first_name.clone(),
+        last_name: c.last_name.clone(),
+        country: c.country.clone(),
+        signup_date: c.signup_date,
+        birth_date: c.birth_date,
+        email_opt_in: c.email_opt_in,
+        updated_at: c.updated_at,
+    }
+}
+
+/// The key directory of the latest records, with the stored key history and
+/// the keys of every version superseded tonight: the stored latest records
+/// the drop replaced, and the drop's own superseded versions.
+pub(super) fn directory<'a>(
+    latest: &'a LatestCrm<'a>,
+    history: &'a [KeyClaim],
+    superseded: &'a [CrmRecord],
+) -> Directory<'a> {
+    let superseded_claims = latest
+        .replaced
+        .iter()
+        .flat_map(|c| {
+            identity::claims_of(
+                &c.customer_id,
+                c.email.as_deref(),
+                c.phone.as_deref(),
+                c.updated_at,
+            )
+        })
+        .chain(superseded.iter().flat_map(identity::crm_claims));
+    Directory::with_history(&latest.records, history, superseded_claims)
+}
+
+/// Forms the guests from the keys no CRM record claims, and names every
+/// transaction's customer: its CRM customer, else its guest.
+pub(super) fn assign(txns: &mut [StoredTxn], directory: &Directory<'_>) -> Guests {
+    let guests = Guests::build(
+        txns.iter()
+            .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
+            .map(|t| &t.keys),
+    );
+    txns.par_iter_mut().for_each(|t| {
+        t.customer_id = directory
+            .resolve(&t.keys)
+            .map(Into::into)
+            .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
+    });
+    guests
+}

@@ -1,0 +1,461 @@
+//! `cvm-etl ingest`: read a drop, consolidate it with the warehouse's history,
+//! and publish a new warehouse version atomically.
+//!
+//! One module per step, in the order [`run_locked`] runs them: `stored`
+//! (the current version), `read` (the drop), `versions` (each record meets
+//! the stored state), `identities` (CRM directory and guests, over the whole
+//! history, so a new CRM record claims a guest's past purchases),
+//! `transactions`, `events`, `customers`; then the datasets are written and
+//! the version published.
+
+mod customers;
+mod events;
+mod identities;
+mod read;
+mod stored;
+mod transactions;
+mod versions;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use cvm_shared::Settings;
+use serde::Serialize;
+
+use self::identities::LatestCrm;
+use self::versions::Versions;
+use super::steps::StepClock;
+use crate::manifest::{self, Counts, FileCounts};
+use crate::memory::release_freed;
+use crate::record::RejectReason;
+use crate::sources::{self, InputFile, reader};
+use crate::warehouse::publish::{PublishError, Warehouse};
+use crate::warehouse::runs::RunFolder;
+use crate::warehouse::{self, RejectRow, WarehouseError};
+
+/// What to ingest, and how.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// The drop folder.
+    pub input: PathBuf,
+    /// The warehouse folder.
+    pub warehouse: PathBuf,
+    /// Validated settings.
+    pub settings: Settings,
+    /// Show a progress bar when attached to a terminal.
+    pub progress: bool,
+}
+
+/// Why an ingest run failed. Nothing is published in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The drop folder is unusable.
+    #[error(transparent)]
+    Discover(#[from] sources::DiscoverError),
+    /// The drop has no input files.
+    #[error(
+        "input folder {0} holds no input files: expected crm/*.csv, pos/*.csv, web/*.jsonl, app/*.jsonl, transactions/*.csv, events/*.jsonl or fx/rates.csv"
+    )]
+    EmptyDrop(PathBuf),
+    /// A file could not be read at all.
+    #[error(transparent)]
+    Read(#[from] reader::ReadError),
+    /// The fx files give one currency two different rates.
+    #[error(transparent)]
+    FxConflict(#[from] sources::fx::RateConflict),
+    /// The warehouse could not be read or written.
+    #[error("warehouse: {0}")]
+    Warehouse(#[from] WarehouseError),
+    /// Locking or publishing failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// Writing the run's records failed.
+    #[error("cannot write run files in {path}: {source}")]
+    RunFiles {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Too many records were rejected.
+    #[error(
+        "{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT"
+    )]
+    RejectLimit {
+        rejected: u64,
+        records: u64,
+        share: f64,
+        limit: f64,
+        rejects: PathBuf,
+    },
+}
+
+/// Totals of the published warehouse.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct WarehouseTotals {
+    /// Resolved customers (CRM + guests).
+    pub customers: u64,
+    /// CRM customers.
+    pub crm_customers: u64,
+    /// Guest customers.
+    pub guests: u64,
+    /// Consolidated transactions.
+    pub transactions: u64,
+    /// Transactions with no customer.
+    pub anonymous_transactions: u64,
+    /// Engagement events.
+    pub events: u64,
+    /// Emails or phones shared by several CRM records.
+    pub crm_key_conflicts: u64,
+}
+
+/// The manifest of an ingest run.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestManifest {
+    /// Run id.
+    pub run_id: String,
+    /// Always `ingest`.
+    pub command: String,
+    /// `published`, `unchanged` (nothing new: no version written) or `failed`.
+    pub status: String,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// Start (RFC 3339 UTC).
+    pub started_at: String,
+    /// End (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Milliseconds per step.
+    pub timings_ms: BTreeMap<String, u64>,
+    /// The drop folder.
+    pub input: String,
+    /// The warehouse version this run published (or that stayed current).
+    pub version: Option<String>,
+    /// Ingest settings in force.
+    pub settings: cvm_shared::config::IngestSettings,
+    /// Per input file.
+    pub files: Vec<FileCounts>,
+    /// Files in the drop that are not inputs.
+    pub ignored_files: Vec<String>,
+    /// Over all files.
+    pub totals: Counts,
+    /// `rejected / records`.
+    pub reject_share: f64,
+    /// The warehouse after this run.
+    pub warehouse: WarehouseTotals,
+    /// Program versions.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// The result of a successful ingest.
+#[derive(Debug)]
+pub struct IngestReport {
+    /// The manifest, as written.
+    pub manifest: IngestManifest,
+    /// `runs/<run_id>/` folder.
+    pub run_dir: PathBuf,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn versions_map() -> BTreeMap<String, String> {
+    BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
+}
+
+/// The drop's files, or why it has none; checked before the warehouse is
+/// touched, so a missing or empty drop leaves nothing behind.
+pub fn discover(input: &Path) -> Result<sources::Discovery, IngestError> {
+    if !input.is_dir() {
+        return Err(sources::DiscoverError::NotAFolder(input.to_path_buf()).into());
+    }
+    let found = sources::discover(input)?;
+    if found.files.is_empty() {
+        return Err(IngestError::EmptyDrop(input.to_path_buf()));
+    }
+    Ok(found)
+}
+
+/// Runs an ingest, holding the warehouse lock.
+pub fn run(opts: &IngestOptions) -> Result<IngestReport, IngestError> {
+    let found = discover(&opts.input)?;
+    let wh = Warehouse::open(&opts.warehouse)?;
+    run_locked(&wh, opts, found)
+}
+
+/// Runs an ingest of a discovered drop with an already opened (locked)
+/// warehouse: load the stored state → read the drop → resolve versions →
+/// (reject limit) → latest CRM records → identities → transactions →
+/// events → customers → write → publish. Every record read ends in exactly
+/// one outcome, counted per file.
+pub fn run_locked(
+    wh: &Warehouse,
+    opts: &IngestOptions,
+    found: sources::Discovery,
+) -> Result<IngestReport, IngestError> {
+    let mut clock = StepClock::start("ingest");
+    let started_at = now_rfc3339();
+    let run_id = manifest::new_run_id("ingest");
+    for f in &found.ignored {
+        tracing::warn!(file = %f, "not an input file of the data contract: ignored");
+    }
+
+    let mut stored = stored::load(wh, &found.files)?;
+    let stored_version = wh.current_id()?;
+    clock.done("load_warehouse");
+
+    let stored_events = std::mem::take(&mut stored.events);
+    let mut input = read::read_drop(
+        &found.files,
+        &opts.settings,
+        &stored.small,
+        stored_events,
+        opts.progress,
+    )?;
+    clock.done("read");
+
+    let versions = versions::resolve(&mut input, &stored);
+    clock.done("versions");
+
+    let tally = Tally::of(&found.files, &input.per_file);
+    let mut mf = IngestManifest {
+        run_id: run_id.clone(),
+        command: "ingest".into(),
+        status: String::new(),
+        error: None,
+        started_at,
+        finished_at: String::new(),
+        timings_ms: BTreeMap::new(),
+        input: opts.input.display().to_string(),
+        version: stored_version,
+        settings: opts.settings.ingest.clone(),
+        files: tally.files,
+        ignored_files: found.ignored.clone(),
+        totals: tally.totals.clone(),
+        reject_share: tally.reject_share,
+        warehouse: WarehouseTotals::default(),
+        versions: versions_map(),
+    };
+    let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
+    let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
+        let run = RunFolder::stage(&opts.warehouse, &run_id)?;
+        warehouse::rejects::write(&run.staging().join("rejects.parquet"), rejects)?;
+        run.write_json("manifest.json", mf)?;
+        run.finish().map(drop).map_err(Into::into)
+    };
+    if tally.reject_share > opts.settings.ingest.reject_limit {
+        let e = IngestError::RejectLimit {
+            rejected: tally.totals.rejected,
+            records: tally.totals.records,
+            share: tally.reject_share * 100.0,
+            limit: opts.settings.ingest.reject_limit * 100.0,
+            rejects: run_dir.join("rejects.parquet"),
+        };
+        mf.status = "failed".into();
+        mf.error = Some(e.to_string());
+        mf.finished_at = now_rfc3339();
+        mf.timings_ms = clock.timings();
+        write_run(&mf, &input.rejects)?;
+        return Err(e);
+    }
+
+    // Consolidate the whole history.
+    let changed = versions.any_winner() || input.small.rates != stored.small.rates;
+    let Versions {
+        crm: crm_winners,
+        txns: txn_winners,
+        superseded_crm,
+        ..
+    } = versions;
+    let mut state = versions::kept_state(
+        std::mem::take(&mut stored.records),
+        &crm_winners,
+        &txn_winners,
+    );
+    let crm = identities::latest_crm(&stored.customers, crm_winners, &mut state);
+    let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
+    let key_history = directory.history();
+    let changed = changed || directory.history_changed;
+    let mut txns = transactions::consolidate(
+        std::mem::take(&mut stored.txns),
+        txn_winners,
+        &found.files,
+        &mut state,
+    );
+    // The datasets are written as soon as they are complete, and freed: the
+    // record state now, beside identity resolution; then events, so their
+    // rows and the CRM directory are gone before the customers are built.
+    let staging = if changed {
+        Some(wh.begin(&run_id)?)
+    } else {
+        None
+    };
+    let version = staging.as_ref().map(|s| s.dir.clone());
+    let (state_written, guests) = rayon::join(
+        || match &version {
+            Some(dir) => {
+                let dir = dir.join("_state");
+                warehouse::state::write(&dir, &state)?;
+                warehouse::key_history::write(&dir, &key_history).map(drop)
+            }
+            None => Ok(()),
+        },
+        || identities::assign(&mut txns, &directory),
+    );
+    state_written?;
+    drop(state);
+    drop(key_history);
+    release_freed();
+    clock.done("consolidate");
+
+    let event_count = input.events.len() as u64;
+    events::write(version.as_deref(), input.events, &directory, &guests)?;
+    let crm_key_conflicts = directory.conflicts;
+    drop(directory);
+    drop(superseded_crm);
+    let LatestCrm { records: crm, .. } = crm;
+    release_freed();
+    clock.done("events");
+
+    let crm_customers = crm.len() as u64;
+    let customers = customers::build(crm, &guests, &txns);
+    mf.warehouse = WarehouseTotals {
+        customers: customers.len() as u64,
+        crm_customers,
+        guests: guests.list.len() as u64,
+        transactions: txns.len() as u64,
+        anonymous_transactions: txns.iter().filter(|t| t.customer_id.is_none()).count() as u64,
+        events: event_count,
+        crm_key_conflicts,
+    };
+    drop(guests);
+    release_freed();
+    clock.done("customers");
+
+    if let Some(staging) = staging {
+        let d = staging.dir.clone();
+        let (a, c) = rayon::join(
+            || warehouse::transactions::write(&d.join("transactions"), &txns),
+            || warehouse::customers::write(&d.join("customers"), &customers),
+        );
+        a?;
+        c?;
+        warehouse::state::write_json(&d.join("_state").join("small.json"), &input.small)?;
+        clock.done("write");
+        mf.status = "published".into();
+        mf.version = Some(run_id.clone());
+        mf.finished_at = now_rfc3339();
+        mf.timings_ms = clock.timings();
+        // A copy inside the version is published atomically with the data.
+        manifest::write_json(&d.join("manifest.json"), &mf).map_err(|source| {
+            IngestError::RunFiles {
+                path: d.clone(),
+                source,
+            }
+        })?;
+        wh.publish(staging)?;
+        clock.done("publish");
+    } else {
+        mf.status = "unchanged".into();
+    }
+    mf.timings_ms = clock.finish();
+    mf.finished_at = now_rfc3339();
+    write_run(&mf, &input.rejects)?;
+    Ok(IngestReport {
+        manifest: mf,
+        run_dir,
+    })
+}
+
+/// The outcomes of a run, per file and in total.
+struct Tally {
+    files: Vec<FileCounts>,
+    totals: Counts,
+    /// `rejected / records`.
+    reject_share: f64,
+}
+
+impl Tally {
+    fn of(files: &[InputFile], per_file: &[Counts]) -> Tally {
+        let mut totals = Counts::default();
+        let files: Vec<FileCounts> = files
+            .iter()
+            .zip(per_file)
+            .map(|(f, c)| {
+                totals.merge(c);
+                FileCounts {
+                    file: f.name.clone(),
+                    kind: f.kind.folder().to_string(),
+                    counts: c.clone(),
+                }
+            })
+            .collect();
+        debug_assert!(totals.balanced());
+        let reject_share = if totals.records == 0 {
+            0.0
+        } else {
+            totals.rejected as f64 / totals.records as f64
+        };
+        Tally {
+            files,
+            totals,
+            reject_share,
+        }
+    }
+}
+
+/// A one-screen summary of a run, for the terminal.
+pub fn summary_table(m: &IngestManifest) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<40} {:>10} {:>10} {:>9} {:>8} {:>9} {:>8}",
+        "file", "records", "accepted", "duplicate", "ignored", "anonymous", "rejected"
+    );
+    let mut row = |name: &str, c: &Counts| {
+        let _ = writeln!(
+            s,
+            "{:<40} {:>10} {:>10} {:>9} {:>8} {:>9} {:>8}",
+            name, c.records, c.accepted, c.duplicate, c.ignored, c.anonymous, c.rejected
+        );
+    };
+    for f in &m.files {
+        row(&f.file, &f.counts);
+    }
+    row("TOTAL", &m.totals);
+    let w = &m.warehouse;
+    let _ = writeln!(
+        s,
+        "run {} {}: {} customers ({} CRM, {} guests), {} transactions ({} anonymous), {} events; {} CRM key conflicts; rejects {:.3}%",
+        m.run_id,
+        m.status,
+        w.customers,
+        w.crm_customers,
+        w.guests,
+        w.transactions,
+        w.anonymous_transactions,
+        w.events,
+        w.crm_key_conflicts,
+        m.reject_share * 100.0
+    );
+    if !m.totals.rejected_by_reason.is_empty() {
+        let reasons: Vec<String> = m
+            .totals
+            .rejected_by_reason
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(s, "rejects by reason: {}", reasons.join(", "));
+    }
+    s
+}
+
+/// Whether `reason` codes in the manifest are known (used by tests and checks).
+pub fn known_reason(code: &str) -> bool {
+    RejectReason::ALL.iter().any(|r| r.as_str() == code)
+}
+
+/// The folder of the current version, for readers of the warehouse.
+pub fn current_version(warehouse: &Path) -> Option<PathBuf> {
+    let target = std::fs::read_link(warehouse.join("current")).ok()?;
+    Some(warehouse.join(target))
+}

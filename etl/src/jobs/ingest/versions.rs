@@ -1,0 +1,128 @@
+//! The versions step: each record of the drop meets the stored state and
+//! either wins (new, or a newer version of a stored record) or is a
+//! duplicate. Every record's outcome is counted against its file here.
+
+use rustc_hash::FxHashSet as HashSet;
+
+use super::read::DropRead;
+use super::stored::Stored;
+use crate::consolidate::events::{self, EventResolution};
+use crate::consolidate::versions::{self, RecordState, Resolution};
+use crate::manifest::Counts;
+use crate::memory::release_freed;
+use crate::record::{CrmRecord, Outcome, TxnRecord, Versioned};
+
+/// The drop's winners and what they replace.
+pub(super) struct Versions {
+    /// CRM records: winners per file, and the stored keys they replace.
+    pub crm: Resolution<CrmRecord>,
+    /// Transactions, likewise.
+    pub txns: Resolution<TxnRecord>,
+    /// Events (the winners stay in the drop's event log).
+    pub events: EventResolution,
+    /// CRM versions of this drop superseded by a later one: their keys stay
+    /// claimable (data contract, section 5).
+    pub superseded_crm: Vec<CrmRecord>,
+}
+
+impl Versions {
+    /// Whether any record of the drop changes the warehouse.
+    pub fn any_winner(&self) -> bool {
+        self.crm.winner_count() > 0 || self.txns.winner_count() > 0 || self.events.winners > 0
+    }
+}
+
+/// Resolves the drop's versions against the stored state, counting each
+/// record's outcome in `read.per_file`. Records with an id of their own meet
+/// the stored state; numbered ones (content + occurrence) only need to know
+/// if they are stored. Events resolve beside the CRM and transactions (one
+/// after the other: their tables of keys would otherwise be in memory at once).
+pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
+    let records = &stored.records;
+    let stored_txns = &stored.txns;
+    let new_crm = std::mem::take(&mut read.crm);
+    let new_txns = std::mem::take(&mut read.txns);
+    let stored_events = read.stored_events;
+    let log = &mut read.events;
+    let mut superseded_crm: Vec<CrmRecord> = Vec::new();
+    let ((crm, txns), events) = rayon::join(
+        || {
+            let crm = versions::resolve_keeping_superseded(new_crm, records, |v| {
+                superseded_crm.push(v.body)
+            });
+            let stored_keys: HashSet<&str> = stored_txns.iter().map(|t| &*t.record_key).collect();
+            let txns = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
+            (crm, txns)
+        },
+        || events::resolve(log, stored_events),
+    );
+    let per_file = &mut read.per_file;
+    fate(&crm, per_file, |_| Outcome::Accepted);
+    fate(&txns, per_file, |w| {
+        if w.body.ignored() {
+            Outcome::Ignored
+        } else if w.body.keys.is_empty() {
+            Outcome::Anonymous
+        } else {
+            Outcome::Accepted
+        }
+    });
+    for (files, outcome) in [
+        (&events.duplicate_files, Outcome::Duplicate),
+        (&events.winner_files, Outcome::Accepted),
+    ] {
+        for &f in files {
+            per_file[f as usize].add(outcome, None);
+        }
+    }
+    release_freed();
+    Versions {
+        crm,
+        txns,
+        events,
+        superseded_crm,
+    }
+}
+
+fn fate<T>(
+    res: &Resolution<T>,
+    per_file: &mut [Counts],
+    winner_outcome: impl Fn(&Versioned<T>) -> Outcome,
+) {
+    for p in &res.duplicates {
+        per_file[p.file as usize].add(Outcome::Duplicate, None);
+    }
+    for w in res.winners() {
+        per_file[w.pos.file as usize].add(winner_outcome(w), None);
+    }
+}
+
+/// The per-record state of keyed records that the winners leave in place
+/// (numbered ones live in their datasets); the winners' entries are added
+/// as they are consumed. A vector, not a map: it is millions of rows, and
+/// unordered: the writer sorts it.
+pub(super) fn kept_state(
+    stored: rustc_hash::FxHashMap<Box<str>, RecordState>,
+    crm: &Resolution<CrmRecord>,
+    txns: &Resolution<TxnRecord>,
+) -> Vec<RecordState> {
+    let replaced: HashSet<&str> = crm
+        .replaced
+        .iter()
+        .chain(&txns.replaced)
+        .map(|k| &**k)
+        .collect();
+    let mut state: Vec<RecordState> =
+        Vec::with_capacity(stored.len() + crm.winner_count() + txns.winner_count());
+    state.extend(stored.into_values().filter(|r| !replaced.contains(&*r.key)));
+    state
+}
+
+/// A winner's entry in the record state.
+pub(super) fn state_of<T>(w: &Versioned<T>) -> RecordState {
+    RecordState {
+        key: w.key.clone(),
+        version: w.version,
+        digest: w.digest,
+    }
+}
