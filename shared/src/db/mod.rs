@@ -90,6 +90,7 @@ pub mod models;
 pub mod pool;
 pub mod schema;
 pub mod storable;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use connection::{Backend, DbConnection, DbUrl, lock_for_write, redact_url};

@@ -3,10 +3,14 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
+#[cfg(any(test, feature = "load"))]
 use super::bulk::{self, Merge};
+#[cfg(any(test, feature = "load"))]
 use super::sqlite_insert;
 use crate::db::schema::customers;
-use crate::db::{Backend, DbConnection, DbError};
+#[cfg(any(test, feature = "load"))]
+use crate::db::Backend;
+use crate::db::{DbConnection, DbError};
 
 diesel::table! {
     /// The temporary staging table of [`upsert`]: the columns of `customers`.
@@ -30,6 +34,7 @@ diesel::table! {
 }
 
 /// The columns of `customers` (and of its staging table), key first.
+#[cfg(any(test, feature = "load"))]
 const COLUMNS: [&str; 15] = [
     "customer_id",
     "is_guest",
@@ -50,6 +55,7 @@ const COLUMNS: [&str; 15] = [
 
 /// The columns an upsert overwrites with the incoming value (profile fields;
 /// consent and `active` are set separately, see [`upsert`]).
+#[cfg(any(test, feature = "load"))]
 const PROFILE: [&str; 10] = [
     "is_guest",
     "email",
@@ -101,6 +107,7 @@ pub struct NewCustomer<'a> {
     pub loaded_at: NaiveDateTime,
 }
 
+#[cfg(any(test, feature = "load"))]
 sqlite_insert::sqlite_row!(
     NewCustomer,
     "customers",
@@ -159,12 +166,14 @@ pub struct Customer {
     pub loaded_at: NaiveDateTime,
 }
 
+#[cfg(any(test, feature = "load"))]
 /// The incoming record decides consent only if it is a CRM record at least as
 /// new as the one that set the stored consent; guests never do. Both SET
 /// expressions see the old row, so they agree.
 const CONSENT_WINS: &str = "(NOT excluded.is_guest AND (customers.consent_updated_at IS NULL \
      OR excluded.consent_updated_at >= customers.consent_updated_at))";
 
+#[cfg(any(test, feature = "load"))]
 /// Inserts or updates `rows` (call it inside a transaction; one staging
 /// table and one merge, see [`bulk`]). Profile fields take the incoming
 /// values; consent follows [`CONSENT_WINS`]; `active` becomes true;
@@ -175,6 +184,7 @@ pub fn upsert(conn: &mut DbConnection, rows: &[NewCustomer<'_>]) -> Result<usize
     merge(conn, rows, false).map(|(written, _)| written)
 }
 
+#[cfg(any(test, feature = "load"))]
 /// [`upsert`] of every customer there is, then flags as inactive every
 /// active customer not among `rows` (they vanished from the warehouse; an
 /// anti-join against the staged ids). Rows are kept, never deleted:
@@ -187,6 +197,7 @@ pub fn upsert_all(
     merge(conn, rows, true)
 }
 
+#[cfg(any(test, feature = "load"))]
 fn merge(
     conn: &mut DbConnection,
     rows: &[NewCustomer<'_>],

@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod api_tokens;
+#[cfg(any(test, feature = "load"))]
 pub(crate) mod bulk;
 pub mod campaigns;
 pub mod customers;
@@ -9,6 +10,7 @@ pub mod invitations;
 pub mod job_runs;
 pub mod outbox;
 pub mod scores;
+#[cfg(any(test, feature = "load"))]
 pub(crate) mod sqlite_insert;
 pub mod suppressions;
 pub mod surveys;

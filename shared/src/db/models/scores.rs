@@ -3,7 +3,9 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
+#[cfg(any(test, feature = "load"))]
 use super::bulk::{self, Merge};
+#[cfg(any(test, feature = "load"))]
 use super::sqlite_insert;
 use crate::db::schema::scores;
 use crate::db::{DbConnection, DbError};
@@ -20,6 +22,7 @@ macro_rules! score_structs {
             $($(#[$m])* pub $field: $new_ty,)*
         }
 
+        #[cfg(any(test, feature = "load"))]
         sqlite_insert::sqlite_row!(NewScore, "scores", "scores_staging", $key $(, $field)*);
 
         /// A stored score row.
@@ -35,6 +38,7 @@ macro_rules! score_structs {
         /// scores as of the same or a later date, so re-loading an old run never
         /// regresses "latest", and only if a value differs (`loaded_at` moves
         /// only then). Returns the rows inserted or changed.
+        #[cfg(any(test, feature = "load"))]
         pub fn upsert(conn: &mut DbConnection, rows: &[NewScore<'_>]) -> Result<usize, DbError> {
             const COLUMNS: &[&str] = &[stringify!($key), $(stringify!($field),)*];
             // Every column but the key and loaded_at (the last one).
