@@ -5,15 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use chrono::NaiveDate;
 use cvm_shared::Settings;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::jobs::score::{self, DAY_MICROS, Ledger, ModelReport};
-use crate::manifest;
+use crate::jobs::score::{self, DAY_MICROS, Ledger};
+use crate::manifest::evaluate::{CalibrationRow, EvaluateManifest, Metrics, TrackingPoint};
+use crate::manifest::{self, Stopwatch, now_rfc3339};
 use crate::models::bgnbd::BgNbdParams;
 use crate::models::summary::Period;
 use crate::warehouse::WarehouseError;
@@ -104,92 +104,6 @@ pub struct EvaluationRow {
     pub actual_holdout: u32,
 }
 
-/// Aggregate errors over the calibration purchasers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Customers evaluated (purchasers in the calibration period).
-    pub customers: u64,
-    /// Mean absolute error per customer.
-    pub mae: f64,
-    /// Root mean squared error per customer.
-    pub rmse: f64,
-    /// Sum of actual holdout purchases.
-    pub total_actual: u64,
-    /// Sum of predicted holdout purchases.
-    pub total_predicted: f64,
-    /// (predicted - actual) / actual, in percent (null when nothing was bought).
-    pub total_error_pct: Option<f64>,
-}
-
-/// Mean holdout purchases of the customers with a given number of calibration repeat purchases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationRow {
-    /// `0` .. `6`, then `7+`.
-    pub calibration_frequency: String,
-    /// Customers in the group.
-    pub customers: u64,
-    /// Mean actual holdout purchases.
-    pub mean_actual: f64,
-    /// Mean predicted holdout purchases.
-    pub mean_predicted: f64,
-}
-
-/// Cumulative repeat purchases of the calibration cohort up to the end of a period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrackingPoint {
-    /// Periods since the cohort's first purchase day.
-    pub period: u32,
-    /// Last day counted.
-    pub date: String,
-    /// Actual repeat occasions up to and including `date`.
-    pub actual: u64,
-    /// Expected repeat purchases (unconditional BG/NBD, from each first purchase).
-    pub predicted: f64,
-}
-
-/// The manifest of an evaluation run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvaluateManifest {
-    /// Run id.
-    pub run_id: String,
-    /// Always `evaluate`.
-    pub command: String,
-    /// Last calibration day.
-    pub calibration_end: String,
-    /// Last holdout day.
-    pub holdout_end: String,
-    /// `week` or `day`.
-    pub period: String,
-    /// Holdout length in periods.
-    pub holdout_periods: f64,
-    /// The warehouse version evaluated.
-    pub warehouse_version: Option<String>,
-    /// Start (RFC 3339 UTC).
-    pub started_at: String,
-    /// End (RFC 3339 UTC).
-    pub finished_at: String,
-    /// Milliseconds per step.
-    pub timings_ms: BTreeMap<String, u64>,
-    /// Customers known at the calibration end.
-    pub customers: u64,
-    /// Transactions read (up to the holdout end).
-    pub transactions: u64,
-    /// BG/NBD fitted on the calibration period.
-    pub bgnbd: ModelReport,
-    /// Gamma-Gamma fitted on the calibration period.
-    pub gamma_gamma: ModelReport,
-    /// Aggregate errors.
-    pub metrics: Metrics,
-    /// Mean actual vs predicted by calibration repeat purchases.
-    pub calibration_table: Vec<CalibrationRow>,
-    /// Cumulative repeat purchases over time, calibration and holdout.
-    pub tracking: Vec<TrackingPoint>,
-    /// Per-customer file written.
-    pub output: String,
-    /// Program versions.
-    pub versions: BTreeMap<String, String>,
-}
-
 /// The result of an evaluation.
 #[derive(Debug)]
 pub struct EvaluateReport {
@@ -210,15 +124,9 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         });
     }
     let wh = Warehouse::open(&opts.warehouse)?;
-    let started = Instant::now();
-    let started_at = score::now_rfc3339();
+    let mut clock = Stopwatch::start();
+    let started_at = now_rfc3339();
     let run_id = manifest::new_run_id("evaluate");
-    let mut timings = BTreeMap::new();
-    let mut lap = Instant::now();
-    let mut tick = |name: &str| {
-        timings.insert(name.to_string(), lap.elapsed().as_millis() as u64);
-        lap = Instant::now();
-    };
     let version_dir = wh
         .current()?
         .ok_or_else(|| EvaluateError::Empty(opts.warehouse.clone()))?;
@@ -238,7 +146,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         .collect();
     let ledger = Ledger::read(&version_dir, &index, (hold_day + 1) * DAY_MICROS)?;
     drop(index);
-    tick("read");
+    clock.lap("read");
 
     // The calibration facts see only the calibration transactions, as `score` would on that day.
     let facts = ledger.facts(cal_day, period);
@@ -253,12 +161,12 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
                 .collect()
         })
         .collect();
-    tick("summarize");
+    clock.lap("summarize");
     if !facts.iter().any(|f| f.xtt().is_some()) {
         return Err(EvaluateError::NoPurchasers(opts.calibration_end));
     }
     let fits = score::fit_models(&facts);
-    tick("fit");
+    clock.lap("fit");
     let Some(bg) = fits.bg else {
         return Err(EvaluateError::NotFitted(
             fits.bg_report.reason.clone().unwrap_or_default(),
@@ -289,14 +197,14 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
     rows.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     let metrics = metrics(&rows);
     let calibration_table = calibration_table(&rows);
-    tick("predict");
+    clock.lap("predict");
 
     let run = RunFolder::stage(&opts.warehouse, &run_id)?;
     let run_dir = run.dir().to_path_buf();
     let csv_path = run.staging().join("evaluation.csv");
     write_csv(&csv_path, &rows)?;
-    tick("write");
-    timings.insert("total".into(), started.elapsed().as_millis() as u64);
+    clock.lap("write");
+    let timings = clock.finish();
     let mf = EvaluateManifest {
         run_id: run_id.clone(),
         command: "evaluate".into(),
@@ -306,7 +214,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         holdout_periods: horizon,
         warehouse_version: wh.current_id()?,
         started_at,
-        finished_at: score::now_rfc3339(),
+        finished_at: now_rfc3339(),
         timings_ms: timings,
         customers: customers.len() as u64,
         transactions: ledger.len() as u64,
@@ -329,19 +237,6 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         rows,
         run_dir,
     })
-}
-
-/// The manifest of the newest evaluation run of a warehouse, if one can be read.
-pub fn latest(warehouse: &Path) -> Option<EvaluateManifest> {
-    let runs = std::fs::read_dir(warehouse.join("runs")).ok()?;
-    // Run ids start with a UTC timestamp, so the greatest name is the newest run.
-    let newest = runs
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.') && n.contains("-evaluate-"))
-        .max()?;
-    let text =
-        std::fs::read_to_string(warehouse.join("runs").join(newest).join("manifest.json")).ok()?;
-    serde_json::from_str(&text).ok()
 }
 
 fn write_csv(path: &Path, rows: &[EvaluationRow]) -> Result<(), EvaluateError> {

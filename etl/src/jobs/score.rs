@@ -18,9 +18,9 @@ use cvm_shared::{BaseAmount, Settings};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
-use crate::manifest;
+use crate::manifest::score::{ModelReport, ScoreManifest};
+use crate::manifest::{self, Stopwatch, now_rfc3339};
 use crate::models::bgnbd::{self, BgNbdParams};
 use crate::models::clv::{ClvOptions, clv};
 use crate::models::gammagamma::{self, GammaGammaParams};
@@ -69,27 +69,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ 
     }
 }
 
-/// A fitted model's record in the manifest.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelReport {
-    /// Parameter name to estimate.
-    pub params: BTreeMap<String, f64>,
-    /// Total log-likelihood.
-    pub log_likelihood: Option<f64>,
-    /// Customers fitted on.
-    pub customers: f64,
-    /// Distinct rows after collapsing identical histories.
-    pub distinct_rows: usize,
-    /// Optimiser iterations.
-    pub iterations: usize,
-    /// Whether the estimates are usable.
-    pub converged: bool,
-    /// Why not, when not.
-    pub reason: Option<String>,
-    /// Fit time in milliseconds.
-    pub fit_ms: u64,
-}
-
 fn model_report<P>(
     r: &FitReport<P>,
     params: impl Fn(&P) -> Vec<(&'static str, f64)>,
@@ -115,55 +94,6 @@ fn model_report<P>(
         reason: r.reason.as_ref().map(ToString::to_string),
         fit_ms: ms,
     }
-}
-
-/// The manifest of a scoring run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScoreManifest {
-    /// Run id.
-    pub run_id: String,
-    /// Always `score`.
-    pub command: String,
-    /// `published` or `unchanged`.
-    pub status: String,
-    /// The date scored.
-    pub as_of: String,
-    /// `week` or `day`.
-    pub period: String,
-    /// The warehouse version the scores were computed from.
-    pub warehouse_version: Option<String>,
-    /// Start (RFC 3339 UTC).
-    pub started_at: String,
-    /// End (RFC 3339 UTC).
-    pub finished_at: String,
-    /// Milliseconds per step.
-    pub timings_ms: BTreeMap<String, u64>,
-    /// Customers scored (known on as_of).
-    pub customers: u64,
-    /// Customers with at least one purchase occasion.
-    pub purchasers: u64,
-    /// Customers with a repeat occasion.
-    pub repeat_buyers: u64,
-    /// Transactions up to as_of that were read.
-    pub transactions: u64,
-    /// Feedback answers used, and malformed ones skipped.
-    pub feedback: BTreeMap<String, u64>,
-    /// BG/NBD fit.
-    pub bgnbd: ModelReport,
-    /// Gamma-Gamma fit.
-    pub gamma_gamma: ModelReport,
-    /// Customers per RFM segment.
-    pub segments: BTreeMap<String, u64>,
-    /// Customers per lifecycle stage.
-    pub lifecycle_stages: BTreeMap<String, u64>,
-    /// Customers per value tier.
-    pub value_tiers: BTreeMap<String, u64>,
-    /// Folder written.
-    pub output: String,
-    /// Settings in force.
-    pub settings: cvm_shared::config::ScoringSettings,
-    /// Program versions.
-    pub versions: BTreeMap<String, String>,
 }
 
 /// The result of a scoring run.
@@ -508,10 +438,6 @@ pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 fn tally<'a>(values: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for v in values {
@@ -528,16 +454,9 @@ pub fn run(opts: &ScoreOptions) -> Result<ScoreReport, ScoreError> {
 
 /// Scores with an already opened (locked) warehouse.
 pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, ScoreError> {
-    let started = Instant::now();
+    let mut clock = Stopwatch::start();
     let started_at = now_rfc3339();
     let run_id = manifest::new_run_id("score");
-    let mut timings = BTreeMap::new();
-    let mut lap = Instant::now();
-    let tick = |name: &str, lap: &mut Instant| {
-        let ms = lap.elapsed().as_millis() as u64;
-        *lap = Instant::now();
-        (name.to_string(), ms)
-    };
     let version_dir = wh
         .current()?
         .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
@@ -570,17 +489,14 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     }
     let mut feedback_counts = BTreeMap::new();
     let feedback = read_feedback(&opts.warehouse, end, &mut feedback_counts);
-    let (k, v) = tick("read", &mut lap);
-    timings.insert(k, v);
+    clock.lap("read");
 
     let facts = ledger.facts(as_of_day, period);
     drop(ledger);
-    let (k, v) = tick("summarize", &mut lap);
-    timings.insert(k, v);
+    clock.lap("summarize");
 
     let fits = fit_models(&facts);
-    let (k, v) = tick("fit", &mut lap);
-    timings.insert(k, v);
+    clock.lap("fit");
 
     let s = &opts.settings.scoring;
     let clv_opts = ClvOptions {
@@ -719,14 +635,12 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         r.value_tier = t.map(|t| t.as_str().into());
     }
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    let (k, v) = tick("score", &mut lap);
-    timings.insert(k, v);
+    clock.lap("score");
 
     let out_dir = warehouse::scores::dir_for(&opts.warehouse, opts.as_of);
     let status = publish_scores(&opts.warehouse, &out_dir, &run_id, &rows)?;
-    let (k, v) = tick("write", &mut lap);
-    timings.insert(k, v);
-    timings.insert("total".into(), started.elapsed().as_millis() as u64);
+    clock.lap("write");
+    let timings = clock.finish();
 
     let mf = ScoreManifest {
         run_id: run_id.clone(),
@@ -755,7 +669,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let run = RunFolder::stage(&opts.warehouse, &run_id)?;
     run.write_json("manifest.json", &mf)?;
     // The scores are what matters: a report that cannot be drawn is a warning, not a failed run.
-    let evaluation = crate::jobs::evaluate::latest(&opts.warehouse);
+    let evaluation = crate::manifest::evaluate::latest(&opts.warehouse);
     match crate::report::score_report_with(&mf, &rows, evaluation.as_ref()) {
         Ok(html) => run.write_bytes("report.html", html.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),

@@ -1,9 +1,14 @@
 //! The run manifest (`runs/<run_id>/manifest.json`): what a run read, what
 //! became of every record, timings, settings and versions. Written for
-//! people and for monitoring, so field names are stable.
+//! people and for monitoring, so field names are stable. One submodule per
+//! command's manifest; the helpers every run uses live here.
+
+pub mod evaluate;
+pub mod score;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -95,6 +100,44 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Now, as the manifests write times (RFC 3339 UTC, milliseconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Milliseconds per step of a run (a manifest's `timings_ms`).
+#[derive(Debug)]
+pub struct Stopwatch {
+    started: Instant,
+    lap: Instant,
+    timings: BTreeMap<String, u64>,
+}
+
+impl Stopwatch {
+    /// Starts timing a run and its first step.
+    pub fn start() -> Stopwatch {
+        Stopwatch {
+            started: Instant::now(),
+            lap: Instant::now(),
+            timings: BTreeMap::new(),
+        }
+    }
+
+    /// Records the time since the previous step ended as step `name`.
+    pub fn lap(&mut self, name: &str) {
+        self.timings
+            .insert(name.to_string(), self.lap.elapsed().as_millis() as u64);
+        self.lap = Instant::now();
+    }
+
+    /// The steps' timings and the run's `total` so far.
+    pub fn finish(mut self) -> BTreeMap<String, u64> {
+        self.timings
+            .insert("total".into(), self.started.elapsed().as_millis() as u64);
+        self.timings
+    }
 }
 
 /// A new run id: UTC timestamp (so ids sort by time) and a short random tail.
