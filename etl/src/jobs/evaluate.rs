@@ -11,11 +11,13 @@ use cvm_shared::Settings;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::jobs::score::{self, DAY_MICROS, Ledger};
 use crate::manifest::evaluate::{CalibrationRow, EvaluateManifest, Metrics, TrackingPoint};
 use crate::manifest::{self, Stopwatch, now_rfc3339};
 use crate::models::bgnbd::BgNbdParams;
 use crate::models::summary::Period;
+use crate::scoring;
+use crate::scoring::fit::fit_models;
+use crate::scoring::ledger::{Ledger, customer_index, end_of_day, known_customers, occasions};
 use crate::warehouse::WarehouseError;
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
@@ -130,22 +132,16 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
     let version_dir = wh
         .current()?
         .ok_or_else(|| EvaluateError::Empty(opts.warehouse.clone()))?;
-    let period = if opts.settings.scoring.period == "day" {
-        Period::Day
-    } else {
-        Period::Week
-    };
+    let period = scoring::period(&opts.settings.scoring);
     let cal_day = i64::from(opts.calibration_end.to_epoch_days());
     let hold_day = i64::from(opts.holdout_end.to_epoch_days());
 
-    let customers = score::known_customers(&version_dir, (cal_day + 1) * DAY_MICROS)?;
-    let index = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&*c.customer_id, i as u32))
-        .collect();
-    let ledger = Ledger::read(&version_dir, &index, (hold_day + 1) * DAY_MICROS)?;
-    drop(index);
+    let customers = known_customers(&version_dir, end_of_day(cal_day))?;
+    let ledger = Ledger::read(
+        &version_dir,
+        &customer_index(&customers),
+        end_of_day(hold_day),
+    )?;
     clock.lap("read");
 
     // The calibration facts see only the calibration transactions, as `score` would on that day.
@@ -153,7 +149,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
     let holdout: Vec<Vec<i64>> = (0..customers.len())
         .into_par_iter()
         .map(|i| {
-            score::occasions(ledger.customer(i))
+            occasions(ledger.customer(i))
                 .0
                 .into_iter()
                 .map(|(d, _)| d)
@@ -165,7 +161,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
     if !facts.iter().any(|f| f.xtt().is_some()) {
         return Err(EvaluateError::NoPurchasers(opts.calibration_end));
     }
-    let fits = score::fit_models(&facts);
+    let fits = fit_models(&facts);
     clock.lap("fit");
     let Some(bg) = fits.bg else {
         return Err(EvaluateError::NotFitted(

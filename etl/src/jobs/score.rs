@@ -5,28 +5,23 @@
 //! date can be re-scored exactly. Models are fitted on sufficient statistics
 //! (identical histories collapsed), then applied per customer in parallel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
 use chrono::NaiveDate;
-use cvm_shared::identity::stable_hash;
 use cvm_shared::{BaseAmount, Settings};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
-use crate::manifest::score::{ModelReport, ScoreManifest};
+use crate::manifest::score::ScoreManifest;
 use crate::manifest::{self, Stopwatch, now_rfc3339};
-use crate::models::bgnbd::{self, BgNbdParams};
+use crate::models::bgnbd::BgNbdParams;
 use crate::models::clv::{ClvOptions, clv};
-use crate::models::gammagamma::{self, GammaGammaParams};
-use crate::models::optimize::FitReport;
+use crate::models::gammagamma::GammaGammaParams;
 use crate::models::rfm::{self, LifecycleThresholds, LoyaltyInput, TierInput};
-use crate::models::summary::{self, Period};
+use crate::scoring::engagement::engagement_90d;
+use crate::scoring::fit::fit_models;
+use crate::scoring::ledger::{Facts, Ledger, customer_index, end_of_day, known_customers};
+use crate::scoring::{self, feedback};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
 use crate::warehouse::{self, ScoreRow, WarehouseError};
@@ -69,33 +64,6 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ 
     }
 }
 
-fn model_report<P>(
-    r: &FitReport<P>,
-    params: impl Fn(&P) -> Vec<(&'static str, f64)>,
-    rows: usize,
-    ms: u64,
-) -> ModelReport {
-    ModelReport {
-        params: r
-            .params
-            .as_ref()
-            .map(|p| {
-                params(p)
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        log_likelihood: r.log_likelihood,
-        customers: r.n_customers,
-        distinct_rows: rows,
-        iterations: r.iterations,
-        converged: r.converged,
-        reason: r.reason.as_ref().map(ToString::to_string),
-        fit_ms: ms,
-    }
-}
-
 /// The result of a scoring run.
 #[derive(Debug)]
 pub struct ScoreReport {
@@ -105,337 +73,6 @@ pub struct ScoreReport {
     pub rows: Vec<ScoreRow>,
     /// `runs/<run_id>/`.
     pub run_dir: PathBuf,
-}
-
-/// A transaction reduced to what scoring needs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Tx {
-    customer: u32,
-    at: i64,
-    amount: i128,
-    refund: bool,
-    order: u64,
-}
-
-pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
-
-fn day_of(micros: i64) -> i64 {
-    micros.div_euclid(DAY_MICROS)
-}
-
-/// Reads the transactions of customers in `index` up to `end` (exclusive),
-/// only the columns scoring needs.
-fn read_transactions(
-    dir: &Path,
-    index: &HashMap<&str, u32>,
-    end: i64,
-) -> Result<Vec<Tx>, WarehouseError> {
-    let files = warehouse::parquet_io::list_parquet_files(dir)?;
-    let per_file: Vec<Vec<Tx>> = files
-        .par_iter()
-        .map(|path| {
-            let err = |e: parquet::errors::ParquetError| WarehouseError::Format {
-                path: path.clone(),
-                message: e.to_string(),
-            };
-            let file = std::fs::File::open(path).map_err(|source| WarehouseError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(err)?;
-            let names = [
-                "customer_id",
-                "occurred_at",
-                "amount_base",
-                "kind",
-                "order_id",
-            ];
-            let mask = ProjectionMask::columns(b.parquet_schema(), names);
-            let reader = b
-                .with_projection(mask)
-                .with_batch_size(65_536)
-                .build()
-                .map_err(err)?;
-            let mut out = Vec::new();
-            for batch in reader {
-                let batch = batch.map_err(|e| WarehouseError::Format {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                decode_batch(&batch, path, index, end, &mut out)?;
-            }
-            Ok(out)
-        })
-        .collect::<Result<_, WarehouseError>>()?;
-    Ok(per_file.into_iter().flatten().collect())
-}
-
-fn decode_batch(
-    batch: &RecordBatch,
-    path: &Path,
-    index: &HashMap<&str, u32>,
-    end: i64,
-    out: &mut Vec<Tx>,
-) -> Result<(), WarehouseError> {
-    let bad = |m: &str| WarehouseError::Schema {
-        path: path.to_path_buf(),
-        dataset: "transactions",
-        message: m.to_string(),
-    };
-    let col = |n: &str| {
-        batch
-            .column_by_name(n)
-            .ok_or_else(|| bad(&format!("no column {n:?}")))
-    };
-    let customer = col("customer_id")?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| bad("customer_id is not Utf8"))?;
-    let at = col("occurred_at")?
-        .as_primitive_opt::<TimestampMicrosecondType>()
-        .ok_or_else(|| bad("occurred_at is not a timestamp"))?;
-    let amount = col("amount_base")?
-        .as_primitive_opt::<Decimal128Type>()
-        .ok_or_else(|| bad("amount_base is not a decimal"))?;
-    let kind = col("kind")?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| bad("kind is not Utf8"))?;
-    let order = col("order_id")?
-        .as_string_opt::<i32>()
-        .ok_or_else(|| bad("order_id is not Utf8"))?;
-    for i in 0..batch.num_rows() {
-        if customer.is_null(i) || at.value(i) >= end {
-            continue;
-        }
-        let Some(&c) = index.get(customer.value(i)) else {
-            continue;
-        };
-        out.push(Tx {
-            customer: c,
-            at: at.value(i),
-            amount: amount.value(i),
-            refund: kind.value(i) == "refund",
-            order: if order.is_null(i) {
-                0
-            } else {
-                stable_hash(order.value(i).as_bytes()) | 1
-            },
-        });
-    }
-    Ok(())
-}
-
-/// Latest NPS answer on or before `end` per customer, from `feedback/*.csv`
-/// (`customer_id,answered_at,score`) in the warehouse.
-fn read_feedback(
-    warehouse: &Path,
-    end: i64,
-    counts: &mut BTreeMap<String, u64>,
-) -> HashMap<String, (i64, u8)> {
-    let mut latest: HashMap<String, (i64, u8)> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir(warehouse.join("feedback")) else {
-        return latest;
-    };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    files.sort();
-    for f in files {
-        let Ok(mut rdr) = csv::Reader::from_path(&f) else {
-            tracing::warn!(file = %f.display(), "cannot read feedback file");
-            continue;
-        };
-        for rec in rdr.records() {
-            let parsed = rec.ok().and_then(|r| {
-                let id = r.get(0)?.trim().to_string();
-                let at = crate::sources::fields::rfc3339_micros(r.get(1)?)
-                    .or_else(|| crate::sources::fields::date_micros(r.get(1)?))?;
-                let score: u8 = r.get(2)?.trim().parse().ok().filter(|s| *s <= 10)?;
-                (!id.is_empty()).then_some((id, at, score))
-            });
-            match parsed {
-                Some((id, at, score)) if at < end => {
-                    *counts.entry("used".into()).or_default() += 1;
-                    let e = latest.entry(id).or_insert((at, score));
-                    if at >= e.0 {
-                        *e = (at, score);
-                    }
-                }
-                Some(_) => *counts.entry("after_as_of".into()).or_default() += 1,
-                None => *counts.entry("malformed".into()).or_default() += 1,
-            }
-        }
-    }
-    latest
-}
-
-/// Per-customer facts before the models.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Facts {
-    pub(crate) summary: Option<summary::CustomerSummary>,
-    pub(crate) total_revenue: i128,
-}
-
-impl Facts {
-    /// (frequency, recency, T) of a purchaser, the BG/NBD inputs.
-    pub(crate) fn xtt(&self) -> Option<(f64, f64, f64)> {
-        self.summary.filter(|s| s.orders > 0).map(|s| {
-            (
-                s.frequency as f64,
-                s.recency.unwrap_or(0.0),
-                s.t.unwrap_or(0.0),
-            )
-        })
-    }
-}
-
-/// Customers known before `end` (microseconds) in a warehouse version.
-pub(crate) fn known_customers(
-    version_dir: &Path,
-    end: i64,
-) -> Result<Vec<warehouse::CustomerRow>, WarehouseError> {
-    Ok(warehouse::customers::read(&version_dir.join("customers"))?
-        .into_iter()
-        .filter(|c| c.first_seen.is_none_or(|f| f < end))
-        .collect())
-}
-
-/// The transactions of the indexed customers, grouped by customer and sorted by time.
-pub(crate) struct Ledger {
-    txs: Vec<Tx>,
-    bounds: Vec<usize>,
-}
-
-impl Ledger {
-    /// Reads the transactions of the customers in `index` before `end` (microseconds).
-    pub(crate) fn read(
-        version_dir: &Path,
-        index: &HashMap<&str, u32>,
-        end: i64,
-    ) -> Result<Ledger, WarehouseError> {
-        let mut txs = read_transactions(&version_dir.join("transactions"), index, end)?;
-        txs.par_sort_unstable_by_key(|t| (t.customer, t.at, t.refund, t.amount));
-        let mut bounds = vec![0usize; index.len() + 1];
-        for t in &txs {
-            bounds[t.customer as usize + 1] += 1;
-        }
-        for i in 1..bounds.len() {
-            bounds[i] += bounds[i - 1];
-        }
-        Ok(Ledger { txs, bounds })
-    }
-
-    /// Transactions read.
-    pub(crate) fn len(&self) -> usize {
-        self.txs.len()
-    }
-
-    /// Customer `i`'s transactions, by time.
-    pub(crate) fn customer(&self, i: usize) -> &[Tx] {
-        &self.txs[self.bounds[i]..self.bounds[i + 1]]
-    }
-
-    /// Every customer's facts on `as_of_day`, from the transactions up to that day only.
-    pub(crate) fn facts(&self, as_of_day: i64, period: Period) -> Vec<Facts> {
-        let end = (as_of_day + 1) * DAY_MICROS;
-        (0..self.bounds.len() - 1)
-            .into_par_iter()
-            .map(|i| {
-                let txs = self.customer(i);
-                facts(
-                    &txs[..txs.partition_point(|t| t.at < end)],
-                    as_of_day,
-                    period,
-                )
-            })
-            .collect()
-    }
-}
-
-/// Purchase occasions (day, value) of one customer's transactions, and the net total:
-/// purchase days not fully refunded through their order.
-pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
-    let mut by_order: HashMap<u64, (i128, i128)> = HashMap::new();
-    let mut total = 0i128;
-    for t in txs {
-        total += t.amount;
-        if t.order != 0 {
-            let e = by_order.entry(t.order).or_default();
-            if t.refund {
-                e.1 += -t.amount;
-            } else {
-                e.0 += t.amount;
-            }
-        }
-    }
-    let fully_refunded = |order: u64| {
-        order != 0
-            && by_order
-                .get(&order)
-                .is_some_and(|(p, r)| *r > 0 && *r >= *p)
-    };
-    let purchases: Vec<(i64, f64)> = txs
-        .iter()
-        .filter(|t| !t.refund && !fully_refunded(t.order))
-        .map(|t| (day_of(t.at), BaseAmount(t.amount).to_f64()))
-        .collect();
-    (summary::occasions_from_purchases(&purchases), total)
-}
-
-fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
-    let (occasions, total) = occasions(txs);
-    Facts {
-        summary: summary::summarize(&occasions, as_of_day, period).ok(),
-        total_revenue: total,
-    }
-}
-
-/// Both model fits and their manifest records.
-pub(crate) struct Fits {
-    pub(crate) bg: Option<BgNbdParams>,
-    pub(crate) gg: Option<GammaGammaParams>,
-    pub(crate) bg_report: ModelReport,
-    pub(crate) gg_report: ModelReport,
-}
-
-/// Fits BG/NBD on the purchasers and Gamma-Gamma on the repeat buyers with a positive spend.
-pub(crate) fn fit_models(facts: &[Facts]) -> Fits {
-    let fit_started = Instant::now();
-    let histories: Vec<_> = facts.iter().filter_map(Facts::xtt).collect();
-    let (bg, bg_distinct) = bgnbd::fit_customers(&histories);
-    let bg_ms = fit_started.elapsed().as_millis() as u64;
-    let fit_started = Instant::now();
-    let gg_rows = gammagamma::collapse_rows(
-        facts
-            .iter()
-            .filter_map(|f| f.summary)
-            .filter(|s| s.frequency > 0 && s.monetary_avg > 0.0)
-            .map(|s| (s.frequency as f64, s.monetary_avg)),
-    );
-    let gg = gammagamma::fit(&gg_rows);
-    let gg_ms = fit_started.elapsed().as_millis() as u64;
-    if !bg.converged {
-        tracing::warn!(reason = %bg.reason_text(), "BG/NBD could not be fitted: model columns are null");
-    }
-    if !gg.converged {
-        tracing::warn!(reason = %gg.reason_text(), "Gamma-Gamma could not be fitted: value columns are null");
-    }
-    Fits {
-        bg: bg.params,
-        gg: gg.params,
-        bg_report: model_report(
-            &bg,
-            |p| vec![("r", p.r), ("alpha", p.alpha), ("a", p.a), ("b", p.b)],
-            bg_distinct,
-            bg_ms,
-        ),
-        gg_report: model_report(
-            &gg,
-            |p| vec![("p", p.p), ("q", p.q), ("v", p.v)],
-            gg_rows.len(),
-            gg_ms,
-        ),
-    }
 }
 
 fn tally<'a>(values: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<String, u64> {
@@ -460,35 +97,17 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let version_dir = wh
         .current()?
         .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
-    let period = if opts.settings.scoring.period == "day" {
-        Period::Day
-    } else {
-        Period::Week
-    };
+    let period = scoring::period(&opts.settings.scoring);
     let as_of_day = opts.as_of.to_epoch_days() as i64;
-    let end = (as_of_day + 1) * DAY_MICROS;
+    let end = end_of_day(as_of_day);
 
     // Customers known on as_of.
     let customers = known_customers(&version_dir, end)?;
-    let index: HashMap<&str, u32> = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&*c.customer_id, i as u32))
-        .collect();
+    let index = customer_index(&customers);
     let ledger = Ledger::read(&version_dir, &index, end)?;
     let n_txs = ledger.len() as u64;
-    let mut engagement = vec![0u32; customers.len()];
-    let window_start = end - 90 * DAY_MICROS;
-    for e in warehouse::events::read(&version_dir.join("events"))? {
-        if let Some(&i) = e.customer_id.as_deref().and_then(|id| index.get(id))
-            && e.ts >= window_start
-            && e.ts < end
-        {
-            engagement[i as usize] += 1;
-        }
-    }
-    let mut feedback_counts = BTreeMap::new();
-    let feedback = read_feedback(&opts.warehouse, end, &mut feedback_counts);
+    let engagement = engagement_90d(&version_dir, &index, end)?;
+    let feedback = feedback::read(&opts.warehouse, end);
     clock.lap("read");
 
     let facts = ledger.facts(as_of_day, period);
@@ -574,7 +193,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
             };
             let rfm_pair = r_scores[i].zip(f_scores[i]);
             let segment = rfm::rfm_segment(rfm_pair).map_or("Prospect", |s| s.as_str());
-            let nps = feedback.get(&*customers[i].customer_id).map(|(_, s)| *s);
+            let nps = feedback.nps(&customers[i].customer_id);
             let days_since_first = sm.and_then(|s| s.first_day).map(|d| as_of_day - d);
             let stage =
                 rfm::lifecycle_stage(sm.map_or(0, |s| s.orders), days_since_first, p_alive, &th);
@@ -656,7 +275,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         purchasers: rows.iter().filter(|r| r.orders > 0).count() as u64,
         repeat_buyers: rows.iter().filter(|r| r.frequency > 0).count() as u64,
         transactions: n_txs,
-        feedback: feedback_counts,
+        feedback: feedback.counts,
         bgnbd: fits.bg_report,
         gamma_gamma: fits.gg_report,
         segments: tally(rows.iter().map(|r| Some(&*r.rfm_segment))),
