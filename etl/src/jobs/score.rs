@@ -6,7 +6,7 @@
 //! (identical histories collapsed), then applied per customer in parallel.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use cvm_shared::{BaseAmount, Settings};
@@ -24,6 +24,7 @@ use crate::scoring::ledger::{Facts, Ledger, customer_index, end_of_day, known_cu
 use crate::scoring::{self, feedback};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
+use crate::warehouse::scores::PublishScoresError;
 use crate::warehouse::{self, ScoreRow, WarehouseError};
 
 /// What to score.
@@ -57,10 +58,12 @@ pub enum ScoreError {
     },
 }
 
-pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScoreError + '_ {
-    move |source| ScoreError::Io {
-        path: path.to_path_buf(),
-        source,
+impl From<PublishScoresError> for ScoreError {
+    fn from(e: PublishScoresError) -> ScoreError {
+        match e {
+            PublishScoresError::Warehouse(e) => ScoreError::Warehouse(e),
+            PublishScoresError::Publish(e) => ScoreError::Publish(e),
+        }
     }
 }
 
@@ -257,14 +260,14 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     clock.lap("score");
 
     let out_dir = warehouse::scores::dir_for(&opts.warehouse, opts.as_of);
-    let status = publish_scores(&opts.warehouse, &out_dir, &run_id, &rows)?;
+    let status = warehouse::scores::publish(wh, opts.as_of, &run_id, &rows)?;
     clock.lap("write");
     let timings = clock.finish();
 
     let mf = ScoreManifest {
         run_id: run_id.clone(),
         command: "score".into(),
-        status: status.into(),
+        status: status.as_str().into(),
         as_of: opts.as_of.to_string(),
         period: opts.settings.scoring.period.clone(),
         warehouse_version: wh.current_id()?,
@@ -299,51 +302,6 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         rows,
         run_dir,
     })
-}
-
-/// Writes the scores next to `out_dir` and swaps them in. Unchanged scores
-/// (a re-run on the same data) leave the published folder untouched.
-fn publish_scores(
-    warehouse: &Path,
-    out_dir: &Path,
-    run_id: &str,
-    rows: &[ScoreRow],
-) -> Result<&'static str, ScoreError> {
-    let parent = warehouse.join("scores");
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
-    let name = out_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // A crash between the two renames below leaves the old folder aside: put it back.
-    for e in std::fs::read_dir(&parent).map_err(io(&parent))?.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with(&format!(".{name}.old-")) && !out_dir.exists() {
-            std::fs::rename(e.path(), out_dir).map_err(io(out_dir))?;
-        } else if n.starts_with(&format!(".{name}.")) {
-            std::fs::remove_dir_all(e.path()).map_err(io(&e.path()))?;
-        }
-    }
-    if out_dir.exists() && warehouse::scores::read(out_dir).ok().as_deref() == Some(rows) {
-        return Ok("unchanged");
-    }
-    let tmp = parent.join(format!(".{name}.new-{run_id}"));
-    warehouse::scores::write(&tmp, rows)?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&tmp))?;
-    if out_dir.exists() {
-        let old = parent.join(format!(".{name}.old-{run_id}"));
-        std::fs::rename(out_dir, &old).map_err(io(out_dir))?;
-        std::fs::rename(&tmp, out_dir).map_err(io(out_dir))?;
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    } else {
-        std::fs::rename(&tmp, out_dir).map_err(io(out_dir))?;
-    }
-    std::fs::File::open(&parent)
-        .and_then(|f| f.sync_all())
-        .map_err(io(&parent))?;
-    Ok("published")
 }
 
 /// A one-screen summary of a scoring run.

@@ -83,7 +83,8 @@ pub enum PublishError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+/// Maps an I/O error on `path` to [`PublishError::Io`].
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |source| PublishError::Io {
         path: path.to_path_buf(),
         source,
@@ -142,7 +143,7 @@ fn missing_dataset(dir: &Path) -> Option<&'static str> {
 }
 
 /// Fsyncs a folder so renames inside it are durable.
-fn sync_dir(dir: &Path) -> Result<(), PublishError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), PublishError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
@@ -323,9 +324,11 @@ impl Warehouse {
 
     /// Removes what killed runs left: staging folders, and versions moved
     /// into place but never switched to (one `current` did switch to, in the
-    /// instant before its marker went, just loses the marker).
+    /// instant before its marker went, just loses the marker); puts back
+    /// scores a killed publish left aside.
     fn sweep(&self) -> Result<(), PublishError> {
         super::runs::sweep(&self.root)?;
+        super::scores::sweep(&self.root)?;
         let versions = self.root.join("_versions");
         let entries = match fs::read_dir(&versions) {
             Ok(e) => e,
