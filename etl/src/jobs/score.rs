@@ -6,26 +6,27 @@
 //! (identical histories collapsed), then applied per customer in parallel.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use cvm_shared::{BaseAmount, Settings};
 use rayon::prelude::*;
 
 use crate::manifest::score::ScoreManifest;
-use crate::manifest::{self, Stopwatch, now_rfc3339};
-use crate::models::bgnbd::BgNbdParams;
-use crate::models::clv::{ClvOptions, clv};
-use crate::models::gammagamma::GammaGammaParams;
-use crate::models::rfm::{self, LifecycleThresholds, LoyaltyInput, TierInput};
+use crate::manifest::{RunClock, RunTimes};
+use crate::models::clv::ClvOptions;
+use crate::models::customer::{self, CustomerInput, RfmScores, ScoreContext};
+use crate::models::rfm::{self, LifecycleThresholds, TierInput};
+use crate::models::summary::{CustomerSummary, Period};
+use crate::scoring;
 use crate::scoring::engagement::engagement_90d;
-use crate::scoring::fit::fit_models;
+use crate::scoring::feedback::{self, Feedback};
+use crate::scoring::fit::{Fits, fit_models};
 use crate::scoring::ledger::{Facts, Ledger, customer_index, end_of_day, known_customers};
-use crate::scoring::{self, feedback};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
-use crate::warehouse::scores::PublishScoresError;
-use crate::warehouse::{self, ScoreRow, WarehouseError};
+use crate::warehouse::scores::{Publication, PublishScoresError};
+use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
 
 /// What to score.
 #[derive(Debug, Clone)]
@@ -78,14 +79,6 @@ pub struct ScoreReport {
     pub run_dir: PathBuf,
 }
 
-fn tally<'a>(values: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<String, u64> {
-    let mut m = BTreeMap::new();
-    for v in values {
-        *m.entry(v.unwrap_or("null").to_string()).or_default() += 1;
-    }
-    m
-}
-
 /// Scores the warehouse as of a date, holding the warehouse lock.
 pub fn run(opts: &ScoreOptions) -> Result<ScoreReport, ScoreError> {
     let wh = Warehouse::open(&opts.warehouse)?;
@@ -94,151 +87,109 @@ pub fn run(opts: &ScoreOptions) -> Result<ScoreReport, ScoreError> {
 
 /// Scores with an already opened (locked) warehouse.
 pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, ScoreError> {
-    let mut clock = Stopwatch::start();
-    let started_at = now_rfc3339();
-    let run_id = manifest::new_run_id("score");
+    let mut clock = RunClock::start("score");
     let version_dir = wh
         .current()?
         .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
     let period = scoring::period(&opts.settings.scoring);
-    let as_of_day = opts.as_of.to_epoch_days() as i64;
-    let end = end_of_day(as_of_day);
+    let as_of_day = i64::from(opts.as_of.to_epoch_days());
 
-    // Customers known on as_of.
-    let customers = known_customers(&version_dir, end)?;
-    let index = customer_index(&customers);
-    let ledger = Ledger::read(&version_dir, &index, end)?;
-    let n_txs = ledger.len() as u64;
-    let engagement = engagement_90d(&version_dir, &index, end)?;
-    let feedback = feedback::read(&opts.warehouse, end);
+    let (known, ledger) = read(&version_dir, &opts.warehouse, as_of_day)?;
     clock.lap("read");
-
-    let facts = ledger.facts(as_of_day, period);
-    drop(ledger);
+    let facts = ledger.into_facts(as_of_day, period);
     clock.lap("summarize");
-
     let fits = fit_models(&facts);
     clock.lap("fit");
+    let rows = score_customers(&known, &facts, &context(opts, period, &fits));
+    clock.lap("score");
+    let status = warehouse::scores::publish(wh, opts.as_of, clock.run_id(), &rows)?;
+    clock.lap("write");
+    let manifest = record(opts, wh, clock.finish(), &known, fits, status, &rows)?;
+    let run_dir = write_run(&opts.warehouse, &manifest, &rows)?;
+    Ok(ScoreReport {
+        manifest,
+        rows,
+        run_dir,
+    })
+}
 
+/// The customers known on the scoring day and what scoring knows of them
+/// besides their transactions, in the ledger's index order.
+struct Known {
+    /// Customers known on as_of.
+    customers: Vec<CustomerRow>,
+    /// Engagement events in the 90 days up to as_of, per customer.
+    engagement: Vec<u32>,
+    /// Latest NPS answers.
+    feedback: Feedback,
+    /// Transactions up to as_of that were read.
+    transactions: u64,
+}
+
+/// Step "read": the customers known on `as_of_day`, their transactions up to
+/// that day, engagement and feedback.
+fn read(
+    version_dir: &Path,
+    warehouse: &Path,
+    as_of_day: i64,
+) -> Result<(Known, Ledger), ScoreError> {
+    let end = end_of_day(as_of_day);
+    let customers = known_customers(version_dir, end)?;
+    let index = customer_index(&customers);
+    let ledger = Ledger::read(version_dir, &index, end)?;
+    let engagement = engagement_90d(version_dir, &index, end)?;
+    drop(index);
+    let known = Known {
+        customers,
+        engagement,
+        feedback: feedback::read(warehouse, end),
+        transactions: ledger.len() as u64,
+    };
+    Ok((known, ledger))
+}
+
+/// What every customer's score shares: the day, the fitted models and the settings.
+fn context(opts: &ScoreOptions, period: Period, fits: &Fits) -> ScoreContext {
     let s = &opts.settings.scoring;
-    let clv_opts = ClvOptions {
-        months: 12,
-        discount_rate: s.discount_rate,
-        margin: s.margin,
-        month_periods: period.month(),
-    };
-    let th = LifecycleThresholds {
-        new_window_days: i64::from(s.new_within_days),
-        churned_below: s.churned_below,
-        at_risk_below: s.at_risk_below,
-        loyal_min_orders: u64::from(s.loyal_min_orders),
-    };
-    let bgp: Option<BgNbdParams> = fits.bg;
-    let ggp: Option<GammaGammaParams> = fits.gg;
-    let h90 = 90.0 / period.days();
-    let h365 = 365.0 / period.days();
+    ScoreContext {
+        as_of: opts.as_of,
+        period,
+        bgnbd: fits.bg,
+        gamma_gamma: fits.gg,
+        clv: ClvOptions {
+            months: 12,
+            discount_rate: s.discount_rate,
+            margin: s.margin,
+            month_periods: period.month(),
+        },
+        lifecycle: LifecycleThresholds {
+            new_window_days: i64::from(s.new_within_days),
+            churned_below: s.churned_below,
+            at_risk_below: s.at_risk_below,
+            loyal_min_orders: u64::from(s.loyal_min_orders),
+        },
+    }
+}
 
-    // RFM over purchasers.
-    let purchaser = |f: &Facts| f.summary.is_some_and(|s| s.orders > 0);
-    let r_scores = rfm::rank_scores(
-        &facts
-            .iter()
-            .map(|f| {
-                purchaser(f).then(|| {
-                    -f.summary
-                        .and_then(|s| s.days_since_last_purchase)
-                        .unwrap_or(0)
-                })
-            })
-            .collect::<Vec<_>>(),
-    );
-    let f_scores = rfm::rank_scores(
-        &facts
-            .iter()
-            .map(|f| purchaser(f).then(|| f.summary.map_or(0, |s| s.orders)))
-            .collect::<Vec<_>>(),
-    );
-    let m_scores = rfm::rank_scores(
-        &facts
-            .iter()
-            .map(|f| purchaser(f).then_some(f.total_revenue))
-            .collect::<Vec<_>>(),
-    );
-    let shares = rfm::engagement_shares(&engagement);
-
-    let date = |day: Option<i64>| {
-        day.and_then(|d| i32::try_from(d).ok())
-            .and_then(NaiveDate::from_epoch_days)
-    };
-    let mut rows: Vec<ScoreRow> = (0..customers.len())
+/// Step "score": every known customer's row, value tiers ranked across them,
+/// sorted by customer id.
+fn score_customers(known: &Known, facts: &[Facts], ctx: &ScoreContext) -> Vec<ScoreRow> {
+    let ranks = rfm_ranks(facts);
+    let shares = rfm::engagement_shares(&known.engagement);
+    let mut rows: Vec<ScoreRow> = (0..known.customers.len())
         .into_par_iter()
         .map(|i| {
-            let f = &facts[i];
-            let sm = f.summary.filter(|s| s.orders > 0);
-            let (x, tx, t) = sm.map_or((0.0, 0.0, 0.0), |s| {
-                (
-                    s.frequency as f64,
-                    s.recency.unwrap_or(0.0),
-                    s.t.unwrap_or(0.0),
-                )
-            });
-            let model = sm.and(bgp);
-            let p_alive = model.map(|p| p.p_alive(x, tx, t));
-            let e90 = model.map(|p| p.conditional_expected_purchases(h90, x, tx, t));
-            let e365 = model.map(|p| p.conditional_expected_purchases(h365, x, tx, t));
-            let m = sm.map_or(0.0, |s| s.monetary_avg);
-            let eav = sm
-                .and(ggp)
-                .and_then(|g| g.conditional_expected_value(if m > 0.0 { x } else { 0.0 }, m));
-            let clv_12m = match (model, eav) {
-                (Some(p), Some(v)) => Some(clv(&p, x, tx, t, v, &clv_opts)),
-                _ => None,
+            let id = &*known.customers[i].customer_id;
+            let input = CustomerInput {
+                customer_id: id,
+                summary: facts[i].summary,
+                total_revenue: BaseAmount(facts[i].total_revenue),
+                rfm: ranks[i],
+                engagement_90d: known.engagement[i],
+                engagement_share: shares[i],
+                nps_last: known.feedback.nps(id),
             };
-            let rfm_pair = r_scores[i].zip(f_scores[i]);
-            let segment = rfm::rfm_segment(rfm_pair).map_or("Prospect", |s| s.as_str());
-            let nps = feedback.nps(&customers[i].customer_id);
-            let days_since_first = sm.and_then(|s| s.first_day).map(|d| as_of_day - d);
-            let stage =
-                rfm::lifecycle_stage(sm.map_or(0, |s| s.orders), days_since_first, p_alive, &th);
-            let loyalty = rfm::loyalty_index(&LoyaltyInput {
-                rfm: r_scores[i]
-                    .zip(f_scores[i])
-                    .zip(m_scores[i])
-                    .map(|((r, f), m)| (r, f, m)),
-                nps_last: nps,
-                engagement_share: (engagement[i] > 0).then_some(shares[i]),
-            });
-            ScoreRow {
-                customer_id: customers[i].customer_id.clone(),
-                as_of: opts.as_of,
-                orders: sm.map_or(0, |s| s.orders) as u32,
-                frequency: sm.map_or(0, |s| s.frequency) as u32,
-                recency: tx,
-                t,
-                monetary_avg: m,
-                total_revenue: BaseAmount(f.total_revenue),
-                first_purchase: date(sm.and_then(|s| s.first_day)),
-                last_purchase: date(sm.and_then(|s| s.last_day)),
-                days_since_last_purchase: sm
-                    .and_then(|s| s.days_since_last_purchase)
-                    .and_then(|d| i32::try_from(d).ok()),
-                r_score: r_scores[i],
-                f_score: f_scores[i],
-                m_score: m_scores[i],
-                rfm_segment: segment.into(),
-                p_alive,
-                expected_purchases_90d: e90,
-                expected_purchases_365d: e365,
-                expected_avg_value: eav,
-                clv_12m,
-                churn_risk: p_alive.map(|p| 1.0 - p),
-                nps_last: nps,
-                nps_class: rfm::nps_class(nps).map(|c| c.as_str().into()),
-                engagement_90d: engagement[i],
-                lifecycle_stage: stage.map(|s| s.as_str().into()),
-                value_tier: None,
-                loyalty_index: loyalty,
-            }
+            customer::score(&input, ctx)
         })
         .collect();
     let tiers = rfm::value_tiers(
@@ -257,51 +208,96 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
         r.value_tier = t.map(|t| t.as_str().into());
     }
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    clock.lap("score");
+    rows
+}
 
-    let out_dir = warehouse::scores::dir_for(&opts.warehouse, opts.as_of);
-    let status = warehouse::scores::publish(wh, opts.as_of, &run_id, &rows)?;
-    clock.lap("write");
-    let timings = clock.finish();
+/// Every customer's RFM scores among the purchasers (`scoring.md`, "RFM").
+fn rfm_ranks(facts: &[Facts]) -> Vec<RfmScores> {
+    // More recent is better: rank the negated days since the last purchase.
+    let r = purchaser_ranks(facts, |s, _| -s.days_since_last_purchase.unwrap_or(0));
+    let f = purchaser_ranks(facts, |s, _| s.orders);
+    let m = purchaser_ranks(facts, |_, f| f.total_revenue);
+    r.into_iter()
+        .zip(f)
+        .zip(m)
+        .map(|((r, f), m)| RfmScores { r, f, m })
+        .collect()
+}
 
-    let mf = ScoreManifest {
-        run_id: run_id.clone(),
+/// Rank scores 1..5 of `value` among the purchasers; `None` for prospects.
+fn purchaser_ranks<T: Ord + Copy + Send + Sync>(
+    facts: &[Facts],
+    value: impl Fn(&CustomerSummary, &Facts) -> T,
+) -> Vec<Option<u8>> {
+    let values: Vec<Option<T>> = facts
+        .iter()
+        .map(|f| f.summary.filter(|s| s.orders > 0).map(|s| value(&s, f)))
+        .collect();
+    rfm::rank_scores(&values)
+}
+
+/// The run's manifest.
+fn record(
+    opts: &ScoreOptions,
+    wh: &Warehouse,
+    times: RunTimes,
+    known: &Known,
+    fits: Fits,
+    status: Publication,
+    rows: &[ScoreRow],
+) -> Result<ScoreManifest, ScoreError> {
+    Ok(ScoreManifest {
+        run_id: times.run_id,
         command: "score".into(),
         status: status.as_str().into(),
         as_of: opts.as_of.to_string(),
         period: opts.settings.scoring.period.clone(),
         warehouse_version: wh.current_id()?,
-        started_at,
-        finished_at: now_rfc3339(),
-        timings_ms: timings,
+        started_at: times.started_at,
+        finished_at: times.finished_at,
+        timings_ms: times.timings_ms,
         customers: rows.len() as u64,
         purchasers: rows.iter().filter(|r| r.orders > 0).count() as u64,
         repeat_buyers: rows.iter().filter(|r| r.frequency > 0).count() as u64,
-        transactions: n_txs,
-        feedback: feedback.counts,
+        transactions: known.transactions,
+        feedback: known.feedback.counts.clone(),
         bgnbd: fits.bg_report,
         gamma_gamma: fits.gg_report,
         segments: tally(rows.iter().map(|r| Some(&*r.rfm_segment))),
         lifecycle_stages: tally(rows.iter().map(|r| r.lifecycle_stage.as_deref())),
         value_tiers: tally(rows.iter().map(|r| r.value_tier.as_deref())),
-        output: out_dir.display().to_string(),
+        output: warehouse::scores::dir_for(&opts.warehouse, opts.as_of)
+            .display()
+            .to_string(),
         settings: opts.settings.scoring.clone(),
         versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
-    };
-    let run = RunFolder::stage(&opts.warehouse, &run_id)?;
-    run.write_json("manifest.json", &mf)?;
+    })
+}
+
+/// Customers per value (`null` for none).
+fn tally<'a>(values: impl Iterator<Item = Option<&'a str>>) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for v in values {
+        *m.entry(v.unwrap_or("null").to_string()).or_default() += 1;
+    }
+    m
+}
+
+/// Step "report": the run folder with the manifest and `report.html`.
+fn write_run(
+    warehouse: &Path,
+    manifest: &ScoreManifest,
+    rows: &[ScoreRow],
+) -> Result<PathBuf, ScoreError> {
+    let run = RunFolder::stage(warehouse, &manifest.run_id)?;
+    run.write_json("manifest.json", manifest)?;
     // The scores are what matters: a report that cannot be drawn is a warning, not a failed run.
-    let evaluation = crate::manifest::evaluate::latest(&opts.warehouse);
-    match crate::report::score_report_with(&mf, &rows, evaluation.as_ref()) {
+    let evaluation = crate::manifest::evaluate::latest(warehouse);
+    match crate::report::score_report_with(manifest, rows, evaluation.as_ref()) {
         Ok(html) => run.write_bytes("report.html", html.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "the run report could not be drawn"),
     }
-    let run_dir = run.finish()?;
-    Ok(ScoreReport {
-        manifest: mf,
-        rows,
-        run_dir,
-    })
+    Ok(run.finish()?)
 }
 
 /// A one-screen summary of a scoring run.

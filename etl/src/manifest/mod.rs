@@ -107,22 +107,44 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Milliseconds per step of a run (a manifest's `timings_ms`).
+/// A run's id and clock: when it started and how long each step took.
 #[derive(Debug)]
-pub struct Stopwatch {
+pub struct RunClock {
+    run_id: String,
+    started_at: String,
     started: Instant,
     lap: Instant,
     timings: BTreeMap<String, u64>,
 }
 
-impl Stopwatch {
-    /// Starts timing a run and its first step.
-    pub fn start() -> Stopwatch {
-        Stopwatch {
+/// When a run ran, as its manifest records it.
+#[derive(Debug, Clone)]
+pub struct RunTimes {
+    /// Run id.
+    pub run_id: String,
+    /// Start (RFC 3339 UTC).
+    pub started_at: String,
+    /// End (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Milliseconds per step, and `total`.
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+impl RunClock {
+    /// Starts a run of `command` and its first step.
+    pub fn start(command: &str) -> RunClock {
+        RunClock {
+            started_at: now_rfc3339(),
+            run_id: new_run_id(command),
             started: Instant::now(),
             lap: Instant::now(),
             timings: BTreeMap::new(),
         }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Records the time since the previous step ended as step `name`.
@@ -132,11 +154,16 @@ impl Stopwatch {
         self.lap = Instant::now();
     }
 
-    /// The steps' timings and the run's `total` so far.
-    pub fn finish(mut self) -> BTreeMap<String, u64> {
+    /// Stops the clock: the steps' timings and the run's `total`.
+    pub fn finish(mut self) -> RunTimes {
         self.timings
             .insert("total".into(), self.started.elapsed().as_millis() as u64);
-        self.timings
+        RunTimes {
+            run_id: self.run_id,
+            started_at: self.started_at,
+            finished_at: now_rfc3339(),
+            timings_ms: self.timings,
+        }
     }
 }
 

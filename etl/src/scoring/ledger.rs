@@ -208,6 +208,11 @@ impl Ledger {
         Ok(Ledger { txs, bounds })
     }
 
+    /// Customers indexed.
+    pub(crate) fn customers(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
     /// Transactions read.
     pub(crate) fn len(&self) -> usize {
         self.txs.len()
@@ -218,10 +223,16 @@ impl Ledger {
         &self.txs[self.bounds[i]..self.bounds[i + 1]]
     }
 
+    /// Every customer's facts on `as_of_day`, freeing the transactions: the
+    /// step from transactions to [`Facts`] when nothing else needs them.
+    pub(crate) fn into_facts(self, as_of_day: i64, period: Period) -> Vec<Facts> {
+        self.facts(as_of_day, period)
+    }
+
     /// Every customer's facts on `as_of_day`, from the transactions up to that day only.
     pub(crate) fn facts(&self, as_of_day: i64, period: Period) -> Vec<Facts> {
         let end = end_of_day(as_of_day);
-        (0..self.bounds.len() - 1)
+        (0..self.customers())
             .into_par_iter()
             .map(|i| {
                 let txs = self.customer(i);
