@@ -21,7 +21,7 @@ use super::parquet_io::{
     self, Columns, DECIMAL_PRECISION, WriteStats, decimal_array, opt_str, opt_utf8_array,
     opt_value, part_jobs, utf8_array, write_parts, writer_properties,
 };
-use super::publish::{PublishError, Warehouse, io, sync_dir};
+use super::publish::{PublishError, Warehouse, entries, io, sync_dir};
 use super::{ScoreRow, WarehouseError};
 
 /// Dataset name used in errors.
@@ -350,13 +350,7 @@ pub fn publish(
 /// replaced it; other leftovers are removed.
 pub(super) fn sweep(warehouse: &Path) -> Result<(), PublishError> {
     let parent = warehouse.join(DATASET);
-    let entries = match fs::read_dir(&parent) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(&parent)(e)),
-    };
-    for entry in entries {
-        let p = entry.map_err(io(&parent))?.path();
+    for p in entries(&parent)? {
         // Only what `publish` stages: `.<as_of folder>.new-<run>` and `.old-<run>`.
         let Some((name, kind)) = p
             .file_name()
