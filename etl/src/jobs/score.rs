@@ -138,7 +138,6 @@ fn read(
     let index = customer_index(&customers);
     let ledger = Ledger::read(version_dir, &index, end)?;
     let engagement = engagement_90d(version_dir, &index, end)?;
-    drop(index);
     let known = Known {
         customers,
         engagement,

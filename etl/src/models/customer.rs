@@ -66,13 +66,7 @@ pub fn score(c: &CustomerInput, ctx: &ScoreContext) -> ScoreRow {
     let h365 = 365.0 / ctx.period.days();
     let as_of_day = i64::from(ctx.as_of.to_epoch_days());
     let sm = c.summary.filter(|s| s.orders > 0);
-    let (x, tx, t) = sm.map_or((0.0, 0.0, 0.0), |s| {
-        (
-            s.frequency as f64,
-            s.recency.unwrap_or(0.0),
-            s.t.unwrap_or(0.0),
-        )
-    });
+    let (x, tx, t) = sm.and_then(|s| s.xtt()).unwrap_or((0.0, 0.0, 0.0));
     let model = sm.and(ctx.bgnbd);
     let p_alive = model.map(|p| p.p_alive(x, tx, t));
     let e90 = model.map(|p| p.conditional_expected_purchases(h90, x, tx, t));

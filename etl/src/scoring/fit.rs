@@ -11,9 +11,13 @@ use crate::models::optimize::FitReport;
 
 /// Both model fits and their manifest records.
 pub(crate) struct Fits {
+    /// BG/NBD parameters, when it converged.
     pub(crate) bg: Option<BgNbdParams>,
+    /// Gamma-Gamma parameters, when it converged.
     pub(crate) gg: Option<GammaGammaParams>,
+    /// BG/NBD's manifest record.
     pub(crate) bg_report: ModelReport,
+    /// Gamma-Gamma's manifest record.
     pub(crate) gg_report: ModelReport,
 }
 

@@ -1,8 +1,8 @@
 //! Transactions to per-customer facts: the customers known on a day, their
 //! transactions read from the published warehouse (only the columns scoring
 //! needs), and each customer's summary statistics (`scoring.md`, "Summary
-//! statistics"). The one step that sees transactions: everything after it works
-//! on [`Facts`].
+//! statistics"). Scoring works on [`Facts`] from here on; only `evaluate` looks
+//! at the transactions again, for the holdout occasions.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -146,20 +146,16 @@ fn decode_batch(
 /// Per-customer facts before the models.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Facts {
+    /// Summary statistics; `None` when the occasions could not be summarised.
     pub(crate) summary: Option<summary::CustomerSummary>,
+    /// Net sum of purchases and refunds, exact (base currency units).
     pub(crate) total_revenue: i128,
 }
 
 impl Facts {
     /// (frequency, recency, T) of a purchaser, the BG/NBD inputs.
     pub(crate) fn xtt(&self) -> Option<(f64, f64, f64)> {
-        self.summary.filter(|s| s.orders > 0).map(|s| {
-            (
-                s.frequency as f64,
-                s.recency.unwrap_or(0.0),
-                s.t.unwrap_or(0.0),
-            )
-        })
+        self.summary.and_then(|s| s.xtt())
     }
 }
 
