@@ -11,5 +11,6 @@ pub mod memory;
 pub mod models;
 pub mod record;
 pub mod report;
+pub(crate) mod scoring;
 pub mod sources;
 pub mod warehouse;

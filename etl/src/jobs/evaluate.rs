@@ -5,20 +5,24 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use chrono::NaiveDate;
 use cvm_shared::Settings;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::jobs::score::{self, DAY_MICROS, Ledger, ModelReport};
-use crate::manifest;
+use crate::manifest::evaluate::{CalibrationRow, EvaluateManifest, Metrics, TrackingPoint};
+use crate::manifest::{RunClock, RunTimes};
 use crate::models::bgnbd::BgNbdParams;
 use crate::models::summary::Period;
-use crate::warehouse::WarehouseError;
+use crate::scoring;
+use crate::scoring::fit::{Fits, fit_models};
+use crate::scoring::ledger::{
+    Facts, Ledger, customer_index, end_of_day, known_customers, occasions,
+};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
+use crate::warehouse::{CustomerRow, WarehouseError};
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -104,92 +108,6 @@ pub struct EvaluationRow {
     pub actual_holdout: u32,
 }
 
-/// Aggregate errors over the calibration purchasers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Metrics {
-    /// Customers evaluated (purchasers in the calibration period).
-    pub customers: u64,
-    /// Mean absolute error per customer.
-    pub mae: f64,
-    /// Root mean squared error per customer.
-    pub rmse: f64,
-    /// Sum of actual holdout purchases.
-    pub total_actual: u64,
-    /// Sum of predicted holdout purchases.
-    pub total_predicted: f64,
-    /// (predicted - actual) / actual, in percent (null when nothing was bought).
-    pub total_error_pct: Option<f64>,
-}
-
-/// Mean holdout purchases of the customers with a given number of calibration repeat purchases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationRow {
-    /// `0` .. `6`, then `7+`.
-    pub calibration_frequency: String,
-    /// Customers in the group.
-    pub customers: u64,
-    /// Mean actual holdout purchases.
-    pub mean_actual: f64,
-    /// Mean predicted holdout purchases.
-    pub mean_predicted: f64,
-}
-
-/// Cumulative repeat purchases of the calibration cohort up to the end of a period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrackingPoint {
-    /// Periods since the cohort's first purchase day.
-    pub period: u32,
-    /// Last day counted.
-    pub date: String,
-    /// Actual repeat occasions up to and including `date`.
-    pub actual: u64,
-    /// Expected repeat purchases (unconditional BG/NBD, from each first purchase).
-    pub predicted: f64,
-}
-
-/// The manifest of an evaluation run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvaluateManifest {
-    /// Run id.
-    pub run_id: String,
-    /// Always `evaluate`.
-    pub command: String,
-    /// Last calibration day.
-    pub calibration_end: String,
-    /// Last holdout day.
-    pub holdout_end: String,
-    /// `week` or `day`.
-    pub period: String,
-    /// Holdout length in periods.
-    pub holdout_periods: f64,
-    /// The warehouse version evaluated.
-    pub warehouse_version: Option<String>,
-    /// Start (RFC 3339 UTC).
-    pub started_at: String,
-    /// End (RFC 3339 UTC).
-    pub finished_at: String,
-    /// Milliseconds per step.
-    pub timings_ms: BTreeMap<String, u64>,
-    /// Customers known at the calibration end.
-    pub customers: u64,
-    /// Transactions read (up to the holdout end).
-    pub transactions: u64,
-    /// BG/NBD fitted on the calibration period.
-    pub bgnbd: ModelReport,
-    /// Gamma-Gamma fitted on the calibration period.
-    pub gamma_gamma: ModelReport,
-    /// Aggregate errors.
-    pub metrics: Metrics,
-    /// Mean actual vs predicted by calibration repeat purchases.
-    pub calibration_table: Vec<CalibrationRow>,
-    /// Cumulative repeat purchases over time, calibration and holdout.
-    pub tracking: Vec<TrackingPoint>,
-    /// Per-customer file written.
-    pub output: String,
-    /// Program versions.
-    pub versions: BTreeMap<String, String>,
-}
-
 /// The result of an evaluation.
 #[derive(Debug)]
 pub struct EvaluateReport {
@@ -210,62 +128,108 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         });
     }
     let wh = Warehouse::open(&opts.warehouse)?;
-    let started = Instant::now();
-    let started_at = score::now_rfc3339();
-    let run_id = manifest::new_run_id("evaluate");
-    let mut timings = BTreeMap::new();
-    let mut lap = Instant::now();
-    let mut tick = |name: &str| {
-        timings.insert(name.to_string(), lap.elapsed().as_millis() as u64);
-        lap = Instant::now();
-    };
+    let mut clock = RunClock::start("evaluate");
     let version_dir = wh
         .current()?
         .ok_or_else(|| EvaluateError::Empty(opts.warehouse.clone()))?;
-    let period = if opts.settings.scoring.period == "day" {
-        Period::Day
-    } else {
-        Period::Week
+    let days = Days {
+        calibration_end: i64::from(opts.calibration_end.to_epoch_days()),
+        holdout_end: i64::from(opts.holdout_end.to_epoch_days()),
+        period: scoring::period(&opts.settings.scoring),
     };
-    let cal_day = i64::from(opts.calibration_end.to_epoch_days());
-    let hold_day = i64::from(opts.holdout_end.to_epoch_days());
 
-    let customers = score::known_customers(&version_dir, (cal_day + 1) * DAY_MICROS)?;
-    let index = customers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&*c.customer_id, i as u32))
-        .collect();
-    let ledger = Ledger::read(&version_dir, &index, (hold_day + 1) * DAY_MICROS)?;
-    drop(index);
-    tick("read");
-
+    let read = read(&version_dir, &days)?;
+    clock.lap("read");
     // The calibration facts see only the calibration transactions, as `score` would on that day.
-    let facts = ledger.facts(cal_day, period);
-    let holdout: Vec<Vec<i64>> = (0..customers.len())
-        .into_par_iter()
-        .map(|i| {
-            score::occasions(ledger.customer(i))
-                .0
-                .into_iter()
-                .map(|(d, _)| d)
-                .filter(|d| *d <= hold_day)
-                .collect()
-        })
-        .collect();
-    tick("summarize");
+    let facts = read.ledger.facts(days.calibration_end, days.period);
+    let holdout = holdout_days(&read.ledger, days.holdout_end);
+    clock.lap("summarize");
     if !facts.iter().any(|f| f.xtt().is_some()) {
         return Err(EvaluateError::NoPurchasers(opts.calibration_end));
     }
-    let fits = score::fit_models(&facts);
-    tick("fit");
+    let fits = fit_models(&facts);
+    clock.lap("fit");
     let Some(bg) = fits.bg else {
         return Err(EvaluateError::NotFitted(
             fits.bg_report.reason.clone().unwrap_or_default(),
         ));
     };
+    let predicted = predict(&bg, &read.customers, &facts, &holdout, &days);
+    clock.lap("predict");
+    let run = RunFolder::stage(&opts.warehouse, clock.run_id())?;
+    write_csv(&run.staging().join("evaluation.csv"), &predicted.rows)?;
+    clock.lap("write");
+    let run_dir = run.dir().to_path_buf();
+    let (manifest, rows) = record(opts, &wh, clock.finish(), &read, fits, predicted, &run_dir)?;
+    write_run(run, &manifest)?;
+    Ok(EvaluateReport {
+        manifest,
+        rows,
+        run_dir,
+    })
+}
 
-    let horizon = (hold_day - cal_day) as f64 / period.days();
+/// The calibration and holdout ends (UTC day numbers) and the period unit.
+struct Days {
+    calibration_end: i64,
+    holdout_end: i64,
+    period: Period,
+}
+
+/// What an evaluation reads: the customers known at the calibration end and
+/// their transactions up to the holdout end.
+struct Read {
+    customers: Vec<CustomerRow>,
+    ledger: Ledger,
+}
+
+/// Step "read".
+fn read(version_dir: &Path, days: &Days) -> Result<Read, EvaluateError> {
+    let customers = known_customers(version_dir, end_of_day(days.calibration_end))?;
+    let ledger = Ledger::read(
+        version_dir,
+        &customer_index(&customers),
+        end_of_day(days.holdout_end),
+    )?;
+    Ok(Read { customers, ledger })
+}
+
+/// Every customer's purchase occasion days up to `holdout_end`.
+fn holdout_days(ledger: &Ledger, holdout_end: i64) -> Vec<Vec<i64>> {
+    (0..ledger.customers())
+        .into_par_iter()
+        .map(|i| {
+            occasions(ledger.customer(i))
+                .0
+                .into_iter()
+                .map(|(d, _)| d)
+                .filter(|d| *d <= holdout_end)
+                .collect()
+        })
+        .collect()
+}
+
+/// The holdout predictions of the calibration purchasers and their aggregates.
+struct Predictions {
+    /// Holdout length in periods.
+    horizon: f64,
+    /// Per customer, sorted by customer id.
+    rows: Vec<EvaluationRow>,
+    metrics: Metrics,
+    calibration_table: Vec<CalibrationRow>,
+    tracking: Vec<TrackingPoint>,
+}
+
+/// Step "predict": each calibration purchaser's expected holdout purchases
+/// against the occasions they made, and the cohort's tracking curve.
+fn predict(
+    bg: &BgNbdParams,
+    customers: &[CustomerRow],
+    facts: &[Facts],
+    holdout: &[Vec<i64>],
+    days: &Days,
+) -> Predictions {
+    let horizon = (days.holdout_end - days.calibration_end) as f64 / days.period.days();
     let mut rows = Vec::new();
     let mut cohort: Vec<(i64, &[i64])> = Vec::new();
     for (i, f) in facts.iter().enumerate() {
@@ -273,7 +237,7 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
         else {
             continue;
         };
-        let days = &holdout[i];
+        let occasion_days = &holdout[i];
         rows.push(EvaluationRow {
             customer_id: customers[i].customer_id.clone(),
             frequency_cal: x as u32,
@@ -281,67 +245,67 @@ pub fn run(opts: &EvaluateOptions) -> Result<EvaluateReport, EvaluateError> {
             t_cal: t,
             p_alive_cal: bg.p_alive(x, t_x, t),
             predicted_holdout: bg.conditional_expected_purchases(horizon, x, t_x, t),
-            actual_holdout: days.iter().filter(|d| **d > cal_day).count() as u32,
+            actual_holdout: occasion_days
+                .iter()
+                .filter(|d| **d > days.calibration_end)
+                .count() as u32,
         });
-        cohort.push((first, days));
+        cohort.push((first, occasion_days));
     }
-    let tracking = tracking(&bg, &cohort, hold_day, period);
+    let tracking = tracking(bg, &cohort, days.holdout_end, days.period);
     rows.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    let metrics = metrics(&rows);
-    let calibration_table = calibration_table(&rows);
-    tick("predict");
+    Predictions {
+        horizon,
+        metrics: metrics(&rows),
+        calibration_table: calibration_table(&rows),
+        rows,
+        tracking,
+    }
+}
 
-    let run = RunFolder::stage(&opts.warehouse, &run_id)?;
-    let run_dir = run.dir().to_path_buf();
-    let csv_path = run.staging().join("evaluation.csv");
-    write_csv(&csv_path, &rows)?;
-    tick("write");
-    timings.insert("total".into(), started.elapsed().as_millis() as u64);
-    let mf = EvaluateManifest {
-        run_id: run_id.clone(),
+/// The run's manifest, and the rows it describes.
+fn record(
+    opts: &EvaluateOptions,
+    wh: &Warehouse,
+    times: RunTimes,
+    read: &Read,
+    fits: Fits,
+    predicted: Predictions,
+    run_dir: &Path,
+) -> Result<(EvaluateManifest, Vec<EvaluationRow>), EvaluateError> {
+    let manifest = EvaluateManifest {
+        run_id: times.run_id,
         command: "evaluate".into(),
         calibration_end: opts.calibration_end.to_string(),
         holdout_end: opts.holdout_end.to_string(),
         period: opts.settings.scoring.period.clone(),
-        holdout_periods: horizon,
+        holdout_periods: predicted.horizon,
         warehouse_version: wh.current_id()?,
-        started_at,
-        finished_at: score::now_rfc3339(),
-        timings_ms: timings,
-        customers: customers.len() as u64,
-        transactions: ledger.len() as u64,
+        started_at: times.started_at,
+        finished_at: times.finished_at,
+        timings_ms: times.timings_ms,
+        customers: read.customers.len() as u64,
+        transactions: read.ledger.len() as u64,
         bgnbd: fits.bg_report,
         gamma_gamma: fits.gg_report,
-        metrics,
-        calibration_table,
-        tracking,
+        metrics: predicted.metrics,
+        calibration_table: predicted.calibration_table,
+        tracking: predicted.tracking,
         output: run_dir.join("evaluation.csv").display().to_string(),
         versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
     };
-    run.write_json("manifest.json", &mf)?;
-    match crate::report::evaluation_report(&mf) {
+    Ok((manifest, predicted.rows))
+}
+
+/// Step "report": the manifest and `report.html` into the run folder, which is then moved into place.
+fn write_run(run: RunFolder, manifest: &EvaluateManifest) -> Result<(), EvaluateError> {
+    run.write_json("manifest.json", manifest)?;
+    match crate::report::evaluation_report(manifest) {
         Ok(html) => run.write_bytes("report.html", html.as_bytes())?,
         Err(e) => tracing::warn!(error = %e, "the evaluation report could not be drawn"),
     }
     run.finish()?;
-    Ok(EvaluateReport {
-        manifest: mf,
-        rows,
-        run_dir,
-    })
-}
-
-/// The manifest of the newest evaluation run of a warehouse, if one can be read.
-pub fn latest(warehouse: &Path) -> Option<EvaluateManifest> {
-    let runs = std::fs::read_dir(warehouse.join("runs")).ok()?;
-    // Run ids start with a UTC timestamp, so the greatest name is the newest run.
-    let newest = runs
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| !n.starts_with('.') && n.contains("-evaluate-"))
-        .max()?;
-    let text =
-        std::fs::read_to_string(warehouse.join("runs").join(newest).join("manifest.json")).ok()?;
-    serde_json::from_str(&text).ok()
+    Ok(())
 }
 
 fn write_csv(path: &Path, rows: &[EvaluationRow]) -> Result<(), EvaluateError> {

@@ -72,6 +72,19 @@ pub struct CustomerSummary {
     pub days_since_last_purchase: Option<i64>,
 }
 
+impl CustomerSummary {
+    /// (frequency, recency, T) of a purchaser, the BG/NBD inputs; `None` for a prospect.
+    pub fn xtt(&self) -> Option<(f64, f64, f64)> {
+        (self.orders > 0).then(|| {
+            (
+                self.frequency as f64,
+                self.recency.unwrap_or(0.0),
+                self.t.unwrap_or(0.0),
+            )
+        })
+    }
+}
+
 /// Merges purchases (day, amount) into purchase occasions (day, that day's sum),
 /// sorted by day. Amounts within a day are added in input order.
 pub fn occasions_from_purchases(purchases: &[(i64, f64)]) -> Vec<(i64, f64)> {

@@ -7,8 +7,8 @@ pub mod html;
 
 use std::collections::BTreeMap;
 
-use crate::jobs::evaluate::EvaluateManifest;
-use crate::jobs::score::{ModelReport, ScoreManifest};
+use crate::manifest::evaluate::EvaluateManifest;
+use crate::manifest::score::{ModelReport, ScoreManifest};
 use crate::models::rfm::{LifecycleStage, RfmSegment, ValueTier};
 use crate::warehouse::ScoreRow;
 use charts::{BLUE, LineAxes, ORANGE, Series};

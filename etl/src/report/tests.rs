@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use cvm_shared::BaseAmount;
 
 use super::*;
-use crate::jobs::evaluate::{CalibrationRow, Metrics, TrackingPoint};
+use crate::manifest::evaluate::{CalibrationRow, Metrics, TrackingPoint};
 
 fn model(params: &[(&str, f64)]) -> ModelReport {
     ModelReport {

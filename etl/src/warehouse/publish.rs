@@ -83,7 +83,8 @@ pub enum PublishError {
     },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+/// Maps an I/O error on `path` to [`PublishError::Io`].
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
     move |source| PublishError::Io {
         path: path.to_path_buf(),
         source,
@@ -141,8 +142,18 @@ fn missing_dataset(dir: &Path) -> Option<&'static str> {
     DATASETS.into_iter().find(|d| !dir.join(d).is_dir())
 }
 
+/// The entries of `dir`; none when it does not exist (yet).
+pub(super) fn entries(dir: &Path) -> Result<Vec<PathBuf>, PublishError> {
+    let read = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    read.map(|e| e.map(|e| e.path()).map_err(io(dir))).collect()
+}
+
 /// Fsyncs a folder so renames inside it are durable.
-fn sync_dir(dir: &Path) -> Result<(), PublishError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), PublishError> {
     File::open(dir).and_then(|f| f.sync_all()).map_err(io(dir))
 }
 
@@ -323,20 +334,15 @@ impl Warehouse {
 
     /// Removes what killed runs left: staging folders, and versions moved
     /// into place but never switched to (one `current` did switch to, in the
-    /// instant before its marker went, just loses the marker).
+    /// instant before its marker went, just loses the marker); puts back
+    /// scores a killed publish left aside.
     fn sweep(&self) -> Result<(), PublishError> {
         super::runs::sweep(&self.root)?;
-        let versions = self.root.join("_versions");
-        let entries = match fs::read_dir(&versions) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io(&versions)(e)),
-        };
+        super::scores::sweep(&self.root)?;
         let current = fs::read_link(self.root.join("current"))
             .ok()
             .and_then(|t| t.file_name().map(ToOwned::to_owned));
-        for entry in entries {
-            let p = entry.map_err(io(&versions))?.path();
+        for p in entries(&self.root.join("_versions"))? {
             if p.extension().is_some_and(|e| e == "tmp") {
                 fs::remove_dir_all(&p).map_err(io(&p))?;
             } else if p.join(UNPUBLISHED).exists() {

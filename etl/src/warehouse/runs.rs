@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::publish::PublishError;
+use super::publish::{PublishError, entries};
 
 /// The folder under a warehouse that holds the run folders.
 pub const RUNS: &str = "runs";
@@ -83,14 +83,7 @@ impl Drop for RunFolder {
 /// Removes the staging folders of runs that were killed (the warehouse lock
 /// is held, so none is being written).
 pub(super) fn sweep(warehouse: &Path) -> Result<(), PublishError> {
-    let runs = warehouse.join(RUNS);
-    let entries = match fs::read_dir(&runs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(&runs)(e)),
-    };
-    for entry in entries {
-        let p = entry.map_err(io(&runs))?.path();
+    for p in entries(&warehouse.join(RUNS))? {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
         if name.is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp")) {
             fs::remove_dir_all(&p).map_err(io(&p))?;

@@ -1,6 +1,11 @@
 //! The `scores/as_of=YYYY-MM-DD/` dataset: one row per customer known on
-//! `as_of`, columns as `shared/docs/scoring.md` names them.
+//! `as_of`, columns as `shared/docs/scoring.md` names them, and how a date's
+//! scores are published: written beside the published folder as
+//! `.as_of=….new-<run>`, then swapped in by two renames; a crash between them
+//! leaves the old folder aside as `.as_of=….old-<run>`, which [`sweep`] (run
+//! when the warehouse is opened) puts back.
 
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -16,6 +21,7 @@ use super::parquet_io::{
     self, Columns, DECIMAL_PRECISION, WriteStats, decimal_array, opt_str, opt_utf8_array,
     opt_value, part_jobs, utf8_array, write_parts, writer_properties,
 };
+use super::publish::{PublishError, Warehouse, entries, io, sync_dir};
 use super::{ScoreRow, WarehouseError};
 
 /// Dataset name used in errors.
@@ -67,9 +73,12 @@ pub fn schema() -> SchemaRef {
 
 /// The folder of the scores as of `date` under a warehouse root.
 pub fn dir_for(warehouse: &Path, as_of: NaiveDate) -> PathBuf {
-    warehouse
-        .join("scores")
-        .join(format!("as_of={}", as_of.format("%Y-%m-%d")))
+    warehouse.join(DATASET).join(folder_name(as_of))
+}
+
+/// `as_of=YYYY-MM-DD`.
+fn folder_name(as_of: NaiveDate) -> String {
+    format!("as_of={}", as_of.format("%Y-%m-%d"))
 }
 
 /// The dates that have scores, oldest first.
@@ -273,6 +282,97 @@ pub fn read(dir: &Path) -> Result<Vec<ScoreRow>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
 }
 
+/// What [`publish`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publication {
+    /// The scores were written and swapped in.
+    Published,
+    /// The published scores were the same rows: nothing was written.
+    Unchanged,
+}
+
+impl Publication {
+    /// `published` or `unchanged`, as the score manifest's `status` says.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Publication::Published => "published",
+            Publication::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// Why scores could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishScoresError {
+    /// Writing or reading the scores files failed.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// Moving folders into place failed.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// Publishes `rows` as the scores as of `as_of` (the lock `wh` holds keeps other
+/// runs out). Unchanged scores (a re-run on the same data) leave the published
+/// folder untouched.
+pub fn publish(
+    wh: &Warehouse,
+    as_of: NaiveDate,
+    run_id: &str,
+    rows: &[ScoreRow],
+) -> Result<Publication, PublishScoresError> {
+    let parent = wh.root().join(DATASET);
+    fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let name = folder_name(as_of);
+    let out_dir = parent.join(&name);
+    if out_dir.exists() && read(&out_dir).ok().as_deref() == Some(rows) {
+        return Ok(Publication::Unchanged);
+    }
+    let tmp = parent.join(format!(".{name}.new-{run_id}"));
+    write(&tmp, rows)?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io(&tmp))?;
+    if out_dir.exists() {
+        let old = parent.join(format!(".{name}.old-{run_id}"));
+        fs::rename(&out_dir, &old).map_err(io(&out_dir))?;
+        fs::rename(&tmp, &out_dir).map_err(io(&out_dir))?;
+        fs::remove_dir_all(&old).map_err(io(&old))?;
+    } else {
+        fs::rename(&tmp, &out_dir).map_err(io(&out_dir))?;
+    }
+    sync_dir(&parent)?;
+    Ok(Publication::Published)
+}
+
+/// Repairs what a publish killed midway left (the warehouse lock is held, so
+/// none is under way): a published folder moved aside goes back when nothing
+/// replaced it; other leftovers are removed.
+pub(super) fn sweep(warehouse: &Path) -> Result<(), PublishError> {
+    let parent = warehouse.join(DATASET);
+    for p in entries(&parent)? {
+        // Only what `publish` stages: `.<as_of folder>.new-<run>` and `.old-<run>`.
+        let Some((name, kind)) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix('.'))
+            .and_then(|n| n.split_once('.'))
+            .filter(|(name, kind)| {
+                name.starts_with("as_of=") && (kind.starts_with("new-") || kind.starts_with("old-"))
+            })
+        else {
+            continue;
+        };
+        let published = parent.join(name);
+        if kind.starts_with("old-") && !published.exists() {
+            fs::rename(&p, &published).map_err(io(&published))?;
+        } else {
+            fs::remove_dir_all(&p).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -342,5 +442,63 @@ mod tests {
             dir_for(d.path(), NaiveDate::from_ymd_opt(2026, 1, 5).unwrap())
                 .ends_with("scores/as_of=2026-01-05")
         );
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 3, 31).unwrap()
+    }
+
+    #[test]
+    fn publishing_the_same_scores_again_is_unchanged_and_new_ones_replace_them() {
+        let d = tempfile::tempdir().unwrap();
+        let wh = Warehouse::open(d.path()).unwrap();
+        let first = vec![row("A", false)];
+        assert_eq!(
+            publish(&wh, day(), "r1", &first).unwrap(),
+            Publication::Published
+        );
+        assert_eq!(
+            publish(&wh, day(), "r2", &first).unwrap(),
+            Publication::Unchanged
+        );
+        let second = vec![row("A", false), row("B", true)];
+        assert_eq!(
+            publish(&wh, day(), "r3", &second).unwrap(),
+            Publication::Published
+        );
+        assert_eq!(read(&dir_for(d.path(), day())).unwrap(), second);
+        let names: Vec<String> = fs::read_dir(d.path().join(DATASET))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["as_of=2026-03-31"],
+            "no staging folder is left behind"
+        );
+    }
+
+    #[test]
+    fn opening_the_warehouse_puts_back_scores_a_crash_left_aside_and_removes_staging() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = vec![row("A", false)];
+        let scores = d.path().join(DATASET);
+        // Killed between the two renames: the published folder is aside, the new one staged.
+        write(&scores.join(".as_of=2026-03-31.old-r1"), &rows).unwrap();
+        write(&scores.join(".as_of=2026-03-31.new-r1"), &[row("B", true)]).unwrap();
+        // Killed after the swap, before removing the old folder.
+        write(&scores.join("as_of=2026-03-30"), &rows).unwrap();
+        write(&scores.join(".as_of=2026-03-30.old-r2"), &[row("C", true)]).unwrap();
+        // Not the protocol's: left alone.
+        fs::create_dir_all(scores.join(".keep.me")).unwrap();
+        drop(Warehouse::open(d.path()).unwrap());
+        assert_eq!(read(&scores.join("as_of=2026-03-31")).unwrap(), rows);
+        assert_eq!(read(&scores.join("as_of=2026-03-30")).unwrap(), rows);
+        let mut names: Vec<String> = fs::read_dir(&scores)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".keep.me", "as_of=2026-03-30", "as_of=2026-03-31"]);
     }
 }

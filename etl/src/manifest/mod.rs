@@ -1,9 +1,14 @@
 //! The run manifest (`runs/<run_id>/manifest.json`): what a run read, what
 //! became of every record, timings, settings and versions. Written for
-//! people and for monitoring, so field names are stable.
+//! people and for monitoring, so field names are stable. One submodule per
+//! command's manifest; the helpers every run uses live here.
+
+pub mod evaluate;
+pub mod score;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -95,6 +100,71 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Now, as the manifests write times (RFC 3339 UTC, milliseconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A run's id and clock: when it started and how long each step took.
+#[derive(Debug)]
+pub struct RunClock {
+    run_id: String,
+    started_at: String,
+    started: Instant,
+    lap: Instant,
+    timings: BTreeMap<String, u64>,
+}
+
+/// When a run ran, as its manifest records it.
+#[derive(Debug, Clone)]
+pub struct RunTimes {
+    /// Run id.
+    pub run_id: String,
+    /// Start (RFC 3339 UTC).
+    pub started_at: String,
+    /// End (RFC 3339 UTC).
+    pub finished_at: String,
+    /// Milliseconds per step, and `total`.
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+impl RunClock {
+    /// Starts a run of `command` and its first step.
+    pub fn start(command: &str) -> RunClock {
+        RunClock {
+            started_at: now_rfc3339(),
+            run_id: new_run_id(command),
+            started: Instant::now(),
+            lap: Instant::now(),
+            timings: BTreeMap::new(),
+        }
+    }
+
+    /// The run's id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Records the time since the previous step ended as step `name`.
+    pub fn lap(&mut self, name: &str) {
+        self.timings
+            .insert(name.to_string(), self.lap.elapsed().as_millis() as u64);
+        self.lap = Instant::now();
+    }
+
+    /// Stops the clock: the steps' timings and the run's `total`.
+    pub fn finish(mut self) -> RunTimes {
+        self.timings
+            .insert("total".into(), self.started.elapsed().as_millis() as u64);
+        RunTimes {
+            run_id: self.run_id,
+            started_at: self.started_at,
+            finished_at: now_rfc3339(),
+            timings_ms: self.timings,
+        }
+    }
 }
 
 /// A new run id: UTC timestamp (so ids sort by time) and a short random tail.
