@@ -292,7 +292,7 @@ fn record(
         calibration_table: predicted.calibration_table,
         tracking: predicted.tracking,
         output: run_dir.join("evaluation.csv").display().to_string(),
-        versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+        versions: crate::manifest::program_versions(),
     };
     Ok((manifest, predicted.rows))
 }

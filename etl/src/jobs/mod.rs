@@ -6,4 +6,3 @@ pub mod load;
 pub mod nightly;
 pub mod progress;
 pub mod score;
-pub mod steps;

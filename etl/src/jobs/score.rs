@@ -269,7 +269,7 @@ fn record(
             .display()
             .to_string(),
         settings: opts.settings.scoring.clone(),
-        versions: BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())]),
+        versions: crate::manifest::program_versions(),
     })
 }
 

@@ -4,6 +4,7 @@
 //! command's manifest; the helpers every run uses live here.
 
 pub mod evaluate;
+pub mod ingest;
 pub mod score;
 
 use std::collections::BTreeMap;
@@ -147,11 +148,23 @@ impl RunClock {
         &self.run_id
     }
 
-    /// Records the time since the previous step ended as step `name`.
+    /// Records the time since the previous step ended as step `name` (and
+    /// logs it, with the resident memory, at debug level).
     pub fn lap(&mut self, name: &str) {
-        self.timings
-            .insert(name.to_string(), self.lap.elapsed().as_millis() as u64);
+        let ms = self.lap.elapsed().as_millis() as u64;
+        self.timings.insert(name.to_string(), ms);
+        tracing::debug!(run = %self.run_id, step = name, ms, memory = %crate::memory::resident(), "step done");
         self.lap = Instant::now();
+    }
+
+    /// The run's start (RFC 3339 UTC).
+    pub fn started_at(&self) -> &str {
+        &self.started_at
+    }
+
+    /// Milliseconds per step so far (a run that stops early records these).
+    pub fn timings(&self) -> BTreeMap<String, u64> {
+        self.timings.clone()
     }
 
     /// Stops the clock: the steps' timings and the run's `total`.
@@ -183,6 +196,11 @@ pub fn new_run_id(command: &str) -> String {
         now.format("%Y%m%dT%H%M%S%.3fZ"),
         tail & 0xffff
     )
+}
+
+/// The program versions recorded in every manifest.
+pub fn program_versions() -> BTreeMap<String, String> {
+    BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
 }
 
 #[cfg(test)]

@@ -20,12 +20,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cvm_shared::Settings;
-use serde::Serialize;
 
 use self::identities::LatestCrm;
 use self::versions::Versions;
-use super::steps::StepClock;
-use crate::manifest::{self, Counts, FileCounts};
+pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
+use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
 use crate::memory::release_freed;
 use crate::record::RejectReason;
 use crate::sources::{self, InputFile, reader};
@@ -88,62 +87,6 @@ pub enum IngestError {
     },
 }
 
-/// Totals of the published warehouse.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct WarehouseTotals {
-    /// Resolved customers (CRM + guests).
-    pub customers: u64,
-    /// CRM customers.
-    pub crm_customers: u64,
-    /// Guest customers.
-    pub guests: u64,
-    /// Consolidated transactions.
-    pub transactions: u64,
-    /// Transactions with no customer.
-    pub anonymous_transactions: u64,
-    /// Engagement events.
-    pub events: u64,
-    /// Emails or phones shared by several CRM records.
-    pub crm_key_conflicts: u64,
-}
-
-/// The manifest of an ingest run.
-#[derive(Debug, Clone, Serialize)]
-pub struct IngestManifest {
-    /// Run id.
-    pub run_id: String,
-    /// Always `ingest`.
-    pub command: String,
-    /// `published`, `unchanged` (nothing new: no version written) or `failed`.
-    pub status: String,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
-    /// Start (RFC 3339 UTC).
-    pub started_at: String,
-    /// End (RFC 3339 UTC).
-    pub finished_at: String,
-    /// Milliseconds per step.
-    pub timings_ms: BTreeMap<String, u64>,
-    /// The drop folder.
-    pub input: String,
-    /// The warehouse version this run published (or that stayed current).
-    pub version: Option<String>,
-    /// Ingest settings in force.
-    pub settings: cvm_shared::config::IngestSettings,
-    /// Per input file.
-    pub files: Vec<FileCounts>,
-    /// Files in the drop that are not inputs.
-    pub ignored_files: Vec<String>,
-    /// Over all files.
-    pub totals: Counts,
-    /// `rejected / records`.
-    pub reject_share: f64,
-    /// The warehouse after this run.
-    pub warehouse: WarehouseTotals,
-    /// Program versions.
-    pub versions: BTreeMap<String, String>,
-}
-
 /// The result of a successful ingest.
 #[derive(Debug)]
 pub struct IngestReport {
@@ -151,14 +94,6 @@ pub struct IngestReport {
     pub manifest: IngestManifest,
     /// `runs/<run_id>/` folder.
     pub run_dir: PathBuf,
-}
-
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn versions_map() -> BTreeMap<String, String> {
-    BTreeMap::from([("cvm-etl".to_string(), env!("CARGO_PKG_VERSION").to_string())])
 }
 
 /// The drop's files, or why it has none; checked before the warehouse is
@@ -191,16 +126,15 @@ pub fn run_locked(
     opts: &IngestOptions,
     found: sources::Discovery,
 ) -> Result<IngestReport, IngestError> {
-    let mut clock = StepClock::start("ingest");
-    let started_at = now_rfc3339();
-    let run_id = manifest::new_run_id("ingest");
+    let mut clock = RunClock::start("ingest");
+    let run_id = clock.run_id().to_string();
     for f in &found.ignored {
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
     let mut stored = stored::load(wh, &found.files)?;
     let stored_version = wh.current_id()?;
-    clock.done("load_warehouse");
+    clock.lap("load_warehouse");
 
     let stored_events = std::mem::take(&mut stored.events);
     let mut input = read::read_drop(
@@ -210,10 +144,10 @@ pub fn run_locked(
         stored_events,
         opts.progress,
     )?;
-    clock.done("read");
+    clock.lap("read");
 
     let versions = versions::resolve(&mut input, &stored);
-    clock.done("versions");
+    clock.lap("versions");
 
     let tally = Tally::of(&found.files, &input.per_file);
     let mut mf = IngestManifest {
@@ -221,7 +155,7 @@ pub fn run_locked(
         command: "ingest".into(),
         status: String::new(),
         error: None,
-        started_at,
+        started_at: clock.started_at().to_string(),
         finished_at: String::new(),
         timings_ms: BTreeMap::new(),
         input: opts.input.display().to_string(),
@@ -232,7 +166,7 @@ pub fn run_locked(
         totals: tally.totals.clone(),
         reject_share: tally.reject_share,
         warehouse: WarehouseTotals::default(),
-        versions: versions_map(),
+        versions: manifest::program_versions(),
     };
     let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
     let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
@@ -304,7 +238,7 @@ pub fn run_locked(
     drop(state);
     drop(key_history);
     release_freed();
-    clock.done("consolidate");
+    clock.lap("consolidate");
 
     let event_count = input.events.len() as u64;
     events::write(version.as_deref(), input.events, &directory, &guests)?;
@@ -313,7 +247,7 @@ pub fn run_locked(
     drop(superseded_crm);
     let LatestCrm { records: crm, .. } = crm;
     release_freed();
-    clock.done("events");
+    clock.lap("events");
 
     let crm_customers = crm.len() as u64;
     let customers = customers::build(crm, &guests, &txns);
@@ -328,7 +262,7 @@ pub fn run_locked(
     };
     drop(guests);
     release_freed();
-    clock.done("customers");
+    clock.lap("customers");
 
     if let Some(staging) = staging {
         let d = staging.dir.clone();
@@ -339,7 +273,7 @@ pub fn run_locked(
         a?;
         c?;
         warehouse::state::write_json(&d.join("_state").join("small.json"), &input.small)?;
-        clock.done("write");
+        clock.lap("write");
         mf.status = "published".into();
         mf.version = Some(run_id.clone());
         mf.finished_at = now_rfc3339();
@@ -352,12 +286,13 @@ pub fn run_locked(
             }
         })?;
         wh.publish(staging)?;
-        clock.done("publish");
+        clock.lap("publish");
     } else {
         mf.status = "unchanged".into();
     }
-    mf.timings_ms = clock.finish();
-    mf.finished_at = now_rfc3339();
+    let times = clock.finish();
+    mf.timings_ms = times.timings_ms;
+    mf.finished_at = times.finished_at;
     write_run(&mf, &input.rejects)?;
     Ok(IngestReport {
         manifest: mf,

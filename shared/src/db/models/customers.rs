@@ -7,9 +7,9 @@ use diesel::prelude::*;
 use super::bulk::{self, Merge};
 #[cfg(any(test, feature = "load"))]
 use super::sqlite_insert;
-use crate::db::schema::customers;
 #[cfg(any(test, feature = "load"))]
 use crate::db::Backend;
+use crate::db::schema::customers;
 use crate::db::{DbConnection, DbError};
 
 diesel::table! {
