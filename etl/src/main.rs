@@ -174,6 +174,11 @@ enum Command {
         /// Compress files with gzip.
         #[arg(long)]
         gzip: bool,
+        /// Split the last N days off as daily drops: OUT/history/ then
+        /// OUT/YYYY-MM-DD/ per day, each holding what was made or changed that
+        /// day (ingest them in that order). 0: one drop in OUT.
+        #[arg(long, default_value_t = 0)]
+        days: u32,
     },
 }
 
@@ -471,6 +476,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             seed,
             dirty_ratio,
             gzip,
+            days,
         } => {
             // Generation needs no settings, but a bad config is still an error.
             settings(&cli, &[])?;
@@ -479,6 +485,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 seed: *seed,
                 dirty_ratio: *dirty_ratio,
                 gzip: *gzip,
+                days: *days,
                 ..Default::default()
             };
             let summary = cvm_etl::generate::generate(out, &opts).map_err(failure)?;
@@ -491,6 +498,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     summary.guests,
                     out.display()
                 );
+                if summary.drops.len() > 1 {
+                    eprintln!(
+                        "drops, in the order to ingest them: {}",
+                        summary.drops.join(" ")
+                    );
+                }
             }
             Ok(())
         }

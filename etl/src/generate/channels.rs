@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::dirty::Corruptor;
 use super::population::{DAY, GuestKey, Person, Phone, Via, decimals, rate};
-use super::{ChunkResult, GenerateError, GenerateOptions, OutcomeCounts, Sink, Span};
+use super::{ChunkResult, Drops, GenerateError, GenerateOptions, OutcomeCounts, Sink, Span};
 use crate::record::RejectReason::{
     self, BadAmount, BadDate, BadJson, BadRow, MissingId, UnknownCurrency,
 };
@@ -179,15 +179,18 @@ pub(crate) struct ChunkWriter {
     span: Span,
     rng: ChaCha8Rng,
     dirty: Corruptor,
-    pos: CsvOut,
-    tx: CsvOut,
-    web: Sink,
-    web_updates: Sink,
-    app: Sink,
-    events: Sink,
+    /// Which drop a record made at a given time goes to.
+    drops: Drops,
+    // One output per drop (see `Drops`), for each kind.
+    pos: Vec<CsvOut>,
+    tx: Vec<CsvOut>,
+    web: Vec<Sink>,
+    web_updates: Vec<Sink>,
+    app: Vec<Sink>,
+    events: Vec<Sink>,
     events_written: u64,
-    crm: Vec<u8>,
-    crm_records: u64,
+    crm: Vec<Vec<u8>>,
+    crm_records: Vec<u64>,
     tally: Tally,
     consolidated: u64,
     /// Accepted CRM customers per email / phone, to count key conflicts.
@@ -206,50 +209,81 @@ impl ChunkWriter {
     ) -> Result<ChunkWriter, GenerateError> {
         let part = format!("part-{chunk:05}");
         let gz = opts.gzip;
-        // Chunk 1's POS file has CRLF line ends, chunk 0's a BOM, chunk 2's
-        // columns in another order, chunk 3's an extra column.
-        let pos_sink = Sink::create(out, &format!("pos/{part}.csv"), gz, chunk == 1)?;
-        let pos_order = if chunk == 2 {
-            vec![5, 6, 0, 2, 7, 3, 4, 1]
-        } else {
-            (0..8).collect()
-        };
-        let pos = CsvOut::new(
-            pos_sink,
-            &POS_COLS,
-            pos_order,
-            (chunk == 3).then_some("cashier"),
-            chunk == 0,
-        )?;
-        // Chunk 1's legacy feed has no optional `channel` column.
-        let tx_order = if chunk == 1 {
-            (0..5).collect()
-        } else {
-            (0..6).collect()
-        };
-        let tx_sink = Sink::create(out, &format!("transactions/{part}.csv"), gz, false)?;
-        let tx = CsvOut::new(tx_sink, &TX_COLS, tx_order, None, false)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15);
-        rng.set_stream(chunk);
-        Ok(ChunkWriter {
+        let drops = Drops::new(opts, &span);
+        let mut w = ChunkWriter {
             chunk,
             span,
-            rng,
+            rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x9E37_79B9_7F4A_7C15),
             dirty: Corruptor::new(dirty_rng, opts.dirty_ratio),
-            pos,
-            tx,
-            web: Sink::create(out, &format!("web/{part}.jsonl"), gz, false)?,
-            web_updates: Sink::create(out, &format!("web/updates-{chunk:05}.jsonl"), gz, false)?,
-            app: Sink::create(out, &format!("app/{part}.jsonl"), gz, false)?,
-            events: Sink::create(out, &format!("events/{part}.jsonl"), gz, false)?,
+            drops,
+            pos: Vec::new(),
+            tx: Vec::new(),
+            web: Vec::new(),
+            web_updates: Vec::new(),
+            app: Vec::new(),
+            events: Vec::new(),
             events_written: 0,
-            crm: Vec::with_capacity(1 << 20),
-            crm_records: 0,
+            crm: Vec::new(),
+            crm_records: Vec::new(),
             tally: Tally::default(),
             consolidated: 0,
             crm_keys: HashMap::new(),
             next_id: 0,
-        })
+        };
+        w.rng.set_stream(chunk);
+        for d in 0..w.drops.count() {
+            let pre = w.drops.prefix(d).to_string();
+            // Chunk 1's POS file has CRLF line ends, chunk 0's a BOM, chunk 2's
+            // columns in another order, chunk 3's an extra column.
+            let pos_sink = Sink::create(out, &format!("{pre}pos/{part}.csv"), gz, chunk == 1)?;
+            let pos_order = if chunk == 2 {
+                vec![5, 6, 0, 2, 7, 3, 4, 1]
+            } else {
+                (0..8).collect()
+            };
+            w.pos.push(CsvOut::new(
+                pos_sink,
+                &POS_COLS,
+                pos_order,
+                (chunk == 3).then_some("cashier"),
+                chunk == 0,
+            )?);
+            // Chunk 1's legacy feed has no optional `channel` column.
+            let tx_order = if chunk == 1 {
+                (0..5).collect()
+            } else {
+                (0..6).collect()
+            };
+            let tx_sink = Sink::create(out, &format!("{pre}transactions/{part}.csv"), gz, false)?;
+            w.tx.push(CsvOut::new(tx_sink, &TX_COLS, tx_order, None, false)?);
+            w.web.push(Sink::create(
+                out,
+                &format!("{pre}web/{part}.jsonl"),
+                gz,
+                false,
+            )?);
+            w.web_updates.push(Sink::create(
+                out,
+                &format!("{pre}web/updates-{chunk:05}.jsonl"),
+                gz,
+                false,
+            )?);
+            w.app.push(Sink::create(
+                out,
+                &format!("{pre}app/{part}.jsonl"),
+                gz,
+                false,
+            )?);
+            w.events.push(Sink::create(
+                out,
+                &format!("{pre}events/{part}.jsonl"),
+                gz,
+                false,
+            )?);
+            w.crm.push(Vec::with_capacity(1 << 16));
+            w.crm_records.push(0);
+        }
+        Ok(w)
     }
 
     fn chance(&mut self, p: f64) -> bool {
@@ -389,6 +423,7 @@ impl ChunkWriter {
         let tier = ["", "silver", "gold"][self.rng.random_range(0..3)];
         let mut good = 0;
         for updated in updates {
+            let d = self.drops.of(updated);
             let opt_in =
                 ["true", "false", "1", "0", "yes", "no", "Y", "N", ""][self.rng.random_range(0..9)];
             let mut fields = vec![
@@ -409,9 +444,9 @@ impl ChunkWriter {
                 Some(_) => self.dirty.break_row(&mut fields),
                 None => good += 1,
             }
-            self.crm.extend_from_slice(csv_line(&fields).as_bytes());
-            self.crm.push(b'\n');
-            self.crm_records += 1;
+            self.crm[d].extend_from_slice(csv_line(&fields).as_bytes());
+            self.crm[d].push(b'\n');
+            self.crm_records[d] += 1;
         }
         self.tally.crm.rejected += versions - good;
         if good > 0 {
@@ -560,8 +595,8 @@ impl ChunkWriter {
             Some(MissingId) => f[0] = String::new(),
             _ => {}
         }
-        self.pos
-            .row(&f, &cashier, bad == Some(BadRow), &mut self.dirty)?;
+        let d = self.drops.of(at);
+        self.pos[d].row(&f, &cashier, bad == Some(BadRow), &mut self.dirty)?;
         let t = &mut self.tally.pos;
         if bad.is_some() {
             t.rejected += 1;
@@ -706,10 +741,11 @@ impl ChunkWriter {
                 self.dirty.break_json(&mut line);
             }
             // Later versions are re-delivered in the same file or in the chunk's updates file.
+            let d = self.drops.of(updated);
             if v > 0 && self.chance(0.5) {
-                self.web_updates.record(&line)?;
+                self.web_updates[d].record(&line)?;
             } else {
-                self.web.record(&line)?;
+                self.web[d].record(&line)?;
             }
             if defect.is_some() {
                 bad += 1;
@@ -878,7 +914,8 @@ impl ChunkWriter {
         if defect == Some(BadJson) {
             self.dirty.break_json(&mut line);
         }
-        self.app.record(&line)?;
+        let d = self.drops.of(ts);
+        self.app[d].record(&line)?;
         if defect.is_some() {
             self.tally.app.rejected += 1;
         } else {
@@ -950,7 +987,8 @@ impl ChunkWriter {
             Some(UnknownCurrency) => f[3] = self.dirty.unknown_currency().to_string(),
             _ => {}
         }
-        self.tx.row(&f, "", bad == Some(BadRow), &mut self.dirty)?;
+        let d = self.drops.of(at);
+        self.tx[d].row(&f, "", bad == Some(BadRow), &mut self.dirty)?;
         if bad.is_some() {
             self.tally.tx.rejected += 1;
         } else {
@@ -1010,11 +1048,12 @@ impl ChunkWriter {
             if defect == Some(BadJson) {
                 self.dirty.break_json(&mut line);
             }
-            self.events.record(&line)?;
+            let d = self.drops.of(ts);
+            self.events[d].record(&line)?;
             self.events_written += 1;
             if self.chunk == 0 && self.events_written == 5 {
                 // Blank lines are not records; the ingest must skip them.
-                self.events.raw(b"\n  \n")?;
+                self.events[d].raw(b"\n  \n")?;
             }
             if defect.is_some() {
                 self.tally.events.rejected += 1;
@@ -1027,18 +1066,19 @@ impl ChunkWriter {
 
     /// Closes the chunk's files.
     pub(crate) fn finish(self) -> Result<ChunkResult, GenerateError> {
-        let files = vec![
-            self.pos.sink.finish()?,
-            self.tx.sink.finish()?,
-            self.web.finish()?,
-            self.web_updates.finish()?,
-            self.app.finish()?,
-            self.events.finish()?,
-        ];
+        let mut files = Vec::new();
+        let sinks = (self.pos.into_iter().map(|o| o.sink))
+            .chain(self.tx.into_iter().map(|o| o.sink))
+            .chain(self.web)
+            .chain(self.web_updates)
+            .chain(self.app)
+            .chain(self.events);
+        for sink in sinks {
+            files.push(sink.finish()?);
+        }
         let t = self.tally;
         Ok(ChunkResult {
-            crm: self.crm,
-            crm_records: self.crm_records,
+            crm: self.crm.into_iter().zip(self.crm_records).collect(),
             files,
             outcomes: vec![
                 ("crm", t.crm),

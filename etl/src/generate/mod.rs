@@ -55,6 +55,12 @@ pub struct GenerateOptions {
     pub end: NaiveDate,
     /// Write `.csv.gz` / `.jsonl.gz` instead of plain files.
     pub gzip: bool,
+    /// 0: one drop. N: the period as a history drop (`history/`) followed by
+    /// one drop per day for its last N days (`YYYY-MM-DD/`), each record in
+    /// the drop of the day it was made or changed: new purchases, web order
+    /// updates (refunds of earlier orders), CRM records and their updates
+    /// (some claiming a guest's earlier purchases), events.
+    pub days: u32,
 }
 
 impl Default for GenerateOptions {
@@ -66,6 +72,7 @@ impl Default for GenerateOptions {
             start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default(),
             end: NaiveDate::from_ymd_opt(2025, 12, 31).unwrap_or_default(),
             gzip: false,
+            days: 0,
         }
     }
 }
@@ -124,6 +131,8 @@ pub struct GenerateSummary {
     pub consolidated_transactions: u64,
     /// Emails or phones shared by two or more accepted CRM customers.
     pub crm_key_conflicts: u64,
+    /// The drops written, in the order to ingest them (`.` for a single drop).
+    pub drops: Vec<String>,
 }
 
 /// Why generation failed.
@@ -177,6 +186,13 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, G
             opts.end, opts.start
         )));
     }
+    let period_days = (opts.end - opts.start).num_days() + 1;
+    if i64::from(opts.days) >= period_days {
+        return Err(invalid(format!(
+            "{} daily drops leave no history in a period of {period_days} days",
+            opts.days
+        )));
+    }
     if opts.customers >= population::GUEST_OFFSET {
         return Err(invalid(format!(
             "at most {} customers",
@@ -191,42 +207,50 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, G
     if std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
         return Err(GenerateError::NotEmpty(out.to_path_buf()));
     }
-    for dir in ["crm", "pos", "web", "app", "transactions", "events", "fx"] {
-        let d = out.join(dir);
-        std::fs::create_dir_all(&d).map_err(io(&d))?;
-    }
-
     let span = Span::of(opts);
+    let drops = Drops::new(opts, &span);
     let mut summary = GenerateSummary {
         customers: opts.customers,
+        drops: (0..drops.count())
+            .map(|d| drops.prefix(d).trim_end_matches('/').to_string())
+            .map(|p| if p.is_empty() { ".".to_string() } else { p })
+            .collect(),
         ..GenerateSummary::default()
     };
-
-    let mut fx = Sink::create(out, "fx/rates.csv", opts.gzip, false)?;
-    fx.raw(b"currency,rate_to_base\n")?;
-    for (code, text, _) in population::RATES {
-        fx.record(&format!("{code},{text}"))?;
-    }
-    summary.files.push(fx.finish()?);
     summary.outcomes.insert(
         "fx".into(),
         OutcomeCounts {
-            accepted: 4,
+            accepted: 4 * drops.count() as u64,
             ..OutcomeCounts::default()
         },
     );
-
-    // The CRM file is one file for all chunks. Compressed, it is a series of
-    // gzip members (one per chunk, made in the chunk's thread), which any
-    // gzip reader reads as one text: compression stays parallel.
-    let crm_rel = if opts.gzip {
-        "crm/customers.csv.gz"
-    } else {
-        "crm/customers.csv"
-    };
-    let mut crm = Sink::create(out, crm_rel, false, false)?;
-    let header = format!("{}\n", channels::CRM_HEADER);
-    crm.raw(&maybe_gzip(header.into_bytes(), opts.gzip, &crm.path)?)?;
+    // Every drop gets the rates and one CRM file for all chunks. Compressed,
+    // a CRM file is a series of gzip members (one per chunk, made in the
+    // chunk's thread), which any gzip reader reads as one text: compression
+    // stays parallel.
+    let mut crm_files = Vec::with_capacity(drops.count());
+    for d in 0..drops.count() {
+        let pre = drops.prefix(d);
+        for dir in ["crm", "pos", "web", "app", "transactions", "events", "fx"] {
+            let dir = out.join(format!("{pre}{dir}"));
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        let mut fx = Sink::create(out, &format!("{pre}fx/rates.csv"), opts.gzip, false)?;
+        fx.raw(b"currency,rate_to_base\n")?;
+        for (code, text, _) in population::RATES {
+            fx.record(&format!("{code},{text}"))?;
+        }
+        summary.files.push(fx.finish()?);
+        let crm_rel = if opts.gzip {
+            format!("{pre}crm/customers.csv.gz")
+        } else {
+            format!("{pre}crm/customers.csv")
+        };
+        let mut crm = Sink::create(out, &crm_rel, false, false)?;
+        let header = format!("{}\n", channels::CRM_HEADER);
+        crm.raw(&maybe_gzip(header.into_bytes(), opts.gzip, &crm.path)?)?;
+        crm_files.push(crm);
+    }
 
     let size = chunk_size(opts.customers);
     let chunks = opts.customers.div_ceil(size);
@@ -242,7 +266,9 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, G
             .map(|c| run_chunk(out, opts, &span, c, size))
             .collect::<Result<_, _>>()?;
         for r in results {
-            crm.raw_records(&r.crm, r.crm_records)?;
+            for (crm, (rows, n)) in crm_files.iter_mut().zip(&r.crm) {
+                crm.raw_records(rows, *n)?;
+            }
             summary.files.extend(r.files);
             summary.prospects += r.prospects;
             summary.guests += r.guests;
@@ -257,7 +283,9 @@ pub fn generate(out: &Path, opts: &GenerateOptions) -> Result<GenerateSummary, G
         }
         lo = hi;
     }
-    summary.files.push(crm.finish()?);
+    for crm in crm_files {
+        summary.files.push(crm.finish()?);
+    }
     for (k, o) in totals {
         summary.outcomes.insert(k.to_string(), o);
     }
@@ -293,10 +321,63 @@ impl Span {
     }
 }
 
+/// Where records go: one drop, or a history drop followed by one drop per
+/// day for the period's last `days` days.
+#[derive(Debug, Clone)]
+pub(crate) struct Drops {
+    /// First second of the first daily drop (after the period: one drop).
+    cut: i64,
+    /// Each drop's folder with a trailing `/` (empty for a single drop).
+    prefixes: Vec<String>,
+}
+
+impl Drops {
+    fn new(opts: &GenerateOptions, span: &Span) -> Drops {
+        if opts.days == 0 {
+            return Drops {
+                cut: i64::MAX,
+                prefixes: vec![String::new()],
+            };
+        }
+        let first = opts.end - chrono::Days::new(u64::from(opts.days - 1));
+        let mut prefixes = vec!["history/".to_string()];
+        prefixes.extend(
+            first
+                .iter_days()
+                .take(opts.days as usize)
+                .map(|d| format!("{d}/")),
+        );
+        Drops {
+            cut: span.end + 1 - i64::from(opts.days) * population::DAY,
+            prefixes,
+        }
+    }
+
+    /// How many drops.
+    pub fn count(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    /// Drop `d`'s folder, with a trailing `/` (empty for a single drop).
+    pub fn prefix(&self, d: usize) -> &str {
+        &self.prefixes[d]
+    }
+
+    /// The drop a record made or changed at `t` (Unix seconds) arrives in:
+    /// the history before the cut, else its day (the last day for later ones).
+    pub fn of(&self, t: i64) -> usize {
+        if t < self.cut {
+            0
+        } else {
+            (1 + (t - self.cut) / population::DAY).min(self.prefixes.len() as i64 - 1) as usize
+        }
+    }
+}
+
 /// What one chunk produced.
 struct ChunkResult {
-    crm: Vec<u8>,
-    crm_records: u64,
+    /// CRM rows and their count, per drop.
+    crm: Vec<(Vec<u8>, u64)>,
     files: Vec<(String, u64)>,
     outcomes: Vec<(&'static str, OutcomeCounts)>,
     bad: [u64; 6],
@@ -362,7 +443,9 @@ fn run_chunk(
         w.person(&p, false)?;
     }
     let mut r = w.finish()?;
-    r.crm = maybe_gzip(std::mem::take(&mut r.crm), opts.gzip, &out.join("crm"))?;
+    for (rows, _) in &mut r.crm {
+        *rows = maybe_gzip(std::mem::take(rows), opts.gzip, &out.join("crm"))?;
+    }
     r.prospects = prospects;
     r.guests = guests;
     Ok(r)

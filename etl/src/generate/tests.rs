@@ -379,6 +379,12 @@ fn bad_options_and_used_folders_are_refused() {
         err.contains("dirty ratio") && err.contains(&d.path().display().to_string()),
         "{err}"
     );
+    let all_days = GenerateOptions {
+        days: 731,
+        ..opts(10, 1, 0.0)
+    };
+    let err = generate(d.path(), &all_days).unwrap_err().to_string();
+    assert!(err.contains("731 daily drops leave no history"), "{err}");
     std::fs::write(d.path().join("x"), "").unwrap();
     let err = generate(d.path(), &opts(10, 1, 0.0))
         .unwrap_err()
