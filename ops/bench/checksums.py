@@ -1,12 +1,15 @@
 """Row counts and order-independent checksums of a warehouse's datasets.
 
-    python ops/bench/checksums.py WAREHOUSE [WAREHOUSE2]
+    python ops/bench/checksums.py [--exclude COLUMN ...] [--no-scores] WAREHOUSE [WAREHOUSE2]
 
 Prints, per dataset of the current version (customers, transactions, events,
 each `_state` table) and of every scores folder, the row count and DuckDB's
 `bit_xor(hash(row))`. Given two warehouses, prints both and exits 1 when any
 dataset differs: the proof that a change left the output as it was (run
 folders, timings and version ids are not compared; they differ by design).
+`--exclude COLUMN` leaves a column out of every dataset that has it (say
+`source_file`, when one warehouse was loaded from renamed files);
+`--no-scores` compares the datasets only.
 Needs duckdb (ops/bench/common.sh's bench_python installs it in a venv).
 """
 
@@ -17,7 +20,7 @@ import sys
 import duckdb
 
 
-def datasets(wh):
+def datasets(wh, scores=True):
     if not os.path.isdir(os.path.join(wh, "current")):
         sys.exit(f"{wh}: no published version (no `current`)")
     cur = os.path.realpath(os.path.join(wh, "current"))
@@ -26,29 +29,42 @@ def datasets(wh):
         out[name] = os.path.join(cur, name, "**", "*.parquet")
     for f in sorted(glob.glob(os.path.join(cur, "_state", "*.parquet"))):
         out["_state/" + os.path.basename(f)] = f
-    for d in sorted(glob.glob(os.path.join(wh, "scores", "as_of=*"))):
+    for d in sorted(glob.glob(os.path.join(wh, "scores", "as_of=*")) if scores else []):
         out["scores/" + os.path.basename(d)] = os.path.join(d, "*.parquet")
     return out
 
 
-def checksums(wh):
+def checksums(wh, exclude=(), scores=True):
     con = duckdb.connect()
     res = {}
-    for name, pattern in datasets(wh).items():
+    for name, pattern in datasets(wh, scores).items():
         if not glob.glob(pattern, recursive=True):
             res[name] = (0, None)
             continue
         # hive_partitioning off: the month folder is not a column of the files.
         rel = f"read_parquet('{pattern}', hive_partitioning = false)"
+        cols = [r[0] for r in con.execute(f"describe select * from {rel}").fetchall()]
+        drop = [c for c in exclude if c in cols]
+        if drop:
+            rel = f"(select * exclude ({', '.join(drop)}) from {rel})"
         n, h = con.execute(f"select count(*), bit_xor(hash(t)) from {rel} t").fetchone()
         res[name] = (n, h)
     return res
 
 
 def main():
-    if len(sys.argv) not in (2, 3):
+    args, exclude, scores = sys.argv[1:], [], True
+    while args and args[0] in ("--exclude", "--no-scores"):
+        if args[0] == "--no-scores":
+            scores, args = False, args[1:]
+        elif len(args) >= 2:
+            exclude.append(args[1])
+            args = args[2:]
+        else:
+            sys.exit(__doc__)
+    if len(args) not in (1, 2):
         sys.exit(__doc__)
-    sums = [checksums(w) for w in sys.argv[1:]]
+    sums = [checksums(w, exclude, scores) for w in args]
     names = sorted(set().union(*sums))
     differ = False
     for name in names:
