@@ -20,9 +20,9 @@ use crate::scoring::fit::{Fits, fit_models};
 use crate::scoring::ledger::{
     Facts, Ledger, customer_index, end_of_day, known_customers, occasions,
 };
+use crate::warehouse::WarehouseError;
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
-use crate::warehouse::{CustomerRow, WarehouseError};
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ struct Days {
 /// What an evaluation reads: the customers known at the calibration end and
 /// their transactions up to the holdout end.
 struct Read {
-    customers: Vec<CustomerRow>,
+    customers: Vec<Box<str>>,
     ledger: Ledger,
 }
 
@@ -224,7 +224,7 @@ struct Predictions {
 /// against the occasions they made, and the cohort's tracking curve.
 fn predict(
     bg: &BgNbdParams,
-    customers: &[CustomerRow],
+    customers: &[Box<str>],
     facts: &[Facts],
     holdout: &[Vec<i64>],
     days: &Days,
@@ -239,7 +239,7 @@ fn predict(
         };
         let occasion_days = &holdout[i];
         rows.push(EvaluationRow {
-            customer_id: customers[i].customer_id.clone(),
+            customer_id: customers[i].clone(),
             frequency_cal: x as u32,
             recency_cal: t_x,
             t_cal: t,

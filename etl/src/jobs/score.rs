@@ -26,7 +26,7 @@ use crate::scoring::ledger::{Facts, Ledger, customer_index, end_of_day, known_cu
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
 use crate::warehouse::scores::{Publication, PublishScoresError};
-use crate::warehouse::{self, CustomerRow, ScoreRow, WarehouseError};
+use crate::warehouse::{self, ScoreRow, WarehouseError};
 
 /// What to score.
 #[derive(Debug, Clone)]
@@ -117,7 +117,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
 /// besides their transactions, in the ledger's index order.
 struct Known {
     /// Customers known on as_of.
-    customers: Vec<CustomerRow>,
+    customers: Vec<Box<str>>,
     /// Engagement events in the 90 days up to as_of, per customer.
     engagement: Vec<u32>,
     /// Latest NPS answers.
@@ -134,16 +134,24 @@ fn read(
     as_of_day: i64,
 ) -> Result<(Known, Ledger), ScoreError> {
     let end = end_of_day(as_of_day);
+    let t = std::time::Instant::now();
     let customers = known_customers(version_dir, end)?;
     let index = customer_index(&customers);
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read customers");
+    let t = std::time::Instant::now();
     let ledger = Ledger::read(version_dir, &index, end)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read transactions");
+    let t = std::time::Instant::now();
     let engagement = engagement_90d(version_dir, &index, end)?;
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read events");
+    let t = std::time::Instant::now();
     let known = Known {
         customers,
         engagement,
         feedback: feedback::read(warehouse, end),
         transactions: ledger.len() as u64,
     };
+    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read feedback");
     Ok((known, ledger))
 }
 
@@ -178,7 +186,7 @@ fn score_customers(known: &Known, facts: &[Facts], ctx: &ScoreContext) -> Vec<Sc
     let mut rows: Vec<ScoreRow> = (0..known.customers.len())
         .into_par_iter()
         .map(|i| {
-            let id = &*known.customers[i].customer_id;
+            let id = &*known.customers[i];
             let input = CustomerInput {
                 customer_id: id,
                 summary: facts[i].summary,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::ledger::DAY_MICROS;
 use crate::warehouse::{self, WarehouseError};
@@ -17,15 +18,17 @@ pub(crate) fn engagement_90d(
     index: &HashMap<&str, u32>,
     end: i64,
 ) -> Result<Vec<u32>, WarehouseError> {
-    let mut engagement = vec![0u32; index.len()];
+    let counts: Vec<AtomicU32> = (0..index.len()).map(|_| AtomicU32::new(0)).collect();
     let window_start = end - WINDOW_DAYS * DAY_MICROS;
-    for e in warehouse::events::read(&version_dir.join("events"))? {
-        if let Some(&i) = e.customer_id.as_deref().and_then(|id| index.get(id))
-            && e.ts >= window_start
-            && e.ts < end
-        {
-            engagement[i as usize] += 1;
-        }
-    }
-    Ok(engagement)
+    warehouse::events::for_each_in_window(
+        &version_dir.join("events"),
+        window_start,
+        end,
+        |customer, _| {
+            if let Some(&i) = index.get(customer) {
+                counts[i as usize].fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    )?;
+    Ok(counts.into_iter().map(AtomicU32::into_inner).collect())
 }

@@ -17,7 +17,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
 use crate::models::summary::{self, Period};
-use crate::warehouse::{self, CustomerRow, WarehouseError};
+use crate::warehouse::{self, WarehouseError};
 
 /// A transaction reduced to what scoring needs.
 #[derive(Debug, Clone, Copy)]
@@ -159,23 +159,20 @@ impl Facts {
     }
 }
 
-/// Customers known before `end` (microseconds) in a warehouse version.
+/// The ids of the customers known before `end` (microseconds) in a warehouse version.
 pub(crate) fn known_customers(
     version_dir: &Path,
     end: i64,
-) -> Result<Vec<CustomerRow>, WarehouseError> {
-    Ok(warehouse::customers::read(&version_dir.join("customers"))?
-        .into_iter()
-        .filter(|c| c.first_seen.is_none_or(|f| f < end))
-        .collect())
+) -> Result<Vec<Box<str>>, WarehouseError> {
+    warehouse::customers::read_known(&version_dir.join("customers"), end)
 }
 
 /// Numbers customers in their order (the index [`Ledger::read`] groups by).
-pub(crate) fn customer_index(customers: &[CustomerRow]) -> HashMap<&str, u32> {
+pub(crate) fn customer_index(customers: &[Box<str>]) -> HashMap<&str, u32> {
     customers
         .iter()
         .enumerate()
-        .map(|(i, c)| (&*c.customer_id, i as u32))
+        .map(|(i, c)| (&**c, i as u32))
         .collect()
 }
 

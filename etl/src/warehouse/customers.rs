@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::types::Date32Type;
-use arrow_array::{ArrayRef, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::NaiveDate;
 use cvm_shared::Channel;
@@ -185,6 +185,33 @@ pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseEr
 /// Reads every customer under `dir`; a missing folder has none.
 pub fn read(dir: &Path) -> Result<Vec<CustomerRow>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
+}
+
+/// The ids of the customers under `dir` first seen before `end`
+/// (microseconds; or never seen), in file order. Reads two columns only.
+pub fn read_known(dir: &Path, end: i64) -> Result<Vec<Box<str>>, WarehouseError> {
+    let mut ids = Vec::new();
+    for path in parquet_io::list_parquet_files(dir)? {
+        let Some(reader) = parquet_io::open_projected(&path, &["customer_id", "first_seen"], None)?
+        else {
+            continue;
+        };
+        for batch in reader {
+            let batch = batch.map_err(|e| WarehouseError::Format {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let c = Columns::new(&batch, &path, DATASET);
+            let customer_id = c.utf8("customer_id", true)?;
+            let first_seen = c.timestamp_us("first_seen", false)?;
+            ids.extend(
+                (0..batch.num_rows())
+                    .filter(|&i| first_seen.is_null(i) || first_seen.value(i) < end)
+                    .map(|i| Box::from(customer_id.value(i))),
+            );
+        }
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]

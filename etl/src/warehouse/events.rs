@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
@@ -123,6 +123,44 @@ pub fn write(dir: &Path, rows: &[StoredEvent]) -> Result<WriteStats, WarehouseEr
 /// Reads every event under `dir`; a missing folder has none.
 pub fn read(dir: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
+}
+
+/// Calls `f(customer_id, ts)` for every event under `dir` that names a
+/// customer and has `from <= ts < to` (microseconds). Reads only those two
+/// columns, and only the row groups whose `ts` statistics overlap the window
+/// (files are sorted by `ts`, so a recent window reads the newest few), the
+/// files in parallel: `f` is called from several threads.
+pub fn for_each_in_window(
+    dir: &Path,
+    from: i64,
+    to: i64,
+    f: impl Fn(&str, i64) + Sync,
+) -> Result<(), WarehouseError> {
+    parquet_io::list_parquet_files(dir)?
+        .par_iter()
+        .try_for_each(|path| {
+            let window = Some(("ts", from, to));
+            let Some(reader) = parquet_io::open_projected(path, &["customer_id", "ts"], window)?
+            else {
+                return Ok(());
+            };
+            for batch in reader {
+                let batch = batch.map_err(|e| WarehouseError::Format {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let c = Columns::new(&batch, path, DATASET);
+                let customer = c.utf8("customer_id", false)?;
+                let ts = c.timestamp_us("ts", true)?;
+                for i in 0..batch.num_rows() {
+                    let t = ts.value(i);
+                    if customer.is_valid(i) && t >= from && t < to {
+                        f(customer.value(i), t);
+                    }
+                }
+            }
+            Ok(())
+        })
 }
 
 /// Reads every event under `dir` into `log` (after the events it holds).

@@ -16,8 +16,8 @@ use arrow_array::{
     Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
 };
 use arrow_schema::{DataType, SchemaRef, TimeUnit};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -238,6 +238,53 @@ pub fn open_file(path: &Path) -> Result<ParquetRecordBatchReader, WarehouseError
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+        .map_err(|e| format_err(path, e))
+}
+
+/// Opens one Parquet file reading only `columns` and, given a `window`, only
+/// the row groups whose Int64 (or timestamp) column `window.0` may hold a
+/// value in `[window.1, window.2)` by its statistics; None when no row group
+/// can. (Statistics ignore nulls: a window's rows must have a value.)
+pub(crate) fn open_projected(
+    path: &Path,
+    columns: &[&str],
+    window: Option<(&str, i64, i64)>,
+) -> Result<Option<ParquetRecordBatchReader>, WarehouseError> {
+    use parquet::file::statistics::Statistics;
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_err(path, e))?;
+    let (name, from, to) = window.unwrap_or(("", i64::MIN, i64::MAX));
+    let col = b
+        .parquet_schema()
+        .columns()
+        .iter()
+        .position(|c| window.is_some() && c.name() == name);
+    let groups: Vec<usize> = b
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| {
+            // Without statistics a row group may hold anything: it is read.
+            match col.and_then(|i| rg.column(i).statistics()) {
+                Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(&min), Some(&max)) => max >= from && min < to,
+                    _ => true,
+                },
+                _ => true,
+            }
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if groups.is_empty() {
+        return Ok(None);
+    }
+    let mask = ProjectionMask::columns(b.parquet_schema(), columns.iter().copied());
+    b.with_projection(mask)
+        .with_row_groups(groups)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map(Some)
         .map_err(|e| format_err(path, e))
 }
 
@@ -592,6 +639,49 @@ mod tests {
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]))
+    }
+
+    #[test]
+    fn a_window_reads_only_the_row_groups_its_statistics_allow_and_the_columns_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("t", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(2))
+            .build();
+        let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), Some(props))
+            .unwrap();
+        let t: ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![1, 2, 3, 4, 5, 6]));
+        w.write(
+            &RecordBatch::try_new(
+                schema,
+                vec![t, utf8_array(["a", "b", "c", "d", "e", "f"].into_iter())],
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        w.close().unwrap();
+        let read = |window| -> Vec<(usize, usize)> {
+            open_projected(&path, &["t"], window)
+                .unwrap()
+                .map(|r| {
+                    r.map(|b| b.map(|b| (b.num_rows(), b.num_columns())))
+                        .collect::<Result<_, _>>()
+                        .unwrap()
+                })
+                .unwrap_or_default()
+        };
+        // Row groups [1,2] [3,4] [5,6]: the window [4, 5) touches the second only.
+        assert_eq!(read(Some(("t", 4, 5))), [(2, 1)]);
+        assert_eq!(
+            read(Some(("t", 2, 6))).iter().map(|r| r.0).sum::<usize>(),
+            6
+        );
+        assert!(read(Some(("t", 7, 9))).is_empty());
+        assert_eq!(read(None).iter().map(|r| r.0).sum::<usize>(), 6);
     }
 
     fn batch(values: &[&str]) -> RecordBatch {
