@@ -4,6 +4,8 @@
 #   bench_binary NAME        release build of cvm-etl, copied to $bench/cvm-etl.NAME -> $bin
 #   bench_python MOD PKG...  a python importing MOD (BENCH_PYTHON, else a venv
 #                            under ops/bench/.venv with PKG... installed) -> $py
+#   bench_generated DIR ARGS...  `cvm-etl generate --out DIR ARGS...`, unless DIR
+#                            already holds a drop generated with the same ARGS
 #   bench_need CMD PKG       installs Debian's PKG with apt-get when CMD is missing
 #   bench_gql QUERY [VARS]   a GraphQL request to $url/graphql as $token (files
 #                            in $work); prints the data, stops on any error
@@ -41,6 +43,17 @@ bench_python() {
       "$venv/bin/pip" install -q "$@"
     fi
     py="$venv/bin/python"
+  fi
+}
+
+bench_generated() {
+  local dir="$1"
+  shift
+  if [ ! -f "$dir/.generated" ] || [ "$(cat "$dir/.generated")" != "$*" ]; then
+    rm -rf "$dir"
+    echo "== generating $dir"
+    "$bin" -q generate --out "$dir" "$@"
+    echo "$*" >"$dir/.generated"
   fi
 }
 

@@ -24,13 +24,7 @@ bench_python "duckdb" duckdb
 
 # The drop: generated once per parameter set, reused afterwards.
 drop="$bench/drop-$customers-$seed-$dirty"
-stamp="$drop/.generated"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$customers $seed $dirty" ]; then
-  rm -rf "$drop"
-  echo "== generating $drop"
-  "$bin" -q generate --out "$drop" --customers "$customers" --seed "$seed" --dirty-ratio "$dirty"
-  echo "$customers $seed $dirty" >"$stamp"
-fi
+bench_generated "$drop" --customers "$customers" --seed "$seed" --dirty-ratio "$dirty"
 echo "== drop $drop: $(du -sh "$drop" | cut -f1), $(find "$drop" -type f ! -name .generated | wc -l) files"
 
 # cvm-etl ingest into a fresh warehouse.

@@ -27,13 +27,7 @@ bench_binary nightly
 bench_python "duckdb" duckdb
 
 drops="$bench/nightly-$customers-$seed-$days"
-stamp="$drops/.generated"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$customers $seed $days" ]; then
-  rm -rf "$drops"
-  echo "== generating $drops"
-  "$bin" -q generate --out "$drops" --customers "$customers" --seed "$seed" --days "$days"
-  echo "$customers $seed $days" >"$stamp"
-fi
+bench_generated "$drops" --customers "$customers" --seed "$seed" --days "$days"
 mapfile -t nights < <(echo history; cd "$drops" && ls -d ????-??-?? | head -n "$days")
 as_of_of() { if [ "$1" = history ]; then date -d "${nights[1]} -1 day" +%F; else echo "$1"; fi; }
 
