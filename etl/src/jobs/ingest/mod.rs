@@ -264,31 +264,16 @@ pub fn run_locked(
     release_freed();
     clock.lap("customers");
 
-    if let Some(staging) = staging {
-        let d = staging.dir.clone();
-        let (a, c) = rayon::join(
-            || warehouse::transactions::write(&d.join("transactions"), &txns),
-            || warehouse::customers::write(&d.join("customers"), &customers),
-        );
-        a?;
-        c?;
-        warehouse::state::write_json(&d.join("_state").join("small.json"), &input.small)?;
-        clock.lap("write");
-        mf.status = "published".into();
-        mf.version = Some(run_id.clone());
-        mf.finished_at = now_rfc3339();
-        mf.timings_ms = clock.timings();
-        // A copy inside the version is published atomically with the data.
-        manifest::write_json(&d.join("manifest.json"), &mf).map_err(|source| {
-            IngestError::RunFiles {
-                path: d.clone(),
-                source,
-            }
-        })?;
-        wh.publish(staging)?;
-        clock.lap("publish");
-    } else {
-        mf.status = "unchanged".into();
+    match staging {
+        Some(staging) => {
+            let datasets = Datasets {
+                txns: &txns,
+                customers: &customers,
+                small: &input.small,
+            };
+            publish_version(wh, staging, &datasets, &mut mf, &mut clock)?;
+        }
+        None => mf.status = "unchanged".into(),
     }
     let times = clock.finish();
     mf.timings_ms = times.timings_ms;
@@ -298,6 +283,43 @@ pub fn run_locked(
         manifest: mf,
         run_dir,
     })
+}
+
+/// The datasets written last, once every other one is written and freed.
+struct Datasets<'a> {
+    txns: &'a [warehouse::StoredTxn],
+    customers: &'a [warehouse::CustomerRow],
+    small: &'a stored::SmallState,
+}
+
+/// Writes the last datasets and a copy of the manifest into the staged
+/// version, then publishes it (the write and publish steps).
+fn publish_version(
+    wh: &Warehouse,
+    staging: warehouse::publish::Staging,
+    datasets: &Datasets<'_>,
+    mf: &mut IngestManifest,
+    clock: &mut RunClock,
+) -> Result<(), IngestError> {
+    let d = staging.dir.clone();
+    let (a, c) = rayon::join(
+        || warehouse::transactions::write(&d.join("transactions"), datasets.txns),
+        || warehouse::customers::write(&d.join("customers"), datasets.customers),
+    );
+    a?;
+    c?;
+    warehouse::state::write_json(&d.join("_state").join("small.json"), datasets.small)?;
+    clock.lap("write");
+    mf.status = "published".into();
+    mf.version = Some(clock.run_id().to_string());
+    mf.finished_at = now_rfc3339();
+    mf.timings_ms = clock.timings();
+    // A copy inside the version is published atomically with the data.
+    manifest::write_json(&d.join("manifest.json"), mf)
+        .map_err(|source| IngestError::RunFiles { path: d, source })?;
+    wh.publish(staging)?;
+    clock.lap("publish");
+    Ok(())
 }
 
 /// The outcomes of a run, per file and in total.
