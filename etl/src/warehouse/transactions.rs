@@ -228,9 +228,13 @@ fn year_month(micros: i64) -> (i64, u32) {
 /// [`parquet_io::MAX_PART_ROWS`]), rows sorted by (`occurred_at`,
 /// `transaction_id`), parts in parallel. `dir` should be
 /// a fresh folder: files already there are not removed.
-pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseError> {
+pub fn write<'a>(
+    dir: &Path,
+    txns: impl IntoIterator<Item = &'a StoredTxn>,
+) -> Result<WriteStats, WarehouseError> {
+    let mut sorted: Vec<&StoredTxn> = txns.into_iter().collect();
     let limit = DECIMAL_MAX_UNITS.unsigned_abs();
-    if let Some(t) = txns.iter().find(|t| {
+    if let Some(t) = sorted.iter().find(|t| {
         t.row.amount_base.0.unsigned_abs() > limit || t.row.amount_original.0.unsigned_abs() > limit
     }) {
         return Err(WarehouseError::Format {
@@ -246,7 +250,6 @@ pub fn write(dir: &Path, txns: &[StoredTxn]) -> Result<WriteStats, WarehouseErro
         source: e,
     })?;
 
-    let mut sorted: Vec<&StoredTxn> = txns.iter().collect();
     // Transaction ids are unique, so the order is total (deterministic even
     // unstable); they are derived, so compared only when times tie.
     sorted.par_sort_unstable_by(|a, b| {

@@ -12,7 +12,11 @@ use crate::warehouse::{CustomerRow, StoredTxn};
 
 /// CRM customers (taking their strings) plus guests, with `first_seen` and
 /// `channels` from the history.
-pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &[StoredTxn]) -> Vec<CustomerRow> {
+pub(super) fn build<'t>(
+    crm: Vec<CrmRecord>,
+    guests: &Guests,
+    txns: impl IntoIterator<Item = &'t StoredTxn>,
+) -> Vec<CustomerRow> {
     let mut seen: HashMap<&str, (i64, u8)> =
         HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
     for t in txns {

@@ -7,11 +7,12 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution};
 use crate::memory::release_freed;
 use crate::record::CrmRecord;
-use crate::warehouse::{CustomerRow, StoredTxn};
+use crate::warehouse::CustomerRow;
 
 /// The latest CRM records, and the stored ones the drop replaced.
 pub(super) struct LatestCrm<'s> {
@@ -88,7 +89,7 @@ pub(super) fn directory<'a>(
 
 /// Forms the guests from the keys no CRM record claims, and names every
 /// transaction's customer: its CRM customer, else its guest.
-pub(super) fn assign(txns: &mut [StoredTxn], directory: &Directory<'_>) -> Guests {
+pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>) -> Guests {
     let guests = Guests::build(
         txns.iter()
             .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())

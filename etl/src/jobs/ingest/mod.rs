@@ -250,7 +250,7 @@ pub fn run_locked(
     clock.lap("events");
 
     let crm_customers = crm.len() as u64;
-    let customers = customers::build(crm, &guests, &txns);
+    let customers = customers::build(crm, &guests, txns.iter());
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
         crm_customers,
@@ -287,7 +287,7 @@ pub fn run_locked(
 
 /// The datasets written last, once every other one is written and freed.
 struct Datasets<'a> {
-    txns: &'a [warehouse::StoredTxn],
+    txns: &'a transactions::Txns,
     customers: &'a [warehouse::CustomerRow],
     small: &'a stored::SmallState,
 }
@@ -303,7 +303,7 @@ fn publish_version(
 ) -> Result<(), IngestError> {
     let d = staging.dir.clone();
     let (a, c) = rayon::join(
-        || warehouse::transactions::write(&d.join("transactions"), datasets.txns),
+        || warehouse::transactions::write(&d.join("transactions"), datasets.txns.iter()),
         || warehouse::customers::write(&d.join("customers"), datasets.customers),
     );
     a?;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::versions::state_of;
@@ -13,20 +14,47 @@ use crate::record::TxnRecord;
 use crate::sources::InputFile;
 use crate::warehouse::StoredTxn;
 
+/// The consolidated transactions: the stored rows kept, then each file's
+/// new rows, in chunks. No step needs them in one allocation, so the kept
+/// history is never copied to make room, and a drop's records are freed file
+/// by file as their rows are made (one allocation would hold every row
+/// beside every record).
+#[derive(Debug, Default)]
+pub(super) struct Txns {
+    chunks: Vec<Vec<StoredTxn>>,
+}
+
+impl Txns {
+    /// Every row, the kept history first, then the drop's in file order.
+    pub fn iter(&self) -> impl Iterator<Item = &StoredTxn> + Clone {
+        self.chunks.iter().flatten()
+    }
+
+    /// Every row, in parallel.
+    pub fn par_iter_mut(&mut self) -> impl ParallelIterator<Item = &mut StoredTxn> {
+        self.chunks.par_iter_mut().flat_map(|c| c.par_iter_mut())
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+}
+
 /// Every transaction row of the history after this drop. Winners' record
 /// state is pushed onto `state` (numbered records live in the dataset).
 pub(super) fn consolidate(
-    stored: Vec<StoredTxn>,
+    mut stored: Vec<StoredTxn>,
     winners: Resolution<TxnRecord>,
     files: &[InputFile],
     state: &mut Vec<RecordState>,
-) -> Vec<StoredTxn> {
+) -> Txns {
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
-    let mut txns: Vec<StoredTxn> = stored
-        .into_iter()
-        .filter(|t| !replaced.contains(&*t.record_key))
-        .collect();
-    txns.reserve_exact(winners.winners().map(|w| w.body.row_count()).sum());
+    stored.retain(|t| !replaced.contains(&*t.record_key));
+    let mut txns = Txns {
+        chunks: Vec::with_capacity(winners.winners.len() + 1),
+    };
+    txns.chunks.push(stored);
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
     // File by file, so each file's records are freed as soon as they are
     // converted (and handed back every so many files, see `memory`).
@@ -34,6 +62,7 @@ pub(super) fn consolidate(
         if file_index % 16 == 15 {
             release_freed();
         }
+        let mut made = Vec::with_capacity(file_winners.iter().map(|w| w.body.row_count()).sum());
         for w in file_winners {
             if !w.numbered {
                 state.push(state_of(&w));
@@ -48,7 +77,7 @@ pub(super) fn consolidate(
             for (i, row) in rows.enumerate() {
                 // The last row takes the record's keys; a refunded order's first row copies them.
                 let last = i + 1 == n;
-                txns.push(StoredTxn {
+                made.push(StoredTxn {
                     row,
                     customer_id: None,
                     keys: take_or_clone(&mut keys, last),
@@ -57,6 +86,7 @@ pub(super) fn consolidate(
                 });
             }
         }
+        txns.chunks.push(made);
     }
     release_freed();
     txns
