@@ -1,7 +1,7 @@
 //! Engagement: each customer's engagement events in the 90 days up to a day
 //! (`scoring.md`, "Feedback and engagement").
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 

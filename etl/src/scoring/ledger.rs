@@ -4,7 +4,7 @@
 //! statistics"). Scoring works on [`Facts`] from here on; only `evaluate` looks
 //! at the transactions again, for the holdout occasions.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -242,7 +242,7 @@ impl Ledger {
 /// Purchase occasions (day, value) of one customer's transactions, and the net total:
 /// purchase days not fully refunded through their order.
 pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
-    let mut by_order: HashMap<u64, (i128, i128)> = HashMap::new();
+    let mut by_order: HashMap<u64, (i128, i128)> = HashMap::default();
     let mut total = 0i128;
     for t in txs {
         total += t.amount;
