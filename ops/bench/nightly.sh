@@ -4,8 +4,10 @@
 # ingests the history, then each daily drop night by night with a score
 # after each; then ingests the whole history again as one drop into a fresh
 # warehouse (the full rebuild the nightly is compared with). Prints, per
-# night: ingest wall time and peak RSS, score wall time, bytes the night
-# wrote into its new version and the warehouse size; and the ratios of a
+# night: ingest wall time and peak RSS, score wall time, the bytes of its new
+# version that no earlier version shares (today a night writes every file,
+# then replaces each one identical to the previous version's with a hard
+# link: the disk a night adds) and the warehouse size; and the ratios of a
 # night to the full rebuild. Finally checks that the nightly warehouse
 # equals the rebuilt one (ops/bench/checksums.py).
 #
@@ -31,15 +33,14 @@ bench_generated "$drops" --customers "$customers" --seed "$seed" --days "$days"
 mapfile -t nights < <(echo history; cd "$drops" && ls -d ????-??-?? | head -n "$days")
 as_of_of() { if [ "$1" = history ]; then date -d "${nights[1]} -1 day" +%F; else echo "$1"; fi; }
 
-# Bytes of the files a version holds that no earlier version shares (today
-# every version is a full copy; hard links would make this the night's delta).
+# Bytes of the files a version holds that no earlier version shares.
 new_bytes() {
   find "$1" -type f -links 1 -printf '%s\n' | awk '{s += $1} END {print s + 0}'
 }
 
 wh="$bench/wh-nightly"
 rm -rf "$wh"
-printf '%-11s %9s %9s %10s %9s %12s %12s\n' night records ingest_s rss_MiB score_s written_MB warehouse_MB
+printf '%-11s %9s %9s %10s %9s %12s %12s\n' night records ingest_s rss_MiB score_s new_MB warehouse_MB
 for n in "${nights[@]}"; do
   /usr/bin/time -f '%e %M' -o "$bench/night.time" "$bin" -q ingest --input "$drops/$n" --warehouse "$wh"
   read -r in_s in_kb <"$bench/night.time"
@@ -76,7 +77,7 @@ read -r rb_s rb_kb <"$bench/rebuild.time"
 rb_total=$(du -sb "$rebuild" | cut -f1)
 echo "full rebuild: ingest ${rb_s} s, peak RSS $((rb_kb / 1024)) MiB, warehouse $((rb_total / 1000000)) MB"
 awk -v rs="$rb_s" -v rk="$rb_kb" -v rt="$rb_total" '{
-  printf "night %d: ingest time %.3f of the rebuild, peak RSS %.3f, bytes written %.4f of the warehouse\n", NR, $1 / rs, $2 / rk, $3 / rt
+  printf "night %d: ingest time %.3f of the rebuild, peak RSS %.3f, new (unshared) bytes %.4f of the warehouse\n", NR, $1 / rs, $2 / rk, $3 / rt
 }' "$bench/nights.txt"
 
 echo "== nightly warehouse vs full rebuild"

@@ -170,6 +170,63 @@ fn sync_tree(dir: &Path) -> Result<(), PublishError> {
     sync_dir(dir)
 }
 
+/// Replaces each Parquet file under `dir` (a staged version, `root` its top)
+/// whose bytes equal the same path's in `current` with a hard link to that
+/// file, so the versions kept share what a night did not change (a month of
+/// transactions, the older parts of the events) instead of holding two
+/// copies. Published files are never modified in place, so sharing is safe;
+/// pruning a version removes only its links.
+fn share_unchanged(dir: &Path, current: &Path, root: &Path) -> Result<(), PublishError> {
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        let p = entry.path();
+        if entry.file_type().map_err(io(&p))?.is_dir() {
+            share_unchanged(&p, current, root)?;
+            continue;
+        }
+        if p.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let Ok(rel) = p.strip_prefix(root) else {
+            continue;
+        };
+        let old = current.join(rel);
+        if same_bytes(&p, &old).map_err(io(&old))? {
+            fs::remove_file(&p).map_err(io(&p))?;
+            fs::hard_link(&old, &p).map_err(io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` hold the same bytes (false when `b` does not exist).
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (fa, fb) = match (File::open(a), File::open(b)) {
+        (Ok(fa), Ok(fb)) => (fa, fb),
+        (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ra, mut rb) = (
+        std::io::BufReader::with_capacity(1 << 20, fa),
+        std::io::BufReader::with_capacity(1 << 20, fb),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = ra.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        rb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 /// Points `link` at `target` atomically (a new link renamed over the old).
 fn swap_symlink(target: &Path, link: &Path) -> Result<(), PublishError> {
     let tmp = link.with_extension("tmp-link");
@@ -362,6 +419,9 @@ impl Warehouse {
         for d in DATASETS {
             fs::create_dir_all(staging.dir.join(d)).map_err(io(&staging.dir))?;
         }
+        if let Some(current) = self.current()? {
+            share_unchanged(&staging.dir, &current, &staging.dir)?;
+        }
         sync_tree(&staging.dir)?;
         test_point("before_publish")?;
         let versions = self.root.join("_versions");
@@ -473,6 +533,46 @@ mod tests {
             Some("20260102T000000Z-b")
         );
         assert!(d.path().join("transactions").is_dir());
+    }
+
+    #[test]
+    fn unchanged_files_are_shared_with_the_previous_version_and_survive_its_pruning() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let w = Warehouse::open(d.path()).unwrap();
+        let publish = |id: &str, month: &str, customers: &str| {
+            let s = w.begin(id).unwrap();
+            fs::create_dir_all(s.dir.join("transactions/month=2025-01")).unwrap();
+            fs::create_dir_all(s.dir.join("customers")).unwrap();
+            fs::write(
+                s.dir.join("transactions/month=2025-01/part-00000.parquet"),
+                month,
+            )
+            .unwrap();
+            fs::write(s.dir.join("customers/part-00000.parquet"), customers).unwrap();
+            w.publish(s).unwrap()
+        };
+        let ino = |v: &Path, f: &str| fs::metadata(v.join(f)).unwrap().ino();
+        let (month, customers) = (
+            "transactions/month=2025-01/part-00000.parquet",
+            "customers/part-00000.parquet",
+        );
+        let a = publish("20260101T000000Z-a", "january", "ann");
+        let b = publish("20260102T000000Z-b", "january", "ann, bob");
+        assert_eq!(
+            ino(&a, month),
+            ino(&b, month),
+            "an unchanged month is one file"
+        );
+        assert_ne!(ino(&a, customers), ino(&b, customers));
+        // Same length, other bytes: not shared.
+        let c = publish("20260103T000000Z-c", "janvier", "ann, bob");
+        assert_ne!(ino(&b, month), ino(&c, month));
+        assert_eq!(ino(&b, customers), ino(&c, customers));
+        // `a` is pruned; what `b` and `c` share stays readable.
+        assert!(!a.exists());
+        assert_eq!(fs::read_to_string(c.join(customers)).unwrap(), "ann, bob");
+        assert_eq!(fs::read_to_string(b.join(month)).unwrap(), "january");
     }
 
     #[test]
