@@ -192,8 +192,15 @@ fn share_unchanged(dir: &Path, current: &Path, root: &Path) -> Result<(), Publis
         };
         let old = current.join(rel);
         if same_bytes(&p, &old).map_err(io(&old))? {
-            fs::remove_file(&p).map_err(io(&p))?;
-            fs::hard_link(&old, &p).map_err(io(&p))?;
+            // Linked beside, then renamed over the copy: on a file system
+            // without hard links the copy simply stays.
+            let link = p.with_extension("parquet.link");
+            match fs::hard_link(&old, &link) {
+                Ok(()) => fs::rename(&link, &p).map_err(io(&p))?,
+                Err(e) => {
+                    tracing::debug!(file = %p.display(), error = %e, "cannot hard-link an unchanged file: keeping the copy");
+                }
+            }
         }
     }
     Ok(())
