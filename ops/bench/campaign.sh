@@ -38,25 +38,7 @@ bench_need jq jq
 bench_need sqlite3 sqlite3
 bench_need curl curl
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/cvm-campaign-bench.XXXXXX")"
-server_pid=""
-sink_pid=""
-cleanup() {
-  local rc=$?
-  for pid in "$server_pid" "$sink_pid"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid"
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  if [ "$rc" -ne 0 ] && [ -s "$work/portal.log" ]; then
-    echo "== last lines of the portal's log ($work/portal.log)" >&2
-    tail -n 20 "$work/portal.log" >&2
-  fi
-  if [ -n "${KEEP:-}" ] || [ "$rc" -ne 0 ]; then echo "== work folder kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir campaign
 
 cp "$bin_dir/cvm-portal" "$work/"
 portal="$work/cvm-portal"
@@ -75,6 +57,7 @@ SQL
 
 "$py" tests/smtp/sink.py --dir "$work/sink" --count-only >"$work/sink.out" &
 sink_pid=$!
+bench_pids+=("$sink_pid")
 for _ in $(seq 100); do grep -q ready "$work/sink.out" 2>/dev/null && break; sleep 0.1; done
 smtp_port="$(sed -n 's/^ready //p' "$work/sink.out")"
 [ -n "$smtp_port" ] || { echo "error: the SMTP sink did not start" >&2; exit 1; }
@@ -91,6 +74,7 @@ CVM_DATABASE_URL="$db" \
   CVM_LOG=warn \
   "$portal" serve >"$work/portal.log" 2>&1 &
 server_pid=$!
+bench_pids+=("$server_pid")
 for _ in $(seq 600); do
   curl -fs "$url/healthz" >/dev/null 2>&1 && break
   kill -0 "$server_pid" 2>/dev/null || { echo "error: cvm-portal serve exited" >&2; exit 1; }
@@ -114,8 +98,9 @@ while :; do
 done
 echo "== final: $(jq -c .campaign.stats <<<"$state")"
 peak_kb="$(awk '/VmHWM/ { print $2 }' "/proc/$server_pid/status")"
-kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true; sink_pid=""
+kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
+kill -TERM "$sink_pid"; wait "$sink_pid" 2>/dev/null || true
+bench_pids=()
 accepted="$(cat "$work/sink/count")"
 read -r sent seconds <<<"$(sqlite3 -separator ' ' "$dbfile" \
   "SELECT count(*), (julianday(max(sent_at)) - julianday(min(sent_at))) * 86400 FROM outbox WHERE campaign_id = $id AND status = 'sent';")"

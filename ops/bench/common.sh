@@ -7,6 +7,9 @@
 #   bench_generated DIR ARGS...  `cvm-etl generate --out DIR ARGS...`, unless DIR
 #                            already holds a drop generated with the same ARGS
 #   bench_need CMD PKG       installs Debian's PKG with apt-get when CMD is missing
+#   bench_workdir NAME       a fresh $work folder; on exit, stops the processes
+#                            whose pids are in $bench_pids, shows the portal's
+#                            log tail on failure, keeps $work on failure or KEEP
 #   bench_gql QUERY [VARS]   a GraphQL request to $url/graphql as $token (files
 #                            in $work); prints the data, stops on any error
 
@@ -55,6 +58,28 @@ bench_generated() {
     "$bin" -q generate --out "$dir" "$@"
     echo "$*" >"$dir/.generated"
   fi
+}
+
+bench_workdir() {
+  work="$(mktemp -d "${TMPDIR:-/tmp}/cvm-$1-bench.XXXXXX")"
+  bench_pids=()
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  local rc=$? pid
+  for pid in "${bench_pids[@]}"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid"
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  if [ "$rc" -ne 0 ] && [ -s "$work/portal.log" ]; then
+    echo "== last lines of the portal's log ($work/portal.log)" >&2
+    tail -n 20 "$work/portal.log" >&2
+  fi
+  if [ -n "${KEEP:-}" ] || [ "$rc" -ne 0 ]; then echo "== work folder kept: $work" >&2; else rm -rf "$work"; fi
 }
 
 bench_need() {

@@ -47,22 +47,7 @@ bench_need jq jq
 bench_need sqlite3 sqlite3
 bench_need curl curl
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/cvm-portal-bench.XXXXXX")"
-server_pid=""
-cleanup() {
-  local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid"
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ "$rc" -ne 0 ] && [ -s "$work/portal.log" ]; then
-    echo "== last lines of the portal's log ($work/portal.log)" >&2
-    tail -n 20 "$work/portal.log" >&2
-  fi
-  if [ -n "${KEEP:-}" ] || [ "$rc" -ne 0 ]; then echo "== work folder kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_workdir portal
 
 # Private copies, so a concurrent build cannot swap the binaries mid-run.
 cp "$bin_dir/cvm-etl" "$bin_dir/cvm-portal" "$work/"
@@ -87,6 +72,7 @@ CVM_DATABASE_URL="$db" \
   CVM_PORTAL_PUBLIC_URL="$url" \
   "$portal" serve >"$work/portal.log" 2>&1 &
 server_pid=$!
+bench_pids+=("$server_pid")
 for _ in $(seq 600); do
   curl -fs "$url/healthz" >/dev/null 2>&1 && break
   kill -0 "$server_pid" 2>/dev/null || { echo "error: cvm-portal serve exited" >&2; exit 1; }
