@@ -108,7 +108,20 @@ fn datasets(wh: &Path) -> BTreeMap<&'static str, Vec<String>> {
             "_state/crm_keys",
             printed(warehouse::key_history::read(&state).unwrap()),
         ),
+        ("_state/purchase_totals", purchase_totals(&state)),
     ])
+}
+
+/// The per-customer purchase totals, printed (`repeat_sum` to the bit).
+fn purchase_totals(state: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    let found = warehouse::purchase_totals::read_each(state, |r| {
+        rows.push(format!("{r:?} {:x}", r.repeat_sum.to_bits()));
+    })
+    .unwrap();
+    assert!(found, "{} holds no purchase totals", state.display());
+    rows.sort();
+    rows
 }
 
 /// Fails naming the first dataset that differs, its row counts and a few

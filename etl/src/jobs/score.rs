@@ -23,6 +23,7 @@ use crate::scoring::engagement::engagement_90d;
 use crate::scoring::feedback::{self, Feedback};
 use crate::scoring::fit::{Fits, fit_models};
 use crate::scoring::ledger::{Facts, Ledger, customer_index, end_of_day, known_customers};
+use crate::scoring::totals::{self, CustomerTotals};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
 use crate::warehouse::scores::{Publication, PublishScoresError};
@@ -94,9 +95,9 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let period = scoring::period(&opts.settings.scoring);
     let as_of_day = i64::from(opts.as_of.to_epoch_days());
 
-    let (known, ledger) = read(&version_dir, &opts.warehouse, as_of_day)?;
+    let (known, purchases) = read(&version_dir, &opts.warehouse, as_of_day)?;
     clock.lap("read");
-    let facts = ledger.into_facts(as_of_day, period);
+    let facts = purchases.into_facts(as_of_day, period);
     clock.lap("summarize");
     let fits = fit_models(&facts);
     clock.lap("fit");
@@ -122,25 +123,69 @@ struct Known {
     engagement: Vec<u32>,
     /// Latest NPS answers.
     feedback: Feedback,
-    /// Transactions up to as_of that were read.
+    /// Transactions up to as_of that were counted.
     transactions: u64,
+    /// Whence: `purchase_totals` or `transactions`.
+    purchases_from: &'static str,
 }
 
-/// Step "read": the customers known on `as_of_day`, their transactions up to
-/// that day, engagement and feedback.
+/// What the known customers bought up to the scoring day.
+enum Purchases {
+    /// The version's stored totals (no transaction after the day).
+    Totals(Vec<CustomerTotals>),
+    /// Their transactions up to the day.
+    Ledger(Ledger),
+}
+
+impl Purchases {
+    /// The manifest's name of the source.
+    fn source(&self) -> &'static str {
+        match self {
+            Purchases::Totals(_) => "purchase_totals",
+            Purchases::Ledger(_) => "transactions",
+        }
+    }
+
+    /// Transactions counted.
+    fn transactions(&self) -> u64 {
+        match self {
+            Purchases::Totals(t) => t.iter().map(|t| t.transactions).sum(),
+            Purchases::Ledger(l) => l.len() as u64,
+        }
+    }
+
+    /// Every customer's facts on `as_of_day`.
+    fn into_facts(self, as_of_day: i64, period: Period) -> Vec<Facts> {
+        match self {
+            Purchases::Totals(t) => t.par_iter().map(|t| t.facts(as_of_day, period)).collect(),
+            Purchases::Ledger(l) => l.into_facts(as_of_day, period),
+        }
+    }
+}
+
+/// Step "read": the customers known on `as_of_day`, their purchases up to
+/// that day (the stored totals when no transaction is later, else the
+/// transactions), engagement and feedback.
 fn read(
     version_dir: &Path,
     warehouse: &Path,
     as_of_day: i64,
-) -> Result<(Known, Ledger), ScoreError> {
+) -> Result<(Known, Purchases), ScoreError> {
     let end = end_of_day(as_of_day);
     let t = std::time::Instant::now();
     let customers = known_customers(version_dir, end)?;
     let index = customer_index(&customers);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "read customers");
     let t = std::time::Instant::now();
-    let ledger = Ledger::read(version_dir, &index, end)?;
-    tracing::debug!(ms = t.elapsed().as_millis() as u64, "read transactions");
+    let purchases = match totals::read_before(version_dir, &index, end)? {
+        Some(t) => Purchases::Totals(t),
+        None => Purchases::Ledger(Ledger::read(version_dir, &index, end)?),
+    };
+    tracing::debug!(
+        ms = t.elapsed().as_millis() as u64,
+        from = purchases.source(),
+        "read purchases"
+    );
     let t = std::time::Instant::now();
     let engagement = engagement_90d(version_dir, &index, end)?;
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "read events");
@@ -149,10 +194,11 @@ fn read(
         customers,
         engagement,
         feedback: feedback::read(warehouse, end),
-        transactions: ledger.len() as u64,
+        transactions: purchases.transactions(),
+        purchases_from: purchases.source(),
     };
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "read feedback");
-    Ok((known, ledger))
+    Ok((known, purchases))
 }
 
 /// What every customer's score shares: the day, the fitted models and the settings.
@@ -267,6 +313,7 @@ fn record(
         purchasers: rows.iter().filter(|r| r.orders > 0).count() as u64,
         repeat_buyers: rows.iter().filter(|r| r.frequency > 0).count() as u64,
         transactions: known.transactions,
+        purchases_from: known.purchases_from.into(),
         feedback: known.feedback.counts.clone(),
         bgnbd: fits.bg_report,
         gamma_gamma: fits.gg_report,

@@ -52,8 +52,12 @@ pub struct ScoreManifest {
     pub purchasers: u64,
     /// Customers with a repeat occasion.
     pub repeat_buyers: u64,
-    /// Transactions up to as_of that were read.
+    /// Transactions up to as_of that were counted.
     pub transactions: u64,
+    /// Where they were counted from: `purchase_totals` (the version's
+    /// per-customer totals, when no transaction is after as_of) or
+    /// `transactions` (each one read).
+    pub purchases_from: String,
     /// Feedback answers used, and malformed ones skipped.
     pub feedback: BTreeMap<String, u64>,
     /// BG/NBD fit.

@@ -101,6 +101,71 @@ pub fn occasions_from_purchases(purchases: &[(i64, f64)]) -> Vec<(i64, f64)> {
     out
 }
 
+/// One customer's occasions up to a day, reduced to what their summary on
+/// that day or any later one needs: the summary's day-independent part.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OccasionTotals {
+    /// Number of purchase occasions.
+    pub orders: u64,
+    /// Day number of the first occasion.
+    pub first_day: Option<i64>,
+    /// Day number of the last occasion.
+    pub last_day: Option<i64>,
+    /// Sum of the repeat occasions' values, added in day order.
+    pub repeat_sum: f64,
+}
+
+impl OccasionTotals {
+    /// The occasions (sorted by day, one per day) up to `as_of_day`;
+    /// later ones are ignored, so a full history can be passed for a backfill.
+    pub fn of(occasions: &[(i64, f64)], as_of_day: i64) -> Result<Self, SummaryError> {
+        let mut previous: Option<i64> = None;
+        let mut t = OccasionTotals::default();
+        for (index, &(day, value)) in occasions.iter().enumerate() {
+            if previous.is_some_and(|p| day <= p) {
+                return Err(SummaryError::NotIncreasing { index, day });
+            }
+            previous = Some(day);
+            if !value.is_finite() {
+                return Err(SummaryError::NonFiniteValue { index });
+            }
+            if day > as_of_day {
+                continue;
+            }
+            if t.first_day.is_none() {
+                t.first_day = Some(day);
+            } else {
+                t.repeat_sum += value;
+            }
+            t.last_day = Some(day);
+            t.orders += 1;
+        }
+        Ok(t)
+    }
+
+    /// The summary on `as_of_day`, which must not precede the last occasion counted.
+    pub fn summary_on(self, as_of_day: i64, period: Period) -> CustomerSummary {
+        let frequency = self.orders.saturating_sub(1);
+        let days = |from: Option<i64>, to: Option<i64>| {
+            from.zip(to).map(|(f, t)| (t - f) as f64 / period.days())
+        };
+        CustomerSummary {
+            orders: self.orders,
+            frequency,
+            recency: days(self.first_day, self.last_day),
+            t: days(self.first_day, Some(as_of_day)),
+            monetary_avg: if frequency > 0 {
+                self.repeat_sum / frequency as f64
+            } else {
+                0.0
+            },
+            first_day: self.first_day,
+            last_day: self.last_day,
+            days_since_last_purchase: self.last_day.map(|l| as_of_day - l),
+        }
+    }
+}
+
 /// Summarises one customer's occasions (sorted by day, one per day) as of
 /// `as_of_day`. Occasions after `as_of_day` are ignored, so a full history can be
 /// passed for a backfill.
@@ -109,46 +174,7 @@ pub fn summarize(
     as_of_day: i64,
     period: Period,
 ) -> Result<CustomerSummary, SummaryError> {
-    let mut previous: Option<i64> = None;
-    let (mut orders, mut repeat_sum) = (0_u64, 0.0_f64);
-    let (mut first, mut last) = (None, None);
-    for (index, &(day, value)) in occasions.iter().enumerate() {
-        if previous.is_some_and(|p| day <= p) {
-            return Err(SummaryError::NotIncreasing { index, day });
-        }
-        previous = Some(day);
-        if !value.is_finite() {
-            return Err(SummaryError::NonFiniteValue { index });
-        }
-        if day > as_of_day {
-            continue;
-        }
-        if first.is_none() {
-            first = Some(day);
-        } else {
-            repeat_sum += value;
-        }
-        last = Some(day);
-        orders += 1;
-    }
-    let frequency = orders.saturating_sub(1);
-    let days = |from: Option<i64>, to: Option<i64>| {
-        from.zip(to).map(|(f, t)| (t - f) as f64 / period.days())
-    };
-    Ok(CustomerSummary {
-        orders,
-        frequency,
-        recency: days(first, last),
-        t: days(first, Some(as_of_day)),
-        monetary_avg: if frequency > 0 {
-            repeat_sum / frequency as f64
-        } else {
-            0.0
-        },
-        first_day: first,
-        last_day: last,
-        days_since_last_purchase: last.map(|l| as_of_day - l),
-    })
+    OccasionTotals::of(occasions, as_of_day).map(|t| t.summary_on(as_of_day, period))
 }
 
 #[cfg(test)]

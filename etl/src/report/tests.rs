@@ -86,6 +86,7 @@ fn manifest(rows: &[ScoreRow]) -> ScoreManifest {
         purchasers: rows.iter().filter(|r| r.orders > 0).count() as u64,
         repeat_buyers: rows.iter().filter(|r| r.frequency > 0).count() as u64,
         transactions: 12345,
+        purchases_from: "transactions".into(),
         feedback: BTreeMap::new(),
         bgnbd: model(&[("r", 0.243), ("alpha", 4.414), ("a", 0.793), ("b", 2.426)]),
         gamma_gamma: ModelReport {

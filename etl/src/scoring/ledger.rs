@@ -16,6 +16,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rayon::prelude::*;
 
+use super::totals::CustomerTotals;
 use crate::models::summary::{self, Period};
 use crate::warehouse::{self, WarehouseError};
 
@@ -27,6 +28,43 @@ pub(crate) struct Tx {
     amount: i128,
     refund: bool,
     order: u64,
+}
+
+impl Tx {
+    /// Customer number `customer`'s purchase or refund at `at`
+    /// (microseconds) of `amount` base units, in order `order` if any.
+    pub(crate) fn new(
+        customer: u32,
+        at: i64,
+        amount: i128,
+        refund: bool,
+        order: Option<&str>,
+    ) -> Tx {
+        Tx {
+            customer,
+            at,
+            amount,
+            refund,
+            order: order.map_or(0, |o| stable_hash(o.as_bytes()) | 1),
+        }
+    }
+
+    /// The customer's number.
+    pub(crate) fn customer(&self) -> u32 {
+        self.customer
+    }
+
+    /// When it happened (microseconds).
+    pub(crate) fn at(&self) -> i64 {
+        self.at
+    }
+
+    /// The order every reader of transactions sorts them in: by customer,
+    /// then time. Sums of a day's purchases follow it, so it is part of the
+    /// scores' exact bits.
+    pub(crate) fn sort_key(&self) -> (u32, i64, bool, i128) {
+        (self.customer, self.at, self.refund, self.amount)
+    }
 }
 
 /// Microseconds in a day.
@@ -128,17 +166,13 @@ fn decode_batch(
         let Some(&c) = index.get(customer.value(i)) else {
             continue;
         };
-        out.push(Tx {
-            customer: c,
-            at: at.value(i),
-            amount: amount.value(i),
-            refund: kind.value(i) == "refund",
-            order: if order.is_null(i) {
-                0
-            } else {
-                stable_hash(order.value(i).as_bytes()) | 1
-            },
-        });
+        out.push(Tx::new(
+            c,
+            at.value(i),
+            amount.value(i),
+            kind.value(i) == "refund",
+            (!order.is_null(i)).then(|| order.value(i)),
+        ));
     }
     Ok(())
 }
@@ -190,7 +224,7 @@ impl Ledger {
         end: i64,
     ) -> Result<Ledger, WarehouseError> {
         let mut txs = read_transactions(&version_dir.join("transactions"), index, end)?;
-        txs.par_sort_unstable_by_key(|t| (t.customer, t.at, t.refund, t.amount));
+        txs.par_sort_unstable_by_key(Tx::sort_key);
         let mut bounds = vec![0usize; index.len() + 1];
         for t in &txs {
             bounds[t.customer as usize + 1] += 1;
@@ -229,7 +263,7 @@ impl Ledger {
             .into_par_iter()
             .map(|i| {
                 let txs = self.customer(i);
-                facts(
+                facts_of(
                     &txs[..txs.partition_point(|t| t.at < end)],
                     as_of_day,
                     period,
@@ -269,11 +303,8 @@ pub(crate) fn occasions(txs: &[Tx]) -> (Vec<(i64, f64)>, i128) {
     (summary::occasions_from_purchases(&purchases), total)
 }
 
-/// One customer's facts on `as_of_day` from their transactions up to that day.
-fn facts(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
-    let (occasions, total) = occasions(txs);
-    Facts {
-        summary: summary::summarize(&occasions, as_of_day, period).ok(),
-        total_revenue: total,
-    }
+/// One customer's facts on `as_of_day` from their transactions up to that
+/// day: their totals on that day.
+pub(crate) fn facts_of(txs: &[Tx], as_of_day: i64, period: Period) -> Facts {
+    CustomerTotals::of(txs).facts(as_of_day, period)
 }

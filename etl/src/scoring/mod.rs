@@ -7,6 +7,7 @@ pub(crate) mod engagement;
 pub(crate) mod feedback;
 pub(crate) mod fit;
 pub(crate) mod ledger;
+pub(crate) mod totals;
 
 use cvm_shared::config::ScoringSettings;
 

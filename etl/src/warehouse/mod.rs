@@ -15,6 +15,7 @@ pub mod events;
 pub mod key_history;
 pub mod parquet_io;
 pub mod publish;
+pub mod purchase_totals;
 pub mod rejects;
 pub mod runs;
 pub mod scores;

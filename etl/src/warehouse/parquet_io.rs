@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Int64Type, TimestampMicrosecondType, UInt64Type,
+    Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type,
 };
 use arrow_array::{
     Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
@@ -543,6 +543,15 @@ impl<'a> Columns<'a> {
         required: bool,
     ) -> Result<&'a PrimitiveArray<Date32Type>, WarehouseError> {
         self.typed(name, "Date32", |d| *d == DataType::Date32, required)
+    }
+
+    /// A Float64 column.
+    pub(crate) fn float64(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<Float64Type>, WarehouseError> {
+        self.typed(name, "Float64", |d| *d == DataType::Float64, required)
     }
 
     /// An Int64 column.

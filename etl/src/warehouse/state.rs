@@ -20,6 +20,8 @@ use super::parquet_io::{
 };
 use crate::consolidate::versions::RecordState;
 
+/// The folder of a version that holds its internal state.
+pub const DIR: &str = "_state";
 /// Dataset name used in errors.
 pub const DATASET: &str = "record state";
 /// File name of the record state table inside `_state/`.

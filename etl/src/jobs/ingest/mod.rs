@@ -5,12 +5,13 @@
 //! (the current version), `read` (the drop), `versions` (each record meets
 //! the stored state), `identities` (CRM directory and guests, over the whole
 //! history, so a new CRM record claims a guest's past purchases),
-//! `transactions`, `events`, `customers`; then the datasets are written and
-//! the version published.
+//! `transactions`, `events`, `customers`, `purchases` (per-customer totals
+//! for scoring); then the datasets are written and the version published.
 
 mod customers;
 mod events;
 mod identities;
+mod purchases;
 mod read;
 mod stored;
 mod transactions;
@@ -226,7 +227,7 @@ pub fn run_locked(
     let (state_written, guests) = rayon::join(
         || match &version {
             Some(dir) => {
-                let dir = dir.join("_state");
+                let dir = dir.join(warehouse::state::DIR);
                 warehouse::state::write(&dir, &state)?;
                 warehouse::key_history::write(&dir, &key_history).map(drop)
             }
@@ -302,13 +303,31 @@ fn publish_version(
     clock: &mut RunClock,
 ) -> Result<(), IngestError> {
     let d = staging.dir.clone();
-    let (a, c) = rayon::join(
+    let totals = purchases::totals(datasets.txns);
+    clock.lap("purchases");
+    let (a, (c, p)) = rayon::join(
         || warehouse::transactions::write(&d.join("transactions"), datasets.txns.iter()),
-        || warehouse::customers::write(&d.join("customers"), datasets.customers),
+        || {
+            rayon::join(
+                || warehouse::customers::write(&d.join("customers"), datasets.customers),
+                || match &totals {
+                    Some(rows) => {
+                        warehouse::purchase_totals::write(&d.join(warehouse::state::DIR), rows)
+                            .map(drop)
+                    }
+                    None => Ok(()),
+                },
+            )
+        },
     );
     a?;
     c?;
-    warehouse::state::write_json(&d.join("_state").join("small.json"), datasets.small)?;
+    p?;
+    drop(totals);
+    warehouse::state::write_json(
+        &d.join(warehouse::state::DIR).join("small.json"),
+        datasets.small,
+    )?;
     clock.lap("write");
     mf.status = "published".into();
     mf.version = Some(clock.run_id().to_string());

@@ -44,7 +44,7 @@ pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestE
     };
     let ((records, key_history), (txns, (customers, ev))) = rayon::join(
         || {
-            let state = dir.join("_state");
+            let state = dir.join(warehouse::state::DIR);
             (
                 warehouse::state::read(&state),
                 warehouse::key_history::read(&state),
@@ -62,7 +62,7 @@ pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestE
             )
         },
     );
-    let small_path = dir.join("_state").join("small.json");
+    let small_path = dir.join(warehouse::state::DIR).join("small.json");
     let small: SmallState = if small_path.exists() {
         warehouse::state::read_json(&small_path)?
     } else {

@@ -1,0 +1,212 @@
+//! `_state/purchase_totals.parquet`: one row per customer with transactions,
+//! the totals of all of them that any later day's scores need (how many,
+//! net revenue, purchase occasions, first and last occasion day, the sum of
+//! the repeat occasions' values, the latest transaction's time). Written by
+//! ingest beside the transactions it sums; read by `score`. Internal state:
+//! its columns may change between versions of cvm, and a version without it
+//! is scored from its transactions.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::types::{Date32Type, Float64Type, UInt64Type};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use cvm_shared::BaseAmount;
+
+use super::WarehouseError;
+use super::parquet_io::{
+    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, chunks, decimal_array,
+    opt_timestamp_array, opt_value, utf8_array, write_batches, writer_properties_with,
+};
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "purchase totals";
+/// File name of the purchase totals inside `_state/`.
+pub const FILE: &str = "purchase_totals.parquet";
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let scale = BaseAmount::SCALE as i8;
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, false),
+        Field::new("transactions", DataType::UInt64, false),
+        Field::new(
+            "revenue",
+            DataType::Decimal128(DECIMAL_PRECISION, scale),
+            false,
+        ),
+        Field::new("orders", DataType::UInt64, true),
+        Field::new("first_day", DataType::Date32, true),
+        Field::new("last_day", DataType::Date32, true),
+        Field::new("repeat_sum", DataType::Float64, false),
+        Field::new(
+            "last_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
+            true,
+        ),
+    ]))
+});
+
+/// The Arrow schema of the purchase totals.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// One customer's purchase totals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PurchaseTotalsRow<S> {
+    /// The customer.
+    pub customer_id: S,
+    /// Transactions counted.
+    pub transactions: u64,
+    /// Net sum of purchases and refunds (base currency units).
+    pub revenue: i128,
+    /// Purchase occasions; `None` when they could not be summarised.
+    pub orders: Option<u64>,
+    /// UTC day number of the first occasion.
+    pub first_day: Option<i32>,
+    /// UTC day number of the last occasion.
+    pub last_day: Option<i32>,
+    /// Sum of the repeat occasions' values, in day order.
+    pub repeat_sum: f64,
+    /// The latest transaction's time (microseconds).
+    pub last_at: Option<i64>,
+}
+
+fn build(rows: &[PurchaseTotalsRow<&str>]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        utf8_array(rows.iter().map(|r| r.customer_id)),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.iter().map(|r| r.transactions),
+        )),
+        decimal_array(rows.iter().map(|r| r.revenue), BaseAmount::SCALE as i8),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter(
+            rows.iter().map(|r| r.orders),
+        )),
+        Arc::new(PrimitiveArray::<Date32Type>::from_iter(
+            rows.iter().map(|r| r.first_day),
+        )),
+        Arc::new(PrimitiveArray::<Date32Type>::from_iter(
+            rows.iter().map(|r| r.last_day),
+        )),
+        Arc::new(PrimitiveArray::<Float64Type>::from_iter_values(
+            rows.iter().map(|r| r.repeat_sum),
+        )),
+        opt_timestamp_array(rows.iter().map(|r| r.last_at)),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Writes `rows` (sorted by customer id) to `dir/purchase_totals.parquet`
+/// (`dir` is the `_state` folder), atomically. Returns `None`, writing
+/// nothing, when a revenue does not fit the decimal column: readers then
+/// find no totals and sum the transactions themselves.
+pub fn write(
+    dir: &Path,
+    rows: &[PurchaseTotalsRow<&str>],
+) -> Result<Option<WriteStats>, WarehouseError> {
+    if rows.iter().any(|r| r.revenue.abs() > DECIMAL_MAX_UNITS) {
+        return Ok(None);
+    }
+    write_batches(
+        &dir.join(FILE),
+        &schema(),
+        &writer_properties_with(&[], &["customer_id"]),
+        chunks(rows.len()).map(|r| build(&rows[r])),
+    )
+    .map(Some)
+}
+
+/// Calls `each` with every row of `dir/purchase_totals.parquet`; `false`
+/// when the file does not exist.
+pub fn read_each(
+    dir: &Path,
+    mut each: impl FnMut(PurchaseTotalsRow<&str>),
+) -> Result<bool, WarehouseError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    for item in parquet_io::read_batches(&path)? {
+        let (file, batch) = item?;
+        let c = Columns::new(&batch, &file, DATASET);
+        let customer_id = c.utf8("customer_id", true)?;
+        let transactions = c.uint64("transactions", true)?;
+        let revenue = c.decimal128("revenue", BaseAmount::SCALE as i8, true)?;
+        let orders = c.uint64("orders", false)?;
+        let first_day = c.date32("first_day", false)?;
+        let last_day = c.date32("last_day", false)?;
+        let repeat_sum = c.float64("repeat_sum", true)?;
+        let last_at = c.timestamp_us("last_at", false)?;
+        for i in 0..batch.num_rows() {
+            each(PurchaseTotalsRow {
+                customer_id: customer_id.value(i),
+                transactions: transactions.value(i),
+                revenue: revenue.value(i),
+                orders: opt_value(orders, i),
+                first_day: opt_value(first_day, i),
+                last_day: opt_value(last_day, i),
+                repeat_sum: repeat_sum.value(i),
+                last_at: opt_value(last_at, i),
+            });
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_round_trip_to_the_bit() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = [
+            PurchaseTotalsRow {
+                customer_id: "C1",
+                transactions: 3,
+                revenue: -12_345_678_901_234_567_890,
+                orders: Some(2),
+                first_day: Some(-3),
+                last_day: Some(19_000),
+                repeat_sum: 0.1 + 0.2,
+                last_at: Some(1_700_000_000_000_001),
+            },
+            PurchaseTotalsRow {
+                customer_id: "G-ab",
+                transactions: 1,
+                revenue: 0,
+                orders: None,
+                first_day: None,
+                last_day: None,
+                repeat_sum: 0.0,
+                last_at: None,
+            },
+        ];
+        let st = write(d.path(), &rows).unwrap().unwrap();
+        assert_eq!((st.files, st.rows), (1, 2));
+        let print = |r: &PurchaseTotalsRow<&str>| format!("{r:?} {:x}", r.repeat_sum.to_bits());
+        let mut got = Vec::new();
+        assert!(read_each(d.path(), |r| got.push(print(&r))).unwrap());
+        assert_eq!(got, rows.iter().map(print).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_missing_file_says_so_and_a_revenue_too_large_writes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!read_each(d.path(), |_| {}).unwrap());
+        let row = PurchaseTotalsRow {
+            customer_id: "C1",
+            transactions: 1,
+            revenue: DECIMAL_MAX_UNITS + 1,
+            orders: Some(1),
+            first_day: Some(1),
+            last_day: Some(1),
+            repeat_sum: 0.0,
+            last_at: Some(1),
+        };
+        assert!(write(d.path(), &[row]).unwrap().is_none());
+        assert!(!d.path().join(FILE).exists());
+    }
+}

@@ -1,0 +1,117 @@
+//! `score` reads a version's per-customer purchase totals instead of its
+//! transactions when no transaction falls after the scoring day, and gets
+//! the same scores to the bit as from the transactions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use cvm_etl::generate::{GenerateOptions, generate};
+use cvm_etl::jobs::ingest::{self, IngestOptions};
+use cvm_etl::jobs::score::{self, ScoreOptions, ScoreReport};
+use cvm_etl::warehouse;
+use cvm_shared::Settings;
+
+fn score(wh: &Path, as_of: &str) -> ScoreReport {
+    score::run(&ScoreOptions {
+        warehouse: wh.to_path_buf(),
+        as_of: as_of.parse::<NaiveDate>().unwrap(),
+        settings: Settings::default(),
+    })
+    .unwrap()
+}
+
+/// Rows printed: equal strings mean equal values, floats to the bit.
+fn printed(r: &ScoreReport) -> Vec<String> {
+    r.rows.iter().map(|s| format!("{s:?}")).collect()
+}
+
+fn generated_warehouse(root: &Path, days: u32) -> std::path::PathBuf {
+    let input = root.join("drop");
+    generate(
+        &input,
+        &GenerateOptions {
+            customers: 800,
+            seed: 7,
+            start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2024, 12, 31).unwrap(),
+            days,
+            ..GenerateOptions::default()
+        },
+    )
+    .unwrap();
+    let wh = root.join("wh");
+    let mut drops: Vec<std::path::PathBuf> = if days == 0 {
+        vec![input]
+    } else {
+        let mut d: Vec<_> = std::fs::read_dir(&input)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        // history/ sorts after the dated drops: it goes first.
+        d.sort_by_key(|p| (!p.ends_with("history"), p.clone()));
+        d
+    };
+    for input in drops.drain(..) {
+        ingest::run(&IngestOptions {
+            input,
+            warehouse: wh.clone(),
+            settings: Settings::default(),
+            progress: false,
+        })
+        .unwrap();
+    }
+    wh
+}
+
+fn without_totals(wh: &Path) {
+    let file = wh
+        .join("current")
+        .join(warehouse::state::DIR)
+        .join(warehouse::purchase_totals::FILE);
+    std::fs::remove_file(&file).unwrap();
+}
+
+#[test]
+fn scores_from_the_purchase_totals_equal_scores_from_the_transactions() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = generated_warehouse(d.path(), 0);
+    let from_totals = score(&wh, "2025-01-31");
+    assert_eq!(from_totals.manifest.purchases_from, "purchase_totals");
+    assert!(from_totals.manifest.purchasers > 500);
+    assert!(from_totals.manifest.repeat_buyers > 100);
+
+    without_totals(&wh);
+    let from_transactions = score(&wh, "2025-01-31");
+    assert_eq!(from_transactions.manifest.purchases_from, "transactions");
+    assert_eq!(
+        from_totals.manifest.transactions,
+        from_transactions.manifest.transactions
+    );
+    assert_eq!(printed(&from_totals), printed(&from_transactions));
+}
+
+#[test]
+fn a_day_before_the_last_transaction_is_scored_from_the_transactions() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = generated_warehouse(d.path(), 0);
+    let r = score(&wh, "2024-10-31");
+    assert_eq!(r.manifest.purchases_from, "transactions");
+    // A later day with totals counts more transactions than the earlier day saw.
+    let later = score(&wh, "2025-01-31");
+    assert_eq!(later.manifest.purchases_from, "purchase_totals");
+    assert!(later.manifest.transactions > r.manifest.transactions);
+}
+
+#[test]
+fn totals_kept_night_by_night_score_as_the_transactions_do() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = generated_warehouse(d.path(), 5);
+    let from_totals = score(&wh, "2025-01-31");
+    assert_eq!(from_totals.manifest.purchases_from, "purchase_totals");
+    without_totals(&wh);
+    let from_transactions = score(&wh, "2025-01-31");
+    assert_eq!(from_transactions.manifest.purchases_from, "transactions");
+    assert_eq!(printed(&from_totals), printed(&from_transactions));
+}
