@@ -545,9 +545,7 @@ impl BgNbdParams {
     }
 
     /// Conditional expected number of repeat purchases in (T, T + t] given the
-    /// history (FHL 2005 eq. 10), computed in log space: with the Euler transform
-    /// of 2F1 the factor (1-z)^(r+x) of the paper folds into (1-z)^(a-1), which
-    /// stays finite for any x where the raw 2F1 overflows.
+    /// history (FHL 2005 eq. 10), computed in log space (see [`ln_scaled_hyp2f1`]).
     pub fn conditional_expected_purchases(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> f64 {
         if horizon <= 0.0 {
             return 0.0;
@@ -557,8 +555,8 @@ impl BgNbdParams {
         let c = a + b + x - 1.0;
         let ln_1mz = -(horizon / (alpha + t)).ln_1p();
         let z = horizon / (alpha + t + horizon);
-        let ln_f = ln_hyp2f1(a + b - 1.0 - r, a - 1.0, c, z);
-        let second = -((a - 1.0) * ln_1mz + ln_f).exp_m1();
+        let euler = (a + b - 1.0 - r, a - 1.0);
+        let second = -ln_scaled_hyp2f1(c, z, ln_1mz, (r + x, b + x), euler).exp_m1();
         let numerator = (c / (a - 1.0)) * second;
         let denominator = if x > 0.0 {
             1.0 + ((a / (b + x - 1.0)).ln() + (r + x) * ((alpha + t) / (alpha + t_x.min(t))).ln())
@@ -578,9 +576,28 @@ impl BgNbdParams {
         let a = nudge_away_from_one(self.a);
         let z = horizon / (alpha + horizon);
         let ln_1mz = -(horizon / alpha).ln_1p();
-        // (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z), Euler-transformed like above.
-        let ln_f = ln_hyp2f1(a + b - 1.0 - r, a - 1.0, a + b - 1.0, z) + (a - 1.0) * ln_1mz;
+        // (alpha/(alpha+t))^r 2F1(r, b; a+b-1; z) = (1-z)^r 2F1(r, b; a+b-1; z).
+        let euler = (a + b - 1.0 - r, a - 1.0);
+        let ln_f = ln_scaled_hyp2f1(a + b - 1.0, z, ln_1mz, (r, b), euler);
         ((a + b - 1.0) / (a - 1.0)) * -ln_f.exp_m1()
+    }
+}
+
+/// ln[(1-z)^p 2F1(p, q; c; z)] (`ln_1mz` = ln(1-z); `raw` = (p, q), `euler`
+/// = (c - p, c - q) as the expectations compute them, p > 0). Two series give
+/// it: the Gauss series of 2F1(p, q; c; z) itself, and that of its Euler
+/// transform (1-z)^(c-p-q) 2F1(c-p, c-q; c; z), in which (1-z)^p folds into
+/// (1-z)^(c-q). Each one's terms grow until about index k z / (1 - z), k
+/// being its smaller upper parameter (p; c - q = a - 1), so the one with the
+/// smaller k is summed: the transformed one when x is large, the raw one when
+/// a is (a dropout probability without heterogeneity: a and b both in the
+/// millions, which a small shop's histories can fit).
+fn ln_scaled_hyp2f1(c: f64, z: f64, ln_1mz: f64, raw: (f64, f64), euler: (f64, f64)) -> f64 {
+    let ((p, q), (ep, eq)) = (raw, euler);
+    if eq < p {
+        eq * ln_1mz + ln_hyp2f1(ep, eq, c, z)
+    } else {
+        p * ln_1mz + ln_hyp2f1(p, q, c, z)
     }
 }
 
@@ -605,10 +622,11 @@ fn logistic(v: f64) -> f64 {
 }
 
 /// ln 2F1(a, b; c; z) for 0 <= z < 1 by the Gauss series, summed until the terms
-/// are below 1e-17 of the sum once they decrease. The callers pass the
-/// Euler-transformed parameters (a+b-1-r, a-1), which are small whatever x is, so
-/// the terms decay geometrically like z^n and (for the usual a, b, r) share one
-/// sign beyond the first, so there is no cancellation.
+/// are below 1e-17 of the sum once they decrease. The sum is kept scaled (its
+/// logarithm carried apart), so terms that grow past f64's range before they
+/// decay cost accuracy of no one. The callers pick the series whose terms peak
+/// early (see [`ln_scaled_hyp2f1`]); beyond the first they share one sign for
+/// the usual a, b, r, so there is no cancellation.
 /// Returns NaN if the series does not converge in 10^6 terms or is not positive.
 pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     if z == 0.0 {
@@ -618,14 +636,23 @@ pub fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> f64 {
     if !finite || !(0.0..1.0).contains(&z) {
         return f64::NAN;
     }
-    let (mut term, mut sum) = (1.0_f64, 1.0_f64);
+    let (mut term, mut sum, mut ln_scale) = (1.0_f64, 1.0_f64, 0.0_f64);
     for n in 0..1_000_000_u32 {
         let n = f64::from(n);
         let ratio = (a + n) * (b + n) / ((c + n) * (n + 1.0)) * z;
         term *= ratio;
         sum += term;
         if term == 0.0 || (ratio.abs() < 1.0 && term.abs() <= 1e-17 * sum.abs()) {
-            return if sum > 0.0 { sum.ln() } else { f64::NAN };
+            return if sum > 0.0 {
+                sum.ln() + ln_scale
+            } else {
+                f64::NAN
+            };
+        }
+        if sum.abs() > 1e250 {
+            ln_scale += sum.abs().ln();
+            term /= sum.abs();
+            sum = sum.signum();
         }
     }
     f64::NAN

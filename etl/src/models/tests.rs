@@ -565,6 +565,51 @@ fn ln_hyp2f1_matches_closed_forms() {
 }
 
 #[test]
+fn ln_hyp2f1_keeps_a_series_that_outgrows_f64() {
+    // 2F1(a, b; b; z) = (1 - z)^-a: with a = 2000 and z = 0.5 the terms pass
+    // 1e300 before they decay, and ln of the sum is 2000 ln 2.
+    assert_rel(
+        bgnbd::ln_hyp2f1(2000.0, 3.5, 3.5, 0.5),
+        2000.0 * 2f64.ln(),
+        1e-12,
+        "2F1(2000,b;b;0.5)",
+    );
+}
+
+#[test]
+fn expectations_stay_finite_when_a_and_b_run_to_millions() {
+    // A fit on 595 generated customers whose dropout has no heterogeneity:
+    // a and b in the millions (a / (a + b) about 0.1). References: FHL 2005
+    // eq. 10 evaluated with mpmath 1.3 (`hyp2f1`, 50 digits).
+    let bg = BgNbdParams {
+        r: 0.5231768804139555,
+        alpha: 9.52454499259692,
+        a: 979489.6763691594,
+        b: 8939569.764659462,
+    };
+    let (x, tx, t) = (12.0, 17.428571428571427, 19.857142857142858);
+    assert_rel(
+        bg.conditional_expected_purchases(90.0 / 7.0, x, tx, t),
+        3.148_514_505_862_419,
+        1e-9,
+        "E[Y(90 d)]",
+    );
+    assert_rel(
+        bg.conditional_expected_purchases(365.0 / 7.0, x, tx, t),
+        6.642_381_232_066_083,
+        1e-9,
+        "E[Y(365 d)]",
+    );
+    assert_rel(
+        bg.conditional_expected_purchases(365.0 / 7.0, 0.0, 0.0, 37.0),
+        0.541_126_106_691_445_6,
+        1e-9,
+        "E[Y(365 d)] of a one-time buyer",
+    );
+    assert!(bg.expected_purchases(52.0).is_finite());
+}
+
+#[test]
 fn clv_is_zero_for_zero_value_and_discounted() {
     let p = sample_params();
     let opts = ClvOptions::default();
