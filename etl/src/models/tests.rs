@@ -610,6 +610,39 @@ fn expectations_stay_finite_when_a_and_b_run_to_millions() {
 }
 
 #[test]
+fn clv_reusing_month_boundaries_gives_the_same_bits_as_evaluating_each() {
+    let p = sample_params();
+    for opts in [
+        ClvOptions::default(),
+        ClvOptions {
+            month_periods: 30.0,
+            ..ClvOptions::default()
+        },
+        ClvOptions {
+            month_periods: 0.1 + 0.2,
+            months: 24,
+            ..ClvOptions::default()
+        },
+    ] {
+        for (x, tx, t, value) in [
+            (0.0, 0.0, 10.0, 5.0),
+            (2.0, 30.0, 38.0, 10.0),
+            (9.0, 60.0, 61.5, 0.37),
+        ] {
+            let mut naive = 0.0;
+            for i in 1..=opts.months {
+                let end = f64::from(i) * opts.month_periods;
+                let inc = p.conditional_expected_purchases(end, x, tx, t)
+                    - p.conditional_expected_purchases(end - opts.month_periods, x, tx, t);
+                naive += value * opts.margin * inc.max(0.0)
+                    / (1.0 + opts.discount_rate).powf(end / opts.month_periods);
+            }
+            assert_eq!(clv(&p, x, tx, t, value, &opts).to_bits(), naive.to_bits());
+        }
+    }
+}
+
+#[test]
 fn clv_is_zero_for_zero_value_and_discounted() {
     let p = sample_params();
     let opts = ClvOptions::default();

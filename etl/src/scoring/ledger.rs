@@ -49,11 +49,6 @@ impl Tx {
         }
     }
 
-    /// The customer's number.
-    pub(crate) fn customer(&self) -> u32 {
-        self.customer
-    }
-
     /// When it happened (microseconds).
     pub(crate) fn at(&self) -> i64 {
         self.at

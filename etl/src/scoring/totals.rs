@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use super::ledger::{Facts, Tx, occasions};
@@ -16,7 +15,7 @@ use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
 use crate::warehouse::{self, WarehouseError};
 
 /// One customer's transactions reduced to what their facts on any later day need.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct CustomerTotals {
     /// Transactions counted.
     pub(crate) transactions: u64,
@@ -29,6 +28,19 @@ pub(crate) struct CustomerTotals {
 }
 
 impl CustomerTotals {
+    /// The totals of a customer without transactions (a prospect).
+    pub(crate) const NONE: CustomerTotals = CustomerTotals {
+        transactions: 0,
+        revenue: 0,
+        occasions: Some(OccasionTotals {
+            orders: 0,
+            first_day: None,
+            last_day: None,
+            repeat_sum: 0.0,
+        }),
+        last_at: None,
+    };
+
     /// The totals of one customer's transactions, sorted as the ledger sorts them.
     pub(crate) fn of(txs: &[Tx]) -> CustomerTotals {
         let (occ, revenue) = occasions(txs);
@@ -90,7 +102,7 @@ pub(crate) fn read_before(
     index: &HashMap<&str, u32>,
     end: i64,
 ) -> Result<Option<Vec<CustomerTotals>>, WarehouseError> {
-    let mut totals = vec![CustomerTotals::default(); index.len()];
+    let mut totals = vec![CustomerTotals::NONE; index.len()];
     let mut last_at: Option<i64> = None;
     let found = purchase_totals::read_each(&version_dir.join(warehouse::state::DIR), |r| {
         last_at = last_at.max(r.last_at);
@@ -99,27 +111,6 @@ pub(crate) fn read_before(
         }
     })?;
     Ok((found && last_at.is_none_or(|l| l < end)).then_some(totals))
-}
-
-/// Every customer's totals from their transactions, in any order: `txs`
-/// is sorted here as the ledger sorts it, then cut per customer. Returns the
-/// customers (their [`Tx`] numbers) with at least one transaction, in order.
-pub(crate) fn totals_by_customer(mut txs: Vec<Tx>) -> Vec<(u32, CustomerTotals)> {
-    txs.par_sort_unstable_by_key(Tx::sort_key);
-    let mut starts: Vec<usize> = Vec::new();
-    for (i, t) in txs.iter().enumerate() {
-        if i == 0 || txs[i - 1].customer() != t.customer() {
-            starts.push(i);
-        }
-    }
-    starts.push(txs.len());
-    starts
-        .par_windows(2)
-        .map(|w| {
-            let group = &txs[w[0]..w[1]];
-            (group[0].customer(), CustomerTotals::of(group))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -140,33 +131,35 @@ mod tests {
     }
 
     #[test]
-    fn totals_give_the_same_facts_as_the_transactions_on_any_later_day() {
-        let txs = vec![
+    fn totals_count_every_transaction_and_skip_fully_refunded_orders() {
+        let mut txs = vec![
             tx(0, 10, 30, Some("o1")),
             tx(0, 3, 5, None),
             tx(0, 10, 7, Some("o2")),
             tx(0, 24, 12, Some("o3")),
             tx(0, 30, -12, Some("o3")),
-            tx(1, 40, 9, None),
         ];
-        let by_customer = totals_by_customer(txs.clone());
-        assert_eq!(by_customer.len(), 2);
-        let (c, t) = by_customer[0];
-        assert_eq!((c, t.transactions, t.revenue), (0, 5, 42 * UNIT));
+        txs.sort_unstable_by_key(Tx::sort_key);
+        let t = CustomerTotals::of(&txs);
+        assert_eq!((t.transactions, t.revenue), (5, 42 * UNIT));
+        assert_eq!(t.last_at, Some(30 * DAY_MICROS + 3_600_000_000));
         let o = t.occasions.expect("summarisable");
         // Day 24's order is fully refunded: occasions on days 3 and 10.
         assert_eq!((o.orders, o.first_day, o.last_day), (2, Some(3), Some(10)));
         assert_eq!(o.repeat_sum, 37.0);
-        for day in [30, 31, 400] {
-            let mut mine: Vec<Tx> = txs.iter().copied().filter(|t| t.customer() == 0).collect();
-            mine.sort_unstable_by_key(Tx::sort_key);
-            let direct = crate::scoring::ledger::facts_of(&mine, day, Period::Week);
-            let via = t.facts(day, Period::Week);
-            assert_eq!(format!("{direct:?}"), format!("{via:?}"));
-        }
-        assert_eq!(
-            by_customer[1].1.last_at,
-            Some(40 * DAY_MICROS + 3_600_000_000)
-        );
+        let f = t.facts(31, Period::Day);
+        let s = f.summary.expect("summary");
+        assert_eq!((s.frequency, s.recency, s.t), (1, Some(7.0), Some(28.0)));
+        assert_eq!(s.days_since_last_purchase, Some(21));
+    }
+
+    #[test]
+    fn stored_rows_give_back_the_same_totals() {
+        let t = CustomerTotals::of(&[tx(3, 5, 2, None), tx(3, 9, 3, None)]);
+        let row = t.to_row("C3").expect("days fit");
+        assert_eq!(CustomerTotals::from_row(&row), t);
+        assert_eq!(CustomerTotals::of(&[]), CustomerTotals::NONE);
+        let none = CustomerTotals::NONE.to_row("P").expect("no days");
+        assert_eq!(CustomerTotals::from_row(&none), CustomerTotals::NONE);
     }
 }
