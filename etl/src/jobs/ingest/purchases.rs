@@ -12,12 +12,10 @@ use crate::warehouse::StoredTxn;
 use crate::warehouse::purchase_totals::PurchaseTotalsRow;
 use cvm_shared::TxnKind;
 
-/// Every customer's purchase totals, sorted by customer id; `None` when
-/// some cannot be stored (the version is then scored from its transactions).
-/// The rows are grouped by customer as references (a counting sort), and
+/// Every customer's purchase totals, sorted by customer id. The rows are grouped by customer as references (a counting sort), and
 /// each customer's [`Tx`] made only while their totals are: the history is
 /// never copied whole.
-pub(super) fn totals(txns: &Txns) -> Option<Vec<PurchaseTotalsRow<&str>>> {
+pub(super) fn totals(txns: &Txns) -> Vec<PurchaseTotalsRow<&str>> {
     let mut number: HashMap<&str, u32> = HashMap::default();
     let mut names: Vec<&str> = Vec::new();
     let numbers: Vec<u32> = txns
@@ -66,7 +64,7 @@ pub(super) fn totals(txns: &Txns) -> Option<Vec<PurchaseTotalsRow<&str>>> {
             txs.sort_unstable_by_key(Tx::sort_key);
             CustomerTotals::of(&txs).to_row(names[c])
         })
-        .collect::<Option<_>>()?;
+        .collect();
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(b.customer_id));
-    Some(rows)
+    rows
 }
