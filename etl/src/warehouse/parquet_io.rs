@@ -361,10 +361,19 @@ pub(crate) type PartJob<'a, T> = (PathBuf, &'a [&'a T]);
 /// [`MAX_PART_ROWS`]; no rows still make one (schema-only) part so the folder
 /// always has a readable file.
 pub(crate) fn part_jobs<'a, T>(folder: &Path, rows: &'a [&'a T]) -> Vec<PartJob<'a, T>> {
+    part_jobs_of(folder, rows, MAX_PART_ROWS)
+}
+
+/// [`part_jobs`] with parts of at most `max_rows`.
+pub(crate) fn part_jobs_of<'a, T>(
+    folder: &Path,
+    rows: &'a [&'a T],
+    max_rows: usize,
+) -> Vec<PartJob<'a, T>> {
     if rows.is_empty() {
         return vec![(folder.join(part_name(0)), rows)];
     }
-    rows.chunks(MAX_PART_ROWS)
+    rows.chunks(max_rows.max(1))
         .enumerate()
         .map(|(k, part)| (folder.join(part_name(k)), part))
         .collect()

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use super::parquet_io::{
     self, Columns, DECIMAL_PRECISION, WriteStats, decimal_array, opt_str, opt_utf8_array,
-    opt_value, part_jobs, utf8_array, write_parts, writer_properties,
+    opt_value, part_jobs_of, utf8_array, write_parts, writer_properties,
 };
 use super::publish::{PublishError, Warehouse, entries, io, sync_dir};
 use super::{ScoreRow, WarehouseError};
@@ -264,11 +264,15 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<ScoreRow>, WarehouseEr
     Ok(out)
 }
 
+/// Rows per scores part: a million customers' scores make four parts,
+/// written in parallel (one part a core would leave the other idle).
+const PART_ROWS: usize = 1 << 18;
+
 /// Writes `rows` under `dir` (part files sorted by `customer_id`).
 pub fn write(dir: &Path, rows: &[ScoreRow]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&ScoreRow> = rows.iter().collect();
     sorted.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    let jobs = part_jobs(dir, &sorted);
+    let jobs = part_jobs_of(dir, &sorted, PART_ROWS);
     write_parts(
         &jobs,
         &schema(),
