@@ -73,9 +73,25 @@ pub struct PurchaseTotalsRow<S> {
     pub last_at: Option<i64>,
 }
 
-fn build(rows: &[PurchaseTotalsRow<&str>]) -> RecordBatch {
+impl<S> PurchaseTotalsRow<S> {
+    /// The same totals under `customer_id` (say, owned instead of borrowed).
+    pub fn with_id<T>(self, customer_id: T) -> PurchaseTotalsRow<T> {
+        PurchaseTotalsRow {
+            customer_id,
+            transactions: self.transactions,
+            revenue: self.revenue,
+            orders: self.orders,
+            first_day: self.first_day,
+            last_day: self.last_day,
+            repeat_sum: self.repeat_sum,
+            last_at: self.last_at,
+        }
+    }
+}
+
+fn build<S: AsRef<str>>(rows: &[PurchaseTotalsRow<S>]) -> RecordBatch {
     let columns: Vec<ArrayRef> = vec![
-        utf8_array(rows.iter().map(|r| r.customer_id)),
+        utf8_array(rows.iter().map(|r| r.customer_id.as_ref())),
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
             rows.iter().map(|r| r.transactions),
         )),
@@ -101,9 +117,9 @@ fn build(rows: &[PurchaseTotalsRow<&str>]) -> RecordBatch {
 /// (`dir` is the `_state` folder), atomically. Returns `None`, writing
 /// nothing, when a revenue does not fit the decimal column: readers then
 /// find no totals and sum the transactions themselves.
-pub fn write(
+pub fn write<S: AsRef<str>>(
     dir: &Path,
-    rows: &[PurchaseTotalsRow<&str>],
+    rows: &[PurchaseTotalsRow<S>],
 ) -> Result<Option<WriteStats>, WarehouseError> {
     if rows.iter().any(|r| r.revenue.abs() > DECIMAL_MAX_UNITS) {
         return Ok(None);

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::purchases::Touched;
 use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution};
@@ -88,18 +89,32 @@ pub(super) fn directory<'a>(
 }
 
 /// Forms the guests from the keys no CRM record claims, and names every
-/// transaction's customer: its CRM customer, else its guest.
-pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>) -> Guests {
+/// transaction's customer: its CRM customer, else its guest. The customers a
+/// row leaves or joins are touched (tracked when `track`).
+pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) -> (Guests, Touched) {
     let guests = Guests::build(
         txns.iter()
             .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
             .map(|t| &t.keys),
     );
-    txns.par_iter_mut().for_each(|t| {
-        t.customer_id = directory
-            .resolve(&t.keys)
-            .map(Into::into)
-            .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
-    });
-    guests
+    let touched = txns
+        .par_iter_mut()
+        .fold(
+            || Touched::tracking(track),
+            |mut touched, t| {
+                let id: Option<Box<str>> = directory
+                    .resolve(&t.keys)
+                    .map(Into::into)
+                    .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
+                if id != t.customer_id {
+                    for end in [&t.customer_id, &id].into_iter().flatten() {
+                        touched.add(end);
+                    }
+                    t.customer_id = id;
+                }
+                touched
+            },
+        )
+        .reduce(|| Touched::tracking(track), Touched::merge);
+    (guests, touched)
 }

@@ -135,6 +135,7 @@ pub fn run_locked(
 
     let mut stored = stored::load(wh, &found.files)?;
     let stored_version = wh.current_id()?;
+    let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
 
     let stored_events = std::mem::take(&mut stored.events);
@@ -209,11 +210,15 @@ pub fn run_locked(
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     let key_history = directory.history();
     let changed = changed || directory.history_changed;
+    // Which customers' purchase totals to sum again: tracked over a stored
+    // version (whose totals the others keep), not on a first load.
+    let mut touched = purchases::Touched::tracking(over_stored);
     let mut txns = transactions::consolidate(
         std::mem::take(&mut stored.txns),
         txn_winners,
         &found.files,
         &mut state,
+        &mut touched,
     );
     // The datasets are written as soon as they are complete, and freed: the
     // record state now, beside identity resolution; then events, so their
@@ -233,8 +238,10 @@ pub fn run_locked(
             }
             None => Ok(()),
         },
-        || identities::assign(&mut txns, &directory),
+        || identities::assign(&mut txns, &directory, over_stored),
     );
+    let (guests, reassigned) = guests;
+    let touched = touched.merge(reassigned);
     state_written?;
     drop(state);
     drop(key_history);
@@ -269,6 +276,7 @@ pub fn run_locked(
         Some(staging) => {
             let datasets = Datasets {
                 txns: &txns,
+                touched: &touched,
                 customers: &customers,
                 small: &input.small,
             };
@@ -289,6 +297,8 @@ pub fn run_locked(
 /// The datasets written last, once every other one is written and freed.
 struct Datasets<'a> {
     txns: &'a transactions::Txns,
+    /// Customers whose transactions changed.
+    touched: &'a purchases::Touched,
     customers: &'a [warehouse::CustomerRow],
     small: &'a stored::SmallState,
 }
@@ -317,7 +327,13 @@ fn publish_version(
     clock.lap("write");
     // After the big writes, whose buffers are freed by now: the totals'
     // grouping then adds little to the run's peak.
-    let totals = purchases::totals(datasets.txns);
+    let previous = wh.current()?;
+    let totals = purchases::totals(datasets.txns, datasets.touched, previous.as_deref())?;
+    tracing::debug!(
+        customers = totals.len(),
+        touched = datasets.touched.len(),
+        "purchase totals"
+    );
     warehouse::purchase_totals::write(&d.join(warehouse::state::DIR), &totals)?;
     drop(totals);
     release_freed();

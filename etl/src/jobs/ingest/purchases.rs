@@ -1,31 +1,101 @@
 //! The purchase-totals step: every customer's totals over the consolidated
 //! transactions (`scoring::totals`), stored in the version so `score` reads
-//! one row per customer instead of every transaction.
+//! one row per customer instead of every transaction. Over a version that
+//! has them, only the customers whose transactions changed tonight are
+//! summed again; the others keep their stored row.
+
+use std::path::Path;
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use super::IngestError;
 use super::transactions::Txns;
 use crate::scoring::ledger::Tx;
 use crate::scoring::totals::CustomerTotals;
-use crate::warehouse::StoredTxn;
-use crate::warehouse::purchase_totals::PurchaseTotalsRow;
+use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
+use crate::warehouse::{self, StoredTxn};
 use cvm_shared::TxnKind;
 
-/// Every customer's purchase totals, sorted by customer id. The rows are grouped by customer as references (a counting sort), and
-/// each customer's [`Tx`] made only while their totals are: the history is
-/// never copied whole.
-pub(super) fn totals(txns: &Txns) -> Vec<PurchaseTotalsRow<&str>> {
+/// The customers whose transactions a run changed: a row added, removed,
+/// or moved to another customer (both ends). `None` when not tracked (a
+/// first load): then every customer is summed.
+#[derive(Debug, Default)]
+pub(super) struct Touched(Option<HashSet<Box<str>>>);
+
+impl Touched {
+    /// An empty set, tracked or not.
+    pub fn tracking(on: bool) -> Touched {
+        Touched(on.then(HashSet::default))
+    }
+
+    /// Notes customer `id`.
+    pub fn add(&mut self, id: &str) {
+        if let Some(ids) = &mut self.0
+            && !ids.contains(id)
+        {
+            ids.insert(id.into());
+        }
+    }
+
+    /// Both sets.
+    pub fn merge(mut self, other: Touched) -> Touched {
+        if let (Some(a), Some(b)) = (&mut self.0, other.0) {
+            a.extend(b);
+        }
+        self
+    }
+
+    /// How many customers, when tracked.
+    pub fn len(&self) -> Option<usize> {
+        self.0.as_ref().map(HashSet::len)
+    }
+}
+
+/// Every customer's purchase totals, sorted by customer id: the stored rows
+/// of `previous` (the version this run started from) for the customers not
+/// `touched`, summed again for the others; all summed when either is missing.
+pub(super) fn totals(
+    txns: &Txns,
+    touched: &Touched,
+    previous: Option<&Path>,
+) -> Result<Vec<PurchaseTotalsRow<Box<str>>>, IngestError> {
+    let mut rows = match (&touched.0, previous) {
+        (Some(ids), Some(dir)) => {
+            let mut kept = Vec::new();
+            let found = purchase_totals::read_each(&dir.join(warehouse::state::DIR), |r| {
+                if !ids.contains(r.customer_id) {
+                    kept.push(r.with_id(Box::from(r.customer_id)));
+                }
+            })?;
+            if found {
+                let mut rows = summed(txns, |id| ids.contains(id));
+                rows.append(&mut kept);
+                rows
+            } else {
+                summed(txns, |_| true)
+            }
+        }
+        _ => summed(txns, |_| true),
+    };
+    rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    Ok(rows)
+}
+
+/// The totals of the customers `wanted` picks, from all their transactions.
+/// Their rows are grouped as references by a counting sort, and each one's
+/// [`Tx`] made only while their totals are: the history is never copied.
+fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<Box<str>>> {
     let mut number: HashMap<&str, u32> = HashMap::default();
     let mut names: Vec<&str> = Vec::new();
     let numbers: Vec<u32> = txns
         .iter()
         .map(|t| match t.customer_id.as_deref() {
-            Some(id) => *number.entry(id).or_insert_with(|| {
+            Some(id) if wanted(id) => *number.entry(id).or_insert_with(|| {
                 names.push(id);
                 (names.len() - 1) as u32
             }),
-            None => u32::MAX,
+            _ => u32::MAX,
         })
         .collect();
     drop(number);
@@ -45,7 +115,7 @@ pub(super) fn totals(txns: &Txns) -> Vec<PurchaseTotalsRow<&str>> {
         }
     }
     drop((numbers, next));
-    let mut rows: Vec<PurchaseTotalsRow<&str>> = (0..names.len())
+    (0..names.len())
         .into_par_iter()
         .map(|c| {
             let mut txs: Vec<Tx> = grouped[starts[c]..starts[c + 1]]
@@ -62,9 +132,9 @@ pub(super) fn totals(txns: &Txns) -> Vec<PurchaseTotalsRow<&str>> {
                 })
                 .collect();
             txs.sort_unstable_by_key(Tx::sort_key);
-            CustomerTotals::of(&txs).to_row(names[c])
+            CustomerTotals::of(&txs)
+                .to_row(names[c])
+                .with_id(Box::from(names[c]))
         })
-        .collect();
-    rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(b.customer_id));
-    rows
+        .collect()
 }

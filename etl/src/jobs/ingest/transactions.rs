@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::purchases::Touched;
 use super::versions::state_of;
 use crate::consolidate::versions::{RecordState, Resolution};
 use crate::memory::release_freed;
@@ -42,15 +43,23 @@ impl Txns {
 }
 
 /// Every transaction row of the history after this drop. Winners' record
-/// state is pushed onto `state` (numbered records live in the dataset).
+/// state is pushed onto `state` (numbered records live in the dataset); the
+/// customers of the stored rows they replace are `touched`.
 pub(super) fn consolidate(
     mut stored: Vec<StoredTxn>,
     winners: Resolution<TxnRecord>,
     files: &[InputFile],
     state: &mut Vec<RecordState>,
+    touched: &mut Touched,
 ) -> Txns {
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
-    stored.retain(|t| !replaced.contains(&*t.record_key));
+    stored.retain(|t| {
+        let keep = !replaced.contains(&*t.record_key);
+        if let (false, Some(id)) = (keep, &t.customer_id) {
+            touched.add(id);
+        }
+        keep
+    });
     let mut txns = Txns {
         chunks: Vec::with_capacity(winners.winners.len() + 1),
     };
