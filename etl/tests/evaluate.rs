@@ -27,13 +27,7 @@ fn cdnow_warehouse(root: &Path) -> PathBuf {
     std::fs::create_dir_all(input.join("transactions")).unwrap();
     std::fs::copy(SAMPLE, input.join("transactions/sample.csv")).unwrap();
     let wh = root.join("wh");
-    ingest::run(&IngestOptions {
-        input,
-        warehouse: wh.clone(),
-        settings: Settings::default(),
-        progress: false,
-    })
-    .unwrap();
+    ingest::run(&IngestOptions::new(input, wh.clone())).unwrap();
     wh
 }
 

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use cvm_etl::jobs::ingest::{self, IngestOptions, IngestReport};
 use cvm_etl::warehouse;
-use cvm_shared::Settings;
 
 /// One night's drop: CRM rows (`customer_id,email,phone,updated_at`) and app
 /// purchases as (`txn`, email, phone).
@@ -43,13 +42,7 @@ fn write_night(root: &Path, n: &Night) {
 }
 
 fn ingest(input: &Path, wh: &Path) -> IngestReport {
-    ingest::run(&IngestOptions {
-        input: input.to_path_buf(),
-        warehouse: wh.to_path_buf(),
-        settings: Settings::default(),
-        progress: false,
-    })
-    .unwrap()
+    ingest::run(&IngestOptions::new(input.to_path_buf(), wh.to_path_buf())).unwrap()
 }
 
 /// Each purchase's customer (`None`: a guest), by `txn`.

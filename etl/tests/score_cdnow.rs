@@ -26,13 +26,7 @@ fn ingest_files(root: &Path, files: &[(&str, &str)]) -> PathBuf {
         std::fs::write(p, text).unwrap();
     }
     let wh = root.join("wh");
-    ingest::run(&IngestOptions {
-        input,
-        warehouse: wh.clone(),
-        settings: Settings::default(),
-        progress: false,
-    })
-    .unwrap();
+    ingest::run(&IngestOptions::new(input, wh.clone())).unwrap();
     wh
 }
 

@@ -46,6 +46,18 @@ pub struct IngestOptions {
     pub progress: bool,
 }
 
+impl IngestOptions {
+    /// Ingest `input` into `warehouse` with the default settings, no progress bar.
+    pub fn new(input: impl Into<PathBuf>, warehouse: impl Into<PathBuf>) -> IngestOptions {
+        IngestOptions {
+            input: input.into(),
+            warehouse: warehouse.into(),
+            settings: Settings::default(),
+            progress: false,
+        }
+    }
+}
+
 /// Why an ingest run failed. Nothing is published in any of these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
