@@ -119,3 +119,43 @@ fn totals_kept_night_by_night_score_as_the_transactions_do() {
     let wh = generated_warehouse(d.path(), 5);
     same_scores_from_totals_and_transactions(&wh, "2025-01-31");
 }
+
+#[test]
+fn damaged_stored_totals_are_summed_again_and_never_stop_a_run() {
+    let d = tempfile::tempdir().unwrap();
+    let input = d.path().join("drop");
+    generate(
+        &input,
+        &GenerateOptions {
+            customers: 300,
+            seed: 3,
+            start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(),
+            days: 2,
+            ..GenerateOptions::default()
+        },
+    )
+    .unwrap();
+    let wh = d.path().join("wh");
+    let ingest = |drop: &str| {
+        ingest::run(&IngestOptions::new(input.join(drop), wh.clone())).unwrap();
+    };
+    let damage = || {
+        let file = wh
+            .join("current")
+            .join(warehouse::state::DIR)
+            .join(warehouse::purchase_totals::FILE);
+        // A new file, not the hard-linked one rewritten in place.
+        std::fs::remove_file(&file).unwrap();
+        std::fs::write(&file, "not parquet").unwrap();
+    };
+    ingest("history");
+    damage();
+    // Scoring reads the transactions instead.
+    let r = score(&wh, "2024-08-31");
+    assert_eq!(r.manifest.purchases_from, "transactions");
+    // The next night sums every customer again, as a first load does.
+    ingest("2024-06-29");
+    ingest("2024-06-30");
+    same_scores_from_totals_and_transactions(&wh, "2024-08-31");
+}

@@ -177,9 +177,14 @@ fn read(
     let index = customer_index(&customers);
     tracing::debug!(ms = t.elapsed().as_millis() as u64, "read customers");
     let t = std::time::Instant::now();
-    let purchases = match totals::read_before(version_dir, &index, end)? {
-        Some(t) => Purchases::Totals(t),
-        None => Purchases::Ledger(Ledger::read(version_dir, &index, end)?),
+    let purchases = match totals::read_before(version_dir, &index, end) {
+        Ok(Some(t)) => Purchases::Totals(t),
+        Ok(None) => Purchases::Ledger(Ledger::read(version_dir, &index, end)?),
+        // Derived state: the transactions give the same scores.
+        Err(e) => {
+            tracing::warn!(error = %e, "purchase totals unreadable: scoring from the transactions");
+            Purchases::Ledger(Ledger::read(version_dir, &index, end)?)
+        }
     };
     tracing::debug!(
         ms = t.elapsed().as_millis() as u64,

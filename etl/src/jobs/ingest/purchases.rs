@@ -9,7 +9,6 @@ use std::path::Path;
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::IngestError;
 use super::transactions::Txns;
 use crate::scoring::ledger::Tx;
 use crate::scoring::totals::CustomerTotals;
@@ -54,12 +53,13 @@ impl Touched {
 
 /// Every customer's purchase totals, sorted by customer id: the stored rows
 /// of `previous` (the version this run started from) for the customers not
-/// `touched`, summed again for the others; all summed when either is missing.
+/// `touched`, summed again for the others; all summed when either is
+/// missing or the stored rows cannot be read.
 pub(super) fn totals(
     txns: &Txns,
     touched: &Touched,
     previous: Option<&Path>,
-) -> Result<Vec<PurchaseTotalsRow<Box<str>>>, IngestError> {
+) -> Vec<PurchaseTotalsRow<Box<str>>> {
     let mut rows = match (&touched.0, previous) {
         (Some(ids), Some(dir)) => {
             let mut kept = Vec::new();
@@ -67,19 +67,26 @@ pub(super) fn totals(
                 if !ids.contains(r.customer_id) {
                     kept.push(r.with_id(Box::from(r.customer_id)));
                 }
-            })?;
-            if found {
-                let mut rows = summed(txns, |id| ids.contains(id));
-                rows.append(&mut kept);
-                rows
-            } else {
-                summed(txns, |_| true)
+            });
+            match found {
+                Ok(true) => {
+                    let mut rows = summed(txns, |id| ids.contains(id));
+                    rows.append(&mut kept);
+                    rows
+                }
+                Ok(false) => summed(txns, |_| true),
+                // Derived state: unreadable stored totals (another cvm's
+                // columns, a damaged file) are summed again from scratch.
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored purchase totals unreadable: summing every customer again");
+                    summed(txns, |_| true)
+                }
             }
         }
         _ => summed(txns, |_| true),
     };
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    Ok(rows)
+    rows
 }
 
 /// The totals of the customers `wanted` picks, from all their transactions.
