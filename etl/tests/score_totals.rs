@@ -27,7 +27,9 @@ fn printed(r: &ScoreReport) -> Vec<String> {
     r.rows.iter().map(|s| format!("{s:?}")).collect()
 }
 
-fn generated_warehouse(root: &Path, days: u32) -> std::path::PathBuf {
+/// An 800-customer shop's 2024 as one drop (`days` 0) or as a history
+/// plus `days` daily drops.
+fn generated_drop(root: &Path, days: u32) -> std::path::PathBuf {
     let input = root.join("drop");
     generate(
         &input,
@@ -41,6 +43,11 @@ fn generated_warehouse(root: &Path, days: u32) -> std::path::PathBuf {
         },
     )
     .unwrap();
+    input
+}
+
+fn generated_warehouse(root: &Path, days: u32) -> std::path::PathBuf {
+    let input = generated_drop(root, days);
     let wh = root.join("wh");
     let mut drops: Vec<std::path::PathBuf> = if days == 0 {
         vec![input]
@@ -123,19 +130,7 @@ fn totals_kept_night_by_night_score_as_the_transactions_do() {
 #[test]
 fn damaged_stored_totals_are_summed_again_and_never_stop_a_run() {
     let d = tempfile::tempdir().unwrap();
-    let input = d.path().join("drop");
-    generate(
-        &input,
-        &GenerateOptions {
-            customers: 300,
-            seed: 3,
-            start: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
-            end: NaiveDate::from_ymd_opt(2024, 6, 30).unwrap(),
-            days: 2,
-            ..GenerateOptions::default()
-        },
-    )
-    .unwrap();
+    let input = generated_drop(d.path(), 2);
     let wh = d.path().join("wh");
     let ingest = |drop: &str| {
         ingest::run(&IngestOptions::new(input.join(drop), wh.clone())).unwrap();
@@ -152,10 +147,10 @@ fn damaged_stored_totals_are_summed_again_and_never_stop_a_run() {
     ingest("history");
     damage();
     // Scoring reads the transactions instead.
-    let r = score(&wh, "2024-08-31");
+    let r = score(&wh, "2025-01-31");
     assert_eq!(r.manifest.purchases_from, "transactions");
     // The next night sums every customer again, as a first load does.
-    ingest("2024-06-29");
-    ingest("2024-06-30");
-    same_scores_from_totals_and_transactions(&wh, "2024-08-31");
+    ingest("2024-12-30");
+    ingest("2024-12-31");
+    same_scores_from_totals_and_transactions(&wh, "2025-01-31");
 }
