@@ -190,20 +190,35 @@ pub struct TxnId<'a> {
 enum IdTail {
     None,
     Refund,
-    Hex([u8; 16]),
+    /// A generic id's hash, printed as 16 lower-case hex digits.
+    Hash(u64),
+}
+
+/// 16 lower-case hex digits of `h`: fixed width, so they sort as `h` does.
+fn hex16(h: u64) -> [u8; 16] {
+    let mut hex = [0u8; 16];
+    for (i, b) in hex.iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    hex
 }
 
 impl<'a> TxnId<'a> {
-    fn tail(&self) -> &[u8] {
-        match &self.tail {
+    /// The tail's text: up to 16 bytes, and how many.
+    fn tail(&self) -> ([u8; 16], usize) {
+        let mut out = [0u8; 16];
+        let text: &[u8] = match &self.tail {
             IdTail::None => b"",
             IdTail::Refund => b":refund",
-            IdTail::Hex(h) => h,
-        }
+            IdTail::Hash(h) => return (hex16(*h), 16),
+        };
+        out[..text.len()].copy_from_slice(text);
+        (out, text.len())
     }
 
     fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        self.head.bytes().chain(self.tail().iter().copied())
+        let (tail, len) = self.tail();
+        self.head.bytes().chain(tail.into_iter().take(len))
     }
 
     /// True when the id is `text`.
@@ -216,7 +231,8 @@ impl fmt::Display for TxnId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.head)?;
         // The tail is ASCII by construction.
-        f.write_str(std::str::from_utf8(self.tail()).map_err(|_| fmt::Error)?)
+        let (tail, len) = self.tail();
+        f.write_str(std::str::from_utf8(&tail[..len]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -236,6 +252,13 @@ impl PartialOrd for TxnId<'_> {
 
 impl Ord for TxnId<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Two generic ids (same head, fixed-width hex) order as their hashes:
+        // the common case of sorting a day's generic transactions, unprinted.
+        if let (IdTail::Hash(a), IdTail::Hash(b)) = (&self.tail, &other.tail) {
+            if self.head == other.head {
+                return a.cmp(b);
+            }
+        }
         self.bytes().cmp(other.bytes())
     }
 }
@@ -255,16 +278,10 @@ impl TxnRow {
                     IdTail::None
                 },
             },
-            TxnIds::Generic { hash, .. } => {
-                let mut hex = [0u8; 16];
-                for (i, b) in hex.iter_mut().enumerate() {
-                    *b = b"0123456789abcdef"[((hash >> (60 - 4 * i)) & 0xf) as usize];
-                }
-                TxnId {
-                    head: GENERIC_PREFIX,
-                    tail: IdTail::Hex(hex),
-                }
-            }
+            TxnIds::Generic { hash, .. } => TxnId {
+                head: GENERIC_PREFIX,
+                tail: IdTail::Hash(*hash),
+            },
         }
     }
 
