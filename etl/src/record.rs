@@ -254,10 +254,10 @@ impl Ord for TxnId<'_> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Two generic ids (same head, fixed-width hex) order as their hashes:
         // the common case of sorting a day's generic transactions, unprinted.
-        if let (IdTail::Hash(a), IdTail::Hash(b)) = (&self.tail, &other.tail) {
-            if self.head == other.head {
-                return a.cmp(b);
-            }
+        if let (IdTail::Hash(a), IdTail::Hash(b)) = (&self.tail, &other.tail)
+            && self.head == other.head
+        {
+            return a.cmp(b);
         }
         self.bytes().cmp(other.bytes())
     }

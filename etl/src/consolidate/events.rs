@@ -244,6 +244,16 @@ impl EventLog {
     /// Moves `other`'s events in after this log's, re-indexing their text.
     /// `file` indices are kept: both logs must number files the same way.
     pub fn append(&mut self, other: EventLog) {
+        self.append_with(other, false);
+    }
+
+    /// Moves in a log read from the warehouse (see [`EventLog::append`]),
+    /// whose `file` fields index its own text table and are re-indexed too.
+    pub fn append_stored(&mut self, other: EventLog) {
+        self.append_with(other, true);
+    }
+
+    fn append_with(&mut self, other: EventLog, files_are_text: bool) {
         let text: Vec<u32> = other
             .text
             .values
@@ -260,6 +270,9 @@ impl EventLog {
             for e in &mut part {
                 e.keys = keysets[e.keys as usize];
                 e.kind = text[e.kind as usize];
+                if files_are_text {
+                    e.file = text[e.file as usize];
+                }
             }
             // Kept until the end of the run: no spare capacity.
             part.shrink_to_fit();

@@ -14,7 +14,9 @@ use super::parquet_io::{
     timestamp_array, utf8_array, write_parts, writer_properties_with,
 };
 use super::{StoredEvent, WarehouseError};
-use crate::consolidate::events::{Event, EventLog, KeySet, parse_hex_id, parse_record_key};
+use crate::consolidate::events::{
+    Event, EventLog, KeySet, Strings, parse_hex_id, parse_record_key,
+};
 use crate::record::Keys;
 
 /// Dataset name used in errors.
@@ -166,7 +168,30 @@ pub fn for_each_in_window(
 /// Reads every event under `dir` into `log` (after the events it holds).
 /// Record keys and event ids must have the form cvm writes (`ev:<16 hex>`).
 pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
-    for item in parquet_io::read_batches(dir)? {
+    // Files are decoded in parallel, each into a log of its own (the lookups
+    // of millions of keys in the text table are most of the work), a few at a
+    // time so that only as many private tables as threads exist at once;
+    // appended in file order, which re-indexes each distinct text once.
+    let files = parquet_io::list_parquet_files(dir)?;
+    for group in files.chunks(rayon::current_num_threads().max(1)) {
+        let logs = group
+            .par_iter()
+            .map(|f| {
+                let mut own = EventLog::default();
+                read_file_log(f, &mut own).map(|()| own)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for own in logs {
+            log.append_stored(own);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the events of one file (or folder) into `log`.
+fn read_file_log(path: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
+    let mut few = FewStrings::default();
+    for item in parquet_io::read_batches(path)? {
         let (path, batch) = item?;
         let c = Columns::new(&batch, &path, DATASET);
         let event_id = c.utf8("event_id", true)?;
@@ -188,8 +213,8 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
             let (digest, n) = parse_record_key(rk).ok_or_else(|| bad("record_key", rk))?;
             let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
             let keys = log.keyset(kc, ke, kp);
-            let kind = log.text.intern(event_type.value(i));
-            let file = log.text.intern(source_file.value(i));
+            let kind = few.intern(&mut log.text, event_type.value(i));
+            let file = few.intern(&mut log.text, source_file.value(i));
             log.push(Event {
                 ts: ts.value(i),
                 id,
@@ -202,6 +227,23 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
         }
     }
     Ok(())
+}
+
+/// The few distinct values of a column (types, source files) mapped to their
+/// index in a text table of millions of keys: a lookup in a table that stays
+/// in cache instead of one that does not.
+#[derive(Default)]
+struct FewStrings(rustc_hash::FxHashMap<Box<str>, u32>);
+
+impl FewStrings {
+    fn intern(&mut self, text: &mut Strings, v: &str) -> u32 {
+        if let Some(&i) = self.0.get(v) {
+            return i;
+        }
+        let i = text.intern(v);
+        self.0.insert(v.into(), i);
+        i
+    }
 }
 
 /// Writes the events of `log` like [`write`], given in the order they are
@@ -361,6 +403,63 @@ mod tests {
         write(d.path(), &[bad]).unwrap();
         let err = read_log(d.path(), &mut back).unwrap_err();
         assert!(err.to_string().contains("record_key"), "{err}");
+    }
+
+    #[test]
+    fn events_of_several_files_read_into_one_log_with_shared_tables() {
+        let d = tempfile::tempdir().unwrap();
+        // Two part files whose events share a key set and a type but not a source file.
+        let mut want = Vec::new();
+        for (part, (file, ts)) in [("events/a.jsonl", 5), ("events/b.jsonl", 3)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut log = EventLog::with_files([file]);
+            let shared = log.keyset(Some("C-1"), Some("x@y.z"), None);
+            let own = log.keyset(None, Some(file), None);
+            let kind = log.text.intern("email_open");
+            for (digest, keys) in [(ts as u64, shared), (ts as u64 + 100, own)] {
+                log.push(Event {
+                    ts,
+                    id: stable_hash(record_key(digest, 1).as_bytes()),
+                    digest,
+                    n: 1,
+                    keys,
+                    kind,
+                    file: 0,
+                });
+            }
+            let ordered = log.ordered();
+            write_log(
+                &d.path().join(format!("p{part}")),
+                &log,
+                &ordered,
+                &[None, None],
+            )
+            .unwrap();
+            want.extend(ordered.iter().map(|e| (e.ts, e.id, log.keys(e.keys), file)));
+        }
+        let mut back = EventLog::with_files(["events/seeded.jsonl"]);
+        read_log(d.path(), &mut back).unwrap();
+        let have: Vec<_> = back
+            .iter()
+            .map(|e| {
+                let file = back.text.get(e.file).unwrap_or_default().to_string();
+                (e.ts, e.id, back.keys(e.keys), file)
+            })
+            .collect();
+        let want: Vec<_> = want
+            .into_iter()
+            .map(|(ts, id, keys, file)| (ts, id, keys, file.to_string()))
+            .collect();
+        assert_eq!(
+            have, want,
+            "every event, in file order, keeps what its indices stand for"
+        );
+        assert_eq!(back.keysets.len(), 3, "the shared key set is one entry");
+        assert_eq!(back.text.get(0), Some("events/seeded.jsonl"));
+        let kinds: std::collections::BTreeSet<u32> = back.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds.len(), 1);
     }
 
     #[test]
