@@ -30,7 +30,8 @@ pub(super) struct DropRead {
     pub per_file: Vec<Counts>,
     /// Rejected records, in file and line order.
     pub rejects: Vec<RejectRow>,
-    /// Versioned transactions per file, in read order (freed file by file later).
+    /// Versioned transactions in chunks (a file's read batches, files in
+    /// order), in read order; freed chunk by chunk later.
     pub txns: Vec<Vec<Versioned<TxnRecord>>>,
     /// Versioned CRM records per file, in read order.
     pub crm: Vec<Vec<Versioned<CrmRecord>>>,
@@ -107,7 +108,7 @@ pub(super) fn read_drop(
     for (_, r) in results {
         out.per_file.push(r.counts);
         out.rejects.extend(r.rejects);
-        out.txns.push(r.txns);
+        out.txns.extend(r.txns);
         out.crm.push(r.crm);
         out.events.append(r.events);
     }
@@ -120,7 +121,9 @@ pub(super) fn read_drop(
 struct FileResult {
     counts: Counts,
     rejects: Vec<RejectRow>,
-    txns: Vec<Versioned<TxnRecord>>,
+    /// One chunk per read batch holding transactions: each sized once, so
+    /// millions of records are never copied into a larger vector as it grows.
+    txns: Vec<Vec<Versioned<TxnRecord>>>,
     crm: Vec<Versioned<CrmRecord>>,
     events: EventLog,
     /// Valid rates and their lines (counted once checked against the run's other rates).
@@ -198,6 +201,11 @@ fn read_one(
             })
             .collect();
         pb.inc(parsed.len() as u64);
+        let txn_count = parsed
+            .iter()
+            .filter(|(_, p, _)| matches!(p, Item::Parsed(Parsed::Txn(_))))
+            .count();
+        let mut txns = Vec::with_capacity(txn_count);
         for (line, p, raw) in parsed {
             let p = match p {
                 Item::Event(f) => {
@@ -207,7 +215,7 @@ fn read_one(
                 Item::Parsed(p) => p,
             };
             match p {
-                Parsed::Txn(v) => out.txns.push(v),
+                Parsed::Txn(v) => txns.push(v),
                 Parsed::Crm(v) => out.crm.push(v),
                 Parsed::Event(v) => events.push(&EventFields::from(&v)),
                 Parsed::Fx(c, r) => out.fx.push((c, r, line)),
@@ -223,6 +231,9 @@ fn read_one(
                     });
                 }
             }
+        }
+        if !txns.is_empty() {
+            out.txns.push(txns);
         }
     })?;
     number_keys(&mut out);
@@ -252,10 +263,23 @@ fn warn_missing_columns(file: &InputFile, header: &Header) {
 /// file), so identical rows stay distinct yet a re-delivered file matches
 /// (events are numbered as they are read, by [`FileEvents`]).
 fn number_keys(out: &mut FileResult) {
-    let mut seen: HashMap<Box<str>, u32> = HashMap::default();
-    for v in out.txns.iter_mut().filter(|v| v.numbered) {
-        let n = seen.entry(v.key.clone()).or_default();
-        *n += 1;
+    // First each record's occurrence, counted on borrowed keys (no copies),
+    // then the keys rewritten.
+    let occurrences: Vec<u32> = {
+        let mut seen: HashMap<&str, u32> = HashMap::default();
+        out.txns
+            .iter()
+            .flatten()
+            .filter(|v| v.numbered)
+            .map(|v| {
+                let n = seen.entry(&v.key).or_default();
+                *n += 1;
+                *n
+            })
+            .collect()
+    };
+    let numbered = out.txns.iter_mut().flatten().filter(|v| v.numbered);
+    for (v, n) in numbered.zip(occurrences) {
         v.key = format!("{}#{n}", v.key).into();
         if let Some(TxnRow {
             ids: TxnIds::Generic { hash, .. },
@@ -264,5 +288,49 @@ fn number_keys(out: &mut FileResult) {
         {
             *hash = stable_hash(v.key.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_rows_are_numbered_across_read_batches_in_line_order() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("transactions")).unwrap();
+        // The same row first, in the middle of the second batch and last.
+        let rows = reader::BATCH + 100;
+        let mut csv = String::from("customer_id,occurred_at,amount\n");
+        for i in 0..rows {
+            let same = i == 0 || i == reader::BATCH + 50 || i + 1 == rows;
+            let amount = if same { 7 } else { 1000 + i };
+            csv.push_str(&format!("C1,2024-01-01,{amount}.00\n"));
+        }
+        std::fs::write(d.path().join("transactions/a.csv"), csv).unwrap();
+        let found = sources::discover(d.path()).unwrap();
+        let ctx = ParseContext::new(&Settings::default());
+        let pb = indicatif::ProgressBar::hidden();
+        let read = read_one(0, &found.files[0], &ctx, &pb).unwrap();
+        assert!(read.txns.len() >= 2, "one chunk per read batch");
+        let all: Vec<&Versioned<TxnRecord>> = read.txns.iter().flatten().collect();
+        assert_eq!(all.len(), rows);
+        let same: Vec<(u64, &str)> = all
+            .iter()
+            .filter(|v| v.body.row.as_ref().unwrap().amount_original.0 == 7_000_000)
+            .map(|v| (v.pos.line, v.key.rsplit_once('#').unwrap().1))
+            .collect();
+        let lines = [2, reader::BATCH as u64 + 52, rows as u64 + 1];
+        assert_eq!(
+            same,
+            lines
+                .iter()
+                .copied()
+                .zip(["1", "2", "3"])
+                .collect::<Vec<_>>()
+        );
+        let keys: std::collections::HashSet<&str> = all.iter().map(|v| &*v.key).collect();
+        assert_eq!(keys.len(), rows, "every record has a key of its own");
     }
 }

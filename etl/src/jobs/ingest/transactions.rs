@@ -42,6 +42,9 @@ impl Txns {
     }
 }
 
+/// Records converted between two hand-backs of freed memory.
+const RELEASE_EVERY: usize = 2 << 20;
+
 /// Every transaction row of the history after this drop. Winners' record
 /// state is pushed onto `state` (numbered records live in the dataset); the
 /// customers of the stored rows they replace are `touched`.
@@ -65,10 +68,14 @@ pub(super) fn consolidate(
     };
     txns.chunks.push(stored);
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
-    // File by file, so each file's records are freed as soon as they are
-    // converted (and handed back every so many files, see `memory`).
-    for (file_index, file_winners) in winners.winners.into_iter().enumerate() {
-        if file_index % 16 == 15 {
+    // Chunk by chunk (a read batch), so each chunk's records are freed as
+    // soon as they are converted, and handed back every few million records
+    // (see `memory`).
+    let mut since_release = 0;
+    for file_winners in winners.winners {
+        since_release += file_winners.len();
+        if since_release >= RELEASE_EVERY {
+            since_release = 0;
             release_freed();
         }
         let mut made = Vec::with_capacity(file_winners.iter().map(|w| w.body.row_count()).sum());
