@@ -26,6 +26,34 @@ pub struct RecordState {
     pub digest: u64,
 }
 
+/// The stored record state a resolution looks versions up in.
+pub trait StoredVersions {
+    /// The stored state of `key`, if any.
+    fn version_of(&self, key: &str) -> Option<&RecordState>;
+}
+
+impl StoredVersions for FxHashMap<Box<str>, RecordState> {
+    fn version_of(&self, key: &str) -> Option<&RecordState> {
+        self.get(key)
+    }
+}
+
+impl StoredVersions for FxHashMap<&str, &RecordState> {
+    fn version_of(&self, key: &str) -> Option<&RecordState> {
+        self.get(key).copied()
+    }
+}
+
+/// Rows sorted by key, as `_state/records.parquet` holds them: looked up by
+/// binary search, which needs no table beside the rows.
+impl StoredVersions for [RecordState] {
+    fn version_of(&self, key: &str) -> Option<&RecordState> {
+        self.binary_search_by(|r| (*r.key).cmp(key))
+            .ok()
+            .map(|i| &self[i])
+    }
+}
+
 /// What became of one versioned record read in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fate {
@@ -63,7 +91,7 @@ impl<T> Resolution<T> {
 /// Resolves `new` (batches in read order) against `stored`.
 pub fn resolve<T>(
     new: Vec<Vec<Versioned<T>>>,
-    stored: &FxHashMap<Box<str>, RecordState>,
+    stored: &(impl StoredVersions + ?Sized),
 ) -> Resolution<T> {
     resolve_mixed(new, stored, |_| false)
 }
@@ -75,7 +103,7 @@ pub fn resolve<T>(
 /// records is made.
 pub fn resolve_mixed<T>(
     new: Vec<Vec<Versioned<T>>>,
-    stored: &FxHashMap<Box<str>, RecordState>,
+    stored: &(impl StoredVersions + ?Sized),
     numbered_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
     resolve_handing_over(new, stored, numbered_stored, drop)
@@ -86,7 +114,7 @@ pub fn resolve_mixed<T>(
 /// the emails and phones of its earlier versions.
 pub fn resolve_keeping_superseded<T>(
     new: Vec<Vec<Versioned<T>>>,
-    stored: &FxHashMap<Box<str>, RecordState>,
+    stored: &(impl StoredVersions + ?Sized),
     superseded: impl FnMut(Versioned<T>),
 ) -> Resolution<T> {
     resolve_handing_over(new, stored, |_| false, superseded)
@@ -94,7 +122,7 @@ pub fn resolve_keeping_superseded<T>(
 
 fn resolve_handing_over<T>(
     mut new: Vec<Vec<Versioned<T>>>,
-    stored: &FxHashMap<Box<str>, RecordState>,
+    stored: &(impl StoredVersions + ?Sized),
     numbered_stored: impl Fn(&str) -> bool,
     mut on_superseded: impl FnMut(Versioned<T>),
 ) -> Resolution<T> {
@@ -150,7 +178,13 @@ fn resolve_handing_over<T>(
         let mut sup = superseded.into_iter();
         // In place, like `retain`, but the superseded records are moved out.
         let losers = batch.extract_if(.., |rec| {
-            let fate = match stored.get(&*rec.key) {
+            // Numbered keys are never in the record state (see `resolve_mixed`).
+            let state = if rec.numbered {
+                None
+            } else {
+                stored.version_of(&rec.key)
+            };
+            let fate = match state {
                 _ if sup.next().unwrap_or(true) => Fate::Duplicate,
                 Some(s)
                     if rec.version < s.version
@@ -209,6 +243,33 @@ mod tests {
         w
     }
 
+    #[test]
+    fn sorted_state_rows_resolve_like_a_table_of_them() {
+        let rows: Vec<RecordState> = [("a", Some(1), 1), ("c", Some(5), 2), ("e", None, 3)]
+            .into_iter()
+            .map(|(k, v, d)| state(k, v, d).1)
+            .collect();
+        let table: FxHashMap<Box<str>, RecordState> =
+            rows.iter().map(|r| (r.key.clone(), r.clone())).collect();
+        for key in ["", "a", "b", "c", "d", "e", "f"] {
+            assert_eq!(rows.version_of(key), table.version_of(key), "{key}");
+        }
+        let new = || {
+            vec![vec![
+                v("c", Some(5), 2, 1),
+                v("c", Some(6), 9, 2),
+                v("b", None, 1, 3),
+                v("e", None, 3, 4),
+            ]]
+        };
+        let (by_rows, by_table) = (resolve(new(), rows.as_slice()), resolve(new(), &table));
+        let lines = |r: &Resolution<()>| r.winners().map(|w| w.pos.line).collect::<Vec<_>>();
+        assert_eq!(lines(&by_rows), [2, 3]);
+        assert_eq!(lines(&by_rows), lines(&by_table));
+        assert_eq!(by_rows.replaced, by_table.replaced);
+        assert_eq!(by_rows.duplicates, by_table.duplicates);
+    }
+
     proptest! {
         #[test]
         fn the_winner_of_each_key_is_its_latest_version_then_its_last_read(
@@ -230,7 +291,7 @@ mod tests {
                 })
                 .collect();
             let want = winners_by_the_rule(&batches);
-            let r = resolve(batches, &FxHashMap::default());
+            let r = resolve(batches, &FxHashMap::<Box<str>, RecordState>::default());
             let have: Vec<Pos> = r.winners().map(|w| w.pos).collect();
             prop_assert_eq!(have, want);
         }
@@ -266,7 +327,7 @@ mod tests {
                 vec![],
                 vec![v("a", Some(2), 3, 3), v("b", None, 4, 4)],
             ],
-            &FxHashMap::default(),
+            &FxHashMap::<Box<str>, RecordState>::default(),
         );
         let lines: Vec<u64> = r.winners().map(|w| w.pos.line).collect();
         assert_eq!(lines, [3, 4]);
@@ -280,7 +341,7 @@ mod tests {
     fn a_version_with_a_time_beats_one_without() {
         let r = resolve(
             vec![vec![v("a", Some(0), 1, 1)], vec![v("a", None, 2, 2)]],
-            &FxHashMap::default(),
+            &FxHashMap::<Box<str>, RecordState>::default(),
         );
         assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [1]);
     }
@@ -341,7 +402,8 @@ pub fn resolve_numbered<T>(
     new: Vec<Vec<Versioned<T>>>,
     is_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
-    resolve_mixed(new, &FxHashMap::default(), is_stored)
+    let none: &[RecordState] = &[];
+    resolve_mixed(new, none, is_stored)
 }
 
 #[cfg(test)]

@@ -83,8 +83,25 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
 /// Writes `rows` to `dir/records.parquet` (`dir` is the `_state` folder),
 /// sorted by key, atomically; always writes the file.
 pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseError> {
-    let mut sorted: Vec<&RecordState> = rows.iter().collect();
-    sorted.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    // A night's rows are the stored ones, still in key order, then its
+    // winners: only what follows the sorted prefix is sorted, then merged.
+    let prefix = rows
+        .len()
+        .min(1 + rows.windows(2).take_while(|w| w[0].key < w[1].key).count());
+    let (head, tail) = rows.split_at(prefix);
+    let mut tail: Vec<&RecordState> = tail.iter().collect();
+    tail.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let mut sorted: Vec<&RecordState> = Vec::with_capacity(rows.len());
+    let (mut h, mut t) = (head.iter().peekable(), tail.into_iter().peekable());
+    while let (Some(a), Some(b)) = (h.peek(), t.peek()) {
+        if a.key <= b.key {
+            sorted.extend(h.next());
+        } else {
+            sorted.extend(t.next());
+        }
+    }
+    sorted.extend(h);
+    sorted.extend(t);
     let batches = chunks(sorted.len()).map(|r| build(sorted[r].iter().copied()));
     write_batches(
         &dir.join(RECORDS_FILE),
@@ -170,6 +187,39 @@ mod tests {
         want.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(read(&dir).unwrap(), want);
         assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_sorted_prefix_then_any_rows_are_written_sorted(
+            keys in proptest::collection::btree_set("[a-e]{1,3}", 0..40),
+            split in 0usize..40,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            // Unique keys: some in order first (the kept state), the rest shuffled after.
+            let mut keys: Vec<String> = keys.into_iter().collect();
+            let mut rest = keys.split_off(split.min(keys.len()));
+            let mut x = seed | 1;
+            for i in (1..rest.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                rest.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let odd: Vec<String> = keys.iter().step_by(2).cloned().collect();
+            let kept: Vec<String> = keys.iter().skip(1).step_by(2).cloned().collect();
+            let rows: Vec<RecordState> = kept
+                .into_iter()
+                .chain(odd)
+                .chain(rest)
+                .map(|k| RecordState { key: k.into(), version: None, digest: 1 })
+                .collect();
+            let d = tempfile::tempdir().unwrap();
+            write(d.path(), &rows).unwrap();
+            let mut want = rows.clone();
+            want.sort_by(|a, b| a.key.cmp(&b.key));
+            proptest::prop_assert_eq!(read(d.path()).unwrap(), want);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap as HashMap;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::IngestError;
@@ -23,7 +23,9 @@ pub(super) struct SmallState {
 /// The published state this run starts from.
 #[derive(Default)]
 pub(super) struct Stored {
-    pub records: HashMap<Box<str>, RecordState>,
+    /// The record state, sorted by key (looked up by binary search; the
+    /// night's kept rows stay in order, so writing it back is a merge).
+    pub records: Vec<RecordState>,
     pub txns: Vec<StoredTxn>,
     pub customers: Vec<CustomerRow>,
     /// Keys of superseded CRM versions.
@@ -69,7 +71,14 @@ pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestE
         SmallState::default()
     };
     Ok(Stored {
-        records: records?.into_iter().map(|r| (r.key.clone(), r)).collect(),
+        records: {
+            let mut records = records?;
+            // Written sorted; a file from elsewhere might not be.
+            if !records.is_sorted_by(|a, b| a.key < b.key) {
+                records.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            }
+            records
+        },
         txns: txns?,
         customers: customers?,
         key_history: key_history?,

@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet as HashSet;
 use super::read::DropRead;
 use super::stored::Stored;
 use crate::consolidate::events::{self, EventResolution};
-use crate::consolidate::versions::{self, RecordState, Resolution};
+use crate::consolidate::versions::{self, RecordState, Resolution, StoredVersions};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::record::{CrmRecord, Outcome, TxnRecord, Versioned};
@@ -38,7 +38,8 @@ impl Versions {
 /// if they are stored. Events resolve beside the CRM and transactions (one
 /// after the other: their tables of keys would otherwise be in memory at once).
 pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
-    let records = &stored.records;
+    let records = StoredIndex::of(&stored.records, &read.crm, &read.txns);
+    let records = &records;
     let stored_txns = &stored.txns;
     let new_crm = std::mem::take(&mut read.crm);
     let new_txns = std::mem::take(&mut read.txns);
@@ -97,12 +98,45 @@ fn fate<T>(
     }
 }
 
+/// The stored record state, looked up by binary search; when the drop holds
+/// many keyed records (a re-run of a large drop), through a hash table
+/// borrowing the rows instead, which makes each lookup one probe.
+enum StoredIndex<'a> {
+    Sorted(&'a [RecordState]),
+    Hashed(rustc_hash::FxHashMap<&'a str, &'a RecordState>),
+}
+
+impl<'a> StoredIndex<'a> {
+    fn of(
+        rows: &'a [RecordState],
+        crm: &[Vec<Versioned<CrmRecord>>],
+        txns: &[Vec<Versioned<TxnRecord>>],
+    ) -> StoredIndex<'a> {
+        let keyed = crm.iter().map(Vec::len).sum::<usize>()
+            + txns.iter().flatten().filter(|v| !v.numbered).count();
+        if keyed >= 1 << 16 && keyed * 8 >= rows.len() {
+            StoredIndex::Hashed(rows.iter().map(|r| (&*r.key, r)).collect())
+        } else {
+            StoredIndex::Sorted(rows)
+        }
+    }
+}
+
+impl StoredVersions for StoredIndex<'_> {
+    fn version_of(&self, key: &str) -> Option<&RecordState> {
+        match self {
+            StoredIndex::Sorted(rows) => rows.version_of(key),
+            StoredIndex::Hashed(map) => map.version_of(key),
+        }
+    }
+}
+
 /// The per-record state of keyed records that the winners leave in place
-/// (numbered ones live in their datasets); the winners' entries are added
-/// as they are consumed. A vector, not a map: it is millions of rows, and
-/// unordered: the writer sorts it.
+/// (numbered ones live in their datasets), still sorted by key; the winners'
+/// entries are added after them as they are consumed. A vector, not a map:
+/// it is millions of rows.
 pub(super) fn kept_state(
-    stored: rustc_hash::FxHashMap<Box<str>, RecordState>,
+    mut stored: Vec<RecordState>,
     crm: &Resolution<CrmRecord>,
     txns: &Resolution<TxnRecord>,
 ) -> Vec<RecordState> {
@@ -112,10 +146,9 @@ pub(super) fn kept_state(
         .chain(&txns.replaced)
         .map(|k| &**k)
         .collect();
-    let mut state: Vec<RecordState> =
-        Vec::with_capacity(stored.len() + crm.winner_count() + txns.winner_count());
-    state.extend(stored.into_values().filter(|r| !replaced.contains(&*r.key)));
-    state
+    stored.retain(|r| !replaced.contains(&*r.key));
+    stored.reserve_exact(crm.winner_count() + txns.winner_count());
+    stored
 }
 
 /// A winner's entry in the record state.
