@@ -324,6 +324,19 @@ mod tests {
         }
     }
 
+    /// The first occurrence of a line with `digest`, in the run's file 0.
+    fn event(ts: i64, digest: u64, keys: u32, kind: u32) -> Event {
+        Event {
+            ts,
+            id: stable_hash(record_key(digest, 1).as_bytes()),
+            digest,
+            n: 1,
+            keys,
+            kind,
+            file: 0,
+        }
+    }
+
     #[test]
     fn round_trips_sorted_by_time_then_id() {
         let d = tempfile::tempdir().unwrap();
@@ -357,15 +370,7 @@ mod tests {
             log.keyset(None, Some("x@y.z"), Some("+861")),
         ];
         let kind = log.text.intern("email_open");
-        let e = |ts, digest, keys| Event {
-            ts,
-            id: stable_hash(record_key(digest, 1).as_bytes()),
-            digest,
-            n: 1,
-            keys,
-            kind,
-            file: 0,
-        };
+        let e = |ts, digest, keys| event(ts, digest, keys, kind);
         let rows = [e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
         rows.iter().for_each(|r| log.push(*r));
         let customers = [Some("C-1"), None];
@@ -419,15 +424,7 @@ mod tests {
             let own = log.keyset(None, Some(file), None);
             let kind = log.text.intern("email_open");
             for (digest, keys) in [(ts as u64, shared), (ts as u64 + 100, own)] {
-                log.push(Event {
-                    ts,
-                    id: stable_hash(record_key(digest, 1).as_bytes()),
-                    digest,
-                    n: 1,
-                    keys,
-                    kind,
-                    file: 0,
-                });
+                log.push(event(ts, digest, keys, kind));
             }
             let ordered = log.ordered();
             write_log(

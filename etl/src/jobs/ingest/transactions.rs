@@ -43,7 +43,7 @@ impl Txns {
 }
 
 /// Records converted between two hand-backs of freed memory.
-const RELEASE_EVERY: usize = 2 << 20;
+const RELEASE_EVERY: usize = 1 << 17;
 
 /// Every transaction row of the history after this drop. Winners' record
 /// state is pushed onto `state` (numbered records live in the dataset); the
@@ -69,7 +69,7 @@ pub(super) fn consolidate(
     txns.chunks.push(stored);
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
     // Chunk by chunk (a read batch), so each chunk's records are freed as
-    // soon as they are converted, and handed back every few million records
+    // soon as they are converted, and handed back every ~130,000 records
     // (see `memory`).
     let mut since_release = 0;
     for file_winners in winners.winners {
