@@ -194,8 +194,9 @@ enum IdTail {
     Hash(u64),
 }
 
-/// 16 lower-case hex digits of `h`: fixed width, so they sort as `h` does.
-fn hex16(h: u64) -> [u8; 16] {
+/// 16 lower-case hex digits of `h`: fixed width, so they sort as `h` does
+/// (the form of generic transaction and event ids).
+pub fn hex16(h: u64) -> [u8; 16] {
     let mut hex = [0u8; 16];
     for (i, b) in hex.iter_mut().enumerate() {
         *b = b"0123456789abcdef"[((h >> (60 - 4 * i)) & 0xf) as usize];

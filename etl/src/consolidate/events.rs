@@ -98,13 +98,31 @@ pub fn record_key(digest: u64, n: u32) -> String {
 /// The event id (the hash of [`record_key`]`(digest, n)`), without building
 /// the key as a string: it is computed for every event read.
 pub fn event_id(digest: u64, n: u32) -> u64 {
-    use std::io::Write;
-    // "ev:", 16 hex digits, '#' and at most 10 digits: 30 bytes.
     let mut buf = [0u8; 32];
-    let mut rest = &mut buf[..];
-    let _ = write!(rest, "ev:{digest:016x}#{n}");
-    let len = 32 - rest.len();
+    let len = record_key_bytes(digest, n, &mut buf);
     stable_hash(&buf[..len])
+}
+
+/// Writes [`record_key`]`(digest, n)` into `buf` without formatting
+/// machinery (it is made for every event read and written); returns its length.
+pub fn record_key_bytes(digest: u64, n: u32, buf: &mut [u8; 32]) -> usize {
+    // "ev:", 16 hex digits, '#' and at most 10 digits: 30 bytes.
+    buf[..3].copy_from_slice(b"ev:");
+    buf[3..19].copy_from_slice(&crate::record::hex16(digest));
+    buf[19] = b'#';
+    let mut digits = [0u8; 10];
+    let (mut n, mut i) = (n, digits.len());
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let tail = &digits[i..];
+    buf[20..20 + tail.len()].copy_from_slice(tail);
+    20 + tail.len()
 }
 
 /// The hash `text` was made from by [`hex_id`].
@@ -414,11 +432,21 @@ mod tests {
 
     #[test]
     fn an_event_id_is_the_hash_of_its_record_key() {
-        for (digest, n) in [(0, 1), (0xab, 2), (u64::MAX, u32::MAX)] {
+        for (digest, n) in [
+            (0, 0),
+            (0, 1),
+            (0xab, 2),
+            (9, 10),
+            (1 << 60, 99),
+            (u64::MAX, u32::MAX),
+        ] {
             assert_eq!(
                 event_id(digest, n),
                 stable_hash(record_key(digest, n).as_bytes())
             );
+            let mut buf = [0u8; 32];
+            let len = record_key_bytes(digest, n, &mut buf);
+            assert_eq!(&buf[..len], record_key(digest, n).as_bytes());
         }
     }
 

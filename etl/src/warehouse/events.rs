@@ -15,7 +15,7 @@ use super::parquet_io::{
 };
 use super::{StoredEvent, WarehouseError};
 use crate::consolidate::events::{
-    Event, EventLog, KeySet, Strings, parse_hex_id, parse_record_key,
+    Event, EventLog, KeySet, Strings, parse_hex_id, parse_record_key, record_key_bytes,
 };
 use crate::record::Keys;
 
@@ -287,16 +287,15 @@ pub fn write_log(
 
 /// Event ids (`ev:<hex>`) or, with an occurrence, record keys (`ev:<hex>#n`).
 fn hex_array(values: impl ExactSizeIterator<Item = (u64, Option<u32>)>) -> ArrayRef {
-    use std::fmt::Write;
     let n = values.len();
     let mut b = StringBuilder::with_capacity(n, n * 24);
+    let mut buf = [0u8; 32];
     for (h, occurrence) in values {
-        // Writing into the builder's buffer needs no String per value.
-        let _ = match occurrence {
-            None => write!(b, "ev:{h:016x}"),
-            Some(k) => write!(b, "ev:{h:016x}#{k}"),
-        };
-        b.append_value("");
+        // `ev:<hex>` is the record key's first 19 bytes.
+        let len = record_key_bytes(h, occurrence.unwrap_or(0), &mut buf);
+        let text = &buf[..if occurrence.is_some() { len } else { 19 }];
+        // ASCII by construction.
+        b.append_value(std::str::from_utf8(text).unwrap_or_default());
     }
     Arc::new(b.finish())
 }
