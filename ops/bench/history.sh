@@ -60,9 +60,21 @@ wh="$bench/wh-history"
 rm -rf "$wh"
 printf '%-8s %11s %9s %9s %12s\n' drop records ingest_s rss_MiB warehouse_MB
 total=0
+prev_kb=0
+last_kb=0
+mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 for ((i = 0; i < drops; i++)); do
+  # Each drop has so far needed a fixed amount more than the one before:
+  # stop before one that would not fit in 90% of this machine's memory.
+  next_kb=$((last_kb + (last_kb - prev_kb)))
+  if [ "$i" -ge 2 ] && [ "$next_kb" -gt $((mem_kb * 9 / 10)) ]; then
+    echo "stopped before drop $i: it would need ~$((next_kb / 1024)) MiB of $((mem_kb / 1024)) MiB"
+    exit 0
+  fi
   /usr/bin/time -f '%e %M' -o "$bench/history.time" "$bin" -q ingest --input "$split/$i" --warehouse "$wh"
   read -r s kb <"$bench/history.time"
+  prev_kb=$last_kb
+  last_kb=$kb
   n=$(records_of "$split/$i")
   total=$((total + n))
   printf '%-8s %11d %9.2f %9.0f %12.1f\n' "$i" "$n" "$s" "$((kb / 1024))" \
