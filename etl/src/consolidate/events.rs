@@ -99,30 +99,22 @@ pub fn record_key(digest: u64, n: u32) -> String {
 /// the key as a string: it is computed for every event read.
 pub fn event_id(digest: u64, n: u32) -> u64 {
     let mut buf = [0u8; 32];
-    let len = record_key_bytes(digest, n, &mut buf);
+    let len = id_bytes(digest, Some(n), &mut buf);
     stable_hash(&buf[..len])
 }
 
-/// Writes [`record_key`]`(digest, n)` into `buf` without formatting
-/// machinery (it is made for every event read and written); returns its length.
-pub fn record_key_bytes(digest: u64, n: u32, buf: &mut [u8; 32]) -> usize {
+/// Writes [`hex_id`]`(digest)`, or with an occurrence [`record_key`]`(digest,
+/// n)`, into `buf`; returns its length. The hex digits are copied, not
+/// formatted: ids are made for every event read and written.
+pub fn id_bytes(digest: u64, n: Option<u32>, buf: &mut [u8; 32]) -> usize {
+    use std::io::Write;
     // "ev:", 16 hex digits, '#' and at most 10 digits: 30 bytes.
     buf[..3].copy_from_slice(b"ev:");
     buf[3..19].copy_from_slice(&crate::record::hex16(digest));
-    buf[19] = b'#';
-    let mut digits = [0u8; 10];
-    let (mut n, mut i) = (n, digits.len());
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let tail = &digits[i..];
-    buf[20..20 + tail.len()].copy_from_slice(tail);
-    20 + tail.len()
+    let Some(n) = n else { return 19 };
+    let mut rest = &mut buf[19..];
+    let _ = write!(rest, "#{n}");
+    32 - rest.len()
 }
 
 /// The hash `text` was made from by [`hex_id`].
@@ -445,8 +437,10 @@ mod tests {
                 stable_hash(record_key(digest, n).as_bytes())
             );
             let mut buf = [0u8; 32];
-            let len = record_key_bytes(digest, n, &mut buf);
+            let len = id_bytes(digest, Some(n), &mut buf);
             assert_eq!(&buf[..len], record_key(digest, n).as_bytes());
+            let len = id_bytes(digest, None, &mut buf);
+            assert_eq!(&buf[..len], hex_id(digest).as_bytes());
         }
     }
 

@@ -15,7 +15,7 @@ use super::parquet_io::{
 };
 use super::{StoredEvent, WarehouseError};
 use crate::consolidate::events::{
-    Event, EventLog, KeySet, Strings, parse_hex_id, parse_record_key, record_key_bytes,
+    Event, EventLog, KeySet, Strings, id_bytes, parse_hex_id, parse_record_key,
 };
 use crate::record::Keys;
 
@@ -291,11 +291,9 @@ fn hex_array(values: impl ExactSizeIterator<Item = (u64, Option<u32>)>) -> Array
     let mut b = StringBuilder::with_capacity(n, n * 24);
     let mut buf = [0u8; 32];
     for (h, occurrence) in values {
-        // `ev:<hex>` is the record key's first 19 bytes.
-        let len = record_key_bytes(h, occurrence.unwrap_or(0), &mut buf);
-        let text = &buf[..if occurrence.is_some() { len } else { 19 }];
+        let len = id_bytes(h, occurrence, &mut buf);
         // ASCII by construction.
-        b.append_value(std::str::from_utf8(text).unwrap_or_default());
+        b.append_value(std::str::from_utf8(&buf[..len]).unwrap_or_default());
     }
     Arc::new(b.finish())
 }
