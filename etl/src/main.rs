@@ -69,6 +69,10 @@ enum Command {
         /// Largest share of rejected records that still publishes (overrides CVM_REJECT_LIMIT).
         #[arg(long)]
         reject_limit: Option<String>,
+        /// Consolidate and write the whole history again instead of only what the
+        /// drop changes (the same result; use it to repair a warehouse or check the nightly path).
+        #[arg(long)]
+        full_rebuild: bool,
     },
     /// Compute customer value scores as of a date into scores/as_of=DATE/.
     Score {
@@ -262,6 +266,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             pos_time_zone,
             default_country_code,
             reject_limit,
+            full_rebuild,
         } => {
             let s = settings(
                 &cli,
@@ -277,6 +282,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 warehouse: warehouse.clone(),
                 settings: s,
                 progress: !cli.global.quiet,
+                full_rebuild: *full_rebuild,
             };
             match ingest::run(&opts) {
                 Ok(report) => {

@@ -64,6 +64,10 @@ fn ingest(input: &Path, wh: &Path) -> IngestReport {
 }
 
 fn ingest_with(input: &Path, wh: &Path, reject_limit: f64) -> IngestReport {
+    run_ingest(input, wh, reject_limit, false)
+}
+
+fn run_ingest(input: &Path, wh: &Path, reject_limit: f64, full_rebuild: bool) -> IngestReport {
     let mut settings = Settings::default();
     settings.ingest.reject_limit = reject_limit;
     ingest::run(&IngestOptions {
@@ -71,6 +75,7 @@ fn ingest_with(input: &Path, wh: &Path, reject_limit: f64) -> IngestReport {
         warehouse: wh.to_path_buf(),
         settings,
         progress: false,
+        full_rebuild,
     })
     .unwrap()
 }
@@ -196,6 +201,14 @@ fn daily_drops_ingested_night_by_night_equal_the_same_history_in_one_drop() {
         if night == 0 {
             history_owners = owners(&wh_nights);
         }
+        // A night writes the months it changes and shares the others.
+        let months = r.manifest.transaction_months;
+        if night > 0 {
+            assert!(
+                months.shared > 0 && months.written > 0,
+                "night {d}: {months:?}"
+            );
+        }
     }
     // The last night delivered again: every record is a duplicate.
     let last = split.join(days.drops.last().unwrap());
@@ -203,6 +216,15 @@ fn daily_drops_ingested_night_by_night_equal_the_same_history_in_one_drop() {
     assert_eq!(again.manifest.status, "unchanged");
     assert_eq!(again.manifest.totals.accepted, fx(&days) / 7);
 
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+
+    // A full rebuild writes every month again, with the same rows.
+    let rebuilt = run_ingest(&last, &wh_nights, 0.1, true);
+    assert_eq!(rebuilt.manifest.status, "published");
+    let months = rebuilt.manifest.transaction_months;
+    assert_eq!(months.shared, 0);
+    let all = std::fs::read_dir(wh_nights.join("current").join("transactions")).unwrap();
+    assert_eq!(months.written, all.count() as u64);
     same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
 
     // What made the nights more than appends: refunds of orders of the
@@ -238,6 +260,72 @@ fn daily_drops_ingested_night_by_night_equal_the_same_history_in_one_drop() {
         "no guest purchase was claimed by a later CRM record"
     );
     // Keyed web orders are what refunds arrive for.
+}
+
+fn web_order(id: &str, email: &str, created: &str, updated: &str, status: &str) -> String {
+    format!(
+        r#"{{"order_id":"{id}","customer":{{"email":"{email}"}},"created_at":"{created}T10:00:00Z","updated_at":"{updated}T10:00:00Z","total":{{"amount":"20.00","currency":"USD"}},"status":"{status}"}}"#
+    )
+}
+
+fn write_drop(dir: &Path, files: &[(&str, String)]) {
+    for (name, text) in files {
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+/// A night writes exactly the months it changes: the month an order leaves
+/// when a later version cancels it, and the month an anonymous receipt
+/// arrives in (no customer to notice it by); the others are shared.
+#[test]
+fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let history = [
+        web_order("W-1", "a@example.com", "2025-01-10", "2025-01-10", "paid"),
+        web_order("W-2", "b@example.com", "2025-02-10", "2025-02-10", "paid"),
+        web_order("W-3", "c@example.com", "2025-03-10", "2025-03-10", "paid"),
+    ]
+    .join("\n");
+    let tonight_web = web_order(
+        "W-1",
+        "a@example.com",
+        "2025-01-10",
+        "2025-03-20",
+        "cancelled",
+    );
+    let tonight_pos = "receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\nR-9,S1,2025-02-15T12:00:00Z,,,5.00,USD,sale\n";
+    let (n1, n2, one) = (
+        tmp.path().join("n1"),
+        tmp.path().join("n2"),
+        tmp.path().join("one"),
+    );
+    write_drop(&n1, &[("web/a.jsonl", history.clone())]);
+    write_drop(
+        &n2,
+        &[
+            ("web/b.jsonl", tonight_web.clone()),
+            ("pos/p.csv", tonight_pos.to_string()),
+        ],
+    );
+    write_drop(
+        &one,
+        &[
+            ("web/a.jsonl", history),
+            ("web/b.jsonl", tonight_web),
+            ("pos/p.csv", tonight_pos.to_string()),
+        ],
+    );
+    let (wh_nights, wh_one) = (tmp.path().join("wh-nights"), tmp.path().join("wh-one"));
+    ingest(&n1, &wh_nights);
+    let night = ingest(&n2, &wh_nights);
+    ingest(&one, &wh_one);
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    let months = night.manifest.transaction_months;
+    assert_eq!((months.written, months.shared), (1, 1), "{months:?}");
+    let ids: BTreeSet<String> = owners(&wh_nights).into_keys().map(|(k, _)| k).collect();
+    assert_eq!(ids.len(), 3, "W-2, W-3 and R-9: {ids:?}");
 }
 
 /// `cvm-etl ingest` as a process, aborted at `crash_at` when given.

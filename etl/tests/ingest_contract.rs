@@ -139,6 +139,7 @@ fn ingest(input: &Path, wh: &Path, reject_limit: f64) -> Result<IngestReport, in
         warehouse: wh.to_path_buf(),
         settings: settings(reject_limit),
         progress: false,
+        full_rebuild: false,
     })
 }
 
@@ -529,6 +530,7 @@ fn the_cdnow_dataset_ingests_without_rejects() {
         warehouse: d.path().join("wh"),
         settings: Settings::default(),
         progress: false,
+        full_rebuild: false,
     })
     .unwrap();
     assert_eq!(r.manifest.totals.rejected, 0);

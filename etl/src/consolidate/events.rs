@@ -83,7 +83,15 @@ pub struct EventLog {
     /// log appended to another moves its parts, so no event is ever copied
     /// into a second vector as big as the whole log.
     parts: Vec<Vec<Event>>,
+    /// The customer each key set's events were stored with (a text index,
+    /// [`NONE`] for none), by key set: what a run compares its resolution
+    /// with to find the stored events whose customer changes. Key sets first
+    /// seen in a drop lie past its end.
+    stored_customers: Vec<u32>,
 }
+
+/// A stored key set whose stored customer is not known: taken as changed.
+const UNKNOWN: u32 = u32::MAX - 1;
 
 /// `ev:` and 16 hex digits of `h`, the form of event ids and record keys.
 pub fn hex_id(h: u64) -> String {
@@ -165,6 +173,26 @@ impl EventLog {
             self.keysets.push(ks);
         }
         i
+    }
+
+    /// Notes the customer the stored events of key set `keys` name; the first
+    /// event read of a key set decides (a version names one customer per key set).
+    pub fn note_stored_customer(&mut self, keys: u32, customer: Option<&str>) {
+        let k = keys as usize;
+        if k >= self.stored_customers.len() {
+            let c = customer.map_or(NONE, |c| self.text.intern(c));
+            self.stored_customers.resize(k, UNKNOWN);
+            self.stored_customers.push(c);
+        }
+    }
+
+    /// Whether key set `keys` was stored with a customer other than
+    /// `customer` (or is new).
+    pub fn customer_changed(&self, keys: u32, customer: Option<&str>) -> bool {
+        match self.stored_customers.get(keys as usize) {
+            Some(&UNKNOWN) | None => true,
+            Some(&c) => self.text.get(c) != customer,
+        }
     }
 
     /// Adds an event after the others.
@@ -276,6 +304,14 @@ impl EventLog {
             .iter()
             .map(|ks| self.keyset_of(ks.map(map)))
             .collect();
+        for (j, &c) in other.stored_customers.iter().enumerate() {
+            let k = keysets[j] as usize;
+            if k >= self.stored_customers.len() {
+                self.stored_customers.resize(k, UNKNOWN);
+                self.stored_customers
+                    .push(if c == UNKNOWN { UNKNOWN } else { map(c) });
+            }
+        }
         for mut part in other.parts {
             for e in &mut part {
                 e.keys = keysets[e.keys as usize];

@@ -430,6 +430,7 @@ fn ingest_check(seed: u64, gzip: bool) {
         warehouse: d.path().join("wh"),
         settings,
         progress: false,
+        full_rebuild: false,
     })
     .unwrap();
     let m = &report.manifest;

@@ -168,6 +168,7 @@ fn steps(
             warehouse: opts.warehouse.clone(),
             settings: opts.settings.clone(),
             progress: opts.progress,
+            full_rebuild: false,
         },
         found,
     )?;

@@ -26,6 +26,27 @@ pub struct WarehouseTotals {
     pub crm_key_conflicts: u64,
 }
 
+/// How many month partitions of a dataset a run wrote, and how many it
+/// shared unchanged with the version it started from (a night writes the
+/// months its drop changes; a first load or a full rebuild writes them all).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct MonthCounts {
+    /// Months written.
+    pub written: u64,
+    /// Months linked from the previous version.
+    pub shared: u64,
+}
+
+impl MonthCounts {
+    /// The months of a dataset's write.
+    pub fn of(w: &crate::warehouse::months::Written) -> MonthCounts {
+        MonthCounts {
+            written: w.months as u64,
+            shared: w.shared_months as u64,
+        }
+    }
+}
+
 /// The manifest of an ingest run.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestManifest {
@@ -59,6 +80,12 @@ pub struct IngestManifest {
     pub reject_share: f64,
     /// The warehouse after this run.
     pub warehouse: WarehouseTotals,
+    /// Whether the run consolidated and wrote the whole history again (`--full-rebuild`).
+    pub full_rebuild: bool,
+    /// Transaction months written and shared.
+    pub transaction_months: MonthCounts,
+    /// Event months written and shared.
+    pub event_months: MonthCounts,
     /// Program versions.
     pub versions: BTreeMap<String, String>,
 }

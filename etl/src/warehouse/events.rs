@@ -1,5 +1,6 @@
-//! The `events/` dataset: engagement events, in `part-NNNNN.parquet` files
-//! sorted by (`ts`, `event_id`).
+//! The `events/` dataset: engagement events, Hive-partitioned by month of
+//! `ts` (UTC) as `month=YYYY-MM/part-NNNNN.parquet`, sorted by (`ts`,
+//! `event_id`) (see `months`).
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -9,6 +10,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use rayon::prelude::*;
 
+use super::months::{self, Unchanged, Written};
 use super::parquet_io::{
     self, Columns, UTC, WriteStats, opt_str, opt_str_ref, opt_utf8_array, part_jobs,
     timestamp_array, utf8_array, write_parts, writer_properties_with,
@@ -107,19 +109,39 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredEvent>, Warehous
         .collect())
 }
 
-/// Writes `rows` to `dir/part-00000.parquet` (more parts past
-/// [`parquet_io::MAX_PART_ROWS`]), sorted by (`ts`, `event_id`); always at least one file.
+/// Writes `rows` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (more
+/// parts past [`parquet_io::MAX_PART_ROWS`]), sorted by (`ts`, `event_id`).
 pub fn write(dir: &Path, rows: &[StoredEvent]) -> Result<WriteStats, WarehouseError> {
     let mut sorted: Vec<&StoredEvent> = rows.iter().collect();
-    // Stable, so equal (ts, id) pairs keep a deterministic order.
     sorted.par_sort_unstable_by(|a, b| (a.ts, &a.event_id).cmp(&(b.ts, &b.event_id)));
-    let jobs = part_jobs(dir, &sorted);
-    write_parts(
-        &jobs,
-        &schema(),
-        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+    write_months(
+        dir,
+        &sorted,
+        |e| e.ts,
+        None,
         |rows| build(rows.iter().copied()),
     )
+    .map(|w| w.stats)
+}
+
+/// Writes rows sorted by time by month (see [`months::write`]); no events at
+/// all still make one schema-only part, so the folder reads as a dataset.
+fn write_months<T: Sync>(
+    dir: &Path,
+    sorted: &[&T],
+    at: impl Fn(&T) -> i64,
+    unchanged: Option<Unchanged<'_>>,
+    build: impl Fn(&[&T]) -> RecordBatch + Sync,
+) -> Result<Written, WarehouseError> {
+    let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
+    if sorted.is_empty() && unchanged.is_none() {
+        let stats = write_parts(&part_jobs(dir, sorted), &schema(), &props, build)?;
+        return Ok(Written {
+            stats,
+            ..Written::default()
+        });
+    }
+    months::write(dir, sorted, at, unchanged, &schema(), &props, build)
 }
 
 /// Reads every event under `dir`; a missing folder has none.
@@ -195,6 +217,7 @@ fn read_file_log(path: &Path, log: &mut EventLog) -> Result<(), WarehouseError> 
         let (path, batch) = item?;
         let c = Columns::new(&batch, &path, DATASET);
         let event_id = c.utf8("event_id", true)?;
+        let customer = c.utf8("customer_id", false)?;
         let keys = [
             c.utf8("key_customer_id", false)?,
             c.utf8("key_email", false)?,
@@ -213,6 +236,7 @@ fn read_file_log(path: &Path, log: &mut EventLog) -> Result<(), WarehouseError> 
             let (digest, n) = parse_record_key(rk).ok_or_else(|| bad("record_key", rk))?;
             let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
             let keys = log.keyset(kc, ke, kp);
+            log.note_stored_customer(keys, opt_str_ref(customer, i));
             let kind = few.intern(&mut log.text, event_type.value(i));
             let file = few.intern(&mut log.text, source_file.value(i));
             log.push(Event {
@@ -248,19 +272,29 @@ impl FewStrings {
 
 /// Writes the events of `log` like [`write`], given in the order they are
 /// written (see [`EventLog::ordered`]); `customers[k]` is the resolved
-/// customer of key set `k`.
+/// customer of key set `k`. With `unchanged`, only the changed months are
+/// written, the others linked from the previous version.
 pub fn write_log(
     dir: &Path,
     log: &EventLog,
     ordered: &[&Event],
     customers: &[Option<&str>],
-) -> Result<WriteStats, WarehouseError> {
-    let jobs = part_jobs(dir, ordered);
+    unchanged: Option<Unchanged<'_>>,
+) -> Result<Written, WarehouseError> {
+    let changed: Vec<&Event>;
+    let ordered = match unchanged {
+        Some(u) => {
+            changed = ordered.iter().copied().filter(|e| u.writes(e.ts)).collect();
+            &changed[..]
+        }
+        None => ordered,
+    };
     let text = |i: u32| log.text.get(i);
-    write_parts(
-        &jobs,
-        &schema(),
-        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+    write_months(
+        dir,
+        ordered,
+        |e| e.ts,
+        unchanged,
         |rows| {
             // Gathered once into a contiguous chunk: the rows are spread over
             // the log's parts, and each column below reads every row again.
@@ -350,7 +384,9 @@ mod tests {
             odd,
         ];
         let st = write(d.path(), &rows).unwrap();
-        assert_eq!((st.files, st.rows), (1, 3));
+        // Two months (1969-12, 2023-11), a part each.
+        assert_eq!((st.files, st.rows), (2, 3));
+        assert!(d.path().join("month=1969-12").is_dir());
         let got = read(d.path()).unwrap();
         let ids: Vec<&str> = got.iter().map(|e| &*e.event_id).collect();
         assert_eq!(ids, ["ev:00ff", "ev:0a", "ev:0b"]);
@@ -371,8 +407,8 @@ mod tests {
         let rows = [e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
         rows.iter().for_each(|r| log.push(*r));
         let customers = [Some("C-1"), None];
-        let st = write_log(d.path(), &log, &log.ordered(), &customers).unwrap();
-        assert_eq!((st.files, st.rows), (1, 2));
+        let st = write_log(d.path(), &log, &log.ordered(), &customers, None).unwrap();
+        assert_eq!((st.stats.files, st.stats.rows, st.months), (1, 2, 1));
         let got = read(d.path()).unwrap();
         assert_eq!(&*got[0].event_id, hex_id(rows[1].id));
         assert_eq!(&*got[0].record_key, "ev:000000000000000b#1");
@@ -429,6 +465,7 @@ mod tests {
                 &log,
                 &ordered,
                 &[None, None],
+                None,
             )
             .unwrap();
             want.extend(ordered.iter().map(|e| (e.ts, e.id, log.keys(e.keys), file)));

@@ -5,7 +5,7 @@
 //! ```text
 //! customers/ transactions/ events/  -> symlinks into current/
 //! current -> _versions/<run_id>     (one atomic rename publishes a version)
-//! _versions/<run_id>/{customers,transactions/month=YYYY-MM,events,_state}/
+//! _versions/<run_id>/{customers,transactions/month=YYYY-MM,events/month=YYYY-MM,_state}/
 //! runs/<run_id>/{manifest.json,rejects.parquet}
 //! scores/as_of=YYYY-MM-DD/
 //! ```
@@ -13,6 +13,7 @@
 pub mod customers;
 pub mod events;
 pub mod key_history;
+pub mod months;
 pub mod parquet_io;
 pub mod publish;
 pub mod purchase_totals;

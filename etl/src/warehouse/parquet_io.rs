@@ -96,7 +96,7 @@ pub fn writer_properties_with(
     b.build()
 }
 
-fn io_err(path: &Path, source: std::io::Error) -> WarehouseError {
+pub(crate) fn io_err(path: &Path, source: std::io::Error) -> WarehouseError {
     WarehouseError::Io {
         path: path.to_path_buf(),
         source,
@@ -192,6 +192,20 @@ where
         rows,
         bytes,
     })
+}
+
+/// Makes `link` name the published file `file` (a hard link: published files
+/// are never modified in place, so versions can share them), or a copy of it
+/// on a file system without hard links.
+pub(crate) fn link_or_copy(file: &Path, link: &Path) -> std::io::Result<()> {
+    match fs::hard_link(file, link) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(e),
+        Err(e) => {
+            tracing::debug!(file = %file.display(), error = %e, "cannot hard-link: copying");
+            fs::copy(file, link).map(drop)
+        }
+    }
 }
 
 /// The Parquet files at `path`: the file itself, or every `*.parquet` below the

@@ -191,6 +191,10 @@ fn share_unchanged(dir: &Path, current: &Path, root: &Path) -> Result<(), Publis
             continue;
         };
         let old = current.join(rel);
+        if same_file(&p, &old) {
+            // Already shared by the writer.
+            continue;
+        }
         if same_bytes(&p, &old).map_err(io(&old))? {
             // Linked beside, then renamed over the copy: on a file system
             // without hard links the copy simply stays.
@@ -204,6 +208,15 @@ fn share_unchanged(dir: &Path, current: &Path, root: &Path) -> Result<(), Publis
         }
     }
     Ok(())
+}
+
+/// Whether `a` and `b` are links to one file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Whether `a` and `b` hold the same bytes (false when `b` does not exist).

@@ -14,9 +14,10 @@ use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
 use rayon::prelude::*;
 
+use super::months::{self, Unchanged, Written, month_of};
 use super::parquet_io::{
-    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
-    opt_str_ref, part_jobs, timestamp_array, write_parts, writer_properties_with,
+    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, decimal_array, opt_str, opt_str_ref,
+    timestamp_array, writer_properties_with,
 };
 use super::{StoredTxn, WarehouseError};
 use crate::record::{Keys, TxnIds, TxnRow};
@@ -213,26 +214,27 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
 
 /// The Hive partition folder name of a UTC microsecond instant: `month=YYYY-MM`.
 pub fn month_partition(occurred_at: i64) -> String {
-    let (y, m) = year_month(occurred_at);
-    format!("month={y:04}-{m:02}")
-}
-
-/// Calendar (proleptic Gregorian) year and month of a UTC microsecond instant;
-/// total over all of `i64`, unlike a calendar library's bounded range.
-fn year_month(micros: i64) -> (i64, u32) {
-    let (y, m, _) = crate::calendar::civil_from_days(micros.div_euclid(86_400_000_000));
-    (y, m)
+    months::folder(month_of(occurred_at))
 }
 
 /// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (a part per
 /// [`parquet_io::MAX_PART_ROWS`]), rows sorted by (`occurred_at`,
-/// `transaction_id`), parts in parallel. `dir` should be
-/// a fresh folder: files already there are not removed.
+/// `transaction_id`), parts in parallel. With `unchanged`, only the changed
+/// months are written and the others linked from the previous version (whose
+/// rows there are exactly `txns`' rows there). `dir` should be a fresh
+/// folder: files already there are not removed.
 pub fn write<'a>(
     dir: &Path,
     txns: impl IntoIterator<Item = &'a StoredTxn>,
-) -> Result<WriteStats, WarehouseError> {
-    let mut sorted: Vec<&StoredTxn> = txns.into_iter().collect();
+    unchanged: Option<Unchanged<'_>>,
+) -> Result<Written, WarehouseError> {
+    let mut sorted: Vec<&StoredTxn> = match unchanged {
+        None => txns.into_iter().collect(),
+        Some(u) => txns
+            .into_iter()
+            .filter(|t| u.writes(t.row.occurred_at))
+            .collect(),
+    };
     let limit = DECIMAL_MAX_UNITS.unsigned_abs();
     if let Some(t) = sorted.iter().find(|t| {
         t.row.amount_base.0.unsigned_abs() > limit || t.row.amount_original.0.unsigned_abs() > limit
@@ -245,29 +247,17 @@ pub fn write<'a>(
             ),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|e| WarehouseError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
-
     // Transaction ids are unique, so the order is total (deterministic even
     // unstable); they are derived, so compared only when times tie.
     sorted.par_sort_unstable_by(|a, b| {
         (a.row.occurred_at.cmp(&b.row.occurred_at))
             .then_with(|| a.transaction_id().cmp(&b.transaction_id()))
     });
-    // Sorting by time also groups months into consecutive runs.
-    let mut jobs = Vec::new();
-    let mut start = 0;
-    while start < sorted.len() {
-        let month = year_month(sorted[start].row.occurred_at);
-        let len = sorted[start..].partition_point(|t| year_month(t.row.occurred_at) == month);
-        let folder = dir.join(month_partition(sorted[start].row.occurred_at));
-        jobs.extend(part_jobs(&folder, &sorted[start..start + len]));
-        start += len;
-    }
-    write_parts(
-        &jobs,
+    months::write(
+        dir,
+        &sorted,
+        |t| t.row.occurred_at,
+        unchanged,
         &schema(),
         &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
         |rows| build(rows.iter().copied()),
@@ -382,16 +372,61 @@ mod tests {
     fn round_trips_through_parquet() {
         let d = tempfile::tempdir().unwrap();
         let rows = sample();
-        let st = write(d.path(), &rows).unwrap();
+        let st = write(d.path(), &rows, None).unwrap().stats;
         assert_eq!(st.rows, 5);
         assert_eq!(read(d.path()).unwrap(), sorted(rows.clone()));
         assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
     }
 
     #[test]
+    fn only_changed_months_are_written_and_the_others_linked() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (previous, next) = (d.path().join("previous"), d.path().join("next"));
+        let rows = sample();
+        write(&previous, &rows, None).unwrap();
+        // Tonight: a February row moves to another customer, the March rows
+        // are replaced by nothing; January and December 1969 stay as they were.
+        let feb = (2024, 2);
+        let mut tonight: Vec<StoredTxn> = rows
+            .iter()
+            .filter(|t| month_of(t.row.occurred_at) != (2024, 3))
+            .cloned()
+            .collect();
+        for t in tonight
+            .iter_mut()
+            .filter(|t| month_of(t.row.occurred_at) == feb)
+        {
+            t.customer_id = Some("C-NEW".into());
+        }
+        let changed = [feb, (2024, 3)].into_iter().collect();
+        let unchanged = Unchanged::of(&previous, &changed).unwrap();
+        let w = write(&next, &tonight, unchanged).unwrap();
+        assert_eq!((w.stats.files, w.months, w.shared_months), (1, 1, 2));
+        assert_eq!(read(&next).unwrap(), sorted(tonight));
+        let part = |dir: &Path, month: &str| {
+            std::fs::metadata(dir.join(month).join(parquet_io::part_name(0)))
+                .map(|m| m.ino())
+                .ok()
+        };
+        for month in ["month=1969-12", "month=2024-01"] {
+            assert_eq!(part(&next, month), part(&previous, month), "{month} shared");
+        }
+        assert_ne!(
+            part(&next, "month=2024-02"),
+            part(&previous, "month=2024-02")
+        );
+        assert_eq!(
+            part(&next, "month=2024-03"),
+            None,
+            "an emptied month is gone"
+        );
+    }
+
+    #[test]
     fn partitions_by_utc_month_with_sorted_rows() {
         let d = tempfile::tempdir().unwrap();
-        let st = write(d.path(), &sample()).unwrap();
+        let st = write(d.path(), &sample(), None).unwrap().stats;
         let mut folders: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -443,8 +478,8 @@ mod tests {
     fn empty_or_missing_folder_reads_as_no_rows() {
         let d = tempfile::tempdir().unwrap();
         assert!(read(&d.path().join("missing")).unwrap().is_empty());
-        let st = write(&d.path().join("empty"), &[]).unwrap();
-        assert_eq!(st, WriteStats::default());
+        let st = write(&d.path().join("empty"), &[], None).unwrap().stats;
+        assert_eq!(st, parquet_io::WriteStats::default());
         assert!(read(&d.path().join("empty")).unwrap().is_empty());
     }
 
@@ -452,7 +487,7 @@ mod tests {
     fn amounts_beyond_decimal128_38_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let big = txn("x", 0, DECIMAL_MAX_UNITS + 1, 0, TxnKind::Purchase);
-        let err = write(d.path(), &[big]).unwrap_err();
+        let err = write(d.path(), &[big], None).unwrap_err();
         assert!(err.to_string().contains("Decimal128(38)"), "{err}");
     }
 
@@ -466,7 +501,7 @@ mod tests {
             59_900_000,
             TxnKind::Purchase,
         );
-        write(d.path(), &[t]).unwrap();
+        write(d.path(), &[t], None).unwrap();
         let file = std::fs::File::open(d.path().join("month=2024-05/part-00000.parquet")).unwrap();
         let reader = SerializedFileReader::new(file).unwrap();
         let meta = reader.metadata().file_metadata();
@@ -536,7 +571,7 @@ mod tests {
         for days in (-800_000i64..800_000).step_by(7) {
             let at = days * 86_400_000_000 + 3_600_000_000;
             let date = NaiveDate::from_epoch_days(days as i32).unwrap();
-            assert_eq!(year_month(at), (date.year() as i64, date.month()), "{days}");
+            assert_eq!(month_of(at), (date.year() as i64, date.month()), "{days}");
         }
         assert_eq!(month_partition(-1), "month=1969-12");
         assert_eq!(month_partition(0), "month=1970-01");
@@ -568,7 +603,7 @@ mod tests {
             .collect();
         let d = tempfile::tempdir().unwrap();
         let t0 = std::time::Instant::now();
-        let st = write(d.path(), &rows).unwrap();
+        let st = write(d.path(), &rows, None).unwrap().stats;
         let t1 = t0.elapsed();
         let back = read(d.path()).unwrap();
         let t2 = t0.elapsed() - t1;

@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
-use super::purchases::Touched;
+use super::touched::Touched;
 use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution};
@@ -90,7 +90,7 @@ pub(super) fn directory<'a>(
 
 /// Forms the guests from the keys no CRM record claims, and names every
 /// transaction's customer: its CRM customer, else its guest. The customers a
-/// row leaves or joins are touched (tracked when `track`).
+/// row leaves or joins, and its month, are touched (tracked when `track`).
 pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) -> (Guests, Touched) {
     let guests = Guests::build(
         txns.iter()
@@ -108,8 +108,9 @@ pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) ->
                     .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
                 if id != t.customer_id {
                     for end in [&t.customer_id, &id].into_iter().flatten() {
-                        touched.add(end);
+                        touched.customer(end);
                     }
+                    touched.month(t.row.occurred_at);
                     t.customer_id = id;
                 }
                 touched

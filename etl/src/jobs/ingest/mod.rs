@@ -14,6 +14,7 @@ mod identities;
 mod purchases;
 mod read;
 mod stored;
+mod touched;
 mod transactions;
 mod versions;
 
@@ -44,6 +45,10 @@ pub struct IngestOptions {
     pub settings: Settings,
     /// Show a progress bar when attached to a terminal.
     pub progress: bool,
+    /// Consolidate and write the whole history again (every partition, every
+    /// customer's totals) instead of what the drop changes: the oracle the
+    /// nightly path is checked against, and the repair tool.
+    pub full_rebuild: bool,
 }
 
 impl IngestOptions {
@@ -54,6 +59,7 @@ impl IngestOptions {
             warehouse: warehouse.into(),
             settings: Settings::default(),
             progress: false,
+            full_rebuild: false,
         }
     }
 }
@@ -180,6 +186,9 @@ pub fn run_locked(
         totals: tally.totals.clone(),
         reject_share: tally.reject_share,
         warehouse: WarehouseTotals::default(),
+        full_rebuild: opts.full_rebuild,
+        transaction_months: Default::default(),
+        event_months: Default::default(),
         versions: manifest::program_versions(),
     };
     let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
@@ -206,7 +215,10 @@ pub fn run_locked(
     }
 
     // Consolidate the whole history.
-    let changed = versions.any_winner() || input.small.rates != stored.small.rates;
+    // A full rebuild publishes even when the drop brings nothing new: it is
+    // how a damaged or foreign version is written again.
+    let changed =
+        opts.full_rebuild || versions.any_winner() || input.small.rates != stored.small.rates;
     let Versions {
         crm: crm_winners,
         txns: txn_winners,
@@ -224,7 +236,8 @@ pub fn run_locked(
     let changed = changed || directory.history_changed;
     // Which customers' purchase totals to sum again: tracked over a stored
     // version (whose totals the others keep), not on a first load.
-    let mut touched = purchases::Touched::tracking(over_stored);
+    let tracked = over_stored && !opts.full_rebuild;
+    let mut touched = touched::Touched::tracking(tracked);
     let mut txns = transactions::consolidate(
         std::mem::take(&mut stored.txns),
         txn_winners,
@@ -261,7 +274,14 @@ pub fn run_locked(
     clock.lap("consolidate");
 
     let event_count = input.events.len() as u64;
-    events::write(version.as_deref(), input.events, &directory, &guests)?;
+    let previous = wh.current()?;
+    let target = version.as_deref().map(|version| events::Target {
+        version,
+        previous: previous.as_deref().filter(|_| tracked),
+        stored: input.stored_events,
+    });
+    let event_months = events::write(target, input.events, &directory, &guests)?;
+    mf.event_months = manifest::ingest::MonthCounts::of(&event_months);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
     drop(superseded_crm);
@@ -310,7 +330,7 @@ pub fn run_locked(
 struct Datasets<'a> {
     txns: &'a transactions::Txns,
     /// Customers whose transactions changed.
-    touched: &'a purchases::Touched,
+    touched: &'a touched::Touched,
     customers: &'a [warehouse::CustomerRow],
     small: &'a stored::SmallState,
 }
@@ -325,12 +345,21 @@ fn publish_version(
     clock: &mut RunClock,
 ) -> Result<(), IngestError> {
     let d = staging.dir.clone();
+    // The version this run started from (published after this run's staging
+    // began, so still current): its unchanged months are shared.
+    let previous = wh.current()?;
+    let previous_txns = previous.as_ref().map(|p| p.join("transactions"));
+    let unchanged = match (previous_txns.as_deref(), datasets.touched.months()) {
+        (Some(previous), Some(changed)) => warehouse::months::Unchanged::of(previous, changed)?,
+        _ => None,
+    };
     let (a, c) = rayon::join(
-        || warehouse::transactions::write(&d.join("transactions"), datasets.txns.iter()),
+        || warehouse::transactions::write(&d.join("transactions"), datasets.txns.iter(), unchanged),
         || warehouse::customers::write(&d.join("customers"), datasets.customers),
     );
-    a?;
+    let written = a?;
     c?;
+    mf.transaction_months = manifest::ingest::MonthCounts::of(&written);
     warehouse::state::write_json(
         &d.join(warehouse::state::DIR).join("small.json"),
         datasets.small,
@@ -339,11 +368,10 @@ fn publish_version(
     clock.lap("write");
     // After the big writes, whose buffers are freed by now: the totals'
     // grouping then adds little to the run's peak.
-    let previous = wh.current()?;
     let totals = purchases::totals(datasets.txns, datasets.touched, previous.as_deref());
     tracing::debug!(
         customers = totals.len(),
-        touched = datasets.touched.len(),
+        touched = datasets.touched.customers().map(|c| c.len()),
         "purchase totals"
     );
     warehouse::purchase_totals::write(&d.join(warehouse::state::DIR), &totals)?;

@@ -7,49 +7,15 @@
 use std::path::Path;
 
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
+use super::touched::Touched;
 use super::transactions::Txns;
 use crate::scoring::ledger::Tx;
 use crate::scoring::totals::CustomerTotals;
 use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
 use crate::warehouse::{self, StoredTxn};
 use cvm_shared::TxnKind;
-
-/// The customers whose transactions a run changed: a row added, removed,
-/// or moved to another customer (both ends). `None` when not tracked (a
-/// first load): then every customer is summed.
-#[derive(Debug, Default)]
-pub(super) struct Touched(Option<HashSet<Box<str>>>);
-
-impl Touched {
-    /// An empty set, tracked or not.
-    pub fn tracking(on: bool) -> Touched {
-        Touched(on.then(HashSet::default))
-    }
-
-    /// Notes customer `id`.
-    pub fn add(&mut self, id: &str) {
-        if let Some(ids) = &mut self.0
-            && !ids.contains(id)
-        {
-            ids.insert(id.into());
-        }
-    }
-
-    /// Both sets.
-    pub fn merge(mut self, other: Touched) -> Touched {
-        if let (Some(a), Some(b)) = (&mut self.0, other.0) {
-            a.extend(b);
-        }
-        self
-    }
-
-    /// How many customers, when tracked.
-    pub fn len(&self) -> Option<usize> {
-        self.0.as_ref().map(HashSet::len)
-    }
-}
 
 /// Every customer's purchase totals, sorted by customer id: the stored rows
 /// of `previous` (the version this run started from) for the customers not
@@ -60,7 +26,7 @@ pub(super) fn totals(
     touched: &Touched,
     previous: Option<&Path>,
 ) -> Vec<PurchaseTotalsRow<Box<str>>> {
-    let mut rows = match (&touched.0, previous) {
+    let mut rows = match (touched.customers(), previous) {
         (Some(ids), Some(dir)) => {
             let mut kept = Vec::new();
             let found = purchase_totals::read_each(&dir.join(warehouse::state::DIR), |r| {

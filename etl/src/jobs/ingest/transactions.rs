@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
-use super::purchases::Touched;
+use super::touched::Touched;
 use super::versions::state_of;
 use crate::consolidate::versions::{RecordState, Resolution};
 use crate::memory::release_freed;
@@ -47,7 +47,7 @@ const RELEASE_EVERY: usize = 1 << 17;
 
 /// Every transaction row of the history after this drop. Winners' record
 /// state is pushed onto `state` (numbered records live in the dataset); the
-/// customers of the stored rows they replace are `touched`.
+/// stored rows they replace and the rows they add are `touched`.
 pub(super) fn consolidate(
     mut stored: Vec<StoredTxn>,
     winners: Resolution<TxnRecord>,
@@ -58,8 +58,8 @@ pub(super) fn consolidate(
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
     stored.retain(|t| {
         let keep = !replaced.contains(&*t.record_key);
-        if let (false, Some(id)) = (keep, &t.customer_id) {
-            touched.add(id);
+        if !keep {
+            touched.row(t);
         }
         keep
     });
@@ -93,6 +93,7 @@ pub(super) fn consolidate(
             for (i, row) in rows.enumerate() {
                 // The last row takes the record's keys; a refunded order's first row copies them.
                 let last = i + 1 == n;
+                touched.month(row.occurred_at);
                 made.push(StoredTxn {
                     row,
                     customer_id: None,

@@ -1,0 +1,72 @@
+//! What a run changed in the transactions: the customers whose rows changed
+//! (their purchase totals are summed again) and the month partitions that
+//! hold a changed row (written again; the others are shared with the version
+//! the run started from).
+
+use rustc_hash::FxHashSet as HashSet;
+
+use crate::warehouse::StoredTxn;
+use crate::warehouse::months::{Month, month_of};
+
+/// The customers and months whose transactions a run changed: a row added,
+/// removed, or moved to another customer (both ends, and the row's month).
+/// Not tracked on a first load or a full rebuild: then every customer is
+/// summed and every month written.
+#[derive(Debug, Default)]
+pub(super) struct Touched(Option<Changed>);
+
+#[derive(Debug, Default)]
+struct Changed {
+    customers: HashSet<Box<str>>,
+    months: HashSet<Month>,
+}
+
+impl Touched {
+    /// Nothing changed yet, tracked or not.
+    pub fn tracking(on: bool) -> Touched {
+        Touched(on.then(Changed::default))
+    }
+
+    /// Notes that a row of customer `id` changed.
+    pub fn customer(&mut self, id: &str) {
+        if let Some(c) = &mut self.0
+            && !c.customers.contains(id)
+        {
+            c.customers.insert(id.into());
+        }
+    }
+
+    /// Notes that a row at `occurred_at` was added, removed or changed.
+    pub fn month(&mut self, occurred_at: i64) {
+        if let Some(c) = &mut self.0 {
+            c.months.insert(month_of(occurred_at));
+        }
+    }
+
+    /// Notes that stored row `t` is removed or replaced.
+    pub fn row(&mut self, t: &StoredTxn) {
+        if let Some(id) = &t.customer_id {
+            self.customer(id);
+        }
+        self.month(t.row.occurred_at);
+    }
+
+    /// Both.
+    pub fn merge(mut self, other: Touched) -> Touched {
+        if let (Some(a), Some(b)) = (&mut self.0, other.0) {
+            a.customers.extend(b.customers);
+            a.months.extend(b.months);
+        }
+        self
+    }
+
+    /// The customers, when tracked.
+    pub fn customers(&self) -> Option<&HashSet<Box<str>>> {
+        self.0.as_ref().map(|c| &c.customers)
+    }
+
+    /// The months, when tracked.
+    pub fn months(&self) -> Option<&HashSet<Month>> {
+        self.0.as_ref().map(|c| &c.months)
+    }
+}

@@ -1,0 +1,195 @@
+//! Month partitions (`month=YYYY-MM/part-NNNNN.parquet`) of the datasets
+//! ordered by time (transactions, events), and how a version shares the
+//! months a run did not change with the version before it.
+//!
+//! A night's drop changes a few months (the current one, the months of the
+//! orders it refunds, of the guests a CRM record claims); writing only those
+//! and hard-linking the others makes a night's write follow its drop, not the
+//! history. Published files are never modified in place, so sharing is safe,
+//! and pruning a version removes only its links.
+
+use std::path::Path;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use parquet::file::properties::WriterProperties;
+use rustc_hash::FxHashSet as HashSet;
+
+use super::WarehouseError;
+use super::parquet_io::{self, WriteStats, io_err, part_jobs, write_parts};
+
+/// A month partition: calendar year and month.
+pub type Month = (i64, u32);
+
+/// Calendar (proleptic Gregorian) year and month of a UTC microsecond instant;
+/// total over all of `i64`, unlike a calendar library's bounded range.
+pub fn month_of(micros: i64) -> Month {
+    let (y, m, _) = crate::calendar::civil_from_days(micros.div_euclid(86_400_000_000));
+    (y, m)
+}
+
+/// The Hive partition folder of a month: `month=YYYY-MM`.
+pub fn folder((y, m): Month) -> String {
+    format!("month={y:04}-{m:02}")
+}
+
+/// The month of a partition folder's name, exactly as [`folder`] writes it.
+pub fn of_folder(name: &str) -> Option<Month> {
+    let (y, m) = name.strip_prefix("month=")?.rsplit_once('-')?;
+    let month = (y.parse().ok()?, m.parse().ok()?);
+    (folder(month) == name).then_some(month)
+}
+
+/// The months a run leaves as they were: shared with the version it started
+/// from instead of written again.
+#[derive(Debug, Clone, Copy)]
+pub struct Unchanged<'a> {
+    /// The dataset's folder in the version the run started from.
+    pub previous: &'a Path,
+    /// The months holding a row the run added, removed or changed; every
+    /// other month of `previous` is shared.
+    pub changed: &'a HashSet<Month>,
+}
+
+impl<'a> Unchanged<'a> {
+    /// Sharing from `previous`, when its files all lie in month folders; when
+    /// some do not (a layout of an earlier cvm), `None`: every month is
+    /// written.
+    pub fn of(
+        previous: &'a Path,
+        changed: &'a HashSet<Month>,
+    ) -> Result<Option<Unchanged<'a>>, WarehouseError> {
+        for file in parquet_io::list_parquet_files(previous)? {
+            let parent = file.strip_prefix(previous).ok().and_then(Path::parent);
+            let folder = parent.and_then(Path::to_str);
+            if folder.and_then(of_folder).is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Unchanged { previous, changed }))
+    }
+
+    /// Whether rows at `micros` must be written.
+    pub fn writes(&self, micros: i64) -> bool {
+        self.changed.contains(&month_of(micros))
+    }
+}
+
+/// What [`write`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Written {
+    /// The files written.
+    pub stats: WriteStats,
+    /// Month folders written.
+    pub months: usize,
+    /// Month folders linked from the previous version.
+    pub shared_months: usize,
+}
+
+/// Writes `sorted` (ordered by `at`, microseconds UTC) under `dir` as
+/// `month=YYYY-MM/part-NNNNN.parquet`, a part per
+/// [`parquet_io::MAX_PART_ROWS`], parts in parallel; then, with `unchanged`,
+/// links every other month of the previous version. With `unchanged`,
+/// `sorted` holds only rows of changed months.
+pub(crate) fn write<T: Sync>(
+    dir: &Path,
+    sorted: &[&T],
+    at: impl Fn(&T) -> i64,
+    unchanged: Option<Unchanged<'_>>,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+    build: impl Fn(&[&T]) -> RecordBatch + Sync,
+) -> Result<Written, WarehouseError> {
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    // Sorted by time, so each month is one run of rows.
+    let mut jobs = Vec::new();
+    let mut months = 0;
+    let mut start = 0;
+    while start < sorted.len() {
+        let month = month_of(at(sorted[start]));
+        let len = sorted[start..].partition_point(|t| month_of(at(t)) == month);
+        jobs.extend(part_jobs(
+            &dir.join(folder(month)),
+            &sorted[start..start + len],
+        ));
+        months += 1;
+        start += len;
+    }
+    let stats = write_parts(&jobs, schema, props, build)?;
+    let shared_months = match unchanged {
+        Some(u) => share(dir, u)?,
+        None => 0,
+    };
+    Ok(Written {
+        stats,
+        months,
+        shared_months,
+    })
+}
+
+/// Links the files of every month folder of `u.previous` not in `u.changed`
+/// into `dir`; returns how many folders.
+fn share(dir: &Path, u: Unchanged<'_>) -> Result<usize, WarehouseError> {
+    let mut shared = 0;
+    let entries = match std::fs::read_dir(u.previous) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(shared),
+        Err(e) => return Err(io_err(u.previous, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(u.previous, e))?;
+        let name = entry.file_name();
+        let Some(month) = name.to_str().and_then(of_folder) else {
+            continue;
+        };
+        if u.changed.contains(&month) {
+            continue;
+        }
+        let to = dir.join(&name);
+        std::fs::create_dir_all(&to).map_err(|e| io_err(&to, e))?;
+        for file in parquet_io::list_parquet_files(&entry.path())? {
+            let Some(file_name) = file.file_name() else {
+                continue;
+            };
+            let link = to.join(file_name);
+            parquet_io::link_or_copy(&file, &link).map_err(|e| io_err(&link, e))?;
+        }
+        shared += 1;
+    }
+    Ok(shared)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn month_folders_name_their_month_and_nothing_else() {
+        for at in [0, -1, i64::MIN, i64::MAX, 1_700_000_000_000_000] {
+            let name = folder(month_of(at));
+            assert_eq!(of_folder(&name), Some(month_of(at)), "{name}");
+        }
+        for name in [
+            "month=2024-1",
+            "month=2024-13x",
+            "month=2024",
+            "2024-01",
+            "month=2024-01.tmp",
+        ] {
+            assert_eq!(of_folder(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_previous_version_with_files_outside_month_folders_shares_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let changed = HashSet::default();
+        let month = d.path().join("month=2024-01");
+        std::fs::create_dir_all(&month).unwrap();
+        std::fs::write(month.join("part-00000.parquet"), b"x").unwrap();
+        assert!(Unchanged::of(d.path(), &changed).unwrap().is_some());
+        std::fs::write(d.path().join("part-00000.parquet"), b"x").unwrap();
+        assert!(Unchanged::of(d.path(), &changed).unwrap().is_none());
+    }
+}
