@@ -114,6 +114,10 @@ fn datasets(wh: &Path) -> BTreeMap<&'static str, Vec<String>> {
             printed(warehouse::key_history::read(&state).unwrap()),
         ),
         ("_state/purchase_totals", purchase_totals(&state)),
+        (
+            "_state/event_keysets",
+            printed(warehouse::event_keysets::read_rows(&state).unwrap()),
+        ),
     ])
 }
 

@@ -83,14 +83,13 @@ pub struct EventLog {
     /// log appended to another moves its parts, so no event is ever copied
     /// into a second vector as big as the whole log.
     parts: Vec<Vec<Event>>,
-    /// The customer each key set's events were stored with (a text index,
-    /// [`NONE`] for none), by key set: what a run compares its resolution
-    /// with to find the stored events whose customer changes. Key sets first
-    /// seen in a drop lie past its end.
+    /// The customer each key set's events belong to in the stored version
+    /// (a text index, [`NONE`] for none), by key set, as read from
+    /// `_state/event_keysets`. Key sets first seen in a drop lie past its end.
     stored_customers: Vec<u32>,
 }
 
-/// A stored key set whose stored customer is not known: taken as changed.
+/// A stored key set whose stored customer is not known.
 const UNKNOWN: u32 = u32::MAX - 1;
 
 /// `ev:` and 16 hex digits of `h`, the form of event ids and record keys.
@@ -186,13 +185,27 @@ impl EventLog {
         }
     }
 
-    /// Whether key set `keys` was stored with a customer other than
-    /// `customer` (or is new).
-    pub fn customer_changed(&self, keys: u32, customer: Option<&str>) -> bool {
-        match self.stored_customers.get(keys as usize) {
-            Some(&UNKNOWN) | None => true,
-            Some(&c) => self.text.get(c) != customer,
-        }
+    /// The customer key set `keys` was stored with (`None` for none, or
+    /// when not known).
+    pub fn stored_customer(&self, keys: u32) -> Option<&str> {
+        self.stored_customers
+            .get(keys as usize)
+            .and_then(|&c| self.text.get(c))
+    }
+
+    /// The index of the key set of these keys, if the log has it.
+    pub fn find_keyset(
+        &self,
+        customer_id: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Option<u32> {
+        let at = |v: Option<&str>| match v {
+            None => Some(NONE),
+            Some(s) => self.text.index.get(s).copied(),
+        };
+        let ks = [at(customer_id)?, at(email)?, at(phone)?];
+        self.keyset_index.get(&ks).copied()
     }
 
     /// Adds an event after the others.
@@ -291,6 +304,13 @@ impl EventLog {
         self.append_with(other, true);
     }
 
+    /// Like [`EventLog::append_stored`], but its events go before this log's.
+    pub fn prepend_stored(&mut self, other: EventLog) {
+        let mine = std::mem::take(&mut self.parts);
+        self.append_with(other, true);
+        self.parts.extend(mine);
+    }
+
     fn append_with(&mut self, other: EventLog, files_are_text: bool) {
         let text: Vec<u32> = other
             .text
@@ -304,14 +324,7 @@ impl EventLog {
             .iter()
             .map(|ks| self.keyset_of(ks.map(map)))
             .collect();
-        for (j, &c) in other.stored_customers.iter().enumerate() {
-            let k = keysets[j] as usize;
-            if k >= self.stored_customers.len() {
-                self.stored_customers.resize(k, UNKNOWN);
-                self.stored_customers
-                    .push(if c == UNKNOWN { UNKNOWN } else { map(c) });
-            }
-        }
+
         for mut part in other.parts {
             for e in &mut part {
                 e.keys = keysets[e.keys as usize];

@@ -20,15 +20,10 @@ pub(crate) fn engagement_90d(
 ) -> Result<Vec<u32>, WarehouseError> {
     let counts: Vec<AtomicU32> = (0..index.len()).map(|_| AtomicU32::new(0)).collect();
     let window_start = end - WINDOW_DAYS * DAY_MICROS;
-    warehouse::events::for_each_in_window(
-        &version_dir.join("events"),
-        window_start,
-        end,
-        |customer, _| {
-            if let Some(&i) = index.get(customer) {
-                counts[i as usize].fetch_add(1, Ordering::Relaxed);
-            }
-        },
-    )?;
+    warehouse::events::for_each_in_window(version_dir, window_start, end, |customer, _| {
+        if let Some(&i) = index.get(customer) {
+            counts[i as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    })?;
     Ok(counts.into_iter().map(AtomicU32::into_inner).collect())
 }

@@ -1,6 +1,7 @@
-//! The `events/` dataset: engagement events, Hive-partitioned by month of
-//! `ts` (UTC) as `month=YYYY-MM/part-NNNNN.parquet`, sorted by (`ts`,
-//! `event_id`) (see `months`).
+//! The `events/` dataset: engagement events with the keys they came with,
+//! Hive-partitioned by month of `ts` (UTC) as `month=YYYY-MM/part-NNNNN.parquet`,
+//! sorted by (`ts`, `event_id`) (see `months`). Their customer is their key
+//! set's, in `_state/event_keysets.parquet`: a claim never rewrites events.
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -32,7 +33,6 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
     Arc::new(Schema::new(vec![
         text("event_id", false),
-        text("customer_id", true),
         text("key_customer_id", true),
         text("key_email", true),
         text("key_phone", true),
@@ -59,7 +59,6 @@ where
     let r = rows;
     let columns: Vec<ArrayRef> = vec![
         utf8_array(r.clone().map(|e| &*e.event_id)),
-        opt_utf8_array(r.clone().map(|e| e.customer_id.as_deref())),
         opt_utf8_array(r.clone().map(|e| e.keys.customer_id.as_deref())),
         opt_utf8_array(r.clone().map(|e| e.keys.email.as_deref())),
         opt_utf8_array(r.clone().map(|e| e.keys.phone.as_deref())),
@@ -84,7 +83,6 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredEvent>, WarehouseErro
 fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let event_id = c.utf8("event_id", true)?;
-    let customer_id = c.utf8("customer_id", false)?;
     let key_customer_id = c.utf8("key_customer_id", false)?;
     let key_email = c.utf8("key_email", false)?;
     let key_phone = c.utf8("key_phone", false)?;
@@ -95,7 +93,6 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredEvent>, Warehous
     Ok((0..batch.num_rows())
         .map(|i| StoredEvent {
             event_id: event_id.value(i).into(),
-            customer_id: opt_str(customer_id, i),
             keys: Keys {
                 customer_id: opt_str(key_customer_id, i),
                 email: opt_str(key_email, i),
@@ -149,12 +146,65 @@ pub fn read(dir: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
 }
 
-/// Calls `f(customer_id, ts)` for every event under `dir` that names a
-/// customer and has `from <= ts < to` (microseconds). Reads only those two
-/// columns, and only the row groups whose `ts` statistics overlap the window
-/// (files are sorted by `ts`, so a recent window reads the newest few), the
-/// files in parallel: `f` is called from several threads.
+/// Calls `f(customer_id, ts)` for every event of the warehouse version
+/// `version` that belongs to a customer and has `from <= ts < to`
+/// (microseconds); the customer is its key set's (`_state/event_keysets`).
+/// Reads only the keys and `ts`, and only the row groups whose `ts`
+/// statistics overlap the window (files are sorted by `ts`, so a recent
+/// window reads the newest few), the files in parallel: `f` is called from
+/// several threads.
 pub fn for_each_in_window(
+    version: &Path,
+    from: i64,
+    to: i64,
+    f: impl Fn(&str, i64) + Sync,
+) -> Result<(), WarehouseError> {
+    let mut keysets = EventLog::default();
+    let state = version.join(super::state::DIR);
+    if super::event_keysets::read(&state, &mut keysets)?.is_none() {
+        // An earlier cvm's version: its events name their customer.
+        return for_each_named_in_window(&version.join("events"), from, to, f);
+    }
+    let columns = ["key_customer_id", "key_email", "key_phone", "ts"];
+    parquet_io::list_parquet_files(&version.join("events"))?
+        .par_iter()
+        .try_for_each(|path| {
+            let window = Some(("ts", from, to));
+            let Some(reader) = parquet_io::open_projected(path, &columns, window)? else {
+                return Ok(());
+            };
+            for batch in reader {
+                let batch = batch.map_err(|e| WarehouseError::Format {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let c = Columns::new(&batch, path, DATASET);
+                let keys = [
+                    c.utf8("key_customer_id", false)?,
+                    c.utf8("key_email", false)?,
+                    c.utf8("key_phone", false)?,
+                ];
+                let ts = c.timestamp_us("ts", true)?;
+                for i in 0..batch.num_rows() {
+                    let t = ts.value(i);
+                    if t < from || t >= to {
+                        continue;
+                    }
+                    let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
+                    let customer = keysets
+                        .find_keyset(kc, ke, kp)
+                        .and_then(|k| keysets.stored_customer(k));
+                    if let Some(customer) = customer {
+                        f(customer, t);
+                    }
+                }
+            }
+            Ok(())
+        })
+}
+
+/// [`for_each_in_window`] over events that carry a `customer_id` column.
+fn for_each_named_in_window(
     dir: &Path,
     from: i64,
     to: i64,
@@ -217,7 +267,6 @@ fn read_file_log(path: &Path, log: &mut EventLog) -> Result<(), WarehouseError> 
         let (path, batch) = item?;
         let c = Columns::new(&batch, &path, DATASET);
         let event_id = c.utf8("event_id", true)?;
-        let customer = c.utf8("customer_id", false)?;
         let keys = [
             c.utf8("key_customer_id", false)?,
             c.utf8("key_email", false)?,
@@ -236,7 +285,6 @@ fn read_file_log(path: &Path, log: &mut EventLog) -> Result<(), WarehouseError> 
             let (digest, n) = parse_record_key(rk).ok_or_else(|| bad("record_key", rk))?;
             let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
             let keys = log.keyset(kc, ke, kp);
-            log.note_stored_customer(keys, opt_str_ref(customer, i));
             let kind = few.intern(&mut log.text, event_type.value(i));
             let file = few.intern(&mut log.text, source_file.value(i));
             log.push(Event {
@@ -271,14 +319,12 @@ impl FewStrings {
 }
 
 /// Writes the events of `log` like [`write`], given in the order they are
-/// written (see [`EventLog::ordered`]); `customers[k]` is the resolved
-/// customer of key set `k`. With `unchanged`, only the changed months are
-/// written, the others linked from the previous version.
+/// written (see [`EventLog::ordered`]). With `unchanged`, only the changed
+/// months are written, the others linked from the previous version.
 pub fn write_log(
     dir: &Path,
     log: &EventLog,
     ordered: &[&Event],
-    customers: &[Option<&str>],
     unchanged: Option<Unchanged<'_>>,
 ) -> Result<Written, WarehouseError> {
     let changed: Vec<&Event>;
@@ -305,7 +351,6 @@ pub fn write_log(
             let r = local.iter().copied();
             let columns: Vec<ArrayRef> = vec![
                 hex_array(r.clone().map(|(e, _)| (e.id, None))),
-                opt_utf8_array(r.clone().map(|(e, _)| customers[e.keys as usize])),
                 opt_utf8_array(r.clone().map(|(_, ks)| text(ks[0]))),
                 opt_utf8_array(r.clone().map(|(_, ks)| text(ks[1]))),
                 opt_utf8_array(r.clone().map(|(_, ks)| text(ks[2]))),
@@ -342,9 +387,8 @@ mod tests {
     fn ev(id: &str, ts: i64, customer: Option<&str>) -> StoredEvent {
         StoredEvent {
             event_id: id.into(),
-            customer_id: customer.map(Into::into),
             keys: Keys {
-                customer_id: None,
+                customer_id: customer.map(Into::into),
                 email: Some("émile@exämple.org".into()),
                 phone: None,
             },
@@ -406,15 +450,14 @@ mod tests {
         let e = |ts, digest, keys| event(ts, digest, keys, kind);
         let rows = [e(2, 0xa, ks[0]), e(1, 0xb, ks[1])];
         rows.iter().for_each(|r| log.push(*r));
-        let customers = [Some("C-1"), None];
-        let st = write_log(d.path(), &log, &log.ordered(), &customers, None).unwrap();
+        let st = write_log(d.path(), &log, &log.ordered(), None).unwrap();
         assert_eq!((st.stats.files, st.stats.rows, st.months), (1, 2, 1));
         let got = read(d.path()).unwrap();
         assert_eq!(&*got[0].event_id, hex_id(rows[1].id));
         assert_eq!(&*got[0].record_key, "ev:000000000000000b#1");
         assert_eq!(got[0].keys.phone.as_deref(), Some("+861"));
-        assert_eq!(got[0].customer_id, None);
-        assert_eq!(got[1].customer_id.as_deref(), Some("C-1"));
+        assert_eq!(got[0].keys.customer_id, None);
+        assert_eq!(got[1].keys.customer_id.as_deref(), Some("C-1"));
         assert_eq!(&*got[1].source_file, "events/a.jsonl");
         let mut back = EventLog::with_files(["events/a.jsonl"]);
         read_log(d.path(), &mut back).unwrap();
@@ -460,14 +503,7 @@ mod tests {
                 log.push(event(ts, digest, keys, kind));
             }
             let ordered = log.ordered();
-            write_log(
-                &d.path().join(format!("p{part}")),
-                &log,
-                &ordered,
-                &[None, None],
-                None,
-            )
-            .unwrap();
+            write_log(&d.path().join(format!("p{part}")), &log, &ordered, None).unwrap();
             want.extend(ordered.iter().map(|e| (e.ts, e.id, log.keys(e.keys), file)));
         }
         let mut back = EventLog::with_files(["events/seeded.jsonl"]);
@@ -497,7 +533,7 @@ mod tests {
     fn missing_column_is_named() {
         let b = to_batch(&[ev("ev:1", 0, None)]);
         let mut b = b.clone();
-        b.remove_column(5);
+        b.remove_column(4);
         let err = from_batch(&b).unwrap_err();
         assert!(err.to_string().contains("no column \"type\""), "{err}");
     }

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod customers;
+pub mod event_keysets;
 pub mod events;
 pub mod key_history;
 pub mod months;
@@ -122,8 +123,6 @@ pub struct CustomerRow {
 pub struct StoredEvent {
     /// Stable id (`ev:<hex>`).
     pub event_id: Box<str>,
-    /// Resolved customer, if its key matches one.
-    pub customer_id: Option<Box<str>>,
     /// The keys the source gave.
     pub keys: Keys,
     /// Event type.

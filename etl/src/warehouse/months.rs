@@ -59,20 +59,25 @@ impl<'a> Unchanged<'a> {
         previous: &'a Path,
         changed: &'a HashSet<Month>,
     ) -> Result<Option<Unchanged<'a>>, WarehouseError> {
-        for file in parquet_io::list_parquet_files(previous)? {
-            let parent = file.strip_prefix(previous).ok().and_then(Path::parent);
-            let folder = parent.and_then(Path::to_str);
-            if folder.and_then(of_folder).is_none() {
-                return Ok(None);
-            }
-        }
-        Ok(Some(Unchanged { previous, changed }))
+        Ok(partitioned(previous)?.then_some(Unchanged { previous, changed }))
     }
 
     /// Whether rows at `micros` must be written.
     pub fn writes(&self, micros: i64) -> bool {
         self.changed.contains(&month_of(micros))
     }
+}
+
+/// Whether every Parquet file under `dir` lies in a month folder directly
+/// below it (true for a missing or empty folder).
+pub fn partitioned(dir: &Path) -> Result<bool, WarehouseError> {
+    for file in parquet_io::list_parquet_files(dir)? {
+        let parent = file.strip_prefix(dir).ok().and_then(Path::parent);
+        if parent.and_then(Path::to_str).and_then(of_folder).is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// What [`write`] did.

@@ -1,86 +1,159 @@
-//! The events step: the resolved event log, each event naming its customer
-//! as transactions do (CRM, else guest), else by the id it gives, written
-//! into the staged version: on a night, only the months holding a new event
-//! or a stored one whose customer changes; the others are shared with the
-//! version the run started from.
+//! The events step: the event log written into the staged version with the
+//! keys each event came with, and the key set table naming each key set's
+//! customer as transactions do (CRM, else guest), else by the id it gives.
+//! A claim changes a key set's row, never an event, so a night over a
+//! version with the key set table reads and writes only the months of its
+//! own events and shares the others.
 
 use std::path::Path;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::read::DropRead;
+use super::stored::EventHistory;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::{Directory, Guests};
+use crate::warehouse::event_keysets::{self, KeysetHistory, KeysetRow};
 use crate::warehouse::months::{self, Month, Unchanged, Written};
 use crate::warehouse::{self, WarehouseError};
 
-/// Where the events are written and what they are compared with.
+/// Where the events are written.
 pub(super) struct Target<'a> {
     /// The staged version.
     pub version: &'a Path,
-    /// The version the run started from, when only what changed is written.
-    pub previous: Option<&'a Path>,
     /// How many events of the log were stored (they come first).
     pub stored: usize,
 }
 
-/// Writes `events` into `target.version/events` (nothing when no version is
-/// being staged). The log is consumed: it is freed before the customers are built.
+/// What the step wrote.
+pub(super) struct EventsWritten {
+    /// The months written and shared.
+    pub months: Written,
+    /// Events in the published version.
+    pub total: u64,
+}
+
+/// Reads the stored events of the months the drop's events fall in, ahead
+/// of the drop's: an event delivered again is in its own month, so these
+/// are all that finding duplicates needs.
+pub(super) fn load_drop_months(
+    input: &mut DropRead,
+    history: &EventHistory,
+) -> Result<(), WarehouseError> {
+    let mut wanted: Vec<Month> = input
+        .events
+        .iter()
+        .skip(input.stored_events)
+        .map(|e| months::month_of(e.ts))
+        .collect::<HashSet<Month>>()
+        .into_iter()
+        .collect();
+    wanted.sort_unstable();
+    let logs = wanted
+        .par_iter()
+        .map(|&m| {
+            let mut own = EventLog::default();
+            warehouse::events::read_log(&history.dir.join(months::folder(m)), &mut own)
+                .map(|()| own)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut log = EventLog::default();
+    for own in logs {
+        log.append_stored(own);
+    }
+    input.stored_events += log.len();
+    input.events.prepend_stored(log);
+    Ok(())
+}
+
+/// Writes `events` into `target.version/events` and the key set table into
+/// its `_state` (nothing when no version is being staged). With `history`
+/// (the stored key sets) the log holds the stored events of the drop's
+/// months only: just the months of the new events are written, the others
+/// linked. Without, it holds every event and every month is written. The
+/// log is consumed: it is freed before the customers are built.
 pub(super) fn write(
     target: Option<Target<'_>>,
     mut events: EventLog,
+    history: Option<EventHistory>,
     directory: &Directory<'_>,
     guests: &Guests,
-) -> Result<Written, WarehouseError> {
+) -> Result<EventsWritten, WarehouseError> {
     let Some(target) = target else {
-        return Ok(Written::default());
+        // Nothing new (no version is staged): the stored events stand.
+        let total = history
+            .as_ref()
+            .map_or(events.len() as u64, |h| h.keysets.total());
+        return Ok(EventsWritten {
+            months: Written::default(),
+            total,
+        });
     };
+    // Sorting within parts keeps each part's events, so the stored ones
+    // still come first.
     events.sort_parts();
-    // The order to write in (a merge on one thread) beside each key set's customer.
-    let (ordered, customers): (_, Vec<Option<&str>>) = rayon::join(
-        || events.ordered(),
-        || {
-            (0..events.keysets.len() as u32)
-                .into_par_iter()
-                .map(|k| {
-                    let keys = events.keys(k);
-                    directory
-                        .resolve(&keys)
-                        .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
-                        .or_else(|| events.text.get(events.keysets[k as usize][0]))
-                })
-                .collect()
-        },
-    );
-    let changed = target
-        .previous
-        .map(|_| changed_months(&events, &customers, target.stored));
-    let previous = target.previous.map(|p| p.join("events"));
-    let unchanged = match (&previous, &changed) {
-        (Some(p), Some(c)) => Unchanged::of(p, c)?,
-        _ => None,
+    let customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
+        .into_par_iter()
+        .map(|k| {
+            let keys = events.keys(k);
+            directory
+                .resolve(&keys)
+                .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
+                .or_else(|| events.text.get(events.keysets[k as usize][0]))
+        })
+        .collect();
+    // The events the key set counts add: the new ones over a history, else all.
+    let counted = if history.is_some() { target.stored } else { 0 };
+    let mut added = vec![0u64; events.keysets.len()];
+    for e in events.iter().skip(counted) {
+        added[e.keys as usize] += 1;
+    }
+    let changed: HashSet<Month> = events
+        .iter()
+        .skip(target.stored)
+        .map(|e| months::month_of(e.ts))
+        .collect();
+    let ordered = events.ordered();
+    let unchanged = match &history {
+        Some(h) => Unchanged::of(&h.dir, &changed)?,
+        None => None,
     };
-    warehouse::events::write_log(
-        &target.version.join("events"),
+    let months =
+        warehouse::events::write_log(&target.version.join("events"), &events, &ordered, unchanged)?;
+    drop(ordered);
+    let stored = history.as_ref().map(|h| &h.keysets);
+    let total = write_keysets(
+        &target.version.join(warehouse::state::DIR),
         &events,
-        &ordered,
         &customers,
-        unchanged,
-    )
+        stored,
+        &added,
+    )?;
+    Ok(EventsWritten { months, total })
 }
 
-/// The months of the drop's events and of the stored events whose key set
-/// now resolves to another customer.
-fn changed_months(events: &EventLog, customers: &[Option<&str>], stored: usize) -> HashSet<Month> {
-    let moved: Vec<bool> = (0..customers.len())
-        .into_par_iter()
-        .map(|k| events.customer_changed(k as u32, customers[k]))
+/// Writes the key set table: every key set with events, its customer, and
+/// its stored events (`stored`) plus the `added` ones. Returns the number of
+/// events.
+fn write_keysets(
+    state: &Path,
+    events: &EventLog,
+    customers: &[Option<&str>],
+    stored: Option<&KeysetHistory>,
+    added: &[u64],
+) -> Result<u64, WarehouseError> {
+    let text = |i: u32| events.text.get(i);
+    let rows: Vec<KeysetRow<'_>> = (0..events.keysets.len() as u32)
+        .filter_map(|k| {
+            let count = stored.map_or(0, |h| h.events(k)) + added[k as usize];
+            (count > 0).then(|| KeysetRow {
+                keys: events.keysets[k as usize].map(text),
+                customer: customers[k as usize],
+                events: count,
+            })
+        })
         .collect();
-    let mut changed = HashSet::default();
-    for (i, e) in events.iter().enumerate() {
-        if i >= stored || moved[e.keys as usize] {
-            changed.insert(months::month_of(e.ts));
-        }
-    }
-    changed
+    event_keysets::write(state, &rows)?;
+    Ok(rows.iter().map(|r| r.events).sum())
 }

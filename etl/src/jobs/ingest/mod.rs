@@ -151,7 +151,7 @@ pub fn run_locked(
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
-    let mut stored = stored::load(wh, &found.files)?;
+    let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
     let stored_version = wh.current_id()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
@@ -164,6 +164,9 @@ pub fn run_locked(
         stored_events,
         opts.progress,
     )?;
+    if let Some(history) = &mut stored.event_history {
+        events::load_drop_months(&mut input, history)?;
+    }
     clock.lap("read");
 
     let versions = versions::resolve(&mut input, &stored);
@@ -273,15 +276,14 @@ pub fn run_locked(
     release_freed();
     clock.lap("consolidate");
 
-    let event_count = input.events.len() as u64;
-    let previous = wh.current()?;
     let target = version.as_deref().map(|version| events::Target {
         version,
-        previous: previous.as_deref().filter(|_| tracked),
         stored: input.stored_events,
     });
-    let event_months = events::write(target, input.events, &directory, &guests)?;
-    mf.event_months = manifest::ingest::MonthCounts::of(&event_months);
+    let history = stored.event_history.take();
+    let events_written = events::write(target, input.events, history, &directory, &guests)?;
+    let event_count = events_written.total;
+    mf.event_months = manifest::ingest::MonthCounts::of(&events_written.months);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
     drop(superseded_crm);

@@ -1,6 +1,7 @@
 //! The state a run starts from: the current version's datasets and `_state`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -10,8 +11,10 @@ use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
 use crate::sources::InputFile;
+use crate::warehouse::event_keysets::KeysetHistory;
+use crate::warehouse::months;
 use crate::warehouse::publish::Warehouse;
-use crate::warehouse::{self, CustomerRow, StoredTxn};
+use crate::warehouse::{self, CustomerRow, StoredTxn, WarehouseError};
 
 /// Rates and anything else small that must survive between runs.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -30,19 +33,56 @@ pub(super) struct Stored {
     pub customers: Vec<CustomerRow>,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
-    /// Stored events, in a log whose file indices are the run's.
+    /// Stored events, in a log whose file indices are the run's: all of
+    /// them, or with `event_history` only their key sets.
     pub events: EventLog,
+    /// When the stored events were not read: what the version keeps of each
+    /// key set, and where to read the months a night needs.
+    pub event_history: Option<EventHistory>,
     pub small: SmallState,
 }
 
-/// Reads the current version (nothing on a fresh warehouse).
-pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestError> {
-    let mut events = EventLog::with_files(files.iter().map(|f| f.name.as_str()));
+/// The stored events' key sets, for a run that reads only the months it
+/// needs (see `warehouse::event_keysets`).
+pub(super) struct EventHistory {
+    /// The `events/` folder of the stored version.
+    pub dir: PathBuf,
+    /// Each key set's stored events, by key set.
+    pub keysets: KeysetHistory,
+}
+
+/// Reads the current version (nothing on a fresh warehouse). The stored
+/// events are read whole only for a full rebuild, or when the version keeps
+/// no key set table or no month-partitioned events (an earlier cvm's).
+pub(super) fn load(
+    w: &Warehouse,
+    files: &[InputFile],
+    full_rebuild: bool,
+) -> Result<Stored, IngestError> {
+    let seeded = || EventLog::with_files(files.iter().map(|f| f.name.as_str()));
+    let mut events = seeded();
     let Some(dir) = w.current()? else {
         return Ok(Stored {
             events,
             ..Stored::default()
         });
+    };
+    let events_dir = dir.join("events");
+    let state_dir = dir.join(warehouse::state::DIR);
+    // The key set table when it can stand for the events, else every event.
+    let load_events = |events: &mut EventLog| -> Result<Option<KeysetHistory>, WarehouseError> {
+        if !full_rebuild && months::partitioned(&events_dir)? {
+            match warehouse::event_keysets::read(&state_dir, events) {
+                Ok(Some(keysets)) => return Ok(Some(keysets)),
+                Ok(None) => {}
+                // Derived state: an unreadable table means reading every event.
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored event key sets unreadable: reading every event");
+                }
+            }
+            *events = seeded();
+        }
+        warehouse::events::read_log(&events_dir, events).map(|()| None)
     };
     let ((records, key_history), (txns, (customers, ev))) = rayon::join(
         || {
@@ -58,7 +98,7 @@ pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestE
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),
-                        || warehouse::events::read_log(&dir.join("events"), &mut events),
+                        || load_events(&mut events),
                     )
                 },
             )
@@ -82,10 +122,11 @@ pub(super) fn load(w: &Warehouse, files: &[InputFile]) -> Result<Stored, IngestE
         txns: txns?,
         customers: customers?,
         key_history: key_history?,
-        events: {
-            ev?;
-            events
-        },
+        events: { events },
+        event_history: ev?.map(|keysets| EventHistory {
+            dir: events_dir.clone(),
+            keysets,
+        }),
         small,
     })
 }

@@ -1,0 +1,187 @@
+//! `_state/event_keysets.parquet`: one row per distinct key set of the
+//! stored events (customer id, email and phone as given), with the customer
+//! those events belong to and how many there are.
+//!
+//! Events keep the keys they came with; their customer is a property of
+//! their key set, kept here, so a CRM record that claims a guest changes one
+//! row of this table, not events spread over every month. A night reads this
+//! table and the events of its own months only, and writes those months and
+//! this table. Readers join events to it on the three keys (null-safe).
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::types::UInt64Type;
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use super::WarehouseError;
+use super::parquet_io::{
+    self, Columns, WriteStats, chunks, opt_str_ref, opt_utf8_array, write_batches,
+    writer_properties_with,
+};
+use crate::consolidate::events::EventLog;
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "event key sets";
+/// File name inside `_state/`.
+pub const FILE: &str = "event_keysets.parquet";
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        text("key_customer_id"),
+        text("key_email"),
+        text("key_phone"),
+        text("customer_id"),
+        Field::new("events", DataType::UInt64, false),
+    ]))
+});
+
+/// The Arrow schema of the key set table.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// One key set's row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysetRow<'a> {
+    /// Customer id, email and phone as the events give them.
+    pub keys: [Option<&'a str>; 3],
+    /// The customer its events name.
+    pub customer: Option<&'a str>,
+    /// How many events.
+    pub events: u64,
+}
+
+/// What the stored version holds of each key set, by the index the key set
+/// was given in the log it was read into.
+#[derive(Debug, Default)]
+pub struct KeysetHistory {
+    events: Vec<u64>,
+}
+
+impl KeysetHistory {
+    /// How many stored events key set `k` has (0 for one first seen tonight).
+    pub fn events(&self, k: u32) -> u64 {
+        self.events.get(k as usize).copied().unwrap_or(0)
+    }
+
+    /// Every stored event.
+    pub fn total(&self) -> u64 {
+        self.events.iter().sum()
+    }
+}
+
+fn build(rows: &[KeysetRow<'_>]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        opt_utf8_array(rows.iter().map(|r| r.keys[0])),
+        opt_utf8_array(rows.iter().map(|r| r.keys[1])),
+        opt_utf8_array(rows.iter().map(|r| r.keys[2])),
+        opt_utf8_array(rows.iter().map(|r| r.customer)),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.iter().map(|r| r.events),
+        )),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Writes `rows` to `dir/event_keysets.parquet` (`dir` is the `_state` folder), atomically.
+pub fn write(dir: &Path, rows: &[KeysetRow<'_>]) -> Result<WriteStats, WarehouseError> {
+    write_batches(
+        &dir.join(FILE),
+        &schema(),
+        &writer_properties_with(&[], &[]),
+        chunks(rows.len()).map(|r| build(&rows[r])),
+    )
+}
+
+/// Reads `dir/event_keysets.parquet` into `log` (which must hold no key set
+/// yet): each row's key set, and the customer its events were stored with;
+/// `None` when the version has no such file (written by an earlier cvm).
+pub fn read(dir: &Path, log: &mut EventLog) -> Result<Option<KeysetHistory>, WarehouseError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut h = KeysetHistory::default();
+    for item in parquet_io::read_batches(&path)? {
+        let (file, batch) = item?;
+        let c = Columns::new(&batch, &file, DATASET);
+        let keys = [
+            c.utf8("key_customer_id", false)?,
+            c.utf8("key_email", false)?,
+            c.utf8("key_phone", false)?,
+        ];
+        let customer = c.utf8("customer_id", false)?;
+        let events = c.uint64("events", true)?;
+        for i in 0..batch.num_rows() {
+            let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
+            let k = log.keyset(kc, ke, kp);
+            if k as usize != h.events.len() {
+                return Err(c.error(format!("key set {kc:?} {ke:?} {kp:?} appears twice")));
+            }
+            log.note_stored_customer(k, opt_str_ref(customer, i));
+            h.events.push(events.value(i));
+        }
+    }
+    Ok(Some(h))
+}
+
+/// Every row of `dir/event_keysets.parquet`, owned, in file order (for
+/// checks and tools; a run reads the table with [`read`]).
+pub fn read_rows(dir: &Path) -> Result<Vec<String>, WarehouseError> {
+    let mut log = EventLog::default();
+    let Some(h) = read(dir, &mut log)? else {
+        return Ok(Vec::new());
+    };
+    Ok((0..log.keysets.len() as u32)
+        .map(|k| {
+            let keys = log.keysets[k as usize].map(|i| log.text.get(i));
+            format!(
+                "{keys:?} customer={:?} events={}",
+                log.stored_customer(k),
+                h.events(k)
+            )
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_into_a_log_by_key_set() {
+        let d = tempfile::tempdir().unwrap();
+        let rows = [
+            KeysetRow {
+                keys: [Some("C1"), None, None],
+                customer: Some("C1"),
+                events: 3,
+            },
+            KeysetRow {
+                keys: [None, Some("a@example.com"), None],
+                customer: None,
+                events: 1,
+            },
+        ];
+        write(d.path(), &rows).unwrap();
+        let mut log = EventLog::default();
+        let h = read(d.path(), &mut log).unwrap().unwrap();
+        assert_eq!(log.keysets.len(), 2);
+        assert_eq!((h.events(0), h.events(1), h.events(2)), (3, 1, 0));
+        assert_eq!(h.total(), 4);
+        assert_eq!(log.stored_customer(0), Some("C1"));
+        assert_eq!(log.stored_customer(1), None);
+        assert_eq!(log.find_keyset(None, Some("a@example.com"), None), Some(1));
+        assert_eq!(log.find_keyset(None, Some("b@example.com"), None), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_no_history() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(d.path(), &mut EventLog::default()).unwrap().is_none());
+    }
+}
