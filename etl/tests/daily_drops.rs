@@ -332,6 +332,34 @@ fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
     assert_eq!(ids.len(), 3, "W-2, W-3 and R-9: {ids:?}");
 }
 
+/// A version without the key set table (an earlier cvm's) has its events
+/// read whole and written again, with the table, and still equals one drop.
+#[test]
+fn a_version_without_the_key_set_table_is_read_whole_and_gets_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = tmp.path().join("split");
+    let nights = busy_drop(&split, 150, 5, 0.0, 3);
+    let one = tmp.path().join("one");
+    busy_drop(&one, 150, 5, 0.0, 0);
+    let (wh_one, wh_nights) = (tmp.path().join("wh-one"), tmp.path().join("wh-nights"));
+    ingest(&one, &wh_one);
+    for (k, night) in nights.iter().enumerate() {
+        if k == nights.len() - 1 {
+            let table = wh_nights
+                .join("current/_state")
+                .join(warehouse::event_keysets::FILE);
+            std::fs::remove_file(table).unwrap();
+        }
+        let r = ingest_with(&split.join(night), &wh_nights, 0.5);
+        if k > 0 {
+            let months = r.manifest.event_months;
+            let whole = k == nights.len() - 1;
+            assert_eq!(months.shared == 0, whole, "night {night}: {months:?}");
+        }
+    }
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+}
+
 /// `cvm-etl ingest` as a process, aborted at `crash_at` when given.
 fn ingest_process(input: &Path, wh: &Path, crash_at: Option<&str>) -> std::process::ExitStatus {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cvm-etl"));

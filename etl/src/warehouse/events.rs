@@ -166,41 +166,24 @@ pub fn for_each_in_window(
         return for_each_named_in_window(&version.join("events"), from, to, f);
     }
     let columns = ["key_customer_id", "key_email", "key_phone", "ts"];
-    parquet_io::list_parquet_files(&version.join("events"))?
-        .par_iter()
-        .try_for_each(|path| {
-            let window = Some(("ts", from, to));
-            let Some(reader) = parquet_io::open_projected(path, &columns, window)? else {
-                return Ok(());
-            };
-            for batch in reader {
-                let batch = batch.map_err(|e| WarehouseError::Format {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                let c = Columns::new(&batch, path, DATASET);
-                let keys = [
-                    c.utf8("key_customer_id", false)?,
-                    c.utf8("key_email", false)?,
-                    c.utf8("key_phone", false)?,
-                ];
-                let ts = c.timestamp_us("ts", true)?;
-                for i in 0..batch.num_rows() {
-                    let t = ts.value(i);
-                    if t < from || t >= to {
-                        continue;
-                    }
-                    let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
-                    let customer = keysets
-                        .find_keyset(kc, ke, kp)
-                        .and_then(|k| keysets.stored_customer(k));
-                    if let Some(customer) = customer {
-                        f(customer, t);
-                    }
-                }
+    in_window(&version.join("events"), &columns, from, to, |c, rows| {
+        let keys = [
+            c.utf8("key_customer_id", false)?,
+            c.utf8("key_email", false)?,
+            c.utf8("key_phone", false)?,
+        ];
+        let ts = c.timestamp_us("ts", true)?;
+        for i in rows.filter(|&i| (from..to).contains(&ts.value(i))) {
+            let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
+            let customer = keysets
+                .find_keyset(kc, ke, kp)
+                .and_then(|k| keysets.stored_customer(k));
+            if let Some(customer) = customer {
+                f(customer, ts.value(i));
             }
-            Ok(())
-        })
+        }
+        Ok(())
+    })
 }
 
 /// [`for_each_in_window`] over events that carry a `customer_id` column.
@@ -210,12 +193,30 @@ fn for_each_named_in_window(
     to: i64,
     f: impl Fn(&str, i64) + Sync,
 ) -> Result<(), WarehouseError> {
+    in_window(dir, &["customer_id", "ts"], from, to, |c, rows| {
+        let customer = c.utf8("customer_id", false)?;
+        let ts = c.timestamp_us("ts", true)?;
+        for i in rows.filter(|&i| customer.is_valid(i) && (from..to).contains(&ts.value(i))) {
+            f(customer.value(i), ts.value(i));
+        }
+        Ok(())
+    })
+}
+
+/// Calls `each` with every batch of `columns` of the files under `dir`
+/// whose row groups' `ts` statistics overlap `from..to`, files in parallel.
+fn in_window(
+    dir: &Path,
+    columns: &[&str],
+    from: i64,
+    to: i64,
+    each: impl Fn(&Columns<'_>, std::ops::Range<usize>) -> Result<(), WarehouseError> + Sync,
+) -> Result<(), WarehouseError> {
     parquet_io::list_parquet_files(dir)?
         .par_iter()
         .try_for_each(|path| {
             let window = Some(("ts", from, to));
-            let Some(reader) = parquet_io::open_projected(path, &["customer_id", "ts"], window)?
-            else {
+            let Some(reader) = parquet_io::open_projected(path, columns, window)? else {
                 return Ok(());
             };
             for batch in reader {
@@ -223,15 +224,7 @@ fn for_each_named_in_window(
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-                let c = Columns::new(&batch, path, DATASET);
-                let customer = c.utf8("customer_id", false)?;
-                let ts = c.timestamp_us("ts", true)?;
-                for i in 0..batch.num_rows() {
-                    let t = ts.value(i);
-                    if customer.is_valid(i) && t >= from && t < to {
-                        f(customer.value(i), t);
-                    }
-                }
+                each(&Columns::new(&batch, path, DATASET), 0..batch.num_rows())?;
             }
             Ok(())
         })
@@ -382,6 +375,7 @@ fn hex_array(values: impl ExactSizeIterator<Item = (u64, Option<u32>)>) -> Array
 mod tests {
     use super::*;
     use crate::consolidate::events::{hex_id, record_key};
+    use crate::warehouse::event_keysets::KeysetRow;
     use cvm_shared::identity::stable_hash;
 
     fn ev(id: &str, ts: i64, customer: Option<&str>) -> StoredEvent {
@@ -527,6 +521,67 @@ mod tests {
         assert_eq!(back.text.get(0), Some("events/seeded.jsonl"));
         let kinds: std::collections::BTreeSet<u32> = back.iter().map(|e| e.kind).collect();
         assert_eq!(kinds.len(), 1);
+    }
+
+    #[test]
+    fn a_window_counts_events_by_key_set_or_by_the_customer_an_earlier_cvm_wrote() {
+        let d = tempfile::tempdir().unwrap();
+        let day = 86_400_000_000;
+        let rows = [
+            ev("ev:1", 10 * day, Some("C-1")),
+            ev("ev:2", 20 * day, None),
+        ];
+        write(&d.path().join("events"), &rows).unwrap();
+        let counted = |version: &Path, from: i64, to: i64| {
+            let seen = std::sync::Mutex::new(Vec::new());
+            for_each_in_window(version, from, to, |c, t| {
+                seen.lock().unwrap().push((c.to_string(), t / day));
+            })
+            .unwrap();
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort();
+            seen
+        };
+        // This cvm: the customer is the key set's.
+        let state = d.path().join(super::super::state::DIR);
+        std::fs::create_dir_all(&state).unwrap();
+        let keysets = [
+            KeysetRow {
+                keys: [Some("C-1"), Some("émile@exämple.org"), None],
+                customer: Some("C-1"),
+                events: 1,
+            },
+            KeysetRow {
+                keys: [None, Some("émile@exämple.org"), None],
+                customer: Some("G-9"),
+                events: 1,
+            },
+        ];
+        super::super::event_keysets::write(&state, &keysets).unwrap();
+        let both = vec![("C-1".to_string(), 10), ("G-9".to_string(), 20)];
+        assert_eq!(counted(d.path(), 0, 30 * day), both);
+        assert_eq!(counted(d.path(), 15 * day, 30 * day), both[1..]);
+        // An earlier cvm's version: no key set table, a customer_id column.
+        let old = d.path().join("old");
+        let mut fields: Vec<Field> = schema().fields().iter().map(|f| (**f).clone()).collect();
+        fields.insert(1, Field::new("customer_id", DataType::Utf8, true));
+        let batch = to_batch(&rows);
+        let mut columns = batch.columns().to_vec();
+        columns.insert(1, opt_utf8_array([Some("C-1"), None].into_iter()));
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let file = old
+            .join("events")
+            .join("month=1970-01")
+            .join(parquet_io::part_name(0));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        parquet_io::write_batches(
+            &file,
+            &batch.schema(),
+            &writer_properties_with(&[], &[]),
+            [batch],
+        )
+        .unwrap();
+        assert_eq!(counted(&old, 0, 30 * day), [("C-1".to_string(), 10)]);
     }
 
     #[test]
