@@ -174,8 +174,8 @@ impl EventLog {
         i
     }
 
-    /// Notes the customer the stored events of key set `keys` name; the first
-    /// event read of a key set decides (a version names one customer per key set).
+    /// Notes the customer key set `keys` has in the stored version (as read
+    /// from the key set table); the first note of a key set stands.
     pub fn note_stored_customer(&mut self, keys: u32, customer: Option<&str>) {
         let k = keys as usize;
         if k >= self.stored_customers.len() {
@@ -324,7 +324,6 @@ impl EventLog {
             .iter()
             .map(|ks| self.keyset_of(ks.map(map)))
             .collect();
-
         for mut part in other.parts {
             for e in &mut part {
                 e.keys = keysets[e.keys as usize];

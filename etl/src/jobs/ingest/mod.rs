@@ -237,10 +237,10 @@ pub fn run_locked(
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     let key_history = directory.history();
     let changed = changed || directory.history_changed;
-    // Which customers' purchase totals to sum again: tracked over a stored
-    // version (whose totals the others keep), not on a first load.
-    let tracked = over_stored && !opts.full_rebuild;
-    let mut touched = touched::Touched::tracking(tracked);
+    // Which customers' purchase totals to sum again and which transaction
+    // months to write: tracked over a stored version (whose totals and
+    // months the others keep), not on a first load or a full rebuild.
+    let mut touched = touched::Touched::tracking(over_stored && !opts.full_rebuild);
     let mut txns = transactions::consolidate(
         std::mem::take(&mut stored.txns),
         txn_winners,
@@ -347,8 +347,8 @@ fn publish_version(
     clock: &mut RunClock,
 ) -> Result<(), IngestError> {
     let d = staging.dir.clone();
-    // The version this run started from (published after this run's staging
-    // began, so still current): its unchanged months are shared.
+    // The version this run started from (still current: this run's is not
+    // published yet): its unchanged months are shared.
     let previous = wh.current()?;
     let previous_txns = previous.as_ref().map(|p| p.join("transactions"));
     let unchanged = match (previous_txns.as_deref(), datasets.touched.months()) {
