@@ -3,7 +3,6 @@
 
 use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::ledger::DAY_MICROS;
 use crate::warehouse::{self, WarehouseError};
@@ -18,12 +17,13 @@ pub(crate) fn engagement_90d(
     index: &HashMap<&str, u32>,
     end: i64,
 ) -> Result<Vec<u32>, WarehouseError> {
-    let counts: Vec<AtomicU32> = (0..index.len()).map(|_| AtomicU32::new(0)).collect();
+    let mut counts = vec![0u32; index.len()];
     let window_start = end - WINDOW_DAYS * DAY_MICROS;
-    warehouse::events::for_each_in_window(version_dir, window_start, end, |customer, _| {
+    warehouse::events::count_in_window(version_dir, window_start, end, |customer, n| {
         if let Some(&i) = index.get(customer) {
-            counts[i as usize].fetch_add(1, Ordering::Relaxed);
+            counts[i as usize] =
+                counts[i as usize].saturating_add(n.min(u64::from(u32::MAX)) as u32);
         }
     })?;
-    Ok(counts.into_iter().map(AtomicU32::into_inner).collect())
+    Ok(counts)
 }

@@ -100,11 +100,31 @@ pub fn write(dir: &Path, rows: &[KeysetRow<'_>]) -> Result<WriteStats, Warehouse
 /// yet): each row's key set, and the customer its events were stored with;
 /// `None` when the version has no such file (written by an earlier cvm).
 pub fn read(dir: &Path, log: &mut EventLog) -> Result<Option<KeysetHistory>, WarehouseError> {
+    let mut h = KeysetHistory::default();
+    let found = for_each(dir, |keys, customer, events| {
+        let [kc, ke, kp] = keys;
+        let k = log.keyset(kc, ke, kp);
+        if k as usize != h.events.len() {
+            return Err(format!("key set {kc:?} {ke:?} {kp:?} appears twice"));
+        }
+        log.note_stored_customer(k, customer);
+        h.events.push(events);
+        Ok(())
+    })?;
+    Ok(found.then_some(h))
+}
+
+/// Calls `f(keys, customer, events)` for every row of
+/// `dir/event_keysets.parquet`, in file order; false when there is no such
+/// file. An `Err` of `f` is reported as a problem of the file.
+pub fn for_each(
+    dir: &Path,
+    mut f: impl FnMut([Option<&str>; 3], Option<&str>, u64) -> Result<(), String>,
+) -> Result<bool, WarehouseError> {
     let path = dir.join(FILE);
     if !path.exists() {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut h = KeysetHistory::default();
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
@@ -116,16 +136,27 @@ pub fn read(dir: &Path, log: &mut EventLog) -> Result<Option<KeysetHistory>, War
         let customer = c.utf8("customer_id", false)?;
         let events = c.uint64("events", true)?;
         for i in 0..batch.num_rows() {
-            let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
-            let k = log.keyset(kc, ke, kp);
-            if k as usize != h.events.len() {
-                return Err(c.error(format!("key set {kc:?} {ke:?} {kp:?} appears twice")));
-            }
-            log.note_stored_customer(k, opt_str_ref(customer, i));
-            h.events.push(events.value(i));
+            let keys = keys.map(|a| opt_str_ref(a, i));
+            f(keys, opt_str_ref(customer, i), events.value(i)).map_err(|m| c.error(m))?;
         }
     }
-    Ok(Some(h))
+    Ok(true)
+}
+
+/// `keys` as one text (for a hash table of key sets): each key's presence
+/// and value, separated by a control character no key may hold (ingest
+/// refuses them as `bad_value`).
+pub fn key_text(keys: [Option<&str>; 3], out: &mut String) {
+    out.clear();
+    for k in keys {
+        match k {
+            Some(v) => {
+                out.push('\u{1}');
+                out.push_str(v);
+            }
+            None => out.push('\u{0}'),
+        }
+    }
 }
 
 /// Every row of `dir/event_keysets.parquet`, owned, in file order (for

@@ -21,6 +21,7 @@ use crate::consolidate::events::{
     Event, EventLog, KeySet, Strings, id_bytes, parse_hex_id, parse_record_key,
 };
 use crate::record::Keys;
+use rustc_hash::FxHashMap;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "events";
@@ -146,88 +147,119 @@ pub fn read(dir: &Path) -> Result<Vec<StoredEvent>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
 }
 
-/// Calls `f(customer_id, ts)` for every event of the warehouse version
-/// `version` that belongs to a customer and has `from <= ts < to`
-/// (microseconds); the customer is its key set's (`_state/event_keysets`).
-/// Reads only the keys and `ts`, and only the row groups whose `ts`
-/// statistics overlap the window (files are sorted by `ts`, so a recent
-/// window reads the newest few), the files in parallel: `f` is called from
-/// several threads.
-pub fn for_each_in_window(
+/// Calls `f(customer_id, n)` with the number of events of the warehouse
+/// version `version` in `from <= ts < to` (microseconds) that belong to each
+/// customer (possibly several calls per customer, one per key set); the
+/// customer is its key set's (`_state/event_keysets`). Reads only the keys
+/// and `ts` of the row groups whose `ts` statistics overlap the window
+/// (files are sorted by `ts`, so a recent window reads the newest few), the
+/// files in parallel, then looks up only the key sets it met.
+pub fn count_in_window(
     version: &Path,
     from: i64,
     to: i64,
-    f: impl Fn(&str, i64) + Sync,
+    mut f: impl FnMut(&str, u64),
 ) -> Result<(), WarehouseError> {
-    let mut keysets = EventLog::default();
     let state = version.join(super::state::DIR);
-    if super::event_keysets::read(&state, &mut keysets)?.is_none() {
+    let events = version.join("events");
+    if !state.join(super::event_keysets::FILE).exists() {
         // An earlier cvm's version: its events name their customer.
-        return for_each_named_in_window(&version.join("events"), from, to, f);
+        let columns = ["customer_id", "ts"];
+        let counts = in_window(&events, &columns, from, to, |c, rows, counts| {
+            let customer = c.utf8("customer_id", false)?;
+            let ts = c.timestamp_us("ts", true)?;
+            for i in rows.filter(|&i| customer.is_valid(i) && (from..to).contains(&ts.value(i))) {
+                add(counts, customer.value(i));
+            }
+            Ok(())
+        })?;
+        counts.iter().for_each(|(c, &n)| f(c, n));
+        return Ok(());
     }
     let columns = ["key_customer_id", "key_email", "key_phone", "ts"];
-    in_window(&version.join("events"), &columns, from, to, |c, rows| {
+    let counts = in_window(&events, &columns, from, to, |c, rows, counts| {
         let keys = [
             c.utf8("key_customer_id", false)?,
             c.utf8("key_email", false)?,
             c.utf8("key_phone", false)?,
         ];
         let ts = c.timestamp_us("ts", true)?;
+        let mut text = String::new();
         for i in rows.filter(|&i| (from..to).contains(&ts.value(i))) {
-            let [kc, ke, kp] = keys.map(|a| opt_str_ref(a, i));
-            let customer = keysets
-                .find_keyset(kc, ke, kp)
-                .and_then(|k| keysets.stored_customer(k));
-            if let Some(customer) = customer {
-                f(customer, ts.value(i));
-            }
+            super::event_keysets::key_text(keys.map(|a| opt_str_ref(a, i)), &mut text);
+            add(counts, &text);
         }
         Ok(())
-    })
-}
-
-/// [`for_each_in_window`] over events that carry a `customer_id` column.
-fn for_each_named_in_window(
-    dir: &Path,
-    from: i64,
-    to: i64,
-    f: impl Fn(&str, i64) + Sync,
-) -> Result<(), WarehouseError> {
-    in_window(dir, &["customer_id", "ts"], from, to, |c, rows| {
-        let customer = c.utf8("customer_id", false)?;
-        let ts = c.timestamp_us("ts", true)?;
-        for i in rows.filter(|&i| customer.is_valid(i) && (from..to).contains(&ts.value(i))) {
-            f(customer.value(i), ts.value(i));
+    })?;
+    let mut text = String::new();
+    super::event_keysets::for_each(&state, |keys, customer, _| {
+        super::event_keysets::key_text(keys, &mut text);
+        if let (Some(customer), Some(&n)) = (customer, counts.get(text.as_str())) {
+            f(customer, n);
         }
         Ok(())
-    })
+    })?;
+    Ok(())
 }
 
-/// Calls `each` with every batch of `columns` of the files under `dir`
-/// whose row groups' `ts` statistics overlap `from..to`, files in parallel.
+/// Counts one more event of `key`.
+fn add(counts: &mut FxHashMap<Box<str>, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.into(), 1);
+        }
+    }
+}
+
+/// Counts, with `each`, the events of every batch of `columns` of the files
+/// under `dir` whose row groups' `ts` statistics overlap `from..to`, files
+/// in parallel, each into a table of its own; returns them summed.
 fn in_window(
     dir: &Path,
     columns: &[&str],
     from: i64,
     to: i64,
-    each: impl Fn(&Columns<'_>, std::ops::Range<usize>) -> Result<(), WarehouseError> + Sync,
-) -> Result<(), WarehouseError> {
-    parquet_io::list_parquet_files(dir)?
+    each: impl Fn(
+        &Columns<'_>,
+        std::ops::Range<usize>,
+        &mut FxHashMap<Box<str>, u64>,
+    ) -> Result<(), WarehouseError>
+    + Sync,
+) -> Result<FxHashMap<Box<str>, u64>, WarehouseError> {
+    let tables = parquet_io::list_parquet_files(dir)?
         .par_iter()
-        .try_for_each(|path| {
+        .map(|path| {
+            let mut counts = FxHashMap::default();
             let window = Some(("ts", from, to));
             let Some(reader) = parquet_io::open_projected(path, columns, window)? else {
-                return Ok(());
+                return Ok(counts);
             };
             for batch in reader {
                 let batch = batch.map_err(|e| WarehouseError::Format {
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-                each(&Columns::new(&batch, path, DATASET), 0..batch.num_rows())?;
+                each(
+                    &Columns::new(&batch, path, DATASET),
+                    0..batch.num_rows(),
+                    &mut counts,
+                )?;
             }
-            Ok(())
+            Ok(counts)
         })
+        .collect::<Result<Vec<_>, WarehouseError>>()?;
+    let mut all = FxHashMap::default();
+    for table in tables {
+        if all.is_empty() {
+            all = table;
+            continue;
+        }
+        for (k, n) in table {
+            *all.entry(k).or_insert(0) += n;
+        }
+    }
+    Ok(all)
 }
 
 /// Reads every event under `dir` into `log` (after the events it holds).
@@ -533,12 +565,8 @@ mod tests {
         ];
         write(&d.path().join("events"), &rows).unwrap();
         let counted = |version: &Path, from: i64, to: i64| {
-            let seen = std::sync::Mutex::new(Vec::new());
-            for_each_in_window(version, from, to, |c, t| {
-                seen.lock().unwrap().push((c.to_string(), t / day));
-            })
-            .unwrap();
-            let mut seen = seen.into_inner().unwrap();
+            let mut seen = Vec::new();
+            count_in_window(version, from, to, |c, n| seen.push((c.to_string(), n))).unwrap();
             seen.sort();
             seen
         };
@@ -558,9 +586,10 @@ mod tests {
             },
         ];
         super::super::event_keysets::write(&state, &keysets).unwrap();
-        let both = vec![("C-1".to_string(), 10), ("G-9".to_string(), 20)];
+        let both = vec![("C-1".to_string(), 1), ("G-9".to_string(), 1)];
         assert_eq!(counted(d.path(), 0, 30 * day), both);
         assert_eq!(counted(d.path(), 15 * day, 30 * day), both[1..]);
+        assert_eq!(counted(d.path(), 11 * day, 20 * day), []);
         // An earlier cvm's version: no key set table, a customer_id column.
         let old = d.path().join("old");
         let mut fields: Vec<Field> = schema().fields().iter().map(|f| (**f).clone()).collect();
@@ -581,7 +610,8 @@ mod tests {
             [batch],
         )
         .unwrap();
-        assert_eq!(counted(&old, 0, 30 * day), [("C-1".to_string(), 10)]);
+        assert_eq!(counted(&old, 0, 30 * day), [("C-1".to_string(), 1)]);
+        assert_eq!(counted(&old, 11 * day, 30 * day), []);
     }
 
     #[test]
