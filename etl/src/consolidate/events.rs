@@ -89,9 +89,6 @@ pub struct EventLog {
     stored_customers: Vec<u32>,
 }
 
-/// A stored key set whose stored customer is not known.
-const UNKNOWN: u32 = u32::MAX - 1;
-
 /// `ev:` and 16 hex digits of `h`, the form of event ids and record keys.
 pub fn hex_id(h: u64) -> String {
     format!("ev:{h:016x}")
@@ -180,13 +177,13 @@ impl EventLog {
         let k = keys as usize;
         if k >= self.stored_customers.len() {
             let c = customer.map_or(NONE, |c| self.text.intern(c));
-            self.stored_customers.resize(k, UNKNOWN);
+            // Key sets never noted have no stored customer.
+            self.stored_customers.resize(k, NONE);
             self.stored_customers.push(c);
         }
     }
 
-    /// The customer key set `keys` was stored with (`None` for none, or
-    /// when not known).
+    /// The customer key set `keys` was stored with (`None` for none).
     pub fn stored_customer(&self, keys: u32) -> Option<&str> {
         self.stored_customers
             .get(keys as usize)
