@@ -139,13 +139,35 @@ fn an_at_risk_campaign_reaches_the_smtp_server_and_an_unsubscribe_sticks() {
         .collect();
     assert!(!later.contains(&who), "{who} unsubscribed");
     assert_eq!(later.len(), reached.len() - 1, "everyone else again");
-    let suppressed = second["frozenExclusions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["reason"] == "suppressed")
-        .unwrap()["count"]
-        .as_i64()
-        .unwrap();
-    assert!(suppressed >= 1, "{second}");
+    // The unsubscribe withdrew their consent (and suppressed the address):
+    // they are left out as `no_consent`, the first reason that applies.
+    let excluded = |c: &Value, reason: &str| {
+        c["frozenExclusions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["reason"] == reason)
+            .unwrap()["count"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(
+        excluded(&second, "no_consent"),
+        excluded(&first, "no_consent") + 1,
+        "{first}\n{second}"
+    );
+    let found = portal.gql(
+        Some(&token),
+        "query($q: String!) { customers(filter: {search: $q}) { edges { node { emailOptIn consentHistory { source emailOptIn record } } } } }",
+        json!({"q": who}),
+    );
+    let node = &found["customers"]["edges"][0]["node"];
+    assert_eq!(node["emailOptIn"], false, "{found}");
+    let last = node["consentHistory"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        (last["source"].as_str(), last["emailOptIn"].as_bool()),
+        (Some("unsubscribe"), Some(false)),
+        "{found}"
+    );
+    assert_eq!(last["record"], "campaign 1, one_click", "{found}");
 }

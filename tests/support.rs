@@ -74,6 +74,19 @@ pub fn demo_with_token(
     name: &str,
 ) -> (String, String) {
     let db_url = format!("sqlite://{}", dir.join("cvm.db").display());
+    let token = demo_on(dir, customers, seed, name, &db_url);
+    (db_url, token)
+}
+
+/// [`demo_with_token`] into the database at `db_url` (SQLite or
+/// PostgreSQL); returns the token.
+pub fn demo_on(
+    dir: &std::path::Path,
+    customers: u32,
+    seed: u32,
+    name: &str,
+    db_url: &str,
+) -> String {
     let (customers, seed) = (customers.to_string(), seed.to_string());
     let dir = dir.to_str().expect("a UTF-8 temporary path");
     run(
@@ -88,23 +101,22 @@ pub fn demo_with_token(
             "--seed",
             &seed,
         ],
-        &[],
+        &[("CVM_DATABASE_URL", db_url)],
     );
     let out = run(
         "cvm-portal",
         &[
-            "token", "create", "--name", name, "--role", "marketer", "--db", &db_url,
+            "token", "create", "--name", name, "--role", "marketer", "--db", db_url,
         ],
         &[],
     );
     let stdout = String::from_utf8(out.stdout).expect("UTF-8 output");
-    let token = stdout
+    stdout
         .lines()
         .last()
         .expect("the token line")
         .trim()
-        .to_string();
-    (db_url, token)
+        .to_string()
 }
 
 /// A `cvm-portal serve` process on a free loopback port; killed on drop.

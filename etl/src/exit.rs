@@ -9,6 +9,7 @@ use crate::jobs::ingest::IngestError;
 use crate::jobs::load::LoadError;
 use crate::jobs::nightly::NightlyError;
 use crate::jobs::score::ScoreError;
+use crate::privacy::PrivacyError;
 use crate::sources::reader::ReadError;
 use crate::warehouse::publish::PublishError;
 
@@ -57,6 +58,7 @@ impl ExitStatus for IngestError {
             IngestError::Publish(e) => e.exit_code(),
             // The input itself must be fixed.
             IngestError::Discover(_)
+            | IngestError::Privacy(_)
             | IngestError::EmptyDrop(_)
             | IngestError::FxConflict(_)
             | IngestError::Read(
@@ -92,7 +94,7 @@ impl ExitStatus for EvaluateError {
 impl ExitStatus for LoadError {
     fn exit_code(&self) -> u8 {
         match self {
-            LoadError::NoWarehouse(_) | LoadError::NoScores { .. } => USAGE,
+            LoadError::NoWarehouse(_) | LoadError::NoScores { .. } | LoadError::Privacy(_) => USAGE,
             LoadError::Db(e) => e.exit_code(),
             _ => FAILED,
         }
@@ -107,6 +109,24 @@ impl ExitStatus for NightlyError {
             NightlyError::Score(e) => e.exit_code(),
             NightlyError::Load(e) => e.exit_code(),
             NightlyError::Db(e) => e.exit_code(),
+            NightlyError::Privacy(e) => e.exit_code(),
+        }
+    }
+}
+
+impl ExitStatus for PrivacyError {
+    fn exit_code(&self) -> u8 {
+        use cvm_shared::privacy::erase::EraseError;
+        use cvm_shared::privacy::export::ExportError;
+        match self {
+            // A missing key or an unknown customer: nothing a retry would fix.
+            PrivacyError::Key(_)
+            | PrivacyError::Erase(EraseError::NotFound(_))
+            | PrivacyError::Export(ExportError::NotFound(_)) => USAGE,
+            PrivacyError::Db(e) | PrivacyError::Erase(EraseError::Db(e)) => e.exit_code(),
+            PrivacyError::Export(ExportError::Db(e)) => e.exit_code(),
+            PrivacyError::Publish(e) => e.exit_code(),
+            _ => FAILED,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod manifest;
 pub mod memory;
 pub mod models;
+pub mod privacy;
 pub mod record;
 pub mod report;
 pub(crate) mod scoring;

@@ -10,6 +10,7 @@ use cvm_etl::jobs::ingest::{self, IngestOptions};
 use cvm_etl::jobs::load;
 use cvm_etl::jobs::nightly;
 use cvm_etl::jobs::score;
+use cvm_etl::privacy;
 use cvm_etl::warehouse::publish::Warehouse;
 use cvm_shared::Settings;
 
@@ -45,6 +46,40 @@ struct Cli {
     global: cvm_shared::cli::GlobalArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Write one zip archive of everything held about a customer (right of access).
+    Export {
+        /// The customer's id.
+        #[arg(long)]
+        customer: String,
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
+        #[arg(long)]
+        db: Option<String>,
+        /// The archive to write (.zip).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Erase a customer's personal data from the database, every kept warehouse version, scores and rejects, and from future drops (needs CVM_PRIVACY_KEY).
+    Erase {
+        /// The customer's id.
+        #[arg(long)]
+        customer: String,
+        /// The warehouse folder.
+        #[arg(long)]
+        warehouse: PathBuf,
+        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
+        #[arg(long)]
+        db: Option<String>,
+        /// Why (kept in the audit log), e.g. a ticket number.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -152,6 +187,11 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// A customer's data rights: export everything held about them, or erase them everywhere.
+    Privacy {
+        #[command(subcommand)]
+        action: PrivacyCommand,
+    },
     /// Point the warehouse's `current` at a published version again (after a bad drop, or when `current` was lost).
     Restore {
         /// The warehouse folder.
@@ -238,6 +278,75 @@ fn failure<E: ExitStatus + Into<anyhow::Error>>(e: E) -> Failure {
 fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
     for (what, file) in files {
         eprintln!("{what}: {}", run_dir.join(file).display());
+    }
+}
+
+fn run_privacy(cli: &Cli, action: &PrivacyCommand) -> Result<(), Failure> {
+    let db = match action {
+        PrivacyCommand::Export { db, .. } | PrivacyCommand::Erase { db, .. } => db,
+    };
+    let s = settings(cli, &[("database.url", db)])?;
+    let Some(db_url) = s.database.url.clone() else {
+        return Err(usage(anyhow::anyhow!(
+            "no database: pass --db URL or set CVM_DATABASE_URL"
+        )));
+    };
+    match action {
+        PrivacyCommand::Export {
+            customer,
+            warehouse,
+            out,
+            ..
+        } => {
+            let summary = privacy::export(warehouse, &db_url, customer, out).map_err(failure)?;
+            if !cli.global.quiet {
+                let rows: usize = summary.parts.iter().map(|p| p.1).sum();
+                eprintln!(
+                    "exported {} ({} parts, {rows} rows{}) to {}",
+                    customer,
+                    summary.parts.len(),
+                    if summary.erased {
+                        "; erased: nothing personal"
+                    } else {
+                        ""
+                    },
+                    summary.path.display()
+                );
+            }
+            Ok(())
+        }
+        PrivacyCommand::Erase {
+            customer,
+            warehouse,
+            reason,
+            ..
+        } => {
+            let outbox = PathBuf::from(&s.mail.outbox_dir);
+            let r = privacy::erase(warehouse, &db_url, customer, reason, Some(&outbox))
+                .map_err(failure)?;
+            if !cli.global.quiet {
+                let w = &r.warehouse;
+                eprintln!(
+                    "{} {} as {}: warehouse {} of {} erasure(s) found, {} file(s) rewritten, {} older version(s) deleted{}",
+                    if r.newly_erased {
+                        "erased"
+                    } else {
+                        "already erased:"
+                    },
+                    customer,
+                    r.pseudonym,
+                    w.found,
+                    w.erasures,
+                    w.files_rewritten,
+                    w.versions_deleted,
+                    w.version
+                        .as_deref()
+                        .map(|v| format!(", version {v} published"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -384,6 +493,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Privacy { action } => run_privacy(&cli, action),
         Command::Load {
             warehouse,
             db,

@@ -105,6 +105,9 @@ pub enum Outcome {
     Anonymous,
     /// Bad input, written to the run's rejects.
     Rejected,
+    /// A record of a person erased on request (the erasure ledger), dropped
+    /// on arrival; not counted toward the reject limit.
+    Erased,
 }
 
 /// Where a record was read: index of its file in the run's file list and the

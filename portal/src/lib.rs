@@ -6,6 +6,7 @@
 //! [`protect`] rate-limits the public routes.
 
 pub mod answer_writer;
+pub mod audit;
 pub mod auth;
 pub mod db;
 pub mod export;

@@ -302,6 +302,11 @@ fn serve(s: &Settings, dev: bool) -> Result<(), Failure> {
         limits: server::Limits::from_settings(&s.portal),
         mail,
         sender: true,
+        privacy: cvm_portal::graphql::privacy::PrivacyConfig {
+            key: cvm_shared::privacy::PrivacyKey::from_env_if_set().map_err(usage)?,
+            warehouse: s.portal.warehouse.as_ref().map(std::path::PathBuf::from),
+            export_dir: std::path::PathBuf::from(&s.portal.export_dir),
+        },
     };
     actix_web::rt::System::new()
         .block_on(async move {

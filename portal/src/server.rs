@@ -17,6 +17,7 @@ use actix_web::middleware::Condition;
 use actix_web::{App, HttpMessage, HttpRequest, HttpResponse, HttpServer, web};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
+use cvm_shared::db::models::audit_log::AuditAction;
 use cvm_shared::db::{DbConnection, DbError, DbPool, DbUrl, pool};
 use diesel::connection::SimpleConnection;
 use futures_util::StreamExt;
@@ -25,6 +26,7 @@ use tracing::Span;
 use tracing_actix_web::{RequestId, RootSpanBuilder, TracingLogger};
 
 use crate::answer_writer::AnswerWriter;
+use crate::audit::{self, AuditTrail};
 use crate::auth;
 use crate::graphql::errors::{self, ApiError, ErrorCode};
 use crate::graphql::{self, ApiContext, PortalSchema, QueryLimits};
@@ -64,6 +66,8 @@ pub struct ServeConfig {
     pub mail: MailConfig,
     /// Whether this process runs the campaign sender (several may, on one database).
     pub sender: bool,
+    /// Data requests: the privacy key, the warehouse, where exports wait.
+    pub privacy: graphql::privacy::PrivacyConfig,
 }
 
 /// What a request may be and do (`[portal]` settings).
@@ -172,6 +176,7 @@ pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
         answers: AnswerWriter::start(&config.db_url, &db)?,
         mail: Arc::new(config.mail.clone()),
         sender: SenderHandle::default(),
+        privacy: Arc::new(config.privacy.clone()),
     };
     let sender = if config.sender {
         let sender = Sender::start(SenderSetup {
@@ -293,7 +298,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .route("/healthz", web::get().to(healthz))
     .route("/metrics", web::get().to(metrics))
     .configure(pages::routes)
-    .configure(export::routes);
+    .configure(export::routes)
+    .configure(graphql::privacy::routes);
 }
 
 /// The span of each request: its id, method and route pattern (never the
@@ -525,10 +531,24 @@ async fn graphql_handler(
         let e = ApiError::new(ErrorCode::BadUserInput, "mutations must be sent with POST");
         return finish(StatusCode::OK, e.into_response());
     }
-    if let Some(s) = staff {
-        request = request.data(s);
-    }
+    let Some(staff) = staff else {
+        return finish(StatusCode::OK, state.schema.execute(request).await);
+    };
+    let actor = staff.name.clone();
+    let trail = AuditTrail::default();
+    request = request.data(staff).data(trail.clone());
     let response = state.schema.execute(request).await;
+    let ids = trail.ids();
+    if !ids.is_empty() {
+        let detail = Some(operation.clone());
+        if let Err(e) =
+            audit::record(&state.db, &actor, AuditAction::ReadPersonal, ids, detail).await
+        {
+            tracing::error!(error = %e.message, "could not write the audit log; the response is withheld");
+            let e = ApiError::internal("the access to personal data could not be audited");
+            return finish(StatusCode::OK, e.into_response());
+        }
+    }
     finish(StatusCode::OK, response)
 }
 

@@ -56,6 +56,8 @@ pub enum LinkPurpose {
     Survey,
     /// `/u/{token}`: an unsubscribe link.
     Unsubscribe,
+    /// `/exports/{token}`: a customer's data export.
+    Export,
 }
 
 impl LinkPurpose {
@@ -63,6 +65,7 @@ impl LinkPurpose {
         match self {
             LinkPurpose::Survey => b"cvm survey invitation v1\0",
             LinkPurpose::Unsubscribe => b"cvm unsubscribe v1\0",
+            LinkPurpose::Export => b"cvm data export v1\0",
         }
     }
 }

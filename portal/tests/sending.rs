@@ -413,25 +413,56 @@ fn unsubscribing_suppresses_the_address_and_its_queued_messages_at_once(backend:
         forged
     };
     assert_eq!(s.get(&format!("/u/{forged}")).0, 404);
-    // The next campaign excludes the address as suppressed.
+    // The unsubscribe withdrew c7's consent: the next campaign leaves them
+    // out as no_consent (the first reason that applies)...
     let third = campaign(
         &s,
         &marketer,
         json!({"name": "Third", "frequencyCapDays": 0}),
     );
+    let excluded = |reason: &str| {
+        let (_, body) = s.gql(
+            Some(&marketer),
+            "mutation($id: ID!) { previewCampaign(id: $id) { exclusions { reason count } } }",
+            json!({"id": third}),
+        );
+        body["data"]["previewCampaign"]["exclusions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["reason"] == reason)
+            .unwrap()["count"]
+            .as_i64()
+            .unwrap()
+    };
+    let (no_consent, suppressed) = (excluded("no_consent"), excluded("suppressed"));
+    assert_eq!(suppressed, 0);
+    // ... and should their consent come back (an admin on their behalf),
+    // the address stays suppressed.
+    let admin = s.token("ada", Role::Admin);
     let (_, body) = s.gql(
-        Some(&marketer),
-        "mutation($id: ID!) { previewCampaign(id: $id) { exclusions { reason count } } }",
-        json!({"id": third}),
+        Some(&admin),
+        "mutation { setEmailOptIn(id: \"c7\", optIn: true, note: \"asked by phone\") { emailOptIn consentHistory { source emailOptIn record } } }",
+        json!({}),
     );
-    let suppressed = body["data"]["previewCampaign"]["exclusions"]
-        .as_array()
-        .unwrap()
+    let c7 = &body["data"]["setEmailOptIn"];
+    assert_eq!(c7["emailOptIn"], true, "{body}");
+    let history = c7["consentHistory"].as_array().unwrap();
+    let sources: Vec<&str> = history
         .iter()
-        .find(|e| e["reason"] == "suppressed")
-        .unwrap()
-        .clone();
-    assert_eq!(suppressed["count"], 1, "{body}");
+        .map(|h| h["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &sources[sources.len() - 2..],
+        ["unsubscribe", "staff"],
+        "{body}"
+    );
+    assert_eq!(
+        history.last().unwrap()["record"],
+        "staff ada: asked by phone"
+    );
+    assert_eq!(excluded("no_consent"), no_consent - 1);
+    assert_eq!(excluded("suppressed"), 1);
 }
 
 /// The unsubscribe token the test servers give `customer` in campaign `id`.

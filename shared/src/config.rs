@@ -189,6 +189,11 @@ pub struct PortalSettings {
     /// Origins allowed to call the API from a browser (CORS), e.g.
     /// `["https://admin.shop.example"]`; empty: no cross-origin calls (`CVM_PORTAL_CORS_ORIGINS`, comma-separated).
     pub cors_origins: Vec<String>,
+    /// The warehouse folder, if this process can read it: data exports then
+    /// include purchases, events and score history (`CVM_PORTAL_WAREHOUSE`).
+    pub warehouse: Option<String>,
+    /// Where data exports wait for their download (`CVM_PORTAL_EXPORT_DIR`).
+    pub export_dir: String,
 }
 
 /// The smallest `portal.secret`, in bytes (HMAC-SHA256 keys shorter than the hash are weaker).
@@ -208,6 +213,8 @@ impl Default for PortalSettings {
             max_complexity: 1_000_000,
             introspection: true,
             cors_origins: Vec::new(),
+            warehouse: None,
+            export_dir: "exports/".into(),
         }
     }
 }
@@ -385,6 +392,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_PORTAL_MAX_COMPLEXITY", "portal.max_complexity"),
     ("CVM_PORTAL_INTROSPECTION", "portal.introspection"),
     ("CVM_PORTAL_CORS_ORIGINS", "portal.cors_origins"),
+    ("CVM_PORTAL_WAREHOUSE", "portal.warehouse"),
+    ("CVM_PORTAL_EXPORT_DIR", "portal.export_dir"),
     ("CVM_SMTP_URL", "mail.smtp_url"),
     ("CVM_MAIL_OUTBOX_DIR", "mail.outbox_dir"),
     ("CVM_MAIL_FROM", "mail.from"),
@@ -516,6 +525,8 @@ impl Settings {
                     .map(String::from)
                     .collect()
             }
+            "portal.warehouse" => self.portal.warehouse = Some(value.trim().to_string()),
+            "portal.export_dir" => self.portal.export_dir = value.trim().to_string(),
             "mail.smtp_url" => self.mail.smtp_url = Some(Secret::new(value.trim())),
             "mail.outbox_dir" => self.mail.outbox_dir = value.trim().to_string(),
             "mail.from" => self.mail.from = Some(value.trim().to_string()),
@@ -802,6 +813,7 @@ mod tests {
         all.mail.smtp_url = Some(Secret::new("smtp://127.0.0.1:25"));
         all.mail.from = Some("Shop <news@shop.example>".into());
         all.mail.unsubscribe_mailto = Some("u@shop.example".into());
+        all.portal.warehouse = Some("/srv/cvm/warehouse".into());
         let value = toml::Value::try_from(&all).unwrap();
         let mut found = Vec::new();
         leaves("", &value, &mut found);

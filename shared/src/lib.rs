@@ -9,6 +9,7 @@ pub mod db;
 pub mod identity;
 pub mod logging;
 pub mod money;
+pub mod privacy;
 
 pub use channel::{Channel, TxnKind};
 pub use config::{ConfigError, Secret, Settings};

@@ -471,7 +471,8 @@ fn maybe_gzip(bytes: Vec<u8>, gzip: bool, path: &Path) -> Result<Vec<u8>, Genera
 /// The compressed or plain file behind a [`Sink`].
 enum Writer {
     Plain(BufWriter<File>),
-    Gz(flate2::write::GzEncoder<BufWriter<File>>),
+    // Boxed: the encoder's state is a few hundred bytes.
+    Gz(Box<flate2::write::GzEncoder<BufWriter<File>>>),
 }
 
 /// One output file: counts records and writes the file's line ends.
@@ -499,10 +500,10 @@ impl Sink {
         let buf = BufWriter::with_capacity(1 << 17, file);
         let w = if gzip {
             // GzEncoder writes mtime 0, so compressed bytes are deterministic too.
-            Writer::Gz(flate2::write::GzEncoder::new(
+            Writer::Gz(Box::new(flate2::write::GzEncoder::new(
                 buf,
                 flate2::Compression::fast(),
-            ))
+            )))
         } else {
             Writer::Plain(buf)
         };

@@ -149,6 +149,38 @@ impl LoadReport {
     }
 }
 
+/// Leaves out customers erased in the database whose warehouse part is not
+/// done yet (erased through the portal since the last nightly run): a load
+/// must not bring them back. Recognised by the keyed hash of their id.
+fn drop_erased(
+    conn: &mut DbConnection,
+    customers: &mut Vec<CustomerRow>,
+    scores: &mut Vec<ScoreRow>,
+) -> Result<(), LoadError> {
+    let erased: FxHashSet<String> = cvm_shared::privacy::erase::erased_id_hashes(conn)?
+        .into_iter()
+        .collect();
+    if erased.is_empty() {
+        return Ok(());
+    }
+    let key = cvm_shared::privacy::PrivacyKey::from_env()?;
+    let kind = cvm_shared::privacy::KeyKind::CustomerId;
+    let dropped: FxHashSet<Box<str>> = customers
+        .par_iter()
+        .filter(|c| erased.contains(&key.hash(kind, &c.customer_id)))
+        .map(|c| c.customer_id.clone())
+        .collect();
+    if !dropped.is_empty() {
+        tracing::warn!(
+            customers = dropped.len(),
+            "left out customers erased since the warehouse was last erased; run `cvm-etl nightly` (or `privacy erase`) to erase them from the warehouse"
+        );
+        customers.retain(|c| !dropped.contains(&c.customer_id));
+        scores.retain(|s| !dropped.contains(&s.customer_id));
+    }
+    Ok(())
+}
+
 /// Why a load failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -170,6 +202,9 @@ pub enum LoadError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// Customers were erased, and `CVM_PRIVACY_KEY` (needed to leave them out) is missing.
+    #[error("the database has erased customers: {0}")]
+    Privacy(#[from] cvm_shared::privacy::KeyError),
 }
 
 /// Opens the database (applying migrations) and loads the warehouse into it.
@@ -489,6 +524,7 @@ fn load_rows(
     loaded_at: NaiveDateTime,
 ) -> Result<Counts, LoadError> {
     let (mut customer_rows, mut score_rows) = read_inputs(warehouse, as_of)?;
+    drop_erased(conn, &mut customer_rows, &mut score_rows)?;
     if as_of.is_none() {
         tracing::warn!(warehouse = %warehouse.display(), "no scores/as_of=* folder yet: loading customers only");
     }

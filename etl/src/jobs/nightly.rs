@@ -74,6 +74,9 @@ pub enum NightlyError {
     /// The database could not be opened or the run recorded.
     #[error("database: {0}")]
     Db(#[from] DbError),
+    /// Pending erasures could not be applied to the warehouse (nothing was ingested).
+    #[error("erasures: {0}")]
+    Privacy(#[from] crate::privacy::PrivacyError),
 }
 
 /// The reports of every step.
@@ -161,6 +164,12 @@ fn steps(
     opts: &NightlyOptions,
     found: crate::sources::Discovery,
 ) -> Result<NightlyReport, NightlyError> {
+    let mut conn = conn;
+    // Erasures made through the portal reach the warehouse before anything reads it.
+    if let Some(c) = conn.as_deref_mut() {
+        let outbox = std::path::PathBuf::from(&opts.settings.mail.outbox_dir);
+        crate::privacy::apply_pending_if_any(c, wh, Some(&outbox))?;
+    }
     let ingest = ingest::run_locked(
         wh,
         &IngestOptions {
@@ -173,7 +182,6 @@ fn steps(
         found,
     )?;
     crash_point("ingest");
-    let mut conn = conn;
     if let Some(c) = conn.as_deref_mut() {
         export_feedback(c, &opts.warehouse)?;
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::record::{Outcome, RejectReason};
 
 /// Outcome counts of one input file (or of a whole run). They add up:
-/// `records = accepted + duplicate + ignored + anonymous + rejected`.
+/// `records = accepted + duplicate + ignored + anonymous + rejected + erased`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Counts {
     /// Records read.
@@ -33,6 +33,8 @@ pub struct Counts {
     pub rejected: u64,
     /// Rejected, by reason code.
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Records of erased people, dropped on arrival.
+    pub erased: u64,
 }
 
 impl Counts {
@@ -44,6 +46,7 @@ impl Counts {
             Outcome::Duplicate => self.duplicate += 1,
             Outcome::Ignored => self.ignored += 1,
             Outcome::Anonymous => self.anonymous += 1,
+            Outcome::Erased => self.erased += 1,
             Outcome::Rejected => {
                 self.rejected += 1;
                 if let Some(r) = reason {
@@ -64,6 +67,7 @@ impl Counts {
         self.ignored += o.ignored;
         self.anonymous += o.anonymous;
         self.rejected += o.rejected;
+        self.erased += o.erased;
         for (k, v) in &o.rejected_by_reason {
             *self.rejected_by_reason.entry(k.clone()).or_default() += v;
         }
@@ -72,7 +76,12 @@ impl Counts {
     /// Whether the outcomes add up to the records read.
     pub fn balanced(&self) -> bool {
         self.records
-            == self.accepted + self.duplicate + self.ignored + self.anonymous + self.rejected
+            == self.accepted
+                + self.duplicate
+                + self.ignored
+                + self.anonymous
+                + self.rejected
+                + self.erased
             && self.rejected == self.rejected_by_reason.values().sum::<u64>()
     }
 }

@@ -201,6 +201,8 @@ pub struct ParseContext {
     pub window: DateWindow,
     /// The same window in microseconds (checked for every record time).
     pub window_micros: std::ops::Range<i64>,
+    /// Recognises records of erased people (None: nobody was ever erased).
+    pub erased: Option<std::sync::Arc<crate::privacy::ledger::Matcher>>,
 }
 
 impl ParseContext {
@@ -215,7 +217,20 @@ impl ParseContext {
             default_cc: settings.ingest.default_country_code.clone(),
             window,
             window_micros: window.micros(),
+            erased: None,
         }
+    }
+
+    /// Whether a record with these keys (normalised) is an erased person's.
+    pub fn is_erased(
+        &self,
+        customer_id: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> bool {
+        self.erased
+            .as_ref()
+            .is_some_and(|m| m.erased(customer_id, email, phone))
     }
 }
 

@@ -520,6 +520,20 @@ impl Warehouse {
         }
         Ok(())
     }
+
+    /// Deletes every published version but the current one (an erasure:
+    /// older versions hold what was erased; `restore` has nothing to go back to).
+    pub fn prune_all_but_current(&self) -> Result<(), PublishError> {
+        let versions = self.root.join("_versions");
+        let current = self.current_id()?;
+        for id in self.published()? {
+            if Some(&id) != current.as_ref() {
+                let d = versions.join(id);
+                fs::remove_dir_all(&d).map_err(io(&d))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -653,6 +653,9 @@ impl CampaignMutation {
                 score.as_ref(),
                 unsubscribe,
             )?;
+            // A sample shows the customer's address and whatever the
+            // templates print of them: personal data, audited.
+            crate::audit::note(ctx, &customer.customer_id);
             rendered.push(RenderedMessage {
                 to,
                 subject: r.subject,

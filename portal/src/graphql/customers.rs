@@ -30,6 +30,7 @@ use async_graphql::{Context, Enum, ID, InputObject, Object, OutputType};
 use chrono::{NaiveDate, NaiveDateTime};
 use cvm_shared::db::connection::MultiBackend;
 use cvm_shared::db::models::api_tokens::Role;
+use cvm_shared::db::models::consent_changes::{self, ConsentChange as ConsentChangeRow};
 use cvm_shared::db::models::customers::Customer as CustomerRow;
 use cvm_shared::db::models::scores::Score as ScoreRow;
 use cvm_shared::db::models::surveys::Survey as SurveyRow;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use super::api;
 use super::batch::Lazy;
+use super::consent::ConsentChange;
 use super::errors::{ApiError, ErrorCode};
 use super::filter::{
     Condition, CustomerFilter, CustomerSource, LifecycleStage, NpsClass, ValueTier,
@@ -47,29 +49,51 @@ use super::filter::{
 use super::pagination::{self, Page, Totals};
 use super::scalars::{Date, DateTime};
 use super::surveys::Survey;
+use crate::audit;
 use crate::auth::RoleGuard;
 use crate::db;
 
-/// A customer with its latest scores (loaded together), and the feedback
-/// load it shares with the other customers of its list.
+/// A customer with its latest scores (loaded together), and the loads of
+/// feedback and consent history it shares with the other customers of its list.
 #[derive(Clone)]
 pub struct Customer {
     row: CustomerRow,
     score: Option<Score>,
-    feedback: Arc<Lazy<FeedbackSet>>,
+    related: Arc<Related>,
 }
 
 impl Customer {
-    fn new(
-        (row, score): (CustomerRow, Option<ScoreRow>),
-        feedback: &Arc<Lazy<FeedbackSet>>,
-    ) -> Customer {
+    fn new((row, score): (CustomerRow, Option<ScoreRow>), related: &Arc<Related>) -> Customer {
         Customer {
             row,
             score: score.map(Score),
-            feedback: Arc::clone(feedback),
+            related: Arc::clone(related),
         }
     }
+}
+
+/// What the customers of one list load together, on first use.
+pub(crate) struct Related {
+    feedback: Arc<Lazy<FeedbackSet>>,
+    consent: Arc<Lazy<HashMap<String, Vec<ConsentChangeRow>>>>,
+}
+
+/// The batched loads of customers `ids`.
+fn related_of(db: &DbPool, ids: Vec<String>) -> Arc<Related> {
+    let consent_ids = ids.clone();
+    Arc::new(Related {
+        feedback: feedback_of(db, ids),
+        consent: Lazy::new(db, move |c| {
+            let mut by_customer: HashMap<String, Vec<ConsentChangeRow>> = HashMap::new();
+            for row in consent_changes::of_customers(c, &consent_ids)? {
+                by_customer
+                    .entry(row.customer_id.clone())
+                    .or_default()
+                    .push(row);
+            }
+            Ok(by_customer)
+        }),
+    })
 }
 
 /// The answers of a list of customers, and the loads of what they link to.
@@ -134,10 +158,10 @@ pub(crate) fn customers_by_id(
             .filter(customers::customer_id.eq_any(&ids))
             .load::<(CustomerRow, Option<ScoreRow>)>(c)
             .map_err(DbError::query("customers", "select by ids"))?;
-        let feedback = feedback_of(&pool, ids.clone());
+        let related = related_of(&pool, ids.clone());
         Ok(rows
             .into_iter()
-            .map(|r| (r.0.customer_id.clone(), Customer::new(r, &feedback)))
+            .map(|r| (r.0.customer_id.clone(), Customer::new(r, &related)))
             .collect())
     })
 }
@@ -155,6 +179,16 @@ fn surveys_by_id(db: &DbPool, ids: Vec<i64>) -> Arc<Lazy<HashMap<i64, SurveyRow>
 }
 
 /// A customer: profile, consent, latest scores and feedback.
+impl Customer {
+    /// A personal field's value, noted in the request's audit trail when there is one.
+    fn personal<'a>(&self, ctx: &Context<'_>, value: &'a Option<String>) -> Option<&'a str> {
+        if value.is_some() {
+            audit::note(ctx, &self.row.customer_id);
+        }
+        value.as_deref()
+    }
+}
+
 #[Object]
 impl Customer {
     /// CRM id or guest id.
@@ -165,29 +199,43 @@ impl Customer {
     async fn is_guest(&self) -> bool {
         self.row.is_guest
     }
-    /// Normalised email.
-    async fn email(&self) -> Option<&str> {
-        self.row.email.as_deref()
+    /// Normalised email (personal: the request is audited).
+    async fn email(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.personal(ctx, &self.row.email)
     }
-    /// Phone in E.164.
-    async fn phone(&self) -> Option<&str> {
-        self.row.phone.as_deref()
+    /// Phone in E.164 (personal: the request is audited).
+    async fn phone(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.personal(ctx, &self.row.phone)
     }
-    /// Given name.
-    async fn first_name(&self) -> Option<&str> {
-        self.row.first_name.as_deref()
+    /// Given name (personal: the request is audited).
+    async fn first_name(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.personal(ctx, &self.row.first_name)
     }
-    /// Family name.
-    async fn last_name(&self) -> Option<&str> {
-        self.row.last_name.as_deref()
+    /// Family name (personal: the request is audited).
+    async fn last_name(&self, ctx: &Context<'_>) -> Option<&str> {
+        self.personal(ctx, &self.row.last_name)
     }
     /// ISO 3166-1 alpha-2 country.
     async fn country(&self) -> Option<&str> {
         self.row.country.as_deref()
     }
-    /// Marketing email consent.
+    /// Marketing email consent (the value of the last `consentHistory` change).
     async fn email_opt_in(&self) -> bool {
         self.row.email_opt_in
+    }
+    /// Every change of the email consent, oldest first: what it became,
+    /// when, and why (`crm`, `unsubscribe`, `staff`, `erasure`).
+    #[graphql(guard = "RoleGuard::new(Role::Viewer)")]
+    async fn consent_history(&self) -> Result<Vec<ConsentChange>, ApiError> {
+        let all = self.related.consent.get().await?;
+        Ok(all
+            .get(&self.row.customer_id)
+            .map(|rows| rows.iter().cloned().map(ConsentChange).collect())
+            .unwrap_or_default())
+    }
+    /// True once erased on request: the id is a pseudonym and nothing personal is left.
+    async fn erased(&self) -> bool {
+        self.row.erased
     }
     /// False once the customer is no longer in the warehouse.
     async fn active(&self) -> bool {
@@ -224,7 +272,7 @@ impl Customer {
         after: Option<String>,
     ) -> async_graphql::Result<Page<Feedback>> {
         let (size, after) = pagination::arguments::<FeedbackCursor>(first, after.as_deref())?;
-        let set = self.feedback.get().await?;
+        let set = self.related.feedback.get().await?;
         let all = set
             .by_customer
             .get(&self.row.customer_id)
@@ -402,8 +450,11 @@ impl Feedback {
     async fn csat(&self) -> Option<i32> {
         self.row.csat
     }
-    /// The comment, verbatim.
-    async fn comment(&self) -> Option<&str> {
+    /// The comment, verbatim (personal: the request is audited).
+    async fn comment(&self, ctx: &Context<'_>) -> Option<&str> {
+        if self.row.comment.is_some() {
+            audit::note(ctx, &self.row.customer_id);
+        }
         self.row.comment.as_deref()
     }
     /// First submission.
@@ -816,7 +867,7 @@ impl CustomerQuery {
         };
         let version = page.version;
         let ids = page.rows.iter().take(size).map(|r| r.0.customer_id.clone());
-        let feedback = feedback_of(&api(ctx)?.db, ids.collect());
+        let related = related_of(&api(ctx)?.db, ids.collect());
         let items = page.rows.into_iter().map(|r| {
             let cursor = CustomerCursor {
                 o: order,
@@ -826,7 +877,7 @@ impl CustomerQuery {
             };
             (
                 pagination::encode_cursor(&cursor),
-                Customer::new(r, &feedback),
+                Customer::new(r, &related),
             )
         });
         Ok(pagination::page(

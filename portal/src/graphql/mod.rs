@@ -3,9 +3,11 @@
 //! To add a domain: a new module with `XQuery`/`XMutation` (guards on every
 //! field, see [`crate::auth::RoleGuard`]) and one more member below.
 
+pub mod audit_log;
 pub mod batch;
 pub mod campaign_sending;
 pub mod campaigns;
+pub mod consent;
 pub mod customers;
 pub mod errors;
 pub mod feedback;
@@ -15,6 +17,7 @@ pub mod invitations;
 pub mod me;
 pub mod nps;
 pub mod pagination;
+pub mod privacy;
 pub mod scalars;
 pub mod survey_list;
 pub mod surveys;
@@ -44,6 +47,7 @@ pub struct Query(
     survey_list::SurveyListQuery,
     campaigns::CampaignQuery,
     uplift::UpliftQuery,
+    audit_log::AuditLogQuery,
 );
 
 /// The root mutation type.
@@ -54,6 +58,8 @@ pub struct Mutation(
     feedback::FeedbackMutation,
     campaigns::CampaignMutation,
     campaign_sending::CampaignSendingMutation,
+    consent::ConsentMutation,
+    privacy::PrivacyMutation,
 );
 
 /// The portal's schema.
@@ -77,6 +83,8 @@ pub struct ApiContext {
     pub mail: Arc<MailConfig>,
     /// Wakes the campaign sender when there is new work.
     pub sender: SenderHandle,
+    /// The privacy key, the warehouse and the export folder (data requests).
+    pub privacy: Arc<privacy::PrivacyConfig>,
 }
 
 fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {

@@ -7,13 +7,16 @@
 //!   `List-Unsubscribe=One-Click`) or the page's button. The address goes on
 //!   the suppression list, the event is recorded against the campaign, and
 //!   every message still queued to that address, in any campaign, becomes
-//!   `SUPPRESSED` in the same transaction. Repeating it changes nothing more.
+//!   `SUPPRESSED` in the same transaction, which also withdraws the
+//!   customer's email consent (a consent change, source `unsubscribe`,
+//!   naming the campaign and how). Repeating it changes nothing more.
 //!
 //! A forged, malformed or unknown link gets a 404 page.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use chrono::Utc;
+use cvm_shared::db::models::consent_changes::{self, ConsentSource, NewConsentChange};
 use cvm_shared::db::models::outbox;
 use cvm_shared::db::models::suppressions::{self, Suppression, SuppressionReason};
 use cvm_shared::db::models::unsubscribes::{self, NewUnsubscribe, UnsubscribeSource};
@@ -126,6 +129,19 @@ async fn unsubscribe(
                     },
                 )?;
             }
+            // The customer's consent follows, with the link that withdrew it.
+            let record = format!("campaign {}, {}", row.campaign_id, source.as_str());
+            consent_changes::set(
+                c,
+                &NewConsentChange {
+                    customer_id: &row.customer_id,
+                    email_opt_in: false,
+                    source: ConsentSource::Unsubscribe,
+                    at: now,
+                    record: Some(&record),
+                    recorded_at: now,
+                },
+            )?;
             let held = outbox::suppress_queued(c, &address, "unsubscribed")?;
             if new {
                 tracing::info!(

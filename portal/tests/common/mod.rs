@@ -20,6 +20,8 @@ pub mod smtp;
 
 /// The key the test servers sign links with.
 pub const SECRET: &[u8; 32] = b"test-secret-test-secret-test-sec";
+/// The test servers' `CVM_PRIVACY_KEY`.
+pub const PRIVACY_KEY: &[u8; 32] = b"test-privacy-key-test-privacy-ke";
 
 /// A portal serving a throw-away database; stopped on drop.
 pub struct TestServer {
@@ -94,6 +96,12 @@ impl TestServer {
                     limits,
                     mail,
                     sender,
+                    privacy: cvm_portal::graphql::privacy::PrivacyConfig {
+                        key: Some(cvm_shared::privacy::PrivacyKey::new(PRIVACY_KEY).unwrap()),
+                        warehouse: None,
+                        export_dir: std::env::temp_dir()
+                            .join(format!("cvm-portal-exports-{}", std::process::id())),
+                    },
                 })
                 .unwrap();
                 tx.send((running.addrs[0], running.server.handle()))

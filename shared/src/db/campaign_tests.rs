@@ -100,7 +100,7 @@ fn a_draft_changes_until_it_is_frozen_and_transitions_happen_once(backend: Backe
 }
 
 /// c1 queued in campaign `id`, frozen when c1 was loaded.
-fn queued_c1(id: i64) -> NewRecipient<'static> {
+pub(super) fn queued_c1(id: i64) -> NewRecipient<'static> {
     NewRecipient {
         campaign_id: id,
         customer_id: "c1",

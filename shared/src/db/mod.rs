@@ -102,4 +102,6 @@ mod campaign_tests;
 #[cfg(test)]
 mod portal_tests;
 #[cfg(test)]
+mod privacy_tests;
+#[cfg(test)]
 mod tests;

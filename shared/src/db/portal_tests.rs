@@ -27,7 +27,7 @@ crate::both_backends!(
 );
 
 /// A survey on `c`, and the invitation of customer `c1` to it; returns its id.
-fn invite_c1(c: &mut DbConnection, token_hash: &str) -> i64 {
+pub(super) fn invite_c1(c: &mut DbConnection, token_hash: &str) -> i64 {
     let survey = surveys::insert(
         c,
         &NewSurvey {

@@ -38,6 +38,8 @@ diesel::table! {
         active -> Bool,
         /// When the last load wrote this row.
         loaded_at -> Timestamp,
+        /// True once erased on request: the id is a pseudonym and the personal fields are empty.
+        erased -> Bool,
     }
 }
 
@@ -337,7 +339,83 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// Every change of a customer's email consent: what it became, when, why.
+    consent_changes (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// The customer (no foreign key: a load records the change before it merges the row).
+        customer_id -> Text,
+        /// The consent it became.
+        email_opt_in -> Bool,
+        /// `crm`, `unsubscribe`, `staff` or `erasure` ([`crate::db::models::consent_changes::ConsentSource`]).
+        source -> Text,
+        /// When it took effect (the CRM record's `updated_at`, the unsubscribe's time, ...).
+        at -> Timestamp,
+        /// The record that caused it (the load run, the campaign and link, the staff name).
+        record -> Nullable<Text>,
+        /// When it was written here.
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    /// Staff access to personal data, exports and erasures (who, when, whom).
+    audit_log (id) {
+        /// Surrogate key.
+        id -> BigInt,
+        /// When.
+        at -> Timestamp,
+        /// The staff token's name, or `cli:<user>` for the command line.
+        actor -> Text,
+        /// [`crate::db::models::audit_log::AuditAction`].
+        action -> Text,
+        /// The operation, or the reason given.
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    /// The customers an audit entry concerns (ids, or pseudonyms once erased).
+    audit_log_customers (customer_id, audit_id) {
+        /// The customer.
+        customer_id -> Text,
+        /// The entry.
+        audit_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    /// Customers erased on request, by pseudonym (never the erased id).
+    erasures (pseudonym) {
+        /// The keyed hash that replaced the customer id.
+        pseudonym -> Text,
+        /// When the database part was done.
+        erased_at -> Timestamp,
+        /// Who asked for it (staff token name or `cli:<user>`).
+        erased_by -> Text,
+        /// Why (as given).
+        reason -> Text,
+        /// When the warehouse's versions were rewritten; null until then.
+        warehouse_done_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    /// Keyed hashes of an erased customer's normalised keys (never the keys).
+    erasure_keys (pseudonym, kind, key_hash) {
+        /// The erasure.
+        pseudonym -> Text,
+        /// `customer_id`, `email` or `phone`.
+        kind -> Text,
+        /// The keyed hash (`CVM_PRIVACY_KEY`), 32 hex digits.
+        key_hash -> Text,
+    }
+}
+
 diesel::joinable!(scores -> customers (customer_id));
+diesel::joinable!(audit_log_customers -> audit_log (audit_id));
+diesel::joinable!(erasure_keys -> erasures (pseudonym));
 diesel::joinable!(invitations -> surveys (survey_id));
 diesel::joinable!(invitations -> customers (customer_id));
 diesel::joinable!(invitations -> campaigns (campaign_id));
@@ -361,4 +439,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     suppressions,
     api_tokens,
+    consent_changes,
+    audit_log,
+    audit_log_customers,
+    erasures,
+    erasure_keys,
 );

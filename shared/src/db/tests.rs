@@ -8,6 +8,7 @@ use std::sync::{Arc, Barrier};
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
+use super::models::consent_changes::{self, ConsentSource, NewConsentChange};
 use super::models::{customers, job_runs, scores};
 use super::testing::TestDb;
 use super::{Backend, DbConnection, DbError, migrate};
@@ -30,11 +31,11 @@ pub(super) fn ts(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap()
 }
 
-fn date(s: &str) -> NaiveDate {
+pub(super) fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
 }
 
-fn customer<'a>(
+pub(super) fn customer<'a>(
     id: &'a str,
     opt_in: bool,
     updated: Option<&str>,
@@ -110,7 +111,10 @@ pub(super) fn open_with_c1(backend: Backend) -> (TestDb, DbConnection) {
     (db, c)
 }
 
-fn in_tx<T>(conn: &mut DbConnection, f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>) -> T {
+pub(super) fn in_tx<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, DbError>,
+) -> T {
     conn.transaction::<T, DbError, _>(|c| f(c)).unwrap()
 }
 
@@ -191,11 +195,50 @@ fn consent_is_never_overwritten_by_an_older_record(backend: Backend) {
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, Some("2024-02-03 00:00:00"), l1)])
     });
-    customers::set_opt_out(&mut c, "c1", ts("2024-02-10 08:00:00")).unwrap();
+    let unsubscribe = |at: &'static str| NewConsentChange {
+        customer_id: "c1",
+        email_opt_in: false,
+        source: ConsentSource::Unsubscribe,
+        at: ts(at),
+        record: Some("campaign 7, one_click"),
+        recorded_at: ts(at),
+    };
+    assert!(in_tx(&mut c, |c| consent_changes::set(
+        c,
+        &unsubscribe("2024-02-10 08:00:00")
+    )));
+    // Unsubscribing again changes nothing and records nothing.
+    assert!(!in_tx(&mut c, |c| consent_changes::set(
+        c,
+        &unsubscribe("2024-02-11 08:00:00")
+    )));
     in_tx(&mut c, |c| {
         customers::upsert(c, &[customer("c1", true, Some("2024-02-05 00:00:00"), l1)])
     });
-    assert!(!customers::find(&mut c, "c1").unwrap().unwrap().email_opt_in);
+    let got = customers::find(&mut c, "c1").unwrap().unwrap();
+    assert!(!got.email_opt_in);
+
+    // Every change is in the history, with its source, and the history ends
+    // in the stored consent.
+    let history = consent_changes::of_customers(&mut c, &["c1".into()]).unwrap();
+    let seen: Vec<(bool, ConsentSource, NaiveDateTime)> = history
+        .iter()
+        .map(|h| (h.email_opt_in, h.source, h.at))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (false, ConsentSource::Crm, ts("2024-02-01 12:00:00.250")),
+            (true, ConsentSource::Crm, ts("2024-02-01 12:00:00.250")),
+            (false, ConsentSource::Crm, ts("2024-02-02 00:00:00")),
+            (true, ConsentSource::Crm, ts("2024-02-03 00:00:00")),
+            (false, ConsentSource::Unsubscribe, ts("2024-02-10 08:00:00")),
+        ]
+    );
+    assert_eq!(consent_changes::current(&history), got.email_opt_in);
+    assert_eq!(history[0].record.as_deref(), Some("load"));
+    assert_eq!(history[0].recorded_at, ts(l1));
+    assert_eq!(history[4].record.as_deref(), Some("campaign 7, one_click"));
 }
 
 fn guests_never_overwrite_crm_consent(backend: Backend) {
@@ -210,6 +253,13 @@ fn guests_never_overwrite_crm_consent(backend: Backend) {
     let got = customers::find(&mut c, "c1").unwrap().unwrap();
     assert!(got.email_opt_in);
     assert_eq!(got.consent_updated_at, Some(ts("2024-02-01 12:00:00")));
+    // Guests have no consent history: their consent is false by default.
+    let mut g2 = customer("g2", false, None, l1);
+    g2.is_guest = true;
+    in_tx(&mut c, |c| customers::upsert(c, &[g2.clone()]));
+    let history = consent_changes::of_customers(&mut c, &["c1".into(), "g2".into()]).unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].customer_id, "c1");
 }
 
 fn vanished_customers_are_flagged_inactive(backend: Backend) {

@@ -93,6 +93,10 @@ pub enum IngestError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The warehouse has erased people, and `CVM_PRIVACY_KEY` (needed to
+    /// recognise their records) is missing or unusable.
+    #[error("the warehouse's erasure ledger needs the privacy key: {0}")]
+    Privacy(#[from] cvm_shared::privacy::KeyError),
     /// Too many records were rejected.
     #[error(
         "{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT"
@@ -157,11 +161,13 @@ pub fn run_locked(
     clock.lap("load_warehouse");
 
     let stored_events = std::mem::take(&mut stored.events);
+    let erased = crate::privacy::ledger::Ledger::read(wh.root())?.matcher()?;
     let mut input = read::read_drop(
         &found.files,
         &opts.settings,
         &stored.small,
         stored_events,
+        erased,
         opts.progress,
     )?;
     if let Some(history) = &mut stored.event_history {

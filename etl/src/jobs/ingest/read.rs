@@ -17,6 +17,7 @@ use super::stored::SmallState;
 use crate::consolidate::events::{EventLog, FileEvents};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
+use crate::privacy::ledger::Matcher;
 use crate::record::{
     CrmRecord, EventFields, Outcome, Parsed, Pos, TxnIds, TxnRecord, TxnRow, Versioned,
 };
@@ -50,10 +51,12 @@ pub(super) fn read_drop(
     settings: &Settings,
     stored: &SmallState,
     stored_events: EventLog,
+    erased: Option<Matcher>,
     progress: bool,
 ) -> Result<DropRead, IngestError> {
     // Rates: base, then those of earlier runs, then this drop's fx file.
     let mut ctx = ParseContext::new(settings);
+    ctx.erased = erased.map(std::sync::Arc::new);
     for (c, r) in &stored.rates {
         if let (Ok(c), Ok(r)) = (Currency::parse(c), Rate::parse_positive(r)) {
             ctx.rates.entry(c).or_insert(r);
@@ -207,6 +210,28 @@ fn read_one(
             .count();
         let mut txns = Vec::with_capacity(txn_count);
         for (line, p, raw) in parsed {
+            // A record of an erased person goes no further (erasure ledger).
+            let erased = match &p {
+                Item::Event(f) => ctx.is_erased(f.customer_id.as_deref(), f.email.as_deref(), None),
+                Item::Parsed(Parsed::Txn(v)) => ctx
+                    .erased
+                    .as_ref()
+                    .is_some_and(|m| m.erased_keys(&v.body.keys)),
+                Item::Parsed(Parsed::Crm(v)) => ctx.is_erased(
+                    Some(&v.body.customer_id),
+                    v.body.email.as_deref(),
+                    v.body.phone.as_deref(),
+                ),
+                Item::Parsed(Parsed::Event(v)) => {
+                    let f = EventFields::from(v);
+                    ctx.is_erased(f.customer_id.as_deref(), f.email.as_deref(), None)
+                }
+                Item::Parsed(_) => false,
+            };
+            if erased {
+                out.counts.add(Outcome::Erased, None);
+                continue;
+            }
             let p = match p {
                 Item::Event(f) => {
                     events.push(&f);

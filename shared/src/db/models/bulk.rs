@@ -67,13 +67,21 @@ pub(crate) struct Merge<'a> {
     /// When a stored row is updated: rows failing it are left untouched. It
     /// must be false when `set` would write the values already stored.
     pub guard: &'a str,
+    /// Run after the rows are staged, before they are merged (it sees the
+    /// stored rows as they were): how a change is recorded as history.
+    pub before_merge: Option<&'a str>,
+    /// Run after a bulk insert into the empty table: the same history, for
+    /// rows that are all new.
+    pub after_bulk: Option<&'a str>,
 }
 
 impl Merge<'_> {
     fn create_sql(&self, backend: Backend) -> String {
         let (table, staging) = (self.table, self.staging);
         match backend {
-            Backend::Postgres => format!("CREATE TEMP TABLE {staging} (LIKE {table})"),
+            Backend::Postgres => {
+                format!("CREATE TEMP TABLE {staging} (LIKE {table} INCLUDING DEFAULTS)")
+            }
             Backend::Sqlite => {
                 format!("CREATE TEMP TABLE {staging} AS SELECT * FROM main.{table} WHERE 0")
             }
@@ -168,6 +176,9 @@ pub(crate) fn upsert<R>(
             crate::with_backend!(c, c => diesel::sql_query(&found).get_result::<Found>(c))?.found;
         if !occupied {
             bulk_insert(c, table, rows, write)?;
+            if let Some(sql) = merge.after_bulk {
+                exec(c, sql)?;
+            }
             tracing::debug!(
                 table,
                 rows = rows.len(),
@@ -180,14 +191,17 @@ pub(crate) fn upsert<R>(
         if !rows.is_empty() {
             write(c, rows, Dest::Staging)?;
         }
+        if backend == Backend::Postgres {
+            // Row counts for the join plans (a temp table has none).
+            c.batch_execute(&format!("ANALYZE {staging}"))?;
+        }
+        if let Some(sql) = merge.before_merge {
+            exec(c, sql)?;
+        }
         let staged = started.elapsed();
         let written = match backend {
             Backend::Sqlite => exec(c, &upsert_sql)?,
-            Backend::Postgres => {
-                // Row counts for the join plans (a temp table has none).
-                c.batch_execute(&format!("ANALYZE {staging}"))?;
-                exec(c, &update_sql)? + exec(c, &merge.insert_new_sql())?
-            }
+            Backend::Postgres => exec(c, &update_sql)? + exec(c, &merge.insert_new_sql())?,
         };
         let merged = started.elapsed();
         let then = match then {

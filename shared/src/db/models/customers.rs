@@ -164,6 +164,8 @@ pub struct Customer {
     /// The last load that inserted or changed the row (a load that finds
     /// the row as it would write it leaves it, stamp included).
     pub loaded_at: NaiveDateTime,
+    /// Erased on request: the id is a pseudonym, the personal fields are empty.
+    pub erased: bool,
 }
 
 #[cfg(any(test, feature = "load"))]
@@ -172,6 +174,30 @@ pub struct Customer {
 /// expressions see the old row, so they agree.
 const CONSENT_WINS: &str = "(NOT excluded.is_guest AND (customers.consent_updated_at IS NULL \
      OR excluded.consent_updated_at >= customers.consent_updated_at))";
+
+#[cfg(any(test, feature = "load"))]
+/// The consent history of a load's CRM records: a change for every new CRM
+/// customer, and for every stored one whose consent the incoming record wins
+/// with a different value (`consent_changes`; `recorded_at` is the load's
+/// stamp, its `job_runs.started_at`). Run before the merge, on the staged rows.
+fn consent_changes_sql() -> String {
+    format!(
+        "INSERT INTO consent_changes (customer_id, email_opt_in, source, at, record, recorded_at) \
+         SELECT excluded.customer_id, excluded.email_opt_in, 'crm', excluded.consent_updated_at, \
+         'load', excluded.loaded_at \
+         FROM customers_staging AS excluded \
+         LEFT JOIN customers ON customers.customer_id = excluded.customer_id \
+         WHERE NOT excluded.is_guest AND excluded.consent_updated_at IS NOT NULL \
+         AND (customers.customer_id IS NULL \
+              OR ({CONSENT_WINS} AND customers.email_opt_in <> excluded.email_opt_in))"
+    )
+}
+
+#[cfg(any(test, feature = "load"))]
+/// [`consent_changes_sql`] for a first load (every row is new).
+const FIRST_CONSENT: &str = "INSERT INTO consent_changes (customer_id, email_opt_in, source, at, record, recorded_at) \
+     SELECT customer_id, email_opt_in, 'crm', consent_updated_at, 'load', loaded_at \
+     FROM customers WHERE NOT is_guest AND consent_updated_at IS NOT NULL";
 
 #[cfg(any(test, feature = "load"))]
 /// Inserts or updates `rows` (call it inside a transaction; one staging
@@ -217,6 +243,7 @@ fn merge(
         profile = bulk::distinct("customers", &PROFILE),
         consent = bulk::distinct("customers", &["email_opt_in", "consent_updated_at"]),
     );
+    let record_consent = consent_changes_sql();
     let merge = Merge {
         table: "customers",
         staging: "customers_staging",
@@ -224,6 +251,8 @@ fn merge(
         columns: &COLUMNS,
         set: &set,
         guard: &guard,
+        before_merge: Some(&record_consent),
+        after_bulk: Some(FIRST_CONSENT),
     };
     // NOT EXISTS plans as a hash anti-join on PostgreSQL (NOT IN would probe
     // a subplan per row once the ids outgrow work_mem); SQLite builds one
@@ -247,20 +276,6 @@ fn merge(
         },
         deactivate_missing.then_some(deactivate),
     )
-}
-
-/// Records an unsubscribe in the consent columns (the portal calls this with
-/// the unsubscribe time, so an older CRM record cannot opt the customer back in).
-pub fn set_opt_out(
-    conn: &mut DbConnection,
-    customer_id: &str,
-    at: NaiveDateTime,
-) -> Result<usize, DbError> {
-    use customers::dsl as c;
-    crate::with_backend!(conn, conn => diesel::update(c::customers.find(customer_id))
-        .set((c::email_opt_in.eq(false), c::consent_updated_at.eq(Some(at))))
-        .execute(conn))
-    .map_err(DbError::query("customers", "opt out"))
 }
 
 /// One customer by id.

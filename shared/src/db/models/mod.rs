@@ -2,9 +2,11 @@
 
 pub mod answers;
 pub mod api_tokens;
+pub mod audit_log;
 #[cfg(any(test, feature = "load"))]
 pub(crate) mod bulk;
 pub mod campaigns;
+pub mod consent_changes;
 pub mod customers;
 pub mod invitations;
 pub mod job_runs;

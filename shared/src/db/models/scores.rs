@@ -54,6 +54,8 @@ macro_rules! score_structs {
                 columns: COLUMNS,
                 set: &bulk::set_excluded(&COLUMNS[1..]),
                 guard: &guard,
+                before_merge: None,
+                after_bulk: None,
             };
             let stage = |conn: &mut DbConnection, part: &[NewScore<'_>], dest| {
                 bulk::write_rows!(conn, dest, part, scores::table, scores_staging::table)
