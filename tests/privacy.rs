@@ -136,6 +136,21 @@ fn an_erased_customer_is_gone_from_every_byte_and_stays_gone(backend: Backend) {
     ];
     let portal = Portal::start(&db_url, &env);
     let staff = Some(token.as_str());
+    // `cvm-etl privacy <action> --customer ID --warehouse W --db URL <rest>`.
+    let privacy = |action: &str, id: &str, rest: &[&str]| {
+        let mut args = vec![
+            "privacy",
+            action,
+            "--customer",
+            id,
+            "--warehouse",
+            wh,
+            "--db",
+            &db_url,
+        ];
+        args.extend_from_slice(rest);
+        run("cvm-etl", &args, &env)
+    };
 
     // A CRM customer with consent who bought on several channels, whose
     // email and last name nobody else has.
@@ -256,23 +271,7 @@ fn an_erased_customer_is_gone_from_every_byte_and_stays_gone(backend: Backend) {
 
     // Export: everything held about them.
     let archive = tmp.path().join("export.zip");
-    run(
-        "cvm-etl",
-        &[
-            "--quiet",
-            "privacy",
-            "export",
-            "--customer",
-            &id,
-            "--warehouse",
-            wh,
-            "--db",
-            &db_url,
-            "--out",
-            archive.to_str().unwrap(),
-        ],
-        &env,
-    );
+    privacy("export", &id, &["--out", archive.to_str().unwrap()]);
     let parts = unzip(&archive);
     for name in [
         "README.md",
@@ -330,39 +329,9 @@ fn an_erased_customer_is_gone_from_every_byte_and_stays_gone(backend: Backend) {
     let before_totals = transaction_totals(&warehouse);
 
     // Erase.
-    let erased = run(
-        "cvm-etl",
-        &[
-            "privacy",
-            "erase",
-            "--customer",
-            &id,
-            "--warehouse",
-            wh,
-            "--db",
-            &db_url,
-            "--reason",
-            "ticket 7",
-        ],
-        &env,
-    );
+    let erased = privacy("erase", &id, &["--reason", "ticket 7"]);
     let log = [erased.stdout.clone(), erased.stderr.clone()].concat();
-    let again = run(
-        "cvm-etl",
-        &[
-            "privacy",
-            "erase",
-            "--customer",
-            &id,
-            "--warehouse",
-            wh,
-            "--db",
-            &db_url,
-            "--reason",
-            "ticket 7",
-        ],
-        &env,
-    );
+    let again = privacy("erase", &id, &["--reason", "ticket 7"]);
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("already erased"),
         "{}",
@@ -430,23 +399,7 @@ fn an_erased_customer_is_gone_from_every_byte_and_stays_gone(backend: Backend) {
 
     // The export of an erased customer says so and holds nothing personal.
     let archive2 = tmp.path().join("export-2.zip");
-    run(
-        "cvm-etl",
-        &[
-            "--quiet",
-            "privacy",
-            "export",
-            "--customer",
-            &id,
-            "--warehouse",
-            wh,
-            "--db",
-            &db_url,
-            "--out",
-            archive2.to_str().unwrap(),
-        ],
-        &env,
-    );
+    privacy("export", &id, &["--out", archive2.to_str().unwrap()]);
     let parts = unzip(&archive2);
     assert!(parts.contains_key("erasure.json"), "{:?}", parts.keys());
     for (name, bytes) in &parts {

@@ -48,34 +48,34 @@ struct Cli {
     command: Command,
 }
 
+/// Whose data, where (every privacy command).
+#[derive(clap::Args)]
+struct PrivacyTarget {
+    /// The customer's id.
+    #[arg(long)]
+    customer: String,
+    /// The warehouse folder.
+    #[arg(long)]
+    warehouse: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
+    #[arg(long)]
+    db: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum PrivacyCommand {
     /// Write one zip archive of everything held about a customer (right of access).
     Export {
-        /// The customer's id.
-        #[arg(long)]
-        customer: String,
-        /// The warehouse folder.
-        #[arg(long)]
-        warehouse: PathBuf,
-        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
-        #[arg(long)]
-        db: Option<String>,
+        #[command(flatten)]
+        target: PrivacyTarget,
         /// The archive to write (.zip).
         #[arg(long)]
         out: PathBuf,
     },
     /// Erase a customer's personal data from the database, every kept warehouse version, scores and rejects, and from future drops (needs CVM_PRIVACY_KEY).
     Erase {
-        /// The customer's id.
-        #[arg(long)]
-        customer: String,
-        /// The warehouse folder.
-        #[arg(long)]
-        warehouse: PathBuf,
-        /// Database URL: sqlite://PATH or postgres://... (overrides CVM_DATABASE_URL).
-        #[arg(long)]
-        db: Option<String>,
+        #[command(flatten)]
+        target: PrivacyTarget,
         /// Why (kept in the audit log), e.g. a ticket number.
         #[arg(long)]
         reason: String,
@@ -282,22 +282,16 @@ fn print_run_files(run_dir: &std::path::Path, files: &[(&str, &str)]) {
 }
 
 fn run_privacy(cli: &Cli, action: &PrivacyCommand) -> Result<(), Failure> {
-    let db = match action {
-        PrivacyCommand::Export { db, .. } | PrivacyCommand::Erase { db, .. } => db,
-    };
-    let s = settings(cli, &[("database.url", db)])?;
+    let (PrivacyCommand::Export { target, .. } | PrivacyCommand::Erase { target, .. }) = action;
+    let s = settings(cli, &[("database.url", &target.db)])?;
+    let (customer, warehouse) = (&target.customer, &target.warehouse);
     let Some(db_url) = s.database.url.clone() else {
         return Err(usage(anyhow::anyhow!(
             "no database: pass --db URL or set CVM_DATABASE_URL"
         )));
     };
     match action {
-        PrivacyCommand::Export {
-            customer,
-            warehouse,
-            out,
-            ..
-        } => {
+        PrivacyCommand::Export { out, .. } => {
             let summary = privacy::export(warehouse, &db_url, customer, out).map_err(failure)?;
             if !cli.global.quiet {
                 let rows: usize = summary.parts.iter().map(|p| p.1).sum();
@@ -315,12 +309,7 @@ fn run_privacy(cli: &Cli, action: &PrivacyCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        PrivacyCommand::Erase {
-            customer,
-            warehouse,
-            reason,
-            ..
-        } => {
+        PrivacyCommand::Erase { reason, .. } => {
             let outbox = PathBuf::from(&s.mail.outbox_dir);
             let r = privacy::erase(warehouse, &db_url, customer, reason, Some(&outbox))
                 .map_err(failure)?;

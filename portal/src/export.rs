@@ -50,8 +50,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/export/surveys/{id}.csv", web::get().to(export));
 }
 
-/// A one-line plain-text answer (errors of the export).
-fn plain(status: StatusCode, message: &str) -> HttpResponse {
+/// A one-line plain-text answer (errors of the exports).
+pub(crate) fn plain(status: StatusCode, message: &str) -> HttpResponse {
     let mut r = HttpResponse::build(status);
     if status == StatusCode::UNAUTHORIZED {
         r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
@@ -60,7 +60,8 @@ fn plain(status: StatusCode, message: &str) -> HttpResponse {
         .body(format!("{message}\n"))
 }
 
-fn refused(e: &ApiError) -> HttpResponse {
+/// The plain-text answer to a refused request.
+pub(crate) fn refused(e: &ApiError) -> HttpResponse {
     let status = match e.code {
         ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
@@ -71,8 +72,12 @@ fn refused(e: &ApiError) -> HttpResponse {
     plain(status, &e.message)
 }
 
-/// The staff token's holder, if it may export (marketer or admin).
-async fn authorize(api: &ApiContext, req: &HttpRequest) -> Result<(), ApiError> {
+/// Whether the request's staff token has at least `role`.
+pub(crate) async fn authorize(
+    api: &ApiContext,
+    req: &HttpRequest,
+    role: Role,
+) -> Result<(), ApiError> {
     let header = match req.headers().get(header::AUTHORIZATION).map(|v| v.to_str()) {
         None => None,
         Some(Ok(v)) => Some(v),
@@ -84,7 +89,7 @@ async fn authorize(api: &ApiContext, req: &HttpRequest) -> Result<(), ApiError> 
         }
     };
     let staff = auth::authenticate(&api.db, header).await?;
-    auth::check_role(staff.as_ref(), Role::Marketer)
+    auth::check_role(staff.as_ref(), role)
 }
 
 async fn export(
@@ -92,7 +97,7 @@ async fn export(
     req: HttpRequest,
     id: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(e) = authorize(&api, &req).await {
+    if let Err(e) = authorize(&api, &req, Role::Marketer).await {
         return refused(&e);
     }
     let not_found = || {

@@ -32,14 +32,8 @@ pub struct LedgerKey {
 impl LedgerKey {
     /// The ledger entry of a `kind` hash.
     pub fn new(kind: KeyKind, hash: String) -> LedgerKey {
-        let kind = match kind {
-            KeyKind::CustomerId => "customer_id",
-            KeyKind::Email => "email",
-            KeyKind::Phone => "phone",
-            KeyKind::Name => "name",
-        };
         LedgerKey {
-            kind: kind.into(),
+            kind: kind.as_str().into(),
             hash,
         }
     }

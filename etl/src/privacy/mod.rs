@@ -239,7 +239,7 @@ pub fn apply_pending(
             .into_iter()
             .flatten()
             .filter_map(|k| {
-                erase::kind_of(&k.kind).map(|kind| HashedKey {
+                KeyKind::parse(&k.kind).map(|kind| HashedKey {
                     kind,
                     hash: k.hash.clone(),
                 })
@@ -330,10 +330,7 @@ fn find(
     }
 
     // Every key their transactions and events gave, and their CRM key history.
-    let keysets_file: Vec<PathBuf> = [version.join("_state").join("event_keysets.parquet")]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
+    let keysets_file = scan::if_exists(version.join("_state").join("event_keysets.parquet"));
     let sources = [
         scan::parquet_files(&version.join("transactions"))?,
         keysets_file.clone(),
@@ -372,10 +369,7 @@ fn find(
             }
         }
     }
-    let history_file: Vec<PathBuf> = [version.join("_state").join("crm_keys.parquet")]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
+    let history_file = scan::if_exists(version.join("_state").join("crm_keys.parquet"));
     let t = scan::rows_with(&history_file, "customer_id", &ids)?;
     let (cid, kind, k) = (col(&t, "customer_id"), col(&t, "kind"), col(&t, "key"));
     for r in &t.rows {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_graphql::{Context, ID, Object, SimpleObject};
 use chrono::{SubsecRound, Utc};
@@ -23,7 +23,8 @@ use cvm_shared::privacy::export::{self, ExportError, ExportRequest};
 use super::errors::{ApiError, ErrorCode};
 use super::scalars::DateTime;
 use super::{ApiContext, api, staff};
-use crate::auth::{self, RoleGuard};
+use crate::auth::RoleGuard;
+use crate::export::plain;
 use crate::tokens::LinkPurpose;
 
 /// How long an export's download link works.
@@ -238,34 +239,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/exports/{token}", web::get().to(download));
 }
 
-fn plain(status: StatusCode, message: &str) -> HttpResponse {
-    let mut r = HttpResponse::build(status);
-    if status == StatusCode::UNAUTHORIZED {
-        r.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
-    }
-    r.content_type(ContentType::plaintext())
-        .body(format!("{message}\n"))
-}
-
 /// `GET /exports/{token}` (admin bearer token).
 async fn download(
     api: web::Data<ApiContext>,
     http: HttpRequest,
     token: web::Path<String>,
 ) -> HttpResponse {
-    let header = http
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match auth::authenticate(&api.db, header).await {
-        Ok(Some(s)) if s.role >= Role::Admin => {}
-        Ok(Some(_)) => return plain(StatusCode::FORBIDDEN, "data exports are for admins"),
-        Ok(None) | Err(_) => {
-            return plain(
-                StatusCode::UNAUTHORIZED,
-                "send an admin's token: Authorization: Bearer TOKEN",
-            );
-        }
+    if let Err(e) = crate::export::authorize(&api, &http, Role::Admin).await {
+        return crate::export::refused(&e);
     }
     let Ok(hash) = api.links.verify(LinkPurpose::Export, &token) else {
         return plain(StatusCode::NOT_FOUND, "no such export");

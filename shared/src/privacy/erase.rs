@@ -117,25 +117,6 @@ pub struct HashedKey {
     pub hash: String,
 }
 
-fn kind_text(kind: KeyKind) -> &'static str {
-    match kind {
-        KeyKind::CustomerId => "customer_id",
-        KeyKind::Email => "email",
-        KeyKind::Phone => "phone",
-        KeyKind::Name => "name",
-    }
-}
-
-/// Parses an `erasure_keys.kind`.
-pub fn kind_of(text: &str) -> Option<KeyKind> {
-    match text {
-        "customer_id" => Some(KeyKind::CustomerId),
-        "email" => Some(KeyKind::Email),
-        "phone" => Some(KeyKind::Phone),
-        _ => None,
-    }
-}
-
 /// The erasure of pseudonym `p`, if any.
 pub fn find(conn: &mut DbConnection, pseudonym: &str) -> Result<Option<Erasure>, DbError> {
     crate::with_backend!(conn, conn => erasures::table
@@ -174,7 +155,7 @@ pub fn keys_of(conn: &mut DbConnection, pseudonym: &str) -> Result<Vec<HashedKey
     .map_err(DbError::query("erasure_keys", "select"))?;
     Ok(rows
         .into_iter()
-        .filter_map(|(k, hash)| kind_of(&k).map(|kind| HashedKey { kind, hash }))
+        .filter_map(|(k, hash)| KeyKind::parse(&k).map(|kind| HashedKey { kind, hash }))
         .collect())
 }
 
@@ -187,7 +168,7 @@ pub fn add_keys(
     for k in keys {
         let row = (
             erasure_keys::pseudonym.eq(pseudonym),
-            erasure_keys::kind.eq(kind_text(k.kind)),
+            erasure_keys::kind.eq(k.kind.as_str()),
             erasure_keys::key_hash.eq(&k.hash),
         );
         crate::with_backend!(conn, conn => diesel::insert_into(erasure_keys::table)
@@ -215,7 +196,7 @@ pub fn mark_warehouse_done(
 /// The keyed hashes of every erased customer id (what a load must not bring back).
 pub fn erased_id_hashes(conn: &mut DbConnection) -> Result<Vec<String>, DbError> {
     crate::with_backend!(conn, conn => erasure_keys::table
-        .filter(erasure_keys::kind.eq(kind_text(KeyKind::CustomerId)))
+        .filter(erasure_keys::kind.eq(KeyKind::CustomerId.as_str()))
         .select(erasure_keys::key_hash)
         .load(conn))
     .map_err(DbError::query("erasure_keys", "select ids"))

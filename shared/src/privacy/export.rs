@@ -524,10 +524,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
 
     // Events name no customer: their key sets do.
     let keysets = scan::rows_with(
-        &[version.join("_state").join("event_keysets.parquet")]
-            .into_iter()
-            .filter(|p| p.exists())
-            .collect::<Vec<_>>(),
+        &scan::if_exists(version.join("_state").join("event_keysets.parquet")),
         "customer_id",
         &me,
     )?;
@@ -559,10 +556,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
     ));
 
     let history = scan::rows_with(
-        &[version.join("_state").join("crm_keys.parquet")]
-            .into_iter()
-            .filter(|p| p.exists())
-            .collect::<Vec<_>>(),
+        &scan::if_exists(version.join("_state").join("crm_keys.parquet")),
         "customer_id",
         &me,
     )?;

@@ -45,13 +45,26 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    fn label(self) -> &'static str {
+    /// Its name, as stored beside a hash (`customer_id`, `email`, `phone`, `name`).
+    pub fn as_str(self) -> &'static str {
         match self {
             KeyKind::CustomerId => "customer_id",
             KeyKind::Email => "email",
             KeyKind::Phone => "phone",
             KeyKind::Name => "name",
         }
+    }
+
+    /// The kind named `text` ([`KeyKind::as_str`]).
+    pub fn parse(text: &str) -> Option<KeyKind> {
+        [
+            KeyKind::CustomerId,
+            KeyKind::Email,
+            KeyKind::Phone,
+            KeyKind::Name,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
@@ -100,7 +113,7 @@ impl PrivacyKey {
     /// The keyed hash of a `kind` value: 32 lowercase hex digits (128 bits).
     pub fn hash(&self, kind: KeyKind, value: &str) -> String {
         let mut mac = self.mac.clone();
-        mac.update(kind.label().as_bytes());
+        mac.update(kind.as_str().as_bytes());
         mac.update(b"\0");
         mac.update(value.as_bytes());
         let digest = mac.finalize().into_bytes();

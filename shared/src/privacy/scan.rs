@@ -70,6 +70,15 @@ pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ScanError> {
     Ok(out)
 }
 
+/// `file` as a list of files to scan: itself, or none if it does not exist.
+pub fn if_exists(file: PathBuf) -> Vec<PathBuf> {
+    if file.exists() {
+        vec![file]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The text of `column` in row `i`, if it is a string column and not null.
 pub fn text<'a>(batch: &'a RecordBatch, column: &str, i: usize) -> Option<&'a str> {
     let array = batch.column_by_name(column)?;

@@ -1,0 +1,196 @@
+//! `cvm-etl privacy erase` of a guest, killed mid-way and run again: the
+//! database part holds, the warehouse part completes on the re-run, no
+//! kept file holds the guest's keys (decoded, not just as bytes), their
+//! rejected record keeps only its file, line and reason, and a later drop
+//! with their purchase is dropped as `erased`, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cvm_shared::db::models::customers;
+use cvm_shared::db::testing::TestDb;
+use cvm_shared::db::{Backend, DbConnection};
+use cvm_shared::privacy::scan;
+
+cvm_shared::both_backends!(an_erased_guest_is_gone_after_a_killed_erasure_is_run_again);
+
+const KEY: &str = "etl test privacy key, 32 bytes or more";
+const GUEST: &str = "gus.guest@example.com";
+
+/// `cvm-etl ARGS --db DB` with the privacy key, a reject limit the
+/// deliberately bad record fits under, and `env`.
+fn cvm(args: &[&str], db: &str, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cvm-etl"));
+    c.args(args).args(["--db", db]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CVM_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("CVM_LOG", "error")
+        .env("CVM_PRIVACY_KEY", KEY)
+        .env("CVM_REJECT_LIMIT", "0.5");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Every value of every Parquet file under `root`, decoded, one line per row.
+fn decoded(root: &Path) -> Vec<String> {
+    let files = scan::parquet_files(root).unwrap();
+    let table = scan::rows_where(&files, |_, _| true).unwrap();
+    table.rows.iter().map(|r| r.join("|")).collect()
+}
+
+fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = TestDb::new(backend);
+    let wh = tmp.path().join("wh");
+    let whs = wh.to_str().unwrap();
+    let night1 = tmp.path().join("night1");
+    write(
+        &night1.join("crm/customers.csv"),
+        "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at\n\
+         C1,ann@example.com,+441632960001,Ann,Smith,GB,2024-01-02,1980-05-06,true,2024-01-02T00:00:00Z\n",
+    );
+    write(
+        &night1.join("app/orders.jsonl"),
+        &format!(
+            "{{\"txn\":\"A1\",\"user_email\":\"ann@example.com\",\"ts\":1717200000,\"amount_cents\":1500,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n\
+             {{\"txn\":\"A2\",\"user_email\":\"{GUEST}\",\"ts\":1717300000,\"amount_cents\":2500,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n\
+             {{\"txn\":\"A3\",\"user_email\":\"Gus.Guest@Example.com\",\"ts\":1718300000,\"amount_cents\":900,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n\
+             {{\"txn\":\"A4\",\"user_email\":\"{GUEST}\",\"ts\":\"yesterday\",\"amount_cents\":900,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n"
+        ),
+    );
+    let nightly = |input: &Path| {
+        let input = input.to_str().unwrap();
+        let args = [
+            "-q",
+            "nightly",
+            "--input",
+            input,
+            "--warehouse",
+            whs,
+            "--as-of",
+            "2024-07-01",
+        ];
+        cvm(&args, &db.url, &[])
+    };
+    ok(&nightly(&night1));
+    let mut conn = DbConnection::connect(&db.url).unwrap();
+    let guest = customers::all(&mut conn)
+        .unwrap()
+        .into_iter()
+        .find(|c| c.email.as_deref() == Some(GUEST))
+        .expect("the guest was loaded");
+    assert!(guest.is_guest);
+    assert!(decoded(&wh).iter().any(|r| r.contains(GUEST)));
+    let before: Vec<String> = decoded(&wh.join("scores"))
+        .into_iter()
+        .filter(|r| r.starts_with("C1|"))
+        .collect();
+    assert_eq!(before.len(), 1);
+
+    // Killed just before the new version is switched to: the database part
+    // is done, the warehouse still holds the guest.
+    let erase = |env: &[(&str, &str)]| {
+        let id = guest.customer_id.as_str();
+        let args = [
+            "privacy",
+            "erase",
+            "--customer",
+            id,
+            "--warehouse",
+            whs,
+            "--reason",
+            "ticket 3",
+        ];
+        cvm(&args, &db.url, env)
+    };
+    assert!(
+        !erase(&[("CVM_TEST_CRASH_AT", "before_switch")])
+            .status
+            .success()
+    );
+    assert_eq!(
+        customers::find(&mut conn, &guest.customer_id).unwrap(),
+        None
+    );
+    assert!(
+        decoded(&wh.join("current/"))
+            .iter()
+            .any(|r| r.contains(GUEST))
+    );
+
+    // Run again: "already erased" in the database, completed in the warehouse.
+    let said = ok(&erase(&[]));
+    assert!(said.contains("already erased"), "{said}");
+    let rows = decoded(&wh);
+    for needle in [GUEST, guest.customer_id.as_str()] {
+        let found: Vec<&String> = rows
+            .iter()
+            .filter(|r| r.to_lowercase().contains(&needle.to_lowercase()))
+            .collect();
+        assert!(found.is_empty(), "{needle} is still stored: {found:?}");
+    }
+    let rejects = decoded(&wh.join("runs"));
+    assert!(
+        rejects
+            .iter()
+            .any(|r| r.contains("[erased on request]") && r.contains("bad_date")),
+        "the reject keeps its reason, not its text: {rejects:?}"
+    );
+    let versions = std::fs::read_dir(wh.join("_versions")).unwrap().count();
+    assert_eq!(versions, 1, "older versions hold the guest: deleted");
+    assert!(wh.join("_privacy/erasure_ledger.json").exists());
+    let after: Vec<String> = decoded(&wh.join("scores"))
+        .into_iter()
+        .filter(|r| r.starts_with("C1|"))
+        .collect();
+    assert_eq!(after, before, "another customer's scores do not move");
+
+    // A later purchase by the guest's email is dropped on arrival.
+    let night2 = tmp.path().join("night2");
+    write(
+        &night2.join("app/orders.jsonl"),
+        &format!(
+            "{{\"txn\":\"A9\",\"user_email\":\" {} \",\"ts\":1719000000,\"amount_cents\":100,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n",
+            GUEST.to_uppercase()
+        ),
+    );
+    ok(&nightly(&night2));
+    let manifests: Vec<serde_json::Value> = std::fs::read_dir(wh.join("runs"))
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("manifest.json")).ok())
+        .filter_map(|b| serde_json::from_slice(&b).ok())
+        .collect();
+    assert!(
+        manifests
+            .iter()
+            .any(|m| m["totals"]["erased"] == 1 && m["totals"]["records"] == 1),
+        "{manifests:?}"
+    );
+    assert!(
+        !decoded(&wh)
+            .iter()
+            .any(|r| r.to_lowercase().contains(GUEST))
+    );
+}
