@@ -14,7 +14,10 @@ use cvm_shared::db::testing::TestDb;
 use cvm_shared::db::{Backend, DbConnection};
 use cvm_shared::privacy::scan;
 
-cvm_shared::both_backends!(an_erased_guest_is_gone_after_a_killed_erasure_is_run_again);
+cvm_shared::both_backends!(
+    an_erased_guest_is_gone_after_a_killed_erasure_is_run_again,
+    erasing_one_of_two_customers_at_one_address_leaves_the_other_theirs,
+);
 
 const KEY: &str = "etl test privacy key, 32 bytes or more";
 const GUEST: &str = "gus.guest@example.com";
@@ -193,4 +196,69 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
             .iter()
             .any(|r| r.to_lowercase().contains(GUEST))
     );
+}
+
+fn erasing_one_of_two_customers_at_one_address_leaves_the_other_theirs(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = TestDb::new(backend);
+    let wh = tmp.path().join("wh");
+    let whs = wh.to_str().unwrap();
+    let night1 = tmp.path().join("night1");
+    write(
+        &night1.join("crm/customers.csv"),
+        "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at\n\
+         C1,home@example.com,+441632960001,Ann,Smith,GB,2024-01-02,,true,2024-01-02T00:00:00Z\n\
+         C2,home@example.com,+441632960002,Bob,Smith,GB,2024-01-03,,true,2024-01-03T00:00:00Z\n",
+    );
+    let nightly = |input: &Path| {
+        let input = input.to_str().unwrap();
+        let args = [
+            "-q",
+            "nightly",
+            "--input",
+            input,
+            "--warehouse",
+            whs,
+            "--as-of",
+            "2024-07-01",
+        ];
+        cvm(&args, &db.url, &[])
+    };
+    ok(&nightly(&night1));
+    let args = [
+        "privacy",
+        "erase",
+        "--customer",
+        "C1",
+        "--warehouse",
+        whs,
+        "--reason",
+        "ticket 4",
+    ];
+    ok(&cvm(&args, &db.url, &[]));
+    let rows = decoded(&wh.join("current/customers"));
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("C2|") && r.contains("home@example.com")),
+        "the other customer keeps the shared address: {rows:?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.contains("+441632960001") || r.starts_with("C1|"))
+    );
+    let mut conn = DbConnection::connect(&db.url).unwrap();
+    let c2 = customers::find(&mut conn, "C2").unwrap().unwrap();
+    assert_eq!(c2.email.as_deref(), Some("home@example.com"));
+
+    // A purchase at the shared address is the other customer's: not dropped.
+    let night2 = tmp.path().join("night2");
+    write(
+        &night2.join("app/orders.jsonl"),
+        "{\"txn\":\"A1\",\"user_email\":\"home@example.com\",\"ts\":1719000000,\"amount_cents\":100,\"currency\":\"USD\",\"kind\":\"purchase\"}\n",
+    );
+    ok(&nightly(&night2));
+    let txns = decoded(&wh.join("current/transactions"));
+    assert_eq!(txns.len(), 1, "{txns:?}");
+    assert!(txns[0].contains("|C2|"), "{txns:?}");
 }

@@ -205,7 +205,13 @@ pub fn apply_pending(
         }
     }
 
-    // 3. The ledger, before the version that drops them is visible.
+    // 3. The ledger, before the version that drops them is visible. An
+    // address or phone another customer still has stays out of it: records
+    // carrying it are that customer's too, and resolve to them.
+    let shared = match &current {
+        Some(version) => keys_others_have(version, &people, key)?,
+        None => HashSet::new(),
+    };
     let mut ledger = Ledger::read(root)?;
     for (e, keys) in &pending {
         let mut all: Vec<LedgerKey> = keys
@@ -213,6 +219,7 @@ pub fn apply_pending(
             .map(|k| LedgerKey::new(k.kind, k.hash.clone()))
             .collect();
         all.extend(found_keys.get(&e.pseudonym).into_iter().flatten().cloned());
+        all.retain(|k| !shared.contains(k));
         ledger.add(&e.pseudonym, all);
     }
     ledger.write(root)?;
@@ -389,6 +396,42 @@ fn find(
         keys.dedup();
     }
     Ok((people, found))
+}
+
+/// The emails and phones of `people` that a customer not being erased also
+/// has in `version`'s customers, hashed as the ledger holds them.
+fn keys_others_have(
+    version: &Path,
+    people: &People,
+    key: &PrivacyKey,
+) -> Result<HashSet<LedgerKey>, PrivacyError> {
+    let mut shared = HashSet::new();
+    if people.is_empty() {
+        return Ok(shared);
+    }
+    let files = scan::parquet_files(&version.join("customers"))?;
+    let others = scan::rows_where(&files, |b, i| {
+        let mine = scan::text(b, "customer_id", i).is_some_and(|id| people.ids.contains_key(id));
+        !mine
+            && (scan::text(b, "email", i).is_some_and(|e| people.emails.contains(e))
+                || scan::text(b, "phone", i).is_some_and(|p| people.phones.contains(p)))
+    })?;
+    for (column, kind) in [("email", KeyKind::Email), ("phone", KeyKind::Phone)] {
+        let Some(c) = others.columns.iter().position(|n| n == column) else {
+            continue;
+        };
+        for r in &others.rows {
+            let v = &r[c];
+            let theirs = match kind {
+                KeyKind::Email => people.emails.contains(v),
+                _ => people.phones.contains(v),
+            };
+            if theirs {
+                shared.insert(LedgerKey::new(kind, key.hash(kind, v)));
+            }
+        }
+    }
+    Ok(shared)
 }
 
 /// Step 2: scores of every date, runs' rejects and CSV files, the nightly's
