@@ -470,6 +470,13 @@ pub fn summary_table(m: &IngestManifest) -> String {
         w.crm_key_conflicts,
         m.reject_share * 100.0
     );
+    if m.totals.erased > 0 {
+        let _ = writeln!(
+            s,
+            "erased: {} records of people erased on request were dropped on arrival (erasure ledger)",
+            m.totals.erased
+        );
+    }
     if !m.totals.rejected_by_reason.is_empty() {
         let reasons: Vec<String> = m
             .totals
