@@ -56,6 +56,30 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A first night's drop under `root` whose CRM file holds `rows`.
+fn crm_night(root: &Path, rows: &str) -> std::path::PathBuf {
+    let night = root.join("night1");
+    let header = "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at\n";
+    write(&night.join("crm/customers.csv"), &format!("{header}{rows}"));
+    night
+}
+
+/// `cvm-etl nightly` of `input` into `wh` as of 1 July 2024.
+fn nightly(input: &Path, wh: &str, db: &str) -> Output {
+    let input = input.to_str().unwrap();
+    let args = [
+        "-q",
+        "nightly",
+        "--input",
+        input,
+        "--warehouse",
+        wh,
+        "--as-of",
+        "2024-07-01",
+    ];
+    cvm(&args, db, &[])
+}
+
 /// Every value of every Parquet file under `root`, decoded, one line per row.
 fn decoded(root: &Path) -> Vec<String> {
     let files = scan::parquet_files(root).unwrap();
@@ -68,11 +92,9 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
     let db = TestDb::new(backend);
     let wh = tmp.path().join("wh");
     let whs = wh.to_str().unwrap();
-    let night1 = tmp.path().join("night1");
-    write(
-        &night1.join("crm/customers.csv"),
-        "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at\n\
-         C1,ann@example.com,+441632960001,Ann,Smith,GB,2024-01-02,1980-05-06,true,2024-01-02T00:00:00Z\n",
+    let night1 = crm_night(
+        tmp.path(),
+        "C1,ann@example.com,+441632960001,Ann,Smith,GB,2024-01-02,1980-05-06,true,2024-01-02T00:00:00Z\n",
     );
     write(
         &night1.join("app/orders.jsonl"),
@@ -83,20 +105,7 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
              {{\"txn\":\"A4\",\"user_email\":\"{GUEST}\",\"ts\":\"yesterday\",\"amount_cents\":900,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n"
         ),
     );
-    let nightly = |input: &Path| {
-        let input = input.to_str().unwrap();
-        let args = [
-            "-q",
-            "nightly",
-            "--input",
-            input,
-            "--warehouse",
-            whs,
-            "--as-of",
-            "2024-07-01",
-        ];
-        cvm(&args, &db.url, &[])
-    };
+    let nightly = |input: &Path| nightly(input, whs, &db.url);
     ok(&nightly(&night1));
     let mut conn = DbConnection::connect(&db.url).unwrap();
     let guest = customers::all(&mut conn)
@@ -203,27 +212,12 @@ fn erasing_one_of_two_customers_at_one_address_leaves_the_other_theirs(backend: 
     let db = TestDb::new(backend);
     let wh = tmp.path().join("wh");
     let whs = wh.to_str().unwrap();
-    let night1 = tmp.path().join("night1");
-    write(
-        &night1.join("crm/customers.csv"),
-        "customer_id,email,phone,first_name,last_name,country,signup_date,birth_date,email_opt_in,updated_at\n\
-         C1,home@example.com,+441632960001,Ann,Smith,GB,2024-01-02,,true,2024-01-02T00:00:00Z\n\
+    let night1 = crm_night(
+        tmp.path(),
+        "C1,home@example.com,+441632960001,Ann,Smith,GB,2024-01-02,,true,2024-01-02T00:00:00Z\n\
          C2,home@example.com,+441632960002,Bob,Smith,GB,2024-01-03,,true,2024-01-03T00:00:00Z\n",
     );
-    let nightly = |input: &Path| {
-        let input = input.to_str().unwrap();
-        let args = [
-            "-q",
-            "nightly",
-            "--input",
-            input,
-            "--warehouse",
-            whs,
-            "--as-of",
-            "2024-07-01",
-        ];
-        cvm(&args, &db.url, &[])
-    };
+    let nightly = |input: &Path| nightly(input, whs, &db.url);
     ok(&nightly(&night1));
     let args = [
         "privacy",

@@ -21,7 +21,7 @@ pub const HASH_PREFIX: &str = "h:";
 pub enum KeyError {
     /// Not set.
     #[error(
-        "{ENV} is not set: erasure and the pseudonymised warehouse need a secret of at least {MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), the same for every cvm process and kept for good"
+        "{ENV} is not set: erasures need a secret of at least {MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), the same for every cvm process and kept for good"
     )]
     Missing,
     /// Too short.
