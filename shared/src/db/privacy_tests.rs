@@ -330,10 +330,21 @@ fn an_erasure_that_fails_midway_changes_nothing_and_a_rerun_completes_it(backend
 
 fn erasing_a_customer_who_shares_an_address_leaves_the_other_theirs(backend: Backend) {
     let (_db, mut c) = open_with_c1(backend);
-    // c2 shares c1's address (the fixture gives both a@example.com).
+    // c2 shares c1's address (the fixture gives both a@example.com), and
+    // unsubscribed from it.
     let c2 = customer("c2", true, Some("2024-01-01 00:00:00"), C1_LOADED);
     in_tx(&mut c, |c| customers::upsert(c, &[c2]));
+    let theirs = Suppression {
+        address: EMAIL.into(),
+        reason: SuppressionReason::Unsubscribed,
+        customer_id: Some("c2".into()),
+        campaign_id: None,
+        at: ts("2024-03-05 00:00:00"),
+    };
+    suppressions::add(&mut c, &theirs).unwrap();
     erase::erase_in_database(&mut c, &key(), &request("c1")).unwrap();
+    // Their unsubscribe still suppresses the address, as they left it.
+    assert_eq!(suppressions::find(&mut c, EMAIL).unwrap(), Some(theirs));
     let other = customers::find(&mut c, "c2").unwrap().unwrap();
     assert_eq!(other.email.as_deref(), Some(EMAIL));
     assert_eq!(other.first_name.as_deref(), Some("Ada"));

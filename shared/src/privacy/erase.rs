@@ -4,7 +4,8 @@
 //!
 //! What goes: email, phone, names, birth date, survey comments, the
 //! addresses of their messages, unsubscribes and suppressions (kept as
-//! keyed hashes, so they still suppress), SMTP replies that may quote the
+//! keyed hashes; a suppressed address another customer still has stays as
+//! it is, since it may be their unsubscribe), SMTP replies that may quote the
 //! address, staff notes on their consent, and their id, replaced by a
 //! stable pseudonym in every table that references it (scores,
 //! invitations, outbox, unsubscribes, suppressions, consent history, audit
@@ -372,6 +373,18 @@ fn erase_rows(
         .set(unsubscribes::address.eq(&hashed))
         .execute(c))
         .map_err(DbError::query("unsubscribes", "hash address"))?;
+        // An address another customer still has is theirs too: its
+        // suppression stays as it is (it may be their unsubscribe).
+        let others: i64 = crate::with_backend!(c, c => customers_t::table
+            .filter(customers_t::email.eq(address))
+            .filter(customers_t::customer_id.ne(id))
+            .filter(customers_t::customer_id.ne(&pseudonym))
+            .count()
+            .get_result(c))
+        .map_err(DbError::query("customers", "count sharing an address"))?;
+        if others > 0 {
+            continue;
+        }
         let kept = suppressions::find(c, address)?;
         crate::with_backend!(c, c => diesel::delete(suppressions_t::table.find(address)).execute(c))
             .map_err(DbError::query("suppressions", "delete clear address"))?;
