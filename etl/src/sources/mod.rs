@@ -220,18 +220,6 @@ impl ParseContext {
             erased: None,
         }
     }
-
-    /// Whether a record with these keys (normalised) is an erased person's.
-    pub fn is_erased(
-        &self,
-        customer_id: Option<&str>,
-        email: Option<&str>,
-        phone: Option<&str>,
-    ) -> bool {
-        self.erased
-            .as_ref()
-            .is_some_and(|m| m.erased(customer_id, email, phone))
-    }
 }
 
 /// A CSV header: column name (trimmed, lower-cased) to index.

@@ -141,6 +141,24 @@ enum Item<'a> {
     Event(EventFields<'a>),
 }
 
+/// Whether `p` carries a key of a person in the erasure ledger.
+fn erased_record(m: &Matcher, p: &Item<'_>) -> bool {
+    match p {
+        Item::Event(f) => m.erased(f.customer_id.as_deref(), f.email.as_deref(), None),
+        Item::Parsed(Parsed::Txn(v)) => m.erased_keys(&v.body.keys),
+        Item::Parsed(Parsed::Crm(v)) => m.erased(
+            Some(&v.body.customer_id),
+            v.body.email.as_deref(),
+            v.body.phone.as_deref(),
+        ),
+        Item::Parsed(Parsed::Event(v)) => {
+            let f = EventFields::from(v);
+            m.erased(f.customer_id.as_deref(), f.email.as_deref(), None)
+        }
+        Item::Parsed(_) => false,
+    }
+}
+
 /// Reads and parses one file; framing errors and parse rejects are counted here,
 /// versioned records are counted after consolidation.
 fn read_one(
@@ -210,24 +228,9 @@ fn read_one(
             .count();
         let mut txns = Vec::with_capacity(txn_count);
         for (line, p, raw) in parsed {
-            // A record of an erased person goes no further (erasure ledger).
-            let erased = match &p {
-                Item::Event(f) => ctx.is_erased(f.customer_id.as_deref(), f.email.as_deref(), None),
-                Item::Parsed(Parsed::Txn(v)) => ctx
-                    .erased
-                    .as_ref()
-                    .is_some_and(|m| m.erased_keys(&v.body.keys)),
-                Item::Parsed(Parsed::Crm(v)) => ctx.is_erased(
-                    Some(&v.body.customer_id),
-                    v.body.email.as_deref(),
-                    v.body.phone.as_deref(),
-                ),
-                Item::Parsed(Parsed::Event(v)) => {
-                    let f = EventFields::from(v);
-                    ctx.is_erased(f.customer_id.as_deref(), f.email.as_deref(), None)
-                }
-                Item::Parsed(_) => false,
-            };
+            // A record of an erased person goes no further (erasure ledger);
+            // nothing is checked when nobody was ever erased.
+            let erased = ctx.erased.as_deref().is_some_and(|m| erased_record(m, &p));
             if erased {
                 out.counts.add(Outcome::Erased, None);
                 continue;
