@@ -59,6 +59,7 @@ impl ExitStatus for IngestError {
             // The input itself must be fixed.
             IngestError::Discover(_)
             | IngestError::Privacy(_)
+            | IngestError::Pseudonymise(_)
             | IngestError::EmptyDrop(_)
             | IngestError::FxConflict(_)
             | IngestError::Read(

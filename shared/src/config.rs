@@ -61,6 +61,15 @@ impl Default for IngestSettings {
     }
 }
 
+/// Settings of the warehouse.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseSettings {
+    /// Store emails, phones and names as keyed hashes (`CVM_PSEUDONYMISE`);
+    /// the clear values go to the vault under `_privacy/`. Needs `CVM_PRIVACY_KEY`.
+    pub pseudonymise: bool,
+}
+
 /// Settings of the scoring job.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -271,6 +280,8 @@ impl Default for MailSettings {
 pub struct Settings {
     /// Ingest job.
     pub ingest: IngestSettings,
+    /// Warehouse.
+    pub warehouse: WarehouseSettings,
     /// Scoring job.
     pub scoring: ScoringSettings,
     /// Database.
@@ -371,6 +382,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("CVM_DEFAULT_COUNTRY_CODE", "ingest.default_country_code"),
     ("CVM_REJECT_LIMIT", "ingest.reject_limit"),
     ("CVM_EARLIEST_DATE", "ingest.earliest_date"),
+    ("CVM_PSEUDONYMISE", "warehouse.pseudonymise"),
     ("CVM_PERIOD", "scoring.period"),
     ("CVM_DISCOUNT_RATE", "scoring.discount_rate"),
     ("CVM_MARGIN", "scoring.margin"),
@@ -497,6 +509,7 @@ impl Settings {
             }
             "ingest.reject_limit" => self.ingest.reject_limit = num()?,
             "ingest.earliest_date" => self.ingest.earliest_date = value.trim().to_string(),
+            "warehouse.pseudonymise" => self.warehouse.pseudonymise = flag()?,
             "scoring.period" => self.scoring.period = value.trim().to_string(),
             "scoring.discount_rate" => self.scoring.discount_rate = num()?,
             "scoring.margin" => self.scoring.margin = num()?,

@@ -34,6 +34,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use cvm_shared::db::models::{customers, job_runs, scores};
 use cvm_shared::db::{Backend, DbConnection, DbError, DbUrl, storable};
+use cvm_shared::privacy::vault::Vault;
 use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use rayon::prelude::*;
@@ -299,7 +300,33 @@ fn read_inputs(
             None => Ok(Vec::new()),
         },
     );
-    Ok((customers?, scores?))
+    let mut customers = customers?;
+    reveal_contacts(warehouse, &mut customers)?;
+    Ok((customers, scores?))
+}
+
+/// A pseudonymised warehouse's customers with their clear contact details
+/// from the vault: the portal mails people, not hashes. A hash the vault
+/// no longer has (an erased person's) becomes empty.
+fn reveal_contacts(warehouse: &Path, customers: &mut [CustomerRow]) -> Result<(), LoadError> {
+    let vault = Vault::read(warehouse).map_err(|e| WarehouseError::Format {
+        path: cvm_shared::privacy::vault::path(warehouse),
+        message: e.to_string(),
+    })?;
+    if vault.is_empty() {
+        return Ok(());
+    }
+    customers.par_iter_mut().for_each(|c| {
+        for field in [
+            &mut c.email,
+            &mut c.phone,
+            &mut c.first_name,
+            &mut c.last_name,
+        ] {
+            *field = vault.reveal_opt(field.as_deref()).map(Into::into);
+        }
+    });
+    Ok(())
 }
 
 /// A warehouse timestamp (µs) as the database stores it; `None` when out of

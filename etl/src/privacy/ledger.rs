@@ -122,7 +122,7 @@ impl Matcher {
     ) -> bool {
         let hit = |kind: KeyKind, value: &str| {
             self.hashes
-                .contains(&LedgerKey::new(kind, self.key.hash(kind, value)))
+                .contains(&LedgerKey::new(kind, self.key.hash_of_stored(kind, value)))
         };
         customer_id.is_some_and(|v| hit(KeyKind::CustomerId, v))
             || email.is_some_and(|v| hit(KeyKind::Email, v))

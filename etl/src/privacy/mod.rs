@@ -25,6 +25,7 @@
 
 pub mod ledger;
 pub mod outbox;
+pub mod pseudonymise;
 pub mod rewrite;
 
 use std::collections::{HashMap, HashSet};

@@ -203,6 +203,8 @@ pub struct ParseContext {
     pub window_micros: std::ops::Range<i64>,
     /// Recognises records of erased people (None: nobody was ever erased).
     pub erased: Option<std::sync::Arc<crate::privacy::ledger::Matcher>>,
+    /// Hashes emails, phones and names as they are parsed (pseudonymised warehouse).
+    pub pseudonymiser: Option<std::sync::Arc<crate::privacy::pseudonymise::Pseudonymiser>>,
 }
 
 impl ParseContext {
@@ -218,6 +220,7 @@ impl ParseContext {
             window,
             window_micros: window.micros(),
             erased: None,
+            pseudonymiser: None,
         }
     }
 }

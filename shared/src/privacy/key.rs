@@ -21,7 +21,7 @@ pub const HASH_PREFIX: &str = "h:";
 pub enum KeyError {
     /// Not set.
     #[error(
-        "{ENV} is not set: erasures need a secret of at least {MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), the same for every cvm process and kept for good"
+        "{ENV} is not set: erasures and a pseudonymised warehouse need a secret of at least {MIN_BYTES} bytes (e.g. `openssl rand -hex 32`), the same for every cvm process and kept for good"
     )]
     Missing,
     /// Too short.
@@ -123,6 +123,15 @@ impl PrivacyKey {
     /// The keyed hash as stored in place of a clear value (`h:<hex>`).
     pub fn hashed_value(&self, kind: KeyKind, value: &str) -> String {
         format!("{HASH_PREFIX}{}", self.hash(kind, value))
+    }
+
+    /// The hash of a value as a warehouse stores it: a pseudonymised
+    /// warehouse's emails, phones and names are already hashes (`h:<hash>`).
+    pub fn hash_of_stored(&self, kind: KeyKind, stored: &str) -> String {
+        match stored.strip_prefix(HASH_PREFIX) {
+            Some(hash) if kind != KeyKind::CustomerId => hash.to_owned(),
+            _ => self.hash(kind, stored),
+        }
     }
 
     /// The pseudonym that replaces an erased customer's id everywhere:

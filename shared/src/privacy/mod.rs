@@ -7,5 +7,6 @@ pub mod erase;
 pub mod export;
 pub mod key;
 pub mod scan;
+pub mod vault;
 
 pub use key::{KeyError, KeyKind, PrivacyKey};

@@ -28,6 +28,7 @@ use self::versions::Versions;
 pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
 use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
 use crate::memory::release_freed;
+use crate::privacy::pseudonymise::{self, Pseudonymiser, VaultEntry};
 use crate::record::RejectReason;
 use crate::sources::{self, InputFile, reader};
 use crate::warehouse::publish::{PublishError, Warehouse};
@@ -97,6 +98,9 @@ pub enum IngestError {
     /// recognise their records) is missing or unusable.
     #[error("the warehouse's erasure ledger needs the privacy key: {0}")]
     Privacy(#[from] cvm_shared::privacy::KeyError),
+    /// `warehouse.pseudonymise` or the privacy key differs from the warehouse's.
+    #[error(transparent)]
+    Pseudonymise(#[from] pseudonymise::ModeError),
     /// Too many records were rejected.
     #[error(
         "{rejected} of {records} records rejected ({share:.2}%), over the limit of {limit:.2}%: nothing was published; see {rejects} and fix the input or raise CVM_REJECT_LIMIT"
@@ -160,6 +164,13 @@ pub fn run_locked(
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
 
+    let pseudonymiser = Pseudonymiser::from_settings(&opts.settings)?;
+    pseudonymise::check_mode(
+        wh.root(),
+        over_stored,
+        stored.small.pseudonymised.as_deref(),
+        pseudonymiser.as_ref(),
+    )?;
     let stored_events = std::mem::take(&mut stored.events);
     let erased = crate::privacy::ledger::Ledger::read(wh.root())?.matcher()?;
     let mut input = read::read_drop(
@@ -168,8 +179,11 @@ pub fn run_locked(
         &stored.small,
         stored_events,
         erased,
+        pseudonymiser.as_ref(),
         opts.progress,
     )?;
+    input.small.pseudonymised = pseudonymiser.as_ref().map(Pseudonymiser::fingerprint);
+    let vault = std::mem::take(&mut input.vault);
     if let Some(history) = &mut stored.event_history {
         events::load_drop_months(&mut input, history)?;
     }
@@ -203,7 +217,16 @@ pub fn run_locked(
     let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
     let write_run = |mf: &IngestManifest, rejects: &[RejectRow]| -> Result<(), IngestError> {
         let run = RunFolder::stage(&opts.warehouse, &run_id)?;
-        warehouse::rejects::write(&run.staging().join("rejects.parquet"), rejects)?;
+        let public = run.staging().join("rejects.parquet");
+        if pseudonymiser.is_some() {
+            // Raw text and details may hold anything: kept in the clear
+            // only in the private folder.
+            pseudonymise::write_private_rejects(wh.root(), &run_id, rejects)?;
+            let rows: Vec<RejectRow> = rejects.iter().map(Pseudonymiser::public_reject).collect();
+            warehouse::rejects::write(&public, &rows)?;
+        } else {
+            warehouse::rejects::write(&public, rejects)?;
+        }
         run.write_json("manifest.json", mf)?;
         run.finish().map(drop).map_err(Into::into)
     };
@@ -314,6 +337,14 @@ pub fn run_locked(
 
     match staging {
         Some(staging) => {
+            // The clear values first: a published hash always has its value.
+            if pseudonymiser.is_some() {
+                let entries =
+                    vault
+                        .into_iter()
+                        .map(|(hash, (kind, value))| VaultEntry { hash, kind, value });
+                pseudonymise::add_to_vault(wh.root(), entries)?;
+            }
             let datasets = Datasets {
                 txns: &txns,
                 touched: &touched,

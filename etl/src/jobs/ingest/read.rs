@@ -4,12 +4,14 @@
 //! parallel. Framing errors and parse rejects are counted here; versioned
 //! records are counted once their versions are resolved.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use cvm_shared::identity::stable_hash;
+use cvm_shared::privacy::KeyKind;
 use cvm_shared::{Currency, Rate, Settings};
 
 use super::IngestError;
@@ -18,8 +20,9 @@ use crate::consolidate::events::{EventLog, FileEvents};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::privacy::ledger::Matcher;
+use crate::privacy::pseudonymise::{Pseudonymiser, VaultEntry};
 use crate::record::{
-    CrmRecord, EventFields, Outcome, Parsed, Pos, TxnIds, TxnRecord, TxnRow, Versioned,
+    CrmRecord, EventFields, Keys, Outcome, Parsed, Pos, TxnIds, TxnRecord, TxnRow, Versioned,
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
@@ -42,6 +45,17 @@ pub(super) struct DropRead {
     pub stored_events: usize,
     /// Rates in force after this drop: base, earlier runs', this drop's.
     pub small: SmallState,
+    /// Clear values behind the drop's hashes (pseudonymised warehouse only).
+    pub vault: Vault,
+}
+
+/// Clear values by hash, each once.
+pub(super) type Vault = HashMap<String, (KeyKind, String)>;
+
+fn note(vault: &mut Vault, noted: Vec<VaultEntry>) {
+    for e in noted {
+        vault.entry(e.hash).or_insert((e.kind, e.value));
+    }
 }
 
 /// Reads every file of the drop; `stored_events` is the warehouse's event log
@@ -52,11 +66,13 @@ pub(super) fn read_drop(
     stored: &SmallState,
     stored_events: EventLog,
     erased: Option<Matcher>,
+    pseudonymiser: Option<&Pseudonymiser>,
     progress: bool,
 ) -> Result<DropRead, IngestError> {
     // Rates: base, then those of earlier runs, then this drop's fx file.
     let mut ctx = ParseContext::new(settings);
     ctx.erased = erased.map(std::sync::Arc::new);
+    ctx.pseudonymiser = pseudonymiser.cloned().map(std::sync::Arc::new);
     for (c, r) in &stored.rates {
         if let (Ok(c), Ok(r)) = (Currency::parse(c), Rate::parse_positive(r)) {
             ctx.rates.entry(c).or_insert(r);
@@ -106,7 +122,9 @@ pub(super) fn read_drop(
                 .iter()
                 .map(|(c, r)| (c.to_string(), r.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            pseudonymised: None,
         },
+        vault: Vault::default(),
     };
     for (_, r) in results {
         out.per_file.push(r.counts);
@@ -114,6 +132,11 @@ pub(super) fn read_drop(
         out.txns.extend(r.txns);
         out.crm.push(r.crm);
         out.events.append(r.events);
+        if out.vault.is_empty() {
+            out.vault = r.vault;
+        } else {
+            out.vault.extend(r.vault);
+        }
     }
     release_freed();
     Ok(out)
@@ -131,6 +154,8 @@ struct FileResult {
     events: EventLog,
     /// Valid rates and their lines (counted once checked against the run's other rates).
     fx: Vec<(Currency, Rate, u64)>,
+    /// Clear values behind the hashes (pseudonymised warehouse only).
+    vault: Vault,
 }
 
 /// One parsed record of a batch.
@@ -139,6 +164,32 @@ enum Item<'a> {
     Parsed(Parsed),
     /// An event, borrowing from its line.
     Event(EventFields<'a>),
+}
+
+/// Replaces `p`'s emails, phones and names by keyed hashes (the
+/// pseudonymised warehouse), noting the clear values in `vault`.
+fn pseudonymise(ps: &Pseudonymiser, p: &mut Item<'_>, vault: &mut Vec<VaultEntry>) {
+    let mut keys = |k: &mut Keys| {
+        ps.hide_opt(KeyKind::Email, &mut k.email, vault);
+        ps.hide_opt(KeyKind::Phone, &mut k.phone, vault);
+    };
+    match p {
+        Item::Event(f) => {
+            if let Some(e) = f.email.as_deref() {
+                f.email = Some(Cow::Owned(ps.hide(KeyKind::Email, e, vault).into()));
+            }
+        }
+        Item::Parsed(Parsed::Txn(v)) => keys(&mut v.body.keys),
+        Item::Parsed(Parsed::Event(v)) => keys(&mut v.body.keys),
+        Item::Parsed(Parsed::Crm(v)) => {
+            let c = &mut v.body;
+            ps.hide_opt(KeyKind::Email, &mut c.email, vault);
+            ps.hide_opt(KeyKind::Phone, &mut c.phone, vault);
+            ps.hide_opt(KeyKind::Name, &mut c.first_name, vault);
+            ps.hide_opt(KeyKind::Name, &mut c.last_name, vault);
+        }
+        Item::Parsed(_) => {}
+    }
 }
 
 /// Whether `p` carries a key of a person in the erasure ledger.
@@ -176,14 +227,14 @@ fn read_one(
             warned_columns = true;
             warn_missing_columns(file, header);
         }
-        let parsed: Vec<(u64, Item<'_>, Option<String>)> = batch
+        let parsed: Vec<(u64, Item<'_>, Option<String>, Vec<VaultEntry>)> = batch
             .par_iter()
             .map(|item| {
                 let pos = Pos {
                     file: idx as u32,
                     line: item.line,
                 };
-                match &item.body {
+                let (line, mut p, raw) = match &item.body {
                     RawBody::Bad(r, raw) => (
                         item.line,
                         Item::Parsed(Parsed::Rejected(r.clone())),
@@ -218,16 +269,22 @@ fn read_one(
                         let raw = matches!(p, Parsed::Rejected(_)).then(|| line.clone());
                         (item.line, Item::Parsed(p), raw)
                     }
+                };
+                let mut noted = Vec::new();
+                if let Some(ps) = ctx.pseudonymiser.as_deref() {
+                    pseudonymise(ps, &mut p, &mut noted);
                 }
+                (line, p, raw, noted)
             })
             .collect();
         pb.inc(parsed.len() as u64);
         let txn_count = parsed
             .iter()
-            .filter(|(_, p, _)| matches!(p, Item::Parsed(Parsed::Txn(_))))
+            .filter(|(_, p, _, _)| matches!(p, Item::Parsed(Parsed::Txn(_))))
             .count();
         let mut txns = Vec::with_capacity(txn_count);
-        for (line, p, raw) in parsed {
+        for (line, p, raw, noted) in parsed {
+            note(&mut out.vault, noted);
             // A record of an erased person goes no further (erasure ledger);
             // nothing is checked when nobody was ever erased.
             let erased = ctx.erased.as_deref().is_some_and(|m| erased_record(m, &p));

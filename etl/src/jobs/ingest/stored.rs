@@ -21,6 +21,10 @@ use crate::warehouse::{self, CustomerRow, StoredTxn, WarehouseError};
 pub(super) struct SmallState {
     /// Currency code to rate (to the base currency), as text.
     pub rates: BTreeMap<String, String>,
+    /// The fingerprint of the key that pseudonymised the warehouse; None
+    /// when it is not pseudonymised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonymised: Option<String>,
 }
 
 /// The published state this run starts from.

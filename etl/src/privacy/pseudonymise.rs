@@ -1,0 +1,328 @@
+//! The pseudonymised warehouse (`warehouse.pseudonymise`): emails, phones
+//! and names are replaced by keyed hashes (`h:` and 32 hex digits) as each
+//! record is parsed, right after normalisation, so everything downstream
+//! (versions, identity resolution, guests, datasets, `_state`) sees only
+//! hashes. Equal keys still hash equal, so identity resolution and scores
+//! do not change; only guest ids, derived from a guest's smallest key, do.
+//!
+//! The clear values go to the vault (`cvm_shared::privacy::vault`), written
+//! before the version that needs them is published; a rejected record's raw
+//! text and detail go to `_privacy/runs/<run_id>/rejects.parquet`, and the
+//! run's public rejects keep its file, line and reason.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use cvm_shared::Settings;
+use cvm_shared::privacy::key::HASH_PREFIX;
+use cvm_shared::privacy::vault::{self, Vault};
+use cvm_shared::privacy::{KeyError, KeyKind, PrivacyKey};
+
+use crate::warehouse::parquet_io::{chunks, utf8_array, write_batches, writer_properties};
+use crate::warehouse::{RejectRow, WarehouseError};
+
+/// Replaces personal values by keyed hashes, noting the clear ones.
+#[derive(Debug, Clone)]
+pub struct Pseudonymiser {
+    key: PrivacyKey,
+}
+
+/// One clear value behind a hash, for the vault.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct VaultEntry {
+    /// The keyed hash (hex, without `h:`).
+    pub hash: String,
+    /// `email`, `phone` or `name`.
+    pub kind: KeyKind,
+    /// The clear value.
+    pub value: String,
+}
+
+impl Pseudonymiser {
+    /// The pseudonymiser the settings ask for (None when off); on, it needs
+    /// `CVM_PRIVACY_KEY`.
+    pub fn from_settings(settings: &Settings) -> Result<Option<Pseudonymiser>, KeyError> {
+        if !settings.warehouse.pseudonymise {
+            return Ok(None);
+        }
+        Ok(Some(Pseudonymiser {
+            key: PrivacyKey::from_env()?,
+        }))
+    }
+
+    /// A pseudonymiser with `key`.
+    pub fn new(key: PrivacyKey) -> Pseudonymiser {
+        Pseudonymiser { key }
+    }
+
+    /// `value`'s stored form (`h:<hash>`), its clear value noted in `vault`.
+    pub fn hide(&self, kind: KeyKind, value: &str, vault: &mut Vec<VaultEntry>) -> Box<str> {
+        let hash = self.key.hash(kind, value);
+        let stored = format!("{HASH_PREFIX}{hash}").into();
+        vault.push(VaultEntry {
+            hash,
+            kind,
+            value: value.to_owned(),
+        });
+        stored
+    }
+
+    /// [`Pseudonymiser::hide`] in place, on an optional value.
+    pub fn hide_opt(&self, kind: KeyKind, v: &mut Option<Box<str>>, vault: &mut Vec<VaultEntry>) {
+        if let Some(s) = v.as_deref() {
+            *v = Some(self.hide(kind, s, vault));
+        }
+    }
+
+    /// What a version records of the key that pseudonymised it (a keyed
+    /// hash of a fixed text), so a run with another key is refused.
+    pub fn fingerprint(&self) -> String {
+        self.key
+            .hash(KeyKind::Name, "cvm warehouse pseudonymisation key check")
+    }
+
+    /// The public copy of a reject (file, line, reason); the clear one goes
+    /// to [`write_private_rejects`].
+    pub fn public_reject(row: &RejectRow) -> RejectRow {
+        RejectRow {
+            detail: String::new(),
+            raw: String::new(),
+            ..row.clone()
+        }
+    }
+}
+
+/// Why a run's mode differs from its warehouse's.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModeError {
+    /// Pseudonymisation switched on or off over an existing warehouse.
+    #[error(
+        "the warehouse {warehouse} was built with warehouse.pseudonymise = {stored}, and this run has it {asked}: a warehouse keeps the mode of its first load, so ingest the drops into a new warehouse folder to change it"
+    )]
+    Switched {
+        /// The warehouse folder.
+        warehouse: PathBuf,
+        /// Its mode.
+        stored: bool,
+        /// This run's.
+        asked: bool,
+    },
+    /// Another key than the one the warehouse was pseudonymised with.
+    #[error(
+        "CVM_PRIVACY_KEY is not the key the warehouse {0} was pseudonymised with: set the original key (a new key would split every customer in two)"
+    )]
+    OtherKey(PathBuf),
+}
+
+/// Checks this run's pseudonymisation against the stored version's
+/// fingerprint (None: not pseudonymised; no stored version: anything goes).
+pub fn check_mode(
+    warehouse: &Path,
+    stored_version: bool,
+    stored: Option<&str>,
+    run: Option<&Pseudonymiser>,
+) -> Result<(), ModeError> {
+    if !stored_version {
+        return Ok(());
+    }
+    match (stored, run) {
+        (None, None) => Ok(()),
+        (Some(f), Some(p)) if p.fingerprint() == f => Ok(()),
+        (Some(_), Some(_)) => Err(ModeError::OtherKey(warehouse.to_path_buf())),
+        (s, r) => Err(ModeError::Switched {
+            warehouse: warehouse.to_path_buf(),
+            stored: s.is_some(),
+            asked: r.is_some(),
+        }),
+    }
+}
+
+static VAULT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str| Field::new(name, DataType::Utf8, false);
+    Arc::new(Schema::new(vec![text("kind"), text("hash"), text("value")]))
+});
+
+/// Adds `entries` to the vault of `warehouse` (read, merged, written
+/// atomically; sorted by hash); returns the entries it holds.
+pub fn add_to_vault(
+    warehouse: &Path,
+    entries: impl IntoIterator<Item = VaultEntry>,
+) -> Result<usize, WarehouseError> {
+    let mut all = read_entries(warehouse)?;
+    let before = all.len();
+    for e in entries {
+        all.entry(e.hash).or_insert((e.kind, e.value));
+    }
+    if all.len() != before || !vault::path(warehouse).exists() {
+        write_vault(warehouse, &all)?;
+    }
+    Ok(all.len())
+}
+
+/// Removes the entries of `hashes` from the vault; returns how many went.
+pub fn remove_from_vault(
+    warehouse: &Path,
+    hashes: &HashSet<String>,
+) -> Result<usize, WarehouseError> {
+    let mut all = read_entries(warehouse)?;
+    let before = all.len();
+    all.retain(|h, _| !hashes.contains(h));
+    let removed = before - all.len();
+    if removed > 0 {
+        write_vault(warehouse, &all)?;
+    }
+    Ok(removed)
+}
+
+/// The clear values of `vault` behind `stored` values, for text searches.
+pub fn clear_values<'a>(
+    vault: &'a Vault,
+    stored: impl IntoIterator<Item = &'a String>,
+) -> Vec<String> {
+    stored
+        .into_iter()
+        .filter(|s| s.starts_with(HASH_PREFIX))
+        .filter_map(|s| vault.reveal(s).map(str::to_owned))
+        .collect()
+}
+
+type Entries = BTreeMap<String, (KeyKind, String)>;
+
+fn read_entries(warehouse: &Path) -> Result<Entries, WarehouseError> {
+    let entries = vault::entries(warehouse).map_err(|e| WarehouseError::Format {
+        path: vault::path(warehouse),
+        message: e.to_string(),
+    })?;
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| Some((e.hash, (KeyKind::parse(&e.kind)?, e.value))))
+        .collect())
+}
+
+fn write_vault(warehouse: &Path, all: &Entries) -> Result<(), WarehouseError> {
+    let path = vault::path(warehouse);
+    private_dir(&path)?;
+    let rows: Vec<(&String, &(KeyKind, String))> = all.iter().collect();
+    let batches = chunks(rows.len()).map(|r| {
+        let part = &rows[r];
+        let columns: Vec<ArrayRef> = vec![
+            utf8_array(part.iter().map(|(_, (k, _))| k.as_str())),
+            utf8_array(part.iter().map(|(h, _)| h.as_str())),
+            utf8_array(part.iter().map(|(_, (_, v))| v.as_str())),
+        ];
+        RecordBatch::try_new(VAULT_SCHEMA.clone(), columns)
+            .expect("columns are built to match the schema")
+    });
+    write_batches(&path, &VAULT_SCHEMA, &writer_properties(&["kind"]), batches).map(drop)
+}
+
+/// Where a run's clear rejects go in a pseudonymised warehouse.
+pub fn private_rejects_path(warehouse: &Path, run_id: &str) -> PathBuf {
+    warehouse
+        .join(vault::DIR)
+        .join(crate::warehouse::runs::RUNS)
+        .join(run_id)
+        .join("rejects.parquet")
+}
+
+/// Writes a run's clear rejects into the private folder.
+pub fn write_private_rejects(
+    warehouse: &Path,
+    run_id: &str,
+    rows: &[RejectRow],
+) -> Result<(), WarehouseError> {
+    let path = private_rejects_path(warehouse, run_id);
+    private_dir(&path)?;
+    crate::warehouse::rejects::write(&path, rows).map(drop)
+}
+
+/// Creates the `_privacy/` folder (and the parents of `file` in it) readable
+/// by the owner only.
+fn private_dir(file: &Path) -> Result<(), WarehouseError> {
+    let Some(parent) = file.parent() else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(parent).map_err(|source| WarehouseError::Io {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut dir = parent;
+        // Up to and including `_privacy/` itself.
+        loop {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                |source| WarehouseError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                },
+            )?;
+            if dir.file_name().is_some_and(|n| n == vault::DIR) {
+                break;
+            }
+            match dir.parent() {
+                Some(p) => dir = p,
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    fn p() -> Pseudonymiser {
+        Pseudonymiser::new(PrivacyKey::new(&[7; 32]).unwrap())
+    }
+
+    #[test]
+    fn equal_values_hide_equal_and_the_vault_gives_them_back() {
+        let d = tempfile::tempdir().unwrap();
+        let mut noted = Vec::new();
+        let a = p().hide(KeyKind::Email, "ann@example.com", &mut noted);
+        let b = p().hide(KeyKind::Email, "ann@example.com", &mut noted);
+        let c = p().hide(KeyKind::Phone, "ann@example.com", &mut noted);
+        assert_eq!(a, b);
+        assert_ne!(a, c, "kinds hash apart");
+        assert!(a.starts_with("h:") && !a.contains("ann"));
+        assert_eq!(add_to_vault(d.path(), noted).unwrap(), 2);
+        let v = Vault::read(d.path()).unwrap();
+        assert_eq!(v.reveal(&a), Some("ann@example.com"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(d.path().join("_privacy"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        let gone: HashSet<String> = [a.trim_start_matches("h:").to_owned()].into();
+        assert_eq!(remove_from_vault(d.path(), &gone).unwrap(), 1);
+        assert_eq!(Vault::read(d.path()).unwrap().reveal(&a), None);
+    }
+
+    #[test]
+    fn a_warehouse_keeps_its_mode_and_key() {
+        let w = Path::new("/w");
+        let f = p().fingerprint();
+        assert!(check_mode(w, false, None, Some(&p())).is_ok(), "first load");
+        assert!(check_mode(w, true, Some(&f), Some(&p())).is_ok());
+        assert!(check_mode(w, true, None, None).is_ok());
+        let other = Pseudonymiser::new(PrivacyKey::new(&[8; 32]).unwrap());
+        assert_eq!(
+            check_mode(w, true, Some(&f), Some(&other)),
+            Err(ModeError::OtherKey(w.into()))
+        );
+        let e = check_mode(w, true, None, Some(&p())).unwrap_err();
+        assert!(e.to_string().contains("pseudonymise = false"), "{e}");
+        assert!(check_mode(w, true, Some(&f), None).is_err());
+    }
+}
