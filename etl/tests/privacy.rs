@@ -16,6 +16,7 @@ use cvm_shared::privacy::scan;
 
 cvm_shared::both_backends!(
     an_erased_guest_is_gone_after_a_killed_erasure_is_run_again,
+    an_erased_guest_of_a_pseudonymised_warehouse_is_gone_from_its_vault_too,
     erasing_one_of_two_customers_at_one_address_leaves_the_other_theirs,
 );
 
@@ -64,8 +65,8 @@ fn crm_night(root: &Path, rows: &str) -> std::path::PathBuf {
     night
 }
 
-/// `cvm-etl nightly` of `input` into `wh` as of 1 July 2024.
-fn nightly(input: &Path, wh: &str, db: &str) -> Output {
+/// `cvm-etl nightly` of `input` into `wh` as of 1 July 2024, with `env`.
+fn nightly_with(input: &Path, wh: &str, db: &str, env: &[(&str, &str)]) -> Output {
     let input = input.to_str().unwrap();
     let args = [
         "-q",
@@ -77,7 +78,12 @@ fn nightly(input: &Path, wh: &str, db: &str) -> Output {
         "--as-of",
         "2024-07-01",
     ];
-    cvm(&args, db, &[])
+    cvm(&args, db, env)
+}
+
+/// `cvm-etl nightly` of `input` into `wh` as of 1 July 2024.
+fn nightly(input: &Path, wh: &str, db: &str) -> Output {
+    nightly_with(input, wh, db, &[])
 }
 
 /// Every value of every Parquet file under `root`, decoded, one line per row.
@@ -88,6 +94,23 @@ fn decoded(root: &Path) -> Vec<String> {
 }
 
 fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend) {
+    erase_a_guest_killed_then_run_again(backend, false);
+}
+
+/// The same in a pseudonymised warehouse: the vault and the clear rejects
+/// lose the guest too.
+fn an_erased_guest_of_a_pseudonymised_warehouse_is_gone_from_its_vault_too(backend: Backend) {
+    erase_a_guest_killed_then_run_again(backend, true);
+}
+
+fn erase_a_guest_killed_then_run_again(backend: Backend, pseudonymise: bool) {
+    let mode: &[(&str, &str)] = if pseudonymise {
+        &[("CVM_PSEUDONYMISE", "true")]
+    } else {
+        &[]
+    };
+    // Where the guest's clear values are before the erasure completes.
+    let clear_in = if pseudonymise { "" } else { "current/" };
     let tmp = tempfile::tempdir().unwrap();
     let db = TestDb::new(backend);
     let wh = tmp.path().join("wh");
@@ -105,8 +128,15 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
              {{\"txn\":\"A4\",\"user_email\":\"{GUEST}\",\"ts\":\"yesterday\",\"amount_cents\":900,\"currency\":\"USD\",\"kind\":\"purchase\"}}\n"
         ),
     );
-    let nightly = |input: &Path| nightly(input, whs, &db.url);
+    let nightly = |input: &Path| nightly_with(input, whs, &db.url, mode);
     ok(&nightly(&night1));
+    if pseudonymise {
+        let current = decoded(&wh.join("current/"));
+        assert!(
+            !current.iter().any(|r| r.contains("@example.com")),
+            "{current:?}"
+        );
+    }
     let mut conn = DbConnection::connect(&db.url).unwrap();
     let guest = customers::all(&mut conn)
         .unwrap()
@@ -147,7 +177,7 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
         None
     );
     assert!(
-        decoded(&wh.join("current/"))
+        decoded(&wh.join(clear_in))
             .iter()
             .any(|r| r.contains(GUEST))
     );
@@ -163,7 +193,11 @@ fn an_erased_guest_is_gone_after_a_killed_erasure_is_run_again(backend: Backend)
             .collect();
         assert!(found.is_empty(), "{needle} is still stored: {found:?}");
     }
-    let rejects = decoded(&wh.join("runs"));
+    let rejects = decoded(&wh.join(if pseudonymise {
+        "_privacy/runs"
+    } else {
+        "runs"
+    }));
     assert!(
         rejects
             .iter()

@@ -251,6 +251,38 @@ fn a_pseudonymised_warehouse_holds_no_personal_data_and_scores_the_same() {
     }
     assert_eq!(checked, loaded.len());
 
+    // A data export gives the person their own data in clear.
+    let i = (0..ids.len())
+        .find(|&i| ids[i].starts_with('C') && !email[i].is_empty())
+        .unwrap();
+    let zip_path = d.path().join("export.zip");
+    ok(cvm(
+        &[
+            "-q",
+            "privacy",
+            "export",
+            "--customer",
+            ids[i],
+            "--warehouse",
+            s(&pseudo),
+            "--db",
+            &db,
+            "--out",
+            s(&zip_path),
+        ],
+        &[],
+    ));
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).unwrap()).unwrap();
+    let mut part = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let row = part("warehouse/customers.csv");
+    assert!(row.contains(email[i]) && !row.contains("h:"), "{row}");
+    let keys = part("keys.json");
+    assert!(keys.contains(email[i]) && !keys.contains("h:"), "{keys}");
+
     // The mode and the key are the warehouse's for good.
     let again = |env: &[(&str, &str)]| {
         cvm(

@@ -36,6 +36,7 @@ use cvm_shared::db::{DbConnection, DbError, DbUrl};
 use cvm_shared::privacy::erase::{self, EraseError, ErasureOutcome, ErasureRequest, HashedKey};
 use cvm_shared::privacy::export::{self, ExportError, ExportRequest, ExportSummary};
 use cvm_shared::privacy::scan::{self, ScanError};
+use cvm_shared::privacy::vault::{self, Vault};
 use cvm_shared::privacy::{KeyError, KeyKind, PrivacyKey};
 
 use crate::warehouse::WarehouseError;
@@ -156,6 +157,8 @@ pub struct Applied {
     pub versions_deleted: usize,
     /// Messages deleted from the file outbox.
     pub messages_deleted: usize,
+    /// Clear values removed from the vault (pseudonymised warehouse).
+    pub vault_removed: usize,
     /// The new version, if one was published.
     pub version: Option<String>,
 }
@@ -193,7 +196,7 @@ pub fn apply_pending(
     };
     let current = wh.current()?;
     let (people, found_keys) = match &current {
-        Some(version) => find(version, &pending, key)?,
+        Some(version) => find(root, version, &pending, key)?,
         None => (People::default(), HashMap::new()),
     };
     applied.found = people.ids.len();
@@ -239,6 +242,19 @@ pub fn apply_pending(
     wh.prune_all_but_current()?;
     applied.versions_deleted = before.saturating_sub(wh.published()?.len());
 
+    // 5b. The vault loses the people's clear values: their keys (the
+    // ledger's, so not those another customer still has) and whatever the
+    // remaining version no longer holds (their names).
+    if let (Some(current), false) = (wh.current()?, people.is_empty()) {
+        let erased: HashSet<String> = ledger
+            .erasures
+            .values()
+            .flatten()
+            .map(|k| k.hash.clone())
+            .collect();
+        applied.vault_removed = pseudonymise::keep_in_vault_only_what(root, &current, &erased)?;
+    }
+
     // 6. Done, with the keys found.
     let now = Utc::now().naive_utc().trunc_subsecs(6);
     for (e, _) in &pending {
@@ -270,6 +286,7 @@ type Pending = [(erase::Erasure, Vec<HashedKey>)];
 
 /// Step 1: the people of `pending` in `version`, and the hashed keys found for each.
 fn find(
+    root: &Path,
     version: &Path,
     pending: &Pending,
     key: &PrivacyKey,
@@ -320,7 +337,7 @@ fn find(
         found
             .entry(p.to_owned())
             .or_default()
-            .push(LedgerKey::new(kind, key.hash(kind, v)));
+            .push(LedgerKey::new(kind, key.hash_of_stored(kind, v)));
     };
     for (id, p) in &people.ids {
         note(p, KeyKind::CustomerId, id);
@@ -396,6 +413,13 @@ fn find(
         keys.sort();
         keys.dedup();
     }
+    // A pseudonymised warehouse stores hashes: their clear values, from the
+    // vault, are what raw text and the outbox hold.
+    let vault = Vault::read(root)?;
+    let clear_emails = pseudonymise::clear_values(&vault, &people.emails);
+    let clear_phones = pseudonymise::clear_values(&vault, &people.phones);
+    people.emails.extend(clear_emails);
+    people.phones.extend(clear_phones);
     Ok((people, found))
 }
 
@@ -428,7 +452,7 @@ fn keys_others_have(
                 _ => people.phones.contains(v),
             };
             if theirs {
-                shared.insert(LedgerKey::new(kind, key.hash(kind, v)));
+                shared.insert(LedgerKey::new(kind, key.hash_of_stored(kind, v)));
             }
         }
     }
@@ -445,6 +469,10 @@ fn rewrite_outside_versions(
     let mut n = 0;
     let mut parquet = scan::parquet_files(&root.join("scores"))?;
     parquet.extend(scan::parquet_files(&root.join("runs"))?);
+    // A pseudonymised warehouse's clear rejects.
+    parquet.extend(scan::parquet_files(
+        &root.join(vault::DIR).join(crate::warehouse::runs::RUNS),
+    )?);
     for f in parquet {
         if rewrite::parquet_file(&f, &f, people, key)? {
             n += 1;

@@ -14,14 +14,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use cvm_shared::Settings;
 use cvm_shared::privacy::key::HASH_PREFIX;
 use cvm_shared::privacy::vault::{self, Vault};
 use cvm_shared::privacy::{KeyError, KeyKind, PrivacyKey};
 
-use crate::warehouse::parquet_io::{chunks, utf8_array, write_batches, writer_properties};
+use crate::warehouse::parquet_io::{
+    chunks, read_batches, utf8_array, write_batches, writer_properties,
+};
 use crate::warehouse::{RejectRow, WarehouseError};
 
 /// Replaces personal values by keyed hashes, noting the clear ones.
@@ -175,6 +177,56 @@ pub fn remove_from_vault(
         write_vault(warehouse, &all)?;
     }
     Ok(removed)
+}
+
+/// Removes from the vault every value that no file of `version` holds any
+/// more (an erased person's names, once their rows are rewritten), and the
+/// `erased` ones (their keys: rewritten rows keep them hashed, so that key
+/// sets stay apart); returns how many went. Generic over the files: every
+/// `h:` text cell counts.
+pub fn keep_in_vault_only_what(
+    warehouse: &Path,
+    version: &Path,
+    erased: &HashSet<String>,
+) -> Result<usize, WarehouseError> {
+    if !vault::path(warehouse).exists() {
+        return Ok(0);
+    }
+    let mut held: HashSet<String> = HashSet::new();
+    // Every file, `_state/` included (which folder readers skip).
+    let files =
+        cvm_shared::privacy::scan::parquet_files(version).map_err(|e| WarehouseError::Format {
+            path: version.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    for item in files
+        .iter()
+        .map(|f| read_batches(f))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+    {
+        let (_, batch) = item?;
+        for column in batch.columns() {
+            let Some(a) = column.as_any().downcast_ref::<StringArray>() else {
+                continue;
+            };
+            for v in a.iter().flatten() {
+                if let Some(hash) = v.strip_prefix(HASH_PREFIX)
+                    && !held.contains(hash)
+                {
+                    held.insert(hash.to_owned());
+                }
+            }
+        }
+    }
+    let all = read_entries(warehouse)?;
+    let gone: HashSet<String> = all
+        .keys()
+        .filter(|h| !held.contains(*h) || erased.contains(*h))
+        .cloned()
+        .collect();
+    remove_from_vault(warehouse, &gone)
 }
 
 /// The clear values of `vault` behind `stored` values, for text searches.

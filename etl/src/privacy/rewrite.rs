@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{Array, ArrayRef, Date32Array, RecordBatch, StringArray};
+use cvm_shared::privacy::key::HASH_PREFIX;
 use cvm_shared::privacy::{KeyKind, PrivacyKey};
 
 use crate::warehouse::WarehouseError;
@@ -126,7 +127,13 @@ pub fn batch(
                 let rewrite = |i: usize, v: Option<&str>| -> Option<Option<String>> {
                     let p = owners[i]?;
                     let v = v?;
-                    let hashed = |kind| Some(Some(key.hashed_value(kind, v)));
+                    // Already a hash in a pseudonymised warehouse: kept.
+                    let hashed = |kind| {
+                        Some(Some(format!(
+                            "{HASH_PREFIX}{}",
+                            key.hash_of_stored(kind, v)
+                        )))
+                    };
                     let cleared = || {
                         if nullable {
                             Some(None)

@@ -23,6 +23,7 @@ use serde_json::json;
 
 use super::key::PrivacyKey;
 use super::scan::{self, ScanError, Table};
+use super::vault::Vault;
 use crate::db::models::audit_log::{self, AuditAction, AuditQuery, NewAuditEntry};
 use crate::db::models::consent_changes;
 use crate::db::models::customers::{self, Customer};
@@ -472,9 +473,24 @@ fn current_version(warehouse: &Path) -> PathBuf {
     std::fs::canonicalize(&current).unwrap_or(current)
 }
 
+/// `t` with the hashes of a pseudonymised warehouse replaced by their clear
+/// values (the person's own data); hashes the vault lacks stay.
+fn revealed(vault: &Vault, mut t: Table) -> Table {
+    if vault.is_empty() {
+        return t;
+    }
+    for cell in t.rows.iter_mut().flatten() {
+        if let Some(clear) = vault.reveal(cell).filter(|c| c != cell) {
+            *cell = clear.to_owned();
+        }
+    }
+    t
+}
+
 fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, ExportError> {
     let id = row.customer_id.clone();
     let version = current_version(warehouse);
+    let vault = Vault::read(warehouse)?;
     let me: HashSet<String> = [id.clone()].into();
     let mut parts = Vec::new();
     let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
@@ -501,6 +517,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         "customer_id",
         &me,
     )?;
+    let customers_t = revealed(&vault, customers_t);
     note_keys(&customers_t);
     parts.push(Part::csv(
         "warehouse/customers.csv",
@@ -513,6 +530,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         "customer_id",
         &me,
     )?;
+    let txns = revealed(&vault, txns);
     note_keys(&txns);
     parts.push(Part::csv(
         "warehouse/transactions.csv",
@@ -528,7 +546,6 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         "customer_id",
         &me,
     )?;
-    note_keys(&keysets);
     let column = |t: &Table, name: &str| t.columns.iter().position(|c| c == name);
     let triple_of = |r: &[String], idx: [Option<usize>; 3]| -> [String; 3] {
         idx.map(|i| i.map(|i| r[i].clone()).unwrap_or_default())
@@ -539,6 +556,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         column(&keysets, "key_phone"),
     ];
     let sets: HashSet<[String; 3]> = keysets.rows.iter().map(|r| triple_of(r, idx)).collect();
+    note_keys(&revealed(&vault, keysets.clone()));
     let events = scan::rows_where(&scan::parquet_files(&version.join("events"))?, |b, i| {
         // Events of an earlier cvm still name their customer.
         if scan::text(b, "customer_id", i).is_some_and(|c| c == id) {
@@ -548,6 +566,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         !sets.is_empty()
             && sets.contains(&[get("key_customer_id"), get("key_email"), get("key_phone")])
     })?;
+    let events = revealed(&vault, events);
     parts.push(Part::csv(
         "warehouse/events.csv",
         "Their engagement events (app and web activity): type, when, the keys it \
@@ -560,6 +579,7 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         "customer_id",
         &me,
     )?;
+    let history = revealed(&vault, history);
     note_keys(&history);
     if let Some(k) = column(&history, "key") {
         let kind = column(&history, "kind");
