@@ -6,8 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cvm_shared::db::models::customers;
 use cvm_shared::db::testing::TestDb;
@@ -26,20 +28,10 @@ const GUEST: &str = "gus.guest@example.com";
 /// `cvm-etl ARGS --db DB` with the privacy key, a reject limit the
 /// deliberately bad record fits under, and `env`.
 fn cvm(args: &[&str], db: &str, env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cvm-etl"));
-    c.args(args).args(["--db", db]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CVM_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("CVM_LOG", "error")
-        .env("CVM_PRIVACY_KEY", KEY)
-        .env("CVM_REJECT_LIMIT", "0.5");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    let args: Vec<&str> = args.iter().copied().chain(["--db", db]).collect();
+    let mut all = vec![("CVM_PRIVACY_KEY", KEY), ("CVM_REJECT_LIMIT", "0.5")];
+    all.extend_from_slice(env);
+    support::cvm_etl(&args, &all)
 }
 
 fn ok(out: &Output) -> String {

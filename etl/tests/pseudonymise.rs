@@ -6,9 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cvm_shared::db::models::customers;
 use cvm_shared::db::{DbConnection, DbUrl};
@@ -18,21 +20,12 @@ use cvm_shared::privacy::{KeyKind, PrivacyKey};
 const KEY: &str = "etl test pseudonymisation key, 32 bytes or more";
 const AS_OF: &str = "2026-11-30";
 
+/// `cvm-etl ARGS` with the privacy key, a reject limit the generated
+/// dirty records fit under, and `env`.
 fn cvm(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cvm-etl"));
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CVM_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("CVM_LOG", "error")
-        .env("CVM_PRIVACY_KEY", KEY)
-        .env("CVM_REJECT_LIMIT", "0.5");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    let mut all = vec![("CVM_PRIVACY_KEY", KEY), ("CVM_REJECT_LIMIT", "0.5")];
+    all.extend_from_slice(env);
+    support::cvm_etl(args, &all)
 }
 
 fn ok(out: Output) -> Output {
