@@ -153,7 +153,11 @@ struct AppState {
 /// Applies pending migrations (once, here), opens the pool, binds and
 /// returns the server. Call inside an actix system (`actix_web::rt::System`);
 /// the setup steps block, which is fine before serving.
-pub fn start(config: ServeConfig) -> Result<Running, ServeError> {
+pub fn start(mut config: ServeConfig) -> Result<Running, ServeError> {
+    // Campaigns recognise erased people's hashed suppressions with the privacy key.
+    if config.mail.privacy_key.is_none() {
+        config.mail.privacy_key = config.privacy.key.clone();
+    }
     let applied = DbConnection::open_for_write(&config.db_url)
         .and_then(|mut c| cvm_shared::db::migrate::applied(&mut c))?;
     tracing::info!(

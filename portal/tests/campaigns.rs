@@ -19,6 +19,7 @@ cvm_shared::both_backends!(
     an_unknown_template_variable_is_refused_and_nothing_is_stored,
     only_drafts_change,
     the_preview_counts_every_exclusion_and_renders_personal_messages,
+    an_address_suppressed_only_as_a_keyed_hash_is_still_suppressed,
     pause_resume_and_cancel_follow_the_lifecycle,
 );
 
@@ -156,6 +157,55 @@ fn seed_people(url: &str) {
         },
     )
     .unwrap();
+}
+
+/// An erased person's suppression keeps only the keyed hash of their
+/// address; a customer who has that address again is still not mailed.
+fn an_address_suppressed_only_as_a_keyed_hash_is_still_suppressed(backend: Backend) {
+    let s = TestServer::start(backend);
+    common::seed_customers(
+        &s.db.url,
+        &[
+            ("c1", Some("Back@Example.com"), true, true, 50.0),
+            ("c2", Some("kept@example.com"), true, true, 10.0),
+        ],
+    );
+    let key = cvm_shared::privacy::PrivacyKey::new(common::PRIVACY_KEY).unwrap();
+    let mut c = DbConnection::connect_for_write(&s.db.url).unwrap();
+    suppressions::add(
+        &mut c,
+        &Suppression {
+            address: key.hashed_value(cvm_shared::privacy::KeyKind::Email, "back@example.com"),
+            reason: SuppressionReason::Erased,
+            customer_id: Some("erased-0123".into()),
+            campaign_id: None,
+            at: common::day_one(),
+        },
+    )
+    .unwrap();
+    let marketer = s.token("mark", Role::Marketer);
+    let mut all = input("Everyone");
+    all["controlShare"] = json!(0.0);
+    let (_, body) = s.gql(Some(&marketer), CREATE, json!({"input": all}));
+    let id = body["data"]["createCampaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = s.gql(
+        Some(&marketer),
+        "mutation($id: ID!) { previewCampaign(id: $id, samples: 5) { recipients exclusions { reason count } samples { to } } }",
+        json!({"id": id}),
+    );
+    let p = &body["data"]["previewCampaign"];
+    assert_eq!(p["recipients"], 1, "{body}");
+    assert_eq!(p["samples"], json!([{"to": "kept@example.com"}]), "{body}");
+    let suppressed = p["exclusions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "suppressed")
+        .unwrap();
+    assert_eq!(suppressed["count"], 1, "{body}");
 }
 
 fn the_preview_counts_every_exclusion_and_renders_personal_messages(backend: Backend) {

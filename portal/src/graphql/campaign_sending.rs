@@ -55,6 +55,7 @@ impl CampaignSendingMutation {
         };
         let links = api.links.clone();
         let cap_default = api.mail.frequency_cap_days;
+        let key = api.mail.privacy_key.clone();
         let now = Utc::now().naive_utc();
         let outcome = db::run(&api.db, move |c| {
             let Some(found) = campaigns::find(c, n)? else {
@@ -79,6 +80,7 @@ impl CampaignSendingMutation {
                 links: &links,
                 message_domain: &domain,
                 cap_default,
+                privacy_key: key.as_ref(),
             };
             match freeze::freeze(c, &cx, n, CampaignStatus::Draft, now)? {
                 Some(row) => Ok(Ok(row)),

@@ -714,13 +714,15 @@ pub(crate) async fn preview_audience(
     or_control: bool,
 ) -> Result<Option<SeenAudience>, ApiError> {
     let cap_default = api.mail.frequency_cap_days;
+    let key = api.mail.privacy_key.clone();
     let now = Utc::now().naive_utc();
     db::run(&api.db, move |c| {
         let Some(campaign) = campaigns::find(c, n)? else {
             return Ok(None);
         };
         let seed = u64::try_from(campaign.id).unwrap_or(0);
-        let (matched, outcome, _) = freeze::audience(c, &campaign, cap_default, now, seed)?;
+        let (matched, outcome, _) =
+            freeze::audience(c, &campaign, cap_default, key.as_ref(), now, seed)?;
         let pool = if or_control && outcome.recipients.is_empty() {
             &outcome.control
         } else {

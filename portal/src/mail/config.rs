@@ -67,6 +67,9 @@ pub struct MailConfig {
     pub max_attempts: i32,
     /// Campaigns' default frequency cap in days (0: off).
     pub frequency_cap_days: u32,
+    /// The privacy key (`CVM_PRIVACY_KEY`), if set: recognises addresses
+    /// suppressed as keyed hashes (erased people's).
+    pub privacy_key: Option<cvm_shared::privacy::PrivacyKey>,
 }
 
 impl MailConfig {
@@ -111,6 +114,7 @@ impl MailConfig {
             retry_after: Duration::from_secs(u64::from(m.retry_seconds)),
             max_attempts: i32::try_from(m.max_attempts.max(1)).unwrap_or(i32::MAX),
             frequency_cap_days: m.frequency_cap_days,
+            privacy_key: None,
         }
     }
 

@@ -14,9 +14,11 @@ use cvm_shared::db::models::campaigns::{self, Campaign, CampaignStatus};
 use cvm_shared::db::models::invitations::{self, NewInvitation};
 use cvm_shared::db::models::outbox::{self, NewRecipient, RecipientStatus};
 use cvm_shared::db::{DbConnection, DbError, lock_for_write};
+use cvm_shared::privacy::key::HASH_PREFIX;
+use cvm_shared::privacy::{KeyKind, PrivacyKey};
 use diesel::prelude::*;
 
-use super::audience::{Audience, Candidate, Exclusion, classify};
+use super::audience::{Audience, Candidate, Exclusion, classify, usable_address};
 use super::links;
 use super::message::new_message_id;
 use crate::graphql::filter::{CustomerFilter, CustomerSource};
@@ -132,18 +134,45 @@ pub fn cap_days(campaign: &Campaign, default: u32) -> u32 {
         .map_or(default, |d| u32::try_from(d).unwrap_or(0))
 }
 
+/// The addresses among `addresses` suppressed only as a keyed hash (an
+/// erased person's suppression, kept hashed: found with the privacy key).
+pub fn suppressed_by_hash<'a>(
+    suppressed: &HashSet<String>,
+    addresses: impl Iterator<Item = &'a str>,
+    key: Option<&PrivacyKey>,
+) -> Vec<String> {
+    let Some(key) = key else {
+        return Vec::new();
+    };
+    if !suppressed.iter().any(|a| a.starts_with(HASH_PREFIX)) {
+        return Vec::new();
+    }
+    addresses
+        .filter(|a| suppressed.contains(&key.hashed_value(KeyKind::Email, a)))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Who the campaign reaches at `now` with control seed `seed`: the
-/// matched count, the outcome and the baselines.
+/// matched count, the outcome and the baselines. `key` (the privacy key)
+/// recognises addresses suppressed as keyed hashes.
 pub fn audience(
     c: &mut DbConnection,
     campaign: &Campaign,
     cap_default: u32,
+    key: Option<&PrivacyKey>,
     now: NaiveDateTime,
     seed: u64,
 ) -> Result<(usize, Audience, HashMap<String, Baseline>), DbError> {
     let filter = filter_of(campaign)?;
     let (all, baselines) = candidates(c, &filter)?;
-    let (suppressed, capped) = blocked_addresses(c, cap_days(campaign, cap_default), now)?;
+    let (mut suppressed, capped) = blocked_addresses(c, cap_days(campaign, cap_default), now)?;
+    let addresses: Vec<String> = all
+        .iter()
+        .filter_map(|c| usable_address(c.email.as_deref()))
+        .collect();
+    let hashed = suppressed_by_hash(&suppressed, addresses.iter().map(String::as_str), key);
+    suppressed.extend(hashed);
     let outcome = classify(&all, &suppressed, &capped, campaign.control_share, seed);
     Ok((all.len(), outcome, baselines))
 }
@@ -156,6 +185,8 @@ pub struct FreezeContext<'a> {
     pub message_domain: &'a str,
     /// Campaigns' default frequency cap in days.
     pub cap_default: u32,
+    /// The privacy key, if set: recognises addresses suppressed as keyed hashes.
+    pub privacy_key: Option<&'a PrivacyKey>,
 }
 
 /// Freezes campaign `id`'s audience and starts sending, if it is in `from`
@@ -177,7 +208,8 @@ pub fn freeze(
         }
         let seed = rand::random::<i64>() & i64::MAX;
         let seed_bits = u64::try_from(seed).unwrap_or(0);
-        let (_, outcome, baselines) = audience(c, &campaign, cx.cap_default, now, seed_bits)?;
+        let (_, outcome, baselines) =
+            audience(c, &campaign, cx.cap_default, cx.privacy_key, now, seed_bits)?;
         write_rows(c, cx, &campaign, &outcome, &baselines, now)?;
         if let Some(survey) = campaign.survey_id {
             invite(c, cx.links, survey, campaign.id, &outcome.recipients, now)?;

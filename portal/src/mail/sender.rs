@@ -402,6 +402,7 @@ impl Dispatcher {
         let links = self.setup.links.clone();
         let domain = self.setup.mail.message_id_domain();
         let cap_default = self.setup.mail.frequency_cap_days;
+        let key = self.setup.mail.privacy_key.clone();
         let result = tokio::task::spawn_blocking(move || {
             let mut c = pool::checkout(&db)?;
             let now = Utc::now().naive_utc();
@@ -426,6 +427,7 @@ impl Dispatcher {
                             links: &links,
                             message_domain: &domain,
                             cap_default,
+                            privacy_key: key.as_ref(),
                         };
                         if freeze::freeze(&mut c, &cx, due.id, CampaignStatus::Scheduled, now)?
                             .is_some()
@@ -453,6 +455,7 @@ impl Dispatcher {
         let owner = self.owner.clone();
         let lease = self.setup.mail.lease;
         let cap_default = self.setup.mail.frequency_cap_days;
+        let key = self.setup.mail.privacy_key.clone();
         let want = i64::try_from(want).unwrap_or(i64::MAX);
         let known: HashSet<i64> = self.mails.keys().copied().collect();
         let joined = tokio::task::spawn_blocking(move || {
@@ -474,7 +477,12 @@ impl Dispatcher {
                 record(c, &owner, &done)?;
                 let now = Utc::now().naive_utc();
                 let claimed = outbox::claim(c, &owner, now, now + chrono_of(lease), want)?;
-                recheck(c, &owner, claimed, cap_default, now, &known)
+                let rules = Rules {
+                    cap_default,
+                    privacy_key: key.as_ref(),
+                    now,
+                };
+                recheck(c, &owner, claimed, &rules, &known)
             });
             // Fates not recorded are kept for the next step.
             result.map_err(|e| (e, done))
@@ -641,6 +649,16 @@ fn record(c: &mut DbConnection, owner: &str, done: &[(i64, Fate)]) -> Result<(),
     Ok(())
 }
 
+/// What [`recheck`] checks claimed rows with.
+struct Rules<'a> {
+    /// Campaigns' default frequency cap in days.
+    cap_default: u32,
+    /// Recognises addresses suppressed as keyed hashes.
+    privacy_key: Option<&'a cvm_shared::privacy::PrivacyKey>,
+    /// The time of the check.
+    now: NaiveDateTime,
+}
+
 /// Checks each claimed row against the current state: the customer still
 /// active, consenting, at the frozen address, not suppressed, and not
 /// mailed by another campaign within this one's cap. Rows that fail are
@@ -650,11 +668,14 @@ fn recheck(
     c: &mut DbConnection,
     owner: &str,
     claimed: Vec<Recipient>,
-    cap_default: u32,
-    now: NaiveDateTime,
+    rules: &Rules<'_>,
     known: &HashSet<i64>,
 ) -> Result<(Vec<Ready>, Vec<Campaign>, usize), DbError> {
     use cvm_shared::db::schema::{customers, outbox as o, scores, suppressions as s};
+    use cvm_shared::privacy::KeyKind;
+    let Rules {
+        cap_default, now, ..
+    } = *rules;
     if claimed.is_empty() {
         return Ok((Vec::new(), Vec::new(), 0));
     }
@@ -673,12 +694,31 @@ fn recheck(
         .into_iter()
         .map(|(cu, sc)| (cu.customer_id.clone(), (cu, sc)))
         .collect();
+    // Each address also as the keyed hash an erased person's suppression keeps.
+    let hashed: HashMap<String, &str> = rules
+        .privacy_key
+        .map(|k| {
+            addresses
+                .iter()
+                .map(|a| (k.hashed_value(KeyKind::Email, a), *a))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted: Vec<&str> = addresses
+        .iter()
+        .copied()
+        .chain(hashed.keys().map(String::as_str))
+        .collect();
     let suppressed: HashMap<String, String> = s::table
-        .filter(s::address.eq_any(&addresses))
+        .filter(s::address.eq_any(&wanted))
         .select((s::address, s::reason))
         .load::<(String, String)>(c)
         .map_err(DbError::query("suppressions", "select recipients"))?
         .into_iter()
+        .map(|(a, reason)| match hashed.get(&a) {
+            Some(clear) => ((*clear).to_owned(), reason),
+            None => (a, reason),
+        })
         .collect();
     // Other campaigns' messages to these addresses: sent (with when) or in
     // flight. Filtered by address only, so the address index answers (a
