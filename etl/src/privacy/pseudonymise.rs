@@ -10,7 +10,7 @@
 //! text and detail go to `_privacy/runs/<run_id>/rejects.parquet`, and the
 //! run's public rejects keep its file, line and reason.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -20,6 +20,7 @@ use cvm_shared::Settings;
 use cvm_shared::privacy::key::HASH_PREFIX;
 use cvm_shared::privacy::vault::{self, Vault};
 use cvm_shared::privacy::{KeyError, KeyKind, PrivacyKey};
+use rayon::prelude::*;
 
 use crate::warehouse::parquet_io::{
     chunks, read_batches, utf8_array, write_batches, writer_properties,
@@ -147,34 +148,57 @@ static VAULT_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![text("kind"), text("hash"), text("value")]))
 });
 
-/// Adds `entries` to the vault of `warehouse` (read, merged, written
-/// atomically; sorted by hash); returns the entries it holds.
+/// Parts beyond which adding one merges them all into one.
+const MAX_PARTS: usize = 64;
+
+/// Adds `entries` to the vault of `warehouse` as the part of run `run_id`
+/// (sorted by hash, written atomically); merges the parts when there are
+/// more than [`MAX_PARTS`]. Returns the entries written.
 pub fn add_to_vault(
     warehouse: &Path,
+    run_id: &str,
     entries: impl IntoIterator<Item = VaultEntry>,
 ) -> Result<usize, WarehouseError> {
-    let mut all = read_entries(warehouse)?;
-    let before = all.len();
-    for e in entries {
-        all.entry(e.hash).or_insert((e.kind, e.value));
+    let mut rows: Vec<VaultEntry> = entries.into_iter().collect();
+    if rows.is_empty() {
+        return Ok(0);
     }
-    if all.len() != before || !vault::path(warehouse).exists() {
-        write_vault(warehouse, &all)?;
+    rows.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
+    rows.dedup_by(|a, b| a.hash == b.hash);
+    write_part(&part_path(warehouse, run_id), &rows)?;
+    let parts = part_files(warehouse)?;
+    if parts.len() > MAX_PARTS {
+        // The merged part first: a kill in between leaves values twice, never none.
+        let mut all = read_entries(warehouse)?;
+        all.par_sort_unstable_by(|a, b| a.hash.cmp(&b.hash));
+        all.dedup_by(|a, b| a.hash == b.hash);
+        let merged = part_path(warehouse, &format!("{run_id}-merged"));
+        write_part(&merged, &all)?;
+        for p in parts.iter().filter(|p| **p != merged) {
+            std::fs::remove_file(p).map_err(|source| WarehouseError::Io {
+                path: p.clone(),
+                source,
+            })?;
+        }
     }
-    Ok(all.len())
+    Ok(rows.len())
 }
 
-/// Removes the entries of `hashes` from the vault; returns how many went.
+/// Removes the entries of `hashes` from the vault, rewriting only the
+/// parts that hold one; returns how many rows went.
 pub fn remove_from_vault(
     warehouse: &Path,
     hashes: &HashSet<String>,
 ) -> Result<usize, WarehouseError> {
-    let mut all = read_entries(warehouse)?;
-    let before = all.len();
-    all.retain(|h, _| !hashes.contains(h));
-    let removed = before - all.len();
-    if removed > 0 {
-        write_vault(warehouse, &all)?;
+    let mut removed = 0;
+    for part in part_files(warehouse)? {
+        let mut rows = read_part(&part)?;
+        let before = rows.len();
+        rows.retain(|e| !hashes.contains(&e.hash));
+        if rows.len() != before {
+            removed += before - rows.len();
+            write_part(&part, &rows)?;
+        }
     }
     Ok(removed)
 }
@@ -220,11 +244,10 @@ pub fn keep_in_vault_only_what(
             }
         }
     }
-    let all = read_entries(warehouse)?;
-    let gone: HashSet<String> = all
-        .keys()
-        .filter(|h| !held.contains(*h) || erased.contains(*h))
-        .cloned()
+    let gone: HashSet<String> = read_entries(warehouse)?
+        .into_iter()
+        .map(|e| e.hash)
+        .filter(|h| !held.contains(h) || erased.contains(h))
         .collect();
     remove_from_vault(warehouse, &gone)
 }
@@ -241,34 +264,70 @@ pub fn clear_values<'a>(
         .collect()
 }
 
-type Entries = BTreeMap<String, (KeyKind, String)>;
-
-fn read_entries(warehouse: &Path) -> Result<Entries, WarehouseError> {
-    let entries = vault::entries(warehouse).map_err(|e| WarehouseError::Format {
-        path: vault::path(warehouse),
-        message: e.to_string(),
-    })?;
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| Some((e.hash, (KeyKind::parse(&e.kind)?, e.value))))
-        .collect())
+fn part_path(warehouse: &Path, run_id: &str) -> PathBuf {
+    vault::path(warehouse).join(format!("part-{run_id}.parquet"))
 }
 
-fn write_vault(warehouse: &Path, all: &Entries) -> Result<(), WarehouseError> {
-    let path = vault::path(warehouse);
-    private_dir(&path)?;
-    let rows: Vec<(&String, &(KeyKind, String))> = all.iter().collect();
+fn part_files(warehouse: &Path) -> Result<Vec<PathBuf>, WarehouseError> {
+    cvm_shared::privacy::scan::parquet_files(&vault::path(warehouse)).map_err(|e| {
+        WarehouseError::Format {
+            path: vault::path(warehouse),
+            message: e.to_string(),
+        }
+    })
+}
+
+fn read_part(part: &Path) -> Result<Vec<VaultEntry>, WarehouseError> {
+    let table =
+        cvm_shared::privacy::scan::rows_where(std::slice::from_ref(&part.to_path_buf()), |_, _| {
+            true
+        })
+        .map_err(|e| WarehouseError::Format {
+            path: part.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    Ok(entries_of(table))
+}
+
+fn read_entries(warehouse: &Path) -> Result<Vec<VaultEntry>, WarehouseError> {
+    let mut all = Vec::new();
+    for part in part_files(warehouse)? {
+        all.extend(read_part(&part)?);
+    }
+    Ok(all)
+}
+
+fn entries_of(table: cvm_shared::privacy::scan::Table) -> Vec<VaultEntry> {
+    let col = |name: &str| table.columns.iter().position(|c| c == name);
+    let (Some(k), Some(h), Some(v)) = (col("kind"), col("hash"), col("value")) else {
+        return Vec::new();
+    };
+    table
+        .rows
+        .into_iter()
+        .filter_map(|mut r| {
+            Some(VaultEntry {
+                kind: KeyKind::parse(&r[k])?,
+                hash: std::mem::take(&mut r[h]),
+                value: std::mem::take(&mut r[v]),
+            })
+        })
+        .collect()
+}
+
+fn write_part(path: &Path, rows: &[VaultEntry]) -> Result<(), WarehouseError> {
+    private_dir(path)?;
     let batches = chunks(rows.len()).map(|r| {
         let part = &rows[r];
         let columns: Vec<ArrayRef> = vec![
-            utf8_array(part.iter().map(|(_, (k, _))| k.as_str())),
-            utf8_array(part.iter().map(|(h, _)| h.as_str())),
-            utf8_array(part.iter().map(|(_, (_, v))| v.as_str())),
+            utf8_array(part.iter().map(|e| e.kind.as_str())),
+            utf8_array(part.iter().map(|e| e.hash.as_str())),
+            utf8_array(part.iter().map(|e| e.value.as_str())),
         ];
         RecordBatch::try_new(VAULT_SCHEMA.clone(), columns)
             .expect("columns are built to match the schema")
     });
-    write_batches(&path, &VAULT_SCHEMA, &writer_properties(&["kind"]), batches).map(drop)
+    write_batches(path, &VAULT_SCHEMA, &writer_properties(&["kind"]), batches).map(drop)
 }
 
 /// Where a run's clear rejects go in a pseudonymised warehouse.
@@ -344,7 +403,7 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c, "kinds hash apart");
         assert!(a.starts_with("h:") && !a.contains("ann"));
-        assert_eq!(add_to_vault(d.path(), noted).unwrap(), 2);
+        assert_eq!(add_to_vault(d.path(), "r1", noted).unwrap(), 2);
         let v = Vault::read(d.path()).unwrap();
         assert_eq!(v.reveal(&a), Some("ann@example.com"));
         #[cfg(unix)]
@@ -359,6 +418,41 @@ mod tests {
         let gone: HashSet<String> = [a.trim_start_matches("h:").to_owned()].into();
         assert_eq!(remove_from_vault(d.path(), &gone).unwrap(), 1);
         assert_eq!(Vault::read(d.path()).unwrap().reveal(&a), None);
+    }
+
+    #[test]
+    fn each_run_adds_a_part_and_too_many_parts_are_merged() {
+        let d = tempfile::tempdir().unwrap();
+        let mut first = None;
+        for run in 0..=MAX_PARTS + 1 {
+            let mut noted = Vec::new();
+            // Every run notes the same value and one of its own.
+            let same = p().hide(KeyKind::Email, "same@example.com", &mut noted);
+            p().hide(KeyKind::Email, &format!("run{run}@example.com"), &mut noted);
+            first.get_or_insert(same);
+            add_to_vault(d.path(), &format!("r{run:03}"), noted).unwrap();
+        }
+        let parts = part_files(d.path()).unwrap();
+        assert!(parts.len() < MAX_PARTS, "{} parts", parts.len());
+        let v = Vault::read(d.path()).unwrap();
+        assert_eq!(
+            v.reveal(first.as_deref().unwrap()),
+            Some("same@example.com")
+        );
+        let mut noted = Vec::new();
+        let last = p().hide(
+            KeyKind::Email,
+            &format!("run{}@example.com", MAX_PARTS + 1),
+            &mut noted,
+        );
+        assert_eq!(v.reveal(&last), Some(noted[0].value.as_str()));
+        let hashes: Vec<String> = read_entries(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| e.hash)
+            .collect();
+        let distinct: HashSet<&String> = hashes.iter().collect();
+        assert_eq!(distinct.len(), MAX_PARTS + 3);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The vault of a pseudonymised warehouse (`warehouse.pseudonymise`): the
 //! clear value behind every keyed hash its datasets hold, kept apart from
-//! them at `_privacy/vault.parquet` (columns `kind`, `hash`, `value`), so
-//! that analysts read the datasets without personal data while `load`, the
-//! data export and erasure still reach the clear values. Readable only by
-//! the warehouse's owner (the `_privacy/` folder is mode 0700).
+//! them in `_privacy/vault/part-<run_id>.parquet` files (columns `kind`,
+//! `hash`, `value`), so that analysts read the datasets without personal
+//! data while `load`, the data export and erasure still reach the clear
+//! values. Readable only by the warehouse's owner (the `_privacy/` folder
+//! is mode 0700). Each ingest adds one part with its drop's values, so a
+//! night writes what it read, not the whole vault; a value may be in
+//! several parts.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,12 +16,12 @@ use super::scan::{self, ScanError};
 
 /// The folder beside the versions holding the erasure ledger and the vault.
 pub const DIR: &str = "_privacy";
-/// The vault's file name inside [`DIR`].
-pub const FILE: &str = "vault.parquet";
+/// The vault's folder name inside [`DIR`].
+pub const VAULT: &str = "vault";
 
-/// The vault's path inside a warehouse folder.
+/// The vault's folder inside a warehouse folder.
 pub fn path(warehouse: &Path) -> PathBuf {
-    warehouse.join(DIR).join(FILE)
+    warehouse.join(DIR).join(VAULT)
 }
 
 /// One row of the vault.
@@ -32,9 +35,9 @@ pub struct Entry {
     pub value: String,
 }
 
-/// Every row of the vault of `warehouse` (none if it has no vault).
+/// Every row of the vault of `warehouse`, part by part (none if it has no vault).
 pub fn entries(warehouse: &Path) -> Result<Vec<Entry>, ScanError> {
-    let table = scan::rows_where(&scan::if_exists(path(warehouse)), |_, _| true)?;
+    let table = scan::rows_where(&scan::parquet_files(&path(warehouse))?, |_, _| true)?;
     let col = |name: &str| table.columns.iter().position(|c| c == name);
     let (Some(k), Some(h), Some(v)) = (col("kind"), col("hash"), col("value")) else {
         return Ok(Vec::new());

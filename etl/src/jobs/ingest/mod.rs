@@ -343,7 +343,7 @@ pub fn run_locked(
                     vault
                         .into_iter()
                         .map(|(hash, (kind, value))| VaultEntry { hash, kind, value });
-                pseudonymise::add_to_vault(wh.root(), entries)?;
+                pseudonymise::add_to_vault(wh.root(), &run_id, entries)?;
             }
             let datasets = Datasets {
                 txns: &txns,
