@@ -1,5 +1,5 @@
-//! `warehouse.pseudonymise`: the same generated drop ingested and scored
-//! with the option off and on. On, no dataset, state file, manifest or
+//! `warehouse.pseudonymise`: the same generated history and daily drops
+//! ingested night by night and scored, with the option off and on. On, no dataset, state file, manifest or
 //! public reject holds an email, phone or name in clear; the scores are
 //! those of the normal run, customer for customer; `load` still gives the
 //! database the clear contact details; and a warehouse keeps its mode and key.
@@ -42,16 +42,32 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Ingest and score `drop` into `wh`, pseudonymised or not.
-fn build(drop: &Path, wh: &Path, pseudonymise: bool) {
+/// The drops `generate --days` wrote under `root`: the history, then each day.
+fn nights(root: &Path) -> Vec<PathBuf> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap() != "history")
+        .collect();
+    days.sort();
+    std::iter::once(root.join("history")).chain(days).collect()
+}
+
+/// Ingest the history and each day of `drops` into `wh` night by night,
+/// then score, pseudonymised or not.
+fn build(drops: &Path, wh: &Path, pseudonymise: bool) {
     let env = [(
         "CVM_PSEUDONYMISE",
         if pseudonymise { "true" } else { "false" },
     )];
-    ok(cvm(
-        &["-q", "ingest", "--input", s(drop), "--warehouse", s(wh)],
-        &env,
-    ));
+    let nights = nights(drops);
+    assert!(nights.len() >= 3, "{nights:?}");
+    for night in &nights {
+        ok(cvm(
+            &["-q", "ingest", "--input", s(night), "--warehouse", s(wh)],
+            &env,
+        ));
+    }
     ok(cvm(
         &["-q", "score", "--warehouse", s(wh), "--as-of", AS_OF],
         &env,
@@ -99,6 +115,8 @@ fn a_pseudonymised_warehouse_holds_no_personal_data_and_scores_the_same() {
             "11",
             "--dirty-ratio",
             "0.01",
+            "--days",
+            "3",
         ],
         &[],
     ));
@@ -277,13 +295,14 @@ fn a_pseudonymised_warehouse_holds_no_personal_data_and_scores_the_same() {
     assert!(keys.contains(email[i]) && !keys.contains("h:"), "{keys}");
 
     // The mode and the key are the warehouse's for good.
+    let history = drop.join("history");
     let again = |env: &[(&str, &str)]| {
         cvm(
             &[
                 "-q",
                 "ingest",
                 "--input",
-                s(&drop),
+                s(&history),
                 "--warehouse",
                 s(&pseudo),
             ],

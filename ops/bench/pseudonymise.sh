@@ -34,5 +34,5 @@ done
 for mode in false true; do
   wh="$bench/wh-pseudonymise-$mode"
   echo "pseudonymise $mode: version $(du -sh "$wh/current/" | cut -f1)," \
-    "vault $(du -sh "$wh/_privacy/vault.parquet" 2>/dev/null | cut -f1 || echo none)"
+    "vault $(du -sh "$wh/_privacy/vault" 2>/dev/null | cut -f1 || echo none)"
 done
