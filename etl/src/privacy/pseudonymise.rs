@@ -61,9 +61,23 @@ impl Pseudonymiser {
         Pseudonymiser { key }
     }
 
-    /// `value`'s stored form: `h:` and its keyed hash.
-    pub fn stored(&self, kind: KeyKind, value: &str) -> Box<str> {
-        self.key.hashed_value(kind, value).into()
+    /// `value`'s stored form (`h:<hash>`), its clear value noted in `vault`.
+    pub fn hide(&self, kind: KeyKind, value: &str, vault: &mut Vec<VaultEntry>) -> Box<str> {
+        let hash = self.key.hash(kind, value);
+        let stored = format!("{HASH_PREFIX}{hash}").into();
+        vault.push(VaultEntry {
+            hash,
+            kind,
+            value: value.to_owned(),
+        });
+        stored
+    }
+
+    /// [`Pseudonymiser::hide`] in place, on an optional value.
+    pub fn hide_opt(&self, kind: KeyKind, v: &mut Option<Box<str>>, vault: &mut Vec<VaultEntry>) {
+        if let Some(s) = v.as_deref() {
+            *v = Some(self.hide(kind, s, vault));
+        }
     }
 
     /// What a version records of the key that pseudonymised it (a keyed
@@ -377,19 +391,6 @@ mod tests {
 
     fn p() -> Pseudonymiser {
         Pseudonymiser::new(PrivacyKey::new(&[7; 32]).unwrap())
-    }
-
-    impl Pseudonymiser {
-        /// [`Pseudonymiser::stored`], its clear value noted in `vault`.
-        fn hide(&self, kind: KeyKind, value: &str, vault: &mut Vec<VaultEntry>) -> Box<str> {
-            let stored = self.stored(kind, value);
-            vault.push(VaultEntry {
-                hash: stored.trim_start_matches(HASH_PREFIX).to_owned(),
-                kind,
-                value: value.to_owned(),
-            });
-            stored
-        }
     }
 
     #[test]

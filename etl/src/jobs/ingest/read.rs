@@ -8,11 +8,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use cvm_shared::identity::stable_hash;
 use cvm_shared::privacy::KeyKind;
-use cvm_shared::privacy::key::HASH_PREFIX;
 use cvm_shared::{Currency, Rate, Settings};
 
 use super::IngestError;
@@ -21,9 +20,9 @@ use crate::consolidate::events::{EventLog, FileEvents};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::privacy::ledger::Matcher;
-use crate::privacy::pseudonymise::Pseudonymiser;
+use crate::privacy::pseudonymise::{Pseudonymiser, VaultEntry};
 use crate::record::{
-    CrmRecord, EventFields, Outcome, Parsed, Pos, TxnIds, TxnRecord, TxnRow, Versioned,
+    CrmRecord, EventFields, Keys, Outcome, Parsed, Pos, TxnIds, TxnRecord, TxnRow, Versioned,
 };
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
@@ -52,6 +51,12 @@ pub(super) struct DropRead {
 
 /// Clear values by hash, each once.
 pub(super) type Vault = HashMap<String, (KeyKind, String)>;
+
+fn note(vault: &mut Vault, noted: Vec<VaultEntry>) {
+    for e in noted {
+        vault.entry(e.hash).or_insert((e.kind, e.value));
+    }
+}
 
 /// Reads every file of the drop; `stored_events` is the warehouse's event log
 /// (its file indices are the run's), which the drop's events are appended to.
@@ -161,109 +166,29 @@ enum Item<'a> {
     Event(EventFields<'a>),
 }
 
-/// Gives each personal value of `p` (emails, phones, names) to `f`, and
-/// puts what it returns, if anything, in its place.
-fn visit_personal(p: &mut Item<'_>, f: &mut impl FnMut(KeyKind, &str) -> Option<Box<str>>) {
-    fn field(
-        kind: KeyKind,
-        v: &mut Option<Box<str>>,
-        f: &mut impl FnMut(KeyKind, &str) -> Option<Box<str>>,
-    ) {
-        if let Some(new) = v.as_deref().and_then(|s| f(kind, s)) {
-            *v = Some(new);
-        }
-    }
+/// Replaces `p`'s emails, phones and names by keyed hashes (the
+/// pseudonymised warehouse), noting the clear values in `vault`.
+fn pseudonymise(ps: &Pseudonymiser, p: &mut Item<'_>, vault: &mut Vec<VaultEntry>) {
+    let mut keys = |k: &mut Keys| {
+        ps.hide_opt(KeyKind::Email, &mut k.email, vault);
+        ps.hide_opt(KeyKind::Phone, &mut k.phone, vault);
+    };
     match p {
-        Item::Event(e) => {
-            if let Some(new) = e.email.as_deref().and_then(|s| f(KeyKind::Email, s)) {
-                e.email = Some(Cow::Owned(new.into()));
+        Item::Event(f) => {
+            if let Some(e) = f.email.as_deref() {
+                f.email = Some(Cow::Owned(ps.hide(KeyKind::Email, e, vault).into()));
             }
         }
-        Item::Parsed(Parsed::Txn(v)) => {
-            field(KeyKind::Email, &mut v.body.keys.email, f);
-            field(KeyKind::Phone, &mut v.body.keys.phone, f);
-        }
-        Item::Parsed(Parsed::Event(v)) => {
-            field(KeyKind::Email, &mut v.body.keys.email, f);
-            field(KeyKind::Phone, &mut v.body.keys.phone, f);
-        }
+        Item::Parsed(Parsed::Txn(v)) => keys(&mut v.body.keys),
+        Item::Parsed(Parsed::Event(v)) => keys(&mut v.body.keys),
         Item::Parsed(Parsed::Crm(v)) => {
             let c = &mut v.body;
-            field(KeyKind::Email, &mut c.email, f);
-            field(KeyKind::Phone, &mut c.phone, f);
-            field(KeyKind::Name, &mut c.first_name, f);
-            field(KeyKind::Name, &mut c.last_name, f);
+            ps.hide_opt(KeyKind::Email, &mut c.email, vault);
+            ps.hide_opt(KeyKind::Phone, &mut c.phone, vault);
+            ps.hide_opt(KeyKind::Name, &mut c.first_name, vault);
+            ps.hide_opt(KeyKind::Name, &mut c.last_name, vault);
         }
         Item::Parsed(_) => {}
-    }
-}
-
-/// A file's personal values and their stored forms (`h:<hash>`), by kind:
-/// each distinct value is hashed once per file, and the map is the file's
-/// part of the vault.
-#[derive(Default)]
-struct Hidden {
-    by_kind: [HashMap<Box<str>, Box<str>>; 4],
-}
-
-impl Hidden {
-    fn slot(kind: KeyKind) -> usize {
-        match kind {
-            KeyKind::CustomerId => 0,
-            KeyKind::Email => 1,
-            KeyKind::Phone => 2,
-            KeyKind::Name => 3,
-        }
-    }
-
-    fn get(&self, kind: KeyKind, clear: &str) -> Option<&str> {
-        self.by_kind[Hidden::slot(kind)].get(clear).map(|s| &**s)
-    }
-
-    /// Replaces the personal values of a batch's items by their stored
-    /// forms: the values this file has not seen yet are hashed in parallel.
-    fn apply(&mut self, ps: &Pseudonymiser, items: &mut [(u64, Item<'_>, Option<String>)]) {
-        let mut new: HashSet<(KeyKind, Box<str>)> = HashSet::default();
-        for (_, p, _) in items.iter_mut() {
-            visit_personal(p, &mut |kind, v| {
-                if self.get(kind, v).is_none() {
-                    new.insert((kind, v.into()));
-                }
-                None
-            });
-        }
-        let new: Vec<(KeyKind, Box<str>)> = new.into_iter().collect();
-        let stored: Vec<Box<str>> = new.par_iter().map(|(k, v)| ps.stored(*k, v)).collect();
-        for ((kind, clear), s) in new.into_iter().zip(stored) {
-            self.by_kind[Hidden::slot(kind)].insert(clear, s);
-        }
-        let this = &*self;
-        items.par_iter_mut().for_each(|(_, p, _)| {
-            visit_personal(p, &mut |kind, v| this.get(kind, v).map(Box::from));
-        });
-    }
-
-    /// The vault entries of what was hidden.
-    fn into_vault(self) -> Vault {
-        let kinds = [
-            KeyKind::CustomerId,
-            KeyKind::Email,
-            KeyKind::Phone,
-            KeyKind::Name,
-        ];
-        kinds
-            .into_iter()
-            .zip(self.by_kind)
-            .flat_map(|(kind, map)| {
-                map.into_iter().map(move |(clear, stored)| {
-                    let hash = stored
-                        .strip_prefix(HASH_PREFIX)
-                        .unwrap_or(&stored)
-                        .to_owned();
-                    (hash, (kind, String::from(clear)))
-                })
-            })
-            .collect()
     }
 }
 
@@ -295,7 +220,6 @@ fn read_one(
 ) -> Result<FileResult, reader::ReadError> {
     let mut out = FileResult::default();
     let mut events = FileEvents::new(idx as u32);
-    let mut hidden = Hidden::default();
     let mut warned_columns = false;
     let kind = file.kind;
     reader::read_file(&file.path, kind.format(), |header: &Header, batch| {
@@ -303,14 +227,14 @@ fn read_one(
             warned_columns = true;
             warn_missing_columns(file, header);
         }
-        let mut parsed: Vec<(u64, Item<'_>, Option<String>)> = batch
+        let parsed: Vec<(u64, Item<'_>, Option<String>, Vec<VaultEntry>)> = batch
             .par_iter()
             .map(|item| {
                 let pos = Pos {
                     file: idx as u32,
                     line: item.line,
                 };
-                let (line, p, raw) = match &item.body {
+                let (line, mut p, raw) = match &item.body {
                     RawBody::Bad(r, raw) => (
                         item.line,
                         Item::Parsed(Parsed::Rejected(r.clone())),
@@ -346,19 +270,21 @@ fn read_one(
                         (item.line, Item::Parsed(p), raw)
                     }
                 };
-                (line, p, raw)
+                let mut noted = Vec::new();
+                if let Some(ps) = ctx.pseudonymiser.as_deref() {
+                    pseudonymise(ps, &mut p, &mut noted);
+                }
+                (line, p, raw, noted)
             })
             .collect();
-        if let Some(ps) = ctx.pseudonymiser.as_deref() {
-            hidden.apply(ps, &mut parsed);
-        }
         pb.inc(parsed.len() as u64);
         let txn_count = parsed
             .iter()
-            .filter(|(_, p, _)| matches!(p, Item::Parsed(Parsed::Txn(_))))
+            .filter(|(_, p, _, _)| matches!(p, Item::Parsed(Parsed::Txn(_))))
             .count();
         let mut txns = Vec::with_capacity(txn_count);
-        for (line, p, raw) in parsed {
+        for (line, p, raw, noted) in parsed {
+            note(&mut out.vault, noted);
             // A record of an erased person goes no further (erasure ledger);
             // nothing is checked when nobody was ever erased.
             let erased = ctx.erased.as_deref().is_some_and(|m| erased_record(m, &p));
@@ -396,7 +322,6 @@ fn read_one(
         }
     })?;
     number_keys(&mut out);
-    out.vault = hidden.into_vault();
     out.events = events.log;
     // These live until consolidation: no spare capacity.
     out.txns.shrink_to_fit();
