@@ -183,7 +183,6 @@ pub fn run_locked(
         opts.progress,
     )?;
     input.small.pseudonymised = pseudonymiser.as_ref().map(Pseudonymiser::fingerprint);
-    let vault = std::mem::take(&mut input.vault);
     if let Some(history) = &mut stored.event_history {
         events::load_drop_months(&mut input, history)?;
     }
@@ -244,6 +243,16 @@ pub fn run_locked(
         mf.timings_ms = clock.timings();
         write_run(&mf, &input.rejects)?;
         return Err(e);
+    }
+
+    // The drop's clear values, before anything is staged (a published hash
+    // always has its value), and freed before the consolidation's peak.
+    if pseudonymiser.is_some() {
+        let entries = std::mem::take(&mut input.vault)
+            .into_iter()
+            .map(|(hash, (kind, value))| VaultEntry { hash, kind, value });
+        pseudonymise::add_to_vault(wh.root(), &run_id, entries)?;
+        release_freed();
     }
 
     // Consolidate the whole history.
@@ -337,14 +346,6 @@ pub fn run_locked(
 
     match staging {
         Some(staging) => {
-            // The clear values first: a published hash always has its value.
-            if pseudonymiser.is_some() {
-                let entries =
-                    vault
-                        .into_iter()
-                        .map(|(hash, (kind, value))| VaultEntry { hash, kind, value });
-                pseudonymise::add_to_vault(wh.root(), &run_id, entries)?;
-            }
             let datasets = Datasets {
                 txns: &txns,
                 touched: &touched,

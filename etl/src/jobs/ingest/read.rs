@@ -284,14 +284,15 @@ fn read_one(
             .count();
         let mut txns = Vec::with_capacity(txn_count);
         for (line, p, raw, noted) in parsed {
-            note(&mut out.vault, noted);
-            // A record of an erased person goes no further (erasure ledger);
-            // nothing is checked when nobody was ever erased.
+            // A record of an erased person goes no further (erasure ledger),
+            // not even into the vault; nothing is checked when nobody was
+            // ever erased.
             let erased = ctx.erased.as_deref().is_some_and(|m| erased_record(m, &p));
             if erased {
                 out.counts.add(Outcome::Erased, None);
                 continue;
             }
+            note(&mut out.vault, noted);
             let p = match p {
                 Item::Event(f) => {
                     events.push(&f);
