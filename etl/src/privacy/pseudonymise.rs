@@ -264,7 +264,8 @@ pub fn clear_values<'a>(
         .collect()
 }
 
-fn part_path(warehouse: &Path, run_id: &str) -> PathBuf {
+/// The vault part of run `run_id`.
+pub fn part_path(warehouse: &Path, run_id: &str) -> PathBuf {
     vault::path(warehouse).join(format!("part-{run_id}.parquet"))
 }
 

@@ -245,15 +245,17 @@ pub fn run_locked(
         return Err(e);
     }
 
-    // The drop's clear values, before anything is staged (a published hash
-    // always has its value), and freed before the consolidation's peak.
-    if pseudonymiser.is_some() {
-        let entries = std::mem::take(&mut input.vault)
+    // The drop's clear values, written beside the consolidation (on a
+    // thread of their own) and joined before anything is published: a
+    // published hash always has its value.
+    let vault_written = pseudonymiser.is_some().then(|| {
+        let entries: Vec<VaultEntry> = std::mem::take(&mut input.vault)
             .into_iter()
-            .map(|(hash, (kind, value))| VaultEntry { hash, kind, value });
-        pseudonymise::add_to_vault(wh.root(), &run_id, entries)?;
-        release_freed();
-    }
+            .map(|(hash, (kind, value))| VaultEntry { hash, kind, value })
+            .collect();
+        let (root, run) = (wh.root().to_path_buf(), run_id.clone());
+        std::thread::spawn(move || pseudonymise::add_to_vault(&root, &run, entries))
+    });
 
     // Consolidate the whole history.
     // A full rebuild publishes even when the drop brings nothing new: it is
@@ -344,6 +346,12 @@ pub fn run_locked(
     release_freed();
     clock.lap("customers");
 
+    if let Some(handle) = vault_written {
+        handle.join().map_err(|_| WarehouseError::Io {
+            path: crate::privacy::pseudonymise::part_path(wh.root(), &run_id),
+            source: std::io::Error::other("the vault writer stopped"),
+        })??;
+    }
     match staging {
         Some(staging) => {
             let datasets = Datasets {
