@@ -6,6 +6,9 @@
 #                            under ops/bench/.venv with PKG... installed) -> $py
 #   bench_generated DIR ARGS...  `cvm-etl generate --out DIR ARGS...`, unless DIR
 #                            already holds a drop generated with the same ARGS
+#   bench_privacy_setup NAME  the privacy benchmarks' start: bench_setup, bench_binary
+#                            NAME, the ~10M-record drop $drop (CUSTOMERS, SEED;
+#                            default 900000 7), CVM_PRIVACY_KEY
 #   bench_need CMD PKG       installs Debian's PKG with apt-get when CMD is missing
 #   bench_workdir NAME       a fresh $work folder; on exit, stops the processes
 #                            whose pids are in $bench_pids, shows the portal's
@@ -33,6 +36,16 @@ bench_binary() {
   # A private copy, so a concurrent build in the shared target dir cannot swap it mid-run.
   bin="$bench/cvm-etl.$1"
   cp "$CARGO_TARGET_DIR/release/cvm-etl" "$bin"
+}
+
+bench_privacy_setup() {
+  customers="${CUSTOMERS:-900000}"
+  seed="${SEED:-7}"
+  bench_setup
+  bench_binary "$1"
+  drop="$bench/drop-$customers-$seed-0.001"
+  bench_generated "$drop" --customers "$customers" --seed "$seed" --dirty-ratio 0.001
+  export CVM_PRIVACY_KEY="bench privacy key, thirty-two bytes at least"
 }
 
 bench_python() {

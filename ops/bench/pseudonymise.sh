@@ -12,14 +12,8 @@
 #   CUSTOMERS SEED    generate parameters (default 900000 7: ~10M records)
 #   CARGO_TARGET_DIR  (default ~/.cache/cvm-target)
 set -euo pipefail
-customers="${CUSTOMERS:-900000}"
-seed="${SEED:-7}"
 source "$(dirname "$0")/common.sh"
-bench_setup
-bench_binary pseudonymise
-drop="$bench/drop-$customers-$seed-0.001"
-bench_generated "$drop" --customers "$customers" --seed "$seed" --dirty-ratio 0.001
-export CVM_PRIVACY_KEY="bench privacy key, thirty-two bytes at least"
+bench_privacy_setup pseudonymise
 for run in 1 2 3; do
   for mode in false true; do
     wh="$bench/wh-pseudonymise-$mode"

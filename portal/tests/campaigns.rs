@@ -159,6 +159,19 @@ fn seed_people(url: &str) {
     .unwrap();
 }
 
+/// Creates a campaign from `input` as `token` and previews it with five
+/// samples, selecting `fields`: the preview's response.
+fn create_and_preview(s: &TestServer, token: &str, input: Value, fields: &str) -> Value {
+    let (_, body) = s.gql(Some(token), CREATE, json!({"input": input}));
+    let id = body["data"]["createCampaign"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let query =
+        format!("mutation($id: ID!) {{ previewCampaign(id: $id, samples: 5) {{ {fields} }} }}");
+    s.gql(Some(token), &query, json!({"id": id})).1
+}
+
 /// An erased person's suppression keeps only the keyed hash of their
 /// address; a customer who has that address again is still not mailed.
 fn an_address_suppressed_only_as_a_keyed_hash_is_still_suppressed(backend: Backend) {
@@ -186,15 +199,11 @@ fn an_address_suppressed_only_as_a_keyed_hash_is_still_suppressed(backend: Backe
     let marketer = s.token("mark", Role::Marketer);
     let mut all = input("Everyone");
     all["controlShare"] = json!(0.0);
-    let (_, body) = s.gql(Some(&marketer), CREATE, json!({"input": all}));
-    let id = body["data"]["createCampaign"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, body) = s.gql(
-        Some(&marketer),
-        "mutation($id: ID!) { previewCampaign(id: $id, samples: 5) { recipients exclusions { reason count } samples { to } } }",
-        json!({"id": id}),
+    let body = create_and_preview(
+        &s,
+        &marketer,
+        all,
+        "recipients exclusions { reason count } samples { to }",
     );
     let p = &body["data"]["previewCampaign"];
     assert_eq!(p["recipients"], 1, "{body}");
@@ -216,15 +225,11 @@ fn the_preview_counts_every_exclusion_and_renders_personal_messages(backend: Bac
     all["audience"] = json!({"lifecycleStage": ["AT_RISK"], "active": null});
     all["controlShare"] = json!(0.0);
     all["subject"] = json!("{{ customer.first_name }}, {{ score.lifecycle_stage }}");
-    let (_, body) = s.gql(Some(&marketer), CREATE, json!({"input": all}));
-    let id = body["data"]["createCampaign"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (_, body) = s.gql(
-        Some(&marketer),
-        "mutation($id: ID!) { previewCampaign(id: $id, samples: 5) { audience recipients exclusions { reason count } samples { to subject text html } } }",
-        json!({"id": id}),
+    let body = create_and_preview(
+        &s,
+        &marketer,
+        all,
+        "audience recipients exclusions { reason count } samples { to subject text html }",
     );
     assert_eq!(error_codes(&body), Vec::<String>::new(), "{body}");
     let p = &body["data"]["previewCampaign"];
