@@ -20,7 +20,8 @@
 //!    dropped on arrival);
 //! 4. publish a new version: `current`'s files, rewritten where they hold
 //!    the people (see [`rewrite`]), linked where they do not;
-//! 5. delete every older version (they hold what was erased);
+//! 5. delete every older version (they hold what was erased); in a
+//!    pseudonymised warehouse, remove their clear values from the vault;
 //! 6. mark the erasures done in the database.
 
 pub mod ledger;
