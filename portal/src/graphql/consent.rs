@@ -5,6 +5,7 @@
 
 use async_graphql::{Context, ID, Object};
 use chrono::{SubsecRound, Utc};
+use cvm_shared::db::lock_for_write;
 use cvm_shared::db::models::api_tokens::Role;
 use cvm_shared::db::models::audit_log::{self, AuditAction, NewAuditEntry};
 use cvm_shared::db::models::consent_changes::{
@@ -87,6 +88,9 @@ impl ConsentMutation {
         let customer_id = id.0.clone();
         let found = db::run(&api.db, move |c| {
             c.transaction(|c| {
+                // It reads before it writes: SQLite's write lock first, so
+                // that a concurrent writer (the sender) is waited for.
+                lock_for_write(c)?;
                 let Some(row) = customer_rows::find(c, &customer_id)? else {
                     return Ok(Found::Missing);
                 };

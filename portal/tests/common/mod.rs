@@ -180,6 +180,18 @@ pub fn create_token(url: &str, name: &str, role: Role) -> String {
     issued.token
 }
 
+/// The count of `reason` in a list of campaign exclusions (`{ reason count }`).
+pub fn exclusion_count(exclusions: &Value, reason: &str) -> i64 {
+    exclusions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == reason)
+        .unwrap_or_else(|| panic!("no exclusion {reason}: {exclusions}"))["count"]
+        .as_i64()
+        .unwrap()
+}
+
 /// The `extensions.code` of each error of a GraphQL response body.
 pub fn error_codes(body: &Value) -> Vec<String> {
     body["errors"]
