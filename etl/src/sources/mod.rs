@@ -205,6 +205,8 @@ pub struct ParseContext {
     pub erased: Option<std::sync::Arc<crate::privacy::ledger::Matcher>>,
     /// Hashes emails, phones and names as they are parsed (pseudonymised warehouse).
     pub pseudonymiser: Option<std::sync::Arc<crate::privacy::pseudonymise::Pseudonymiser>>,
+    /// The run's shared key sets, which parsed transactions' keys join.
+    pub keysets: std::sync::Arc<crate::keysets::KeySets>,
 }
 
 impl ParseContext {
@@ -221,6 +223,7 @@ impl ParseContext {
             window_micros: window.micros(),
             erased: None,
             pseudonymiser: None,
+            keysets: Default::default(),
         }
     }
 }

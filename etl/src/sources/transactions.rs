@@ -77,7 +77,7 @@ fn parse_record(
         digest,
         pos,
         body: TxnRecord {
-            keys: fields::keys(Some(customer), None, None, ctx)?,
+            keys: fields::keys(Some(customer), None, None, ctx)?.into(),
             row: Some(txn),
             refunded_at: None,
         },

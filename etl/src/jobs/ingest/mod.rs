@@ -25,6 +25,7 @@ use cvm_shared::Settings;
 
 use self::identities::LatestCrm;
 use self::versions::Versions;
+use crate::keysets::KeySets;
 pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
 use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
 use crate::memory::release_freed;
@@ -159,7 +160,9 @@ pub fn run_locked(
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
-    let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
+    // Rows with the same keys, stored or new, share one copy of them.
+    let keysets = std::sync::Arc::new(KeySets::default());
+    let mut stored = stored::load(wh, &found.files, opts.full_rebuild, &keysets)?;
     let stored_version = wh.current_id()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
@@ -178,8 +181,11 @@ pub fn run_locked(
         &opts.settings,
         &stored.small,
         stored_events,
-        erased,
-        pseudonymiser.as_ref(),
+        read::KeyHandling {
+            erased,
+            pseudonymiser: pseudonymiser.as_ref(),
+            keysets: &keysets,
+        },
         opts.progress,
     )?;
     input.small.pseudonymised = pseudonymiser.as_ref().map(Pseudonymiser::fingerprint);
@@ -306,7 +312,7 @@ pub fn run_locked(
             }
             None => Ok(()),
         },
-        || identities::assign(&mut txns, &directory, over_stored),
+        || identities::assign(&mut txns, &directory, &keysets, over_stored),
     );
     let (guests, reassigned) = guests;
     let touched = touched.merge(reassigned);
