@@ -60,10 +60,12 @@ pub enum WarehouseError {
 pub struct StoredTxn {
     /// The transaction.
     pub row: TxnRow,
-    /// Resolved customer; `None` when anonymous. Shared by the customer's rows.
+    /// Resolved customer; `None` when anonymous. Shared by the rows whose
+    /// keys are shared.
     pub customer_id: Option<Arc<str>>,
     /// The keys the source gave (kept so identities can be re-resolved when
-    /// CRM changes); shared by every row with the same keys.
+    /// CRM changes); a drop's rows with the same keys share one copy (see
+    /// `keysets`), rows read back from the warehouse each have their own.
     pub keys: Arc<Keys>,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: Box<str>,
