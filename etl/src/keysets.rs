@@ -1,14 +1,8 @@
 //! One shared copy of each distinct set of customer keys and of each
 //! customer id. A drop of 12 million transactions names about a million
-//! customers: its rows hold a pointer to their keys and customer instead of
-//! their own strings (~35 bytes a row, 433 MiB on that drop), and identity
-//! resolution runs once per key set instead of once per row.
-//!
-//! Only a drop's records are shared, as they are parsed (in parallel, where
-//! the lookups cost little beside parsing). Rows read back from the
-//! warehouse are not: they lie in time order, so each lookup in a table of a
-//! million key sets is a few cache misses (~500 ns), and interning a night's
-//! 2.7M stored rows took its load step from 2.5 to 6 s.
+//! customers: rows hold a pointer to their keys and customer instead of
+//! their own strings (~60 bytes a row), and identity resolution runs once
+//! per key set instead of once per row.
 //!
 //! Written here rather than taken from an interning crate: the copies belong
 //! to one run (no global table outliving it), and lookups take a borrowed
@@ -50,7 +44,7 @@ impl<T: ?Sized> Interner<T> {
         make: impl FnOnce() -> Arc<T>,
     ) -> Arc<T> {
         // The top bits pick the shard; the table uses the low ones.
-        let shard = &self.shards[(hash >> 32) as usize % SHARDS];
+        let shard = &self.shards[(hash >> 58) as usize % SHARDS];
         // A panic elsewhere cannot leave a table half-changed: each call
         // finds or inserts whole values.
         let mut table = shard.lock().unwrap_or_else(PoisonError::into_inner);

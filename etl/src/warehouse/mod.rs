@@ -60,12 +60,10 @@ pub enum WarehouseError {
 pub struct StoredTxn {
     /// The transaction.
     pub row: TxnRow,
-    /// Resolved customer; `None` when anonymous. Shared by the rows whose
-    /// keys are shared.
+    /// Resolved customer; `None` when anonymous. Shared by the customer's rows.
     pub customer_id: Option<Arc<str>>,
     /// The keys the source gave (kept so identities can be re-resolved when
-    /// CRM changes); a drop's rows with the same keys share one copy (see
-    /// `keysets`), rows read back from the warehouse each have their own.
+    /// CRM changes); shared by every row with the same keys.
     pub keys: Arc<Keys>,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: Box<str>,

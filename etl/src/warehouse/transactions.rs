@@ -20,7 +20,8 @@ use super::parquet_io::{
     timestamp_array, writer_properties_with,
 };
 use super::{StoredTxn, WarehouseError};
-use crate::record::{Keys, TxnIds, TxnRow};
+use crate::keysets::KeySets;
+use crate::record::{KeysView, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "transactions";
@@ -136,10 +137,14 @@ pub fn to_batch(rows: &[StoredTxn]) -> RecordBatch {
 
 /// Converts a batch back to rows, checking column types and values.
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredTxn>, WarehouseError> {
-    decode(batch, Path::new("<batch>"))
+    decode(batch, Path::new("<batch>"), &KeySets::default())
 }
 
-fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
+fn decode(
+    batch: &RecordBatch,
+    path: &Path,
+    keysets: &KeySets,
+) -> Result<Vec<StoredTxn>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let transaction_id = c.utf8("transaction_id", true)?;
     let customer_id = c.utf8("customer_id", false)?;
@@ -191,15 +196,11 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
                 amount_base: BaseAmount(amount_base.value(i)),
                 kind: TxnKind::parse(k).ok_or_else(|| bad("kind", k))?,
             },
-            // Not shared with equal rows: stored rows lie in time order, so
-            // looking each one's keys up in a table of a million key sets
-            // costs a few cache misses a row, and reading a night's stored
-            // version took 2.4x as long (measured; see `keysets`).
-            customer_id: opt_str_ref(customer_id, i).map(Arc::from),
-            keys: Arc::new(Keys {
-                customer_id: opt_str(key_customer_id, i),
-                email: opt_str(key_email, i),
-                phone: opt_str(key_phone, i),
+            customer_id: opt_str_ref(customer_id, i).map(|id| keysets.id(id)),
+            keys: keysets.keys(KeysView {
+                customer_id: opt_str_ref(key_customer_id, i),
+                email: opt_str_ref(key_email, i),
+                phone: opt_str_ref(key_phone, i),
             }),
             record_key: key.into(),
             source_file: Arc::clone(&file),
@@ -270,13 +271,19 @@ pub fn write<'a>(
 
 /// Reads every transaction under `dir`; a missing or empty folder has none.
 pub fn read(dir: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
-    parquet_io::read_rows(dir, decode)
+    read_shared(dir, &KeySets::default())
+}
+
+/// [`read`], the rows' keys and customer ids joining `keysets`.
+pub fn read_shared(dir: &Path, keysets: &KeySets) -> Result<Vec<StoredTxn>, WarehouseError> {
+    parquet_io::read_rows(dir, |batch, path| decode(batch, path, keysets))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+    use crate::record::Keys;
     use chrono::{Datelike, NaiveDate, TimeZone, Utc};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field as PField;

@@ -101,35 +101,30 @@ pub(super) fn assign(
     keysets: &KeySets,
     track: bool,
 ) -> (Guests, Touched) {
-    // A drop's rows share their key sets (see `keysets`): those are numbered
-    // by address and resolved once each; a stored row's keys are its own,
-    // resolved where they are.
+    // Rows share their key sets (see `keysets`): numbered by address.
     let address = |k: &Arc<Keys>| Arc::as_ptr(k) as usize;
-    let shared = |k: &Arc<Keys>| Arc::strong_count(k) > 1;
     let mut number: HashMap<usize, u32> = HashMap::default();
     let mut distinct: Vec<&Keys> = Vec::new();
-    for t in txns.iter().filter(|t| shared(&t.keys)) {
+    for t in txns.iter() {
         number.entry(address(&t.keys)).or_insert_with(|| {
             distinct.push(&t.keys);
             (distinct.len() - 1) as u32
         });
     }
-    let own = txns.iter().filter(|t| !shared(&t.keys)).map(|t| &*t.keys);
     let guests = Guests::build(
         distinct
             .iter()
             .copied()
-            .chain(own)
             .filter(|k| !k.is_empty() && directory.resolve(k).is_none()),
     );
-    let resolve = |k: &Keys| {
-        directory
-            .resolve(k)
-            .or_else(|| guests.resolve(k).map(|g| &*g.id))
-    };
     let customer: Vec<Option<Arc<str>>> = distinct
         .par_iter()
-        .map(|k| resolve(k).map(|id| keysets.id(id)))
+        .map(|k| {
+            directory
+                .resolve(k)
+                .or_else(|| guests.resolve(k).map(|g| &*g.id))
+                .map(|id| keysets.id(id))
+        })
         .collect();
     drop(distinct);
     let touched = txns
@@ -137,17 +132,13 @@ pub(super) fn assign(
         .fold(
             || Touched::tracking(track),
             |mut touched, t| {
-                let id = if shared(&t.keys) {
-                    customer[number[&address(&t.keys)] as usize].clone()
-                } else {
-                    resolve(&t.keys).map(Arc::from)
-                };
-                if id != t.customer_id {
-                    for end in [&t.customer_id, &id].into_iter().flatten() {
+                let id = &customer[number[&address(&t.keys)] as usize];
+                if *id != t.customer_id {
+                    for end in [&t.customer_id, id].into_iter().flatten() {
                         touched.customer(end);
                     }
                     touched.month(t.row.occurred_at);
-                    t.customer_id = id;
+                    t.customer_id = id.clone();
                 }
                 touched
             },

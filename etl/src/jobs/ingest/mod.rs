@@ -160,9 +160,9 @@ pub fn run_locked(
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
-    let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
-    // The drop's records with the same keys share one copy of them.
+    // Rows with the same keys, stored or new, share one copy of them.
     let keysets = std::sync::Arc::new(KeySets::default());
+    let mut stored = stored::load(wh, &found.files, opts.full_rebuild, &keysets)?;
     let stored_version = wh.current_id()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");

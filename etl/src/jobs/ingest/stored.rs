@@ -10,6 +10,7 @@ use super::IngestError;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
+use crate::keysets::KeySets;
 use crate::sources::InputFile;
 use crate::warehouse::event_keysets::KeysetHistory;
 use crate::warehouse::months;
@@ -62,6 +63,7 @@ pub(super) fn load(
     w: &Warehouse,
     files: &[InputFile],
     full_rebuild: bool,
+    keysets: &KeySets,
 ) -> Result<Stored, IngestError> {
     let seeded = || EventLog::with_files(files.iter().map(|f| f.name.as_str()));
     let mut events = seeded();
@@ -98,7 +100,7 @@ pub(super) fn load(
         },
         || {
             rayon::join(
-                || warehouse::transactions::read(&dir.join("transactions")),
+                || warehouse::transactions::read_shared(&dir.join("transactions"), keysets),
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),
