@@ -6,7 +6,6 @@ pub mod consolidate;
 pub mod exit;
 pub mod generate;
 pub mod jobs;
-pub mod keysets;
 pub mod manifest;
 pub mod memory;
 pub mod models;

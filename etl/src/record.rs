@@ -3,7 +3,6 @@
 //! source's raw format again.
 
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, Rate, TxnKind};
@@ -133,38 +132,7 @@ pub struct Keys {
     pub phone: Option<Box<str>>,
 }
 
-/// [`Keys`] borrowed: how shared key sets are looked up (see [`crate::keysets`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeysView<'a> {
-    /// A customer id as given.
-    pub customer_id: Option<&'a str>,
-    /// Normalised email.
-    pub email: Option<&'a str>,
-    /// Phone in E.164.
-    pub phone: Option<&'a str>,
-}
-
-impl KeysView<'_> {
-    /// Owned keys with these values.
-    pub fn to_keys(&self) -> Keys {
-        Keys {
-            customer_id: self.customer_id.map(Into::into),
-            email: self.email.map(Into::into),
-            phone: self.phone.map(Into::into),
-        }
-    }
-}
-
 impl Keys {
-    /// The keys, borrowed.
-    pub fn view(&self) -> KeysView<'_> {
-        KeysView {
-            customer_id: self.customer_id.as_deref(),
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-        }
-    }
-
     /// True when no key is present (an anonymous record).
     pub fn is_empty(&self) -> bool {
         self.customer_id.is_none() && self.email.is_none() && self.phone.is_none()
@@ -347,9 +315,8 @@ impl TxnRow {
 /// refunded web order's purchase plus the refund made at `refunded_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnRecord {
-    /// Who it belongs to; empty for anonymous records. Shared by every
-    /// record of the run with the same keys (see [`crate::keysets`]).
-    pub keys: Arc<Keys>,
+    /// Who it belongs to; empty for anonymous records.
+    pub keys: Keys,
     /// The transaction it yields when it wins; `None` when this version, if
     /// it wins, is ignored by rule (cancelled, pending).
     pub row: Option<TxnRow>,
@@ -374,7 +341,7 @@ impl TxnRecord {
 
     /// Its keys and the consolidated transactions it yields, moved out, in
     /// order: the row, then its refund.
-    pub fn into_rows(self) -> (Arc<Keys>, impl Iterator<Item = TxnRow>) {
+    pub fn into_rows(self) -> (Keys, impl Iterator<Item = TxnRow>) {
         let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
         (self.keys, self.row.into_iter().chain(refund))
     }

@@ -254,7 +254,7 @@ fn generated_customers_who_change_phone_lose_no_purchase_to_a_guest() {
             .into_iter()
             .filter_map(|t| {
                 let id = t.transaction_id().to_string();
-                t.customer_id.map(|c| (id, c.to_string()))
+                t.customer_id.map(|c| (id, c.into()))
             })
             .collect()
     };

@@ -105,7 +105,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         digest: fields::digest([line]),
         pos,
         body: TxnRecord {
-            keys: keys.into(),
+            keys,
             row: Some(row),
             refunded_at: None,
         },

@@ -205,8 +205,6 @@ pub struct ParseContext {
     pub erased: Option<std::sync::Arc<crate::privacy::ledger::Matcher>>,
     /// Hashes emails, phones and names as they are parsed (pseudonymised warehouse).
     pub pseudonymiser: Option<std::sync::Arc<crate::privacy::pseudonymise::Pseudonymiser>>,
-    /// The run's shared key sets, which parsed transactions' keys join.
-    pub keysets: std::sync::Arc<crate::keysets::KeySets>,
 }
 
 impl ParseContext {
@@ -223,7 +221,6 @@ impl ParseContext {
             window_micros: window.micros(),
             erased: None,
             pseudonymiser: None,
-            keysets: Default::default(),
         }
     }
 }

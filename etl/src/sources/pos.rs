@@ -85,7 +85,7 @@ fn parse_record(
         digest,
         pos,
         body: TxnRecord {
-            keys: keys.into(),
+            keys,
             row: Some(txn),
             refunded_at: None,
         },

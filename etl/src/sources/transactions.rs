@@ -77,7 +77,7 @@ fn parse_record(
         digest,
         pos,
         body: TxnRecord {
-            keys: fields::keys(Some(customer), None, None, ctx)?.into(),
+            keys: fields::keys(Some(customer), None, None, ctx)?,
             row: Some(txn),
             refunded_at: None,
         },

@@ -136,7 +136,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         kind: TxnKind::Purchase,
     };
     Ok(versioned(TxnRecord {
-        keys: keys.into(),
+        keys,
         row: Some(row),
         // Without updated_at the refund can only be dated at the order itself.
         refunded_at: refunded.then(|| updated_at.unwrap_or(created_at)),

@@ -60,11 +60,10 @@ pub enum WarehouseError {
 pub struct StoredTxn {
     /// The transaction.
     pub row: TxnRow,
-    /// Resolved customer; `None` when anonymous. Shared by the customer's rows.
-    pub customer_id: Option<Arc<str>>,
-    /// The keys the source gave (kept so identities can be re-resolved when
-    /// CRM changes); shared by every row with the same keys.
-    pub keys: Arc<Keys>,
+    /// Resolved customer; `None` when anonymous.
+    pub customer_id: Option<Box<str>>,
+    /// The keys the source gave (kept so identities can be re-resolved when CRM changes).
+    pub keys: Keys,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: Box<str>,
     /// Input file it was read from, relative to its drop (shared by its rows).

@@ -20,8 +20,7 @@ use super::parquet_io::{
     timestamp_array, writer_properties_with,
 };
 use super::{StoredTxn, WarehouseError};
-use crate::keysets::KeySets;
-use crate::record::{KeysView, TxnIds, TxnRow};
+use crate::record::{Keys, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "transactions";
@@ -137,14 +136,10 @@ pub fn to_batch(rows: &[StoredTxn]) -> RecordBatch {
 
 /// Converts a batch back to rows, checking column types and values.
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredTxn>, WarehouseError> {
-    decode(batch, Path::new("<batch>"), &KeySets::default())
+    decode(batch, Path::new("<batch>"))
 }
 
-fn decode(
-    batch: &RecordBatch,
-    path: &Path,
-    keysets: &KeySets,
-) -> Result<Vec<StoredTxn>, WarehouseError> {
+fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let transaction_id = c.utf8("transaction_id", true)?;
     let customer_id = c.utf8("customer_id", false)?;
@@ -196,12 +191,12 @@ fn decode(
                 amount_base: BaseAmount(amount_base.value(i)),
                 kind: TxnKind::parse(k).ok_or_else(|| bad("kind", k))?,
             },
-            customer_id: opt_str_ref(customer_id, i).map(|id| keysets.id(id)),
-            keys: keysets.keys(KeysView {
-                customer_id: opt_str_ref(key_customer_id, i),
-                email: opt_str_ref(key_email, i),
-                phone: opt_str_ref(key_phone, i),
-            }),
+            customer_id: opt_str(customer_id, i),
+            keys: Keys {
+                customer_id: opt_str(key_customer_id, i),
+                email: opt_str(key_email, i),
+                phone: opt_str(key_phone, i),
+            },
             record_key: key.into(),
             source_file: Arc::clone(&file),
         };
@@ -271,19 +266,13 @@ pub fn write<'a>(
 
 /// Reads every transaction under `dir`; a missing or empty folder has none.
 pub fn read(dir: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
-    read_shared(dir, &KeySets::default())
-}
-
-/// [`read`], the rows' keys and customer ids joining `keysets`.
-pub fn read_shared(dir: &Path, keysets: &KeySets) -> Result<Vec<StoredTxn>, WarehouseError> {
-    parquet_io::read_rows(dir, |batch, path| decode(batch, path, keysets))
+    parquet_io::read_rows(dir, decode)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
-    use crate::record::Keys;
     use chrono::{Datelike, NaiveDate, TimeZone, Utc};
     use parquet::file::reader::{FileReader, SerializedFileReader};
     use parquet::record::Field as PField;
@@ -314,8 +303,7 @@ mod tests {
                 customer_id: Some("C-1".into()),
                 email: Some("zoë@exämple.com".into()),
                 phone: None,
-            }
-            .into(),
+            },
             record_key: key.unwrap_or(id).into(),
             source_file: "web/orders-2024.jsonl".into(),
         }
@@ -331,7 +319,7 @@ mod tests {
             TxnKind::Purchase,
         );
         anon.customer_id = None;
-        anon.keys = Default::default();
+        anon.keys = Keys::default();
         anon.row.channel = Channel::Pos;
         anon.row.ids = TxnIds::Generic {
             hash: 0x00ab_cdef_0123_4567,

@@ -21,7 +21,7 @@ pub(super) fn build<'t>(
         HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
     for t in txns {
         if let Some(id) = &t.customer_id {
-            let e = seen.entry(&**id).or_insert((i64::MAX, 0));
+            let e = seen.entry(id).or_insert((i64::MAX, 0));
             e.0 = e.0.min(t.row.occurred_at);
             e.1 |= 1
                 << Channel::ALL

@@ -4,18 +4,15 @@
 //! record claims. Resolution runs over the whole history, so a CRM record
 //! arriving tonight claims a guest's earlier purchases.
 
-use std::sync::Arc;
-
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashSet as HashSet;
 
 use super::touched::Touched;
 use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution};
-use crate::keysets::KeySets;
 use crate::memory::release_freed;
-use crate::record::{CrmRecord, Keys};
+use crate::record::CrmRecord;
 use crate::warehouse::CustomerRow;
 
 /// The latest CRM records, and the stored ones the drop replaced.
@@ -92,53 +89,29 @@ pub(super) fn directory<'a>(
 }
 
 /// Forms the guests from the keys no CRM record claims, and names every
-/// transaction's customer: its CRM customer, else its guest. Each distinct
-/// key set is resolved once, not once a row. The customers a row leaves or
-/// joins, and its month, are touched (tracked when `track`).
-pub(super) fn assign(
-    txns: &mut Txns,
-    directory: &Directory<'_>,
-    keysets: &KeySets,
-    track: bool,
-) -> (Guests, Touched) {
-    // Rows share their key sets (see `keysets`): numbered by address.
-    let address = |k: &Arc<Keys>| Arc::as_ptr(k) as usize;
-    let mut number: HashMap<usize, u32> = HashMap::default();
-    let mut distinct: Vec<&Keys> = Vec::new();
-    for t in txns.iter() {
-        number.entry(address(&t.keys)).or_insert_with(|| {
-            distinct.push(&t.keys);
-            (distinct.len() - 1) as u32
-        });
-    }
+/// transaction's customer: its CRM customer, else its guest. The customers a
+/// row leaves or joins, and its month, are touched (tracked when `track`).
+pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) -> (Guests, Touched) {
     let guests = Guests::build(
-        distinct
-            .iter()
-            .copied()
-            .filter(|k| !k.is_empty() && directory.resolve(k).is_none()),
+        txns.iter()
+            .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
+            .map(|t| &t.keys),
     );
-    let customer: Vec<Option<Arc<str>>> = distinct
-        .par_iter()
-        .map(|k| {
-            directory
-                .resolve(k)
-                .or_else(|| guests.resolve(k).map(|g| &*g.id))
-                .map(|id| keysets.id(id))
-        })
-        .collect();
-    drop(distinct);
     let touched = txns
         .par_iter_mut()
         .fold(
             || Touched::tracking(track),
             |mut touched, t| {
-                let id = &customer[number[&address(&t.keys)] as usize];
-                if *id != t.customer_id {
-                    for end in [&t.customer_id, id].into_iter().flatten() {
+                let id: Option<Box<str>> = directory
+                    .resolve(&t.keys)
+                    .map(Into::into)
+                    .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
+                if id != t.customer_id {
+                    for end in [&t.customer_id, &id].into_iter().flatten() {
                         touched.customer(end);
                     }
                     touched.month(t.row.occurred_at);
-                    t.customer_id = id.clone();
+                    t.customer_id = id;
                 }
                 touched
             },

@@ -25,7 +25,6 @@ use cvm_shared::Settings;
 
 use self::identities::LatestCrm;
 use self::versions::Versions;
-use crate::keysets::KeySets;
 pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
 use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
 use crate::memory::release_freed;
@@ -160,9 +159,7 @@ pub fn run_locked(
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
-    // Rows with the same keys, stored or new, share one copy of them.
-    let keysets = std::sync::Arc::new(KeySets::default());
-    let mut stored = stored::load(wh, &found.files, opts.full_rebuild, &keysets)?;
+    let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
     let stored_version = wh.current_id()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
@@ -181,11 +178,8 @@ pub fn run_locked(
         &opts.settings,
         &stored.small,
         stored_events,
-        read::KeyHandling {
-            erased,
-            pseudonymiser: pseudonymiser.as_ref(),
-            keysets: &keysets,
-        },
+        erased,
+        pseudonymiser.as_ref(),
         opts.progress,
     )?;
     input.small.pseudonymised = pseudonymiser.as_ref().map(Pseudonymiser::fingerprint);
@@ -312,7 +306,7 @@ pub fn run_locked(
             }
             None => Ok(()),
         },
-        || identities::assign(&mut txns, &directory, &keysets, over_stored),
+        || identities::assign(&mut txns, &directory, over_stored),
     );
     let (guests, reassigned) = guests;
     let touched = touched.merge(reassigned);

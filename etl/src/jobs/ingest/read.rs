@@ -17,7 +17,6 @@ use cvm_shared::{Currency, Rate, Settings};
 use super::IngestError;
 use super::stored::SmallState;
 use crate::consolidate::events::{EventLog, FileEvents};
-use crate::keysets::KeySets;
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::privacy::ledger::Matcher;
@@ -59,16 +58,6 @@ fn note(vault: &mut Vault, noted: Vec<VaultEntry>) {
     }
 }
 
-/// What happens to the records' customer keys as they are read.
-pub(super) struct KeyHandling<'a> {
-    /// Recognises records of erased people (None: nobody was ever erased).
-    pub erased: Option<Matcher>,
-    /// Hashes keys and names (pseudonymised warehouse).
-    pub pseudonymiser: Option<&'a Pseudonymiser>,
-    /// The run's shared key sets, which transactions' keys join.
-    pub keysets: &'a std::sync::Arc<KeySets>,
-}
-
 /// Reads every file of the drop; `stored_events` is the warehouse's event log
 /// (its file indices are the run's), which the drop's events are appended to.
 pub(super) fn read_drop(
@@ -76,14 +65,14 @@ pub(super) fn read_drop(
     settings: &Settings,
     stored: &SmallState,
     stored_events: EventLog,
-    keys: KeyHandling<'_>,
+    erased: Option<Matcher>,
+    pseudonymiser: Option<&Pseudonymiser>,
     progress: bool,
 ) -> Result<DropRead, IngestError> {
     // Rates: base, then those of earlier runs, then this drop's fx file.
     let mut ctx = ParseContext::new(settings);
-    ctx.keysets = std::sync::Arc::clone(keys.keysets);
-    ctx.erased = keys.erased.map(std::sync::Arc::new);
-    ctx.pseudonymiser = keys.pseudonymiser.cloned().map(std::sync::Arc::new);
+    ctx.erased = erased.map(std::sync::Arc::new);
+    ctx.pseudonymiser = pseudonymiser.cloned().map(std::sync::Arc::new);
     for (c, r) in &stored.rates {
         if let (Ok(c), Ok(r)) = (Currency::parse(c), Rate::parse_positive(r)) {
             ctx.rates.entry(c).or_insert(r);
@@ -190,8 +179,7 @@ fn pseudonymise(ps: &Pseudonymiser, p: &mut Item<'_>, vault: &mut Vec<VaultEntry
                 f.email = Some(Cow::Owned(ps.hide(KeyKind::Email, e, vault).into()));
             }
         }
-        // Not shared yet: made mutable without a copy.
-        Item::Parsed(Parsed::Txn(v)) => keys(std::sync::Arc::make_mut(&mut v.body.keys)),
+        Item::Parsed(Parsed::Txn(v)) => keys(&mut v.body.keys),
         Item::Parsed(Parsed::Event(v)) => keys(&mut v.body.keys),
         Item::Parsed(Parsed::Crm(v)) => {
             let c = &mut v.body;
@@ -285,9 +273,6 @@ fn read_one(
                 let mut noted = Vec::new();
                 if let Some(ps) = ctx.pseudonymiser.as_deref() {
                     pseudonymise(ps, &mut p, &mut noted);
-                }
-                if let Item::Parsed(Parsed::Txn(v)) = &mut p {
-                    v.body.keys = ctx.keysets.share(&v.body.keys);
                 }
                 (line, p, raw, noted)
             })

@@ -10,7 +10,6 @@ use super::IngestError;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
-use crate::keysets::KeySets;
 use crate::sources::InputFile;
 use crate::warehouse::event_keysets::KeysetHistory;
 use crate::warehouse::months;
@@ -63,7 +62,6 @@ pub(super) fn load(
     w: &Warehouse,
     files: &[InputFile],
     full_rebuild: bool,
-    keysets: &KeySets,
 ) -> Result<Stored, IngestError> {
     let seeded = || EventLog::with_files(files.iter().map(|f| f.name.as_str()));
     let mut events = seeded();
@@ -100,7 +98,7 @@ pub(super) fn load(
         },
         || {
             rayon::join(
-                || warehouse::transactions::read_shared(&dir.join("transactions"), keysets),
+                || warehouse::transactions::read(&dir.join("transactions")),
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),

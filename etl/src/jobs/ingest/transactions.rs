@@ -89,15 +89,15 @@ pub(super) fn consolidate(
             let source_file = &file_names[w.pos.file as usize];
             let n = w.body.row_count();
             let mut record_key = w.key;
-            let (keys, rows) = w.body.into_rows();
+            let (mut keys, rows) = w.body.into_rows();
             for (i, row) in rows.enumerate() {
-                // The last row takes the record's key; a refunded order's first row copies it.
+                // The last row takes the record's keys; a refunded order's first row copies them.
                 let last = i + 1 == n;
                 touched.month(row.occurred_at);
                 made.push(StoredTxn {
                     row,
                     customer_id: None,
-                    keys: Arc::clone(&keys),
+                    keys: take_or_clone(&mut keys, last),
                     record_key: take_or_clone(&mut record_key, last),
                     source_file: Arc::clone(source_file),
                 });
