@@ -326,6 +326,43 @@ fn rerunning_the_same_drop_changes_nothing() {
 }
 
 #[test]
+fn a_generic_transaction_delivered_again_in_a_later_drop_is_a_duplicate_whatever_else_it_holds() {
+    let d = tempfile::tempdir().unwrap();
+    let wh = d.path().join("wh");
+    let first = d.path().join("first");
+    write(
+        &first,
+        "transactions/t1.csv",
+        "customer_id,occurred_at,amount\n\
+         C1,2026-01-05,10.00\n\
+         C1,2026-01-05,10.00\n\
+         C2,2026-02-10,5.00\n",
+    );
+    ingest(&first, &wh, 1.0).unwrap();
+    // Tonight: a copy of a January row (under another file name), a new
+    // March row, and a POS receipt: the copy meets the stored January rows.
+    let later = d.path().join("later");
+    write(
+        &later,
+        "transactions/t2.csv",
+        "customer_id,occurred_at,amount\n\
+         C1,2026-01-05,10.00\n\
+         C3,2026-03-01,7.00\n",
+    );
+    write(
+        &later,
+        "pos/p.csv",
+        "receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n\
+         R1,S1,2026-03-02 10:00:00,C1,,3.00,,\n",
+    );
+    let r = ingest(&later, &wh, 1.0).unwrap();
+    let c = counts(&r);
+    assert_eq!(c["transactions/t2.csv"], [2, 1, 1, 0, 0, 0], "{c:?}");
+    assert_eq!(c["pos/p.csv"], [1, 1, 0, 0, 0, 0], "{c:?}");
+    assert_eq!(txns(&wh).len(), 5);
+}
+
+#[test]
 fn a_later_drop_adds_history_without_counting_twice() {
     let d = tempfile::tempdir().unwrap();
     let (input, wh) = (d.path().join("drop"), d.path().join("wh"));

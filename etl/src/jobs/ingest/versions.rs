@@ -11,6 +11,8 @@ use crate::consolidate::versions::{self, RecordState, Resolution, StoredVersions
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::record::{CrmRecord, Outcome, TxnRecord, Versioned};
+use crate::warehouse::StoredTxn;
+use crate::warehouse::months::{Month, month_of};
 
 /// The drop's winners and what they replace.
 pub(super) struct Versions {
@@ -51,7 +53,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
             let crm = versions::resolve_keeping_superseded(new_crm, records, |v| {
                 superseded_crm.push(v.body)
             });
-            let stored_keys: HashSet<&str> = stored_txns.iter().map(|t| &*t.record_key).collect();
+            let stored_keys = numbered_stored_keys(stored_txns, &new_txns);
             let txns = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
             (crm, txns)
         },
@@ -83,6 +85,36 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
         events,
         superseded_crm,
     }
+}
+
+/// The stored record keys a numbered record of the drop can meet: those of
+/// the months its numbered records fall in. A numbered key is its record's
+/// content (time included) and occurrence, so a stored copy lies in the same
+/// month; a night's generic transactions then look among one month of the
+/// history instead of all of it, and a drop without any among none.
+fn numbered_stored_keys<'s>(
+    stored: &'s [StoredTxn],
+    new: &[Vec<Versioned<TxnRecord>>],
+) -> HashSet<&'s str> {
+    let mut months: HashSet<Month> = HashSet::default();
+    for v in new.iter().flatten().filter(|v| v.numbered) {
+        match &v.body.row {
+            Some(row) => {
+                months.insert(month_of(row.occurred_at));
+            }
+            // No time to place it by (no source makes such a record today):
+            // every stored key.
+            None => return stored.iter().map(|t| &*t.record_key).collect(),
+        }
+    }
+    if months.is_empty() {
+        return HashSet::default();
+    }
+    stored
+        .iter()
+        .filter(|t| months.contains(&month_of(t.row.occurred_at)))
+        .map(|t| &*t.record_key)
+        .collect()
 }
 
 fn fate<T>(
