@@ -30,11 +30,17 @@ pub(super) fn latest_crm<'s>(
     winners: Resolution<CrmRecord>,
     state: &mut Vec<RecordState>,
 ) -> LatestCrm<'s> {
-    let crm_replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
+    // CRM record keys are `crm:<customer id>` (see `sources::crm`): compared
+    // by id, so no key is built for each of a million stored customers.
+    let crm_replaced: HashSet<&str> = winners
+        .replaced
+        .iter()
+        .filter_map(|k| k.strip_prefix("crm:"))
+        .collect();
     let (replaced, kept): (Vec<&CustomerRow>, Vec<&CustomerRow>) = stored
         .iter()
         .filter(|c| !c.is_guest)
-        .partition(|c| crm_replaced.contains(format!("crm:{}", c.customer_id).as_str()));
+        .partition(|c| crm_replaced.contains(&*c.customer_id));
     let mut records: Vec<CrmRecord> = kept.into_iter().map(crm_of).collect();
     records.reserve_exact(winners.winner_count());
     for w in winners.winners.into_iter().flatten() {
