@@ -329,32 +329,36 @@ fn rerunning_the_same_drop_changes_nothing() {
 fn a_generic_transaction_delivered_again_in_a_later_drop_is_a_duplicate_whatever_else_it_holds() {
     let d = tempfile::tempdir().unwrap();
     let wh = d.path().join("wh");
-    let first = d.path().join("first");
-    write(
-        &first,
-        "transactions/t1.csv",
-        "customer_id,occurred_at,amount\n\
-         C1,2026-01-05,10.00\n\
-         C1,2026-01-05,10.00\n\
-         C2,2026-02-10,5.00\n",
-    );
+    let (first, later) = (d.path().join("first"), d.path().join("later"));
+    // Tonight (`later`): a copy of a January row under another file name, a
+    // new March row, and a POS receipt; the copy meets the stored January rows.
+    let files = [
+        (
+            &first,
+            "transactions/t1.csv",
+            "customer_id,occurred_at,amount\n\
+             C1,2026-01-05,10.00\n\
+             C1,2026-01-05,10.00\n\
+             C2,2026-02-10,5.00\n",
+        ),
+        (
+            &later,
+            "transactions/t2.csv",
+            "customer_id,occurred_at,amount\n\
+             C1,2026-01-05,10.00\n\
+             C3,2026-03-01,7.00\n",
+        ),
+        (
+            &later,
+            "pos/p.csv",
+            "receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n\
+             R1,S1,2026-03-02 10:00:00,C1,,3.00,,\n",
+        ),
+    ];
+    for (root, rel, text) in files {
+        write(root, rel, text);
+    }
     ingest(&first, &wh, 1.0).unwrap();
-    // Tonight: a copy of a January row (under another file name), a new
-    // March row, and a POS receipt: the copy meets the stored January rows.
-    let later = d.path().join("later");
-    write(
-        &later,
-        "transactions/t2.csv",
-        "customer_id,occurred_at,amount\n\
-         C1,2026-01-05,10.00\n\
-         C3,2026-03-01,7.00\n",
-    );
-    write(
-        &later,
-        "pos/p.csv",
-        "receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\n\
-         R1,S1,2026-03-02 10:00:00,C1,,3.00,,\n",
-    );
     let r = ingest(&later, &wh, 1.0).unwrap();
     let c = counts(&r);
     assert_eq!(c["transactions/t2.csv"], [2, 1, 1, 0, 0, 0], "{c:?}");
