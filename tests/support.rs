@@ -50,18 +50,11 @@ pub fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 fn command(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(binary(bin));
-    c.args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CVM_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("NO_COLOR", "1");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c
+    let env: Vec<(&str, &str)> = [("NO_COLOR", "1")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    cvm_shared::testing::command(binary(bin), args, &env)
 }
 
 /// Runs the demo (`cvm-etl demo`: a generated drop through the nightly job

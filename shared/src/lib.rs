@@ -10,6 +10,8 @@ pub mod identity;
 pub mod logging;
 pub mod money;
 pub mod privacy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use channel::{Channel, TxnKind};
 pub use config::{ConfigError, Secret, Settings};
