@@ -118,6 +118,10 @@ fn datasets(wh: &Path) -> BTreeMap<&'static str, Vec<String>> {
             "_state/event_keysets",
             printed(warehouse::event_keysets::read_rows(&state).unwrap()),
         ),
+        (
+            "_state/txn_keysets",
+            printed(warehouse::txn_keysets::read_rows(&state).unwrap()),
+        ),
     ])
 }
 
@@ -332,10 +336,11 @@ fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
     assert_eq!(ids.len(), 3, "W-2, W-3 and R-9: {ids:?}");
 }
 
-/// A version without the key set table (an earlier cvm's) has its events
-/// read whole and written again, with the table, and still equals one drop.
+/// A version without the key set tables (an earlier cvm's) has its events
+/// read whole and written again, and its transactions read by their keys,
+/// with the tables, and still equals one drop.
 #[test]
-fn a_version_without_the_key_set_table_is_read_whole_and_gets_one() {
+fn a_version_without_the_key_set_tables_is_read_whole_and_gets_them() {
     let tmp = tempfile::tempdir().unwrap();
     let split = tmp.path().join("split");
     let nights = busy_drop(&split, 150, 5, 0.0, 3);
@@ -345,10 +350,10 @@ fn a_version_without_the_key_set_table_is_read_whole_and_gets_one() {
     ingest(&one, &wh_one);
     for (k, night) in nights.iter().enumerate() {
         if k == nights.len() - 1 {
-            let table = wh_nights
-                .join("current/_state")
-                .join(warehouse::event_keysets::FILE);
-            std::fs::remove_file(table).unwrap();
+            let state = wh_nights.join("current/_state");
+            for table in [warehouse::event_keysets::FILE, warehouse::txn_keysets::FILE] {
+                std::fs::remove_file(state.join(table)).unwrap();
+            }
         }
         let r = ingest_with(&split.join(night), &wh_nights, 0.5);
         if k > 0 {
@@ -358,6 +363,14 @@ fn a_version_without_the_key_set_table_is_read_whole_and_gets_one() {
         }
     }
     same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    // The table is back, and names the key set of every stored row, so the
+    // next night reads the rows by number.
+    let cur = wh_nights.join("current");
+    let table = warehouse::txn_keysets::read(&cur.join("_state"))
+        .unwrap()
+        .expect("the transaction key set table is written again");
+    let rows = warehouse::transactions::read_numbered(&cur.join("transactions"), &table).unwrap();
+    assert!(rows.iter().map(Vec::len).sum::<usize>() > 0);
 }
 
 /// `cvm-etl ingest` as a process, aborted at `crash_at` when given.

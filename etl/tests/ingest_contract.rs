@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use cvm_etl::jobs::ingest::{self, IngestOptions, IngestReport};
-use cvm_etl::warehouse::{self, StoredTxn};
+use cvm_etl::warehouse::{self, Transaction};
 use cvm_shared::Settings;
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -166,11 +166,11 @@ fn counts(r: &IngestReport) -> BTreeMap<String, [u64; 6]> {
         .collect()
 }
 
-fn txns(wh: &Path) -> Vec<StoredTxn> {
+fn txns(wh: &Path) -> Vec<Transaction> {
     warehouse::transactions::read(&wh.join("transactions")).unwrap()
 }
 
-fn revenue_of(txns: &[StoredTxn], customer: &str) -> String {
+fn revenue_of(txns: &[Transaction], customer: &str) -> String {
     let sum: cvm_shared::BaseAmount = txns
         .iter()
         .filter(|t| t.customer_id.as_deref() == Some(customer))

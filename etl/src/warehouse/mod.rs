@@ -23,6 +23,7 @@ pub mod runs;
 pub mod scores;
 pub mod state;
 pub mod transactions;
+pub mod txn_keysets;
 
 use std::sync::Arc;
 
@@ -55,15 +56,15 @@ pub enum WarehouseError {
     },
 }
 
-/// A consolidated transaction as stored in `transactions/`.
+/// A consolidated transaction as ingest holds it: its keys and customer are
+/// its key set's, in a [`txn_keysets::TxnKeysets`] table beside the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTxn {
     /// The transaction.
     pub row: TxnRow,
-    /// Resolved customer; `None` when anonymous.
-    pub customer_id: Option<Box<str>>,
-    /// The keys the source gave (kept so identities can be re-resolved when CRM changes).
-    pub keys: Keys,
+    /// Its key set: the keys the source gave (kept so identities can be
+    /// re-resolved when CRM changes) and the customer they resolve to.
+    pub keyset: u32,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: Box<str>,
     /// Input file it was read from, relative to its drop (shared by its rows).
@@ -84,6 +85,26 @@ impl StoredTxn {
     /// The order reference, when the source has one.
     pub fn order_id(&self) -> Option<&str> {
         self.row.order_id(&self.record_key)
+    }
+}
+
+/// A consolidated transaction as stored in `transactions/`, with its keys
+/// and customer: what readers other than ingest see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// The row.
+    pub txn: StoredTxn,
+    /// Resolved customer; `None` when anonymous.
+    pub customer_id: Option<Box<str>>,
+    /// The keys the source gave.
+    pub keys: Keys,
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = StoredTxn;
+
+    fn deref(&self) -> &StoredTxn {
+        &self.txn
     }
 }
 

@@ -103,7 +103,7 @@ pub(crate) fn io_err(path: &Path, source: std::io::Error) -> WarehouseError {
     }
 }
 
-fn format_err(path: &Path, e: impl std::fmt::Display) -> WarehouseError {
+pub(crate) fn format_err(path: &Path, e: impl std::fmt::Display) -> WarehouseError {
     WarehouseError::Format {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::UInt64Type;
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
@@ -19,7 +20,8 @@ use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, decimal_array, opt_str, opt_str_ref,
     timestamp_array, writer_properties_with,
 };
-use super::{StoredTxn, WarehouseError};
+use super::txn_keysets::TxnKeysets;
+use super::{StoredTxn, Transaction, WarehouseError};
 use crate::record::{Keys, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
@@ -61,8 +63,26 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         text("key_phone", true),
         text("record_key", false),
         text("source_file", false),
+        Field::new("keyset", DataType::UInt64, false),
     ]))
 });
+
+/// The columns a run that knows the key sets reads (see [`txn_keysets`]):
+/// every one but the customer and the keys, which are its key set's.
+const KEYED_COLUMNS: &[&str] = &[
+    "transaction_id",
+    "channel",
+    "source_id",
+    "order_id",
+    "occurred_at",
+    "amount_base",
+    "amount_original",
+    "currency",
+    "kind",
+    "record_key",
+    "source_file",
+    "keyset",
+];
 
 /// The Arrow schema of a transactions file.
 pub fn schema() -> SchemaRef {
@@ -72,7 +92,7 @@ pub fn schema() -> SchemaRef {
 /// Builds the columns in one pass over the rows: written rows are in time
 /// order, scattered in memory, so a pass per column would miss the cache
 /// fifteen times a row.
-fn build<'a, I>(rows: I) -> RecordBatch
+fn build<'a, I>(rows: I, sets: &TxnKeysets) -> RecordBatch
 where
     I: ExactSizeIterator<Item = &'a StoredTxn>,
 {
@@ -83,16 +103,18 @@ where
     let [mut id, mut source, mut order, mut record_key] = [24, 12, 12, 24].map(text);
     let [mut customer, mut key_customer, mut key_email, mut key_phone] = [12, 12, 24, 16].map(text);
     let [mut channel, mut currency, mut kind, mut source_file] = [4, 3, 8, 32].map(text);
-    let (mut occurred, mut base, mut original) = (
+    let (mut occurred, mut base, mut original, mut keyset) = (
+        Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
     for t in rows {
+        let keys = sets.keys(t.keyset);
         // Writing into the builder's buffer cannot fail; the empty append ends the value.
         let _ = write!(id, "{}", t.transaction_id());
         id.append_value("");
-        customer.append_option(t.customer_id.as_deref());
+        customer.append_option(sets.customer(t.keyset));
         channel.append_value(t.row.channel.as_str());
         source.append_option(t.source_id());
         order.append_option(t.order_id());
@@ -101,11 +123,12 @@ where
         original.push(t.row.amount_original.0);
         currency.append_value(t.row.currency.as_str());
         kind.append_value(t.row.kind.as_str());
-        key_customer.append_option(t.keys.customer_id.as_deref());
-        key_email.append_option(t.keys.email.as_deref());
-        key_phone.append_option(t.keys.phone.as_deref());
+        key_customer.append_option(keys.customer_id.as_deref());
+        key_email.append_option(keys.email.as_deref());
+        key_phone.append_option(keys.phone.as_deref());
         record_key.append_value(&t.record_key);
         source_file.append_value(&t.source_file);
+        keyset.push(sets.number(t.keyset));
     }
     let finish = |b: &mut StringBuilder| -> ArrayRef { Arc::new(b.finish()) };
     let columns = vec![
@@ -124,25 +147,67 @@ where
         finish(&mut key_phone),
         finish(&mut record_key),
         finish(&mut source_file),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(keyset)),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
 
+/// Full rows as ingest holds them: the rows and their key set table.
+pub fn keyed(rows: &[Transaction]) -> (Vec<StoredTxn>, TxnKeysets) {
+    let mut sets = TxnKeysets::default();
+    let txns = rows
+        .iter()
+        .map(|t| {
+            let keyset = sets.intern_stored(t.keys.clone(), t.customer_id.clone());
+            StoredTxn {
+                keyset,
+                ..t.txn.clone()
+            }
+        })
+        .collect();
+    (txns, sets)
+}
+
+/// Rows as ingest holds them, with their keys and customer again.
+pub fn unkeyed(rows: Vec<StoredTxn>, sets: &TxnKeysets) -> Vec<Transaction> {
+    rows.into_iter()
+        .map(|txn| Transaction {
+            customer_id: sets.customer(txn.keyset).map(Into::into),
+            keys: sets.keys(txn.keyset).clone(),
+            txn,
+        })
+        .collect()
+}
+
 /// Converts rows to one Arrow batch. Amounts must lie within Decimal128(38)
 /// (checked by [`write`], not here).
-pub fn to_batch(rows: &[StoredTxn]) -> RecordBatch {
-    build(rows.iter())
+pub fn to_batch(rows: &[Transaction]) -> RecordBatch {
+    let (txns, sets) = keyed(rows);
+    build(txns.iter(), &sets)
 }
 
 /// Converts a batch back to rows, checking column types and values.
-pub fn from_batch(batch: &RecordBatch) -> Result<Vec<StoredTxn>, WarehouseError> {
-    decode(batch, Path::new("<batch>"))
+pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Transaction>, WarehouseError> {
+    let mut sets = TxnKeysets::default();
+    let rows = decode(batch, Path::new("<batch>"), Keysets::ByKeys(&mut sets))?;
+    Ok(unkeyed(rows, &sets))
 }
 
-fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
+/// Where a decoded row's key set comes from.
+enum Keysets<'a> {
+    /// Its `keyset` column, in a table read from `_state`.
+    ByNumber(&'a TxnKeysets),
+    /// Its keys, added to the table if new (with the row's customer).
+    ByKeys(&'a mut TxnKeysets),
+}
+
+fn decode(
+    batch: &RecordBatch,
+    path: &Path,
+    mut sets: Keysets<'_>,
+) -> Result<Vec<StoredTxn>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let transaction_id = c.utf8("transaction_id", true)?;
-    let customer_id = c.utf8("customer_id", false)?;
     let channel = c.utf8("channel", true)?;
     let source_id = c.utf8("source_id", false)?;
     let order_id = c.utf8("order_id", false)?;
@@ -151,11 +216,21 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
     let amount_original = c.decimal128("amount_original", AMOUNT_SCALE as i8, true)?;
     let currency = c.utf8("currency", true)?;
     let kind = c.utf8("kind", true)?;
-    let key_customer_id = c.utf8("key_customer_id", false)?;
-    let key_email = c.utf8("key_email", false)?;
-    let key_phone = c.utf8("key_phone", false)?;
     let record_key = c.utf8("record_key", true)?;
     let source_file = c.utf8("source_file", true)?;
+    let by_keys = match &sets {
+        Keysets::ByNumber(_) => None,
+        Keysets::ByKeys(_) => Some([
+            c.utf8("key_customer_id", false)?,
+            c.utf8("key_email", false)?,
+            c.utf8("key_phone", false)?,
+            c.utf8("customer_id", false)?,
+        ]),
+    };
+    let number = match &sets {
+        Keysets::ByNumber(_) => Some(c.uint64("keyset", true)?),
+        Keysets::ByKeys(_) => None,
+    };
     let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
     let mut out = Vec::with_capacity(batch.num_rows());
     // A file's rows are stored together: one shared name per run of rows.
@@ -181,6 +256,25 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
                 refund: id.len() > key.len() && id.ends_with(":refund"),
             }
         };
+        let keyset = match (&mut sets, by_keys, number) {
+            (Keysets::ByNumber(sets), _, Some(number)) => {
+                let n = number.value(i);
+                sets.by_number(n).ok_or_else(|| {
+                    c.error(format!(
+                        "transaction {id:?}: key set {n} is not in the key set table"
+                    ))
+                })?
+            }
+            (Keysets::ByKeys(sets), Some([kc, ke, kp, customer]), _) => sets.intern_stored(
+                Keys {
+                    customer_id: opt_str(kc, i),
+                    email: opt_str(ke, i),
+                    phone: opt_str(kp, i),
+                },
+                opt_str(customer, i),
+            ),
+            _ => unreachable!("the columns are chosen by the mode"),
+        };
         let t = StoredTxn {
             row: TxnRow {
                 ids,
@@ -191,12 +285,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<StoredTxn>, WarehouseE
                 amount_base: BaseAmount(amount_base.value(i)),
                 kind: TxnKind::parse(k).ok_or_else(|| bad("kind", k))?,
             },
-            customer_id: opt_str(customer_id, i),
-            keys: Keys {
-                customer_id: opt_str(key_customer_id, i),
-                email: opt_str(key_email, i),
-                phone: opt_str(key_phone, i),
-            },
+            keyset,
             record_key: key.into(),
             source_file: Arc::clone(&file),
         };
@@ -226,6 +315,7 @@ pub fn month_partition(occurred_at: i64) -> String {
 pub fn write<'a>(
     dir: &Path,
     txns: impl IntoIterator<Item = &'a StoredTxn>,
+    sets: &TxnKeysets,
     unchanged: Option<Unchanged<'_>>,
 ) -> Result<Written, WarehouseError> {
     let mut sorted: Vec<&StoredTxn> = match unchanged {
@@ -260,13 +350,56 @@ pub fn write<'a>(
         unchanged,
         &schema(),
         &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
-        |rows| build(rows.iter().copied()),
+        |rows| build(rows.iter().copied(), sets),
     )
 }
 
-/// Reads every transaction under `dir`; a missing or empty folder has none.
-pub fn read(dir: &Path) -> Result<Vec<StoredTxn>, WarehouseError> {
-    parquet_io::read_rows(dir, decode)
+/// Reads every transaction under `dir`, with its keys and customer; a
+/// missing or empty folder has none.
+pub fn read(dir: &Path) -> Result<Vec<Transaction>, WarehouseError> {
+    let mut sets = TxnKeysets::default();
+    let rows = read_keyed(dir, &mut sets)?;
+    Ok(unkeyed(rows.into_iter().flatten().collect(), &sets))
+}
+
+/// Reads every transaction under `dir` by its keys, adding them (with the
+/// customer of their first row) to `sets`: a part per batch read.
+pub fn read_keyed(
+    dir: &Path,
+    sets: &mut TxnKeysets,
+) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
+    let mut parts = Vec::new();
+    for item in parquet_io::read_batches(dir)? {
+        let (file, batch) = item?;
+        parts.push(decode(&batch, &file, Keysets::ByKeys(sets))?);
+    }
+    Ok(parts)
+}
+
+/// Reads every transaction under `dir` by its key set number, files in
+/// parallel, a part per file: neither the customer nor the keys are read,
+/// they are the key set's in `sets` (read from `_state`). Fails when a
+/// row's key set is not there.
+pub fn read_numbered(dir: &Path, sets: &TxnKeysets) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
+    parquet_io::list_parquet_files(dir)?
+        .par_iter()
+        .map(|path| {
+            let mut rows = Vec::new();
+            let Some(reader) = parquet_io::open_projected(path, KEYED_COLUMNS, None)? else {
+                return Ok(rows);
+            };
+            for batch in reader {
+                let batch = batch.map_err(|e| parquet_io::format_err(path, e))?;
+                let mut part = decode(&batch, path, Keysets::ByNumber(sets))?;
+                if rows.is_empty() {
+                    rows = part;
+                } else {
+                    rows.append(&mut part);
+                }
+            }
+            Ok(rows)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -284,19 +417,24 @@ mod tests {
     }
 
     /// A web order's row; `id` ends in `:refund` for its refund.
-    fn txn(id: &str, at: i64, base: i128, original: i128, kind: TxnKind) -> StoredTxn {
+    fn txn(id: &str, at: i64, base: i128, original: i128, kind: TxnKind) -> Transaction {
         let key = id.strip_suffix(":refund");
-        StoredTxn {
-            row: TxnRow {
-                ids: TxnIds::Keyed {
-                    refund: key.is_some(),
+        Transaction {
+            txn: StoredTxn {
+                row: TxnRow {
+                    ids: TxnIds::Keyed {
+                        refund: key.is_some(),
+                    },
+                    channel: Channel::Web,
+                    occurred_at: at,
+                    amount_original: Amount(original),
+                    currency: Currency::parse("EUR").unwrap(),
+                    amount_base: BaseAmount(base),
+                    kind,
                 },
-                channel: Channel::Web,
-                occurred_at: at,
-                amount_original: Amount(original),
-                currency: Currency::parse("EUR").unwrap(),
-                amount_base: BaseAmount(base),
-                kind,
+                keyset: 0,
+                record_key: key.unwrap_or(id).into(),
+                source_file: "web/orders-2024.jsonl".into(),
             },
             customer_id: Some("C-1".into()),
             keys: Keys {
@@ -304,12 +442,28 @@ mod tests {
                 email: Some("zoë@exämple.com".into()),
                 phone: None,
             },
-            record_key: key.unwrap_or(id).into(),
-            source_file: "web/orders-2024.jsonl".into(),
         }
     }
 
-    fn sample() -> Vec<StoredTxn> {
+    /// Writes full rows, as ingest would with their key sets.
+    fn write_rows(
+        dir: &Path,
+        rows: &[Transaction],
+        unchanged: Option<Unchanged<'_>>,
+    ) -> Result<Written, WarehouseError> {
+        let (txns, sets) = keyed(rows);
+        write(dir, &txns, &sets, unchanged)
+    }
+
+    /// Rows as read back: their key set index is the reader's.
+    fn same(mut a: Vec<Transaction>, mut b: Vec<Transaction>) {
+        for t in a.iter_mut().chain(b.iter_mut()) {
+            t.txn.keyset = 0;
+        }
+        assert_eq!(a, b);
+    }
+
+    fn sample() -> Vec<Transaction> {
         // An anonymous generic transaction that names the POS channel.
         let mut anon = txn(
             "web:R9",
@@ -320,13 +474,13 @@ mod tests {
         );
         anon.customer_id = None;
         anon.keys = Keys::default();
-        anon.row.channel = Channel::Pos;
-        anon.row.ids = TxnIds::Generic {
+        anon.txn.row.channel = Channel::Pos;
+        anon.txn.row.ids = TxnIds::Generic {
             hash: 0x00ab_cdef_0123_4567,
             order_id: Some("订单-1".into()),
         };
-        anon.record_key = "tx:9f00aa11bb22cc33#2".into();
-        anon.row.currency = Currency::parse("CNY").unwrap();
+        anon.txn.record_key = "tx:9f00aa11bb22cc33#2".into();
+        anon.txn.row.currency = Currency::parse("CNY").unwrap();
         vec![
             txn(
                 "web:W-2",
@@ -360,7 +514,7 @@ mod tests {
         ]
     }
 
-    fn sorted(mut v: Vec<StoredTxn>) -> Vec<StoredTxn> {
+    fn sorted(mut v: Vec<Transaction>) -> Vec<Transaction> {
         v.sort_by(|a, b| {
             (a.row.occurred_at, a.transaction_id().to_string())
                 .cmp(&(b.row.occurred_at, b.transaction_id().to_string()))
@@ -372,10 +526,35 @@ mod tests {
     fn round_trips_through_parquet() {
         let d = tempfile::tempdir().unwrap();
         let rows = sample();
-        let st = write(d.path(), &rows, None).unwrap().stats;
+        let st = write_rows(d.path(), &rows, None).unwrap().stats;
         assert_eq!(st.rows, 5);
-        assert_eq!(read(d.path()).unwrap(), sorted(rows.clone()));
-        assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+        same(read(d.path()).unwrap(), sorted(rows.clone()));
+        same(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn rows_read_by_key_set_number_equal_rows_read_by_their_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let (txns, sets) = keyed(&sample());
+        write(d.path(), &txns, &sets, None).unwrap();
+        let state = d.path().join("_state");
+        std::fs::create_dir(&state).unwrap();
+        let used = vec![true; sets.len()];
+        super::super::txn_keysets::write(&state, &sets, &used)
+            .unwrap()
+            .unwrap();
+        let table = super::super::txn_keysets::read(&state).unwrap().unwrap();
+        let numbered: Vec<StoredTxn> = read_numbered(d.path(), &table)
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .collect();
+        same(unkeyed(numbered, &table), read(d.path()).unwrap());
+        // A table that misses a row's key set cannot stand for the keys.
+        let mut partial = TxnKeysets::default();
+        partial.intern_stored(sets.keys(0).clone(), None);
+        let e = read_numbered(d.path(), &partial).unwrap_err().to_string();
+        assert!(e.contains("is not in the key set table"), "{e}");
     }
 
     #[test]
@@ -384,11 +563,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (previous, next) = (d.path().join("previous"), d.path().join("next"));
         let rows = sample();
-        write(&previous, &rows, None).unwrap();
+        write_rows(&previous, &rows, None).unwrap();
         // Tonight: a February row moves to another customer, the March rows
         // are replaced by nothing; January and December 1969 stay as they were.
         let feb = (2024, 2);
-        let mut tonight: Vec<StoredTxn> = rows
+        let mut tonight: Vec<Transaction> = rows
             .iter()
             .filter(|t| month_of(t.row.occurred_at) != (2024, 3))
             .cloned()
@@ -401,9 +580,9 @@ mod tests {
         }
         let changed = [feb, (2024, 3)].into_iter().collect();
         let unchanged = Unchanged::of(&previous, &changed).unwrap();
-        let w = write(&next, &tonight, unchanged).unwrap();
+        let w = write_rows(&next, &tonight, unchanged).unwrap();
         assert_eq!((w.stats.files, w.months, w.shared_months), (1, 1, 2));
-        assert_eq!(read(&next).unwrap(), sorted(tonight));
+        same(read(&next).unwrap(), sorted(tonight));
         let part = |dir: &Path, month: &str| {
             std::fs::metadata(dir.join(month).join(parquet_io::part_name(0)))
                 .map(|m| m.ino())
@@ -426,7 +605,7 @@ mod tests {
     #[test]
     fn partitions_by_utc_month_with_sorted_rows() {
         let d = tempfile::tempdir().unwrap();
-        let st = write(d.path(), &sample(), None).unwrap().stats;
+        let st = write_rows(d.path(), &sample(), None).unwrap().stats;
         let mut folders: Vec<String> = std::fs::read_dir(d.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -478,7 +657,9 @@ mod tests {
     fn empty_or_missing_folder_reads_as_no_rows() {
         let d = tempfile::tempdir().unwrap();
         assert!(read(&d.path().join("missing")).unwrap().is_empty());
-        let st = write(&d.path().join("empty"), &[], None).unwrap().stats;
+        let st = write_rows(&d.path().join("empty"), &[], None)
+            .unwrap()
+            .stats;
         assert_eq!(st, parquet_io::WriteStats::default());
         assert!(read(&d.path().join("empty")).unwrap().is_empty());
     }
@@ -487,7 +668,7 @@ mod tests {
     fn amounts_beyond_decimal128_38_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let big = txn("x", 0, DECIMAL_MAX_UNITS + 1, 0, TxnKind::Purchase);
-        let err = write(d.path(), &[big], None).unwrap_err();
+        let err = write_rows(d.path(), &[big], None).unwrap_err();
         assert!(err.to_string().contains("Decimal128(38)"), "{err}");
     }
 
@@ -501,7 +682,7 @@ mod tests {
             59_900_000,
             TxnKind::Purchase,
         );
-        write(d.path(), &[t], None).unwrap();
+        write_rows(d.path(), &[t], None).unwrap();
         let file = std::fs::File::open(d.path().join("month=2024-05/part-00000.parquet")).unwrap();
         let reader = SerializedFileReader::new(file).unwrap();
         let meta = reader.metadata().file_metadata();
@@ -586,7 +767,7 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         let base = micros(2023, 1, 1, 0);
-        let rows: Vec<StoredTxn> = (0..n)
+        let rows: Vec<Transaction> = (0..n)
             .map(|i| {
                 let mut t = txn(
                     &format!("tx:{i:016x}"),
@@ -595,15 +776,15 @@ mod tests {
                     0,
                     TxnKind::Purchase,
                 );
-                t.row.amount_original = Amount(i as i128 * 10_000);
-                t.row.amount_base = BaseAmount(i as i128 * 1_234_567_890);
+                t.txn.row.amount_original = Amount(i as i128 * 10_000);
+                t.txn.row.amount_base = BaseAmount(i as i128 * 1_234_567_890);
                 t.customer_id = Some(format!("C-{}", i % 50_000).into());
                 t
             })
             .collect();
         let d = tempfile::tempdir().unwrap();
         let t0 = std::time::Instant::now();
-        let st = write(d.path(), &rows, None).unwrap().stats;
+        let st = write_rows(d.path(), &rows, None).unwrap().stats;
         let t1 = t0.elapsed();
         let back = read(d.path()).unwrap();
         let t2 = t0.elapsed() - t1;
@@ -613,6 +794,6 @@ mod tests {
             st.bytes >> 20
         );
         assert_eq!(back.len(), n);
-        assert_eq!(back, sorted(rows));
+        same(back, sorted(rows));
     }
 }

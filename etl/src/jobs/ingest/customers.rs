@@ -6,28 +6,31 @@ use rustc_hash::FxHashMap as HashMap;
 
 use cvm_shared::Channel;
 
+use super::transactions::Txns;
 use crate::consolidate::identity::Guests;
 use crate::record::CrmRecord;
-use crate::warehouse::{CustomerRow, StoredTxn};
+use crate::warehouse::CustomerRow;
 
 /// CRM customers (taking their strings) plus guests, with `first_seen` and
-/// `channels` from the history.
-pub(super) fn build<'t>(
-    crm: Vec<CrmRecord>,
-    guests: &Guests,
-    txns: impl IntoIterator<Item = &'t StoredTxn>,
-) -> Vec<CustomerRow> {
+/// `channels` from the history: gathered per key set, then per customer.
+pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<CustomerRow> {
+    let mut per_set = vec![(i64::MAX, 0u8); txns.keysets.len()];
+    for t in txns.iter() {
+        let e = &mut per_set[t.keyset as usize];
+        e.0 = e.0.min(t.row.occurred_at);
+        e.1 |= 1
+            << Channel::ALL
+                .iter()
+                .position(|c| *c == t.row.channel)
+                .unwrap_or(0);
+    }
     let mut seen: HashMap<&str, (i64, u8)> =
         HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
-    for t in txns {
-        if let Some(id) = &t.customer_id {
+    for (id, (first, mask)) in txns.keysets.customers().iter().zip(per_set) {
+        if let Some(id) = id.as_deref().filter(|_| mask != 0) {
             let e = seen.entry(id).or_insert((i64::MAX, 0));
-            e.0 = e.0.min(t.row.occurred_at);
-            e.1 |= 1
-                << Channel::ALL
-                    .iter()
-                    .position(|c| *c == t.row.channel)
-                    .unwrap_or(0);
+            e.0 = e.0.min(first);
+            e.1 |= mask;
         }
     }
     let channels = |mask: u8| {

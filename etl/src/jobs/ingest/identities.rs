@@ -95,33 +95,59 @@ pub(super) fn directory<'a>(
 }
 
 /// Forms the guests from the keys no CRM record claims, and names every
-/// transaction's customer: its CRM customer, else its guest. The customers a
-/// row leaves or joins, and its month, are touched (tracked when `track`).
+/// key set's customer: its CRM customer, else its guest. Resolution runs
+/// once per key set, not per row. The customers a key set leaves or joins,
+/// the customer of every key set the drop added rows to, and the months of
+/// the rows that move, are touched (tracked when `track`).
 pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) -> (Guests, Touched) {
+    let sets = &txns.keysets;
+    let used = &txns.used;
     let guests = Guests::build(
-        txns.iter()
-            .filter(|t| !t.keys.is_empty() && directory.resolve(&t.keys).is_none())
-            .map(|t| &t.keys),
+        sets.all_keys()
+            .iter()
+            .zip(used)
+            .filter(|(k, used)| **used && !k.is_empty() && directory.resolve(k).is_none())
+            .map(|(k, _)| k),
     );
-    let touched = txns
-        .par_iter_mut()
-        .fold(
-            || Touched::tracking(track),
-            |mut touched, t| {
-                let id: Option<Box<str>> = directory
-                    .resolve(&t.keys)
-                    .map(Into::into)
-                    .or_else(|| guests.resolve(&t.keys).map(|g| g.id.clone()));
-                if id != t.customer_id {
-                    for end in [&t.customer_id, &id].into_iter().flatten() {
-                        touched.customer(end);
-                    }
-                    touched.month(t.row.occurred_at);
-                    t.customer_id = id;
-                }
-                touched
-            },
-        )
-        .reduce(|| Touched::tracking(track), Touched::merge);
+    let named: Vec<Option<Box<str>>> = sets
+        .all_keys()
+        .par_iter()
+        .zip(used.par_iter())
+        .map(|(keys, used)| {
+            if !used {
+                return None;
+            }
+            directory
+                .resolve(keys)
+                .map(Into::into)
+                .or_else(|| guests.resolve(keys).map(|g| g.id.clone()))
+        })
+        .collect();
+    let before = txns.keysets.rename(named);
+    let mut touched = Touched::tracking(track);
+    if !touched.tracked() {
+        return (guests, touched);
+    }
+    let sets = &txns.keysets;
+    let mut moved = vec![false; sets.len()];
+    for (k, old) in before.iter().enumerate() {
+        if !txns.used[k] {
+            continue;
+        }
+        let new = sets.customer(k as u32);
+        if old.as_deref() != new {
+            for end in [old.as_deref(), new].into_iter().flatten() {
+                touched.customer(end);
+            }
+            moved[k] = true;
+        } else if let Some(id) = new.filter(|_| txns.fresh[k]) {
+            touched.customer(id);
+        }
+    }
+    if moved.iter().any(|&m| m) {
+        for t in txns.iter().filter(|t| moved[t.keyset as usize]) {
+            touched.month(t.row.occurred_at);
+        }
+    }
     (guests, touched)
 }

@@ -283,6 +283,7 @@ pub fn run_locked(
     let mut touched = touched::Touched::tracking(over_stored && !opts.full_rebuild);
     let mut txns = transactions::consolidate(
         std::mem::take(&mut stored.txns),
+        std::mem::take(&mut stored.txn_keysets),
         txn_winners,
         &found.files,
         &mut state,
@@ -332,13 +333,13 @@ pub fn run_locked(
     clock.lap("events");
 
     let crm_customers = crm.len() as u64;
-    let customers = customers::build(crm, &guests, txns.iter());
+    let customers = customers::build(crm, &guests, &txns);
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
         crm_customers,
         guests: guests.list.len() as u64,
         transactions: txns.len() as u64,
-        anonymous_transactions: txns.iter().filter(|t| t.customer_id.is_none()).count() as u64,
+        anonymous_transactions: txns.iter().filter(|t| txns.customer(t).is_none()).count() as u64,
         events: event_count,
         crm_key_conflicts,
     };
@@ -401,12 +402,25 @@ fn publish_version(
         (Some(previous), Some(changed)) => warehouse::months::Unchanged::of(previous, changed)?,
         _ => None,
     };
-    let (a, c) = rayon::join(
-        || warehouse::transactions::write(&d.join("transactions"), datasets.txns.iter(), unchanged),
-        || warehouse::customers::write(&d.join("customers"), datasets.customers),
+    let txns = datasets.txns;
+    let (a, (c, k)) = rayon::join(
+        || {
+            let dir = d.join("transactions");
+            warehouse::transactions::write(&dir, txns.iter(), &txns.keysets, unchanged)
+        },
+        || {
+            rayon::join(
+                || warehouse::customers::write(&d.join("customers"), datasets.customers),
+                || {
+                    let dir = d.join(warehouse::state::DIR);
+                    warehouse::txn_keysets::write(&dir, &txns.keysets, &txns.used)
+                },
+            )
+        },
     );
     let written = a?;
     c?;
+    k?;
     mf.transaction_months = manifest::ingest::MonthCounts::of(&written);
     warehouse::state::write_json(
         &d.join(warehouse::state::DIR).join("small.json"),

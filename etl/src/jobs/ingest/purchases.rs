@@ -59,12 +59,16 @@ pub(super) fn totals(
 /// Their rows are grouped as references by a counting sort, and each one's
 /// [`Tx`] made only while their totals are: the history is never copied.
 fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<Box<str>>> {
+    // Customers are numbered per key set, then each row takes its key set's.
     let mut number: HashMap<&str, u32> = HashMap::default();
     let mut names: Vec<&str> = Vec::new();
-    let numbers: Vec<u32> = txns
+    let by_set: Vec<u32> = txns
+        .keysets
+        .customers()
         .iter()
-        .map(|t| match t.customer_id.as_deref() {
-            Some(id) if wanted(id) => *number.entry(id).or_insert_with(|| {
+        .zip(&txns.used)
+        .map(|(id, &used)| match id.as_deref() {
+            Some(id) if used && wanted(id) => *number.entry(id).or_insert_with(|| {
                 names.push(id);
                 (names.len() - 1) as u32
             }),
@@ -72,6 +76,8 @@ fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<B
         })
         .collect();
     drop(number);
+    let numbers: Vec<u32> = txns.iter().map(|t| by_set[t.keyset as usize]).collect();
+    drop(by_set);
     let mut starts = vec![0usize; names.len() + 1];
     for &c in numbers.iter().filter(|&&c| c != u32::MAX) {
         starts[c as usize + 1] += 1;

@@ -1,7 +1,7 @@
 //! The state a run starts from: the current version's datasets and `_state`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use crate::sources::InputFile;
 use crate::warehouse::event_keysets::KeysetHistory;
 use crate::warehouse::months;
 use crate::warehouse::publish::Warehouse;
+use crate::warehouse::txn_keysets::{self, TxnKeysets};
 use crate::warehouse::{self, CustomerRow, StoredTxn, WarehouseError};
 
 /// Rates and anything else small that must survive between runs.
@@ -33,7 +34,10 @@ pub(super) struct Stored {
     /// The record state, sorted by key (looked up by binary search; the
     /// night's kept rows stay in order, so writing it back is a merge).
     pub records: Vec<RecordState>,
-    pub txns: Vec<StoredTxn>,
+    /// The stored transactions, in parts (a file's, a batch's).
+    pub txns: Vec<Vec<StoredTxn>>,
+    /// Their key sets.
+    pub txn_keysets: TxnKeysets,
     pub customers: Vec<CustomerRow>,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
@@ -98,7 +102,7 @@ pub(super) fn load(
         },
         || {
             rayon::join(
-                || warehouse::transactions::read(&dir.join("transactions")),
+                || load_txns(&dir, full_rebuild),
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),
@@ -108,6 +112,7 @@ pub(super) fn load(
             )
         },
     );
+    let txns = txns?;
     let small_path = dir.join(warehouse::state::DIR).join("small.json");
     let small: SmallState = if small_path.exists() {
         warehouse::state::read_json(&small_path)?
@@ -123,7 +128,8 @@ pub(super) fn load(
             }
             records
         },
-        txns: txns?,
+        txns: txns.0,
+        txn_keysets: txns.1,
         customers: customers?,
         key_history: key_history?,
         events: { events },
@@ -133,4 +139,33 @@ pub(super) fn load(
         }),
         small,
     })
+}
+
+/// The stored transactions and their key sets: by key set number when the
+/// version keeps a key set table (not read for a full rebuild, which works
+/// from the rows' own keys), else by the rows' keys.
+fn load_txns(
+    version: &Path,
+    full_rebuild: bool,
+) -> Result<(Vec<Vec<StoredTxn>>, TxnKeysets), WarehouseError> {
+    let dir = version.join("transactions");
+    if !full_rebuild {
+        // Derived state: a table that is unreadable or misses a row's key
+        // set means reading every row's keys.
+        match txn_keysets::read(&version.join(warehouse::state::DIR)) {
+            Ok(Some(sets)) => match warehouse::transactions::read_numbered(&dir, &sets) {
+                Ok(parts) => return Ok((parts, sets)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored transactions not readable by key set: reading their keys");
+                }
+            },
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "stored transaction key sets unreadable: reading every row's keys");
+            }
+        }
+    }
+    let mut sets = TxnKeysets::default();
+    let parts = warehouse::transactions::read_keyed(&dir, &mut sets)?;
+    Ok((parts, sets))
 }

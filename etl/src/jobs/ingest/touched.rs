@@ -43,9 +43,9 @@ impl Touched {
         }
     }
 
-    /// Notes that stored row `t` is removed or replaced.
-    pub fn row(&mut self, t: &StoredTxn) {
-        if let Some(id) = &t.customer_id {
+    /// Notes that stored row `t`, of `customer`, is removed or replaced.
+    pub fn row(&mut self, t: &StoredTxn, customer: Option<&str>) {
+        if let Some(id) = customer {
             self.customer(id);
         }
         self.month(t.row.occurred_at);
@@ -58,6 +58,11 @@ impl Touched {
             a.months.extend(b.months);
         }
         self
+    }
+
+    /// Whether changes are tracked.
+    pub fn tracked(&self) -> bool {
+        self.0.is_some()
     }
 
     /// The customers, when tracked.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::touched::Touched;
@@ -14,6 +13,7 @@ use crate::memory::release_freed;
 use crate::record::TxnRecord;
 use crate::sources::InputFile;
 use crate::warehouse::StoredTxn;
+use crate::warehouse::txn_keysets::TxnKeysets;
 
 /// The consolidated transactions: the stored rows kept, then each file's
 /// new rows, in chunks. No step needs them in one allocation, so the kept
@@ -23,6 +23,13 @@ use crate::warehouse::StoredTxn;
 #[derive(Debug, Default)]
 pub(super) struct Txns {
     chunks: Vec<Vec<StoredTxn>>,
+    /// Every row's key set: its keys and its customer.
+    pub keysets: TxnKeysets,
+    /// The key sets some row holds, by index (the table keeps those of
+    /// removed rows too).
+    pub used: Vec<bool>,
+    /// The key sets the drop's rows hold, by index.
+    pub fresh: Vec<bool>,
 }
 
 impl Txns {
@@ -31,14 +38,14 @@ impl Txns {
         self.chunks.iter().flatten()
     }
 
-    /// Every row, in parallel.
-    pub fn par_iter_mut(&mut self) -> impl ParallelIterator<Item = &mut StoredTxn> {
-        self.chunks.par_iter_mut().flat_map(|c| c.par_iter_mut())
-    }
-
     /// How many rows.
     pub fn len(&self) -> usize {
         self.chunks.iter().map(Vec::len).sum()
+    }
+
+    /// The customer of row `t`.
+    pub fn customer(&self, t: &StoredTxn) -> Option<&str> {
+        self.keysets.customer(t.keyset)
     }
 }
 
@@ -49,24 +56,26 @@ const RELEASE_EVERY: usize = 1 << 17;
 /// state is pushed onto `state` (numbered records live in the dataset); the
 /// stored rows they replace and the rows they add are `touched`.
 pub(super) fn consolidate(
-    mut stored: Vec<StoredTxn>,
+    mut stored: Vec<Vec<StoredTxn>>,
+    mut keysets: TxnKeysets,
     winners: Resolution<TxnRecord>,
     files: &[InputFile],
     state: &mut Vec<RecordState>,
     touched: &mut Touched,
 ) -> Txns {
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
-    stored.retain(|t| {
-        let keep = !replaced.contains(&*t.record_key);
-        if !keep {
-            touched.row(t);
-        }
-        keep
-    });
-    let mut txns = Txns {
-        chunks: Vec::with_capacity(winners.winners.len() + 1),
-    };
-    txns.chunks.push(stored);
+    for part in &mut stored {
+        part.retain(|t| {
+            let keep = !replaced.contains(&*t.record_key);
+            if !keep {
+                touched.row(t, keysets.customer(t.keyset));
+            }
+            keep
+        });
+    }
+    let mut chunks = stored;
+    chunks.reserve(winners.winners.len());
+    let mut fresh = Vec::new();
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
     // Chunk by chunk (a read batch), so each chunk's records are freed as
     // soon as they are converted, and handed back every ~130,000 records
@@ -89,23 +98,36 @@ pub(super) fn consolidate(
             let source_file = &file_names[w.pos.file as usize];
             let n = w.body.row_count();
             let mut record_key = w.key;
-            let (mut keys, rows) = w.body.into_rows();
+            let (keys, rows) = w.body.into_rows();
+            let keyset = keysets.intern(keys);
+            fresh.push(keyset);
             for (i, row) in rows.enumerate() {
-                // The last row takes the record's keys; a refunded order's first row copies them.
+                // The last row takes the record's key; a refunded order's first row copies it.
                 let last = i + 1 == n;
                 touched.month(row.occurred_at);
                 made.push(StoredTxn {
                     row,
-                    customer_id: None,
-                    keys: take_or_clone(&mut keys, last),
+                    keyset,
                     record_key: take_or_clone(&mut record_key, last),
                     source_file: Arc::clone(source_file),
                 });
             }
         }
-        txns.chunks.push(made);
+        chunks.push(made);
     }
     release_freed();
+    let mut txns = Txns {
+        chunks,
+        used: vec![false; keysets.len()],
+        fresh: vec![false; keysets.len()],
+        keysets,
+    };
+    for t in txns.chunks.iter().flatten() {
+        txns.used[t.keyset as usize] = true;
+    }
+    for k in fresh {
+        txns.fresh[k as usize] = true;
+    }
     txns
 }
 

@@ -93,9 +93,10 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
 /// month; a night's generic transactions then look among one month of the
 /// history instead of all of it, and a drop without any among none.
 fn numbered_stored_keys<'s>(
-    stored: &'s [StoredTxn],
+    stored: &'s [Vec<StoredTxn>],
     new: &[Vec<Versioned<TxnRecord>>],
 ) -> HashSet<&'s str> {
+    let stored = stored.iter().flatten();
     let mut months: HashSet<Month> = HashSet::default();
     for v in new.iter().flatten().filter(|v| v.numbered) {
         match &v.body.row {
@@ -104,14 +105,13 @@ fn numbered_stored_keys<'s>(
             }
             // No time to place it by (no source makes such a record today):
             // every stored key.
-            None => return stored.iter().map(|t| &*t.record_key).collect(),
+            None => return stored.map(|t| &*t.record_key).collect(),
         }
     }
     if months.is_empty() {
         return HashSet::default();
     }
     stored
-        .iter()
         .filter(|t| months.contains(&month_of(t.row.occurred_at)))
         .map(|t| &*t.record_key)
         .collect()

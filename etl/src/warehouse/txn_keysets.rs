@@ -1,0 +1,322 @@
+//! `_state/txn_keysets.parquet`: one row per distinct key set of the stored
+//! transactions (customer id, email and phone as given), by its stable
+//! number, with the customer its transactions belong to.
+//!
+//! Each transaction row stores its key set's number (`keyset`, the XXH3 of
+//! its keys, see [`keyset_hash`]) beside its keys. A night reads this table
+//! and that one column instead of four text columns a row, so the stored
+//! history is loaded with its keys shared: one copy per key set, found by
+//! number. The number is derived from the keys alone, so a version built
+//! night by night and one rebuilt from scratch store the same numbers.
+//!
+//! Derived state: a version without the table (an earlier cvm's), or whose
+//! table is unreadable or does not name a row's key set, is loaded from the
+//! rows' own keys, as a full rebuild always is.
+
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::types::UInt64Type;
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use hashbrown::HashTable;
+
+use super::WarehouseError;
+use super::event_keysets::key_text;
+use super::parquet_io::{
+    self, Columns, WriteStats, chunks, opt_str, opt_utf8_array, write_batches,
+    writer_properties_with,
+};
+use crate::record::Keys;
+
+/// Dataset name used in errors.
+pub const DATASET: &str = "transaction key sets";
+/// File name inside `_state/`.
+pub const FILE: &str = "txn_keysets.parquet";
+
+static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("keyset", DataType::UInt64, false),
+        text("key_customer_id"),
+        text("key_email"),
+        text("key_phone"),
+        text("customer_id"),
+    ]))
+});
+
+/// The Arrow schema of the key set table.
+pub fn schema() -> SchemaRef {
+    SCHEMA.clone()
+}
+
+/// The stable number of a key set: the XXH3 of its keys as one text
+/// ([`key_text`]), the same on every machine and every night. `buf` is
+/// scratch space.
+pub fn keyset_hash(keys: &Keys, buf: &mut String) -> u64 {
+    key_text(
+        [
+            keys.customer_id.as_deref(),
+            keys.email.as_deref(),
+            keys.phone.as_deref(),
+        ],
+        buf,
+    );
+    cvm_shared::identity::stable_hash(buf.as_bytes())
+}
+
+/// The distinct key sets of the consolidated transactions, each once, with
+/// its customer: rows hold an index into this table instead of their keys.
+#[derive(Debug, Default)]
+pub struct TxnKeysets {
+    keys: Vec<Keys>,
+    hashes: Vec<u64>,
+    customers: Vec<Option<Box<str>>>,
+    /// Indices, by their key set's number.
+    index: HashTable<u32>,
+    buf: String,
+}
+
+impl TxnKeysets {
+    /// How many key sets.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys of key set `k`.
+    pub fn keys(&self, k: u32) -> &Keys {
+        &self.keys[k as usize]
+    }
+
+    /// Every key set's keys, by index.
+    pub fn all_keys(&self) -> &[Keys] {
+        &self.keys
+    }
+
+    /// The stable number of key set `k` ([`keyset_hash`]).
+    pub fn number(&self, k: u32) -> u64 {
+        self.hashes[k as usize]
+    }
+
+    /// The customer of key set `k`'s transactions.
+    pub fn customer(&self, k: u32) -> Option<&str> {
+        self.customers[k as usize].as_deref()
+    }
+
+    /// Every key set's customer, by index.
+    pub fn customers(&self) -> &[Option<Box<str>>] {
+        &self.customers
+    }
+
+    /// Names every key set's customer anew (by index); returns the old names.
+    pub fn rename(&mut self, customers: Vec<Option<Box<str>>>) -> Vec<Option<Box<str>>> {
+        debug_assert_eq!(customers.len(), self.keys.len());
+        std::mem::replace(&mut self.customers, customers)
+    }
+
+    /// The index of `keys`, added (without a customer) if new.
+    pub fn intern(&mut self, keys: Keys) -> u32 {
+        let mut buf = std::mem::take(&mut self.buf);
+        let h = keyset_hash(&keys, &mut buf);
+        self.buf = buf;
+        let (all, hashes) = (&self.keys, &self.hashes);
+        if let Some(&k) = self
+            .index
+            .find(h, |&k| hashes[k as usize] == h && all[k as usize] == keys)
+        {
+            return k;
+        }
+        self.push(h, keys, None)
+    }
+
+    /// The index of `keys`, added with `customer` if new (a stored row read
+    /// by its keys: the first row of a key set names its customer).
+    pub fn intern_stored(&mut self, keys: Keys, customer: Option<Box<str>>) -> u32 {
+        let k = self.intern(keys);
+        if self.customers[k as usize].is_none() {
+            self.customers[k as usize] = customer;
+        }
+        k
+    }
+
+    /// The index of the key set numbered `h`, in a table read from
+    /// `_state` (where numbers are unique).
+    pub fn by_number(&self, h: u64) -> Option<u32> {
+        let hashes = &self.hashes;
+        self.index.find(h, |&k| hashes[k as usize] == h).copied()
+    }
+
+    fn push(&mut self, h: u64, keys: Keys, customer: Option<Box<str>>) -> u32 {
+        let k = self.keys.len() as u32;
+        let hashes = &self.hashes;
+        self.index.insert_unique(h, k, |&i| hashes[i as usize]);
+        self.keys.push(keys);
+        self.hashes.push(h);
+        self.customers.push(customer);
+        k
+    }
+}
+
+fn build(sets: &TxnKeysets, rows: &[u32]) -> RecordBatch {
+    let keys =
+        |f: fn(&Keys) -> Option<&str>| opt_utf8_array(rows.iter().map(move |&k| f(sets.keys(k))));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.iter().map(|&k| sets.number(k)),
+        )),
+        keys(|k| k.customer_id.as_deref()),
+        keys(|k| k.email.as_deref()),
+        keys(|k| k.phone.as_deref()),
+        opt_utf8_array(rows.iter().map(|&k| sets.customer(k))),
+    ];
+    RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Writes the key sets `used` marks (by index) to `dir/txn_keysets.parquet`
+/// (`dir` is the `_state` folder), by number, atomically. Writes nothing and
+/// returns None when two of them share a number (so unlikely that it is
+/// only handled: the next run then reads the rows' keys).
+pub fn write(
+    dir: &Path,
+    sets: &TxnKeysets,
+    used: &[bool],
+) -> Result<Option<WriteStats>, WarehouseError> {
+    let mut rows: Vec<u32> = (0..sets.len() as u32)
+        .filter(|&k| used[k as usize])
+        .collect();
+    rows.sort_unstable_by_key(|&k| sets.number(k));
+    if rows
+        .windows(2)
+        .any(|w| sets.number(w[0]) == sets.number(w[1]))
+    {
+        tracing::warn!("two transaction key sets share a number: the key set table is not written");
+        return Ok(None);
+    }
+    write_batches(
+        &dir.join(FILE),
+        &schema(),
+        &writer_properties_with(&[], &[]),
+        chunks(rows.len()).map(|r| build(sets, &rows[r])),
+    )
+    .map(Some)
+}
+
+/// Reads `dir/txn_keysets.parquet`: every key set with its customer; `None`
+/// when the version has no such file (written by an earlier cvm).
+pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut sets = TxnKeysets::default();
+    for item in parquet_io::read_batches(&path)? {
+        let (file, batch) = item?;
+        let c = Columns::new(&batch, &file, DATASET);
+        let number = c.uint64("keyset", true)?;
+        let [kc, ke, kp, customer] = [
+            c.utf8("key_customer_id", false)?,
+            c.utf8("key_email", false)?,
+            c.utf8("key_phone", false)?,
+            c.utf8("customer_id", false)?,
+        ];
+        for i in 0..batch.num_rows() {
+            let keys = Keys {
+                customer_id: opt_str(kc, i),
+                email: opt_str(ke, i),
+                phone: opt_str(kp, i),
+            };
+            let h = number.value(i);
+            if keyset_hash(&keys, &mut sets.buf) != h {
+                return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
+            }
+            if sets.by_number(h).is_some() {
+                return Err(c.error(format!("key set {h} appears twice")));
+            }
+            sets.push(h, keys, opt_str(customer, i));
+        }
+    }
+    Ok(Some(sets))
+}
+
+/// Every row of `dir/txn_keysets.parquet` as (number, keys, customer), in
+/// file order (for checks and tools; a run reads the table with [`read`]).
+pub fn read_rows(dir: &Path) -> Result<Vec<(u64, Keys, Option<String>)>, WarehouseError> {
+    let Some(sets) = read(dir)? else {
+        return Ok(Vec::new());
+    };
+    Ok((0..sets.len() as u32)
+        .map(|k| {
+            let customer = sets.customer(k).map(String::from);
+            (sets.number(k), sets.keys(k).clone(), customer)
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    fn keys(c: Option<&str>, e: Option<&str>) -> Keys {
+        Keys {
+            customer_id: c.map(Into::into),
+            email: e.map(Into::into),
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn equal_keys_share_one_key_set_and_a_stable_number() {
+        let mut sets = TxnKeysets::default();
+        let a = sets.intern(keys(Some("C1"), None));
+        let b = sets.intern(keys(None, Some("a@example.com")));
+        assert_eq!(sets.intern(keys(Some("C1"), None)), a);
+        assert_ne!(a, b);
+        assert_eq!(sets.len(), 2);
+        // The number is the XXH3 of the key text, whatever the table.
+        let mut other = TxnKeysets::default();
+        other.intern(keys(None, Some("a@example.com")));
+        assert_eq!(other.number(0), sets.number(b));
+        assert_eq!(
+            sets.number(a),
+            cvm_shared::identity::stable_hash("\u{1}C1\u{0}\u{0}".as_bytes())
+        );
+    }
+
+    #[test]
+    fn round_trips_the_used_key_sets_by_number() {
+        let d = tempfile::tempdir().unwrap();
+        let mut sets = TxnKeysets::default();
+        sets.intern_stored(keys(Some("C1"), None), Some("C1".into()));
+        sets.intern(keys(Some("X"), None));
+        sets.intern_stored(keys(None, Some("a@example.com")), Some("G-1".into()));
+        write(d.path(), &sets, &[true, false, true])
+            .unwrap()
+            .unwrap();
+        let back = read(d.path()).unwrap().unwrap();
+        assert_eq!(back.len(), 2);
+        for k in [0, 2] {
+            let j = back.by_number(sets.number(k)).unwrap();
+            assert_eq!(back.keys(j), sets.keys(k));
+            assert_eq!(back.customer(j), sets.customer(k));
+        }
+        assert_eq!(back.by_number(sets.number(1)), None);
+    }
+
+    #[test]
+    fn a_missing_file_is_no_table_and_a_wrong_number_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(d.path()).unwrap().is_none());
+        let mut sets = TxnKeysets::default();
+        sets.intern(keys(Some("C1"), None));
+        sets.hashes[0] ^= 1;
+        write(d.path(), &sets, &[true]).unwrap().unwrap();
+        let e = read(d.path()).unwrap_err().to_string();
+        assert!(e.contains("does not match its keys"), "{e}");
+    }
+}
