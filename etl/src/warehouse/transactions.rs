@@ -195,8 +195,9 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Transaction>, WarehouseErro
 
 /// Where a decoded row's key set comes from.
 enum Keysets<'a> {
-    /// Its `keyset` column, in a table read from `_state`.
-    ByNumber(&'a TxnKeysets),
+    /// Its `keyset` column, noted here (in row order) to be found in a table
+    /// read from `_state` once the file is read: the row's index is left 0.
+    ByNumber(&'a mut Vec<u64>),
     /// Its keys, added to the table if new (with the row's customer).
     ByKeys(&'a mut TxnKeysets),
 }
@@ -257,13 +258,9 @@ fn decode(
             }
         };
         let keyset = match (&mut sets, by_keys, number) {
-            (Keysets::ByNumber(sets), _, Some(number)) => {
-                let n = number.value(i);
-                sets.by_number(n).ok_or_else(|| {
-                    c.error(format!(
-                        "transaction {id:?}: key set {n} is not in the key set table"
-                    ))
-                })?
+            (Keysets::ByNumber(numbers), _, Some(number)) => {
+                numbers.push(number.value(i));
+                0
             }
             (Keysets::ByKeys(sets), Some([kc, ke, kp, customer]), _) => sets.intern_stored(
                 Keys {
@@ -388,14 +385,25 @@ pub fn read_numbered(dir: &Path, sets: &TxnKeysets) -> Result<Vec<Vec<StoredTxn>
             let Some(reader) = parquet_io::open_projected(path, KEYED_COLUMNS, None)? else {
                 return Ok(rows);
             };
+            let mut numbers = Vec::new();
             for batch in reader {
                 let batch = batch.map_err(|e| parquet_io::format_err(path, e))?;
-                let mut part = decode(&batch, path, Keysets::ByNumber(sets))?;
+                let mut part = decode(&batch, path, Keysets::ByNumber(&mut numbers))?;
                 if rows.is_empty() {
                     rows = part;
                 } else {
                     rows.append(&mut part);
                 }
+            }
+            let found = sets
+                .by_numbers(&numbers)
+                .map_err(|n| WarehouseError::Schema {
+                    path: path.clone(),
+                    dataset: DATASET,
+                    message: format!("key set {n} is not in the key set table"),
+                })?;
+            for (t, k) in rows.iter_mut().zip(found) {
+                t.keyset = k;
             }
             Ok(rows)
         })

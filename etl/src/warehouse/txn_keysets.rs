@@ -67,13 +67,20 @@ pub fn keyset_hash(keys: &Keys, buf: &mut String) -> u64 {
 
 /// The distinct key sets of the consolidated transactions, each once, with
 /// its customer: rows hold an index into this table instead of their keys.
+///
+/// The key sets read from `_state` come first, in number order, and are
+/// found by binary search or, for the stored rows, by a merge of sorted
+/// numbers (a hash table of a million key sets costs a cache miss or two a
+/// lookup, several a row); the ones added later are found through a hash table.
 #[derive(Debug, Default)]
 pub struct TxnKeysets {
     keys: Vec<Keys>,
     hashes: Vec<u64>,
     customers: Vec<Option<Box<str>>>,
-    /// Indices, by their key set's number.
-    index: HashTable<u32>,
+    /// How many leading key sets are sorted by number (read from `_state`).
+    sorted: usize,
+    /// (number, index) of every later key set, by number.
+    index: HashTable<(u64, u32)>,
     buf: String,
 }
 
@@ -124,14 +131,22 @@ impl TxnKeysets {
         let mut buf = std::mem::take(&mut self.buf);
         let h = keyset_hash(&keys, &mut buf);
         self.buf = buf;
-        let (all, hashes) = (&self.keys, &self.hashes);
-        if let Some(&k) = self
+        let all = &self.keys;
+        if let Some(k) = self.sorted_index(h).filter(|&k| all[k as usize] == keys) {
+            return k;
+        }
+        if let Some(&(_, k)) = self
             .index
-            .find(h, |&k| hashes[k as usize] == h && all[k as usize] == keys)
+            .find(h, |&(n, k)| n == h && all[k as usize] == keys)
         {
             return k;
         }
-        self.push(h, keys, None)
+        let k = self.keys.len() as u32;
+        self.index.insert_unique(h, (h, k), |&(n, _)| n);
+        self.keys.push(keys);
+        self.hashes.push(h);
+        self.customers.push(None);
+        k
     }
 
     /// The index of `keys`, added with `customer` if new (a stored row read
@@ -144,21 +159,38 @@ impl TxnKeysets {
         k
     }
 
-    /// The index of the key set numbered `h`, in a table read from
-    /// `_state` (where numbers are unique).
-    pub fn by_number(&self, h: u64) -> Option<u32> {
-        let hashes = &self.hashes;
-        self.index.find(h, |&k| hashes[k as usize] == h).copied()
+    /// The index of the key set read from `_state` numbered `h`.
+    fn sorted_index(&self, h: u64) -> Option<u32> {
+        self.hashes[..self.sorted]
+            .binary_search(&h)
+            .ok()
+            .map(|k| k as u32)
     }
 
-    fn push(&mut self, h: u64, keys: Keys, customer: Option<Box<str>>) -> u32 {
-        let k = self.keys.len() as u32;
-        let hashes = &self.hashes;
-        self.index.insert_unique(h, k, |&i| hashes[i as usize]);
-        self.keys.push(keys);
-        self.hashes.push(h);
-        self.customers.push(customer);
-        k
+    /// The indices of the key sets read from `_state` numbered `numbers`,
+    /// in their order; `Err` with the first number not there. One merge of
+    /// the sorted numbers with the table, however many rows.
+    pub fn by_numbers(&self, numbers: &[u64]) -> Result<Vec<u32>, u64> {
+        let mut order: Vec<(u64, u32)> = numbers
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (n, i as u32))
+            .collect();
+        order.sort_unstable();
+        let table = &self.hashes[..self.sorted];
+        let mut out = vec![0u32; numbers.len()];
+        let mut at = 0;
+        for (n, i) in order {
+            // Galloping would skip faster; a forward scan is sequential.
+            while at < table.len() && table[at] < n {
+                at += 1;
+            }
+            if table.get(at) != Some(&n) {
+                return Err(n);
+            }
+            out[i as usize] = at as u32;
+        }
+        Ok(out)
     }
 }
 
@@ -234,12 +266,16 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             if keyset_hash(&keys, &mut sets.buf) != h {
                 return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
             }
-            if sets.by_number(h).is_some() {
-                return Err(c.error(format!("key set {h} appears twice")));
+            // Written by number: ascending, each once (no lookup needed).
+            if sets.hashes.last().is_some_and(|&last| last >= h) {
+                return Err(c.error(format!("key set {h} is out of order or appears twice")));
             }
-            sets.push(h, keys, opt_str(customer, i));
+            sets.keys.push(keys);
+            sets.hashes.push(h);
+            sets.customers.push(opt_str(customer, i));
         }
     }
+    sets.sorted = sets.keys.len();
     Ok(Some(sets))
 }
 
@@ -300,12 +336,20 @@ mod tests {
             .unwrap();
         let back = read(d.path()).unwrap().unwrap();
         assert_eq!(back.len(), 2);
-        for k in [0, 2] {
-            let j = back.by_number(sets.number(k)).unwrap();
+        let found = back
+            .by_numbers(&[sets.number(2), sets.number(0), sets.number(2)])
+            .unwrap();
+        for (j, k) in found.into_iter().zip([2, 0, 2]) {
             assert_eq!(back.keys(j), sets.keys(k));
             assert_eq!(back.customer(j), sets.customer(k));
         }
-        assert_eq!(back.by_number(sets.number(1)), None);
+        assert_eq!(back.by_numbers(&[sets.number(1)]), Err(sets.number(1)));
+        // Keys read from the table are found again, new ones added after them.
+        let mut back = back;
+        let again = back.intern(sets.keys(2).clone());
+        assert_eq!(back.keys(again), sets.keys(2));
+        assert_eq!(back.intern(sets.keys(1).clone()), 2);
+        assert_eq!(back.intern(sets.keys(1).clone()), 2);
     }
 
     #[test]

@@ -152,9 +152,17 @@ fn load_txns(
     if !full_rebuild {
         // Derived state: a table that is unreadable or misses a row's key
         // set means reading every row's keys.
+        let started = std::time::Instant::now();
         match txn_keysets::read(&version.join(warehouse::state::DIR)) {
             Ok(Some(sets)) => match warehouse::transactions::read_numbered(&dir, &sets) {
-                Ok(parts) => return Ok((parts, sets)),
+                Ok(parts) => {
+                    tracing::debug!(
+                        keysets = sets.len(),
+                        ms = started.elapsed().as_millis() as u64,
+                        "stored transactions read by key set"
+                    );
+                    return Ok((parts, sets));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "stored transactions not readable by key set: reading their keys");
                 }
