@@ -20,6 +20,7 @@ use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use hashbrown::HashTable;
+use rayon::prelude::*;
 
 use super::WarehouseError;
 use super::event_keysets::key_text;
@@ -194,17 +195,19 @@ impl TxnKeysets {
     }
 }
 
-fn build(sets: &TxnKeysets, rows: &[u32]) -> RecordBatch {
-    let keys =
-        |f: fn(&Keys) -> Option<&str>| opt_utf8_array(rows.iter().map(move |&k| f(sets.keys(k))));
+/// The batch of `rows`: (number, index) pairs.
+fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
+    let keys = |f: fn(&Keys) -> Option<&str>| {
+        opt_utf8_array(rows.iter().map(move |&(_, k)| f(sets.keys(k))))
+    };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
-            rows.iter().map(|&k| sets.number(k)),
+            rows.iter().map(|&(n, _)| n),
         )),
         keys(|k| k.customer_id.as_deref()),
         keys(|k| k.email.as_deref()),
         keys(|k| k.phone.as_deref()),
-        opt_utf8_array(rows.iter().map(|&k| sets.customer(k))),
+        opt_utf8_array(rows.iter().map(|&(_, k)| sets.customer(k))),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
@@ -218,14 +221,13 @@ pub fn write(
     sets: &TxnKeysets,
     used: &[bool],
 ) -> Result<Option<WriteStats>, WarehouseError> {
-    let mut rows: Vec<u32> = (0..sets.len() as u32)
+    // Sorted as pairs, so the sort never reads the table out of order.
+    let mut rows: Vec<(u64, u32)> = (0..sets.len() as u32)
         .filter(|&k| used[k as usize])
+        .map(|k| (sets.number(k), k))
         .collect();
-    rows.sort_unstable_by_key(|&k| sets.number(k));
-    if rows
-        .windows(2)
-        .any(|w| sets.number(w[0]) == sets.number(w[1]))
-    {
+    rows.par_sort_unstable();
+    if rows.windows(2).any(|w| w[0].0 == w[1].0) {
         tracing::warn!("two transaction key sets share a number: the key set table is not written");
         return Ok(None);
     }
