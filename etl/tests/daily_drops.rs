@@ -357,9 +357,10 @@ fn a_version_without_the_key_set_tables_is_read_whole_and_gets_them() {
         }
         let r = ingest_with(&split.join(night), &wh_nights, 0.5);
         if k > 0 {
-            let months = r.manifest.event_months;
             let whole = k == nights.len() - 1;
-            assert_eq!(months.shared == 0, whole, "night {night}: {months:?}");
+            for months in [r.manifest.event_months, r.manifest.transaction_months] {
+                assert_eq!(months.shared == 0, whole, "night {night}: {months:?}");
+            }
         }
     }
     same_datasets(&datasets(&wh_one), &datasets(&wh_nights));

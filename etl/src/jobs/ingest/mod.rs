@@ -279,8 +279,10 @@ pub fn run_locked(
     let changed = changed || directory.history_changed;
     // Which customers' purchase totals to sum again and which transaction
     // months to write: tracked over a stored version (whose totals and
-    // months the others keep), not on a first load or a full rebuild.
-    let mut touched = touched::Touched::tracking(over_stored && !opts.full_rebuild);
+    // months the others keep), not on a first load or a full rebuild, nor
+    // over a version whose transactions could not be read by key set.
+    let mut touched =
+        touched::Touched::tracking(over_stored && !opts.full_rebuild && stored.txns_by_number);
     let mut txns = transactions::consolidate(
         std::mem::take(&mut stored.txns),
         std::mem::take(&mut stored.txn_keysets),

@@ -38,6 +38,10 @@ pub(super) struct Stored {
     pub txns: Vec<Vec<StoredTxn>>,
     /// Their key sets.
     pub txn_keysets: TxnKeysets,
+    /// Whether the transactions were read by key set number: when not (an
+    /// earlier cvm's version, a missing or unreadable table), every month is
+    /// written again, so the next night can read them all by number.
+    pub txns_by_number: bool,
     pub customers: Vec<CustomerRow>,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
@@ -130,6 +134,7 @@ pub(super) fn load(
         },
         txns: txns.0,
         txn_keysets: txns.1,
+        txns_by_number: txns.2,
         customers: customers?,
         key_history: key_history?,
         events: { events },
@@ -143,11 +148,11 @@ pub(super) fn load(
 
 /// The stored transactions and their key sets: by key set number when the
 /// version keeps a key set table (not read for a full rebuild, which works
-/// from the rows' own keys), else by the rows' keys.
+/// from the rows' own keys), else by the rows' keys; and which it was.
 fn load_txns(
     version: &Path,
     full_rebuild: bool,
-) -> Result<(Vec<Vec<StoredTxn>>, TxnKeysets), WarehouseError> {
+) -> Result<(Vec<Vec<StoredTxn>>, TxnKeysets, bool), WarehouseError> {
     let dir = version.join("transactions");
     if !full_rebuild {
         // Derived state: a table that is unreadable or misses a row's key
@@ -161,7 +166,7 @@ fn load_txns(
                         ms = started.elapsed().as_millis() as u64,
                         "stored transactions read by key set"
                     );
-                    return Ok((parts, sets));
+                    return Ok((parts, sets, true));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "stored transactions not readable by key set: reading their keys");
@@ -175,5 +180,5 @@ fn load_txns(
     }
     let mut sets = TxnKeysets::default();
     let parts = warehouse::transactions::read_keyed(&dir, &mut sets)?;
-    Ok((parts, sets))
+    Ok((parts, sets, false))
 }
