@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::UInt64Type;
-use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::WarehouseError;
@@ -27,15 +27,32 @@ pub const DATASET: &str = "event key sets";
 /// File name inside `_state/`.
 pub const FILE: &str = "event_keysets.parquet";
 
+/// The columns both key set tables hold: a key set's customer id, email and
+/// phone as given, and the customer its rows belong to.
+pub(crate) const KEYSET_COLUMNS: [&str; 4] =
+    ["key_customer_id", "key_email", "key_phone", "customer_id"];
+
+/// [`KEYSET_COLUMNS`] as nullable text fields.
+pub(crate) fn keyset_fields() -> impl Iterator<Item = Field> {
+    KEYSET_COLUMNS
+        .into_iter()
+        .map(|name| Field::new(name, DataType::Utf8, true))
+}
+
+/// [`KEYSET_COLUMNS`] of a batch.
+pub(crate) fn keyset_columns<'a>(c: &Columns<'a>) -> Result<[&'a StringArray; 4], WarehouseError> {
+    let [kc, ke, kp, customer] = KEYSET_COLUMNS;
+    Ok([
+        c.utf8(kc, false)?,
+        c.utf8(ke, false)?,
+        c.utf8(kp, false)?,
+        c.utf8(customer, false)?,
+    ])
+}
+
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let text = |name: &str| Field::new(name, DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        text("key_customer_id"),
-        text("key_email"),
-        text("key_phone"),
-        text("customer_id"),
-        Field::new("events", DataType::UInt64, false),
-    ]))
+    let fields = keyset_fields().chain([Field::new("events", DataType::UInt64, false)]);
+    Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 });
 
 /// The Arrow schema of the key set table.
@@ -128,12 +145,8 @@ pub fn for_each(
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
-        let keys = [
-            c.utf8("key_customer_id", false)?,
-            c.utf8("key_email", false)?,
-            c.utf8("key_phone", false)?,
-        ];
-        let customer = c.utf8("customer_id", false)?;
+        let [kc, ke, kp, customer] = keyset_columns(&c)?;
+        let keys = [kc, ke, kp];
         let events = c.uint64("events", true)?;
         for i in 0..batch.num_rows() {
             let keys = keys.map(|a| opt_str_ref(a, i));

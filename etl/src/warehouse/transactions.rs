@@ -221,12 +221,7 @@ fn decode(
     let source_file = c.utf8("source_file", true)?;
     let by_keys = match &sets {
         Keysets::ByNumber(_) => None,
-        Keysets::ByKeys(_) => Some([
-            c.utf8("key_customer_id", false)?,
-            c.utf8("key_email", false)?,
-            c.utf8("key_phone", false)?,
-            c.utf8("customer_id", false)?,
-        ]),
+        Keysets::ByKeys(_) => Some(super::event_keysets::keyset_columns(&c)?),
     };
     let number = match &sets {
         Keysets::ByNumber(_) => Some(c.uint64("keyset", true)?),

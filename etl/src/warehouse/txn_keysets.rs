@@ -23,7 +23,7 @@ use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use super::WarehouseError;
-use super::event_keysets::key_text;
+use super::event_keysets::{key_text, keyset_columns, keyset_fields};
 use super::parquet_io::{
     self, Columns, WriteStats, chunks, opt_str, opt_utf8_array, write_batches,
     writer_properties_with,
@@ -36,14 +36,12 @@ pub const DATASET: &str = "transaction key sets";
 pub const FILE: &str = "txn_keysets.parquet";
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let text = |name: &str| Field::new(name, DataType::Utf8, true);
-    Arc::new(Schema::new(vec![
-        Field::new("keyset", DataType::UInt64, false),
-        text("key_customer_id"),
-        text("key_email"),
-        text("key_phone"),
-        text("customer_id"),
-    ]))
+    let number = Field::new("keyset", DataType::UInt64, false);
+    Arc::new(Schema::new(
+        std::iter::once(number)
+            .chain(keyset_fields())
+            .collect::<Vec<_>>(),
+    ))
 });
 
 /// The Arrow schema of the key set table.
@@ -252,12 +250,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
         let number = c.uint64("keyset", true)?;
-        let [kc, ke, kp, customer] = [
-            c.utf8("key_customer_id", false)?,
-            c.utf8("key_email", false)?,
-            c.utf8("key_phone", false)?,
-            c.utf8("customer_id", false)?,
-        ];
+        let [kc, ke, kp, customer] = keyset_columns(&c)?;
         for i in 0..batch.num_rows() {
             let keys = Keys {
                 customer_id: opt_str(kc, i),
