@@ -150,6 +150,16 @@ impl EventLog {
         log
     }
 
+    /// Room for `n` more key sets and as many new strings, so a table of
+    /// key sets read whole is not re-hashed as it grows.
+    pub fn reserve_keysets(&mut self, n: usize) {
+        self.keyset_index.reserve(n);
+        self.keysets.reserve(n);
+        self.stored_customers.reserve(n);
+        self.text.index.reserve(n);
+        self.text.values.reserve(n);
+    }
+
     /// The index of a key set, added when new.
     pub fn keyset(
         &mut self,

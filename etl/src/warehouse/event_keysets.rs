@@ -118,6 +118,10 @@ pub fn write(dir: &Path, rows: &[KeysetRow<'_>]) -> Result<WriteStats, Warehouse
 /// `None` when the version has no such file (written by an earlier cvm).
 pub fn read(dir: &Path, log: &mut EventLog) -> Result<Option<KeysetHistory>, WarehouseError> {
     let mut h = KeysetHistory::default();
+    if let Some(rows) = parquet_io::row_count(&dir.join(FILE))? {
+        log.reserve_keysets(rows);
+        h.events.reserve_exact(rows);
+    }
     let found = for_each(dir, |keys, customer, events| {
         let [kc, ke, kp] = keys;
         let k = log.keyset(kc, ke, kp);

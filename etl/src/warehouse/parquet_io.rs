@@ -247,6 +247,18 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), WarehouseError> {
     Ok(())
 }
 
+/// How many rows the Parquet file at `path` holds, by its footer; None when
+/// there is no such file.
+pub(crate) fn row_count(path: &Path) -> Result<Option<usize>, WarehouseError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, e)),
+    };
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_err(path, e))?;
+    Ok(Some(b.metadata().file_metadata().num_rows().max(0) as usize))
+}
+
 /// Opens one Parquet file for streaming reads.
 pub fn open_file(path: &Path) -> Result<ParquetRecordBatchReader, WarehouseError> {
     let file = File::open(path).map_err(|e| io_err(path, e))?;

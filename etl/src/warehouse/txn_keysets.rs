@@ -246,6 +246,11 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
         return Ok(None);
     }
     let mut sets = TxnKeysets::default();
+    if let Some(rows) = parquet_io::row_count(&path)? {
+        sets.keys.reserve_exact(rows);
+        sets.hashes.reserve_exact(rows);
+        sets.customers.reserve_exact(rows);
+    }
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
