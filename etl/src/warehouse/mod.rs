@@ -89,7 +89,8 @@ impl StoredTxn {
 }
 
 /// A consolidated transaction as stored in `transactions/`, with its keys
-/// and customer: what readers other than ingest see.
+/// and customer: what readers other than ingest see (`txn.keyset` is the
+/// index the reader gave its key set, not a stored value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     /// The row.

@@ -9,7 +9,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::UInt64Type;
-use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
@@ -205,7 +205,7 @@ enum Keysets<'a> {
 fn decode(
     batch: &RecordBatch,
     path: &Path,
-    mut sets: Keysets<'_>,
+    sets: Keysets<'_>,
 ) -> Result<Vec<StoredTxn>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let transaction_id = c.utf8("transaction_id", true)?;
@@ -219,13 +219,16 @@ fn decode(
     let kind = c.utf8("kind", true)?;
     let record_key = c.utf8("record_key", true)?;
     let source_file = c.utf8("source_file", true)?;
-    let by_keys = match &sets {
-        Keysets::ByNumber(_) => None,
-        Keysets::ByKeys(_) => Some(super::event_keysets::keyset_columns(&c)?),
-    };
-    let number = match &sets {
-        Keysets::ByNumber(_) => Some(c.uint64("keyset", true)?),
-        Keysets::ByKeys(_) => None,
+    // The mode, with the columns it reads.
+    enum KeysetColumns<'m, 'c> {
+        Number(&'m mut Vec<u64>, &'c PrimitiveArray<UInt64Type>),
+        Keys(&'m mut TxnKeysets, [&'c StringArray; 4]),
+    }
+    let mut keysets = match sets {
+        Keysets::ByNumber(numbers) => KeysetColumns::Number(numbers, c.uint64("keyset", true)?),
+        Keysets::ByKeys(sets) => {
+            KeysetColumns::Keys(sets, super::event_keysets::keyset_columns(&c)?)
+        }
     };
     let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
     let mut out = Vec::with_capacity(batch.num_rows());
@@ -252,12 +255,12 @@ fn decode(
                 refund: id.len() > key.len() && id.ends_with(":refund"),
             }
         };
-        let keyset = match (&mut sets, by_keys, number) {
-            (Keysets::ByNumber(numbers), _, Some(number)) => {
+        let keyset = match &mut keysets {
+            KeysetColumns::Number(numbers, number) => {
                 numbers.push(number.value(i));
                 0
             }
-            (Keysets::ByKeys(sets), Some([kc, ke, kp, customer]), _) => sets.intern_stored(
+            KeysetColumns::Keys(sets, [kc, ke, kp, customer]) => sets.intern_stored(
                 Keys {
                     customer_id: opt_str(kc, i),
                     email: opt_str(ke, i),
@@ -265,7 +268,6 @@ fn decode(
                 },
                 opt_str(customer, i),
             ),
-            _ => unreachable!("the columns are chosen by the mode"),
         };
         let t = StoredTxn {
             row: TxnRow {

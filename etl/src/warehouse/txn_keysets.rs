@@ -127,9 +127,7 @@ impl TxnKeysets {
 
     /// The index of `keys`, added (without a customer) if new.
     pub fn intern(&mut self, keys: Keys) -> u32 {
-        let mut buf = std::mem::take(&mut self.buf);
-        let h = keyset_hash(&keys, &mut buf);
-        self.buf = buf;
+        let h = keyset_hash(&keys, &mut self.buf);
         let all = &self.keys;
         if let Some(k) = self.sorted_index(h).filter(|&k| all[k as usize] == keys) {
             return k;

@@ -75,7 +75,7 @@ pub(super) fn consolidate(
     }
     let mut chunks = stored;
     chunks.reserve(winners.winners.len());
-    let mut fresh = Vec::new();
+    let mut fresh: Vec<bool> = Vec::new();
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
     // Chunk by chunk (a read batch), so each chunk's records are freed as
     // soon as they are converted, and handed back every ~130,000 records
@@ -100,7 +100,10 @@ pub(super) fn consolidate(
             let mut record_key = w.key;
             let (keys, rows) = w.body.into_rows();
             let keyset = keysets.intern(keys);
-            fresh.push(keyset);
+            if fresh.len() < keysets.len() {
+                fresh.resize(keysets.len(), false);
+            }
+            fresh[keyset as usize] = true;
             for (i, row) in rows.enumerate() {
                 // The last row takes the record's key; a refunded order's first row copies it.
                 let last = i + 1 == n;
@@ -116,17 +119,15 @@ pub(super) fn consolidate(
         chunks.push(made);
     }
     release_freed();
+    fresh.resize(keysets.len(), false);
     let mut txns = Txns {
         chunks,
         used: vec![false; keysets.len()],
-        fresh: vec![false; keysets.len()],
+        fresh,
         keysets,
     };
     for t in txns.chunks.iter().flatten() {
         txns.used[t.keyset as usize] = true;
-    }
-    for k in fresh {
-        txns.fresh[k as usize] = true;
     }
     txns
 }
