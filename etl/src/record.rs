@@ -313,10 +313,12 @@ impl TxnRow {
 
 /// A transaction-bearing record: no row (ignored by rule), one row, or a
 /// refunded web order's purchase plus the refund made at `refunded_at`.
+/// Sources give its [`Keys`]; once read, a drop's records name their key
+/// set by index instead (`TxnRecord<u32>`), each distinct key set held once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TxnRecord {
+pub struct TxnRecord<K = Keys> {
     /// Who it belongs to; empty for anonymous records.
-    pub keys: Keys,
+    pub keys: K,
     /// The transaction it yields when it wins; `None` when this version, if
     /// it wins, is ignored by rule (cancelled, pending).
     pub row: Option<TxnRow>,
@@ -324,7 +326,16 @@ pub struct TxnRecord {
     pub refunded_at: Option<i64>,
 }
 
-impl TxnRecord {
+impl<K> TxnRecord<K> {
+    /// The same record with its keys replaced by `f`'s value of them.
+    pub fn map_keys<L>(self, f: impl FnOnce(K) -> L) -> TxnRecord<L> {
+        TxnRecord {
+            keys: f(self.keys),
+            row: self.row,
+            refunded_at: self.refunded_at,
+        }
+    }
+
     /// True when this version, if it wins, is ignored by rule.
     pub fn ignored(&self) -> bool {
         self.row.is_none()
@@ -341,7 +352,7 @@ impl TxnRecord {
 
     /// Its keys and the consolidated transactions it yields, moved out, in
     /// order: the row, then its refund.
-    pub fn into_rows(self) -> (Keys, impl Iterator<Item = TxnRow>) {
+    pub fn into_rows(self) -> (K, impl Iterator<Item = TxnRow>) {
         let refund = self.row.as_ref().zip(self.refunded_at).map(refund_of);
         (self.keys, self.row.into_iter().chain(refund))
     }

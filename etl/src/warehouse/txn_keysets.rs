@@ -128,6 +128,14 @@ impl TxnKeysets {
     /// The index of `keys`, added (without a customer) if new.
     pub fn intern(&mut self, keys: Keys) -> u32 {
         let h = keyset_hash(&keys, &mut self.buf);
+        self.intern_hashed(keys, h)
+    }
+
+    /// The index of `keys`, whose number ([`keyset_hash`]) is `h`, added
+    /// (without a customer) if new: the number can be computed beforehand,
+    /// outside a lock the table is shared under.
+    pub fn intern_hashed(&mut self, keys: Keys, h: u64) -> u32 {
+        debug_assert_eq!(h, keyset_hash(&keys, &mut String::new()));
         let all = &self.keys;
         if let Some(k) = self.sorted_index(h).filter(|&k| all[k as usize] == keys) {
             return k;
@@ -144,6 +152,12 @@ impl TxnKeysets {
         self.hashes.push(h);
         self.customers.push(None);
         k
+    }
+
+    /// The keys of key set `k`, moved out (leaving none): for a table that
+    /// is handed over to another key set by key set.
+    pub fn take_keys(&mut self, k: u32) -> Keys {
+        std::mem::take(&mut self.keys[k as usize])
     }
 
     /// The index of `keys`, added with `customer` if new (a stored row read

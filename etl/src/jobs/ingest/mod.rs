@@ -287,6 +287,7 @@ pub fn run_locked(
         std::mem::take(&mut stored.txns),
         std::mem::take(&mut stored.txn_keysets),
         txn_winners,
+        std::mem::take(&mut input.txn_keys),
         &found.files,
         &mut state,
         &mut touched,

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
@@ -27,6 +28,7 @@ use crate::record::{
 use crate::sources::reader::{self, RawBody};
 use crate::sources::{self, CsvRow, Header, InputFile, ParseContext, RawRecord, SourceKind};
 use crate::warehouse::RejectRow;
+use crate::warehouse::txn_keysets::{TxnKeysets, keyset_hash};
 
 /// What the drop holds, per file in the drop's order.
 pub(super) struct DropRead {
@@ -35,8 +37,12 @@ pub(super) struct DropRead {
     /// Rejected records, in file and line order.
     pub rejects: Vec<RejectRow>,
     /// Versioned transactions in chunks (a file's read batches, files in
-    /// order), in read order; freed chunk by chunk later.
-    pub txns: Vec<Vec<Versioned<TxnRecord>>>,
+    /// order), in read order; freed chunk by chunk later. Each names its key
+    /// set by index into `txn_keys`.
+    pub txns: Vec<Vec<Versioned<TxnRecord<u32>>>>,
+    /// The distinct key sets of `txns`, each held once however many records
+    /// name it (a drop of millions of a million customers' purchases).
+    pub txn_keys: TxnKeysets,
     /// Versioned CRM records per file, in read order.
     pub crm: Vec<Vec<Versioned<CrmRecord>>>,
     /// The stored events followed by the drop's.
@@ -79,6 +85,7 @@ pub(super) fn read_drop(
         }
     }
     let pb = super::super::progress::records_spinner(progress, "reading");
+    let txn_keys = Mutex::new(TxnKeysets::default());
     let (fx_files, other_files): (Vec<_>, Vec<_>) = files
         .iter()
         .enumerate()
@@ -86,7 +93,7 @@ pub(super) fn read_drop(
     let mut results: Vec<(usize, FileResult)> = Vec::with_capacity(files.len());
     let mut book = sources::fx::RateBook::default();
     for (i, f) in fx_files {
-        let mut r = read_one(i, f, &ctx, &pb)?;
+        let mut r = read_one(i, f, &ctx, &txn_keys, &pb)?;
         for &(c, rate, line) in &r.fx {
             if book.add(c, rate, &f.name, line)? {
                 r.counts.add(Outcome::Accepted, None);
@@ -101,7 +108,7 @@ pub(super) fn read_drop(
     }
     let rest: Vec<(usize, FileResult)> = other_files
         .par_iter()
-        .map(|(i, f)| read_one(*i, f, &ctx, &pb).map(|r| (*i, r)))
+        .map(|(i, f)| read_one(*i, f, &ctx, &txn_keys, &pb).map(|r| (*i, r)))
         .collect::<Result<_, _>>()?;
     results.extend(rest);
     results.sort_by_key(|(i, _)| *i);
@@ -113,6 +120,9 @@ pub(super) fn read_drop(
         per_file: Vec::with_capacity(results.len()),
         rejects: Vec::new(),
         txns: Vec::with_capacity(results.len()),
+        txn_keys: txn_keys
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
         crm: Vec::with_capacity(results.len()),
         stored_events: stored_events.len(),
         events: stored_events,
@@ -149,7 +159,7 @@ struct FileResult {
     rejects: Vec<RejectRow>,
     /// One chunk per read batch holding transactions: each sized once, so
     /// millions of records are never copied into a larger vector as it grows.
-    txns: Vec<Vec<Versioned<TxnRecord>>>,
+    txns: Vec<Vec<Versioned<TxnRecord<u32>>>>,
     crm: Vec<Versioned<CrmRecord>>,
     events: EventLog,
     /// Valid rates and their lines (counted once checked against the run's other rates).
@@ -211,11 +221,13 @@ fn erased_record(m: &Matcher, p: &Item<'_>) -> bool {
 }
 
 /// Reads and parses one file; framing errors and parse rejects are counted here,
-/// versioned records are counted after consolidation.
+/// versioned records are counted after consolidation. Transactions' keys go
+/// into `txn_keys`, shared by every file read.
 fn read_one(
     idx: usize,
     file: &InputFile,
     ctx: &ParseContext,
+    txn_keys: &Mutex<TxnKeysets>,
     pb: &indicatif::ProgressBar,
 ) -> Result<FileResult, reader::ReadError> {
     let mut out = FileResult::default();
@@ -319,7 +331,7 @@ fn read_one(
             }
         }
         if !txns.is_empty() {
-            out.txns.push(txns);
+            out.txns.push(intern_keys(txns, txn_keys));
         }
     })?;
     number_keys(&mut out);
@@ -328,6 +340,32 @@ fn read_one(
     out.txns.shrink_to_fit();
     out.crm.shrink_to_fit();
     Ok(out)
+}
+
+/// A batch's transactions with their keys interned into `table`: numbered
+/// first (outside the lock), then looked up under one lock for the batch.
+fn intern_keys(
+    txns: Vec<Versioned<TxnRecord>>,
+    table: &Mutex<TxnKeysets>,
+) -> Vec<Versioned<TxnRecord<u32>>> {
+    let mut buf = String::new();
+    let numbers: Vec<u64> = txns
+        .iter()
+        .map(|v| keyset_hash(&v.body.keys, &mut buf))
+        .collect();
+    // A vector of its own: collected from `txns`, it would reuse that larger
+    // allocation and keep its size.
+    let mut out = Vec::with_capacity(txns.len());
+    let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
+    out.extend(txns.into_iter().zip(numbers).map(|(v, h)| Versioned {
+        body: v.body.map_keys(|keys| table.intern_hashed(keys, h)),
+        key: v.key,
+        numbered: v.numbered,
+        version: v.version,
+        digest: v.digest,
+        pos: v.pos,
+    }));
+    out
 }
 
 fn warn_missing_columns(file: &InputFile, header: &Header) {
@@ -398,9 +436,10 @@ mod tests {
         let found = sources::discover(d.path()).unwrap();
         let ctx = ParseContext::new(&Settings::default());
         let pb = indicatif::ProgressBar::hidden();
-        let read = read_one(0, &found.files[0], &ctx, &pb).unwrap();
+        let keys = Mutex::new(TxnKeysets::default());
+        let read = read_one(0, &found.files[0], &ctx, &keys, &pb).unwrap();
         assert!(read.txns.len() >= 2, "one chunk per read batch");
-        let all: Vec<&Versioned<TxnRecord>> = read.txns.iter().flatten().collect();
+        let all: Vec<&Versioned<TxnRecord<u32>>> = read.txns.iter().flatten().collect();
         assert_eq!(all.len(), rows);
         let same: Vec<(u64, &str)> = all
             .iter()

@@ -58,7 +58,8 @@ const RELEASE_EVERY: usize = 1 << 17;
 pub(super) fn consolidate(
     mut stored: Vec<Vec<StoredTxn>>,
     mut keysets: TxnKeysets,
-    winners: Resolution<TxnRecord>,
+    winners: Resolution<TxnRecord<u32>>,
+    mut drop_keys: TxnKeysets,
     files: &[InputFile],
     state: &mut Vec<RecordState>,
     touched: &mut Touched,
@@ -77,6 +78,8 @@ pub(super) fn consolidate(
     chunks.reserve(winners.winners.len());
     let mut fresh: Vec<bool> = Vec::new();
     let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
+    // Each of the drop's key sets is interned once, when a winner first names it.
+    let mut interned = vec![u32::MAX; drop_keys.len()];
     // Chunk by chunk (a read batch), so each chunk's records are freed as
     // soon as they are converted, and handed back every ~130,000 records
     // (see `memory`).
@@ -98,8 +101,15 @@ pub(super) fn consolidate(
             let source_file = &file_names[w.pos.file as usize];
             let n = w.body.row_count();
             let mut record_key = w.key;
-            let (keys, rows) = w.body.into_rows();
-            let keyset = keysets.intern(keys);
+            let (d, rows) = w.body.into_rows();
+            let keyset = match interned[d as usize] {
+                u32::MAX => {
+                    let k = keysets.intern_hashed(drop_keys.take_keys(d), drop_keys.number(d));
+                    interned[d as usize] = k;
+                    k
+                }
+                k => k,
+            };
             if fresh.len() < keysets.len() {
                 fresh.resize(keysets.len(), false);
             }

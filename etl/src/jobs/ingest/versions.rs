@@ -19,7 +19,7 @@ pub(super) struct Versions {
     /// CRM records: winners per file, and the stored keys they replace.
     pub crm: Resolution<CrmRecord>,
     /// Transactions, likewise.
-    pub txns: Resolution<TxnRecord>,
+    pub txns: Resolution<TxnRecord<u32>>,
     /// Events (the winners stay in the drop's event log).
     pub events: EventResolution,
     /// CRM versions of this drop superseded by a later one: their keys stay
@@ -60,11 +60,12 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
         || events::resolve(log, stored_events),
     );
     let per_file = &mut read.per_file;
+    let txn_keys = &read.txn_keys;
     fate(&crm, per_file, |_| Outcome::Accepted);
     fate(&txns, per_file, |w| {
         if w.body.ignored() {
             Outcome::Ignored
-        } else if w.body.keys.is_empty() {
+        } else if txn_keys.keys(w.body.keys).is_empty() {
             Outcome::Anonymous
         } else {
             Outcome::Accepted
@@ -94,7 +95,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
 /// history instead of all of it, and a drop without any among none.
 fn numbered_stored_keys<'s>(
     stored: &'s [Vec<StoredTxn>],
-    new: &[Vec<Versioned<TxnRecord>>],
+    new: &[Vec<Versioned<TxnRecord<u32>>>],
 ) -> HashSet<&'s str> {
     let stored = stored.iter().flatten();
     let mut months: HashSet<Month> = HashSet::default();
@@ -142,7 +143,7 @@ impl<'a> StoredIndex<'a> {
     fn of(
         rows: &'a [RecordState],
         crm: &[Vec<Versioned<CrmRecord>>],
-        txns: &[Vec<Versioned<TxnRecord>>],
+        txns: &[Vec<Versioned<TxnRecord<u32>>>],
     ) -> StoredIndex<'a> {
         let keyed = crm.iter().map(Vec::len).sum::<usize>()
             + txns.iter().flatten().filter(|v| !v.numbered).count();
@@ -170,7 +171,7 @@ impl StoredVersions for StoredIndex<'_> {
 pub(super) fn kept_state(
     mut stored: Vec<RecordState>,
     crm: &Resolution<CrmRecord>,
-    txns: &Resolution<TxnRecord>,
+    txns: &Resolution<TxnRecord<u32>>,
 ) -> Vec<RecordState> {
     let replaced: HashSet<&str> = crm
         .replaced
