@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::record::{Pos, Versioned};
+use crate::record::{Pos, RecordKey, Versioned};
 
 /// The latest version seen of a source record (the `_state/records` table), so
 /// that re-deliveries across runs are recognised even when the winning version
@@ -19,7 +19,7 @@ use crate::record::{Pos, Versioned};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordState {
     /// Record key.
-    pub key: Box<str>,
+    pub key: RecordKey,
     /// Version order (`updated_at`), if the source has one.
     pub version: Option<i64>,
     /// Content hash of the winning version.
@@ -32,7 +32,7 @@ pub trait StoredVersions {
     fn version_of(&self, key: &str) -> Option<&RecordState>;
 }
 
-impl StoredVersions for FxHashMap<Box<str>, RecordState> {
+impl StoredVersions for FxHashMap<RecordKey, RecordState> {
     fn version_of(&self, key: &str) -> Option<&RecordState> {
         self.get(key)
     }
@@ -73,7 +73,7 @@ pub struct Resolution<T> {
     /// Positions of the superseded new records.
     pub duplicates: Vec<Pos>,
     /// Keys whose stored version is replaced by a winner.
-    pub replaced: Vec<Box<str>>,
+    pub replaced: Vec<RecordKey>,
 }
 
 impl<T> Resolution<T> {
@@ -249,7 +249,7 @@ mod tests {
             .into_iter()
             .map(|(k, v, d)| state(k, v, d).1)
             .collect();
-        let table: FxHashMap<Box<str>, RecordState> =
+        let table: FxHashMap<RecordKey, RecordState> =
             rows.iter().map(|r| (r.key.clone(), r.clone())).collect();
         for key in ["", "a", "b", "c", "d", "e", "f"] {
             assert_eq!(rows.version_of(key), table.version_of(key), "{key}");
@@ -291,7 +291,7 @@ mod tests {
                 })
                 .collect();
             let want = winners_by_the_rule(&batches);
-            let r = resolve(batches, &FxHashMap::<Box<str>, RecordState>::default());
+            let r = resolve(batches, &FxHashMap::<RecordKey, RecordState>::default());
             let have: Vec<Pos> = r.winners().map(|w| w.pos).collect();
             prop_assert_eq!(have, want);
         }
@@ -308,7 +308,7 @@ mod tests {
         }
     }
 
-    fn state(key: &str, version: Option<i64>, digest: u64) -> (Box<str>, RecordState) {
+    fn state(key: &str, version: Option<i64>, digest: u64) -> (RecordKey, RecordState) {
         (
             key.into(),
             RecordState {
@@ -327,7 +327,7 @@ mod tests {
                 vec![],
                 vec![v("a", Some(2), 3, 3), v("b", None, 4, 4)],
             ],
-            &FxHashMap::<Box<str>, RecordState>::default(),
+            &FxHashMap::<RecordKey, RecordState>::default(),
         );
         let lines: Vec<u64> = r.winners().map(|w| w.pos.line).collect();
         assert_eq!(lines, [3, 4]);
@@ -341,7 +341,7 @@ mod tests {
     fn a_version_with_a_time_beats_one_without() {
         let r = resolve(
             vec![vec![v("a", Some(0), 1, 1)], vec![v("a", None, 2, 2)]],
-            &FxHashMap::<Box<str>, RecordState>::default(),
+            &FxHashMap::<RecordKey, RecordState>::default(),
         );
         assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [1]);
     }
@@ -442,7 +442,7 @@ mod numbered_tests {
             pos: Pos { file: 0, line },
             body: (),
         };
-        let stored: FxHashMap<Box<str>, RecordState> = [(
+        let stored: FxHashMap<RecordKey, RecordState> = [(
             "pos:1".into(),
             RecordState {
                 key: "pos:1".into(),

@@ -71,7 +71,7 @@ fn parse_record(
         kind,
     };
     Ok(Versioned {
-        key: format!("tx:{digest:016x}").into(),
+        key: compact_str::format_compact!("tx:{digest:016x}"),
         numbered: true,
         version: None,
         digest,

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use cvm_shared::Channel;
 
-use crate::record::{Keys, RejectReason, TxnRow};
+use crate::record::{Keys, RecordKey, RejectReason, TxnRow};
 
 /// Errors reading or writing warehouse files.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,7 @@ pub struct StoredTxn {
     /// re-resolved when CRM changes) and the customer they resolve to.
     pub keyset: u32,
     /// The source record it came from (replaced as a unit by a newer version).
-    pub record_key: Box<str>,
+    pub record_key: RecordKey,
     /// Input file it was read from, relative to its drop (shared by its rows).
     pub source_file: Arc<str>,
 }

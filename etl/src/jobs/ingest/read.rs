@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -404,7 +405,8 @@ fn number_keys(out: &mut FileResult) {
     };
     let numbered = out.txns.iter_mut().flatten().filter(|v| v.numbered);
     for (v, n) in numbered.zip(occurrences) {
-        v.key = format!("{}#{n}", v.key).into();
+        // In place: a key of up to 24 bytes stays inline.
+        let _ = write!(v.key, "#{n}");
         if let Some(TxnRow {
             ids: TxnIds::Generic { hash, .. },
             ..
