@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::record::{Pos, RecordKey, Versioned};
+use crate::record::{OptTime, Pos, RecordKey, Versioned};
 
 /// The latest version seen of a source record (the `_state/records` table), so
 /// that re-deliveries across runs are recognised even when the winning version
@@ -187,8 +187,8 @@ fn resolve_handing_over<T>(
             let fate = match state {
                 _ if sup.next().unwrap_or(true) => Fate::Duplicate,
                 Some(s)
-                    if rec.version < s.version
-                        || (rec.version == s.version && rec.digest == s.digest) =>
+                    if rec.version < OptTime::new(s.version)
+                        || (rec.version.get() == s.version && rec.digest == s.digest) =>
                 {
                     Fate::Duplicate
                 }
@@ -228,7 +228,7 @@ mod tests {
     /// best version per key; returns the positions of the winners.
     fn winners_by_the_rule(batches: &[Vec<Versioned<()>>]) -> Vec<Pos> {
         let mut best: std::collections::HashMap<&str, Pos> = Default::default();
-        let mut version: std::collections::HashMap<Pos, Option<i64>> = Default::default();
+        let mut version: std::collections::HashMap<Pos, OptTime> = Default::default();
         for r in batches.iter().flatten() {
             version.insert(r.pos, r.version);
             match best.get(&*r.key) {
@@ -301,7 +301,7 @@ mod tests {
         Versioned {
             key: key.into(),
             numbered: false,
-            version,
+            version: version.into(),
             digest,
             pos: Pos { file: 0, line },
             body: (),
@@ -415,7 +415,7 @@ mod numbered_tests {
         let v = |key: &str, line| Versioned {
             key: key.into(),
             numbered: true,
-            version: None,
+            version: OptTime::NONE,
             digest: 1,
             pos: Pos { file: 0, line },
             body: (),
@@ -434,10 +434,10 @@ mod numbered_tests {
 
     #[test]
     fn keyed_and_numbered_records_resolve_together_in_read_order() {
-        let v = |key: &str, numbered, version, line| Versioned {
+        let v = |key: &str, numbered, version: Option<i64>, line| Versioned {
             key: key.into(),
             numbered,
-            version,
+            version: version.into(),
             digest: 1,
             pos: Pos { file: 0, line },
             body: (),

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
+use crate::record::{
+    OptTime, Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned,
+};
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -101,13 +103,13 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     Ok(Versioned {
         key: id.into(),
         numbered: false,
-        version: None,
+        version: OptTime::NONE,
         digest: fields::digest([line]),
         pos,
         body: TxnRecord {
             keys,
             row: Some(row),
-            refunded_at: None,
+            refunded_at: OptTime::NONE,
         },
     })
 }

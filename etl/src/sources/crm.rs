@@ -109,7 +109,7 @@ fn parse_record(
     Ok(Versioned {
         key: format!("crm:{id}").into(),
         numbered: false,
-        version: updated_at,
+        version: updated_at.into(),
         digest,
         pos,
         body: rec,
@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(v.body.phone.as_deref(), Some("+8613800000000"));
         assert_eq!(v.body.country.as_deref(), Some("CN"));
         assert!(v.body.email_opt_in);
-        assert_eq!(v.version, fields::rfc3339_micros("2026-03-01T02:00:00Z"));
+        assert_eq!(
+            v.version.get(),
+            fields::rfc3339_micros("2026-03-01T02:00:00Z")
+        );
     }
 
     #[test]
@@ -191,7 +194,7 @@ mod tests {
         };
         assert_eq!(v.body.email, None);
         assert!(!v.body.email_opt_in);
-        assert_eq!(v.version, None);
+        assert_eq!(v.version.get(), None);
     }
 
     /// A row with `value` in column `col`, else empty but for the id.

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ParseContext, fields};
-use crate::record::{EventFields, EventRecord, Keys, Parsed, Pos, Reject, RejectReason, Versioned};
+use crate::record::{
+    EventFields, EventRecord, Keys, OptTime, Parsed, Pos, Reject, RejectReason, Versioned,
+};
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -25,7 +27,7 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
         Ok(f) => Parsed::Event(Versioned {
             key: format!("ev:{:016x}", f.digest).into(),
             numbered: true,
-            version: None,
+            version: OptTime::NONE,
             digest: f.digest,
             pos,
             body: EventRecord {

@@ -5,7 +5,9 @@
 use cvm_shared::{Channel, TxnKind};
 
 use super::{CsvRow, ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
+use crate::record::{
+    OptTime, Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned,
+};
 
 /// The contract's POS columns; a receipt's content digest covers all of them.
 pub(crate) const COLUMNS: [&str; 8] = [
@@ -81,13 +83,13 @@ fn parse_record(
     Ok(Some(Versioned {
         key: id.into(),
         numbered: false,
-        version: None,
+        version: OptTime::NONE,
         digest,
         pos,
         body: TxnRecord {
             keys,
             row: Some(txn),
-            refunded_at: None,
+            refunded_at: OptTime::NONE,
         },
     }))
 }

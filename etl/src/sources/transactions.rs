@@ -5,7 +5,7 @@
 use cvm_shared::{Channel, TxnKind};
 
 use super::{CsvRow, ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, TxnIds, TxnRecord, TxnRow, Versioned};
+use crate::record::{OptTime, Parsed, Pos, Reject, TxnIds, TxnRecord, TxnRow, Versioned};
 
 /// Parses one transaction row.
 pub fn parse(row: CsvRow<'_>, pos: Pos, ctx: &ParseContext) -> Parsed {
@@ -73,13 +73,13 @@ fn parse_record(
     Ok(Versioned {
         key: compact_str::format_compact!("tx:{digest:016x}"),
         numbered: true,
-        version: None,
+        version: OptTime::NONE,
         digest,
         pos,
         body: TxnRecord {
             keys: fields::keys(Some(customer), None, None, ctx)?,
             row: Some(txn),
-            refunded_at: None,
+            refunded_at: OptTime::NONE,
         },
     })
 }

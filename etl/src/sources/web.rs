@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{ParseContext, fields};
-use crate::record::{Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned};
+use crate::record::{
+    OptTime, Parsed, Pos, Reject, RejectReason, TxnIds, TxnRecord, TxnRow, Versioned,
+};
 
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -68,7 +70,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let versioned = |body| Versioned {
         key: key.clone().into(),
         numbered: false,
-        version: updated_at,
+        version: updated_at.into(),
         digest,
         pos,
         body,
@@ -80,7 +82,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
             return Ok(versioned(TxnRecord {
                 keys: Default::default(),
                 row: None,
-                refunded_at: None,
+                refunded_at: OptTime::NONE,
             }));
         }
         other => {
@@ -139,7 +141,7 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
         keys,
         row: Some(row),
         // Without updated_at the refund can only be dated at the order itself.
-        refunded_at: refunded.then(|| updated_at.unwrap_or(created_at)),
+        refunded_at: refunded.then(|| updated_at.unwrap_or(created_at)).into(),
     }))
 }
 
@@ -170,7 +172,10 @@ mod tests {
     fn the_contract_example_is_one_purchase() {
         let v = txn(run(PAID));
         assert_eq!(&*v.key, "web:W-1001");
-        assert_eq!(v.version, fields::rfc3339_micros("2026-03-02T08:00:00Z"));
+        assert_eq!(
+            v.version.get(),
+            fields::rfc3339_micros("2026-03-02T08:00:00Z")
+        );
         assert_eq!(v.body.row_count(), 1);
         let t = v.body.row.as_ref().unwrap();
         assert_eq!(
@@ -193,7 +198,7 @@ mod tests {
         );
         assert_eq!(r.source_id(&v.key), Some("W-1001"));
         assert_eq!(r.order_id(&v.key), Some("W-1001"));
-        assert_eq!(Some(r.occurred_at), v.version);
+        assert_eq!(Some(r.occurred_at), v.version.get());
         assert_eq!(r.amount_original.to_string(), "-59.9");
     }
 
@@ -215,7 +220,7 @@ mod tests {
             v.body.row.as_ref().unwrap().amount_original.to_string(),
             "12.5"
         );
-        assert_eq!(v.version, None);
+        assert_eq!(v.version.get(), None);
     }
 
     #[test]

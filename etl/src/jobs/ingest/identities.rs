@@ -47,7 +47,7 @@ pub(super) fn latest_crm<'s>(
         // A CRM record's key is needed only here: moved, not cloned.
         state.push(RecordState {
             key: w.key,
-            version: w.version,
+            version: w.version.get(),
             digest: w.digest,
         });
         records.push(w.body);

@@ -188,7 +188,7 @@ pub(super) fn kept_state(
 pub(super) fn state_of<T>(w: &Versioned<T>) -> RecordState {
     RecordState {
         key: w.key.clone(),
-        version: w.version,
+        version: w.version.get(),
         digest: w.digest,
     }
 }
