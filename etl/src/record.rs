@@ -111,13 +111,36 @@ pub enum Outcome {
 }
 
 /// Where a record was read: index of its file in the run's file list and the
-/// 1-based physical line on which it starts. Ordered as read.
+/// 1-based physical line on which it starts. Ordered as read. Both in one
+/// u64 (every record of a drop carries one): the file in the high
+/// [`Pos::FILE_BITS`] bits, the line in the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Pos {
+pub struct Pos(u64);
+
+impl Pos {
+    /// Bits of the file index: a drop holds at most 2^20 (1,048,576) files
+    /// (checked when it is discovered).
+    pub const FILE_BITS: u32 = 20;
+    /// Bits of the line: 2^44 lines, some 17 trillion, more than any file
+    /// a disk holds; a later line counts as the last.
+    const LINE_BITS: u32 = 64 - Pos::FILE_BITS;
+    const LINES: u64 = (1 << Pos::LINE_BITS) - 1;
+
+    /// Line `line` of file `file` (an index below 2^[`Pos::FILE_BITS`]).
+    pub fn new(file: u32, line: u64) -> Pos {
+        debug_assert!(u64::from(file) < 1 << Pos::FILE_BITS);
+        Pos((u64::from(file) << Pos::LINE_BITS) | line.min(Pos::LINES))
+    }
+
     /// Index into the run's sorted file list.
-    pub file: u32,
+    pub fn file(self) -> u32 {
+        (self.0 >> Pos::LINE_BITS) as u32
+    }
+
     /// 1-based physical line where the record starts.
-    pub line: u64,
+    pub fn line(self) -> u64 {
+        self.0 & Pos::LINES
+    }
 }
 
 /// The keys a transaction or event names its customer by, already normalised
@@ -406,6 +429,13 @@ pub struct EventRecord {
     pub ts: i64,
 }
 
+impl<T: Numbering> Versioned<T> {
+    /// True for records with no id of their own (see [`Numbering`]).
+    pub fn numbered(&self) -> bool {
+        self.body.numbered()
+    }
+}
+
 /// The fields of an event line, borrowed from it where possible; keys normalised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFields<'a> {
@@ -471,6 +501,39 @@ impl From<Option<i64>> for OptTime {
 /// millions of records of a large drop or history allocate nothing for it.
 pub type RecordKey = compact_str::CompactString;
 
+/// Whether a record has an id of its own, or is numbered: keyed by its
+/// content and its occurrence in its file (`#n`), so identical rows stay
+/// distinct records (generic transactions, events).
+pub trait Numbering {
+    /// True for a numbered record.
+    fn numbered(&self) -> bool;
+}
+
+impl<K> Numbering for TxnRecord<K> {
+    /// Generic transactions, the numbered ones, are the rows with generic ids.
+    fn numbered(&self) -> bool {
+        matches!(
+            self.row,
+            Some(TxnRow {
+                ids: TxnIds::Generic { .. },
+                ..
+            })
+        )
+    }
+}
+
+impl Numbering for CrmRecord {
+    fn numbered(&self) -> bool {
+        false
+    }
+}
+
+impl Numbering for EventRecord {
+    fn numbered(&self) -> bool {
+        true
+    }
+}
+
 /// A record that may have other versions under the same key; the latest wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned<T> {
@@ -478,8 +541,6 @@ pub struct Versioned<T> {
     /// When `numbered` is set, the pipeline appends `#n`, n counting identical
     /// keys within the file, so identical rows stay distinct records.
     pub key: RecordKey,
-    /// True for records with no id of their own (generic transactions, events).
-    pub numbered: bool,
     /// The version order (e.g. `updated_at` in microseconds); `None` sorts first.
     pub version: OptTime,
     /// Hash of the record's content, to tell a re-delivery of the same version.
@@ -563,11 +624,21 @@ mod tests {
         // A drop of millions of transactions is held as these between the
         // read and the consolidation: each byte here is 12 MB on the
         // 12.3M-row benchmark drop. Keys are inline, key sets an index.
-        assert!(std::mem::size_of::<Versioned<TxnRecord<u32>>>() <= 160);
+        assert!(std::mem::size_of::<Versioned<TxnRecord<u32>>>() <= 144);
         assert_eq!(std::mem::size_of::<OptTime>(), 8);
     }
 
     proptest! {
+        #[test]
+        fn positions_order_as_file_then_line(
+            a in (0u32..1 << Pos::FILE_BITS, 1u64..1 << 44),
+            b in (0u32..1 << Pos::FILE_BITS, 1u64..1 << 44),
+        ) {
+            let (pa, pb) = (Pos::new(a.0, a.1), Pos::new(b.0, b.1));
+            prop_assert_eq!((pa.file(), pa.line()), a);
+            prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+        }
+
         #[test]
         fn optional_times_order_as_options(a in any::<Option<i64>>(), b in any::<Option<i64>>()) {
             let (a, b) = (a.filter(|t| *t != i64::MIN), b.filter(|t| *t != i64::MIN));

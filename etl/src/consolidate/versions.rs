@@ -11,7 +11,7 @@ use std::hash::BuildHasher;
 use rayon::prelude::*;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-use crate::record::{OptTime, Pos, RecordKey, Versioned};
+use crate::record::{Numbering, OptTime, Pos, RecordKey, Versioned};
 
 /// The latest version seen of a source record (the `_state/records` table), so
 /// that re-deliveries across runs are recognised even when the winning version
@@ -89,7 +89,7 @@ impl<T> Resolution<T> {
 }
 
 /// Resolves `new` (batches in read order) against `stored`.
-pub fn resolve<T>(
+pub fn resolve<T: Numbering>(
     new: Vec<Vec<Versioned<T>>>,
     stored: &(impl StoredVersions + ?Sized),
 ) -> Resolution<T> {
@@ -101,7 +101,7 @@ pub fn resolve<T>(
 /// does. Keyed and numbered keys never coincide (numbered ones end in `#n`).
 /// Winners are filtered in place, batch by batch, so no second copy of the
 /// records is made.
-pub fn resolve_mixed<T>(
+pub fn resolve_mixed<T: Numbering>(
     new: Vec<Vec<Versioned<T>>>,
     stored: &(impl StoredVersions + ?Sized),
     numbered_stored: impl Fn(&str) -> bool,
@@ -112,7 +112,7 @@ pub fn resolve_mixed<T>(
 /// Resolves as [`resolve`] does, handing each superseded record to
 /// `superseded` (in read order) instead of dropping it: a CRM customer keeps
 /// the emails and phones of its earlier versions.
-pub fn resolve_keeping_superseded<T>(
+pub fn resolve_keeping_superseded<T: Numbering>(
     new: Vec<Vec<Versioned<T>>>,
     stored: &(impl StoredVersions + ?Sized),
     superseded: impl FnMut(Versioned<T>),
@@ -120,7 +120,7 @@ pub fn resolve_keeping_superseded<T>(
     resolve_handing_over(new, stored, |_| false, superseded)
 }
 
-fn resolve_handing_over<T>(
+fn resolve_handing_over<T: Numbering>(
     mut new: Vec<Vec<Versioned<T>>>,
     stored: &(impl StoredVersions + ?Sized),
     numbered_stored: impl Fn(&str) -> bool,
@@ -131,7 +131,7 @@ fn resolve_handing_over<T>(
         .map(|batch| {
             batch
                 .iter()
-                .map(|v| v.numbered && numbered_stored(&v.key))
+                .map(|v| v.numbered() && numbered_stored(&v.key))
                 .collect()
         })
         .collect();
@@ -194,7 +194,7 @@ fn resolve_handing_over<T>(
         // In place, like `retain`, but the superseded records are moved out.
         let losers = batch.extract_if(.., |rec| {
             // Numbered keys are never in the record state (see `resolve_mixed`).
-            let state = if rec.numbered {
+            let state = if rec.numbered() {
                 None
             } else {
                 stored.version_of(&rec.key)
@@ -271,9 +271,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A test record's body is whether it is numbered.
+    impl Numbering for bool {
+        fn numbered(&self) -> bool {
+            *self
+        }
+    }
+
     /// The rule written plainly: records in read order, a table of the
     /// best version per key; returns the positions of the winners.
-    fn winners_by_the_rule(batches: &[Vec<Versioned<()>>]) -> Vec<Pos> {
+    fn winners_by_the_rule(batches: &[Vec<Versioned<bool>>]) -> Vec<Pos> {
         let mut best: std::collections::HashMap<&str, Pos> = Default::default();
         let mut version: std::collections::HashMap<Pos, OptTime> = Default::default();
         for r in batches.iter().flatten() {
@@ -310,7 +317,7 @@ mod tests {
             ]]
         };
         let (by_rows, by_table) = (resolve(new(), rows.as_slice()), resolve(new(), &table));
-        let lines = |r: &Resolution<()>| r.winners().map(|w| w.pos.line).collect::<Vec<_>>();
+        let lines = |r: &Resolution<bool>| r.winners().map(|w| w.pos.line()).collect::<Vec<_>>();
         assert_eq!(lines(&by_rows), [2, 3]);
         assert_eq!(lines(&by_rows), lines(&by_table));
         assert_eq!(by_rows.replaced, by_table.replaced);
@@ -325,7 +332,7 @@ mod tests {
         ) {
             let mut picks = picks.into_iter().cycle();
             let mut line = 0;
-            let batches: Vec<Vec<Versioned<()>>> = sizes
+            let batches: Vec<Vec<Versioned<bool>>> = sizes
                 .iter()
                 .map(|&n| {
                     (0..n)
@@ -344,14 +351,13 @@ mod tests {
         }
     }
 
-    fn v(key: &str, version: Option<i64>, digest: u64, line: u64) -> Versioned<()> {
+    fn v(key: &str, version: Option<i64>, digest: u64, line: u64) -> Versioned<bool> {
         Versioned {
             key: key.into(),
-            numbered: false,
             version: version.into(),
             digest,
-            pos: Pos { file: 0, line },
-            body: (),
+            pos: Pos::new(0, line),
+            body: false,
         }
     }
 
@@ -376,10 +382,10 @@ mod tests {
             ],
             &FxHashMap::<RecordKey, RecordState>::default(),
         );
-        let lines: Vec<u64> = r.winners().map(|w| w.pos.line).collect();
+        let lines: Vec<u64> = r.winners().map(|w| w.pos.line()).collect();
         assert_eq!(lines, [3, 4]);
         assert_eq!(
-            r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(),
+            r.duplicates.iter().map(|p| p.line()).collect::<Vec<_>>(),
             [1, 2]
         );
     }
@@ -390,7 +396,7 @@ mod tests {
             vec![vec![v("a", Some(0), 1, 1)], vec![v("a", None, 2, 2)]],
             &FxHashMap::<RecordKey, RecordState>::default(),
         );
-        assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [1]);
+        assert_eq!(r.winners().map(|w| w.pos.line()).collect::<Vec<_>>(), [1]);
     }
 
     #[test]
@@ -434,9 +440,9 @@ mod tests {
                 vec![v("b", Some(2), 3, 3), v("a", Some(5), 9, 4)],
             ],
             &stored,
-            |l| lost.push(l.pos.line),
+            |l| lost.push(l.pos.line()),
         );
-        assert_eq!(r.winners().map(|w| w.pos.line).collect::<Vec<_>>(), [3]);
+        assert_eq!(r.winners().map(|w| w.pos.line()).collect::<Vec<_>>(), [3]);
         assert_eq!(lost, [1, 2, 4]);
         assert_eq!(r.duplicates.len(), 3);
     }
@@ -445,7 +451,7 @@ mod tests {
 /// Resolves records with no id of their own (their key is their content and
 /// occurrence number): one already stored is a duplicate, the rest resolve
 /// among themselves. No per-record state is kept for them.
-pub fn resolve_numbered<T>(
+pub fn resolve_numbered<T: Numbering>(
     new: Vec<Vec<Versioned<T>>>,
     is_stored: impl Fn(&str) -> bool,
 ) -> Resolution<T> {
@@ -461,11 +467,10 @@ mod numbered_tests {
     fn stored_numbered_records_are_duplicates() {
         let v = |key: &str, line| Versioned {
             key: key.into(),
-            numbered: true,
             version: OptTime::NONE,
             digest: 1,
-            pos: Pos { file: 0, line },
-            body: (),
+            pos: Pos::new(0, line),
+            body: true,
         };
         let r = resolve_numbered(
             vec![vec![v("tx:a#1", 1), v("tx:a#2", 2), v("tx:b#1", 3)]],
@@ -475,7 +480,7 @@ mod numbered_tests {
             r.winners().map(|w| &*w.key).collect::<Vec<_>>(),
             ["tx:a#2", "tx:b#1"]
         );
-        assert_eq!(r.duplicates, [Pos { file: 0, line: 1 }]);
+        assert_eq!(r.duplicates, [Pos::new(0, 1)]);
         assert!(r.replaced.is_empty());
     }
 
@@ -483,11 +488,10 @@ mod numbered_tests {
     fn keyed_and_numbered_records_resolve_together_in_read_order() {
         let v = |key: &str, numbered, version: Option<i64>, line| Versioned {
             key: key.into(),
-            numbered,
             version: version.into(),
             digest: 1,
-            pos: Pos { file: 0, line },
-            body: (),
+            pos: Pos::new(0, line),
+            body: numbered,
         };
         let stored: FxHashMap<RecordKey, RecordState> = [(
             "pos:1".into(),
@@ -516,7 +520,7 @@ mod numbered_tests {
             ["pos:1", "tx:b#1", "pos:2"]
         );
         assert_eq!(
-            r.duplicates.iter().map(|p| p.line).collect::<Vec<_>>(),
+            r.duplicates.iter().map(|p| p.line()).collect::<Vec<_>>(),
             [1, 5]
         );
         assert_eq!(r.replaced, [Box::from("pos:1")]);

@@ -102,7 +102,6 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     };
     Ok(Versioned {
         key: id.into(),
-        numbered: false,
         version: OptTime::NONE,
         digest: fields::digest([line]),
         pos,

@@ -108,7 +108,6 @@ fn parse_record(
     );
     Ok(Versioned {
         key: format!("crm:{id}").into(),
-        numbered: false,
         version: updated_at.into(),
         digest,
         pos,
@@ -148,7 +147,7 @@ mod tests {
                 header: &h,
                 record: &r,
             },
-            Pos { file: 0, line: 2 },
+            Pos::new(0, 2),
             &ctx,
         )
     }

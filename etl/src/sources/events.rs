@@ -26,7 +26,6 @@ pub fn parse(line: &str, pos: Pos, ctx: &ParseContext) -> Parsed {
     match parse_fields(line, ctx) {
         Ok(f) => Parsed::Event(Versioned {
             key: format!("ev:{:016x}", f.digest).into(),
-            numbered: true,
             version: OptTime::NONE,
             digest: f.digest,
             pos,
@@ -105,7 +104,7 @@ mod tests {
             panic!()
         };
         assert_eq!(&*v.body.event_type, "email_open");
-        assert!(v.numbered);
+        assert!(v.numbered());
         let Parsed::Event(v) = run(r#"{"email":" X@Y.Z ","type":"web_visit","ts":1709260500}"#)
         else {
             panic!()

@@ -129,6 +129,15 @@ pub enum DiscoverError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// More files than a drop can hold.
+    #[error(
+        "input folder {path} holds {files} input files, more than the {max} a drop can hold: deliver them as several drops"
+    )]
+    TooManyFiles {
+        path: PathBuf,
+        files: usize,
+        max: usize,
+    },
 }
 
 /// Lists the input files of a drop folder.
@@ -183,6 +192,14 @@ pub fn discover(dir: &Path) -> Result<Discovery, DiscoverError> {
     }
     out.files
         .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let max = 1 << crate::record::Pos::FILE_BITS;
+    if out.files.len() > max {
+        return Err(DiscoverError::TooManyFiles {
+            path: dir.to_path_buf(),
+            files: out.files.len(),
+            max,
+        });
+    }
     Ok(out)
 }
 

@@ -82,7 +82,6 @@ fn parse_record(
     };
     Ok(Some(Versioned {
         key: id.into(),
-        numbered: false,
         version: OptTime::NONE,
         digest,
         pos,
@@ -122,7 +121,7 @@ mod tests {
                 header: &h,
                 record: &r,
             },
-            Pos { file: 1, line: 9 },
+            Pos::new(1, 9),
             &ctx(),
         )
     }

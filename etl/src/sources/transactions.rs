@@ -72,7 +72,6 @@ fn parse_record(
     };
     Ok(Versioned {
         key: compact_str::format_compact!("tx:{digest:016x}"),
-        numbered: true,
         version: OptTime::NONE,
         digest,
         pos,
@@ -128,7 +127,7 @@ mod tests {
         assert_eq!(t.currency.as_str(), "USD");
         assert_eq!(t.amount_base.to_string(), "11.77");
         assert_eq!(t.channel, Channel::Other);
-        assert!(v.numbered);
+        assert!(v.numbered());
         assert_eq!(v.body.keys.customer_id.as_deref(), Some("00001"));
     }
 

@@ -69,7 +69,6 @@ fn parse_record(line: &str, pos: Pos, ctx: &ParseContext) -> Result<Versioned<Tx
     let digest = fields::digest([line]);
     let versioned = |body| Versioned {
         key: key.clone().into(),
-        numbered: false,
         version: updated_at.into(),
         digest,
         pos,
@@ -156,7 +155,7 @@ mod tests {
             Currency::parse("CNY").unwrap(),
             Rate::parse_positive("0.14").unwrap(),
         );
-        parse(line, Pos { file: 2, line: 1 }, &c)
+        parse(line, Pos::new(2, 1), &c)
     }
 
     fn txn(p: Parsed) -> Versioned<TxnRecord> {

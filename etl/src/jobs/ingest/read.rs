@@ -244,10 +244,7 @@ fn read_one(
         let parsed: Vec<(u64, Item<'_>, Option<String>, Vec<VaultEntry>)> = batch
             .par_iter()
             .map(|item| {
-                let pos = Pos {
-                    file: idx as u32,
-                    line: item.line,
-                };
+                let pos = Pos::new(idx as u32, item.line);
                 let (line, mut p, raw) = match &item.body {
                     RawBody::Bad(r, raw) => (
                         item.line,
@@ -362,7 +359,6 @@ fn intern_keys(
     out.extend(txns.into_iter().zip(numbers).map(|(v, h)| Versioned {
         body: v.body.map_keys(|keys| table.intern_hashed(keys, h)),
         key: v.key,
-        numbered: v.numbered,
         version: v.version,
         digest: v.digest,
         pos: v.pos,
@@ -398,7 +394,7 @@ fn number_keys(out: &mut FileResult) {
             .txns
             .iter()
             .flatten()
-            .filter(|v| v.numbered)
+            .filter(|v| v.numbered())
             .map(|v| &*v.key)
             .collect();
         let order = KeyOrder::new(keys.len(), keys.iter().map(|k| &**k).enumerate());
@@ -422,7 +418,7 @@ fn number_keys(out: &mut FileResult) {
         }
         occurrences
     };
-    let numbered = out.txns.iter_mut().flatten().filter(|v| v.numbered);
+    let numbered = out.txns.iter_mut().flatten().filter(|v| v.numbered());
     for (v, n) in numbered.zip(occurrences) {
         // In place: a key of up to 24 bytes stays inline.
         let _ = write!(v.key, "#{n}");
@@ -465,7 +461,7 @@ mod tests {
         let same: Vec<(u64, &str)> = all
             .iter()
             .filter(|v| v.body.row.as_ref().unwrap().amount_original.0 == 7_000_000)
-            .map(|v| (v.pos.line, v.key.rsplit_once('#').unwrap().1))
+            .map(|v| (v.pos.line(), v.key.rsplit_once('#').unwrap().1))
             .collect();
         let lines = [2, reader::BATCH as u64 + 52, rows as u64 + 1];
         assert_eq!(

@@ -92,13 +92,13 @@ pub(super) fn consolidate(
         }
         let mut made = Vec::with_capacity(file_winners.iter().map(|w| w.body.row_count()).sum());
         for w in file_winners {
-            if !w.numbered {
+            if !w.numbered() {
                 state.push(state_of(&w));
             }
             if w.body.ignored() {
                 continue;
             }
-            let source_file = &file_names[w.pos.file as usize];
+            let source_file = &file_names[w.pos.file() as usize];
             let n = w.body.row_count();
             let mut record_key = w.key;
             let (d, rows) = w.body.into_rows();

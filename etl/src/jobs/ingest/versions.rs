@@ -99,7 +99,7 @@ fn numbered_stored_keys<'s>(
 ) -> HashSet<&'s str> {
     let stored = stored.iter().flatten();
     let mut months: HashSet<Month> = HashSet::default();
-    for v in new.iter().flatten().filter(|v| v.numbered) {
+    for v in new.iter().flatten().filter(|v| v.numbered()) {
         match &v.body.row {
             Some(row) => {
                 months.insert(month_of(row.occurred_at));
@@ -124,10 +124,10 @@ fn fate<T>(
     winner_outcome: impl Fn(&Versioned<T>) -> Outcome,
 ) {
     for p in &res.duplicates {
-        per_file[p.file as usize].add(Outcome::Duplicate, None);
+        per_file[p.file() as usize].add(Outcome::Duplicate, None);
     }
     for w in res.winners() {
-        per_file[w.pos.file as usize].add(winner_outcome(w), None);
+        per_file[w.pos.file() as usize].add(winner_outcome(w), None);
     }
 }
 
@@ -146,7 +146,7 @@ impl<'a> StoredIndex<'a> {
         txns: &[Vec<Versioned<TxnRecord<u32>>>],
     ) -> StoredIndex<'a> {
         let keyed = crm.iter().map(Vec::len).sum::<usize>()
-            + txns.iter().flatten().filter(|v| !v.numbered).count();
+            + txns.iter().flatten().filter(|v| !v.numbered()).count();
         if keyed >= 1 << 16 && keyed * 8 >= rows.len() {
             StoredIndex::Hashed(rows.iter().map(|r| (&*r.key, r)).collect())
         } else {
