@@ -56,6 +56,78 @@ pub enum WarehouseError {
     },
 }
 
+/// An input file's name (relative to its drop), held once for the process:
+/// a row names its file by a 4-byte index, where millions of rows name a
+/// few hundred files (as a compiler interns its symbols). The table only
+/// grows, by the names of the files read and written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SourceFile(u32);
+
+/// Every file name interned so far, and their indices.
+#[derive(Default)]
+struct SourceFiles {
+    names: Vec<Arc<str>>,
+    index: std::collections::HashMap<Arc<str>, u32>,
+}
+
+static SOURCE_FILES: std::sync::LazyLock<std::sync::RwLock<SourceFiles>> =
+    std::sync::LazyLock::new(Default::default);
+
+impl SourceFile {
+    /// The file named `name`.
+    pub fn intern(name: &str) -> SourceFile {
+        use std::sync::PoisonError;
+        if let Some(&i) = SOURCE_FILES
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .index
+            .get(name)
+        {
+            return SourceFile(i);
+        }
+        let mut files = SOURCE_FILES.write().unwrap_or_else(PoisonError::into_inner);
+        let next = files.names.len() as u32;
+        let name: Arc<str> = name.into();
+        let i = *files.index.entry(Arc::clone(&name)).or_insert(next);
+        if i == next {
+            files.names.push(name);
+        }
+        SourceFile(i)
+    }
+
+    /// Every name interned so far, by index: what a writer of many rows
+    /// looks their names up in, with no lock per row.
+    pub fn names() -> Vec<Arc<str>> {
+        SOURCE_FILES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .names
+            .clone()
+    }
+
+    /// This file's name in `names` (from [`SourceFile::names`]).
+    pub fn name_in(self, names: &[Arc<str>]) -> &str {
+        names.get(self.0 as usize).map_or("", |n| n)
+    }
+
+    /// This file's name.
+    pub fn name(self) -> Arc<str> {
+        let files = SOURCE_FILES
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        files
+            .names
+            .get(self.0 as usize)
+            .map_or_else(|| "".into(), Arc::clone)
+    }
+}
+
+impl From<&str> for SourceFile {
+    fn from(name: &str) -> SourceFile {
+        SourceFile::intern(name)
+    }
+}
+
 /// A consolidated transaction as ingest holds it: its keys and customer are
 /// its key set's, in a [`txn_keysets::TxnKeysets`] table beside the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,8 +139,8 @@ pub struct StoredTxn {
     pub keyset: u32,
     /// The source record it came from (replaced as a unit by a newer version).
     pub record_key: RecordKey,
-    /// Input file it was read from, relative to its drop (shared by its rows).
-    pub source_file: Arc<str>,
+    /// Input file it was read from, relative to its drop.
+    pub source_file: SourceFile,
 }
 
 impl StoredTxn {

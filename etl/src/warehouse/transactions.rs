@@ -21,7 +21,7 @@ use super::parquet_io::{
     timestamp_array, writer_properties_with,
 };
 use super::txn_keysets::TxnKeysets;
-use super::{StoredTxn, Transaction, WarehouseError};
+use super::{SourceFile, StoredTxn, Transaction, WarehouseError};
 use crate::record::{Keys, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
@@ -103,6 +103,7 @@ where
     let [mut id, mut source, mut order, mut record_key] = [24, 12, 12, 24].map(text);
     let [mut customer, mut key_customer, mut key_email, mut key_phone] = [12, 12, 24, 16].map(text);
     let [mut channel, mut currency, mut kind, mut source_file] = [4, 3, 8, 32].map(text);
+    let file_names = SourceFile::names();
     let (mut occurred, mut base, mut original, mut keyset) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -127,7 +128,7 @@ where
         key_email.append_option(keys.email.as_deref());
         key_phone.append_option(keys.phone.as_deref());
         record_key.append_value(&t.record_key);
-        source_file.append_value(&t.source_file);
+        source_file.append_value(t.source_file.name_in(&file_names));
         keyset.push(sets.number(t.keyset));
     }
     let finish = |b: &mut StringBuilder| -> ArrayRef { Arc::new(b.finish()) };
@@ -232,12 +233,18 @@ fn decode(
     };
     let bad = |col: &str, v: &str| c.error(format!("column {col:?} has invalid value {v:?}"));
     let mut out = Vec::with_capacity(batch.num_rows());
-    // A file's rows are stored together: one shared name per run of rows.
-    let mut file: Arc<str> = Arc::from("");
+    // A file's rows are stored together: one lookup per run of rows.
+    let mut file: Option<(&str, SourceFile)> = None;
     for i in 0..batch.num_rows() {
-        if *file != *source_file.value(i) {
-            file = source_file.value(i).into();
-        }
+        let name = source_file.value(i);
+        let source_file = match file {
+            Some((n, f)) if n == name => f,
+            _ => {
+                let f = SourceFile::intern(name);
+                file = Some((name, f));
+                f
+            }
+        };
         let ch = channel.value(i);
         let cur = currency.value(i);
         let k = kind.value(i);
@@ -281,7 +288,7 @@ fn decode(
             },
             keyset,
             record_key: key.into(),
-            source_file: Arc::clone(&file),
+            source_file,
         };
         // The ids are not kept but derived from the record key: they must agree.
         let (source, order) = (opt_str_ref(source_id, i), opt_str_ref(order_id, i));

@@ -78,8 +78,9 @@ pub struct TxnKeysets {
     customers: Vec<Option<Box<str>>>,
     /// How many leading key sets are sorted by number (read from `_state`).
     sorted: usize,
-    /// (number, index) of every later key set, by number.
-    index: HashTable<(u64, u32)>,
+    /// The index of every later key set, hashed by its number (4 bytes a
+    /// slot: the number is in `hashes`).
+    index: HashTable<u32>,
     buf: String,
 }
 
@@ -140,17 +141,19 @@ impl TxnKeysets {
         if let Some(k) = self.sorted_index(h).filter(|&k| all[k as usize] == keys) {
             return k;
         }
-        if let Some(&(_, k)) = self
+        let hashes = &self.hashes;
+        if let Some(&k) = self
             .index
-            .find(h, |&(n, k)| n == h && all[k as usize] == keys)
+            .find(h, |&k| hashes[k as usize] == h && all[k as usize] == keys)
         {
             return k;
         }
         let k = self.keys.len() as u32;
-        self.index.insert_unique(h, (h, k), |&(n, _)| n);
         self.keys.push(keys);
         self.hashes.push(h);
         self.customers.push(None);
+        let hashes = &self.hashes;
+        self.index.insert_unique(h, k, |&k| hashes[k as usize]);
         k
     }
 

@@ -2,8 +2,6 @@
 //! plus the rows of the drop's winning records, each row still without its
 //! customer (named by the identities step).
 
-use std::sync::Arc;
-
 use rustc_hash::FxHashSet as HashSet;
 
 use super::touched::Touched;
@@ -12,8 +10,8 @@ use crate::consolidate::versions::{RecordState, Resolution};
 use crate::memory::release_freed;
 use crate::record::TxnRecord;
 use crate::sources::InputFile;
-use crate::warehouse::StoredTxn;
 use crate::warehouse::txn_keysets::TxnKeysets;
+use crate::warehouse::{SourceFile, StoredTxn};
 
 /// The consolidated transactions: the stored rows kept, then each file's
 /// new rows, in chunks. No step needs them in one allocation, so the kept
@@ -77,7 +75,7 @@ pub(super) fn consolidate(
     let mut chunks = stored;
     chunks.reserve(winners.winners.len());
     let mut fresh: Vec<bool> = Vec::new();
-    let file_names: Vec<Arc<str>> = files.iter().map(|f| f.name.as_str().into()).collect();
+    let file_names: Vec<SourceFile> = files.iter().map(|f| SourceFile::intern(&f.name)).collect();
     // Each of the drop's key sets is interned once, when a winner first names it.
     let mut interned = vec![u32::MAX; drop_keys.len()];
     // Chunk by chunk (a read batch), so each chunk's records are freed as
@@ -98,7 +96,7 @@ pub(super) fn consolidate(
             if w.body.ignored() {
                 continue;
             }
-            let source_file = &file_names[w.pos.file() as usize];
+            let source_file = file_names[w.pos.file() as usize];
             let n = w.body.row_count();
             let mut record_key = w.key;
             let (d, rows) = w.body.into_rows();
@@ -122,7 +120,7 @@ pub(super) fn consolidate(
                     row,
                     keyset,
                     record_key: take_or_clone(&mut record_key, last),
-                    source_file: Arc::clone(source_file),
+                    source_file,
                 });
             }
         }
