@@ -136,57 +136,45 @@ fn resolve_handing_over<T: Numbering>(
         })
         .collect();
     // Every record's number in read order, grouped by key.
-    let starts: Vec<usize> = new
-        .iter()
-        .scan(0, |at, batch| {
-            let start = *at;
-            *at += batch.len();
-            Some(start)
-        })
-        .collect();
-    let total: usize = new.iter().map(Vec::len).sum();
-    let order = KeyOrder::new(
-        total,
-        new.iter()
-            .zip(&starts)
-            .enumerate()
-            .flat_map(|(b, (batch, start))| {
-                let superseded = &superseded[b];
-                batch
-                    .iter()
-                    .enumerate()
-                    .filter(move |(i, _)| !superseded[*i])
-                    .map(move |(i, rec)| (start + i, &*rec.key))
-            }),
-    );
-    let at = |n: usize| {
-        let b = starts.partition_point(|&s| s <= n) - 1;
-        (b, n - starts[b])
-    };
+    let numbers = Numbers::of(&new);
+    let total = numbers.total();
+    let at = |n: usize| numbers.at(n);
     // Within a run of equal hashes (almost always one key), the current best
-    // version per key; later reads win ties.
+    // version per key; later reads win ties. A part of the keys at a time
+    // (by their hash's top bits), so only that part's order is held.
     let mut best: Vec<(&str, (usize, usize))> = Vec::new();
-    for run in order.shared_runs() {
-        best.clear();
-        for n in run {
-            let (b, i) = at(n);
-            let rec = &new[b][i];
-            match best.iter_mut().find(|(k, _)| *k == &*rec.key) {
-                None => best.push((&rec.key, (b, i))),
-                Some((_, at)) => {
-                    let (pb, pi) = *at;
-                    if rec.version >= new[pb][pi].version {
-                        superseded[pb][pi] = true;
-                        *at = (b, i);
-                    } else {
-                        superseded[b][i] = true;
+    for part in 0..KeyOrder::PARTS {
+        let order = KeyOrder::part(
+            total,
+            part,
+            new.iter()
+                .flatten()
+                .zip(superseded.iter().flatten())
+                .enumerate()
+                .filter(|(_, (_, sup))| !**sup)
+                .map(|(n, (rec, _))| (n, &*rec.key)),
+        );
+        for run in order.shared_runs() {
+            best.clear();
+            for n in run {
+                let (b, i) = at(n);
+                let rec = &new[b][i];
+                match best.iter_mut().find(|(k, _)| *k == &*rec.key) {
+                    None => best.push((&rec.key, (b, i))),
+                    Some((_, at)) => {
+                        let (pb, pi) = *at;
+                        if rec.version >= new[pb][pi].version {
+                            superseded[pb][pi] = true;
+                            *at = (b, i);
+                        } else {
+                            superseded[b][i] = true;
+                        }
                     }
                 }
             }
         }
     }
     drop(best);
-    drop(order);
     let mut duplicates = Vec::new();
     let mut replaced = Vec::new();
     for (batch, superseded) in new.iter_mut().zip(superseded) {
@@ -227,22 +215,75 @@ fn resolve_handing_over<T: Numbering>(
     }
 }
 
+/// Records kept in chunks, numbered in order across them.
+pub(crate) struct Numbers {
+    /// Each chunk's first record's number (an empty chunk shares its
+    /// successor's).
+    starts: Vec<usize>,
+    total: usize,
+}
+
+impl Numbers {
+    /// The numbering of `chunks`.
+    pub fn of<T>(chunks: &[Vec<T>]) -> Numbers {
+        let mut total = 0;
+        let starts = chunks
+            .iter()
+            .map(|c| {
+                total += c.len();
+                total - c.len()
+            })
+            .collect();
+        Numbers { starts, total }
+    }
+
+    /// How many records.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The chunk and index of record `n`.
+    pub fn at(&self, n: usize) -> (usize, usize) {
+        let c = self.starts.partition_point(|&s| s <= n) - 1;
+        (c, n - self.starts[c])
+    }
+}
+
 /// Keys grouped by hash without a table of them: each key's hash and
 /// position packed in one u64 (the position in as many low bits as the
 /// count needs, the hash's high bits above), sorted in parallel. On a drop
 /// of millions of records this is the largest allocation of the step that
-/// uses it, 8 bytes a key, allocated once at its size.
+/// uses it, 8 bytes a key (or a part of the keys), allocated once.
 pub(crate) struct KeyOrder {
     entries: Vec<u64>,
     positions: u64,
 }
 
 impl KeyOrder {
+    /// Into how many parts [`KeyOrder::part`] splits keys (a power of two).
+    pub const PARTS: u64 = 2;
+
     /// The order of `keys`, (position, key) pairs with positions below `n`.
     pub fn new<'a>(n: usize, keys: impl Iterator<Item = (usize, &'a str)>) -> KeyOrder {
+        KeyOrder::of(n, n, keys.map(|(i, k)| (i, key_hash(k))))
+    }
+
+    /// The order of the `part`-th of [`KeyOrder::PARTS`] parts of `keys`
+    /// (by the top bits of their hash: equal keys fall in one part), for a
+    /// caller that holds a part's order at a time.
+    pub fn part<'a>(n: usize, part: u64, keys: impl Iterator<Item = (usize, &'a str)>) -> KeyOrder {
+        let shift = u64::BITS - KeyOrder::PARTS.trailing_zeros();
+        let mine = keys
+            .map(|(i, k)| (i, key_hash(k)))
+            .filter(move |(_, h)| h.checked_shr(shift).unwrap_or(0) == part);
+        // Room for a part and an eighth: hashes split evenly.
+        KeyOrder::of(n, n / KeyOrder::PARTS as usize * 9 / 8, mine)
+    }
+
+    fn of(n: usize, room: usize, keys: impl Iterator<Item = (usize, u64)>) -> KeyOrder {
         let positions = (1u64 << (usize::BITS - n.leading_zeros())) - 1;
-        let mut entries: Vec<u64> = Vec::with_capacity(n);
-        entries.extend(keys.map(|(i, k)| (key_hash(k) & !positions) | i as u64));
+        let mut entries: Vec<u64> = Vec::with_capacity(room);
+        entries.extend(keys.map(|(i, h)| (h & !positions) | i as u64));
         entries.par_sort_unstable();
         KeyOrder { entries, positions }
     }

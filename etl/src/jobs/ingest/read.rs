@@ -19,7 +19,7 @@ use cvm_shared::{Currency, Rate, Settings};
 use super::IngestError;
 use super::stored::SmallState;
 use crate::consolidate::events::{EventLog, FileEvents};
-use crate::consolidate::versions::KeyOrder;
+use crate::consolidate::versions::{KeyOrder, Numbers};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::privacy::ledger::Matcher;
@@ -388,29 +388,37 @@ fn number_keys(out: &mut FileResult) {
     // First each record's occurrence, counted on borrowed keys (no copies),
     // then the keys rewritten. Grouped by sorting ([`KeyOrder`]), not in a
     // table of every key: a file of 770,000 rows would need a 25 MB table,
-    // grown by doubling, on each reading thread.
+    // grown by doubling, on each reading thread; the keys are looked up
+    // where they lie, not gathered.
     let occurrences: Vec<u32> = {
-        let keys: Vec<&str> = out
-            .txns
-            .iter()
-            .flatten()
-            .filter(|v| v.numbered())
-            .map(|v| &*v.key)
-            .collect();
-        let order = KeyOrder::new(keys.len(), keys.iter().map(|k| &**k).enumerate());
-        let mut occurrences = vec![1u32; keys.len()];
+        let numbers = Numbers::of(&out.txns);
+        let key = |n: usize| {
+            let (c, i) = numbers.at(n);
+            &*out.txns[c][i].key
+        };
+        let order = KeyOrder::new(
+            numbers.total(),
+            out.txns
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, v)| v.numbered())
+                .map(|(n, v)| (n, &*v.key)),
+        );
+        // By record; keyed records keep their 1, unused.
+        let mut occurrences = vec![1u32; numbers.total()];
         let mut seen: Vec<(&str, u32)> = Vec::new();
         for run in order.shared_runs() {
             // In position order: the n-th of a key in the file is `#n`.
             seen.clear();
-            for i in run {
-                occurrences[i] = match seen.iter_mut().find(|(k, _)| *k == keys[i]) {
-                    Some((_, n)) => {
-                        *n += 1;
-                        *n
+            for n in run {
+                occurrences[n] = match seen.iter_mut().find(|(k, _)| *k == key(n)) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
                     }
                     None => {
-                        seen.push((keys[i], 1));
+                        seen.push((key(n), 1));
                         1
                     }
                 };
@@ -418,8 +426,8 @@ fn number_keys(out: &mut FileResult) {
         }
         occurrences
     };
-    let numbered = out.txns.iter_mut().flatten().filter(|v| v.numbered());
-    for (v, n) in numbered.zip(occurrences) {
+    let numbered = out.txns.iter_mut().flatten().zip(occurrences);
+    for (v, n) in numbered.filter(|(v, _)| v.numbered()) {
         // In place: a key of up to 24 bytes stays inline.
         let _ = write!(v.key, "#{n}");
         if let Some(TxnRow {
