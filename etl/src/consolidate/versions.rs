@@ -138,7 +138,6 @@ fn resolve_handing_over<T: Numbering>(
     // Every record's number in read order, grouped by key.
     let numbers = Numbers::of(&new);
     let total = numbers.total();
-    let at = |n: usize| numbers.at(n);
     // Within a run of equal hashes (almost always one key), the current best
     // version per key; later reads win ties. A part of the keys at a time
     // (by their hash's top bits), so only that part's order is held.
@@ -157,7 +156,7 @@ fn resolve_handing_over<T: Numbering>(
         for run in order.shared_runs() {
             best.clear();
             for n in run {
-                let (b, i) = at(n);
+                let (b, i) = numbers.at(n);
                 let rec = &new[b][i];
                 match best.iter_mut().find(|(k, _)| *k == &*rec.key) {
                     None => best.push((&rec.key, (b, i))),
