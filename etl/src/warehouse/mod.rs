@@ -304,3 +304,19 @@ pub struct ScoreRow {
     /// Loyalty index 0..100, one decimal.
     pub loyalty_index: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_is_interned_once_and_named_back() {
+        let a = SourceFile::intern("pos/2026-12-07-interning-test.csv");
+        let b = SourceFile::intern("web/2026-12-07-interning-test.jsonl");
+        assert_ne!(a, b);
+        assert_eq!(SourceFile::from("pos/2026-12-07-interning-test.csv"), a);
+        assert_eq!(&*a.name(), "pos/2026-12-07-interning-test.csv");
+        let names = SourceFile::names();
+        assert_eq!(b.name_in(&names), "web/2026-12-07-interning-test.jsonl");
+    }
+}
