@@ -209,13 +209,24 @@ fn daily_drops_ingested_night_by_night_equal_the_same_history_in_one_drop() {
         if night == 0 {
             history_owners = owners(&wh_nights);
         }
-        // A night writes the months it changes and shares the others.
+        // A night writes the months it changes and shares the others, and
+        // reads of the others only the rows of the customers it touches.
         let months = r.manifest.transaction_months;
         if night > 0 {
             assert!(
                 months.shared > 0 && months.written > 0,
                 "night {d}: {months:?}"
             );
+            let read = r
+                .manifest
+                .transactions_read
+                .expect("a night reads what it needs");
+            assert!(
+                read.whole_months < read.months && read.rows < r.manifest.warehouse.transactions,
+                "night {d}: {read:?}"
+            );
+        } else {
+            assert_eq!(r.manifest.transactions_read, None);
         }
     }
     // The last night delivered again: every record is a duplicate.
@@ -332,6 +343,14 @@ fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
     same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
     let months = night.manifest.transaction_months;
     assert_eq!((months.written, months.shared), (1, 1), "{months:?}");
+    // Read: February (the receipt's month), January (the replaced order's);
+    // of March, nothing (no customer of its rows is touched).
+    let read = night.manifest.transactions_read.unwrap();
+    assert_eq!(
+        (read.whole_months, read.months, read.rows),
+        (2, 3, 2),
+        "{read:?}"
+    );
     let ids: BTreeSet<String> = owners(&wh_nights).into_keys().map(|(k, _)| k).collect();
     assert_eq!(ids.len(), 3, "W-2, W-3 and R-9: {ids:?}");
 }
@@ -358,6 +377,11 @@ fn a_version_without_the_key_set_tables_is_read_whole_and_gets_them() {
         let r = ingest_with(&split.join(night), &wh_nights, 0.5);
         if k > 0 {
             let whole = k == nights.len() - 1;
+            assert_eq!(
+                r.manifest.transactions_read.is_none(),
+                whole,
+                "night {night}"
+            );
             for months in [r.manifest.event_months, r.manifest.transaction_months] {
                 assert_eq!(months.shared == 0, whole, "night {night}: {months:?}");
             }

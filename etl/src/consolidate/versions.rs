@@ -24,6 +24,39 @@ pub struct RecordState {
     pub version: Option<i64>,
     /// Content hash of the winning version.
     pub digest: u64,
+    /// The months its rows lie in (transactions; none for CRM records and
+    /// versions without rows), so a night finds the stored rows a newer
+    /// version replaces by reading those months alone.
+    pub months: RowMonths,
+}
+
+/// The months (numbered `year * 12 + month - 1`) of a transaction record's
+/// rows: its row's and its refund's, [`RowMonths::NONE`] where it has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowMonths(pub [i32; 2]);
+
+impl RowMonths {
+    /// No month: no row there.
+    pub const NONE: i32 = i32::MIN;
+    /// A record without rows.
+    pub const EMPTY: RowMonths = RowMonths([Self::NONE; 2]);
+
+    /// The months of rows at `row` and `refund` (microseconds UTC).
+    pub fn of(row: Option<i64>, refund: Option<i64>) -> RowMonths {
+        RowMonths([row, refund].map(|at| at.map_or(Self::NONE, month_number)))
+    }
+
+    /// The months that hold a row, as numbers.
+    pub fn numbers(self) -> impl Iterator<Item = i32> {
+        self.0.into_iter().filter(|&m| m != Self::NONE)
+    }
+}
+
+/// The month number (`year * 12 + month - 1`) of an instant (microseconds
+/// UTC); total over `i64` (its years are within ±300,000).
+pub fn month_number(micros: i64) -> i32 {
+    let (y, m, _) = crate::calendar::civil_from_days(micros.div_euclid(86_400_000_000));
+    (y * 12 + i64::from(m) - 1) as i32
 }
 
 /// The stored record state a resolution looks versions up in.
@@ -408,6 +441,7 @@ mod tests {
                 key: key.into(),
                 version,
                 digest,
+                months: RowMonths::EMPTY,
             },
         )
     }
@@ -539,6 +573,7 @@ mod numbered_tests {
                 key: "pos:1".into(),
                 version: Some(5),
                 digest: 1,
+                months: RowMonths::EMPTY,
             },
         )]
         .into_iter()

@@ -47,6 +47,20 @@ impl MonthCounts {
     }
 }
 
+/// What a night read of the stored transactions, when it read only what it
+/// needed: the months it read whole (those it may change) of the stored
+/// version's, and every stored row it decoded (theirs, and the rows of the
+/// customers whose totals it summed again).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct HistoryRead {
+    /// Months read whole.
+    pub whole_months: u64,
+    /// Months the stored version holds.
+    pub months: u64,
+    /// Stored rows decoded.
+    pub rows: u64,
+}
+
 /// The manifest of an ingest run.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestManifest {
@@ -86,6 +100,9 @@ pub struct IngestManifest {
     pub transaction_months: MonthCounts,
     /// Event months written and shared.
     pub event_months: MonthCounts,
+    /// What the run read of the stored transactions; null when it read all
+    /// of them (a first load, a full rebuild, a version of an earlier cvm).
+    pub transactions_read: Option<HistoryRead>,
     /// Program versions.
     pub versions: BTreeMap<String, String>,
 }

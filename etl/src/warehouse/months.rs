@@ -28,6 +28,27 @@ pub fn month_of(micros: i64) -> Month {
     (y, m)
 }
 
+/// The month numbered `n` (`year * 12 + month - 1`, as
+/// [`crate::consolidate::versions::month_number`] numbers them).
+pub fn of_number(n: i32) -> Month {
+    (i64::from(n).div_euclid(12), n.rem_euclid(12) as u32 + 1)
+}
+
+/// The Parquet files of each month folder directly below `dir` (none for a
+/// missing folder), by month.
+pub fn files_by_month(
+    dir: &Path,
+) -> Result<std::collections::BTreeMap<Month, Vec<std::path::PathBuf>>, WarehouseError> {
+    let mut out = std::collections::BTreeMap::new();
+    for file in parquet_io::list_parquet_files(dir)? {
+        let parent = file.strip_prefix(dir).ok().and_then(Path::parent);
+        if let Some(month) = parent.and_then(Path::to_str).and_then(of_folder) {
+            out.entry(month).or_insert_with(Vec::new).push(file);
+        }
+    }
+    Ok(out)
+}
+
 /// The Hive partition folder of a month: `month=YYYY-MM`.
 pub fn folder((y, m): Month) -> String {
     format!("month={y:04}-{m:02}")
@@ -168,6 +189,23 @@ fn share(dir: &Path, u: Unchanged<'_>) -> Result<usize, WarehouseError> {
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+
+    #[test]
+    fn month_numbers_name_the_month_of_their_instant() {
+        use crate::consolidate::versions::month_number;
+        for at in [
+            0,
+            -1,
+            i64::MIN,
+            i64::MAX,
+            1_700_000_000_000_000,
+            -86_400_000_000 * 40,
+        ] {
+            assert_eq!(of_number(month_number(at)), month_of(at), "{at}");
+        }
+        assert_eq!(of_number(2025 * 12 + 11), (2025, 12));
+        assert_eq!(of_number(-1), (-1, 12));
+    }
 
     #[test]
     fn month_folders_name_their_month_and_nothing_else() {

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::{
-    Date32Type, Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType, UInt64Type,
+    Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType,
+    UInt64Type,
 };
 use arrow_array::{
     Array, ArrayRef, BooleanArray, ListArray, PrimitiveArray, RecordBatch, StringArray,
@@ -268,6 +269,52 @@ pub fn open_file(path: &Path) -> Result<ParquetRecordBatchReader, WarehouseError
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(READ_BATCH_ROWS).build())
+        .map_err(|e| format_err(path, e))
+}
+
+/// Opens one Parquet file reading only `columns` of the rows numbered
+/// `rows` (ascending, 0-based over the file): the others are skipped, not
+/// decoded into values.
+pub(crate) fn open_rows(
+    path: &Path,
+    columns: &[&str],
+    rows: &[u32],
+) -> Result<ParquetRecordBatchReader, WarehouseError> {
+    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    let file = File::open(path).map_err(|e| io_err(path, e))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_err(path, e))?;
+    let total = b.metadata().file_metadata().num_rows().max(0) as usize;
+    let mut selectors = Vec::new();
+    let mut at = 0usize;
+    let mut i = 0;
+    while i < rows.len() {
+        let start = rows[i] as usize;
+        let mut end = start + 1;
+        i += 1;
+        while i < rows.len() && rows[i] as usize == end {
+            end += 1;
+            i += 1;
+        }
+        if start < at || end > total {
+            return Err(format_err(
+                path,
+                format!("row {start} is out of order or past the file's {total} rows"),
+            ));
+        }
+        if start > at {
+            selectors.push(RowSelector::skip(start - at));
+        }
+        selectors.push(RowSelector::select(end - start));
+        at = end;
+    }
+    if total > at {
+        selectors.push(RowSelector::skip(total - at));
+    }
+    let mask = ProjectionMask::columns(b.parquet_schema(), columns.iter().copied());
+    b.with_projection(mask)
+        .with_row_selection(RowSelection::from(selectors))
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
         .map_err(|e| format_err(path, e))
 }
 
@@ -591,6 +638,15 @@ impl<'a> Columns<'a> {
         required: bool,
     ) -> Result<&'a PrimitiveArray<Float64Type>, WarehouseError> {
         self.typed(name, "Float64", |d| *d == DataType::Float64, required)
+    }
+
+    /// An Int32 column.
+    pub(crate) fn int32(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<&'a PrimitiveArray<Int32Type>, WarehouseError> {
+        self.typed(name, "Int32", |d| *d == DataType::Int32, required)
     }
 
     /// An Int64 column.

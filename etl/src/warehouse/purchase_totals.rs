@@ -133,6 +133,24 @@ pub fn write<S: AsRef<str>>(
     .map(Some)
 }
 
+/// Whether `dir/purchase_totals.parquet` exists with this cvm's columns: a
+/// night that reads only part of the history needs the stored totals of the
+/// customers it does not touch.
+pub fn usable(dir: &Path) -> bool {
+    use arrow_array::RecordBatchReader;
+    let path = dir.join(FILE);
+    path.exists()
+        && parquet_io::open_file(&path).is_ok_and(|r| {
+            let (got, want) = (r.schema(), schema());
+            got.fields().len() == want.fields().len()
+                && got
+                    .fields()
+                    .iter()
+                    .zip(want.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+        })
+}
+
 /// Calls `each` with every row of `dir/purchase_totals.parquet`; `false`
 /// when the file does not exist.
 pub fn read_each(
@@ -224,5 +242,37 @@ mod tests {
         };
         assert!(write(d.path(), &[row]).unwrap().is_none());
         assert!(!d.path().join(FILE).exists());
+    }
+
+    #[test]
+    fn totals_are_usable_only_when_readable_with_these_columns() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(!usable(d.path()));
+        std::fs::write(d.path().join(FILE), "not parquet").unwrap();
+        assert!(!usable(d.path()));
+        let row = PurchaseTotalsRow {
+            customer_id: "C1",
+            transactions: 1,
+            revenue: 1,
+            orders: Some(1),
+            first_day: Some(1),
+            last_day: Some(1),
+            repeat_sum: 0.0,
+            last_at: Some(1),
+        };
+        write(d.path(), &[row]).unwrap().unwrap();
+        assert!(usable(d.path()));
+        // Another cvm's columns.
+        let other = Arc::new(Schema::new(schema().fields()[..2].to_vec()));
+        let batch =
+            RecordBatch::try_new(other.clone(), build(&[row]).columns()[..2].to_vec()).unwrap();
+        write_batches(
+            &d.path().join(FILE),
+            &other,
+            &writer_properties_with(&[], &[]),
+            std::iter::once(batch),
+        )
+        .unwrap();
+        assert!(!usable(d.path()));
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::types::{Int32Type, Int64Type, UInt64Type};
 use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
@@ -18,7 +18,7 @@ use super::parquet_io::{
     self, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically, write_batches,
     writer_properties_with,
 };
-use crate::consolidate::versions::RecordState;
+use crate::consolidate::versions::{RecordState, RowMonths};
 
 /// The folder of a version that holds its internal state.
 pub const DIR: &str = "_state";
@@ -32,6 +32,8 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("key", DataType::Utf8, false),
         Field::new("version", DataType::Int64, true),
         Field::new("digest", DataType::UInt64, false),
+        Field::new("row_month", DataType::Int32, true),
+        Field::new("refund_month", DataType::Int32, true),
     ]))
 });
 
@@ -50,10 +52,19 @@ where
             rows.clone().map(|r| r.version),
         )),
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
-            rows.map(|r| r.digest),
+            rows.clone().map(|r| r.digest),
         )),
+        month_array(rows.clone(), 0),
+        month_array(rows, 1),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
+}
+
+/// Month `i` of each row ([`RowMonths`]), null for none.
+fn month_array<'a>(rows: impl Iterator<Item = &'a RecordState>, i: usize) -> ArrayRef {
+    Arc::new(PrimitiveArray::<Int32Type>::from_iter(
+        rows.map(|r| Some(r.months.0[i]).filter(|&m| m != RowMonths::NONE)),
+    ))
 }
 
 /// Converts rows to one Arrow batch.
@@ -71,11 +82,25 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
     let key = c.utf8("key", true)?;
     let version = c.int64("version", false)?;
     let digest = c.uint64("digest", true)?;
+    // An earlier cvm's table has no months: its rows get none (see [`read`]).
+    let months = match batch.column_by_name("row_month") {
+        Some(_) => Some((
+            c.int32("row_month", false)?,
+            c.int32("refund_month", false)?,
+        )),
+        None => None,
+    };
     Ok((0..batch.num_rows())
         .map(|i| RecordState {
             key: key.value(i).into(),
             version: opt_value(version, i),
             digest: digest.value(i),
+            months: match months {
+                Some((row, refund)) => {
+                    RowMonths([row, refund].map(|a| opt_value(a, i).unwrap_or(RowMonths::NONE)))
+                }
+                None => RowMonths::EMPTY,
+            },
         })
         .collect())
 }
@@ -114,6 +139,21 @@ pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseEr
 /// Reads `dir/records.parquet`; a missing file (first run) has no records.
 pub fn read(dir: &Path) -> Result<Vec<RecordState>, WarehouseError> {
     parquet_io::read_rows(&dir.join(RECORDS_FILE), decode)
+}
+
+/// Whether `dir/records.parquet` keeps each record's months (an earlier
+/// cvm's does not: its rows read back with none). A missing file keeps them
+/// (it has no record).
+pub fn knows_months(dir: &Path) -> Result<bool, WarehouseError> {
+    let path = dir.join(RECORDS_FILE);
+    if !path.exists() {
+        return Ok(true);
+    }
+    use arrow_array::RecordBatchReader;
+    Ok(parquet_io::open_file(&path)?
+        .schema()
+        .column_with_name("row_month")
+        .is_some())
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically (temp file, fsync, rename).
@@ -168,16 +208,19 @@ mod tests {
                 key: "web:W-2".into(),
                 version: None,
                 digest: u64::MAX,
+                months: RowMonths::of(Some(i64::MIN), Some(i64::MAX)),
             },
             RecordState {
                 key: "pos:R1#2".into(),
                 version: Some(i64::MIN),
                 digest: 0,
+                months: RowMonths::of(Some(0), None),
             },
             RecordState {
                 key: "crm:ü".into(),
                 version: Some(1_700_000_000_000_000),
                 digest: 0x8000_0000_0000_0001,
+                months: RowMonths::EMPTY,
             },
         ];
         let dir = d.path().join("_state");
@@ -186,7 +229,32 @@ mod tests {
         let mut want = rows.clone();
         want.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(read(&dir).unwrap(), want);
+        assert!(knows_months(&dir).unwrap());
         assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
+    }
+
+    #[test]
+    fn an_earlier_table_without_months_reads_back_as_not_knowing_them() {
+        let d = tempfile::tempdir().unwrap();
+        let old = Arc::new(Schema::new(schema().fields()[..3].to_vec()));
+        let rows = [RecordState {
+            key: "web:W-1".into(),
+            version: None,
+            digest: 7,
+            months: RowMonths::of(Some(0), None),
+        }];
+        let full = to_batch(&rows);
+        let batch = RecordBatch::try_new(old.clone(), full.columns()[..3].to_vec()).unwrap();
+        write_batches(
+            &d.path().join(RECORDS_FILE),
+            &old,
+            &writer_properties_with(&[], &[]),
+            std::iter::once(batch),
+        )
+        .unwrap();
+        assert!(!knows_months(d.path()).unwrap());
+        assert_eq!(read(d.path()).unwrap()[0].months, RowMonths::EMPTY);
+        assert!(knows_months(&d.path().join("missing")).unwrap());
     }
 
     /// Unique keys: the kept ones in order, the night's after them in any order.
@@ -205,7 +273,7 @@ mod tests {
             let rows: Vec<RecordState> = kept
                 .into_iter()
                 .chain(new)
-                .map(|k| RecordState { key: k.into(), version: None, digest: 1 })
+                .map(|k| RecordState { key: k.into(), version: None, digest: 1, months: RowMonths::EMPTY })
                 .collect();
             let d = tempfile::tempdir().unwrap();
             write(d.path(), &rows).unwrap();

@@ -382,36 +382,73 @@ pub fn read_keyed(
 /// they are the key set's in `sets` (read from `_state`). Fails when a
 /// row's key set is not there.
 pub fn read_numbered(dir: &Path, sets: &TxnKeysets) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
-    parquet_io::list_parquet_files(dir)?
+    read_numbered_files(&parquet_io::list_parquet_files(dir)?, sets)
+}
+
+/// Reads `files` as [`read_numbered`] reads a folder's.
+pub fn read_numbered_files(
+    files: &[std::path::PathBuf],
+    sets: &TxnKeysets,
+) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
+    files
         .par_iter()
-        .map(|path| {
-            let mut rows = Vec::new();
-            let Some(reader) = parquet_io::open_projected(path, KEYED_COLUMNS, None)? else {
-                return Ok(rows);
-            };
-            let mut numbers = Vec::new();
-            for batch in reader {
-                let batch = batch.map_err(|e| parquet_io::format_err(path, e))?;
-                let mut part = decode(&batch, path, Keysets::ByNumber(&mut numbers))?;
-                if rows.is_empty() {
-                    rows = part;
-                } else {
-                    rows.append(&mut part);
-                }
-            }
-            let found = sets
-                .by_numbers(&numbers)
-                .map_err(|n| WarehouseError::Schema {
-                    path: path.clone(),
-                    dataset: DATASET,
-                    message: format!("key set {n} is not in the key set table"),
-                })?;
-            for (t, k) in rows.iter_mut().zip(found) {
-                t.keyset = k;
-            }
-            Ok(rows)
-        })
+        .map(|path| read_numbered_rows(path, sets, None))
         .collect()
+}
+
+/// The key set number of every row of the file at `path`, in row order:
+/// one column, so a run can find the rows it needs without decoding the rest.
+pub fn keyset_numbers(path: &Path) -> Result<Vec<u64>, WarehouseError> {
+    let mut out = Vec::new();
+    let Some(reader) = parquet_io::open_projected(path, &["keyset"], None)? else {
+        return Ok(out);
+    };
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_io::format_err(path, e))?;
+        let c = Columns::new(&batch, path, DATASET);
+        out.extend_from_slice(c.uint64("keyset", true)?.values());
+    }
+    Ok(out)
+}
+
+/// Reads the rows of the file at `path` by key set number, as
+/// [`read_numbered`] does: all of them, or those at `rows` (ascending row
+/// numbers), the others skipped undecoded.
+pub fn read_numbered_rows(
+    path: &Path,
+    sets: &TxnKeysets,
+    rows: Option<&[u32]>,
+) -> Result<Vec<StoredTxn>, WarehouseError> {
+    let mut out = Vec::new();
+    let reader = match rows {
+        None => parquet_io::open_projected(path, KEYED_COLUMNS, None)?,
+        Some([]) => None,
+        Some(rows) => Some(parquet_io::open_rows(path, KEYED_COLUMNS, rows)?),
+    };
+    let Some(reader) = reader else {
+        return Ok(out);
+    };
+    let mut numbers = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_io::format_err(path, e))?;
+        let mut part = decode(&batch, path, Keysets::ByNumber(&mut numbers))?;
+        if out.is_empty() {
+            out = part;
+        } else {
+            out.append(&mut part);
+        }
+    }
+    let found = sets
+        .by_numbers(&numbers)
+        .map_err(|n| WarehouseError::Schema {
+            path: path.to_path_buf(),
+            dataset: DATASET,
+            message: format!("key set {n} is not in the key set table"),
+        })?;
+    for (t, k) in out.iter_mut().zip(found) {
+        t.keyset = k;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@
 //! number. The number is derived from the keys alone, so a version built
 //! night by night and one rebuilt from scratch store the same numbers.
 //!
+//! Each key set also keeps what its rows add up to ([`KeysetRows`]: how
+//! many, the first one's time, their channels), so a night builds
+//! `customers/` and counts the transactions without decoding the history.
+//!
 //! Derived state: a version without the table (an earlier cvm's), or whose
 //! table is unreadable or does not name a row's key set, is loaded from the
 //! rows' own keys, as a full rebuild always is.
@@ -18,15 +22,16 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use cvm_shared::Channel;
 use hashbrown::HashTable;
 use rayon::prelude::*;
 
 use super::WarehouseError;
 use super::event_keysets::{key_text, keyset_columns, keyset_fields};
 use super::parquet_io::{
-    self, Columns, WriteStats, chunks, opt_str, opt_utf8_array, write_batches,
-    writer_properties_with,
+    self, Columns, UTC, WriteStats, chunks, opt_str, opt_timestamp_array, opt_utf8_array,
+    opt_value, write_batches, writer_properties_with,
 };
 use crate::record::Keys;
 
@@ -37,12 +42,70 @@ pub const FILE: &str = "txn_keysets.parquet";
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let number = Field::new("keyset", DataType::UInt64, false);
+    let summary = [
+        Field::new("rows", DataType::UInt64, false),
+        Field::new(
+            "first_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
+            true,
+        ),
+        Field::new("channels", DataType::UInt64, true),
+    ];
     Arc::new(Schema::new(
         std::iter::once(number)
             .chain(keyset_fields())
+            .chain(summary)
             .collect::<Vec<_>>(),
     ))
 });
+
+/// What one key set's transaction rows add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeysetRows {
+    /// The earliest row's time (microseconds UTC); `i64::MAX` for none.
+    pub first_at: i64,
+    /// How many rows.
+    pub rows: u32,
+    /// The channels of its rows: bit `i` for `Channel::ALL[i]`.
+    pub channels: u8,
+}
+
+impl Default for KeysetRows {
+    fn default() -> KeysetRows {
+        KeysetRows {
+            first_at: i64::MAX,
+            rows: 0,
+            channels: 0,
+        }
+    }
+}
+
+impl KeysetRows {
+    /// Counts a row at `at` through `channel`.
+    pub fn add(&mut self, at: i64, channel: Channel) {
+        self.rows += 1;
+        self.first_at = self.first_at.min(at);
+        self.channels |= channel_bit(channel);
+    }
+
+    /// The first row's time and the channels, kept only for key sets with a
+    /// customer (the anonymous one's are never used, and a night does not
+    /// read its rows to keep them).
+    fn named(self, named: bool) -> (Option<i64>, Option<u64>) {
+        match named {
+            true => (
+                Some(self.first_at).filter(|&t| t != i64::MAX),
+                Some(u64::from(self.channels)),
+            ),
+            false => (None, None),
+        }
+    }
+}
+
+/// The bit of `channel` in [`KeysetRows::channels`].
+pub fn channel_bit(channel: Channel) -> u8 {
+    1 << Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0)
+}
 
 /// The Arrow schema of the key set table.
 pub fn schema() -> SchemaRef {
@@ -76,6 +139,11 @@ pub struct TxnKeysets {
     keys: Vec<Keys>,
     hashes: Vec<u64>,
     customers: Vec<Option<Box<str>>>,
+    /// What each key set's rows add up to.
+    rows: Vec<KeysetRows>,
+    /// Whether the table read from `_state` kept [`KeysetRows`] (an earlier
+    /// cvm's did not).
+    summarised: bool,
     /// How many leading key sets are sorted by number (read from `_state`).
     sorted: usize,
     /// The index of every later key set, hashed by its number (4 bytes a
@@ -120,6 +188,32 @@ impl TxnKeysets {
         &self.customers
     }
 
+    /// What key set `k`'s rows add up to.
+    pub fn rows(&self, k: u32) -> KeysetRows {
+        self.rows[k as usize]
+    }
+
+    /// The same, to change.
+    pub fn rows_mut(&mut self, k: u32) -> &mut KeysetRows {
+        &mut self.rows[k as usize]
+    }
+
+    /// Every key set's [`KeysetRows`], by index.
+    pub fn all_rows(&self) -> &[KeysetRows] {
+        &self.rows
+    }
+
+    /// Replaces every key set's [`KeysetRows`] (by index).
+    pub fn set_all_rows(&mut self, rows: Vec<KeysetRows>) {
+        debug_assert_eq!(rows.len(), self.keys.len());
+        self.rows = rows;
+    }
+
+    /// Whether the stored key sets' [`KeysetRows`] were read from `_state`.
+    pub fn summarised(&self) -> bool {
+        self.summarised
+    }
+
     /// Names every key set's customer anew (by index); returns the old names.
     pub fn rename(&mut self, customers: Vec<Option<Box<str>>>) -> Vec<Option<Box<str>>> {
         debug_assert_eq!(customers.len(), self.keys.len());
@@ -152,6 +246,7 @@ impl TxnKeysets {
         self.keys.push(keys);
         self.hashes.push(h);
         self.customers.push(None);
+        self.rows.push(KeysetRows::default());
         let hashes = &self.hashes;
         self.index.insert_unique(h, k, |&k| hashes[k as usize]);
         k
@@ -221,6 +316,17 @@ fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
         keys(|k| k.email.as_deref()),
         keys(|k| k.phone.as_deref()),
         opt_utf8_array(rows.iter().map(|&(_, k)| sets.customer(k))),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.iter().map(|&(_, k)| u64::from(sets.rows(k).rows)),
+        )),
+        opt_timestamp_array(
+            rows.iter()
+                .map(|&(_, k)| sets.rows(k).named(sets.customer(k).is_some()).0),
+        ),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter(
+            rows.iter()
+                .map(|&(_, k)| sets.rows(k).named(sets.customer(k).is_some()).1),
+        )),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
@@ -265,12 +371,26 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
         sets.keys.reserve_exact(rows);
         sets.hashes.reserve_exact(rows);
         sets.customers.reserve_exact(rows);
+        sets.rows.reserve_exact(rows);
     }
+    sets.summarised = true;
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
         let number = c.uint64("keyset", true)?;
         let [kc, ke, kp, customer] = keyset_columns(&c)?;
+        // An earlier cvm's table has no summary: the run then reads every row.
+        let summary = match batch.column_by_name("rows") {
+            Some(_) => Some((
+                c.uint64("rows", true)?,
+                c.timestamp_us("first_at", false)?,
+                c.uint64("channels", false)?,
+            )),
+            None => {
+                sets.summarised = false;
+                None
+            }
+        };
         for i in 0..batch.num_rows() {
             let keys = Keys {
                 customer_id: opt_str(kc, i),
@@ -288,22 +408,35 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             sets.keys.push(keys);
             sets.hashes.push(h);
             sets.customers.push(opt_str(customer, i));
+            sets.rows.push(match summary {
+                Some((rows, first_at, channels)) => KeysetRows {
+                    rows: u32::try_from(rows.value(i))
+                        .map_err(|_| c.error(format!("key set {h} has {} rows", rows.value(i))))?,
+                    first_at: opt_value(first_at, i).unwrap_or(i64::MAX),
+                    channels: opt_value(channels, i).unwrap_or(0) as u8,
+                },
+                None => KeysetRows::default(),
+            });
         }
     }
     sets.sorted = sets.keys.len();
     Ok(Some(sets))
 }
 
-/// Every row of `dir/txn_keysets.parquet` as (number, keys, customer), in
-/// file order (for checks and tools; a run reads the table with [`read`]).
-pub fn read_rows(dir: &Path) -> Result<Vec<(u64, Keys, Option<String>)>, WarehouseError> {
+/// One row of the table as [`read_rows`] gives it.
+pub type TableRow = (u64, Keys, Option<String>, KeysetRows);
+
+/// Every row of `dir/txn_keysets.parquet` as (number, keys, customer,
+/// summary), in file order (for checks and tools; a run reads the table with
+/// [`read`]).
+pub fn read_rows(dir: &Path) -> Result<Vec<TableRow>, WarehouseError> {
     let Some(sets) = read(dir)? else {
         return Ok(Vec::new());
     };
     Ok((0..sets.len() as u32)
         .map(|k| {
             let customer = sets.customer(k).map(String::from);
-            (sets.number(k), sets.keys(k).clone(), customer)
+            (sets.number(k), sets.keys(k).clone(), customer, sets.rows(k))
         })
         .collect())
 }

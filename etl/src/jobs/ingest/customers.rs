@@ -12,25 +12,17 @@ use crate::record::CrmRecord;
 use crate::warehouse::CustomerRow;
 
 /// CRM customers (taking their strings) plus guests, with `first_seen` and
-/// `channels` from the history: gathered per key set, then per customer.
+/// `channels` from the history: from what each key set's rows add up to
+/// (kept in the key set table, so no row is read for them), per customer.
 pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<CustomerRow> {
-    let mut per_set = vec![(i64::MAX, 0u8); txns.keysets.len()];
-    for t in txns.iter() {
-        let e = &mut per_set[t.keyset as usize];
-        e.0 = e.0.min(t.row.occurred_at);
-        e.1 |= 1
-            << Channel::ALL
-                .iter()
-                .position(|c| *c == t.row.channel)
-                .unwrap_or(0);
-    }
     let mut seen: HashMap<&str, (i64, u8)> =
         HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
-    for (id, (first, mask)) in txns.keysets.customers().iter().zip(per_set) {
-        if let Some(id) = id.as_deref().filter(|_| mask != 0) {
+    let sets = &txns.keysets;
+    for (id, r) in sets.customers().iter().zip(sets.all_rows()) {
+        if let Some(id) = id.as_deref().filter(|_| r.rows > 0) {
             let e = seen.entry(id).or_insert((i64::MAX, 0));
-            e.0 = e.0.min(first);
-            e.1 |= mask;
+            e.0 = e.0.min(r.first_at);
+            e.1 |= r.channels;
         }
     }
     let channels = |mask: u8| {

@@ -10,7 +10,7 @@ use rustc_hash::FxHashSet as HashSet;
 use super::touched::Touched;
 use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
-use crate::consolidate::versions::{RecordState, Resolution};
+use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
 use crate::record::CrmRecord;
 use crate::warehouse::CustomerRow;
@@ -49,6 +49,7 @@ pub(super) fn latest_crm<'s>(
             key: w.key,
             version: w.version.get(),
             digest: w.digest,
+            months: RowMonths::EMPTY,
         });
         records.push(w.body);
     }
@@ -98,8 +99,13 @@ pub(super) fn directory<'a>(
 /// key set's customer: its CRM customer, else its guest. Resolution runs
 /// once per key set, not per row. The customers a key set leaves or joins,
 /// the customer of every key set the drop added rows to, and the months of
-/// the rows that move, are touched (tracked when `track`).
-pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) -> (Guests, Touched) {
+/// the rows held that move, are touched (tracked when `track`). Returns the
+/// key sets that changed customer too, by index (when tracked).
+pub(super) fn assign(
+    txns: &mut Txns,
+    directory: &Directory<'_>,
+    track: bool,
+) -> (Guests, Touched, Vec<bool>) {
     let sets = &txns.keysets;
     let used = &txns.used;
     let guests = Guests::build(
@@ -126,7 +132,7 @@ pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) ->
     let before = txns.keysets.rename(named);
     let mut touched = Touched::tracking(track);
     if !touched.tracked() {
-        return (guests, touched);
+        return (guests, touched, Vec::new());
     }
     let sets = &txns.keysets;
     let mut moved = vec![false; sets.len()];
@@ -149,5 +155,5 @@ pub(super) fn assign(txns: &mut Txns, directory: &Directory<'_>, track: bool) ->
             touched.month(t.row.occurred_at);
         }
     }
-    (guests, touched)
+    (guests, touched, moved)
 }

@@ -10,6 +10,7 @@
 
 mod customers;
 mod events;
+mod history;
 mod identities;
 mod purchases;
 mod read;
@@ -186,9 +187,22 @@ pub fn run_locked(
     if let Some(history) = &mut stored.event_history {
         events::load_drop_months(&mut input, history)?;
     }
+    // The transaction months the drop adds to (and its numbered records'
+    // stored copies lie in).
+    if let Some(unread) = &mut stored.unread {
+        let months = history::drop_months(&input.txns);
+        let mut parts = unread.read(&months, &stored.txn_keysets)?;
+        stored.txns.append(&mut parts);
+    }
     clock.lap("read");
 
     let versions = versions::resolve(&mut input, &stored);
+    // The months of the stored records the drop replaces.
+    if let Some(unread) = &mut stored.unread {
+        let months = history::replaced_months(&stored.records, &versions.txns.replaced);
+        let mut parts = unread.read(&months, &stored.txn_keysets)?;
+        stored.txns.append(&mut parts);
+    }
     clock.lap("versions");
 
     let tally = Tally::of(&found.files, &input.per_file);
@@ -211,6 +225,7 @@ pub fn run_locked(
         full_rebuild: opts.full_rebuild,
         transaction_months: Default::default(),
         event_months: Default::default(),
+        transactions_read: None,
         versions: manifest::program_versions(),
     };
     let run_dir = opts.warehouse.join(warehouse::runs::RUNS).join(&run_id);
@@ -284,6 +299,7 @@ pub fn run_locked(
     let mut touched =
         touched::Touched::tracking(over_stored && !opts.full_rebuild && stored.txns_by_number);
     let mut txns = transactions::consolidate(
+        stored.unread.is_none(),
         std::mem::take(&mut stored.txns),
         std::mem::take(&mut stored.txn_keysets),
         txn_winners,
@@ -312,8 +328,11 @@ pub fn run_locked(
         },
         || identities::assign(&mut txns, &directory, over_stored),
     );
-    let (guests, reassigned) = guests;
-    let touched = touched.merge(reassigned);
+    let (guests, reassigned, moved) = guests;
+    let mut touched = touched.merge(reassigned);
+    if let Some(unread) = stored.unread.take() {
+        mf.transactions_read = Some(read_rest(unread, &mut txns, &mut touched, &moved)?);
+    }
     state_written?;
     drop(state);
     drop(key_history);
@@ -337,12 +356,13 @@ pub fn run_locked(
 
     let crm_customers = crm.len() as u64;
     let customers = customers::build(crm, &guests, &txns);
+    let (transactions, anonymous_transactions) = txns.counts();
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
         crm_customers,
         guests: guests.list.len() as u64,
-        transactions: txns.len() as u64,
-        anonymous_transactions: txns.iter().filter(|t| txns.customer(t).is_none()).count() as u64,
+        transactions,
+        anonymous_transactions,
         events: event_count,
         crm_key_conflicts,
     };
@@ -363,6 +383,7 @@ pub fn run_locked(
                 touched: &touched,
                 customers: &customers,
                 small: &input.small,
+                partial: mf.transactions_read.is_some(),
             };
             publish_version(wh, staging, &datasets, &mut mf, &mut clock)?;
         }
@@ -378,6 +399,47 @@ pub fn run_locked(
     })
 }
 
+/// Reads the stored transactions a night still needs once identities are
+/// resolved (see `history`): whole, the months holding a key set that
+/// changed customer (`moved`, by index), which it then writes; of the other
+/// months, the rows of the touched customers, whose purchase totals and
+/// key set summaries are then summed from all their rows.
+fn read_rest(
+    mut unread: history::UnreadMonths,
+    txns: &mut transactions::Txns,
+    touched: &mut touched::Touched,
+    moved: &[bool],
+) -> Result<manifest::ingest::HistoryRead, IngestError> {
+    let sets = &txns.keysets;
+    let moved: rustc_hash::FxHashSet<u64> = (0..sets.len() as u32)
+        .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
+        .map(|k| sets.number(k))
+        .collect();
+    let complete: Vec<bool> = match touched.customers() {
+        Some(ids) => (0..sets.len() as u32)
+            .map(|k| sets.customer(k).is_some_and(|id| ids.contains(id)))
+            .collect(),
+        None => vec![true; sets.len()],
+    };
+    let wanted: rustc_hash::FxHashSet<u64> = (0..sets.len() as u32)
+        .filter(|&k| complete[k as usize] && txns.used[k as usize])
+        .map(|k| sets.number(k))
+        .collect();
+    let rest = unread.read_rest(sets, &moved, &wanted)?;
+    tracing::debug!(
+        whole_months = rest.whole.len(),
+        rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
+        keysets = wanted.len(),
+        "stored transactions read after identities"
+    );
+    for month in &rest.whole {
+        touched.whole_month(*month);
+    }
+    txns.append(rest.rows);
+    txns.summarise(|k| complete[k as usize]);
+    Ok(unread.read)
+}
+
 /// The datasets written last, once every other one is written and freed.
 struct Datasets<'a> {
     txns: &'a transactions::Txns,
@@ -385,6 +447,8 @@ struct Datasets<'a> {
     touched: &'a touched::Touched,
     customers: &'a [warehouse::CustomerRow],
     small: &'a stored::SmallState,
+    /// Whether the run holds only part of the stored transactions.
+    partial: bool,
 }
 
 /// Writes the last datasets and a copy of the manifest into the staged
@@ -433,7 +497,12 @@ fn publish_version(
     clock.lap("write");
     // After the big writes, whose buffers are freed by now: the totals'
     // grouping then adds little to the run's peak.
-    let totals = purchases::totals(datasets.txns, datasets.touched, previous.as_deref());
+    let totals = purchases::totals(
+        datasets.txns,
+        datasets.touched,
+        previous.as_deref(),
+        datasets.partial,
+    )?;
     tracing::debug!(
         customers = totals.len(),
         touched = datasets.touched.customers().map(|c| c.len()),

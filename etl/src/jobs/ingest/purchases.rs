@@ -14,18 +14,29 @@ use super::transactions::Txns;
 use crate::scoring::ledger::Tx;
 use crate::scoring::totals::CustomerTotals;
 use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
-use crate::warehouse::{self, StoredTxn};
+use crate::warehouse::{self, StoredTxn, WarehouseError};
 use cvm_shared::TxnKind;
 
 /// Every customer's purchase totals, sorted by customer id: the stored rows
 /// of `previous` (the version this run started from) for the customers not
 /// `touched`, summed again for the others; all summed when either is
-/// missing or the stored rows cannot be read.
+/// missing or the stored rows cannot be read, unless `partial` (the run
+/// holds only part of the history: then unreadable stored rows are an error).
 pub(super) fn totals(
     txns: &Txns,
     touched: &Touched,
     previous: Option<&Path>,
-) -> Vec<PurchaseTotalsRow<Box<str>>> {
+    partial: bool,
+) -> Result<Vec<PurchaseTotalsRow<Box<str>>>, WarehouseError> {
+    let unreadable = |e: Option<WarehouseError>| WarehouseError::Format {
+        path: previous
+            .map(|p| p.join(warehouse::state::DIR).join(purchase_totals::FILE))
+            .unwrap_or_default(),
+        message: format!(
+            "the stored purchase totals are needed and unreadable{}: run `cvm-etl ingest --full-rebuild` to sum them again",
+            e.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    };
     let mut rows = match (touched.customers(), previous) {
         (Some(ids), Some(dir)) => {
             let mut kept = Vec::new();
@@ -40,6 +51,8 @@ pub(super) fn totals(
                     rows.append(&mut kept);
                     rows
                 }
+                Ok(false) if partial => return Err(unreadable(None)),
+                Err(e) if partial => return Err(unreadable(Some(e))),
                 Ok(false) => summed(txns, |_| true),
                 // Derived state: unreadable stored totals (another cvm's
                 // columns, a damaged file) are summed again from scratch.
@@ -49,10 +62,11 @@ pub(super) fn totals(
                 }
             }
         }
+        _ if partial => return Err(unreadable(None)),
         _ => summed(txns, |_| true),
     };
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    rows
+    Ok(rows)
 }
 
 /// The totals of the customers `wanted` picks, from all their transactions.

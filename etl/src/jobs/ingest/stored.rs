@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::IngestError;
+use super::history::UnreadMonths;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
@@ -42,6 +43,10 @@ pub(super) struct Stored {
     /// earlier cvm's version, a missing or unreadable table), every month is
     /// written again, so the next night can read them all by number.
     pub txns_by_number: bool,
+    /// When the night reads only the transaction months it needs (see
+    /// `history`): the months not read yet. `txns` then holds the months
+    /// read so far; otherwise it holds every stored transaction.
+    pub unread: Option<UnreadMonths>,
     pub customers: Vec<CustomerRow>,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
@@ -132,9 +137,10 @@ pub(super) fn load(
             }
             records
         },
-        txns: txns.0,
-        txn_keysets: txns.1,
-        txns_by_number: txns.2,
+        txns: txns.parts,
+        txn_keysets: txns.sets,
+        txns_by_number: txns.by_number,
+        unread: txns.unread,
         customers: customers?,
         key_history: key_history?,
         events: { events },
@@ -146,32 +152,61 @@ pub(super) fn load(
     })
 }
 
+/// The stored transactions as a run loads them.
+struct LoadedTxns {
+    parts: Vec<Vec<StoredTxn>>,
+    sets: TxnKeysets,
+    by_number: bool,
+    unread: Option<UnreadMonths>,
+}
+
 /// The stored transactions and their key sets: by key set number when the
 /// version keeps a key set table (not read for a full rebuild, which works
-/// from the rows' own keys), else by the rows' keys; and which it was.
-fn load_txns(
-    version: &Path,
-    full_rebuild: bool,
-) -> Result<(Vec<Vec<StoredTxn>>, TxnKeysets, bool), WarehouseError> {
+/// from the rows' own keys), else by the rows' keys; and which it was. When
+/// the table keeps each key set's summary, the record state each record's
+/// months, the purchase totals are there, and every row lies in a month
+/// folder, no row is read yet: the night reads the months it needs
+/// (`history`).
+fn load_txns(version: &Path, full_rebuild: bool) -> Result<LoadedTxns, WarehouseError> {
     let dir = version.join("transactions");
+    let state = version.join(warehouse::state::DIR);
     if !full_rebuild {
         // Derived state: a table that is unreadable or misses a row's key
         // set means reading every row's keys.
         let started = std::time::Instant::now();
-        match txn_keysets::read(&version.join(warehouse::state::DIR)) {
-            Ok(Some(sets)) => match warehouse::transactions::read_numbered(&dir, &sets) {
-                Ok(parts) => {
-                    tracing::debug!(
-                        keysets = sets.len(),
-                        ms = started.elapsed().as_millis() as u64,
-                        "stored transactions read by key set"
-                    );
-                    return Ok((parts, sets, true));
+        match txn_keysets::read(&state) {
+            Ok(Some(sets)) => {
+                if sets.summarised()
+                    && warehouse::state::knows_months(&state)?
+                    && warehouse::purchase_totals::usable(&state)
+                    && months::partitioned(&dir)?
+                {
+                    return Ok(LoadedTxns {
+                        parts: Vec::new(),
+                        unread: Some(UnreadMonths::of(&dir)?),
+                        sets,
+                        by_number: true,
+                    });
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "stored transactions not readable by key set: reading their keys");
+                match warehouse::transactions::read_numbered(&dir, &sets) {
+                    Ok(parts) => {
+                        tracing::debug!(
+                            keysets = sets.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "stored transactions read by key set"
+                        );
+                        return Ok(LoadedTxns {
+                            parts,
+                            sets,
+                            by_number: true,
+                            unread: None,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stored transactions not readable by key set: reading their keys");
+                    }
                 }
-            },
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "stored transaction key sets unreadable: reading every row's keys");
@@ -180,5 +215,10 @@ fn load_txns(
     }
     let mut sets = TxnKeysets::default();
     let parts = warehouse::transactions::read_keyed(&dir, &mut sets)?;
-    Ok((parts, sets, false))
+    Ok(LoadedTxns {
+        parts,
+        sets,
+        by_number: false,
+        unread: None,
+    })
 }

@@ -43,6 +43,13 @@ impl Touched {
         }
     }
 
+    /// Notes that month `m` is written again.
+    pub fn whole_month(&mut self, m: Month) {
+        if let Some(c) = &mut self.0 {
+            c.months.insert(m);
+        }
+    }
+
     /// Notes that stored row `t`, of `customer`, is removed or replaced.
     pub fn row(&mut self, t: &StoredTxn, customer: Option<&str>) {
         if let Some(id) = customer {

@@ -10,7 +10,7 @@ use crate::consolidate::versions::{RecordState, Resolution};
 use crate::memory::release_freed;
 use crate::record::TxnRecord;
 use crate::sources::InputFile;
-use crate::warehouse::txn_keysets::TxnKeysets;
+use crate::warehouse::txn_keysets::{KeysetRows, TxnKeysets};
 use crate::warehouse::{SourceFile, StoredTxn};
 
 /// The consolidated transactions: the stored rows kept, then each file's
@@ -36,24 +36,55 @@ impl Txns {
         self.chunks.iter().flatten()
     }
 
-    /// How many rows.
-    pub fn len(&self) -> usize {
-        self.chunks.iter().map(Vec::len).sum()
+    /// Adds stored rows read after consolidation (they change nothing: their
+    /// key sets already count them).
+    pub fn append(&mut self, mut parts: Vec<Vec<StoredTxn>>) {
+        self.chunks.append(&mut parts);
     }
 
-    /// The customer of row `t`.
-    pub fn customer(&self, t: &StoredTxn) -> Option<&str> {
-        self.keysets.customer(t.keyset)
+    /// Sums the [`KeysetRows`] of the key sets `complete` picks again from
+    /// the rows held, which must be all of theirs.
+    pub fn summarise(&mut self, complete: impl Fn(u32) -> bool) {
+        let picked: Vec<bool> = (0..self.keysets.len() as u32).map(complete).collect();
+        let mut sums = self.keysets.all_rows().to_vec();
+        for (k, s) in sums.iter_mut().enumerate() {
+            if picked[k] {
+                *s = KeysetRows::default();
+            }
+        }
+        for t in self.iter().filter(|t| picked[t.keyset as usize]) {
+            sums[t.keyset as usize].add(t.row.occurred_at, t.row.channel);
+        }
+        self.keysets.set_all_rows(sums);
+        self.used = self.keysets.all_rows().iter().map(|r| r.rows > 0).collect();
+    }
+
+    /// How many rows, counted by key set, and how many of them are anonymous.
+    pub fn counts(&self) -> (u64, u64) {
+        let (mut all, mut anonymous) = (0, 0);
+        for (k, r) in self.keysets.all_rows().iter().enumerate() {
+            all += u64::from(r.rows);
+            if self.keysets.customer(k as u32).is_none() {
+                anonymous += u64::from(r.rows);
+            }
+        }
+        (all, anonymous)
     }
 }
 
 /// Records converted between two hand-backs of freed memory.
 const RELEASE_EVERY: usize = 1 << 17;
 
-/// Every transaction row of the history after this drop. Winners' record
-/// state is pushed onto `state` (numbered records live in the dataset); the
-/// stored rows they replace and the rows they add are `touched`.
+/// Every transaction row of the history after this drop: of `stored`'s
+/// (every stored row when `whole`, else the months read so far), those the
+/// drop does not replace, and the drop's. Winners' record state is pushed
+/// onto `state` (numbered records live in the dataset); the stored rows they
+/// replace and the rows they add are `touched`. Each key set's
+/// [`KeysetRows`] are summed from the rows when `whole`, else kept up to
+/// date with the rows removed and added.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn consolidate(
+    whole: bool,
     mut stored: Vec<Vec<StoredTxn>>,
     mut keysets: TxnKeysets,
     winners: Resolution<TxnRecord<u32>>,
@@ -63,11 +94,16 @@ pub(super) fn consolidate(
     touched: &mut Touched,
 ) -> Txns {
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
+    let counted = !whole && keysets.summarised();
     for part in &mut stored {
         part.retain(|t| {
             let keep = !replaced.contains(&*t.record_key);
             if !keep {
                 touched.row(t, keysets.customer(t.keyset));
+                if counted {
+                    let r = keysets.rows_mut(t.keyset);
+                    r.rows = r.rows.saturating_sub(1);
+                }
             }
             keep
         });
@@ -116,6 +152,7 @@ pub(super) fn consolidate(
                 // The last row takes the record's key; a refunded order's first row copies it.
                 let last = i + 1 == n;
                 touched.month(row.occurred_at);
+                keysets.rows_mut(keyset).add(row.occurred_at, row.channel);
                 made.push(StoredTxn {
                     row,
                     keyset,
@@ -130,12 +167,13 @@ pub(super) fn consolidate(
     fresh.resize(keysets.len(), false);
     let mut txns = Txns {
         chunks,
-        used: vec![false; keysets.len()],
+        used: Vec::new(),
         fresh,
         keysets,
     };
-    for t in txns.chunks.iter().flatten() {
-        txns.used[t.keyset as usize] = true;
+    match whole {
+        true => txns.summarise(|_| true),
+        false => txns.used = txns.keysets.all_rows().iter().map(|r| r.rows > 0).collect(),
     }
     txns
 }

@@ -7,7 +7,7 @@ use rustc_hash::FxHashSet as HashSet;
 use super::read::DropRead;
 use super::stored::Stored;
 use crate::consolidate::events::{self, EventResolution};
-use crate::consolidate::versions::{self, RecordState, Resolution, StoredVersions};
+use crate::consolidate::versions::{self, RecordState, Resolution, RowMonths, StoredVersions};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
 use crate::record::{CrmRecord, Outcome, TxnRecord, Versioned};
@@ -185,10 +185,14 @@ pub(super) fn kept_state(
 }
 
 /// A winner's entry in the record state.
-pub(super) fn state_of<T>(w: &Versioned<T>) -> RecordState {
+pub(super) fn state_of<K>(w: &Versioned<TxnRecord<K>>) -> RecordState {
     RecordState {
         key: w.key.clone(),
         version: w.version.get(),
         digest: w.digest,
+        months: RowMonths::of(
+            w.body.row.as_ref().map(|r| r.occurred_at),
+            w.body.row.as_ref().and(w.body.refunded_at.get()),
+        ),
     }
 }

@@ -1,0 +1,145 @@
+//! Which stored transactions a night reads. Over a version that keeps what
+//! each key set's rows add up to (`_state/txn_keysets`) and the months of
+//! each record's rows (`_state/records`), a night reads whole only the
+//! months it may change: those its drop's records fall in, those of the
+//! stored records they replace, and those holding a key set that changes
+//! customer. Of every other month it reads just the rows of the customers
+//! whose purchase totals it sums again, found by the `keyset` column alone;
+//! the rest of the history stays on disk and is shared with the new version.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rustc_hash::FxHashSet as HashSet;
+
+use crate::consolidate::versions::{RecordState, StoredVersions};
+use crate::manifest::ingest::HistoryRead;
+use crate::record::{RecordKey, TxnRecord, Versioned};
+use crate::warehouse::months::{self, Month, month_of};
+use crate::warehouse::txn_keysets::TxnKeysets;
+use crate::warehouse::{StoredTxn, WarehouseError, transactions};
+
+/// The stored version's transaction months a night has not read yet.
+#[derive(Debug, Default)]
+pub(super) struct UnreadMonths {
+    files: BTreeMap<Month, Vec<PathBuf>>,
+    /// What has been read so far.
+    pub read: HistoryRead,
+}
+
+/// What [`UnreadMonths::read_rest`] read.
+#[derive(Debug, Default)]
+pub(super) struct Rest {
+    /// Months read whole: they hold a key set that changes customer.
+    pub whole: Vec<Month>,
+    /// Their rows, and the wanted rows of the other months.
+    pub rows: Vec<Vec<StoredTxn>>,
+}
+
+impl UnreadMonths {
+    /// Every month of the `transactions/` folder `dir`, none read yet.
+    pub fn of(dir: &Path) -> Result<UnreadMonths, WarehouseError> {
+        let files = months::files_by_month(dir)?;
+        let read = HistoryRead {
+            months: files.len() as u64,
+            ..HistoryRead::default()
+        };
+        Ok(UnreadMonths { files, read })
+    }
+
+    /// Reads whole the months of `wanted` not read yet (by key set number,
+    /// as in `sets`).
+    pub fn read(
+        &mut self,
+        wanted: &HashSet<Month>,
+        sets: &TxnKeysets,
+    ) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
+        let months: Vec<Vec<PathBuf>> =
+            wanted.iter().filter_map(|m| self.files.remove(m)).collect();
+        self.read.whole_months += months.len() as u64;
+        let files: Vec<PathBuf> = months.into_iter().flatten().collect();
+        let parts = transactions::read_numbered_files(&files, sets)?;
+        self.read.rows += parts.iter().map(Vec::len).sum::<usize>() as u64;
+        Ok(parts)
+    }
+
+    /// Reads the rest: whole, every month that holds a key set numbered in
+    /// `moved`; of the others, the rows of the key sets numbered in `wanted`.
+    pub fn read_rest(
+        &mut self,
+        sets: &TxnKeysets,
+        moved: &HashSet<u64>,
+        wanted: &HashSet<u64>,
+    ) -> Result<Rest, WarehouseError> {
+        let files: Vec<(Month, &PathBuf)> = self
+            .files
+            .iter()
+            .flat_map(|(m, files)| files.iter().map(move |f| (*m, f)))
+            .collect();
+        // One column per file first: which rows are wanted, and whether the
+        // month must be read whole.
+        let found: Vec<(bool, Vec<u32>)> = files
+            .par_iter()
+            .map(|(_, path)| {
+                let numbers = transactions::keyset_numbers(path)?;
+                let whole = numbers.iter().any(|n| moved.contains(n));
+                let rows = match whole {
+                    true => Vec::new(),
+                    false => (0..numbers.len() as u32)
+                        .filter(|&i| wanted.contains(&numbers[i as usize]))
+                        .collect(),
+                };
+                Ok((whole, rows))
+            })
+            .collect::<Result<_, WarehouseError>>()?;
+        let whole: HashSet<Month> = files
+            .iter()
+            .zip(&found)
+            .filter(|(_, (w, _))| *w)
+            .map(|((m, _), _)| *m)
+            .collect();
+        let rows: Vec<Vec<StoredTxn>> = files
+            .par_iter()
+            .zip(&found)
+            .map(|((m, path), (_, rows))| match whole.contains(m) {
+                true => transactions::read_numbered_rows(path, sets, None),
+                false => transactions::read_numbered_rows(path, sets, Some(rows)),
+            })
+            .filter(|r| !matches!(r, Ok(rows) if rows.is_empty()))
+            .collect::<Result<_, _>>()?;
+        self.files.clear();
+        self.read.whole_months += whole.len() as u64;
+        self.read.rows += rows.iter().map(Vec::len).sum::<usize>() as u64;
+        let mut whole: Vec<Month> = whole.into_iter().collect();
+        whole.sort_unstable();
+        Ok(Rest { whole, rows })
+    }
+}
+
+/// The months the drop's transaction records put rows in (winners or not:
+/// a numbered record's stored copy, if any, lies in the same month).
+pub(super) fn drop_months(txns: &[Vec<Versioned<TxnRecord<u32>>>]) -> HashSet<Month> {
+    let mut out = HashSet::default();
+    for v in txns.iter().flatten() {
+        if let Some(row) = &v.body.row {
+            out.insert(month_of(row.occurred_at));
+            if let Some(at) = v.body.refunded_at.get() {
+                out.insert(month_of(at));
+            }
+        }
+    }
+    out
+}
+
+/// The months holding the rows of the stored records `replaced` names
+/// (`records` sorted by key; numbered records are not there: their rows lie
+/// in the months of the drop's copies).
+pub(super) fn replaced_months(records: &[RecordState], replaced: &[RecordKey]) -> HashSet<Month> {
+    replaced
+        .iter()
+        .filter_map(|k| records.version_of(k))
+        .flat_map(|r| r.months.numbers())
+        .map(months::of_number)
+        .collect()
+}
