@@ -139,7 +139,8 @@ pub struct TxnKeysets {
     keys: Vec<Keys>,
     hashes: Vec<u64>,
     customers: Vec<Option<Box<str>>>,
-    /// What each key set's rows add up to.
+    /// What each key set's rows add up to; filled up to every key set when
+    /// first changed (a drop's own table never needs it).
     rows: Vec<KeysetRows>,
     /// Whether the table read from `_state` kept [`KeysetRows`] (an earlier
     /// cvm's did not).
@@ -190,17 +191,26 @@ impl TxnKeysets {
 
     /// What key set `k`'s rows add up to.
     pub fn rows(&self, k: u32) -> KeysetRows {
-        self.rows[k as usize]
+        self.rows.get(k as usize).copied().unwrap_or_default()
     }
 
     /// The same, to change.
     pub fn rows_mut(&mut self, k: u32) -> &mut KeysetRows {
+        self.fill_rows();
         &mut self.rows[k as usize]
     }
 
-    /// Every key set's [`KeysetRows`], by index.
+    /// Every key set's [`KeysetRows`], by index, up to the last one changed
+    /// or filled ([`TxnKeysets::fill_rows`]).
     pub fn all_rows(&self) -> &[KeysetRows] {
         &self.rows
+    }
+
+    /// Gives every key set its [`KeysetRows`] (none yet for those added since).
+    pub fn fill_rows(&mut self) {
+        if self.rows.len() < self.keys.len() {
+            self.rows.resize(self.keys.len(), KeysetRows::default());
+        }
     }
 
     /// Replaces every key set's [`KeysetRows`] (by index).
@@ -246,7 +256,6 @@ impl TxnKeysets {
         self.keys.push(keys);
         self.hashes.push(h);
         self.customers.push(None);
-        self.rows.push(KeysetRows::default());
         let hashes = &self.hashes;
         self.index.insert_unique(h, k, |&k| hashes[k as usize]);
         k

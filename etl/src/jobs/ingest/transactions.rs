@@ -46,6 +46,7 @@ impl Txns {
     /// the rows held, which must be all of theirs.
     pub fn summarise(&mut self, complete: impl Fn(u32) -> bool) {
         let picked: Vec<bool> = (0..self.keysets.len() as u32).map(complete).collect();
+        self.keysets.fill_rows();
         let mut sums = self.keysets.all_rows().to_vec();
         for (k, s) in sums.iter_mut().enumerate() {
             if picked[k] {
@@ -171,6 +172,7 @@ pub(super) fn consolidate(
         fresh,
         keysets,
     };
+    txns.keysets.fill_rows();
     match whole {
         true => txns.summarise(|_| true),
         false => txns.used = txns.keysets.all_rows().iter().map(|r| r.rows > 0).collect(),
