@@ -16,20 +16,22 @@ use crate::record::CrmRecord;
 use crate::warehouse::CustomerRow;
 
 /// The latest CRM records, and the stored ones the drop replaced.
-pub(super) struct LatestCrm<'s> {
+pub(super) struct LatestCrm {
     /// One record per CRM customer, owning its strings.
     pub records: Vec<CrmRecord>,
     /// Stored CRM customers whose record the drop replaced.
-    pub replaced: Vec<&'s CustomerRow>,
+    pub replaced: Vec<CustomerRow>,
 }
 
-/// The stored CRM customers the drop leaves alone, plus the drop's winners
-/// (whose record state is pushed onto `state` as they are moved).
-pub(super) fn latest_crm<'s>(
-    stored: &'s [CustomerRow],
+/// The stored CRM customers the drop leaves alone (their strings moved, not
+/// copied; the stored guests are dropped: they are formed again), plus the
+/// drop's winners (whose record state is pushed onto `state` as they are
+/// moved).
+pub(super) fn latest_crm(
+    stored: Vec<CustomerRow>,
     winners: Resolution<CrmRecord>,
     state: &mut Vec<RecordState>,
-) -> LatestCrm<'s> {
+) -> LatestCrm {
     // CRM record keys are `crm:<customer id>` (see `sources::crm`): compared
     // by id, so no key is built for each of a million stored customers.
     let crm_replaced: HashSet<&str> = winners
@@ -37,12 +39,18 @@ pub(super) fn latest_crm<'s>(
         .iter()
         .filter_map(|k| k.strip_prefix("crm:"))
         .collect();
-    let (replaced, kept): (Vec<&CustomerRow>, Vec<&CustomerRow>) = stored
-        .iter()
-        .filter(|c| !c.is_guest)
-        .partition(|c| crm_replaced.contains(&*c.customer_id));
-    let mut records: Vec<CrmRecord> = kept.into_iter().map(crm_of).collect();
-    records.reserve_exact(winners.winner_count());
+    let mut replaced = Vec::with_capacity(crm_replaced.len());
+    let mut records: Vec<CrmRecord> = Vec::with_capacity(
+        stored.len().saturating_sub(crm_replaced.len()) + winners.winner_count(),
+    );
+    for c in stored.into_iter().filter(|c| !c.is_guest) {
+        if crm_replaced.contains(&*c.customer_id) {
+            replaced.push(c);
+        } else {
+            records.push(crm_of(c));
+        }
+    }
+    drop(crm_replaced);
     for w in winners.winners.into_iter().flatten() {
         // A CRM record's key is needed only here: moved, not cloned.
         state.push(RecordState {
@@ -57,14 +65,14 @@ pub(super) fn latest_crm<'s>(
     LatestCrm { records, replaced }
 }
 
-fn crm_of(c: &CustomerRow) -> CrmRecord {
+fn crm_of(c: CustomerRow) -> CrmRecord {
     CrmRecord {
-        customer_id: c.customer_id.clone(),
-        email: c.email.clone(),
-        phone: c.phone.clone(),
-        first_name: c.first_name.clone(),
-        last_name: c.last_name.clone(),
-        country: c.country.clone(),
+        customer_id: c.customer_id,
+        email: c.email,
+        phone: c.phone,
+        first_name: c.first_name,
+        last_name: c.last_name,
+        country: c.country,
         signup_date: c.signup_date,
         birth_date: c.birth_date,
         email_opt_in: c.email_opt_in,
@@ -76,7 +84,7 @@ fn crm_of(c: &CustomerRow) -> CrmRecord {
 /// the keys of every version superseded tonight: the stored latest records
 /// the drop replaced, and the drop's own superseded versions.
 pub(super) fn directory<'a>(
-    latest: &'a LatestCrm<'a>,
+    latest: &'a LatestCrm,
     history: &'a [KeyClaim],
     superseded: &'a [CrmRecord],
 ) -> Directory<'a> {

@@ -288,7 +288,11 @@ pub fn run_locked(
         &crm_winners,
         &txn_winners,
     );
-    let crm = identities::latest_crm(&stored.customers, crm_winners, &mut state);
+    let crm = identities::latest_crm(
+        std::mem::take(&mut stored.customers),
+        crm_winners,
+        &mut state,
+    );
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     let key_history = directory.history();
     let changed = changed || directory.history_changed;
