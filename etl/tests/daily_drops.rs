@@ -355,6 +355,65 @@ fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
     assert_eq!(ids.len(), 3, "W-2, W-3 and R-9: {ids:?}");
 }
 
+/// A CRM record that claims a guest moves the guest's rows in months the
+/// night does not otherwise read: those months are written again from their
+/// files, with the claiming customer, and equal one drop; of the months it
+/// leaves alone, only the claimed guest's rows are read.
+#[test]
+fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let history = [
+        web_order("W-1", "g@example.com", "2025-01-10", "2025-01-10", "paid"),
+        web_order("W-2", "g@example.com", "2025-02-10", "2025-02-10", "paid"),
+        web_order("W-3", "x@example.com", "2025-02-11", "2025-02-11", "paid"),
+        web_order("W-4", "y@example.com", "2025-03-10", "2025-03-10", "paid"),
+        web_order("W-5", "y@example.com", "2025-04-10", "2025-04-10", "paid"),
+    ]
+    .join("\n");
+    let crm = "customer_id,email,phone,updated_at\nC-1,g@example.com,,2025-05-01T00:00:00Z\n";
+    let tonight = web_order("W-6", "z@example.com", "2025-05-02", "2025-05-02", "paid");
+    let (n1, n2, one) = (
+        tmp.path().join("n1"),
+        tmp.path().join("n2"),
+        tmp.path().join("one"),
+    );
+    write_drop(&n1, &[("web/a.jsonl", history.clone())]);
+    write_drop(
+        &n2,
+        &[
+            ("crm/c.csv", crm.to_string()),
+            ("web/b.jsonl", tonight.clone()),
+        ],
+    );
+    write_drop(
+        &one,
+        &[
+            ("web/a.jsonl", history),
+            ("crm/c.csv", crm.to_string()),
+            ("web/b.jsonl", tonight),
+        ],
+    );
+    let (wh_nights, wh_one) = (tmp.path().join("wh-nights"), tmp.path().join("wh-one"));
+    ingest(&n1, &wh_nights);
+    let night = ingest(&n2, &wh_nights);
+    ingest(&one, &wh_one);
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    let owners = owners(&wh_nights);
+    for order in ["web:W-1", "web:W-2"] {
+        assert_eq!(owners[&(order.to_string(), false)].as_deref(), Some("C-1"));
+    }
+    // Written: May (tonight's order), January and February (the claim); March
+    // and April shared. Read: the claimed guest's two rows, nothing else.
+    let months = night.manifest.transaction_months;
+    assert_eq!((months.written, months.shared), (3, 2), "{months:?}");
+    let read = night.manifest.transactions_read.unwrap();
+    assert_eq!(
+        (read.whole_months, read.months, read.rows),
+        (2, 4, 2),
+        "{read:?}"
+    );
+}
+
 /// A version without the key set tables (an earlier cvm's) has its events
 /// read whole and written again, and its transactions read by their keys,
 /// with the tables, and still equals one drop.

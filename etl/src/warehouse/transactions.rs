@@ -4,7 +4,8 @@
 //! The month lives only in the folder name; Hive-aware readers (DuckDB,
 //! Polars, Spark) add it as a column.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::builder::StringBuilder;
@@ -15,7 +16,7 @@ use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
 use rayon::prelude::*;
 
-use super::months::{self, Unchanged, Written, month_of};
+use super::months::{self, Month, Unchanged, Written, month_of};
 use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, decimal_array, opt_str, opt_str_ref,
     timestamp_array, writer_properties_with,
@@ -307,25 +308,57 @@ pub fn month_partition(occurred_at: i64) -> String {
     months::folder(month_of(occurred_at))
 }
 
+/// Months whose rows are all stored rows that change only their customer:
+/// written by reading the previous version's files again, a month at a
+/// time, instead of from rows held in memory.
+pub type Reread = BTreeMap<Month, Vec<PathBuf>>;
+
 /// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (a part per
 /// [`parquet_io::MAX_PART_ROWS`]), rows sorted by (`occurred_at`,
 /// `transaction_id`), parts in parallel. With `unchanged`, only the changed
 /// months are written and the others linked from the previous version (whose
-/// rows there are exactly `txns`' rows there). `dir` should be a fresh
-/// folder: files already there are not removed.
+/// rows there are exactly `txns`' rows there). The months of `reread` are
+/// written from their files (each row with its key set's customer in
+/// `sets`), not from `txns`. `dir` should be a fresh folder: files already
+/// there are not removed.
 pub fn write<'a>(
     dir: &Path,
     txns: impl IntoIterator<Item = &'a StoredTxn>,
     sets: &TxnKeysets,
     unchanged: Option<Unchanged<'_>>,
+    reread: &Reread,
 ) -> Result<Written, WarehouseError> {
-    let mut sorted: Vec<&StoredTxn> = match unchanged {
-        None => txns.into_iter().collect(),
-        Some(u) => txns
-            .into_iter()
-            .filter(|t| u.writes(t.row.occurred_at))
-            .collect(),
+    let mut written = write_rows(dir, txns, sets, unchanged, reread)?;
+    // A month per thread at a time: memory holds as many months as threads.
+    let months: Vec<Written> = reread
+        .par_iter()
+        .map(|(_, files)| {
+            let rows: Vec<StoredTxn> = read_numbered_files(files, sets)?
+                .into_iter()
+                .flatten()
+                .collect();
+            write_rows(dir, &rows, sets, None, &Reread::new())
+        })
+        .collect::<Result<_, _>>()?;
+    for w in months {
+        written.stats = written.stats + w.stats;
+        written.months += w.months;
+    }
+    Ok(written)
+}
+
+fn write_rows<'a>(
+    dir: &Path,
+    txns: impl IntoIterator<Item = &'a StoredTxn>,
+    sets: &TxnKeysets,
+    unchanged: Option<Unchanged<'_>>,
+    reread: &Reread,
+) -> Result<Written, WarehouseError> {
+    let written = |t: &StoredTxn| {
+        unchanged.is_none_or(|u| u.writes(t.row.occurred_at))
+            && (reread.is_empty() || !reread.contains_key(&month_of(t.row.occurred_at)))
     };
+    let mut sorted: Vec<&StoredTxn> = txns.into_iter().filter(|t| written(t)).collect();
     let limit = DECIMAL_MAX_UNITS.unsigned_abs();
     if let Some(t) = sorted.iter().find(|t| {
         t.row.amount_base.0.unsigned_abs() > limit || t.row.amount_original.0.unsigned_abs() > limit
@@ -387,7 +420,7 @@ pub fn read_numbered(dir: &Path, sets: &TxnKeysets) -> Result<Vec<Vec<StoredTxn>
 
 /// Reads `files` as [`read_numbered`] reads a folder's.
 pub fn read_numbered_files(
-    files: &[std::path::PathBuf],
+    files: &[PathBuf],
     sets: &TxnKeysets,
 ) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
     files
@@ -501,7 +534,7 @@ mod tests {
         unchanged: Option<Unchanged<'_>>,
     ) -> Result<Written, WarehouseError> {
         let (txns, sets) = keyed(rows);
-        write(dir, &txns, &sets, unchanged)
+        write(dir, &txns, &sets, unchanged, &Reread::new())
     }
 
     /// Rows as read back: their key set index is the reader's.
@@ -585,7 +618,7 @@ mod tests {
     fn rows_read_by_key_set_number_equal_rows_read_by_their_keys() {
         let d = tempfile::tempdir().unwrap();
         let (txns, sets) = keyed(&sample());
-        write(d.path(), &txns, &sets, None).unwrap();
+        write(d.path(), &txns, &sets, None, &Reread::new()).unwrap();
         let state = d.path().join("_state");
         std::fs::create_dir(&state).unwrap();
         let used = vec![true; sets.len()];

@@ -3,9 +3,11 @@
 //! each record's rows (`_state/records`), a night reads whole only the
 //! months it may change: those its drop's records fall in, those of the
 //! stored records they replace, and those holding a key set that changes
-//! customer. Of every other month it reads just the rows of the customers
-//! whose purchase totals it sums again, found by the `keyset` column alone;
-//! the rest of the history stays on disk and is shared with the new version.
+//! customer (those last are not held: they are read again a month at a
+//! time as they are written). Of every other month it reads just the rows of
+//! the customers whose purchase totals it sums again, found by the `keyset`
+//! column alone; the rest of the history stays on disk and is shared with
+//! the new version.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use crate::consolidate::versions::{RecordState, StoredVersions};
 use crate::manifest::ingest::HistoryRead;
 use crate::record::{RecordKey, TxnRecord, Versioned};
 use crate::warehouse::months::{self, Month, month_of};
+use crate::warehouse::transactions::Reread;
 use crate::warehouse::txn_keysets::TxnKeysets;
 use crate::warehouse::{StoredTxn, WarehouseError, transactions};
 
@@ -31,9 +34,10 @@ pub(super) struct UnreadMonths {
 /// What [`UnreadMonths::read_rest`] read.
 #[derive(Debug, Default)]
 pub(super) struct Rest {
-    /// Months read whole: they hold a key set that changes customer.
-    pub whole: Vec<Month>,
-    /// Their rows, and the wanted rows of the other months.
+    /// Months that hold a key set that changes customer: written again from
+    /// their files, a month at a time.
+    pub reread: Reread,
+    /// The wanted rows of every month.
     pub rows: Vec<Vec<StoredTxn>>,
 }
 
@@ -64,8 +68,9 @@ impl UnreadMonths {
         Ok(parts)
     }
 
-    /// Reads the rest: whole, every month that holds a key set numbered in
-    /// `moved`; of the others, the rows of the key sets numbered in `wanted`.
+    /// Reads the rest: of every month, the rows of the key sets numbered in
+    /// `wanted`; and names the months that hold a key set numbered in `moved`
+    /// (changing customer), whose rows are all written again.
     pub fn read_rest(
         &mut self,
         sets: &TxnKeysets,
@@ -77,43 +82,38 @@ impl UnreadMonths {
             .iter()
             .flat_map(|(m, files)| files.iter().map(move |f| (*m, f)))
             .collect();
-        // One column per file first: which rows are wanted, and whether the
-        // month must be read whole.
+        // One column per file: which rows are wanted, and whether the month
+        // is written again.
         let found: Vec<(bool, Vec<u32>)> = files
             .par_iter()
             .map(|(_, path)| {
                 let numbers = transactions::keyset_numbers(path)?;
-                let whole = numbers.iter().any(|n| moved.contains(n));
-                let rows = match whole {
-                    true => Vec::new(),
-                    false => (0..numbers.len() as u32)
-                        .filter(|&i| wanted.contains(&numbers[i as usize]))
-                        .collect(),
-                };
-                Ok((whole, rows))
+                let moves = numbers.iter().any(|n| moved.contains(n));
+                let rows = (0..numbers.len() as u32)
+                    .filter(|&i| wanted.contains(&numbers[i as usize]))
+                    .collect();
+                Ok((moves, rows))
             })
             .collect::<Result<_, WarehouseError>>()?;
-        let whole: HashSet<Month> = files
-            .iter()
-            .zip(&found)
-            .filter(|(_, (w, _))| *w)
-            .map(|((m, _), _)| *m)
-            .collect();
         let rows: Vec<Vec<StoredTxn>> = files
             .par_iter()
             .zip(&found)
-            .map(|((m, path), (_, rows))| match whole.contains(m) {
-                true => transactions::read_numbered_rows(path, sets, None),
-                false => transactions::read_numbered_rows(path, sets, Some(rows)),
-            })
+            .map(|((_, path), (_, rows))| transactions::read_numbered_rows(path, sets, Some(rows)))
             .filter(|r| !matches!(r, Ok(rows) if rows.is_empty()))
             .collect::<Result<_, _>>()?;
-        self.files.clear();
-        self.read.whole_months += whole.len() as u64;
+        let moves: HashSet<Month> = files
+            .iter()
+            .zip(&found)
+            .filter(|(_, (m, _))| *m)
+            .map(|((m, _), _)| *m)
+            .collect();
+        let reread: Reread = std::mem::take(&mut self.files)
+            .into_iter()
+            .filter(|(m, _)| moves.contains(m))
+            .collect();
+        self.read.whole_months += reread.len() as u64;
         self.read.rows += rows.iter().map(Vec::len).sum::<usize>() as u64;
-        let mut whole: Vec<Month> = whole.into_iter().collect();
-        whole.sort_unstable();
-        Ok(Rest { whole, rows })
+        Ok(Rest { reread, rows })
     }
 }
 

@@ -334,8 +334,11 @@ pub fn run_locked(
     );
     let (guests, reassigned, moved) = guests;
     let mut touched = touched.merge(reassigned);
+    let mut reread = warehouse::transactions::Reread::new();
     if let Some(unread) = stored.unread.take() {
-        mf.transactions_read = Some(read_rest(unread, &mut txns, &mut touched, &moved)?);
+        let (read, months) = read_rest(unread, &mut txns, &mut touched, &moved)?;
+        mf.transactions_read = Some(read);
+        reread = months;
     }
     state_written?;
     drop(state);
@@ -388,6 +391,7 @@ pub fn run_locked(
                 customers: &customers,
                 small: &input.small,
                 partial: mf.transactions_read.is_some(),
+                reread: &reread,
             };
             publish_version(wh, staging, &datasets, &mut mf, &mut clock)?;
         }
@@ -404,16 +408,22 @@ pub fn run_locked(
 }
 
 /// Reads the stored transactions a night still needs once identities are
-/// resolved (see `history`): whole, the months holding a key set that
-/// changed customer (`moved`, by index), which it then writes; of the other
-/// months, the rows of the touched customers, whose purchase totals and
-/// key set summaries are then summed from all their rows.
+/// resolved (see `history`): of every month, the rows of the touched
+/// customers, whose purchase totals and key set summaries are then summed
+/// from all their rows; and names the months holding a key set that changed
+/// customer (`moved`, by index), which the write step reads again.
 fn read_rest(
     mut unread: history::UnreadMonths,
     txns: &mut transactions::Txns,
     touched: &mut touched::Touched,
     moved: &[bool],
-) -> Result<manifest::ingest::HistoryRead, IngestError> {
+) -> Result<
+    (
+        manifest::ingest::HistoryRead,
+        warehouse::transactions::Reread,
+    ),
+    IngestError,
+> {
     let sets = &txns.keysets;
     let moved: rustc_hash::FxHashSet<u64> = (0..sets.len() as u32)
         .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
@@ -431,17 +441,17 @@ fn read_rest(
         .collect();
     let rest = unread.read_rest(sets, &moved, &wanted)?;
     tracing::debug!(
-        whole_months = rest.whole.len(),
+        reread_months = rest.reread.len(),
         rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
         keysets = wanted.len(),
         "stored transactions read after identities"
     );
-    for month in &rest.whole {
+    for month in rest.reread.keys() {
         touched.whole_month(*month);
     }
     txns.append(rest.rows);
     txns.summarise(|k| complete[k as usize]);
-    Ok(unread.read)
+    Ok((unread.read, rest.reread))
 }
 
 /// The datasets written last, once every other one is written and freed.
@@ -453,6 +463,8 @@ struct Datasets<'a> {
     small: &'a stored::SmallState,
     /// Whether the run holds only part of the stored transactions.
     partial: bool,
+    /// Months written from the stored version's files (see `history`).
+    reread: &'a warehouse::transactions::Reread,
 }
 
 /// Writes the last datasets and a copy of the manifest into the staged
@@ -477,7 +489,13 @@ fn publish_version(
     let (a, (c, k)) = rayon::join(
         || {
             let dir = d.join("transactions");
-            warehouse::transactions::write(&dir, txns.iter(), &txns.keysets, unchanged)
+            warehouse::transactions::write(
+                &dir,
+                txns.iter(),
+                &txns.keysets,
+                unchanged,
+                datasets.reread,
+            )
         },
         || {
             rayon::join(
