@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -287,6 +287,28 @@ fn web_order(id: &str, email: &str, created: &str, updated: &str, status: &str) 
     )
 }
 
+/// Ingests `history` (web orders) then `tonight` night by night, and both as
+/// one drop, under `dir`; checks that the two warehouses are equal. Returns
+/// the nightly warehouse and its second night's report.
+fn two_nights_equal_one_drop(
+    dir: &Path,
+    history: String,
+    tonight: &[(&str, String)],
+) -> (PathBuf, IngestReport) {
+    let (n1, n2, one) = (dir.join("n1"), dir.join("n2"), dir.join("one"));
+    write_drop(&n1, &[("web/a.jsonl", history.clone())]);
+    write_drop(&n2, tonight);
+    let mut all = vec![("web/a.jsonl", history)];
+    all.extend(tonight.iter().cloned());
+    write_drop(&one, &all);
+    let (wh_nights, wh_one) = (dir.join("wh-nights"), dir.join("wh-one"));
+    ingest(&n1, &wh_nights);
+    let night = ingest(&n2, &wh_nights);
+    ingest(&one, &wh_one);
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    (wh_nights, night)
+}
+
 fn write_drop(dir: &Path, files: &[(&str, String)]) {
     for (name, text) in files {
         let p = dir.join(name);
@@ -315,32 +337,11 @@ fn a_night_rewrites_the_months_it_changes_and_shares_the_others() {
         "cancelled",
     );
     let tonight_pos = "receipt_id,store_id,purchased_at,customer_id,phone,total,currency,status\nR-9,S1,2025-02-15T12:00:00Z,,,5.00,USD,sale\n";
-    let (n1, n2, one) = (
-        tmp.path().join("n1"),
-        tmp.path().join("n2"),
-        tmp.path().join("one"),
-    );
-    write_drop(&n1, &[("web/a.jsonl", history.clone())]);
-    write_drop(
-        &n2,
-        &[
-            ("web/b.jsonl", tonight_web.clone()),
-            ("pos/p.csv", tonight_pos.to_string()),
-        ],
-    );
-    write_drop(
-        &one,
-        &[
-            ("web/a.jsonl", history),
-            ("web/b.jsonl", tonight_web),
-            ("pos/p.csv", tonight_pos.to_string()),
-        ],
-    );
-    let (wh_nights, wh_one) = (tmp.path().join("wh-nights"), tmp.path().join("wh-one"));
-    ingest(&n1, &wh_nights);
-    let night = ingest(&n2, &wh_nights);
-    ingest(&one, &wh_one);
-    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    let tonight = [
+        ("web/b.jsonl", tonight_web),
+        ("pos/p.csv", tonight_pos.to_string()),
+    ];
+    let (wh_nights, night) = two_nights_equal_one_drop(tmp.path(), history, &tonight);
     let months = night.manifest.transaction_months;
     assert_eq!((months.written, months.shared), (1, 1), "{months:?}");
     // Read: February (the receipt's month), January (the replaced order's);
@@ -372,32 +373,8 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
     .join("\n");
     let crm = "customer_id,email,phone,updated_at\nC-1,g@example.com,,2025-05-01T00:00:00Z\n";
     let tonight = web_order("W-6", "z@example.com", "2025-05-02", "2025-05-02", "paid");
-    let (n1, n2, one) = (
-        tmp.path().join("n1"),
-        tmp.path().join("n2"),
-        tmp.path().join("one"),
-    );
-    write_drop(&n1, &[("web/a.jsonl", history.clone())]);
-    write_drop(
-        &n2,
-        &[
-            ("crm/c.csv", crm.to_string()),
-            ("web/b.jsonl", tonight.clone()),
-        ],
-    );
-    write_drop(
-        &one,
-        &[
-            ("web/a.jsonl", history),
-            ("crm/c.csv", crm.to_string()),
-            ("web/b.jsonl", tonight),
-        ],
-    );
-    let (wh_nights, wh_one) = (tmp.path().join("wh-nights"), tmp.path().join("wh-one"));
-    ingest(&n1, &wh_nights);
-    let night = ingest(&n2, &wh_nights);
-    ingest(&one, &wh_one);
-    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    let tonight = [("crm/c.csv", crm.to_string()), ("web/b.jsonl", tonight)];
+    let (wh_nights, night) = two_nights_equal_one_drop(tmp.path(), history, &tonight);
     let owners = owners(&wh_nights);
     for order in ["web:W-1", "web:W-2"] {
         assert_eq!(owners[&(order.to_string(), false)].as_deref(), Some("C-1"));
