@@ -391,6 +391,53 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
     );
 }
 
+/// A version whose record state keeps no months (an earlier cvm's) is read
+/// whole by the next night, which finds the months again from the
+/// transactions; the nights after it read only what they need (orders
+/// refunded then replace rows in months they find by those months), and
+/// every night still equals one drop.
+#[test]
+fn a_record_state_without_months_is_read_whole_and_gets_them_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let split = tmp.path().join("split");
+    let nights = busy_drop(&split, 150, 5, 0.0, 3);
+    let one = tmp.path().join("one");
+    busy_drop(&one, 150, 5, 0.0, 0);
+    let (wh_one, wh_nights) = (tmp.path().join("wh-one"), tmp.path().join("wh-nights"));
+    ingest(&one, &wh_one);
+    for (k, night) in nights.iter().enumerate() {
+        if k == 1 {
+            // The table as an earlier cvm wrote it: key, version, digest.
+            let state = wh_nights.join("current/_state");
+            let rows = warehouse::state::read(&state).unwrap();
+            let full = warehouse::state::to_batch(&rows);
+            let old = std::sync::Arc::new(arrow_schema::Schema::new(
+                full.schema().fields()[..3].to_vec(),
+            ));
+            let batch =
+                arrow_array::RecordBatch::try_new(old.clone(), full.columns()[..3].to_vec())
+                    .unwrap();
+            let path = state.join(warehouse::state::RECORDS_FILE);
+            std::fs::remove_file(&path).unwrap();
+            let _ = std::fs::remove_file(state.join(warehouse::state::DELTA_FILE));
+            warehouse::parquet_io::write_batches(
+                &path,
+                &old,
+                &warehouse::parquet_io::writer_properties(&[]),
+                std::iter::once(batch),
+            )
+            .unwrap();
+            assert!(!warehouse::state::knows_months(&state).unwrap());
+        }
+        let r = ingest_with(&split.join(night), &wh_nights, 0.5);
+        if k > 0 {
+            let read = r.manifest.transactions_read;
+            assert_eq!(read.is_none(), k == 1, "night {night}: {read:?}");
+        }
+    }
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+}
+
 /// A version without the key set tables (an earlier cvm's) has its events
 /// read whole and written again, and its transactions read by their keys,
 /// with the tables, and still equals one drop.

@@ -20,6 +20,11 @@ import sys
 import duckdb
 
 
+# Entries of `_state/records.parquet` changed since it was written: the
+# record state is the table with this over it (see etl/src/warehouse/state.rs).
+DELTA = "records-delta.parquet"
+
+
 def datasets(wh, scores=True):
     if not os.path.isdir(os.path.join(wh, "current")):
         sys.exit(f"{wh}: no published version (no `current`)")
@@ -28,6 +33,8 @@ def datasets(wh, scores=True):
     for name in ("customers", "transactions", "events"):
         out[name] = os.path.join(cur, name, "**", "*.parquet")
     for f in sorted(glob.glob(os.path.join(cur, "_state", "*.parquet"))):
+        if os.path.basename(f) == DELTA:
+            continue
         out["_state/" + os.path.basename(f)] = f
     for d in sorted(glob.glob(os.path.join(wh, "scores", "as_of=*")) if scores else []):
         out["scores/" + os.path.basename(d)] = os.path.join(d, "*.parquet")
@@ -43,6 +50,11 @@ def checksums(wh, exclude=(), scores=True):
             continue
         # hive_partitioning off: the month folder is not a column of the files.
         rel = f"read_parquet('{pattern}', hive_partitioning = false)"
+        delta = os.path.join(os.path.dirname(pattern), DELTA)
+        if name == "_state/records.parquet" and os.path.exists(delta):
+            # The record state is the table with its delta over it, key by key.
+            d = f"read_parquet('{delta}')"
+            rel = f"(select * from {rel} where key not in (select key from {d}) union all select * from {d})"
         cols = [r[0] for r in con.execute(f"describe select * from {rel}").fetchall()]
         drop = [c for c in exclude if c in cols]
         if drop:

@@ -40,6 +40,9 @@ impl RowMonths {
     pub const NONE: i32 = i32::MIN;
     /// A record without rows.
     pub const EMPTY: RowMonths = RowMonths([Self::NONE; 2]);
+    /// Not known: read from a table of an earlier cvm, which kept none
+    /// (found again from the transactions before the table is written).
+    pub const UNKNOWN: RowMonths = RowMonths([i32::MAX; 2]);
 
     /// The months of rows at `row` and `refund` (microseconds UTC).
     pub fn of(row: Option<i64>, refund: Option<i64>) -> RowMonths {
@@ -48,6 +51,7 @@ impl RowMonths {
 
     /// The months that hold a row, as numbers.
     pub fn numbers(self) -> impl Iterator<Item = i32> {
+        debug_assert_ne!(self, Self::UNKNOWN);
         self.0.into_iter().filter(|&m| m != Self::NONE)
     }
 }

@@ -1,6 +1,14 @@
 //! The `_state/` folder of a warehouse version: the latest version seen of
 //! every source record (`records.parquet`) and small JSON state files
 //! (such as `fx.json`).
+//!
+//! The record state is millions of rows of which a night changes a few
+//! thousand, so a night does not write it again: it writes the entries
+//! changed since the table was last written whole (`records-delta.parquet`,
+//! which wins over the table key by key) and shares the table itself with
+//! the version before. When the delta outgrows an eighth of the table, the
+//! two are merged into a new table, streaming, a batch at a time. A night
+//! reads only the entries of its own records' keys, a batch at a time.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,8 +23,8 @@ use serde::de::DeserializeOwned;
 
 use super::WarehouseError;
 use super::parquet_io::{
-    self, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically, write_batches,
-    writer_properties_with,
+    self, CHUNK_ROWS, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically,
+    write_batches, writer_properties_with,
 };
 use crate::consolidate::versions::{RecordState, RowMonths};
 
@@ -26,6 +34,11 @@ pub const DIR: &str = "_state";
 pub const DATASET: &str = "record state";
 /// File name of the record state table inside `_state/`.
 pub const RECORDS_FILE: &str = "records.parquet";
+/// File name of the entries changed since the table was written.
+pub const DELTA_FILE: &str = "records-delta.parquet";
+/// The delta is merged into the table once it holds more than one entry
+/// for this many of the table's.
+const MERGE_RATIO: usize = 8;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -78,11 +91,20 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<RecordState>, WarehouseErro
 }
 
 fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, WarehouseError> {
+    decode_rows(batch, path, 0..batch.num_rows())
+}
+
+/// The entries of `batch` at `rows`.
+fn decode_rows(
+    batch: &RecordBatch,
+    path: &Path,
+    rows: impl Iterator<Item = usize>,
+) -> Result<Vec<RecordState>, WarehouseError> {
     let c = Columns::new(batch, path, DATASET);
     let key = c.utf8("key", true)?;
     let version = c.int64("version", false)?;
     let digest = c.uint64("digest", true)?;
-    // An earlier cvm's table has no months: its rows get none (see [`read`]).
+    // An earlier cvm's table has no months: its rows' are unknown.
     let months = match batch.column_by_name("row_month") {
         Some(_) => Some((
             c.int32("row_month", false)?,
@@ -90,7 +112,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
         )),
         None => None,
     };
-    Ok((0..batch.num_rows())
+    Ok(rows
         .map(|i| RecordState {
             key: key.value(i).into(),
             version: opt_value(version, i),
@@ -99,7 +121,7 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
                 Some((row, refund)) => {
                     RowMonths([row, refund].map(|a| opt_value(a, i).unwrap_or(RowMonths::NONE)))
                 }
-                None => RowMonths::EMPTY,
+                None => RowMonths::UNKNOWN,
             },
         })
         .collect())
@@ -108,6 +130,12 @@ fn decode(batch: &RecordBatch, path: &Path) -> Result<Vec<RecordState>, Warehous
 /// Writes `rows` to `dir/records.parquet` (`dir` is the `_state` folder),
 /// sorted by key, atomically; always writes the file.
 pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseError> {
+    write_sorted(&dir.join(RECORDS_FILE), rows)
+}
+
+/// Writes `rows` (the stored state's kept rows in key order, then any
+/// others) to `path`, sorted by key.
+fn write_sorted(path: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseError> {
     // A night's rows are the stored ones, still in key order, then its
     // winners: only what follows the sorted prefix is sorted, then merged.
     let prefix = rows
@@ -129,16 +157,168 @@ pub fn write(dir: &Path, rows: &[RecordState]) -> Result<WriteStats, WarehouseEr
     sorted.extend(t);
     let batches = chunks(sorted.len()).map(|r| build(sorted[r].iter().copied()));
     write_batches(
-        &dir.join(RECORDS_FILE),
+        path,
         &schema(),
         &writer_properties_with(&[], &["key"]),
         batches,
     )
 }
 
-/// Reads `dir/records.parquet`; a missing file (first run) has no records.
+/// Reads `dir/records.parquet` with the delta over it: every entry, sorted
+/// by key; a missing file (first run) has no records.
 pub fn read(dir: &Path) -> Result<Vec<RecordState>, WarehouseError> {
-    parquet_io::read_rows(&dir.join(RECORDS_FILE), decode)
+    let base = parquet_io::read_rows(&dir.join(RECORDS_FILE), decode)?;
+    let delta = read_delta(dir)?;
+    if delta.is_empty() {
+        return Ok(base);
+    }
+    Ok(Merged::new(base.into_iter(), delta.into_iter()).collect())
+}
+
+/// The entries of `dir/records-delta.parquet`, sorted by key (none without it).
+pub fn read_delta(dir: &Path) -> Result<Vec<RecordState>, WarehouseError> {
+    parquet_io::read_rows(&dir.join(DELTA_FILE), decode)
+}
+
+/// The stored entries of the keys `wanted` picks, sorted by key: the table
+/// streamed a batch at a time, keeping only those, then the delta over them.
+pub fn lookup(
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool + Sync,
+) -> Result<Vec<RecordState>, WarehouseError> {
+    let mut base = Vec::new();
+    let path = dir.join(RECORDS_FILE);
+    if path.exists() {
+        for item in parquet_io::read_batches(&path)? {
+            let (file, batch) = item?;
+            let c = Columns::new(&batch, &file, DATASET);
+            let key = c.utf8("key", true)?;
+            let picked: Vec<u32> = (0..batch.num_rows() as u32)
+                .into_par_iter()
+                .filter(|&i| wanted(key.value(i as usize)))
+                .collect();
+            base.extend(decode_rows(
+                &batch,
+                &file,
+                picked.into_iter().map(|i| i as usize),
+            )?);
+        }
+    }
+    let delta: Vec<RecordState> = read_delta(dir)?
+        .into_iter()
+        .filter(|r| wanted(&r.key))
+        .collect();
+    Ok(Merged::new(base.into_iter(), delta.into_iter()).collect())
+}
+
+/// Two key-sorted runs of entries merged, `over` winning on equal keys.
+struct Merged<U: Iterator<Item = RecordState>, O: Iterator<Item = RecordState>> {
+    under: std::iter::Peekable<U>,
+    over: std::iter::Peekable<O>,
+}
+
+impl<U: Iterator<Item = RecordState>, O: Iterator<Item = RecordState>> Merged<U, O> {
+    fn new(under: U, over: O) -> Self {
+        Merged {
+            under: under.peekable(),
+            over: over.peekable(),
+        }
+    }
+}
+
+impl<U: Iterator<Item = RecordState>, O: Iterator<Item = RecordState>> Iterator for Merged<U, O> {
+    type Item = RecordState;
+
+    fn next(&mut self) -> Option<RecordState> {
+        let order = match (self.under.peek(), self.over.peek()) {
+            (Some(a), Some(b)) => a.key.cmp(&b.key),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, _) => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => self.under.next(),
+            std::cmp::Ordering::Equal => {
+                self.under.next();
+                self.over.next()
+            }
+            std::cmp::Ordering::Greater => self.over.next(),
+        }
+    }
+}
+
+/// What [`write_over`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// The delta; the table is shared with the version before.
+    Delta,
+    /// A new table (the delta merged in), no delta.
+    Merged,
+}
+
+/// Writes a night's record state into `dir` (a staged `_state` folder):
+/// `delta` (every entry changed since `previous`'s table was written: its
+/// delta, less the keys replaced tonight, then tonight's entries) as the new
+/// delta, the table linked from `previous` (the stored `_state` folder);
+/// or, once the delta outgrows an eighth of the table, the two merged into
+/// a new table, streamed a batch at a time.
+pub fn write_over(
+    dir: &Path,
+    previous: &Path,
+    delta: &[RecordState],
+) -> Result<Written, WarehouseError> {
+    let base = previous.join(RECORDS_FILE);
+    let base_rows = parquet_io::row_count(&base)?.unwrap_or(0);
+    std::fs::create_dir_all(dir).map_err(|e| parquet_io::io_err(dir, e))?;
+    if base.exists() && delta.len() * MERGE_RATIO <= base_rows {
+        let link = dir.join(RECORDS_FILE);
+        parquet_io::link_or_copy(&base, &link).map_err(|e| parquet_io::io_err(&link, e))?;
+        write_sorted(&dir.join(DELTA_FILE), delta)?;
+        return Ok(Written::Delta);
+    }
+    let mut sorted: Vec<&RecordState> = delta.iter().collect();
+    sorted.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    // The table's batches, decoded one at a time, merged with the delta
+    // into batches of the new table as the writer asks for them.
+    let failed: std::cell::RefCell<Option<WarehouseError>> = Default::default();
+    let mut batches = match base.exists() {
+        true => Some(parquet_io::read_batches(&base)?),
+        false => None,
+    };
+    let mut rows = Vec::new().into_iter();
+    let under = std::iter::from_fn(|| {
+        loop {
+            if let Some(r) = rows.next() {
+                return Some(r);
+            }
+            let item = batches.as_mut()?.next()?;
+            match item.and_then(|(file, batch)| decode(&batch, &file)) {
+                Ok(next) => rows = next.into_iter(),
+                Err(e) => {
+                    *failed.borrow_mut() = Some(e);
+                    return None;
+                }
+            }
+        }
+    });
+    let mut merged = Merged::new(under, sorted.into_iter().cloned());
+    let mut first = true;
+    let out = std::iter::from_fn(|| {
+        let rows: Vec<RecordState> = merged.by_ref().take(CHUNK_ROWS).collect();
+        // An empty table is still one (empty) batch.
+        let more = !rows.is_empty() || std::mem::take(&mut first);
+        first = false;
+        more.then(|| to_batch(&rows))
+    });
+    write_batches(
+        &dir.join(RECORDS_FILE),
+        &schema(),
+        &writer_properties_with(&[], &["key"]),
+        out,
+    )?;
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    Ok(Written::Merged)
 }
 
 /// Whether `dir/records.parquet` keeps each record's months (an earlier
@@ -233,6 +413,75 @@ mod tests {
         assert_eq!(from_batch(&to_batch(&rows)).unwrap(), rows);
     }
 
+    fn entry(key: &str, digest: u64) -> RecordState {
+        RecordState {
+            key: key.into(),
+            version: None,
+            digest,
+            months: RowMonths::of(Some(digest as i64), None),
+        }
+    }
+
+    #[test]
+    fn a_small_delta_is_written_beside_the_shared_table_and_wins_over_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (night0, night1) = (d.path().join("v0"), d.path().join("v1"));
+        let table: Vec<RecordState> = (0..100).map(|i| entry(&format!("k{i:03}"), 1)).collect();
+        write(&night0, &table).unwrap();
+        // Tonight: one key replaced, one added; unsorted, as a night has them.
+        let delta = vec![entry("k999", 2), entry("k050", 2)];
+        assert_eq!(
+            write_over(&night1, &night0, &delta).unwrap(),
+            Written::Delta
+        );
+        let (a, b) = (night0.join(RECORDS_FILE), night1.join(RECORDS_FILE));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            a.metadata().unwrap().ino(),
+            b.metadata().unwrap().ino(),
+            "shared"
+        );
+        let all = read(&night1).unwrap();
+        assert_eq!(all.len(), 101);
+        assert!(all.is_sorted_by(|a, b| a.key < b.key));
+        assert_eq!(all.iter().find(|r| &*r.key == "k050").unwrap().digest, 2);
+        assert_eq!(
+            read_delta(&night1).unwrap(),
+            vec![entry("k050", 2), entry("k999", 2)]
+        );
+        // Looked up: the delta over the table, only the wanted keys.
+        let got = lookup(&night1, |k| ["k001", "k050", "k999", "x"].contains(&k)).unwrap();
+        assert_eq!(
+            got,
+            vec![entry("k001", 1), entry("k050", 2), entry("k999", 2)]
+        );
+    }
+
+    #[test]
+    fn a_delta_past_an_eighth_of_the_table_is_merged_into_a_new_one() {
+        let d = tempfile::tempdir().unwrap();
+        let (night0, night1) = (d.path().join("v0"), d.path().join("v1"));
+        let table: Vec<RecordState> = (0..80).map(|i| entry(&format!("k{i:03}"), 1)).collect();
+        write(&night0, &table).unwrap();
+        let mut delta: Vec<RecordState> = (70..81).map(|i| entry(&format!("k{i:03}"), 3)).collect();
+        delta.reverse();
+        assert_eq!(
+            write_over(&night1, &night0, &delta).unwrap(),
+            Written::Merged
+        );
+        assert!(!night1.join(DELTA_FILE).exists());
+        let mut want: Vec<RecordState> = table[..70].to_vec();
+        want.extend((70..81).map(|i| entry(&format!("k{i:03}"), 3)));
+        assert_eq!(read(&night1).unwrap(), want);
+        // No table before: the delta is the table.
+        let night2 = d.path().join("v2");
+        assert_eq!(
+            write_over(&night2, &d.path().join("none"), &[]).unwrap(),
+            Written::Merged
+        );
+        assert!(read(&night2).unwrap().is_empty());
+    }
+
     #[test]
     fn an_earlier_table_without_months_reads_back_as_not_knowing_them() {
         let d = tempfile::tempdir().unwrap();
@@ -253,7 +502,7 @@ mod tests {
         )
         .unwrap();
         assert!(!knows_months(d.path()).unwrap());
-        assert_eq!(read(d.path()).unwrap()[0].months, RowMonths::EMPTY);
+        assert_eq!(read(d.path()).unwrap()[0].months, RowMonths::UNKNOWN);
         assert!(knows_months(&d.path().join("missing")).unwrap());
     }
 

@@ -435,6 +435,15 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
 /// One row of the table as [`read_rows`] gives it.
 pub type TableRow = (u64, Keys, Option<String>, KeysetRows);
 
+/// Whether `dir/txn_keysets.parquet` exists and keeps each key set's
+/// [`KeysetRows`] (read from its schema alone).
+pub fn summarised(dir: &Path) -> bool {
+    use arrow_array::RecordBatchReader;
+    let path = dir.join(FILE);
+    path.exists()
+        && parquet_io::open_file(&path).is_ok_and(|r| r.schema().column_with_name("rows").is_some())
+}
+
 /// Every row of `dir/txn_keysets.parquet` as (number, keys, customer,
 /// summary), in file order (for checks and tools; a run reads the table with
 /// [`read`]).

@@ -15,10 +15,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::read::DropRead;
 use crate::consolidate::versions::{RecordState, StoredVersions};
 use crate::manifest::ingest::HistoryRead;
 use crate::record::{RecordKey, TxnRecord, Versioned};
 use crate::warehouse::months::{self, Month, month_of};
+use crate::warehouse::state;
 use crate::warehouse::transactions::Reread;
 use crate::warehouse::txn_keysets::TxnKeysets;
 use crate::warehouse::{StoredTxn, WarehouseError, transactions};
@@ -142,4 +144,30 @@ pub(super) fn replaced_months(records: &[RecordState], replaced: &[RecordKey]) -
         .flat_map(|r| r.months.numbers())
         .map(months::of_number)
         .collect()
+}
+
+/// The stored state of the drop's keyed records (CRM and transactions with
+/// an id of their own), read from the `_state` folder `dir` a batch at a
+/// time, sorted by key.
+pub(super) fn stored_states(
+    dir: &Path,
+    drop: &DropRead,
+) -> Result<Vec<RecordState>, WarehouseError> {
+    let keys: HashSet<&str> = drop
+        .crm
+        .iter()
+        .flatten()
+        .map(|v| &*v.key)
+        .chain(
+            drop.txns
+                .iter()
+                .flatten()
+                .filter(|v| !v.numbered())
+                .map(|v| &*v.key),
+        )
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    state::lookup(dir, |k| keys.contains(k))
 }

@@ -162,6 +162,7 @@ pub fn run_locked(
 
     let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
     let stored_version = wh.current_id()?;
+    let stored_dir = wh.current()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
 
@@ -187,8 +188,11 @@ pub fn run_locked(
     if let Some(history) = &mut stored.event_history {
         events::load_drop_months(&mut input, history)?;
     }
-    // The transaction months the drop adds to (and its numbered records'
-    // stored copies lie in).
+    // The stored state of the drop's keyed records, and the transaction
+    // months the drop adds to (and its numbered records' stored copies lie in).
+    if let (Some(_), Some(dir)) = (&stored.record_delta, &stored_dir) {
+        stored.records = history::stored_states(&dir.join(warehouse::state::DIR), &input)?;
+    }
     if let Some(unread) = &mut stored.unread {
         let months = history::drop_months(&input.txns);
         let mut parts = unread.read(&months, &stored.txn_keysets)?;
@@ -283,8 +287,14 @@ pub fn run_locked(
         superseded_crm,
         ..
     } = versions;
+    // Over a delta (see `warehouse::state`), the night's state is the
+    // delta's entries it leaves and its own; else the whole table's.
+    let delta_state = stored.record_delta.is_some();
     let mut state = versions::kept_state(
-        std::mem::take(&mut stored.records),
+        match stored.record_delta.take() {
+            Some(delta) => delta,
+            None => std::mem::take(&mut stored.records),
+        },
         &crm_winners,
         &txn_winners,
     );
@@ -321,11 +331,23 @@ pub fn run_locked(
         None
     };
     let version = staging.as_ref().map(|s| s.dir.clone());
+    if stored.unread.is_none() {
+        // Every stored row is held: the months of entries read from an
+        // earlier cvm's table are found again.
+        txns.fill_months(&mut state);
+    }
     let (state_written, guests) = rayon::join(
         || match &version {
             Some(dir) => {
                 let dir = dir.join(warehouse::state::DIR);
-                warehouse::state::write(&dir, &state)?;
+                match (delta_state, &stored_dir) {
+                    (true, Some(from)) => {
+                        let from = from.join(warehouse::state::DIR);
+                        let written = warehouse::state::write_over(&dir, &from, &state)?;
+                        tracing::debug!(?written, entries = state.len(), "record state");
+                    }
+                    _ => drop(warehouse::state::write(&dir, &state)?),
+                }
                 warehouse::key_history::write(&dir, &key_history).map(drop)
             }
             None => Ok(()),

@@ -33,8 +33,13 @@ pub(super) struct SmallState {
 #[derive(Default)]
 pub(super) struct Stored {
     /// The record state, sorted by key (looked up by binary search; the
-    /// night's kept rows stay in order, so writing it back is a merge).
+    /// night's kept rows stay in order, so writing it back is a merge): all
+    /// of it, or with `record_delta` only the entries of the drop's keys.
     pub records: Vec<RecordState>,
+    /// When the night reads only the record state it needs: the entries
+    /// changed since the stored table was written whole (see
+    /// `warehouse::state`), sorted by key.
+    pub record_delta: Option<Vec<RecordState>>,
     /// The stored transactions, in parts (a file's, a batch's).
     pub txns: Vec<Vec<StoredTxn>>,
     /// Their key sets.
@@ -101,17 +106,23 @@ pub(super) fn load(
         }
         warehouse::events::read_log(&events_dir, events).map(|()| None)
     };
+    // A night that reads only what it needs reads neither the record state
+    // nor the transactions here (see `history` and `warehouse::state`).
+    let night = !full_rebuild && reads_what_it_needs(&dir)?;
     let ((records, key_history), (txns, (customers, ev))) = rayon::join(
         || {
             let state = dir.join(warehouse::state::DIR);
             (
-                warehouse::state::read(&state),
+                match night {
+                    true => Ok(None),
+                    false => warehouse::state::read(&state).map(Some),
+                },
                 warehouse::key_history::read(&state),
             )
         },
         || {
             rayon::join(
-                || load_txns(&dir, full_rebuild),
+                || load_txns(&dir, full_rebuild, night),
                 || {
                     rayon::join(
                         || warehouse::customers::read(&dir.join("customers")),
@@ -122,6 +133,12 @@ pub(super) fn load(
         },
     );
     let txns = txns?;
+    let (records, record_delta) = match (records?, &txns.unread) {
+        (Some(records), _) => (records, None),
+        (None, Some(_)) => (Vec::new(), Some(warehouse::state::read_delta(&state_dir)?)),
+        // The key set table could not stand for the transactions after all.
+        (None, None) => (warehouse::state::read(&state_dir)?, None),
+    };
     let small_path = dir.join(warehouse::state::DIR).join("small.json");
     let small: SmallState = if small_path.exists() {
         warehouse::state::read_json(&small_path)?
@@ -129,14 +146,8 @@ pub(super) fn load(
         SmallState::default()
     };
     Ok(Stored {
-        records: {
-            let mut records = records?;
-            // Written sorted; a file from elsewhere might not be.
-            if !records.is_sorted_by(|a, b| a.key < b.key) {
-                records.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            }
-            records
-        },
+        records: sorted(records),
+        record_delta: record_delta.map(sorted),
         txns: txns.parts,
         txn_keysets: txns.sets,
         txns_by_number: txns.by_number,
@@ -152,6 +163,27 @@ pub(super) fn load(
     })
 }
 
+/// Entries sorted by key: written so; a file from elsewhere might not be.
+pub(super) fn sorted(mut records: Vec<RecordState>) -> Vec<RecordState> {
+    if !records.is_sorted_by(|a, b| a.key < b.key) {
+        records.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    }
+    records
+}
+
+/// Whether the stored `version` lets a night read only what it needs: its
+/// key set table keeps each key set's summary, its record state each
+/// record's months, its purchase totals are there, and every transaction
+/// lies in a month folder (an earlier cvm's version has not all of these:
+/// its first night reads everything and writes them).
+fn reads_what_it_needs(version: &Path) -> Result<bool, WarehouseError> {
+    let state = version.join(warehouse::state::DIR);
+    Ok(txn_keysets::summarised(&state)
+        && warehouse::state::knows_months(&state)?
+        && warehouse::purchase_totals::usable(&state)
+        && months::partitioned(&version.join("transactions"))?)
+}
+
 /// The stored transactions as a run loads them.
 struct LoadedTxns {
     parts: Vec<Vec<StoredTxn>>,
@@ -162,12 +194,14 @@ struct LoadedTxns {
 
 /// The stored transactions and their key sets: by key set number when the
 /// version keeps a key set table (not read for a full rebuild, which works
-/// from the rows' own keys), else by the rows' keys; and which it was. When
-/// the table keeps each key set's summary, the record state each record's
-/// months, the purchase totals are there, and every row lies in a month
-/// folder, no row is read yet: the night reads the months it needs
-/// (`history`).
-fn load_txns(version: &Path, full_rebuild: bool) -> Result<LoadedTxns, WarehouseError> {
+/// from the rows' own keys), else by the rows' keys; and which it was. On a
+/// `night` that reads only what it needs ([`reads_what_it_needs`]), no row
+/// is read yet: the night reads the months it needs (`history`).
+fn load_txns(
+    version: &Path,
+    full_rebuild: bool,
+    night: bool,
+) -> Result<LoadedTxns, WarehouseError> {
     let dir = version.join("transactions");
     let state = version.join(warehouse::state::DIR);
     if !full_rebuild {
@@ -176,11 +210,7 @@ fn load_txns(version: &Path, full_rebuild: bool) -> Result<LoadedTxns, Warehouse
         let started = std::time::Instant::now();
         match txn_keysets::read(&state) {
             Ok(Some(sets)) => {
-                if sets.summarised()
-                    && warehouse::state::knows_months(&state)?
-                    && warehouse::purchase_totals::usable(&state)
-                    && months::partitioned(&dir)?
-                {
+                if night && sets.summarised() {
                     return Ok(LoadedTxns {
                         parts: Vec::new(),
                         unread: Some(UnreadMonths::of(&dir)?),

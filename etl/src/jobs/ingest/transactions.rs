@@ -2,13 +2,13 @@
 //! plus the rows of the drop's winning records, each row still without its
 //! customer (named by the identities step).
 
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use super::touched::Touched;
 use super::versions::state_of;
-use crate::consolidate::versions::{RecordState, Resolution};
+use crate::consolidate::versions::{RecordState, Resolution, RowMonths, month_number};
 use crate::memory::release_freed;
-use crate::record::TxnRecord;
+use crate::record::{TxnIds, TxnRecord};
 use crate::sources::InputFile;
 use crate::warehouse::txn_keysets::{KeysetRows, TxnKeysets};
 use crate::warehouse::{SourceFile, StoredTxn};
@@ -58,6 +58,34 @@ impl Txns {
         }
         self.keysets.set_all_rows(sums);
         self.used = self.keysets.all_rows().iter().map(|r| r.rows > 0).collect();
+    }
+
+    /// Finds the months of `state`'s entries that do not know them (read
+    /// from an earlier cvm's table) in the rows held, which must be every row:
+    /// a keyed record's row and refund; none for records without rows.
+    pub fn fill_months(&self, state: &mut [RecordState]) {
+        let unknown: HashMap<&str, usize> = state
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.months == RowMonths::UNKNOWN)
+            .map(|(i, r)| (&*r.key, i))
+            .collect();
+        if unknown.is_empty() {
+            return;
+        }
+        let mut found = vec![RowMonths::EMPTY; state.len()];
+        for t in self.iter() {
+            if let (TxnIds::Keyed { refund }, Some(&i)) = (&t.row.ids, unknown.get(&*t.record_key))
+            {
+                found[i].0[usize::from(*refund)] = month_number(t.row.occurred_at);
+            }
+        }
+        drop(unknown);
+        for (r, months) in state.iter_mut().zip(found) {
+            if r.months == RowMonths::UNKNOWN {
+                r.months = months;
+            }
+        }
     }
 
     /// How many rows, counted by key set, and how many of them are anonymous.
