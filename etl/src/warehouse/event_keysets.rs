@@ -17,7 +17,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::WarehouseError;
 use super::parquet_io::{
-    self, Columns, WriteStats, chunks, opt_str_ref, opt_utf8_array, write_batches,
+    self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches,
     writer_properties_with,
 };
 use crate::consolidate::events::EventLog;
@@ -105,11 +105,21 @@ fn build(rows: &[KeysetRow<'_>]) -> RecordBatch {
 
 /// Writes `rows` to `dir/event_keysets.parquet` (`dir` is the `_state` folder), atomically.
 pub fn write(dir: &Path, rows: &[KeysetRow<'_>]) -> Result<WriteStats, WarehouseError> {
+    write_each(dir, rows.iter().copied())
+}
+
+/// Writes `rows`, made as the writer needs them (a batch's worth at a time,
+/// so a table of millions is never held whole), like [`write`].
+pub fn write_each<'a>(
+    dir: &Path,
+    rows: impl Iterator<Item = KeysetRow<'a>>,
+) -> Result<WriteStats, WarehouseError> {
+    let batches = batched(rows, build);
     write_batches(
         &dir.join(FILE),
         &schema(),
         &writer_properties_with(&[], &[]),
-        chunks(rows.len()).map(|r| build(&rows[r])),
+        batches,
     )
 }
 

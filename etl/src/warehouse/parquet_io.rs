@@ -487,6 +487,22 @@ where
     Ok(stats.into_iter().sum())
 }
 
+/// The batches of `rows`, [`CHUNK_ROWS`] at a time, made by `build` as they
+/// are asked for (so rows made on the fly are never all held); no rows are
+/// still one (empty) batch, so a file written from them has its schema.
+pub(crate) fn batched<T>(
+    rows: impl Iterator<Item = T>,
+    build: impl Fn(&[T]) -> RecordBatch,
+) -> impl Iterator<Item = RecordBatch> {
+    let mut rows = rows.fuse();
+    let mut first = true;
+    std::iter::from_fn(move || {
+        let batch: Vec<T> = rows.by_ref().take(CHUNK_ROWS).collect();
+        let more = !batch.is_empty() || std::mem::take(&mut first);
+        more.then(|| build(&batch))
+    })
+}
+
 /// Splits `n` rows into consecutive ranges of at most [`CHUNK_ROWS`].
 pub(crate) fn chunks(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..n)

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use super::WarehouseError;
 use super::parquet_io::{
-    self, CHUNK_ROWS, Columns, WriteStats, chunks, opt_value, utf8_array, write_atomically,
+    self, Columns, WriteStats, batched, chunks, opt_value, utf8_array, write_atomically,
     write_batches, writer_properties_with,
 };
 use crate::consolidate::versions::{RecordState, RowMonths};
@@ -300,15 +300,8 @@ pub fn write_over(
             }
         }
     });
-    let mut merged = Merged::new(under, sorted.into_iter().cloned());
-    let mut first = true;
-    let out = std::iter::from_fn(|| {
-        let rows: Vec<RecordState> = merged.by_ref().take(CHUNK_ROWS).collect();
-        // An empty table is still one (empty) batch.
-        let more = !rows.is_empty() || std::mem::take(&mut first);
-        first = false;
-        more.then(|| to_batch(&rows))
-    });
+    let merged = Merged::new(under, sorted.into_iter().cloned());
+    let out = batched(merged, to_batch);
     write_batches(
         &dir.join(RECORDS_FILE),
         &schema(),

@@ -144,16 +144,16 @@ fn write_keysets(
     added: &[u64],
 ) -> Result<u64, WarehouseError> {
     let text = |i: u32| events.text.get(i);
-    let rows: Vec<KeysetRow<'_>> = (0..events.keysets.len() as u32)
-        .filter_map(|k| {
-            let count = stored.map_or(0, |h| h.events(k)) + added[k as usize];
-            (count > 0).then(|| KeysetRow {
-                keys: events.keysets[k as usize].map(text),
-                customer: customers[k as usize],
-                events: count,
-            })
-        })
-        .collect();
-    event_keysets::write(state, &rows)?;
-    Ok(rows.iter().map(|r| r.events).sum())
+    let count = |k: u32| stored.map_or(0, |h| h.events(k)) + added[k as usize];
+    // Made a batch at a time as they are written: 1.4M key sets are ~100 MB
+    // of rows.
+    let rows = (0..events.keysets.len() as u32)
+        .filter(|&k| count(k) > 0)
+        .map(|k| KeysetRow {
+            keys: events.keysets[k as usize].map(text),
+            customer: customers[k as usize],
+            events: count(k),
+        });
+    event_keysets::write_each(state, rows)?;
+    Ok((0..events.keysets.len() as u32).map(count).sum())
 }
