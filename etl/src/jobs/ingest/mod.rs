@@ -304,6 +304,8 @@ pub fn run_locked(
         &mut state,
     );
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
+    // Its tables of owners by rank, gone now, are handed back (`memory`).
+    release_freed();
     let key_history = directory.history();
     let changed = changed || directory.history_changed;
     // Which customers' purchase totals to sum again and which transaction
