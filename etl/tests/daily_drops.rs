@@ -391,6 +391,32 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
     );
 }
 
+/// Busy nights ingested one by one, the stored version made to look like an
+/// earlier cvm's by `earlier` (given its `_state` folder) just before night
+/// `at`; checks that they still equal one drop. Returns each night's report
+/// and the nightly warehouse.
+fn nights_over_an_earlier_version(
+    dir: &Path,
+    at: usize,
+    earlier: impl Fn(&Path),
+) -> (Vec<IngestReport>, PathBuf) {
+    let split = dir.join("split");
+    let nights = busy_drop(&split, 150, 5, 0.0, 3);
+    let one = dir.join("one");
+    busy_drop(&one, 150, 5, 0.0, 0);
+    let (wh_one, wh_nights) = (dir.join("wh-one"), dir.join("wh-nights"));
+    ingest(&one, &wh_one);
+    let mut reports = Vec::new();
+    for (k, night) in nights.iter().enumerate() {
+        if k == at {
+            earlier(&wh_nights.join("current/_state"));
+        }
+        reports.push(ingest_with(&split.join(night), &wh_nights, 0.5));
+    }
+    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
+    (reports, wh_nights)
+}
+
 /// A version whose record state keeps no months (an earlier cvm's) is read
 /// whole by the next night, which finds the months again from the
 /// transactions; the nights after it read only what they need (orders
@@ -399,43 +425,31 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
 #[test]
 fn a_record_state_without_months_is_read_whole_and_gets_them_again() {
     let tmp = tempfile::tempdir().unwrap();
-    let split = tmp.path().join("split");
-    let nights = busy_drop(&split, 150, 5, 0.0, 3);
-    let one = tmp.path().join("one");
-    busy_drop(&one, 150, 5, 0.0, 0);
-    let (wh_one, wh_nights) = (tmp.path().join("wh-one"), tmp.path().join("wh-nights"));
-    ingest(&one, &wh_one);
-    for (k, night) in nights.iter().enumerate() {
-        if k == 1 {
-            // The table as an earlier cvm wrote it: key, version, digest.
-            let state = wh_nights.join("current/_state");
-            let rows = warehouse::state::read(&state).unwrap();
-            let full = warehouse::state::to_batch(&rows);
-            let old = std::sync::Arc::new(arrow_schema::Schema::new(
-                full.schema().fields()[..3].to_vec(),
-            ));
-            let batch =
-                arrow_array::RecordBatch::try_new(old.clone(), full.columns()[..3].to_vec())
-                    .unwrap();
-            let path = state.join(warehouse::state::RECORDS_FILE);
-            std::fs::remove_file(&path).unwrap();
-            let _ = std::fs::remove_file(state.join(warehouse::state::DELTA_FILE));
-            warehouse::parquet_io::write_batches(
-                &path,
-                &old,
-                &warehouse::parquet_io::writer_properties(&[]),
-                std::iter::once(batch),
-            )
-            .unwrap();
-            assert!(!warehouse::state::knows_months(&state).unwrap());
-        }
-        let r = ingest_with(&split.join(night), &wh_nights, 0.5);
-        if k > 0 {
-            let read = r.manifest.transactions_read;
-            assert_eq!(read.is_none(), k == 1, "night {night}: {read:?}");
-        }
+    let (reports, _) = nights_over_an_earlier_version(tmp.path(), 1, |state| {
+        // The table as an earlier cvm wrote it: key, version, digest.
+        let rows = warehouse::state::read(state).unwrap();
+        let full = warehouse::state::to_batch(&rows);
+        let old = std::sync::Arc::new(arrow_schema::Schema::new(
+            full.schema().fields()[..3].to_vec(),
+        ));
+        let batch =
+            arrow_array::RecordBatch::try_new(old.clone(), full.columns()[..3].to_vec()).unwrap();
+        let path = state.join(warehouse::state::RECORDS_FILE);
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(state.join(warehouse::state::DELTA_FILE));
+        warehouse::parquet_io::write_batches(
+            &path,
+            &old,
+            &warehouse::parquet_io::writer_properties(&[]),
+            std::iter::once(batch),
+        )
+        .unwrap();
+        assert!(!warehouse::state::knows_months(state).unwrap());
+    });
+    for (k, r) in reports.iter().enumerate().skip(1) {
+        let read = r.manifest.transactions_read;
+        assert_eq!(read.is_none(), k == 1, "night {k}: {read:?}");
     }
-    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
 }
 
 /// A version without the key set tables (an earlier cvm's) has its events
@@ -444,33 +458,20 @@ fn a_record_state_without_months_is_read_whole_and_gets_them_again() {
 #[test]
 fn a_version_without_the_key_set_tables_is_read_whole_and_gets_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let split = tmp.path().join("split");
-    let nights = busy_drop(&split, 150, 5, 0.0, 3);
-    let one = tmp.path().join("one");
-    busy_drop(&one, 150, 5, 0.0, 0);
-    let (wh_one, wh_nights) = (tmp.path().join("wh-one"), tmp.path().join("wh-nights"));
-    ingest(&one, &wh_one);
-    for (k, night) in nights.iter().enumerate() {
-        if k == nights.len() - 1 {
-            let state = wh_nights.join("current/_state");
-            for table in [warehouse::event_keysets::FILE, warehouse::txn_keysets::FILE] {
-                std::fs::remove_file(state.join(table)).unwrap();
-            }
+    let last = 3;
+    let (reports, wh_nights) = nights_over_an_earlier_version(tmp.path(), last, |state| {
+        for table in [warehouse::event_keysets::FILE, warehouse::txn_keysets::FILE] {
+            std::fs::remove_file(state.join(table)).unwrap();
         }
-        let r = ingest_with(&split.join(night), &wh_nights, 0.5);
-        if k > 0 {
-            let whole = k == nights.len() - 1;
-            assert_eq!(
-                r.manifest.transactions_read.is_none(),
-                whole,
-                "night {night}"
-            );
-            for months in [r.manifest.event_months, r.manifest.transaction_months] {
-                assert_eq!(months.shared == 0, whole, "night {night}: {months:?}");
-            }
+    });
+    assert_eq!(reports.len(), last + 1);
+    for (k, r) in reports.iter().enumerate().skip(1) {
+        let whole = k == last;
+        assert_eq!(r.manifest.transactions_read.is_none(), whole, "night {k}");
+        for months in [r.manifest.event_months, r.manifest.transaction_months] {
+            assert_eq!(months.shared == 0, whole, "night {k}: {months:?}");
         }
     }
-    same_datasets(&datasets(&wh_one), &datasets(&wh_nights));
     // The table is back, and names the key set of every stored row, so the
     // next night reads the rows by number.
     let cur = wh_nights.join("current");

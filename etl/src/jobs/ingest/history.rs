@@ -1,13 +1,14 @@
-//! Which stored transactions a night reads. Over a version that keeps what
-//! each key set's rows add up to (`_state/txn_keysets`) and the months of
-//! each record's rows (`_state/records`), a night reads whole only the
-//! months it may change: those its drop's records fall in, those of the
-//! stored records they replace, and those holding a key set that changes
-//! customer (those last are not held: they are read again a month at a
-//! time as they are written). Of every other month it reads just the rows of
-//! the customers whose purchase totals it sums again, found by the `keyset`
-//! column alone; the rest of the history stays on disk and is shared with
-//! the new version.
+//! What a night reads of the stored history, step by step. Over a version
+//! that keeps what each key set's rows add up to (`_state/txn_keysets`) and
+//! the months of each record's rows (`_state/records`), a night reads of the
+//! record state only its own keys' entries, and of the transactions whole
+//! only the months it may change: those its drop's records fall in, those
+//! of the stored records they replace, and those holding a key set that
+//! changes customer (those last are not held: they are read again a month at
+//! a time as they are written). Of every other month it reads just the rows
+//! of the customers whose purchase totals it sums again, found by the
+//! `keyset` column alone; the rest of the history stays on disk and is
+//! shared with the new version.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,9 @@ use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::read::DropRead;
+use super::stored::Stored;
+use super::touched::Touched;
+use super::transactions::Txns;
 use crate::consolidate::versions::{RecordState, StoredVersions};
 use crate::manifest::ingest::HistoryRead;
 use crate::record::{RecordKey, TxnRecord, Versioned};
@@ -170,4 +174,77 @@ pub(super) fn stored_states(
         return Ok(Vec::new());
     }
     state::lookup(dir, |k| keys.contains(k))
+}
+
+/// Before versions: the stored state of the drop's keyed records (over a
+/// record state delta: see `warehouse::state`), and whole the transaction
+/// months the drop adds to (its numbered records' stored copies lie there).
+pub(super) fn read_for_drop(
+    stored: &mut Stored,
+    version: Option<&Path>,
+    drop: &DropRead,
+) -> Result<(), WarehouseError> {
+    if let (Some(_), Some(dir)) = (&stored.record_delta, version) {
+        stored.records = stored_states(&dir.join(state::DIR), drop)?;
+    }
+    if let Some(unread) = &mut stored.unread {
+        let months = drop_months(&drop.txns);
+        let mut parts = unread.read(&months, &stored.txn_keysets)?;
+        stored.txns.append(&mut parts);
+    }
+    Ok(())
+}
+
+/// After versions: whole the months of the stored records the drop replaces.
+pub(super) fn read_replaced(
+    stored: &mut Stored,
+    replaced: &[RecordKey],
+) -> Result<(), WarehouseError> {
+    if let Some(unread) = &mut stored.unread {
+        let months = replaced_months(&stored.records, replaced);
+        let mut parts = unread.read(&months, &stored.txn_keysets)?;
+        stored.txns.append(&mut parts);
+    }
+    Ok(())
+}
+
+/// Reads the stored transactions a night still needs once identities are
+/// resolved (see `history`): of every month, the rows of the touched
+/// customers, whose purchase totals and key set summaries are then summed
+/// from all their rows; and names the months holding a key set that changed
+/// customer (`moved`, by index), which the write step reads again.
+pub(super) fn read_rest(
+    mut unread: UnreadMonths,
+    txns: &mut Txns,
+    touched: &mut Touched,
+    moved: &[bool],
+) -> Result<(HistoryRead, Reread), WarehouseError> {
+    let sets = &txns.keysets;
+    let moved: HashSet<u64> = (0..sets.len() as u32)
+        .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
+        .map(|k| sets.number(k))
+        .collect();
+    let complete: Vec<bool> = match touched.customers() {
+        Some(ids) => (0..sets.len() as u32)
+            .map(|k| sets.customer(k).is_some_and(|id| ids.contains(id)))
+            .collect(),
+        None => vec![true; sets.len()],
+    };
+    let wanted: HashSet<u64> = (0..sets.len() as u32)
+        .filter(|&k| complete[k as usize] && txns.used[k as usize])
+        .map(|k| sets.number(k))
+        .collect();
+    let rest = unread.read_rest(sets, &moved, &wanted)?;
+    tracing::debug!(
+        reread_months = rest.reread.len(),
+        rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
+        keysets = wanted.len(),
+        "stored transactions read after identities"
+    );
+    for month in rest.reread.keys() {
+        touched.whole_month(*month);
+    }
+    txns.append(rest.rows);
+    txns.summarise(|k| complete[k as usize]);
+    Ok((unread.read, rest.reread))
 }

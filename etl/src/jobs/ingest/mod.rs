@@ -188,25 +188,11 @@ pub fn run_locked(
     if let Some(history) = &mut stored.event_history {
         events::load_drop_months(&mut input, history)?;
     }
-    // The stored state of the drop's keyed records, and the transaction
-    // months the drop adds to (and its numbered records' stored copies lie in).
-    if let (Some(_), Some(dir)) = (&stored.record_delta, &stored_dir) {
-        stored.records = history::stored_states(&dir.join(warehouse::state::DIR), &input)?;
-    }
-    if let Some(unread) = &mut stored.unread {
-        let months = history::drop_months(&input.txns);
-        let mut parts = unread.read(&months, &stored.txn_keysets)?;
-        stored.txns.append(&mut parts);
-    }
+    history::read_for_drop(&mut stored, stored_dir.as_deref(), &input)?;
     clock.lap("read");
 
     let versions = versions::resolve(&mut input, &stored);
-    // The months of the stored records the drop replaces.
-    if let Some(unread) = &mut stored.unread {
-        let months = history::replaced_months(&stored.records, &versions.txns.replaced);
-        let mut parts = unread.read(&months, &stored.txn_keysets)?;
-        stored.txns.append(&mut parts);
-    }
+    history::read_replaced(&mut stored, &versions.txns.replaced)?;
     clock.lap("versions");
 
     let tally = Tally::of(&found.files, &input.per_file);
@@ -360,7 +346,7 @@ pub fn run_locked(
     let mut touched = touched.merge(reassigned);
     let mut reread = warehouse::transactions::Reread::new();
     if let Some(unread) = stored.unread.take() {
-        let (read, months) = read_rest(unread, &mut txns, &mut touched, &moved)?;
+        let (read, months) = history::read_rest(unread, &mut txns, &mut touched, &moved)?;
         mf.transactions_read = Some(read);
         reread = months;
     }
@@ -429,53 +415,6 @@ pub fn run_locked(
         manifest: mf,
         run_dir,
     })
-}
-
-/// Reads the stored transactions a night still needs once identities are
-/// resolved (see `history`): of every month, the rows of the touched
-/// customers, whose purchase totals and key set summaries are then summed
-/// from all their rows; and names the months holding a key set that changed
-/// customer (`moved`, by index), which the write step reads again.
-fn read_rest(
-    mut unread: history::UnreadMonths,
-    txns: &mut transactions::Txns,
-    touched: &mut touched::Touched,
-    moved: &[bool],
-) -> Result<
-    (
-        manifest::ingest::HistoryRead,
-        warehouse::transactions::Reread,
-    ),
-    IngestError,
-> {
-    let sets = &txns.keysets;
-    let moved: rustc_hash::FxHashSet<u64> = (0..sets.len() as u32)
-        .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
-        .map(|k| sets.number(k))
-        .collect();
-    let complete: Vec<bool> = match touched.customers() {
-        Some(ids) => (0..sets.len() as u32)
-            .map(|k| sets.customer(k).is_some_and(|id| ids.contains(id)))
-            .collect(),
-        None => vec![true; sets.len()],
-    };
-    let wanted: rustc_hash::FxHashSet<u64> = (0..sets.len() as u32)
-        .filter(|&k| complete[k as usize] && txns.used[k as usize])
-        .map(|k| sets.number(k))
-        .collect();
-    let rest = unread.read_rest(sets, &moved, &wanted)?;
-    tracing::debug!(
-        reread_months = rest.reread.len(),
-        rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
-        keysets = wanted.len(),
-        "stored transactions read after identities"
-    );
-    for month in rest.reread.keys() {
-        touched.whole_month(*month);
-    }
-    txns.append(rest.rows);
-    txns.summarise(|k| complete[k as usize]);
-    Ok((unread.read, rest.reread))
 }
 
 /// The datasets written last, once every other one is written and freed.
