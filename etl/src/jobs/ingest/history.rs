@@ -65,6 +65,9 @@ impl UnreadMonths {
         wanted: &HashSet<Month>,
         sets: &TxnKeysets,
     ) -> Result<Vec<Vec<StoredTxn>>, WarehouseError> {
+        // In month order, so every run holds the rows in the same order.
+        let mut wanted: Vec<Month> = wanted.iter().copied().collect();
+        wanted.sort_unstable();
         let months: Vec<Vec<PathBuf>> =
             wanted.iter().filter_map(|m| self.files.remove(m)).collect();
         self.read.whole_months += months.len() as u64;
