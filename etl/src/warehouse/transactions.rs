@@ -328,7 +328,10 @@ pub fn write<'a>(
     unchanged: Option<Unchanged<'_>>,
     reread: &Reread,
 ) -> Result<Written, WarehouseError> {
-    let mut written = write_rows(dir, txns, sets, unchanged, reread)?;
+    let held = txns
+        .into_iter()
+        .filter(|t| reread.is_empty() || !reread.contains_key(&month_of(t.row.occurred_at)));
+    let mut written = write_rows(dir, held, sets, unchanged)?;
     // A month per thread at a time: memory holds as many months as threads.
     let months: Vec<Written> = reread
         .par_iter()
@@ -337,7 +340,7 @@ pub fn write<'a>(
                 .into_iter()
                 .flatten()
                 .collect();
-            write_rows(dir, &rows, sets, None, &Reread::new())
+            write_rows(dir, &rows, sets, None)
         })
         .collect::<Result<_, _>>()?;
     for w in months {
@@ -347,18 +350,17 @@ pub fn write<'a>(
     Ok(written)
 }
 
+/// Writes `txns` as [`write`] does, without re-read months.
 fn write_rows<'a>(
     dir: &Path,
     txns: impl IntoIterator<Item = &'a StoredTxn>,
     sets: &TxnKeysets,
     unchanged: Option<Unchanged<'_>>,
-    reread: &Reread,
 ) -> Result<Written, WarehouseError> {
-    let written = |t: &StoredTxn| {
-        unchanged.is_none_or(|u| u.writes(t.row.occurred_at))
-            && (reread.is_empty() || !reread.contains_key(&month_of(t.row.occurred_at)))
-    };
-    let mut sorted: Vec<&StoredTxn> = txns.into_iter().filter(|t| written(t)).collect();
+    let mut sorted: Vec<&StoredTxn> = txns
+        .into_iter()
+        .filter(|t| unchanged.is_none_or(|u| u.writes(t.row.occurred_at)))
+        .collect();
     let limit = DECIMAL_MAX_UNITS.unsigned_abs();
     if let Some(t) = sorted.iter().find(|t| {
         t.row.amount_base.0.unsigned_abs() > limit || t.row.amount_original.0.unsigned_abs() > limit
