@@ -160,7 +160,19 @@ impl Keys {
     pub fn is_empty(&self) -> bool {
         self.customer_id.is_none() && self.email.is_none() && self.phone.is_none()
     }
+
+    /// Customer id, email and phone, borrowed.
+    pub fn refs(&self) -> KeyRefs<'_> {
+        [
+            self.customer_id.as_deref(),
+            self.email.as_deref(),
+            self.phone.as_deref(),
+        ]
+    }
 }
+
+/// A record's keys borrowed: customer id, email and phone (as in [`Keys`]).
+pub type KeyRefs<'a> = [Option<&'a str>; 3];
 
 /// One consolidated transaction, before identity resolution. Its ids are not
 /// stored: they derive from the key of the record it came from (see
@@ -416,6 +428,59 @@ pub struct CrmRecord {
     pub email_opt_in: bool,
     /// When the record last changed (microseconds, UTC).
     pub updated_at: Option<i64>,
+}
+
+impl CrmRecord {
+    /// What identity resolution needs of it.
+    pub fn identity(&self) -> CrmIdentity<'_> {
+        CrmIdentity {
+            customer_id: &self.customer_id,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// What identity resolution needs of a CRM customer, borrowed: its id, the
+/// keys it claims and when its record last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrmIdentity<'a> {
+    /// The golden customer id.
+    pub customer_id: &'a str,
+    /// Normalised email.
+    pub email: Option<&'a str>,
+    /// Phone in E.164.
+    pub phone: Option<&'a str>,
+    /// When the record last changed (microseconds, UTC).
+    pub updated_at: Option<i64>,
+}
+
+/// A stored CRM customer as a run holds it: its [`CrmIdentity`], owned. The
+/// rest of its row stays in the stored `customers/` files, which the run
+/// carries over as it writes its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrmKeys {
+    /// The golden customer id.
+    pub customer_id: Box<str>,
+    /// Normalised email.
+    pub email: Option<Box<str>>,
+    /// Phone in E.164.
+    pub phone: Option<Box<str>>,
+    /// When the record last changed (microseconds, UTC).
+    pub updated_at: Option<i64>,
+}
+
+impl CrmKeys {
+    /// What identity resolution needs of it.
+    pub fn identity(&self) -> CrmIdentity<'_> {
+        CrmIdentity {
+            customer_id: &self.customer_id,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            updated_at: self.updated_at,
+        }
+    }
 }
 
 /// An engagement event.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cvm_shared::identity::stable_hash;
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::record::{EventFields, Keys};
+use crate::record::{EventFields, KeyRefs, Keys};
 
 /// The index standing for an absent value.
 pub const NONE: u32 = u32::MAX;
@@ -83,10 +83,6 @@ pub struct EventLog {
     /// log appended to another moves its parts, so no event is ever copied
     /// into a second vector as big as the whole log.
     parts: Vec<Vec<Event>>,
-    /// The customer each key set's events belong to in the stored version
-    /// (a text index, [`NONE`] for none), by key set, as read from
-    /// `_state/event_keysets`. Key sets first seen in a drop lie past its end.
-    stored_customers: Vec<u32>,
 }
 
 /// `ev:` and 16 hex digits of `h`, the form of event ids and record keys.
@@ -150,16 +146,6 @@ impl EventLog {
         log
     }
 
-    /// Room for `n` more key sets and as many new strings, so a table of
-    /// key sets read whole is not re-hashed as it grows.
-    pub fn reserve_keysets(&mut self, n: usize) {
-        self.keyset_index.reserve(n);
-        self.keysets.reserve(n);
-        self.stored_customers.reserve(n);
-        self.text.index.reserve(n);
-        self.text.values.reserve(n);
-    }
-
     /// The index of a key set, added when new.
     pub fn keyset(
         &mut self,
@@ -179,25 +165,6 @@ impl EventLog {
             self.keysets.push(ks);
         }
         i
-    }
-
-    /// Notes the customer key set `keys` has in the stored version (as read
-    /// from the key set table); the first note of a key set stands.
-    pub fn note_stored_customer(&mut self, keys: u32, customer: Option<&str>) {
-        let k = keys as usize;
-        if k >= self.stored_customers.len() {
-            let c = customer.map_or(NONE, |c| self.text.intern(c));
-            // Key sets never noted have no stored customer.
-            self.stored_customers.resize(k, NONE);
-            self.stored_customers.push(c);
-        }
-    }
-
-    /// The customer key set `keys` was stored with (`None` for none).
-    pub fn stored_customer(&self, keys: u32) -> Option<&str> {
-        self.stored_customers
-            .get(keys as usize)
-            .and_then(|&c| self.text.get(c))
     }
 
     /// The index of the key set of these keys, if the log has it.
@@ -286,6 +253,11 @@ impl EventLog {
             }
         }
         out
+    }
+
+    /// The keys of key set `i`, borrowed.
+    pub fn keyset_refs(&self, i: u32) -> KeyRefs<'_> {
+        self.keysets[i as usize].map(|j| self.text.get(j))
     }
 
     /// The keys of key set `i`, as owned values.

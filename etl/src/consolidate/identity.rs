@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use cvm_shared::identity::guest_id;
 
-use crate::record::{CrmRecord, Keys};
+use crate::record::{CrmIdentity, CrmRecord, KeyRefs, Keys};
 
 /// Which customer key a claim is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,18 +91,19 @@ pub fn claims_of<'a>(
 
 /// The email and phone claims of a CRM record.
 pub fn crm_claims(r: &CrmRecord) -> impl Iterator<Item = KeyClaim<&str>> {
-    claims_of(
-        &r.customer_id,
-        r.email.as_deref(),
-        r.phone.as_deref(),
-        r.updated_at,
-    )
+    identity_claims(r.identity())
+}
+
+/// The email and phone claims of a CRM customer.
+pub fn identity_claims(r: CrmIdentity<'_>) -> impl Iterator<Item = KeyClaim<&str>> {
+    claims_of(r.customer_id, r.email, r.phone, r.updated_at)
 }
 
 impl<'a> Directory<'a> {
     /// Builds the directory from the latest CRM records alone.
     pub fn from_crm(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory<'a> {
-        Directory::with_history(records, &[], std::iter::empty())
+        let latest = records.into_iter().map(CrmRecord::identity);
+        Directory::with_history(latest, &[], std::iter::empty())
     }
 
     /// Builds the directory: a key carried by a latest record goes to the
@@ -110,7 +111,7 @@ impl<'a> Directory<'a> {
     /// customer whose record carried it most recently, from the `stored`
     /// history and this run's `superseded` claims (data contract, section 5).
     pub fn with_history(
-        latest: impl IntoIterator<Item = &'a CrmRecord>,
+        latest: impl IntoIterator<Item = CrmIdentity<'a>>,
         stored: &'a [KeyClaim],
         superseded: impl IntoIterator<Item = KeyClaim<&'a str>>,
     ) -> Directory<'a> {
@@ -118,8 +119,8 @@ impl<'a> Directory<'a> {
         let mut email_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
         let mut phone_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
         for r in latest {
-            d.ids.insert(&r.customer_id);
-            for c in crm_claims(r) {
+            d.ids.insert(r.customer_id);
+            for c in identity_claims(r) {
                 let rank = (c.updated_at, c.customer_id);
                 let owners = match c.kind {
                     KeyKind::Email => &mut email_owner,
@@ -221,20 +222,22 @@ impl<'a> Directory<'a> {
 
     /// The CRM customer any of `keys` maps to: id first, then email, then phone.
     pub fn resolve(&self, keys: &Keys) -> Option<&'a str> {
-        if let Some(id) = keys.customer_id.as_deref()
+        self.resolve_refs(keys.refs())
+    }
+
+    /// [`Directory::resolve`] of borrowed keys.
+    pub fn resolve_refs(&self, [id, email, phone]: KeyRefs<'_>) -> Option<&'a str> {
+        if let Some(id) = id
             && let Some(found) = self.ids.get(id)
         {
             return Some(found);
         }
-        if let Some(e) = keys.email.as_deref()
+        if let Some(e) = email
             && let Some(id) = self.by_email.get(e)
         {
             return Some(id);
         }
-        keys.phone
-            .as_deref()
-            .and_then(|p| self.by_phone.get(p))
-            .copied()
+        phone.and_then(|p| self.by_phone.get(p)).copied()
     }
 
     /// Whether `id` is a CRM customer.
@@ -283,9 +286,14 @@ impl Node {
 
 /// `keys`' nodes, borrowed: the id, then the email, then the phone.
 fn nodes(keys: &Keys) -> impl Iterator<Item = (Node, &str)> + '_ {
-    let id = keys.customer_id.as_deref().map(|k| (Node::Id, k));
-    let email = keys.email.as_deref().map(|k| (Node::Email, k));
-    let phone = keys.phone.as_deref().map(|k| (Node::Phone, k));
+    nodes_of(keys.refs())
+}
+
+fn nodes_of(keys: KeyRefs<'_>) -> impl Iterator<Item = (Node, &str)> {
+    let [id, email, phone] = keys;
+    let id = id.map(|k| (Node::Id, k));
+    let email = email.map(|k| (Node::Email, k));
+    let phone = phone.map(|k| (Node::Phone, k));
     id.into_iter().chain(email).chain(phone)
 }
 
@@ -397,7 +405,12 @@ impl Guests {
 
     /// The guest any of `keys` belongs to.
     pub fn resolve(&self, keys: &Keys) -> Option<&Guest> {
-        nodes(keys)
+        self.resolve_refs(keys.refs())
+    }
+
+    /// [`Guests::resolve`] of borrowed keys.
+    pub fn resolve_refs(&self, keys: KeyRefs<'_>) -> Option<&Guest> {
+        nodes_of(keys)
             .find_map(|n| self.by_key.get(n))
             .map(|i| &self.list[i])
     }
@@ -460,7 +473,11 @@ mod tests {
 
     /// A directory from `latest` records and `superseded` versions (no stored history).
     fn with_superseded<'a>(latest: &'a [CrmRecord], superseded: &'a [CrmRecord]) -> Directory<'a> {
-        Directory::with_history(latest, &[], superseded.iter().flat_map(crm_claims))
+        Directory::with_history(
+            latest.iter().map(CrmRecord::identity),
+            &[],
+            superseded.iter().flat_map(crm_claims),
+        )
     }
 
     #[test]
@@ -519,7 +536,11 @@ mod tests {
             updated_at: Some(30),
         }];
         let rev: Vec<CrmRecord> = old.iter().rev().cloned().collect();
-        let d2 = Directory::with_history(&latest, &stored, rev.iter().flat_map(crm_claims));
+        let d2 = Directory::with_history(
+            latest.iter().map(CrmRecord::identity),
+            &stored,
+            rev.iter().flat_map(crm_claims),
+        );
         assert_eq!(d2.resolve(&keys(None, None, Some("+1"))), Some("C1"));
         assert_eq!(d2.history(), d.history());
         assert!(

@@ -17,6 +17,8 @@ use super::parquet_io::{
     part_jobs, utf8_array, write_parts, writer_properties_with,
 };
 use super::{CustomerRow, WarehouseError};
+use crate::record::CrmKeys;
+use rustc_hash::FxHashSet as HashSet;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "customers";
@@ -182,6 +184,125 @@ pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseEr
     )
 }
 
+/// Writes `to/part-NNNNN.parquet` like [`write`] from the customers under
+/// `from` (a stored version's) and `rows` (sorted by id): each stored row
+/// `carry` keeps (after it has updated it), merged by id with `rows`; where
+/// both have an id, the row of `rows` stands. The stored rows are read a
+/// batch at a time, so they are never held, when in id order, as [`write`]
+/// leaves them; else (`erase` rewrites ids in place) they are read whole.
+pub fn write_over(
+    from: &Path,
+    to: &Path,
+    rows: &[CustomerRow],
+    mut carry: impl FnMut(&mut CustomerRow) -> bool,
+) -> Result<WriteStats, WarehouseError> {
+    debug_assert!(rows.is_sorted_by(|a, b| a.customer_id < b.customer_id));
+    match stream_over(from, to, rows, &mut carry) {
+        Err(WarehouseError::Unsorted { path, .. }) => {
+            tracing::debug!(file = %path.display(), "stored customers out of id order: read whole");
+            // Parts written before the disorder was found go.
+            match std::fs::remove_dir_all(to) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(WarehouseError::Io {
+                        path: to.to_path_buf(),
+                        source: e,
+                    });
+                }
+                _ => {}
+            }
+            let mut all = read(from)?;
+            let new: HashSet<&str> = rows.iter().map(|r| &*r.customer_id).collect();
+            all.retain_mut(|r| carry(r) && !new.contains(&*r.customer_id));
+            all.extend_from_slice(rows);
+            write(to, &all)
+        }
+        written => written,
+    }
+}
+
+/// [`write_over`] reading the stored rows a batch at a time; stops with
+/// [`WarehouseError::Unsorted`] at the first one out of id order.
+fn stream_over(
+    from: &Path,
+    to: &Path,
+    rows: &[CustomerRow],
+    carry: &mut impl FnMut(&mut CustomerRow) -> bool,
+) -> Result<WriteStats, WarehouseError> {
+    let next = std::cell::Cell::new(0usize);
+    let mut order = parquet_io::KeyOrder::of("customer_id");
+    let stored = parquet_io::read_batches(from)?.map(|item| {
+        let (file, batch) = item?;
+        let mut stored = decode(&batch, &file)?;
+        let mut kept = Vec::with_capacity(stored.len());
+        for r in &mut stored {
+            order.check(&r.customer_id, &file)?;
+            kept.push(carry(r));
+        }
+        let mut out: Vec<&CustomerRow> = Vec::with_capacity(stored.len());
+        let mut at = next.get();
+        for (r, kept) in stored.iter().zip(kept) {
+            while let Some(new) = rows.get(at).filter(|n| n.customer_id <= r.customer_id) {
+                out.push(new);
+                at += 1;
+            }
+            let replaced = at > 0 && rows[at - 1].customer_id == r.customer_id;
+            if kept && !replaced {
+                out.push(r);
+            }
+        }
+        next.set(at);
+        Ok(build(out.into_iter()))
+    });
+    let rest = std::iter::once(()).flat_map(|()| {
+        let rest = &rows[next.get()..];
+        parquet_io::chunks(rest.len()).map(|r| Ok(build(rest[r].iter())))
+    });
+    parquet_io::write_parts_streaming(
+        to,
+        &schema(),
+        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+        stored.chain(rest),
+        parquet_io::MAX_PART_ROWS,
+    )
+}
+
+/// The CRM customers under `dir` (guests left out), as much of each as
+/// identity resolution needs, in file order; reads five columns only. A
+/// missing folder has none.
+pub fn read_crm_keys(dir: &Path) -> Result<Vec<CrmKeys>, WarehouseError> {
+    const COLUMNS: [&str; 5] = ["customer_id", "is_guest", "email", "phone", "updated_at"];
+    let mut out = Vec::new();
+    for path in parquet_io::list_parquet_files(dir)? {
+        let Some(reader) = parquet_io::open_projected(&path, &COLUMNS, None)? else {
+            continue;
+        };
+        for batch in reader {
+            let batch = batch.map_err(|e| WarehouseError::Format {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let c = Columns::new(&batch, &path, DATASET);
+            let customer_id = c.utf8("customer_id", true)?;
+            let is_guest = c.boolean("is_guest", true)?;
+            let email = c.utf8("email", false)?;
+            let phone = c.utf8("phone", false)?;
+            let updated_at = c.timestamp_us("updated_at", false)?;
+            for i in 0..batch.num_rows() {
+                if is_guest.value(i) {
+                    continue;
+                }
+                out.push(CrmKeys {
+                    customer_id: customer_id.value(i).into(),
+                    email: opt_str(email, i),
+                    phone: opt_str(phone, i),
+                    updated_at: opt_value(updated_at, i),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads every customer under `dir`; a missing folder has none.
 pub fn read(dir: &Path) -> Result<Vec<CustomerRow>, WarehouseError> {
     parquet_io::read_rows(dir, decode)
@@ -290,5 +411,81 @@ mod tests {
                 .contains("\"channels\" has invalid value \"fax\""),
             "{err}"
         );
+    }
+
+    fn crm(id: &str, email: &str) -> CustomerRow {
+        CustomerRow {
+            customer_id: id.into(),
+            email: Some(email.into()),
+            ..full()
+        }
+    }
+
+    #[test]
+    fn writing_over_carries_kept_rows_merged_with_the_new_ones() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let stored = [
+            crm("C1", "a@x"),
+            crm("C3", "c@x"),
+            crm("C5", "e@x"),
+            guest(),
+        ];
+        write(from.path(), &stored).unwrap();
+        // C3's record is replaced; C2 is new; a guest is formed again.
+        let new = [crm("C2", "b@x"), crm("C3", "c2@x"), guest()];
+        let carry = |r: &mut CustomerRow| {
+            r.channels = vec![Channel::Web];
+            !r.is_guest
+        };
+        let st = write_over(from.path(), to.path(), &new, carry).unwrap();
+        assert_eq!((st.files, st.rows), (1, 5));
+        let carried = |id: &str, email: &str| CustomerRow {
+            channels: vec![Channel::Web],
+            ..crm(id, email)
+        };
+        let want = vec![
+            carried("C1", "a@x"),
+            new[0].clone(),
+            new[1].clone(),
+            carried("C5", "e@x"),
+            guest(),
+        ];
+        assert_eq!(read(to.path()).unwrap(), want);
+        // The keys a run holds of the stored ones: CRM only, in id order.
+        let keys = read_crm_keys(from.path()).unwrap();
+        let ids: Vec<&str> = keys.iter().map(|k| &*k.customer_id).collect();
+        assert_eq!(ids, ["C1", "C3", "C5"]);
+        assert_eq!(keys[1].email.as_deref(), Some("c@x"));
+        assert_eq!(keys[1].updated_at, full().updated_at);
+    }
+
+    #[test]
+    fn stored_customers_out_of_id_order_are_read_whole() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // As `erase` leaves them: an id rewritten in place.
+        let batch = to_batch(&[crm("C2", "b@x"), crm("C1", "a@x"), crm("C3", "c@x")]);
+        parquet_io::write_batches(
+            &from.path().join("part-00000.parquet"),
+            &schema(),
+            &writer_properties_with(&[], &[]),
+            [batch],
+        )
+        .unwrap();
+        let ids: Vec<Box<str>> = read_crm_keys(from.path())
+            .unwrap()
+            .into_iter()
+            .map(|k| k.customer_id)
+            .collect();
+        assert_eq!(ids, ["C2", "C1", "C3"].map(Box::from));
+        let new = [crm("C1", "a2@x"), crm("C4", "d@x")];
+        let st = write_over(from.path(), to.path(), &new, |_| true).unwrap();
+        assert_eq!(st.rows, 4);
+        let want = vec![
+            new[0].clone(),
+            crm("C2", "b@x"),
+            crm("C3", "c@x"),
+            new[1].clone(),
+        ];
+        assert_eq!(read(to.path()).unwrap(), want);
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! Events keep the keys they came with; their customer is a property of
 //! their key set, kept here, so a CRM record that claims a guest changes one
-//! row of this table, not events spread over every month. A night reads this
-//! table and the events of its own months only, and writes those months and
-//! this table. Readers join events to it on the three keys (null-safe).
+//! row of this table, not events spread over every month. A night reads the
+//! events of its own months only, writes those months, and carries this
+//! table over into the new version a batch at a time ([`carry_over`]), so
+//! it never holds it. Readers join events to it on the three keys
+//! (null-safe).
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -17,10 +19,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::WarehouseError;
 use super::parquet_io::{
-    self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches,
+    self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches, write_results,
     writer_properties_with,
 };
-use crate::consolidate::events::EventLog;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "event key sets";
@@ -71,25 +72,6 @@ pub struct KeysetRow<'a> {
     pub events: u64,
 }
 
-/// What the stored version holds of each key set, by the index the key set
-/// was given in the log it was read into.
-#[derive(Debug, Default)]
-pub struct KeysetHistory {
-    events: Vec<u64>,
-}
-
-impl KeysetHistory {
-    /// How many stored events key set `k` has (0 for one first seen tonight).
-    pub fn events(&self, k: u32) -> u64 {
-        self.events.get(k as usize).copied().unwrap_or(0)
-    }
-
-    /// Every stored event.
-    pub fn total(&self) -> u64 {
-        self.events.iter().sum()
-    }
-}
-
 fn build(rows: &[KeysetRow<'_>]) -> RecordBatch {
     let columns: Vec<ArrayRef> = vec![
         opt_utf8_array(rows.iter().map(|r| r.keys[0])),
@@ -123,26 +105,65 @@ pub fn write_each<'a>(
     )
 }
 
-/// Reads `dir/event_keysets.parquet` into `log` (which must hold no key set
-/// yet): each row's key set, and the customer its events were stored with;
-/// `None` when the version has no such file (written by an earlier cvm).
-pub fn read(dir: &Path, log: &mut EventLog) -> Result<Option<KeysetHistory>, WarehouseError> {
-    let mut h = KeysetHistory::default();
-    if let Some(rows) = parquet_io::row_count(&dir.join(FILE))? {
-        log.reserve_keysets(rows);
-        h.events.reserve_exact(rows);
-    }
-    let found = for_each(dir, |keys, customer, events| {
-        let [kc, ke, kp] = keys;
-        let k = log.keyset(kc, ke, kp);
-        if k as usize != h.events.len() {
-            return Err(format!("key set {kc:?} {ke:?} {kp:?} appears twice"));
-        }
-        log.note_stored_customer(k, customer);
-        h.events.push(events);
-        Ok(())
-    })?;
-    Ok(found.then_some(h))
+/// Whether `dir/event_keysets.parquet` exists with this table's columns
+/// (read from its footer alone): a night then carries it over
+/// ([`carry_over`]) instead of reading every stored event.
+pub fn usable(dir: &Path) -> bool {
+    parquet_io::has_schema(&dir.join(FILE), &schema())
+}
+
+/// What a night makes of one batch of stored rows (see [`carry_over`]).
+pub struct Carried {
+    /// Each row's customer (text, nullable).
+    pub customers: ArrayRef,
+    /// Each row's events: its stored ones plus the night's.
+    pub events: Vec<u64>,
+}
+
+/// Writes `to/event_keysets.parquet` from `from/event_keysets.parquet` (both
+/// `_state` folders), a batch at a time, so neither table is ever held:
+/// each stored row keeps its keys and gets the customer and count `carry`
+/// gives it (from the row's key columns and stored counts); then come the
+/// rows of `tail` (key sets the stored table lacks), made once every stored
+/// row is carried. Returns the write and the events of the new table.
+pub fn carry_over<'t, I>(
+    from: &Path,
+    to: &Path,
+    mut carry: impl FnMut([&StringArray; 3], &PrimitiveArray<UInt64Type>) -> Carried,
+    tail: impl FnOnce() -> I,
+) -> Result<(WriteStats, u64), WarehouseError>
+where
+    I: Iterator<Item = KeysetRow<'t>>,
+{
+    let mut total = 0u64;
+    let mut tail = Some(tail);
+    let stored = parquet_io::read_batches(&from.join(FILE))?.map(|item| {
+        let (file, batch) = item?;
+        let c = Columns::new(&batch, &file, DATASET);
+        let [kc, ke, kp, _] = keyset_columns(&c)?;
+        let carried = carry([kc, ke, kp], c.uint64("events", true)?);
+        total += carried.events.iter().sum::<u64>();
+        let columns: Vec<ArrayRef> = vec![
+            batch.column(0).clone(),
+            batch.column(1).clone(),
+            batch.column(2).clone(),
+            carried.customers,
+            Arc::new(PrimitiveArray::<UInt64Type>::from(carried.events)),
+        ];
+        RecordBatch::try_new(schema(), columns).map_err(|e| c.error(e.to_string()))
+    });
+    let added = std::cell::Cell::new(0u64);
+    let rest = std::iter::once(()).flat_map(|()| {
+        let rows = tail.take().map(|f| f()).into_iter().flatten();
+        batched(rows.inspect(|r| added.set(added.get() + r.events)), build).map(Ok)
+    });
+    let stats = write_results(
+        &to.join(FILE),
+        &schema(),
+        &writer_properties_with(&[], &[]),
+        stored.chain(rest),
+    )?;
+    Ok((stats, total + added.get()))
 }
 
 /// Calls `f(keys, customer, events)` for every row of
@@ -186,33 +207,40 @@ pub fn key_text(keys: [Option<&str>; 3], out: &mut String) {
     }
 }
 
+/// How many events the table of `dir` counts (0 when there is none).
+pub fn total(dir: &Path) -> Result<u64, WarehouseError> {
+    let mut total = 0;
+    for_each(dir, |_, _, events| {
+        total += events;
+        Ok(())
+    })?;
+    Ok(total)
+}
+
 /// Every row of `dir/event_keysets.parquet`, owned, in file order (for
-/// checks and tools; a run reads the table with [`read`]).
+/// checks and tools).
 pub fn read_rows(dir: &Path) -> Result<Vec<String>, WarehouseError> {
-    let mut log = EventLog::default();
-    let Some(h) = read(dir, &mut log)? else {
-        return Ok(Vec::new());
-    };
-    Ok((0..log.keysets.len() as u32)
-        .map(|k| {
-            let keys = log.keysets[k as usize].map(|i| log.text.get(i));
-            format!(
-                "{keys:?} customer={:?} events={}",
-                log.stored_customer(k),
-                h.events(k)
-            )
-        })
-        .collect())
+    let mut rows = Vec::new();
+    for_each(dir, |keys, customer, events| {
+        rows.push(format!("{keys:?} customer={customer:?} events={events}"));
+        Ok(())
+    })?;
+    Ok(rows)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+    use arrow_array::Array;
+
+    fn row(keys: [Option<&str>; 3], customer: Option<&str>, events: u64) -> String {
+        format!("{keys:?} customer={customer:?} events={events}")
+    }
 
     #[test]
-    fn round_trips_into_a_log_by_key_set() {
-        let d = tempfile::tempdir().unwrap();
+    fn carrying_over_renames_and_counts_each_stored_row_then_adds_the_tail() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let rows = [
             KeysetRow {
                 keys: [Some("C1"), None, None],
@@ -225,21 +253,48 @@ mod tests {
                 events: 1,
             },
         ];
-        write(d.path(), &rows).unwrap();
-        let mut log = EventLog::default();
-        let h = read(d.path(), &mut log).unwrap().unwrap();
-        assert_eq!(log.keysets.len(), 2);
-        assert_eq!((h.events(0), h.events(1), h.events(2)), (3, 1, 0));
-        assert_eq!(h.total(), 4);
-        assert_eq!(log.stored_customer(0), Some("C1"));
-        assert_eq!(log.stored_customer(1), None);
-        assert_eq!(log.find_keyset(None, Some("a@example.com"), None), Some(1));
-        assert_eq!(log.find_keyset(None, Some("b@example.com"), None), None);
+        write(from.path(), &rows).unwrap();
+        let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| {
+            let n = keys[0].len();
+            // The email's key set is claimed by C9 and gets two events.
+            let claimed = |i: usize| keys[1].is_valid(i);
+            Carried {
+                customers: opt_utf8_array((0..n).map(|i| match claimed(i) {
+                    true => Some("C9"),
+                    false => opt_str_ref(keys[0], i),
+                })),
+                events: (0..n)
+                    .map(|i| stored.value(i) + if claimed(i) { 2 } else { 0 })
+                    .collect(),
+            }
+        };
+        let tail = || {
+            [KeysetRow {
+                keys: [None, None, Some("+3312")],
+                customer: None,
+                events: 4,
+            }]
+            .into_iter()
+        };
+        let (stats, total) = carry_over(from.path(), to.path(), carry, tail).unwrap();
+        assert_eq!((stats.rows, total), (3, 3 + 3 + 4));
+        assert_eq!(
+            read_rows(to.path()).unwrap(),
+            [
+                row([Some("C1"), None, None], Some("C1"), 3),
+                row([None, Some("a@example.com"), None], Some("C9"), 3),
+                row([None, None, Some("+3312")], None, 4),
+            ]
+        );
     }
 
     #[test]
-    fn a_missing_file_is_no_history() {
+    fn a_table_is_usable_only_when_present_with_its_columns() {
         let d = tempfile::tempdir().unwrap();
-        assert!(read(d.path(), &mut EventLog::default()).unwrap().is_none());
+        assert!(!usable(d.path()));
+        std::fs::write(d.path().join(FILE), b"not parquet").unwrap();
+        assert!(!usable(d.path()));
+        write(d.path(), &[]).unwrap();
+        assert!(usable(d.path()));
     }
 }

@@ -47,6 +47,15 @@ pub enum WarehouseError {
         path: std::path::PathBuf,
         message: String,
     },
+    /// Rows read in key order that are out of it (a file `erase` rewrote,
+    /// or another tool wrote): the reader then reads them whole.
+    #[error("{path}: rows not sorted by {column} ({value:?} after {previous:?})")]
+    Unsorted {
+        path: std::path::PathBuf,
+        column: &'static str,
+        value: String,
+        previous: String,
+    },
     /// A file that does not have the expected columns or values.
     #[error("{path}: not a cvm {dataset} file: {message}")]
     Schema {

@@ -180,11 +180,27 @@ pub fn write_batches<I>(
 where
     I: IntoIterator<Item = RecordBatch>,
 {
+    write_results(path, schema, props, batches.into_iter().map(Ok))
+}
+
+/// Like [`write_batches`], for batches made from something that can fail
+/// (another file read as it is written): the first error stops the write,
+/// and nothing is left at `path`.
+pub fn write_results<I>(
+    path: &Path,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+    batches: I,
+) -> Result<WriteStats, WarehouseError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, WarehouseError>>,
+{
     let mut rows = 0u64;
     let bytes = write_atomically(path, |out| {
         let mut w = ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))
             .map_err(|e| format_err(path, e))?;
         for batch in batches {
+            let batch = batch?;
             rows += batch.num_rows() as u64;
             w.write(&batch).map_err(|e| format_err(path, e))?;
         }
@@ -262,6 +278,22 @@ pub(crate) fn row_count(path: &Path) -> Result<Option<usize>, WarehouseError> {
     };
     let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_err(path, e))?;
     Ok(Some(b.metadata().file_metadata().num_rows().max(0) as usize))
+}
+
+/// Whether `path` is a Parquet file whose columns are `schema`'s, by name
+/// and type, in order (read from its footer alone).
+pub fn has_schema(path: &Path, schema: &SchemaRef) -> bool {
+    use arrow_array::RecordBatchReader;
+    path.exists()
+        && open_file(path).is_ok_and(|r| {
+            let got = r.schema();
+            got.fields().len() == schema.fields().len()
+                && got
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+        })
 }
 
 /// Opens one Parquet file for streaming reads.
@@ -485,6 +517,91 @@ where
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(stats.into_iter().sum())
+}
+
+/// Writes `batches` (made as they are asked for) into `folder/part-NNNNN.parquet`
+/// files of at most `max_rows` rows, in order, one after the other, each
+/// atomically, like [`write_parts`] writes rows held whole; nothing at all
+/// still makes one (schema-only) part. The first error stops the write.
+pub(crate) fn write_parts_streaming<I>(
+    folder: &Path,
+    schema: &SchemaRef,
+    props: &WriterProperties,
+    batches: I,
+    max_rows: usize,
+) -> Result<WriteStats, WarehouseError>
+where
+    I: Iterator<Item = Result<RecordBatch, WarehouseError>>,
+{
+    let max_rows = max_rows.max(1);
+    // Empty batches dropped, so a part is begun only for rows.
+    let mut batches = batches
+        .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0))
+        .peekable();
+    let mut left: Option<RecordBatch> = None;
+    let mut stats = WriteStats::default();
+    for k in 0.. {
+        let mut room = max_rows;
+        let part = std::iter::from_fn(|| {
+            if room == 0 {
+                return None;
+            }
+            let batch = match left.take() {
+                Some(b) => b,
+                None => match batches.next()? {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                },
+            };
+            let take = batch.num_rows().min(room);
+            if take < batch.num_rows() {
+                left = Some(batch.slice(take, batch.num_rows() - take));
+            }
+            room -= take;
+            Some(Ok(batch.slice(0, take)))
+        });
+        stats = stats + write_results(&folder.join(part_name(k)), schema, props, part)?;
+        if left.is_none() && batches.peek().is_none() {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+/// Checks that a column's values come in strictly increasing order (files
+/// merged with a run's rows as they are read rely on it).
+pub(crate) struct KeyOrder {
+    column: &'static str,
+    last: Option<String>,
+}
+
+impl KeyOrder {
+    /// Checks `column`.
+    pub(crate) fn of(column: &'static str) -> KeyOrder {
+        KeyOrder { column, last: None }
+    }
+
+    /// [`WarehouseError::Unsorted`] when `value`, read from `path`, is not
+    /// past the one before.
+    pub(crate) fn check(&mut self, value: &str, path: &Path) -> Result<(), WarehouseError> {
+        match &mut self.last {
+            Some(last) if value <= last.as_str() => Err(WarehouseError::Unsorted {
+                path: path.to_path_buf(),
+                column: self.column,
+                value: value.to_owned(),
+                previous: last.clone(),
+            }),
+            Some(last) => {
+                last.clear();
+                last.push_str(value);
+                Ok(())
+            }
+            None => {
+                self.last = Some(value.to_owned());
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The batches of `rows`, [`CHUNK_ROWS`] at a time, made by `build` as they
@@ -755,6 +872,58 @@ pub(crate) fn opt_value<T: arrow_array::ArrowPrimitiveType>(
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+
+    fn numbers(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]));
+        let values = arrow_array::UInt64Array::from_iter_values(0..n as u64);
+        RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap()
+    }
+
+    fn part_rows(dir: &Path) -> Vec<usize> {
+        list_parquet_files(dir)
+            .unwrap()
+            .iter()
+            .map(|p| row_count(p).unwrap().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn streamed_parts_fill_up_to_their_size_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let schema = numbers(0).schema();
+        let props = writer_properties(&[]);
+        let batches = [3, 0, 4, 2].map(|n| Ok(numbers(n)));
+        let st = write_parts_streaming(d.path(), &schema, &props, batches.into_iter(), 4).unwrap();
+        assert_eq!((st.files, st.rows), (3, 9));
+        assert_eq!(part_rows(d.path()), [4, 4, 1]);
+        // Exactly full parts make no empty one; nothing still makes one.
+        let d = tempfile::tempdir().unwrap();
+        let batches = [4, 4].map(|n| Ok(numbers(n)));
+        write_parts_streaming(d.path(), &schema, &props, batches.into_iter(), 4).unwrap();
+        assert_eq!(part_rows(d.path()), [4, 4]);
+        let d = tempfile::tempdir().unwrap();
+        write_parts_streaming(d.path(), &schema, &props, std::iter::empty(), 4).unwrap();
+        assert_eq!(part_rows(d.path()), [0]);
+    }
+
+    #[test]
+    fn a_failing_batch_stops_a_streamed_part_and_leaves_it_unwritten() {
+        let d = tempfile::tempdir().unwrap();
+        let schema = numbers(0).schema();
+        let failed = WarehouseError::Format {
+            path: d.path().join("input"),
+            message: "damaged".into(),
+        };
+        let batches = [Ok(numbers(4)), Ok(numbers(1)), Err(failed)];
+        let props = writer_properties(&[]);
+        let err = write_parts_streaming(d.path(), &schema, &props, batches.into_iter(), 4);
+        assert!(err.unwrap_err().to_string().contains("damaged"));
+        assert_eq!(
+            part_rows(d.path()),
+            [4],
+            "the part that failed is not there"
+        );
+    }
     use arrow_schema::{Field, Schema};
 
     fn schema() -> SchemaRef {

@@ -17,7 +17,8 @@ use cvm_shared::BaseAmount;
 use super::WarehouseError;
 use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, chunks, decimal_array,
-    opt_timestamp_array, opt_value, utf8_array, write_batches, writer_properties_with,
+    opt_timestamp_array, opt_value, utf8_array, write_batches, write_results,
+    writer_properties_with,
 };
 
 /// Dataset name used in errors.
@@ -75,7 +76,7 @@ pub struct PurchaseTotalsRow<S> {
 
 impl<S> PurchaseTotalsRow<S> {
     /// The same totals under `customer_id` (say, owned instead of borrowed).
-    pub fn with_id<T>(self, customer_id: T) -> PurchaseTotalsRow<T> {
+    pub fn with_id<T>(&self, customer_id: T) -> PurchaseTotalsRow<T> {
         PurchaseTotalsRow {
             customer_id,
             transactions: self.transactions,
@@ -121,34 +122,78 @@ pub fn write<S: AsRef<str>>(
     dir: &Path,
     rows: &[PurchaseTotalsRow<S>],
 ) -> Result<Option<WriteStats>, WarehouseError> {
-    if rows.iter().any(|r| r.revenue.abs() > DECIMAL_MAX_UNITS) {
+    if rows.iter().any(too_big) {
         return Ok(None);
     }
     write_batches(
         &dir.join(FILE),
         &schema(),
-        &writer_properties_with(&[], &["customer_id"]),
+        &properties(),
         chunks(rows.len()).map(|r| build(&rows[r])),
     )
     .map(Some)
+}
+
+/// Writes `to/purchase_totals.parquet` from `from/purchase_totals.parquet`
+/// (both `_state` folders), a batch at a time, so neither is ever held: the
+/// stored rows of the customers `replaced` does not pick, merged by
+/// customer id with `rows` (sorted by it). The stored rows must be sorted
+/// by customer id, as [`write`] leaves them: when they are not (`erase`
+/// rewrites ids in place), [`WarehouseError::Unsorted`], and nothing is
+/// written. Returns `None`, writing nothing, as [`write`] does.
+pub fn merge_over<S: AsRef<str>>(
+    from: &Path,
+    to: &Path,
+    replaced: impl Fn(&str) -> bool,
+    rows: &[PurchaseTotalsRow<S>],
+) -> Result<Option<WriteStats>, WarehouseError> {
+    if rows.iter().any(too_big) {
+        return Ok(None);
+    }
+    let next = std::cell::Cell::new(0usize);
+    let mut order = parquet_io::KeyOrder::of("customer_id");
+    let stored = parquet_io::read_batches(&from.join(FILE))?.map(|item| {
+        let (file, batch) = item?;
+        let c = Columns::new(&batch, &file, DATASET);
+        let mut out = Vec::with_capacity(batch.num_rows());
+        let mut at = next.get();
+        for r in rows_of(&c, batch.num_rows())? {
+            order.check(r.customer_id, &file)?;
+            while let Some(new) = rows
+                .get(at)
+                .filter(|n| n.customer_id.as_ref() < r.customer_id)
+            {
+                out.push(new.with_id(new.customer_id.as_ref()));
+                at += 1;
+            }
+            if !replaced(r.customer_id) {
+                out.push(r);
+            }
+        }
+        next.set(at);
+        Ok(build(&out))
+    });
+    let rest = std::iter::once(()).flat_map(|()| {
+        let rest = &rows[next.get()..];
+        chunks(rest.len()).map(|r| Ok(build(&rest[r])))
+    });
+    write_results(&to.join(FILE), &schema(), &properties(), stored.chain(rest)).map(Some)
+}
+
+/// Whether a row's revenue does not fit the decimal column.
+fn too_big<S>(r: &PurchaseTotalsRow<S>) -> bool {
+    r.revenue.abs() > DECIMAL_MAX_UNITS
+}
+
+fn properties() -> parquet::file::properties::WriterProperties {
+    writer_properties_with(&[], &["customer_id"])
 }
 
 /// Whether `dir/purchase_totals.parquet` exists with this cvm's columns: a
 /// night that reads only part of the history needs the stored totals of the
 /// customers it does not touch.
 pub fn usable(dir: &Path) -> bool {
-    use arrow_array::RecordBatchReader;
-    let path = dir.join(FILE);
-    path.exists()
-        && parquet_io::open_file(&path).is_ok_and(|r| {
-            let (got, want) = (r.schema(), schema());
-            got.fields().len() == want.fields().len()
-                && got
-                    .fields()
-                    .iter()
-                    .zip(want.fields())
-                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
-        })
+    parquet_io::has_schema(&dir.join(FILE), &schema())
 }
 
 /// Calls `each` with every row of `dir/purchase_totals.parquet`; `false`
@@ -164,28 +209,38 @@ pub fn read_each(
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
-        let customer_id = c.utf8("customer_id", true)?;
-        let transactions = c.uint64("transactions", true)?;
-        let revenue = c.decimal128("revenue", BaseAmount::SCALE as i8, true)?;
-        let orders = c.uint64("orders", false)?;
-        let first_day = c.date32("first_day", false)?;
-        let last_day = c.date32("last_day", false)?;
-        let repeat_sum = c.float64("repeat_sum", true)?;
-        let last_at = c.timestamp_us("last_at", false)?;
-        for i in 0..batch.num_rows() {
-            each(PurchaseTotalsRow {
-                customer_id: customer_id.value(i),
-                transactions: transactions.value(i),
-                revenue: revenue.value(i),
-                orders: opt_value(orders, i),
-                first_day: opt_value(first_day, i),
-                last_day: opt_value(last_day, i),
-                repeat_sum: repeat_sum.value(i),
-                last_at: opt_value(last_at, i),
-            });
-        }
+        rows_of(&c, batch.num_rows())?
+            .into_iter()
+            .for_each(&mut each);
     }
     Ok(true)
+}
+
+/// The rows of one batch, borrowing its text.
+fn rows_of<'a>(
+    c: &Columns<'a>,
+    n: usize,
+) -> Result<Vec<PurchaseTotalsRow<&'a str>>, WarehouseError> {
+    let customer_id = c.utf8("customer_id", true)?;
+    let transactions = c.uint64("transactions", true)?;
+    let revenue = c.decimal128("revenue", BaseAmount::SCALE as i8, true)?;
+    let orders = c.uint64("orders", false)?;
+    let first_day = c.date32("first_day", false)?;
+    let last_day = c.date32("last_day", false)?;
+    let repeat_sum = c.float64("repeat_sum", true)?;
+    let last_at = c.timestamp_us("last_at", false)?;
+    Ok((0..n)
+        .map(|i| PurchaseTotalsRow {
+            customer_id: customer_id.value(i),
+            transactions: transactions.value(i),
+            revenue: revenue.value(i),
+            orders: opt_value(orders, i),
+            first_day: opt_value(first_day, i),
+            last_day: opt_value(last_day, i),
+            repeat_sum: repeat_sum.value(i),
+            last_at: opt_value(last_at, i),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -274,5 +329,59 @@ mod tests {
         )
         .unwrap();
         assert!(!usable(d.path()));
+    }
+
+    fn totals(id: &str, transactions: u64) -> PurchaseTotalsRow<&str> {
+        PurchaseTotalsRow {
+            customer_id: id,
+            transactions,
+            revenue: 100,
+            orders: Some(1),
+            first_day: Some(1),
+            last_day: Some(2),
+            repeat_sum: 0.0,
+            last_at: Some(3),
+        }
+    }
+
+    fn ids_and_counts(dir: &Path) -> Vec<(String, u64)> {
+        let mut got = Vec::new();
+        read_each(dir, |r| {
+            got.push((r.customer_id.to_owned(), r.transactions))
+        })
+        .unwrap();
+        got
+    }
+
+    #[test]
+    fn merging_over_keeps_the_untouched_rows_and_puts_the_new_ones_in_order() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(
+            from.path(),
+            &[totals("A", 1), totals("C", 1), totals("E", 1)],
+        )
+        .unwrap();
+        // C and E are touched: C summed again, E has no transactions left.
+        let new = [totals("B", 2), totals("C", 2), totals("F", 2)];
+        let touched = |id: &str| ["B", "C", "E", "F"].contains(&id);
+        let st = merge_over(from.path(), to.path(), touched, &new)
+            .unwrap()
+            .unwrap();
+        assert_eq!(st.rows, 4);
+        let want = [("A", 1), ("B", 2), ("C", 2), ("F", 2)];
+        let want: Vec<(String, u64)> = want.iter().map(|(i, n)| (i.to_string(), *n)).collect();
+        assert_eq!(ids_and_counts(to.path()), want);
+    }
+
+    #[test]
+    fn merging_over_refuses_stored_rows_out_of_order_and_writes_nothing() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(from.path(), &[totals("C", 1), totals("A", 1)]).unwrap();
+        let err = merge_over(from.path(), to.path(), |_| false, &[totals("B", 1)]).unwrap_err();
+        assert!(
+            err.to_string().contains("not sorted by customer_id"),
+            "{err}"
+        );
+        assert!(!to.path().join(FILE).exists());
     }
 }

@@ -1,22 +1,66 @@
 //! The customers step: one row per CRM customer and per guest, with
-//! `first_seen` and `channels` from the consolidated transactions.
+//! `first_seen` and `channels` from the consolidated transactions. The
+//! drop's CRM customers and every guest are made here; the stored CRM
+//! customers the drop left alone are carried over from the stored files as
+//! the new ones are written ([`Customers::carry`]), so they are never held.
 
+use chrono::NaiveDate;
 use rayon::prelude::*;
 use rustc_hash::FxHashMap as HashMap;
 
 use cvm_shared::Channel;
 
+use super::identities::LatestCrm;
 use super::transactions::Txns;
 use crate::consolidate::identity::Guests;
-use crate::record::CrmRecord;
 use crate::warehouse::CustomerRow;
 
-/// CRM customers (taking their strings) plus guests, with `first_seen` and
-/// `channels` from the history: from what each key set's rows add up to
-/// (kept in the key set table, so no row is read for them), per customer.
-pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<CustomerRow> {
+/// The customers of the version being written.
+pub(super) struct Customers<'t> {
+    /// The drop's CRM customers and every guest, sorted by id.
+    pub rows: Vec<CustomerRow>,
+    /// How many stored CRM customers are carried over.
+    pub carried: usize,
+    /// Each customer's earliest transaction time and channels (a bit per
+    /// `Channel::ALL`), from what its key sets' rows add up to.
+    seen: HashMap<&'t str, (i64, u8)>,
+}
+
+impl Customers<'_> {
+    /// How many customers the version has.
+    pub fn len(&self) -> usize {
+        self.rows.len() + self.carried
+    }
+
+    /// Makes a stored customer's row this version's: `first_seen` and
+    /// `channels` from tonight's transactions. False for a guest: guests
+    /// are formed anew every run, and are all in `rows`.
+    pub fn carry(&self, row: &mut CustomerRow) -> bool {
+        if row.is_guest {
+            return false;
+        }
+        let (first_txn, mask) = self.seen(&row.customer_id);
+        row.first_seen = first_seen(first_txn, row.signup_date);
+        row.channels = channels(mask);
+        true
+    }
+
+    fn seen(&self, id: &str) -> (i64, u8) {
+        self.seen.get(id).copied().unwrap_or((i64::MAX, 0))
+    }
+}
+
+/// The drop's CRM customers (taking their strings) plus guests, with
+/// `first_seen` and `channels` from the history: from what each key set's
+/// rows add up to (kept in the key set table, so no row is read for them),
+/// per customer.
+pub(super) fn build<'t>(crm: LatestCrm, guests: &Guests, txns: &'t Txns) -> Customers<'t> {
+    let (carried, crm_count) = (crm.stored.len(), crm.len());
+    // The stored CRM customers are needed no longer: their rows are carried
+    // over from the files.
+    drop(crm.stored);
     let mut seen: HashMap<&str, (i64, u8)> =
-        HashMap::with_capacity_and_hasher(crm.len() + guests.list.len(), Default::default());
+        HashMap::with_capacity_and_hasher(crm_count + guests.list.len(), Default::default());
     let sets = &txns.keysets;
     for (id, r) in sets.customers().iter().zip(sets.all_rows()) {
         if let Some(id) = id.as_deref().filter(|_| r.rows > 0) {
@@ -25,26 +69,13 @@ pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<Cu
             e.1 |= r.channels;
         }
     }
-    let channels = |mask: u8| {
-        Channel::ALL
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| mask & (1 << i) != 0)
-            .map(|(_, c)| *c)
-            .collect()
-    };
-    let mut out: Vec<CustomerRow> = Vec::with_capacity(crm.len() + guests.list.len());
-    out.extend(crm.into_iter().map(|c| {
-        let (first_txn, mask) = seen.get(&*c.customer_id).copied().unwrap_or((i64::MAX, 0));
-        let signup = c
-            .signup_date
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc().timestamp_micros());
-        let first_seen = [Some(first_txn).filter(|t| *t != i64::MAX), signup]
-            .into_iter()
-            .flatten()
-            .min();
+    let seen_of = |id: &str| seen.get(id).copied().unwrap_or((i64::MAX, 0));
+    let mut rows: Vec<CustomerRow> = Vec::with_capacity(crm.records.len() + guests.list.len());
+    rows.extend(crm.records.into_iter().map(|c| {
+        let (first_txn, mask) = seen_of(&c.customer_id);
         CustomerRow {
+            first_seen: first_seen(first_txn, c.signup_date),
+            channels: channels(mask),
             customer_id: c.customer_id,
             is_guest: false,
             email: c.email,
@@ -56,12 +87,10 @@ pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<Cu
             birth_date: c.birth_date,
             email_opt_in: c.email_opt_in,
             updated_at: c.updated_at,
-            first_seen,
-            channels: channels(mask),
         }
     }));
-    out.extend(guests.list.iter().map(|g| {
-        let (first_txn, mask) = seen.get(&*g.id).copied().unwrap_or((i64::MAX, 0));
+    rows.extend(guests.list.iter().map(|g| {
+        let (first_txn, mask) = seen_of(&g.id);
         CustomerRow {
             customer_id: g.id.clone(),
             is_guest: true,
@@ -78,6 +107,32 @@ pub(super) fn build(crm: Vec<CrmRecord>, guests: &Guests, txns: &Txns) -> Vec<Cu
             channels: channels(mask),
         }
     }));
-    out.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    out
+    rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    Customers {
+        rows,
+        carried,
+        seen,
+    }
+}
+
+/// A CRM customer's `first_seen`: the earlier of its first transaction
+/// (`i64::MAX` for none) and its signup day.
+fn first_seen(first_txn: i64, signup: Option<NaiveDate>) -> Option<i64> {
+    let signup = signup
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros());
+    [Some(first_txn).filter(|t| *t != i64::MAX), signup]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The channels of a mask of bits (`Channel::ALL`'s order).
+fn channels(mask: u8) -> Vec<Channel> {
+    Channel::ALL
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, c)| *c)
+        .collect()
 }

@@ -5,8 +5,11 @@
 //! version with the key set table reads and writes only the months of its
 //! own events and shares the others.
 
+use std::cell::RefCell;
 use std::path::Path;
 
+use arrow_array::types::UInt64Type;
+use arrow_array::{PrimitiveArray, StringArray};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
@@ -14,8 +17,10 @@ use super::read::DropRead;
 use super::stored::EventHistory;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::{Directory, Guests};
-use crate::warehouse::event_keysets::{self, KeysetHistory, KeysetRow};
+use crate::record::KeyRefs;
+use crate::warehouse::event_keysets::{self, Carried, KeysetRow};
 use crate::warehouse::months::{self, Month, Unchanged, Written};
+use crate::warehouse::parquet_io::{opt_str_ref, opt_utf8_array};
 use crate::warehouse::{self, WarehouseError};
 
 /// Where the events are written.
@@ -69,10 +74,12 @@ pub(super) fn load_drop_months(
 
 /// Writes `events` into `target.version/events` and the key set table into
 /// its `_state` (nothing when no version is being staged). With `history`
-/// (the stored key sets) the log holds the stored events of the drop's
-/// months only: just the months of the new events are written, the others
-/// linked. Without, it holds every event and every month is written. The
-/// log is consumed: it is freed before the customers are built.
+/// (the stored version's key set table) the log holds the stored events of
+/// the drop's months only: just the months of the new events are written,
+/// the others linked, and the table is carried over a batch at a time.
+/// Without, it holds every event, every month is written, and the table is
+/// made from the log. The log is consumed: it is freed before the customers
+/// are built.
 pub(super) fn write(
     target: Option<Target<'_>>,
     mut events: EventLog,
@@ -82,9 +89,10 @@ pub(super) fn write(
 ) -> Result<EventsWritten, WarehouseError> {
     let Some(target) = target else {
         // Nothing new (no version is staged): the stored events stand.
-        let total = history
-            .as_ref()
-            .map_or(events.len() as u64, |h| h.keysets.total());
+        let total = match &history {
+            Some(h) => event_keysets::total(&h.state)?,
+            None => events.len() as u64,
+        };
         return Ok(EventsWritten {
             months: Written::default(),
             total,
@@ -93,16 +101,6 @@ pub(super) fn write(
     // Sorting within parts keeps each part's events, so the stored ones
     // still come first.
     events.sort_parts();
-    let customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
-        .into_par_iter()
-        .map(|k| {
-            let keys = events.keys(k);
-            directory
-                .resolve(&keys)
-                .or_else(|| guests.resolve(&keys).map(|g| &*g.id))
-                .or_else(|| events.text.get(events.keysets[k as usize][0]))
-        })
-        .collect();
     // The events the key set counts add: the new ones over a history, else all.
     let counted = if history.is_some() { target.stored } else { 0 };
     let mut added = vec![0u64; events.keysets.len()];
@@ -122,38 +120,107 @@ pub(super) fn write(
     let months =
         warehouse::events::write_log(&target.version.join("events"), &events, &ordered, unchanged)?;
     drop(ordered);
-    let stored = history.as_ref().map(|h| &h.keysets);
-    let total = write_keysets(
-        &target.version.join(warehouse::state::DIR),
-        &events,
-        &customers,
-        stored,
-        &added,
-    )?;
+    let state = target.version.join(warehouse::state::DIR);
+    let total = match &history {
+        Some(h) => carry_keysets(&h.state, &state, &events, directory, guests, &added)?,
+        None => write_keysets(&state, &events, directory, guests, &added)?,
+    };
     Ok(EventsWritten { months, total })
 }
 
-/// Writes the key set table: every key set with events, its customer, and
-/// its stored events (`stored`) plus the `added` ones. Returns the number of
+/// A key set's customer: its CRM customer, else its guest, else the
+/// customer id it gives (events create no customer).
+fn customer_of<'a>(
+    directory: &Directory<'a>,
+    guests: &'a Guests,
+    keys: KeyRefs<'a>,
+) -> Option<&'a str> {
+    directory
+        .resolve_refs(keys)
+        .or_else(|| guests.resolve_refs(keys).map(|g| &*g.id))
+        .or(keys[0])
+}
+
+/// Writes the key set table of a log holding every event: each key set
+/// with events, its customer and its `added` events. Returns the number of
 /// events.
 fn write_keysets(
     state: &Path,
     events: &EventLog,
-    customers: &[Option<&str>],
-    stored: Option<&KeysetHistory>,
+    directory: &Directory<'_>,
+    guests: &Guests,
     added: &[u64],
 ) -> Result<u64, WarehouseError> {
-    let text = |i: u32| events.text.get(i);
-    let count = |k: u32| stored.map_or(0, |h| h.events(k)) + added[k as usize];
+    let customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
+        .into_par_iter()
+        .map(|k| customer_of(directory, guests, events.keyset_refs(k)))
+        .collect();
     // Made a batch at a time as they are written: 1.4M key sets are ~100 MB
     // of rows.
     let rows = (0..events.keysets.len() as u32)
-        .filter(|&k| count(k) > 0)
+        .filter(|&k| added[k as usize] > 0)
         .map(|k| KeysetRow {
-            keys: events.keysets[k as usize].map(text),
+            keys: events.keyset_refs(k),
             customer: customers[k as usize],
-            events: count(k),
+            events: added[k as usize],
         });
     event_keysets::write_each(state, rows)?;
-    Ok((0..events.keysets.len() as u32).map(count).sum())
+    Ok(added.iter().sum())
+}
+
+/// Carries the stored key set table of `from` over into `to` (both `_state`
+/// folders), a batch at a time, so it is never held: every stored key set
+/// named its customer again (a claim may have moved it) and given the
+/// `added` events of the log's key set with its keys; then the log's key
+/// sets with events that the table lacks. Returns the number of events.
+fn carry_keysets(
+    from: &Path,
+    to: &Path,
+    events: &EventLog,
+    directory: &Directory<'_>,
+    guests: &Guests,
+    added: &[u64],
+) -> Result<u64, WarehouseError> {
+    // The log's key sets found among the stored rows.
+    let found = RefCell::new(vec![false; events.keysets.len()]);
+    let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| {
+        let rows: Vec<(Option<&str>, Option<u32>)> = (0..stored.len())
+            .into_par_iter()
+            .map(|i| {
+                let k = keys.map(|a| opt_str_ref(a, i));
+                (
+                    customer_of(directory, guests, k),
+                    events.find_keyset(k[0], k[1], k[2]),
+                )
+            })
+            .collect();
+        let mut found = found.borrow_mut();
+        let counts = rows.iter().enumerate().map(|(i, (_, k))| {
+            let tonight = k.map_or(0, |k| {
+                found[k as usize] = true;
+                added[k as usize]
+            });
+            stored.value(i) + tonight
+        });
+        Carried {
+            events: counts.collect(),
+            customers: opt_utf8_array(rows.iter().map(|(c, _)| *c)),
+        }
+    };
+    let tail = || {
+        let found = found.take();
+        (0..events.keysets.len() as u32)
+            .filter(move |&k| !found[k as usize] && added[k as usize] > 0)
+            .map(|k| {
+                let keys = events.keyset_refs(k);
+                KeysetRow {
+                    keys,
+                    customer: customer_of(directory, guests, keys),
+                    events: added[k as usize],
+                }
+            })
+    };
+    let (written, total) = event_keysets::carry_over(from, to, carry, tail)?;
+    tracing::debug!(rows = written.rows, "event key sets carried over");
+    Ok(total)
 }

@@ -12,23 +12,32 @@ use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
-use crate::record::CrmRecord;
-use crate::warehouse::CustomerRow;
+use crate::record::{CrmKeys, CrmRecord};
 
-/// The latest CRM records, and the stored ones the drop replaced.
+/// The latest CRM records: the stored ones the drop leaves alone, and the
+/// drop's; and the stored ones the drop replaced.
 pub(super) struct LatestCrm {
-    /// One record per CRM customer, owning its strings.
+    /// Stored CRM customers the drop leaves alone (their rows are carried
+    /// over from the stored files as the customers are written).
+    pub stored: Vec<CrmKeys>,
+    /// The drop's winners, one record per CRM customer, owning its strings.
     pub records: Vec<CrmRecord>,
     /// Stored CRM customers whose record the drop replaced.
-    pub replaced: Vec<CustomerRow>,
+    pub replaced: Vec<CrmKeys>,
 }
 
-/// The stored CRM customers the drop leaves alone (their strings moved, not
-/// copied; the stored guests are dropped: they are formed again), plus the
-/// drop's winners (whose record state is pushed onto `state` as they are
-/// moved).
+impl LatestCrm {
+    /// How many CRM customers.
+    pub fn len(&self) -> usize {
+        self.stored.len() + self.records.len()
+    }
+}
+
+/// The stored CRM customers the drop leaves alone (moved, not copied),
+/// plus the drop's winners (whose record state is pushed onto `state` as
+/// they are moved).
 pub(super) fn latest_crm(
-    stored: Vec<CustomerRow>,
+    stored: Vec<CrmKeys>,
     winners: Resolution<CrmRecord>,
     state: &mut Vec<RecordState>,
 ) -> LatestCrm {
@@ -39,18 +48,12 @@ pub(super) fn latest_crm(
         .iter()
         .filter_map(|k| k.strip_prefix("crm:"))
         .collect();
-    let mut replaced = Vec::with_capacity(crm_replaced.len());
-    let mut records: Vec<CrmRecord> = Vec::with_capacity(
-        stored.len().saturating_sub(crm_replaced.len()) + winners.winner_count(),
-    );
-    for c in stored.into_iter().filter(|c| !c.is_guest) {
-        if crm_replaced.contains(&*c.customer_id) {
-            replaced.push(c);
-        } else {
-            records.push(crm_of(c));
-        }
-    }
+    let mut stored = stored;
+    let replaced: Vec<CrmKeys> = stored
+        .extract_if(.., |c| crm_replaced.contains(&*c.customer_id))
+        .collect();
     drop(crm_replaced);
+    let mut records: Vec<CrmRecord> = Vec::with_capacity(winners.winner_count());
     for w in winners.winners.into_iter().flatten() {
         // A CRM record's key is needed only here: moved, not cloned.
         state.push(RecordState {
@@ -62,21 +65,10 @@ pub(super) fn latest_crm(
         records.push(w.body);
     }
     release_freed();
-    LatestCrm { records, replaced }
-}
-
-fn crm_of(c: CustomerRow) -> CrmRecord {
-    CrmRecord {
-        customer_id: c.customer_id,
-        email: c.email,
-        phone: c.phone,
-        first_name: c.first_name,
-        last_name: c.last_name,
-        country: c.country,
-        signup_date: c.signup_date,
-        birth_date: c.birth_date,
-        email_opt_in: c.email_opt_in,
-        updated_at: c.updated_at,
+    LatestCrm {
+        stored,
+        records,
+        replaced,
     }
 }
 
@@ -91,16 +83,11 @@ pub(super) fn directory<'a>(
     let superseded_claims = latest
         .replaced
         .iter()
-        .flat_map(|c| {
-            identity::claims_of(
-                &c.customer_id,
-                c.email.as_deref(),
-                c.phone.as_deref(),
-                c.updated_at,
-            )
-        })
+        .flat_map(|c| identity::identity_claims(c.identity()))
         .chain(superseded.iter().flat_map(identity::crm_claims));
-    Directory::with_history(&latest.records, history, superseded_claims)
+    let records = latest.records.iter().map(CrmRecord::identity);
+    let latest = latest.stored.iter().map(CrmKeys::identity).chain(records);
+    Directory::with_history(latest, history, superseded_claims)
 }
 
 /// Forms the guests from the keys no CRM record claims, and names every

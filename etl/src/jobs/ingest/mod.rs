@@ -24,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use cvm_shared::Settings;
 
-use self::identities::LatestCrm;
 use self::versions::Versions;
 pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
 use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
@@ -284,11 +283,7 @@ pub fn run_locked(
         &crm_winners,
         &txn_winners,
     );
-    let crm = identities::latest_crm(
-        std::mem::take(&mut stored.customers),
-        crm_winners,
-        &mut state,
-    );
+    let crm = identities::latest_crm(std::mem::take(&mut stored.crm), crm_winners, &mut state);
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     // Its tables of owners by rank, gone now, are handed back (`memory`).
     release_freed();
@@ -367,7 +362,6 @@ pub fn run_locked(
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
     drop(superseded_crm);
-    let LatestCrm { records: crm, .. } = crm;
     release_freed();
     clock.lap("events");
 
@@ -422,7 +416,7 @@ struct Datasets<'a> {
     txns: &'a transactions::Txns,
     /// Customers whose transactions changed.
     touched: &'a touched::Touched,
-    customers: &'a [warehouse::CustomerRow],
+    customers: &'a customers::Customers<'a>,
     small: &'a stored::SmallState,
     /// Whether the run holds only part of the stored transactions.
     partial: bool,
@@ -462,7 +456,20 @@ fn publish_version(
         },
         || {
             rayon::join(
-                || warehouse::customers::write(&d.join("customers"), datasets.customers),
+                || {
+                    let to = d.join("customers");
+                    let customers = datasets.customers;
+                    match &previous {
+                        // The stored CRM customers are carried over from their files.
+                        Some(from) => warehouse::customers::write_over(
+                            &from.join("customers"),
+                            &to,
+                            &customers.rows,
+                            |row| customers.carry(row),
+                        ),
+                        None => warehouse::customers::write(&to, &customers.rows),
+                    }
+                },
                 || {
                     let dir = d.join(warehouse::state::DIR);
                     warehouse::txn_keysets::write(&dir, &txns.keysets, &txns.used)
@@ -482,19 +489,18 @@ fn publish_version(
     clock.lap("write");
     // After the big writes, whose buffers are freed by now: the totals'
     // grouping then adds little to the run's peak.
-    let totals = purchases::totals(
+    let summed = purchases::write(
         datasets.txns,
         datasets.touched,
         previous.as_deref(),
         datasets.partial,
+        &d.join(warehouse::state::DIR),
     )?;
     tracing::debug!(
-        customers = totals.len(),
+        summed,
         touched = datasets.touched.customers().map(|c| c.len()),
         "purchase totals"
     );
-    warehouse::purchase_totals::write(&d.join(warehouse::state::DIR), &totals)?;
-    drop(totals);
     release_freed();
     clock.lap("purchases");
     mf.status = "published".into();

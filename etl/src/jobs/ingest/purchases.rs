@@ -17,17 +17,20 @@ use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
 use crate::warehouse::{self, StoredTxn, WarehouseError};
 use cvm_shared::TxnKind;
 
-/// Every customer's purchase totals, sorted by customer id: the stored rows
-/// of `previous` (the version this run started from) for the customers not
-/// `touched`, summed again for the others; all summed when either is
-/// missing or the stored rows cannot be read, unless `partial` (the run
-/// holds only part of the history: then unreadable stored rows are an error).
-pub(super) fn totals(
+/// Writes every customer's purchase totals into `to` (the staged
+/// `_state` folder): the stored rows of `previous` (the version this run
+/// started from) for the customers not `touched`, merged with theirs summed
+/// again, a batch at a time; all summed when either is missing or the
+/// stored rows cannot be read, unless `partial` (the run holds only part of
+/// the history: then unreadable stored rows are an error). Returns how many
+/// customers were summed.
+pub(super) fn write(
     txns: &Txns,
     touched: &Touched,
     previous: Option<&Path>,
     partial: bool,
-) -> Result<Vec<PurchaseTotalsRow<Box<str>>>, WarehouseError> {
+    to: &Path,
+) -> Result<usize, WarehouseError> {
     let unreadable = |e: Option<WarehouseError>| WarehouseError::Format {
         path: previous
             .map(|p| p.join(warehouse::state::DIR).join(purchase_totals::FILE))
@@ -37,36 +40,52 @@ pub(super) fn totals(
             e.map(|e| format!(" ({e})")).unwrap_or_default()
         ),
     };
-    let mut rows = match (touched.customers(), previous) {
+    match (touched.customers(), previous) {
         (Some(ids), Some(dir)) => {
-            let mut kept = Vec::new();
-            let found = purchase_totals::read_each(&dir.join(warehouse::state::DIR), |r| {
-                if !ids.contains(r.customer_id) {
-                    kept.push(r.with_id(Box::from(r.customer_id)));
+            let from = dir.join(warehouse::state::DIR);
+            let rows = sorted(summed(txns, |id| ids.contains(id)));
+            let merged = match purchase_totals::usable(&from) {
+                true => purchase_totals::merge_over(&from, to, |id| ids.contains(id), &rows),
+                false if partial => return Err(unreadable(None)),
+                false => Ok(None),
+            };
+            match merged {
+                Ok(Some(_)) => return Ok(rows.len()),
+                // Out of id order (`erase` rewrites ids in place): the
+                // stored rows are read whole and merged in memory.
+                Err(WarehouseError::Unsorted { .. }) => {
+                    let summed = rows.len();
+                    let mut all = rows;
+                    purchase_totals::read_each(&from, |r| {
+                        if !ids.contains(r.customer_id) {
+                            all.push(r.with_id(Box::from(r.customer_id)));
+                        }
+                    })?;
+                    purchase_totals::write(to, &sorted(all))?;
+                    return Ok(summed);
                 }
-            });
-            match found {
-                Ok(true) => {
-                    let mut rows = summed(txns, |id| ids.contains(id));
-                    rows.append(&mut kept);
-                    rows
-                }
-                Ok(false) if partial => return Err(unreadable(None)),
+                // A total too big for the table: none is written (as below).
+                Ok(None) if from.join(purchase_totals::FILE).exists() => return Ok(rows.len()),
+                Ok(None) => {}
                 Err(e) if partial => return Err(unreadable(Some(e))),
-                Ok(false) => summed(txns, |_| true),
                 // Derived state: unreadable stored totals (another cvm's
                 // columns, a damaged file) are summed again from scratch.
                 Err(e) => {
                     tracing::warn!(error = %e, "stored purchase totals unreadable: summing every customer again");
-                    summed(txns, |_| true)
                 }
             }
         }
         _ if partial => return Err(unreadable(None)),
-        _ => summed(txns, |_| true),
-    };
+        _ => {}
+    }
+    let rows = sorted(summed(txns, |_| true));
+    purchase_totals::write(to, &rows)?;
+    Ok(rows.len())
+}
+
+fn sorted(mut rows: Vec<PurchaseTotalsRow<Box<str>>>) -> Vec<PurchaseTotalsRow<Box<str>>> {
     rows.par_sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
-    Ok(rows)
+    rows
 }
 
 /// The totals of the customers `wanted` picks, from all their transactions.

@@ -11,12 +11,12 @@ use super::history::UnreadMonths;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
+use crate::record::CrmKeys;
 use crate::sources::InputFile;
-use crate::warehouse::event_keysets::KeysetHistory;
 use crate::warehouse::months;
 use crate::warehouse::publish::Warehouse;
 use crate::warehouse::txn_keysets::{self, TxnKeysets};
-use crate::warehouse::{self, CustomerRow, StoredTxn, WarehouseError};
+use crate::warehouse::{self, StoredTxn, WarehouseError};
 
 /// Rates and anything else small that must survive between runs.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -52,25 +52,28 @@ pub(super) struct Stored {
     /// `history`): the months not read yet. `txns` then holds the months
     /// read so far; otherwise it holds every stored transaction.
     pub unread: Option<UnreadMonths>,
-    pub customers: Vec<CustomerRow>,
+    /// The stored CRM customers, as much of each as identity resolution
+    /// needs (the rest is carried over from their files as the run writes
+    /// its own: see `customers`).
+    pub crm: Vec<CrmKeys>,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
     /// Stored events, in a log whose file indices are the run's: all of
-    /// them, or with `event_history` only their key sets.
+    /// them, or with `event_history` none.
     pub events: EventLog,
-    /// When the stored events were not read: what the version keeps of each
-    /// key set, and where to read the months a night needs.
+    /// When the stored events were not read: where the version keeps them
+    /// and their key sets, for the months and the table a night needs.
     pub event_history: Option<EventHistory>,
     pub small: SmallState,
 }
 
-/// The stored events' key sets, for a run that reads only the months it
-/// needs (see `warehouse::event_keysets`).
+/// Where the stored events are, for a run that reads only the months it
+/// needs and carries the key set table over (see `warehouse::event_keysets`).
 pub(super) struct EventHistory {
     /// The `events/` folder of the stored version.
     pub dir: PathBuf,
-    /// Each key set's stored events, by key set.
-    pub keysets: KeysetHistory,
+    /// Its `_state` folder, which holds the key set table.
+    pub state: PathBuf,
 }
 
 /// Reads the current version (nothing on a fresh warehouse). The stored
@@ -91,20 +94,19 @@ pub(super) fn load(
     };
     let events_dir = dir.join("events");
     let state_dir = dir.join(warehouse::state::DIR);
-    // The key set table when it can stand for the events, else every event.
-    let load_events = |events: &mut EventLog| -> Result<Option<KeysetHistory>, WarehouseError> {
+    // The key set table when it can stand for the events (carried over as
+    // the events are written: see `events`), else every event.
+    let load_events = |events: &mut EventLog| -> Result<bool, WarehouseError> {
         if !full_rebuild && months::partitioned(&events_dir)? {
-            match warehouse::event_keysets::read(&state_dir, events) {
-                Ok(Some(keysets)) => return Ok(Some(keysets)),
-                Ok(None) => {}
-                // Derived state: an unreadable table means reading every event.
-                Err(e) => {
-                    tracing::warn!(error = %e, "stored event key sets unreadable: reading every event");
-                }
+            if warehouse::event_keysets::usable(&state_dir) {
+                return Ok(true);
             }
-            *events = seeded();
+            // Derived state: an unreadable table means reading every event.
+            if state_dir.join(warehouse::event_keysets::FILE).exists() {
+                tracing::warn!("stored event key sets unreadable: reading every event");
+            }
         }
-        warehouse::events::read_log(&events_dir, events).map(|()| None)
+        warehouse::events::read_log(&events_dir, events).map(|()| false)
     };
     // A night that reads only what it needs reads neither the record state
     // nor the transactions here (see `history` and `warehouse::state`).
@@ -125,7 +127,7 @@ pub(super) fn load(
                 || load_txns(&dir, full_rebuild, night),
                 || {
                     rayon::join(
-                        || warehouse::customers::read(&dir.join("customers")),
+                        || warehouse::customers::read_crm_keys(&dir.join("customers")),
                         || load_events(&mut events),
                     )
                 },
@@ -152,12 +154,12 @@ pub(super) fn load(
         txn_keysets: txns.sets,
         txns_by_number: txns.by_number,
         unread: txns.unread,
-        customers: customers?,
+        crm: customers?,
         key_history: key_history?,
         events: { events },
-        event_history: ev?.map(|keysets| EventHistory {
+        event_history: ev?.then(|| EventHistory {
             dir: events_dir.clone(),
-            keysets,
+            state: state_dir.clone(),
         }),
         small,
     })
