@@ -13,11 +13,11 @@ use cvm_shared::Channel;
 use rayon::prelude::*;
 
 use super::parquet_io::{
-    self, Columns, UTC, WriteStats, opt_str, opt_timestamp_array, opt_utf8_array, opt_value,
-    part_jobs, utf8_array, write_parts, writer_properties_with,
+    self, Columns, UTC, WriteStats, opt_str, opt_str_ref, opt_timestamp_array, opt_utf8_array,
+    opt_value, part_jobs, utf8_array, write_parts, writer_properties_with,
 };
 use super::{CustomerRow, WarehouseError};
-use crate::record::CrmKeys;
+use crate::record::{CrmIdentities, CrmIdentity};
 use rustc_hash::FxHashSet as HashSet;
 
 /// Dataset name used in errors.
@@ -269,9 +269,9 @@ fn stream_over(
 /// The CRM customers under `dir` (guests left out), as much of each as
 /// identity resolution needs, in file order; reads five columns only. A
 /// missing folder has none.
-pub fn read_crm_keys(dir: &Path) -> Result<Vec<CrmKeys>, WarehouseError> {
+pub fn read_crm_identities(dir: &Path) -> Result<CrmIdentities, WarehouseError> {
     const COLUMNS: [&str; 5] = ["customer_id", "is_guest", "email", "phone", "updated_at"];
-    let mut out = Vec::new();
+    let mut out = CrmIdentities::default();
     for path in parquet_io::list_parquet_files(dir)? {
         let Some(reader) = parquet_io::open_projected(&path, &COLUMNS, None)? else {
             continue;
@@ -291,12 +291,16 @@ pub fn read_crm_keys(dir: &Path) -> Result<Vec<CrmKeys>, WarehouseError> {
                 if is_guest.value(i) {
                     continue;
                 }
-                out.push(CrmKeys {
-                    customer_id: customer_id.value(i).into(),
-                    email: opt_str(email, i),
-                    phone: opt_str(phone, i),
+                let c = CrmIdentity {
+                    customer_id: customer_id.value(i),
+                    email: opt_str_ref(email, i),
+                    phone: opt_str_ref(phone, i),
                     updated_at: opt_value(updated_at, i),
-                });
+                };
+                out.push(c).map_err(|_| WarehouseError::Format {
+                    path: path.clone(),
+                    message: "more than 4 GiB of CRM ids, emails and phones".into(),
+                })?;
             }
         }
     }
@@ -452,11 +456,23 @@ mod tests {
         ];
         assert_eq!(read(to.path()).unwrap(), want);
         // The keys a run holds of the stored ones: CRM only, in id order.
-        let keys = read_crm_keys(from.path()).unwrap();
-        let ids: Vec<&str> = keys.iter().map(|k| &*k.customer_id).collect();
+        let mut held = read_crm_identities(from.path()).unwrap();
+        let ids: Vec<&str> = held.iter().map(|c| c.customer_id).collect();
         assert_eq!(ids, ["C1", "C3", "C5"]);
-        assert_eq!(keys[1].email.as_deref(), Some("c@x"));
-        assert_eq!(keys[1].updated_at, full().updated_at);
+        let c3 = held.iter().nth(1).unwrap();
+        let full = full();
+        let want = CrmIdentity {
+            customer_id: "C3",
+            email: Some("c@x"),
+            phone: full.phone.as_deref(),
+            updated_at: full.updated_at,
+        };
+        assert_eq!(c3, want);
+        let removed = held.remove_where(|id| id == "C3");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].identity(), want);
+        let ids: Vec<&str> = held.iter().map(|c| c.customer_id).collect();
+        assert_eq!((ids, held.len()), (vec!["C1", "C5"], 2));
     }
 
     #[test]
@@ -471,12 +487,9 @@ mod tests {
             [batch],
         )
         .unwrap();
-        let ids: Vec<Box<str>> = read_crm_keys(from.path())
-            .unwrap()
-            .into_iter()
-            .map(|k| k.customer_id)
-            .collect();
-        assert_eq!(ids, ["C2", "C1", "C3"].map(Box::from));
+        let stored = read_crm_identities(from.path()).unwrap();
+        let ids: Vec<&str> = stored.iter().map(|c| c.customer_id).collect();
+        assert_eq!(ids, ["C2", "C1", "C3"]);
         let new = [crm("C1", "a2@x"), crm("C4", "d@x")];
         let st = write_over(from.path(), to.path(), &new, |_| true).unwrap();
         assert_eq!(st.rows, 4);

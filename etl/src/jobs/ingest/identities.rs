@@ -12,14 +12,14 @@ use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
-use crate::record::{CrmKeys, CrmRecord};
+use crate::record::{CrmIdentities, CrmKeys, CrmRecord};
 
 /// The latest CRM records: the stored ones the drop leaves alone, and the
 /// drop's; and the stored ones the drop replaced.
 pub(super) struct LatestCrm {
     /// Stored CRM customers the drop leaves alone (their rows are carried
     /// over from the stored files as the customers are written).
-    pub stored: Vec<CrmKeys>,
+    pub stored: CrmIdentities,
     /// The drop's winners, one record per CRM customer, owning its strings.
     pub records: Vec<CrmRecord>,
     /// Stored CRM customers whose record the drop replaced.
@@ -33,11 +33,11 @@ impl LatestCrm {
     }
 }
 
-/// The stored CRM customers the drop leaves alone (moved, not copied),
+/// The stored CRM customers the drop leaves alone,
 /// plus the drop's winners (whose record state is pushed onto `state` as
 /// they are moved).
 pub(super) fn latest_crm(
-    stored: Vec<CrmKeys>,
+    mut stored: CrmIdentities,
     winners: Resolution<CrmRecord>,
     state: &mut Vec<RecordState>,
 ) -> LatestCrm {
@@ -48,10 +48,7 @@ pub(super) fn latest_crm(
         .iter()
         .filter_map(|k| k.strip_prefix("crm:"))
         .collect();
-    let mut stored = stored;
-    let replaced: Vec<CrmKeys> = stored
-        .extract_if(.., |c| crm_replaced.contains(&*c.customer_id))
-        .collect();
+    let replaced = stored.remove_where(|id| crm_replaced.contains(id));
     drop(crm_replaced);
     let mut records: Vec<CrmRecord> = Vec::with_capacity(winners.winner_count());
     for w in winners.winners.into_iter().flatten() {
@@ -86,7 +83,7 @@ pub(super) fn directory<'a>(
         .flat_map(|c| identity::identity_claims(c.identity()))
         .chain(superseded.iter().flat_map(identity::crm_claims));
     let records = latest.records.iter().map(CrmRecord::identity);
-    let latest = latest.stored.iter().map(CrmKeys::identity).chain(records);
+    let latest = latest.stored.iter().chain(records);
     Directory::with_history(latest, history, superseded_claims)
 }
 

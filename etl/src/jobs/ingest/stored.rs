@@ -11,7 +11,7 @@ use super::history::UnreadMonths;
 use crate::consolidate::events::EventLog;
 use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
-use crate::record::CrmKeys;
+use crate::record::CrmIdentities;
 use crate::sources::InputFile;
 use crate::warehouse::months;
 use crate::warehouse::publish::Warehouse;
@@ -55,7 +55,7 @@ pub(super) struct Stored {
     /// The stored CRM customers, as much of each as identity resolution
     /// needs (the rest is carried over from their files as the run writes
     /// its own: see `customers`).
-    pub crm: Vec<CrmKeys>,
+    pub crm: CrmIdentities,
     /// Keys of superseded CRM versions.
     pub key_history: Vec<KeyClaim>,
     /// Stored events, in a log whose file indices are the run's: all of
@@ -127,7 +127,7 @@ pub(super) fn load(
                 || load_txns(&dir, full_rebuild, night),
                 || {
                     rayon::join(
-                        || warehouse::customers::read_crm_keys(&dir.join("customers")),
+                        || warehouse::customers::read_crm_identities(&dir.join("customers")),
                         || load_events(&mut events),
                     )
                 },
