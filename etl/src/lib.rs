@@ -14,4 +14,5 @@ pub mod record;
 pub mod report;
 pub(crate) mod scoring;
 pub mod sources;
+pub mod text_rows;
 pub mod warehouse;

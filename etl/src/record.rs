@@ -7,6 +7,8 @@ use std::fmt;
 use chrono::NaiveDate;
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, Rate, TxnKind};
 
+use crate::text_rows::TextRows;
+
 /// Stable reason codes for rejected records (written to `rejects.parquet`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
@@ -159,6 +161,15 @@ impl Keys {
     /// True when no key is present (an anonymous record).
     pub fn is_empty(&self) -> bool {
         self.customer_id.is_none() && self.email.is_none() && self.phone.is_none()
+    }
+
+    /// Owned copies of borrowed keys.
+    pub fn from_refs([customer_id, email, phone]: KeyRefs<'_>) -> Keys {
+        Keys {
+            customer_id: customer_id.map(Into::into),
+            email: email.map(Into::into),
+            phone: phone.map(Into::into),
+        }
     }
 
     /// Customer id, email and phone, borrowed.
@@ -482,51 +493,32 @@ impl CrmKeys {
 }
 
 /// The stored CRM customers as a run holds them: each one's
-/// [`CrmIdentity`], in one block of text. A million customers' ids, emails
-/// and phones then cost their bytes and 21 more each (a million: about 70 MB), where owned strings
-/// cost a pointer and an allocation apiece (twice as much). The rest of
-/// their rows stays in the stored `customers/` files, which the run carries
-/// over as it writes its own.
+/// [`CrmIdentity`], its strings in one block of text ([`TextRows`]: a
+/// million customers' ids, emails and phones cost about half what owned
+/// strings do). The rest of their rows stays in the stored `customers/`
+/// files, which the run carries over as it writes its own.
 #[derive(Debug, Default)]
 pub struct CrmIdentities {
-    text: String,
-    /// Where each one's id, email and phone start in `text` (its phone ends
-    /// where the next one's id starts).
-    starts: Vec<[u32; 3]>,
+    /// Each one's id, email and phone.
+    text: TextRows<3>,
     /// Each one's `updated_at`.
     updated_at: Vec<OptTime>,
-    /// Each one's flags: [`HAS_EMAIL`], [`HAS_PHONE`], [`REMOVED`].
-    flags: Vec<u8>,
-    removed: usize,
+    /// Which ones are removed.
+    removed: Vec<bool>,
+    removed_count: usize,
 }
 
-const HAS_EMAIL: u8 = 1;
-const HAS_PHONE: u8 = 2;
-const REMOVED: u8 = 4;
-
 impl CrmIdentities {
-    /// Adds one. Fails (adding nothing) past 4 GiB of text.
-    pub fn push(&mut self, c: CrmIdentity<'_>) -> Result<(), std::num::TryFromIntError> {
-        let at = |extra: usize| u32::try_from(self.text.len() + extra);
-        let (email, phone) = (c.email.unwrap_or(""), c.phone.unwrap_or(""));
-        let id_at = at(0)?;
-        let email_at = at(c.customer_id.len())?;
-        let phone_at = at(c.customer_id.len() + email.len())?;
-        at(c.customer_id.len() + email.len() + phone.len())?;
-        self.text.push_str(c.customer_id);
-        self.text.push_str(email);
-        self.text.push_str(phone);
-        self.starts.push([id_at, email_at, phone_at]);
+    /// Adds one.
+    pub fn push(&mut self, c: CrmIdentity<'_>) {
+        self.text.push([Some(c.customer_id), c.email, c.phone]);
         self.updated_at.push(OptTime::new(c.updated_at));
-        let has = |v: Option<&str>, bit: u8| if v.is_some() { bit } else { 0 };
-        self.flags
-            .push(has(c.email, HAS_EMAIL) | has(c.phone, HAS_PHONE));
-        Ok(())
+        self.removed.push(false);
     }
 
     /// How many, removed ones left out.
     pub fn len(&self) -> usize {
-        self.starts.len() - self.removed
+        self.text.len() - self.removed_count
     }
 
     /// True when there are none.
@@ -535,44 +527,38 @@ impl CrmIdentities {
     }
 
     fn get(&self, i: usize) -> CrmIdentity<'_> {
-        let [id, email, phone] = self.starts[i].map(|s| s as usize);
-        let end = self
-            .starts
-            .get(i + 1)
-            .map_or(self.text.len(), |s| s[0] as usize);
-        let flags = self.flags[i];
-        let has = |bit: u8| flags & bit != 0;
+        let [id, email, phone] = self.text.get(i);
         CrmIdentity {
-            customer_id: &self.text[id..email],
-            email: has(HAS_EMAIL).then(|| &self.text[email..phone]),
-            phone: has(HAS_PHONE).then(|| &self.text[phone..end]),
+            customer_id: id.unwrap_or_default(),
+            email,
+            phone,
             updated_at: self.updated_at[i].get(),
         }
     }
 
     /// Every one not removed, in the order added.
     pub fn iter(&self) -> impl Iterator<Item = CrmIdentity<'_>> {
-        (0..self.starts.len())
-            .filter(|&i| self.flags[i] & REMOVED == 0)
+        (0..self.text.len())
+            .filter(|&i| !self.removed[i])
             .map(|i| self.get(i))
     }
 
     /// Removes the ones whose id `remove` picks; returns them, owned.
     pub fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> Vec<CrmKeys> {
         let mut out = Vec::new();
-        for i in 0..self.starts.len() {
+        for i in 0..self.text.len() {
             let c = self.get(i);
-            if self.flags[i] & REMOVED == 0 && remove(c.customer_id) {
+            if !self.removed[i] && remove(c.customer_id) {
                 out.push(CrmKeys {
                     customer_id: c.customer_id.into(),
                     email: c.email.map(Into::into),
                     phone: c.phone.map(Into::into),
                     updated_at: c.updated_at,
                 });
-                self.flags[i] |= REMOVED;
+                self.removed[i] = true;
             }
         }
-        self.removed += out.len();
+        self.removed_count += out.len();
         out
     }
 }

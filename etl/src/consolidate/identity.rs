@@ -285,11 +285,7 @@ impl Node {
 }
 
 /// `keys`' nodes, borrowed: the id, then the email, then the phone.
-fn nodes(keys: &Keys) -> impl Iterator<Item = (Node, &str)> + '_ {
-    nodes_of(keys.refs())
-}
-
-fn nodes_of(keys: KeyRefs<'_>) -> impl Iterator<Item = (Node, &str)> {
+fn nodes(keys: KeyRefs<'_>) -> impl Iterator<Item = (Node, &str)> {
     let [id, email, phone] = keys;
     let id = id.map(|k| (Node::Id, k));
     let email = email.map(|k| (Node::Email, k));
@@ -345,7 +341,7 @@ fn find(parent: &mut [usize], mut i: usize) -> usize {
 
 impl Guests {
     /// Groups the keys of transactions that match no CRM record into guests.
-    pub fn build<'a>(unresolved: impl IntoIterator<Item = &'a Keys>) -> Guests {
+    pub fn build<'a>(unresolved: impl IntoIterator<Item = KeyRefs<'a>>) -> Guests {
         let mut index = NodeIndex::default();
         let mut parent: Vec<usize> = Vec::new();
         for keys in unresolved {
@@ -410,7 +406,7 @@ impl Guests {
 
     /// [`Guests::resolve`] of borrowed keys.
     pub fn resolve_refs(&self, keys: KeyRefs<'_>) -> Option<&Guest> {
-        nodes_of(keys)
+        nodes(keys)
             .find_map(|n| self.by_key.get(n))
             .map(|i| &self.list[i])
     }
@@ -572,14 +568,14 @@ mod tests {
         let k2 = keys(None, Some("g@x"), Some("+1999"));
         let k3 = keys(None, None, Some("+1999"));
         let k4 = keys(Some("L77"), None, None);
-        let g = Guests::build([&k1, &k2, &k3, &k4]);
+        let g = Guests::build([&k1, &k2, &k3, &k4].map(Keys::refs));
         assert_eq!(g.list.len(), 2);
         let a = g.resolve(&k3).unwrap();
         assert_eq!(a.id, guest_id("email:g@x").into());
         assert_eq!(a.phone.as_deref(), Some("+1999"));
         assert_eq!(&*g.resolve(&k4).unwrap().id, "L77");
         // Built again in another order: the same ids.
-        let again = Guests::build([&k4, &k3, &k2, &k1]);
+        let again = Guests::build([&k4, &k3, &k2, &k1].map(Keys::refs));
         assert_eq!(again.list, g.list);
     }
 }

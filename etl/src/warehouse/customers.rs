@@ -297,10 +297,7 @@ pub fn read_crm_identities(dir: &Path) -> Result<CrmIdentities, WarehouseError> 
                     phone: opt_str_ref(phone, i),
                     updated_at: opt_value(updated_at, i),
                 };
-                out.push(c).map_err(|_| WarehouseError::Format {
-                    path: path.clone(),
-                    message: "more than 4 GiB of CRM ids, emails and phones".into(),
-                })?;
+                out.push(c);
             }
         }
     }

@@ -125,9 +125,10 @@ where
         original.push(t.row.amount_original.0);
         currency.append_value(t.row.currency.as_str());
         kind.append_value(t.row.kind.as_str());
-        key_customer.append_option(keys.customer_id.as_deref());
-        key_email.append_option(keys.email.as_deref());
-        key_phone.append_option(keys.phone.as_deref());
+        let [key_c, key_e, key_p] = keys;
+        key_customer.append_option(key_c);
+        key_email.append_option(key_e);
+        key_phone.append_option(key_p);
         record_key.append_value(&t.record_key);
         source_file.append_value(t.source_file.name_in(&file_names));
         keyset.push(sets.number(t.keyset));
@@ -160,7 +161,7 @@ pub fn keyed(rows: &[Transaction]) -> (Vec<StoredTxn>, TxnKeysets) {
     let txns = rows
         .iter()
         .map(|t| {
-            let keyset = sets.intern_stored(t.keys.clone(), t.customer_id.clone());
+            let keyset = sets.intern_stored(t.keys.refs(), t.customer_id.clone());
             StoredTxn {
                 keyset,
                 ..t.txn.clone()
@@ -175,7 +176,7 @@ pub fn unkeyed(rows: Vec<StoredTxn>, sets: &TxnKeysets) -> Vec<Transaction> {
     rows.into_iter()
         .map(|txn| Transaction {
             customer_id: sets.customer(txn.keyset).map(Into::into),
-            keys: sets.keys(txn.keyset).clone(),
+            keys: Keys::from_refs(sets.keys(txn.keyset)),
             txn,
         })
         .collect()
@@ -268,14 +269,10 @@ fn decode(
                 numbers.push(number.value(i));
                 0
             }
-            KeysetColumns::Keys(sets, [kc, ke, kp, customer]) => sets.intern_stored(
-                Keys {
-                    customer_id: opt_str(kc, i),
-                    email: opt_str(ke, i),
-                    phone: opt_str(kp, i),
-                },
-                opt_str(customer, i),
-            ),
+            KeysetColumns::Keys(sets, [kc, ke, kp, customer]) => {
+                let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
+                sets.intern_stored(keys, opt_str(customer, i))
+            }
         };
         let t = StoredTxn {
             row: TxnRow {
@@ -636,7 +633,7 @@ mod tests {
         same(unkeyed(numbered, &table), read(d.path()).unwrap());
         // A table that misses a row's key set cannot stand for the keys.
         let mut partial = TxnKeysets::default();
-        partial.intern_stored(sets.keys(0).clone(), None);
+        partial.intern_stored(sets.keys(0), None);
         let e = read_numbered(d.path(), &partial).unwrap_err().to_string();
         assert!(e.contains("is not in the key set table"), "{e}");
     }

@@ -30,10 +30,11 @@ use rayon::prelude::*;
 use super::WarehouseError;
 use super::event_keysets::{key_text, keyset_columns, keyset_fields};
 use super::parquet_io::{
-    self, Columns, UTC, WriteStats, chunks, opt_str, opt_timestamp_array, opt_utf8_array,
-    opt_value, write_batches, writer_properties_with,
+    self, Columns, UTC, WriteStats, chunks, opt_str, opt_str_ref, opt_timestamp_array,
+    opt_utf8_array, opt_value, write_batches, writer_properties_with,
 };
-use crate::record::Keys;
+use crate::record::{KeyRefs, Keys};
+use crate::text_rows::TextRows;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "transaction key sets";
@@ -115,15 +116,8 @@ pub fn schema() -> SchemaRef {
 /// The stable number of a key set: the XXH3 of its keys as one text
 /// ([`key_text`]), the same on every machine and every night. `buf` is
 /// scratch space.
-pub fn keyset_hash(keys: &Keys, buf: &mut String) -> u64 {
-    key_text(
-        [
-            keys.customer_id.as_deref(),
-            keys.email.as_deref(),
-            keys.phone.as_deref(),
-        ],
-        buf,
-    );
+pub fn keyset_hash(keys: KeyRefs<'_>, buf: &mut String) -> u64 {
+    key_text(keys, buf);
     cvm_shared::identity::stable_hash(buf.as_bytes())
 }
 
@@ -136,7 +130,8 @@ pub fn keyset_hash(keys: &Keys, buf: &mut String) -> u64 {
 /// lookup, several a row); the ones added later are found through a hash table.
 #[derive(Debug, Default)]
 pub struct TxnKeysets {
-    keys: Vec<Keys>,
+    /// Each key set's customer id, email and phone, in one block of text.
+    keys: TextRows<3>,
     hashes: Vec<u64>,
     customers: Vec<Option<Box<str>>>,
     /// What each key set's rows add up to; filled up to every key set when
@@ -165,13 +160,18 @@ impl TxnKeysets {
     }
 
     /// The keys of key set `k`.
-    pub fn keys(&self, k: u32) -> &Keys {
-        &self.keys[k as usize]
+    pub fn keys(&self, k: u32) -> KeyRefs<'_> {
+        self.keys.get(k as usize)
+    }
+
+    /// Whether key set `k` has no key (its rows are anonymous).
+    pub fn is_anonymous(&self, k: u32) -> bool {
+        self.keys(k) == [None; 3]
     }
 
     /// Every key set's keys, by index.
-    pub fn all_keys(&self) -> &[Keys] {
-        &self.keys
+    pub fn all_keys(&self) -> impl ExactSizeIterator<Item = KeyRefs<'_>> + Clone + '_ {
+        self.keys.iter()
     }
 
     /// The stable number of key set `k` ([`keyset_hash`]).
@@ -231,29 +231,30 @@ impl TxnKeysets {
     }
 
     /// The index of `keys`, added (without a customer) if new.
-    pub fn intern(&mut self, keys: Keys) -> u32 {
-        let h = keyset_hash(&keys, &mut self.buf);
+    pub fn intern(&mut self, keys: KeyRefs<'_>) -> u32 {
+        let h = keyset_hash(keys, &mut self.buf);
         self.intern_hashed(keys, h)
     }
 
     /// The index of `keys`, whose number ([`keyset_hash`]) is `h`, added
     /// (without a customer) if new: the number can be computed beforehand,
     /// outside a lock the table is shared under.
-    pub fn intern_hashed(&mut self, keys: Keys, h: u64) -> u32 {
-        debug_assert_eq!(h, keyset_hash(&keys, &mut String::new()));
+    pub fn intern_hashed(&mut self, keys: KeyRefs<'_>, h: u64) -> u32 {
+        debug_assert_eq!(h, keyset_hash(keys, &mut String::new()));
         let all = &self.keys;
-        if let Some(k) = self.sorted_index(h).filter(|&k| all[k as usize] == keys) {
-            return k;
-        }
-        let hashes = &self.hashes;
-        if let Some(&k) = self
-            .index
-            .find(h, |&k| hashes[k as usize] == h && all[k as usize] == keys)
+        if let Some(k) = self
+            .sorted_index(h)
+            .filter(|&k| all.get(k as usize) == keys)
         {
             return k;
         }
-        let k = self.keys.len() as u32;
-        self.keys.push(keys);
+        let hashes = &self.hashes;
+        if let Some(&k) = self.index.find(h, |&k| {
+            hashes[k as usize] == h && all.get(k as usize) == keys
+        }) {
+            return k;
+        }
+        let k = self.keys.push(keys) as u32;
         self.hashes.push(h);
         self.customers.push(None);
         let hashes = &self.hashes;
@@ -261,15 +262,9 @@ impl TxnKeysets {
         k
     }
 
-    /// The keys of key set `k`, moved out (leaving none): for a table that
-    /// is handed over to another key set by key set.
-    pub fn take_keys(&mut self, k: u32) -> Keys {
-        std::mem::take(&mut self.keys[k as usize])
-    }
-
     /// The index of `keys`, added with `customer` if new (a stored row read
     /// by its keys: the first row of a key set names its customer).
-    pub fn intern_stored(&mut self, keys: Keys, customer: Option<Box<str>>) -> u32 {
+    pub fn intern_stored(&mut self, keys: KeyRefs<'_>, customer: Option<Box<str>>) -> u32 {
         let k = self.intern(keys);
         if self.customers[k as usize].is_none() {
             self.customers[k as usize] = customer;
@@ -314,16 +309,14 @@ impl TxnKeysets {
 
 /// The batch of `rows`: (number, index) pairs.
 fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
-    let keys = |f: fn(&Keys) -> Option<&str>| {
-        opt_utf8_array(rows.iter().map(move |&(_, k)| f(sets.keys(k))))
-    };
+    let keys = |i: usize| opt_utf8_array(rows.iter().map(move |&(_, k)| sets.keys(k)[i]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
             rows.iter().map(|&(n, _)| n),
         )),
-        keys(|k| k.customer_id.as_deref()),
-        keys(|k| k.email.as_deref()),
-        keys(|k| k.phone.as_deref()),
+        keys(0),
+        keys(1),
+        keys(2),
         opt_utf8_array(rows.iter().map(|&(_, k)| sets.customer(k))),
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
             rows.iter().map(|&(_, k)| u64::from(sets.rows(k).rows)),
@@ -377,7 +370,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
     }
     let mut sets = TxnKeysets::default();
     if let Some(rows) = parquet_io::row_count(&path)? {
-        sets.keys.reserve_exact(rows);
+        sets.keys.reserve(rows);
         sets.hashes.reserve_exact(rows);
         sets.customers.reserve_exact(rows);
         sets.rows.reserve_exact(rows);
@@ -401,13 +394,9 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             }
         };
         for i in 0..batch.num_rows() {
-            let keys = Keys {
-                customer_id: opt_str(kc, i),
-                email: opt_str(ke, i),
-                phone: opt_str(kp, i),
-            };
+            let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
             let h = number.value(i);
-            if keyset_hash(&keys, &mut sets.buf) != h {
+            if keyset_hash(keys, &mut sets.buf) != h {
                 return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
             }
             // Written by number: ascending, each once (no lookup needed).
@@ -454,7 +443,12 @@ pub fn read_rows(dir: &Path) -> Result<Vec<TableRow>, WarehouseError> {
     Ok((0..sets.len() as u32)
         .map(|k| {
             let customer = sets.customer(k).map(String::from);
-            (sets.number(k), sets.keys(k).clone(), customer, sets.rows(k))
+            (
+                sets.number(k),
+                Keys::from_refs(sets.keys(k)),
+                customer,
+                sets.rows(k),
+            )
         })
         .collect())
 }
@@ -464,12 +458,8 @@ pub fn read_rows(dir: &Path) -> Result<Vec<TableRow>, WarehouseError> {
 mod tests {
     use super::*;
 
-    fn keys(c: Option<&str>, e: Option<&str>) -> Keys {
-        Keys {
-            customer_id: c.map(Into::into),
-            email: e.map(Into::into),
-            phone: None,
-        }
+    fn keys<'a>(c: Option<&'a str>, e: Option<&'a str>) -> KeyRefs<'a> {
+        [c, e, None]
     }
 
     #[test]
@@ -512,10 +502,10 @@ mod tests {
         assert_eq!(back.by_numbers(&[sets.number(1)]), Err(sets.number(1)));
         // Keys read from the table are found again, new ones added after them.
         let mut back = back;
-        let again = back.intern(sets.keys(2).clone());
+        let again = back.intern(sets.keys(2));
         assert_eq!(back.keys(again), sets.keys(2));
-        assert_eq!(back.intern(sets.keys(1).clone()), 2);
-        assert_eq!(back.intern(sets.keys(1).clone()), 2);
+        assert_eq!(back.intern(sets.keys(1)), 2);
+        assert_eq!(back.intern(sets.keys(1)), 2);
     }
 
     #[test]

@@ -102,23 +102,21 @@ pub(super) fn assign(
     let used = &txns.used;
     let guests = Guests::build(
         sets.all_keys()
-            .iter()
             .zip(used)
-            .filter(|(k, used)| **used && !k.is_empty() && directory.resolve(k).is_none())
+            .filter(|(k, used)| **used && *k != [None; 3] && directory.resolve_refs(*k).is_none())
             .map(|(k, _)| k),
     );
-    let named: Vec<Option<Box<str>>> = sets
-        .all_keys()
-        .par_iter()
-        .zip(used.par_iter())
-        .map(|(keys, used)| {
-            if !used {
+    let named: Vec<Option<Box<str>>> = (0..sets.len() as u32)
+        .into_par_iter()
+        .map(|k| {
+            if !used[k as usize] {
                 return None;
             }
+            let keys = sets.keys(k);
             directory
-                .resolve(keys)
+                .resolve_refs(keys)
                 .map(Into::into)
-                .or_else(|| guests.resolve(keys).map(|g| g.id.clone()))
+                .or_else(|| guests.resolve_refs(keys).map(|g| g.id.clone()))
         })
         .collect();
     let before = txns.keysets.rename(named);

@@ -350,14 +350,14 @@ fn intern_keys(
     let mut buf = String::new();
     let numbers: Vec<u64> = txns
         .iter()
-        .map(|v| keyset_hash(&v.body.keys, &mut buf))
+        .map(|v| keyset_hash(v.body.keys.refs(), &mut buf))
         .collect();
     // A vector of its own: collected from `txns`, it would reuse that larger
     // allocation and keep its size.
     let mut out = Vec::with_capacity(txns.len());
     let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
     out.extend(txns.into_iter().zip(numbers).map(|(v, h)| Versioned {
-        body: v.body.map_keys(|keys| table.intern_hashed(keys, h)),
+        body: v.body.map_keys(|keys| table.intern_hashed(keys.refs(), h)),
         key: v.key,
         version: v.version,
         digest: v.digest,

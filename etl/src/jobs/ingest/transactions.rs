@@ -117,7 +117,7 @@ pub(super) fn consolidate(
     mut stored: Vec<Vec<StoredTxn>>,
     mut keysets: TxnKeysets,
     winners: Resolution<TxnRecord<u32>>,
-    mut drop_keys: TxnKeysets,
+    drop_keys: TxnKeysets,
     files: &[InputFile],
     state: &mut Vec<RecordState>,
     touched: &mut Touched,
@@ -167,7 +167,7 @@ pub(super) fn consolidate(
             let (d, rows) = w.body.into_rows();
             let keyset = match interned[d as usize] {
                 u32::MAX => {
-                    let k = keysets.intern_hashed(drop_keys.take_keys(d), drop_keys.number(d));
+                    let k = keysets.intern_hashed(drop_keys.keys(d), drop_keys.number(d));
                     interned[d as usize] = k;
                     k
                 }

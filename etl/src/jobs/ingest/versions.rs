@@ -65,7 +65,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
     fate(&txns, per_file, |w| {
         if w.body.ignored() {
             Outcome::Ignored
-        } else if txn_keys.keys(w.body.keys).is_empty() {
+        } else if txn_keys.is_anonymous(w.body.keys) {
             Outcome::Anonymous
         } else {
             Outcome::Accepted
