@@ -467,31 +467,6 @@ pub struct CrmIdentity<'a> {
     pub updated_at: Option<i64>,
 }
 
-/// One CRM customer's [`CrmIdentity`], owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrmKeys {
-    /// The golden customer id.
-    pub customer_id: Box<str>,
-    /// Normalised email.
-    pub email: Option<Box<str>>,
-    /// Phone in E.164.
-    pub phone: Option<Box<str>>,
-    /// When the record last changed (microseconds, UTC).
-    pub updated_at: Option<i64>,
-}
-
-impl CrmKeys {
-    /// What identity resolution needs of it.
-    pub fn identity(&self) -> CrmIdentity<'_> {
-        CrmIdentity {
-            customer_id: &self.customer_id,
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-            updated_at: self.updated_at,
-        }
-    }
-}
-
 /// The stored CRM customers as a run holds them: each one's
 /// [`CrmIdentity`], its strings in one block of text ([`TextRows`]: a
 /// million customers' ids, emails and phones cost about half what owned
@@ -543,18 +518,13 @@ impl CrmIdentities {
             .map(|i| self.get(i))
     }
 
-    /// Removes the ones whose id `remove` picks; returns them, owned.
-    pub fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> Vec<CrmKeys> {
-        let mut out = Vec::new();
+    /// Removes the ones whose id `remove` picks; returns them.
+    pub fn remove_where(&mut self, remove: impl Fn(&str) -> bool) -> CrmIdentities {
+        let mut out = CrmIdentities::default();
         for i in 0..self.text.len() {
             let c = self.get(i);
             if !self.removed[i] && remove(c.customer_id) {
-                out.push(CrmKeys {
-                    customer_id: c.customer_id.into(),
-                    email: c.email.map(Into::into),
-                    phone: c.phone.map(Into::into),
-                    updated_at: c.updated_at,
-                });
+                out.push(c);
                 self.removed[i] = true;
             }
         }

@@ -272,35 +272,22 @@ fn stream_over(
 pub fn read_crm_identities(dir: &Path) -> Result<CrmIdentities, WarehouseError> {
     const COLUMNS: [&str; 5] = ["customer_id", "is_guest", "email", "phone", "updated_at"];
     let mut out = CrmIdentities::default();
-    for path in parquet_io::list_parquet_files(dir)? {
-        let Some(reader) = parquet_io::open_projected(&path, &COLUMNS, None)? else {
-            continue;
-        };
-        for batch in reader {
-            let batch = batch.map_err(|e| WarehouseError::Format {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let c = Columns::new(&batch, &path, DATASET);
-            let customer_id = c.utf8("customer_id", true)?;
-            let is_guest = c.boolean("is_guest", true)?;
-            let email = c.utf8("email", false)?;
-            let phone = c.utf8("phone", false)?;
-            let updated_at = c.timestamp_us("updated_at", false)?;
-            for i in 0..batch.num_rows() {
-                if is_guest.value(i) {
-                    continue;
-                }
-                let c = CrmIdentity {
-                    customer_id: customer_id.value(i),
-                    email: opt_str_ref(email, i),
-                    phone: opt_str_ref(phone, i),
-                    updated_at: opt_value(updated_at, i),
-                };
-                out.push(c);
-            }
+    parquet_io::for_each_projected(dir, &COLUMNS, DATASET, |c, rows| {
+        let customer_id = c.utf8("customer_id", true)?;
+        let is_guest = c.boolean("is_guest", true)?;
+        let email = c.utf8("email", false)?;
+        let phone = c.utf8("phone", false)?;
+        let updated_at = c.timestamp_us("updated_at", false)?;
+        for i in (0..rows).filter(|&i| !is_guest.value(i)) {
+            out.push(CrmIdentity {
+                customer_id: customer_id.value(i),
+                email: opt_str_ref(email, i),
+                phone: opt_str_ref(phone, i),
+                updated_at: opt_value(updated_at, i),
+            });
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -313,26 +300,17 @@ pub fn read(dir: &Path) -> Result<Vec<CustomerRow>, WarehouseError> {
 /// (microseconds; or never seen), in file order. Reads two columns only.
 pub fn read_known(dir: &Path, end: i64) -> Result<Vec<Box<str>>, WarehouseError> {
     let mut ids = Vec::new();
-    for path in parquet_io::list_parquet_files(dir)? {
-        let Some(reader) = parquet_io::open_projected(&path, &["customer_id", "first_seen"], None)?
-        else {
-            continue;
-        };
-        for batch in reader {
-            let batch = batch.map_err(|e| WarehouseError::Format {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
-            let c = Columns::new(&batch, &path, DATASET);
-            let customer_id = c.utf8("customer_id", true)?;
-            let first_seen = c.timestamp_us("first_seen", false)?;
-            ids.extend(
-                (0..batch.num_rows())
-                    .filter(|&i| first_seen.is_null(i) || first_seen.value(i) < end)
-                    .map(|i| Box::from(customer_id.value(i))),
-            );
-        }
-    }
+    let columns = ["customer_id", "first_seen"];
+    parquet_io::for_each_projected(dir, &columns, DATASET, |c, rows| {
+        let customer_id = c.utf8("customer_id", true)?;
+        let first_seen = c.timestamp_us("first_seen", false)?;
+        ids.extend(
+            (0..rows)
+                .filter(|&i| first_seen.is_null(i) || first_seen.value(i) < end)
+                .map(|i| Box::from(customer_id.value(i))),
+        );
+        Ok(())
+    })?;
     Ok(ids)
 }
 
@@ -466,8 +444,7 @@ mod tests {
         };
         assert_eq!(c3, want);
         let removed = held.remove_where(|id| id == "C3");
-        assert_eq!(removed.len(), 1);
-        assert_eq!(removed[0].identity(), want);
+        assert_eq!(removed.iter().collect::<Vec<_>>(), [want]);
         let ids: Vec<&str> = held.iter().map(|c| c.customer_id).collect();
         assert_eq!((ids, held.len()), (vec!["C1", "C5"], 2));
     }

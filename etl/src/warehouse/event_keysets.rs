@@ -19,7 +19,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 use super::WarehouseError;
 use super::parquet_io::{
-    self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches, write_results,
+    self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches,
     writer_properties_with,
 };
 
@@ -157,7 +157,7 @@ where
         let rows = tail.take().map(|f| f()).into_iter().flatten();
         batched(rows.inspect(|r| added.set(added.get() + r.events)), build).map(Ok)
     });
-    let stats = write_results(
+    let stats = write_batches(
         &to.join(FILE),
         &schema(),
         &writer_properties_with(&[], &[]),

@@ -170,7 +170,10 @@ where
 }
 
 /// Writes `batches` (all of `schema`) to one Parquet file at `path`, atomically.
-/// Batches are consumed one at a time; an empty input writes a schema-only file.
+/// Batches are consumed one at a time; an empty input writes a schema-only
+/// file. Batches made from something that can fail (another file read as
+/// this one is written) come as `Result`s: the first error stops the write,
+/// and nothing is left at `path`.
 pub fn write_batches<I>(
     path: &Path,
     schema: &SchemaRef,
@@ -178,29 +181,15 @@ pub fn write_batches<I>(
     batches: I,
 ) -> Result<WriteStats, WarehouseError>
 where
-    I: IntoIterator<Item = RecordBatch>,
-{
-    write_results(path, schema, props, batches.into_iter().map(Ok))
-}
-
-/// Like [`write_batches`], for batches made from something that can fail
-/// (another file read as it is written): the first error stops the write,
-/// and nothing is left at `path`.
-pub fn write_results<I>(
-    path: &Path,
-    schema: &SchemaRef,
-    props: &WriterProperties,
-    batches: I,
-) -> Result<WriteStats, WarehouseError>
-where
-    I: IntoIterator<Item = Result<RecordBatch, WarehouseError>>,
+    I: IntoIterator,
+    I::Item: BatchItem,
 {
     let mut rows = 0u64;
     let bytes = write_atomically(path, |out| {
         let mut w = ArrowWriter::try_new(out, schema.clone(), Some(props.clone()))
             .map_err(|e| format_err(path, e))?;
         for batch in batches {
-            let batch = batch?;
+            let batch = batch.into_batch()?;
             rows += batch.num_rows() as u64;
             w.write(&batch).map_err(|e| format_err(path, e))?;
         }
@@ -213,6 +202,24 @@ where
         rows,
         bytes,
     })
+}
+
+/// A batch [`write_batches`] writes, or why it could not be made.
+pub trait BatchItem {
+    /// The batch, or the error.
+    fn into_batch(self) -> Result<RecordBatch, WarehouseError>;
+}
+
+impl BatchItem for RecordBatch {
+    fn into_batch(self) -> Result<RecordBatch, WarehouseError> {
+        Ok(self)
+    }
+}
+
+impl BatchItem for Result<RecordBatch, WarehouseError> {
+    fn into_batch(self) -> Result<RecordBatch, WarehouseError> {
+        self
+    }
 }
 
 /// Makes `link` name the published file `file` (a hard link: published files
@@ -348,6 +355,27 @@ pub(crate) fn open_rows(
         .with_batch_size(READ_BATCH_ROWS)
         .build()
         .map_err(|e| format_err(path, e))
+}
+
+/// Calls `each` with every batch of the Parquet files under `dir` (see
+/// [`list_parquet_files`]; none for a missing folder), reading only
+/// `columns` (a file without them is skipped), and its row count.
+pub(crate) fn for_each_projected(
+    dir: &Path,
+    columns: &[&str],
+    dataset: &'static str,
+    mut each: impl FnMut(&Columns<'_>, usize) -> Result<(), WarehouseError>,
+) -> Result<(), WarehouseError> {
+    for path in list_parquet_files(dir)? {
+        let Some(reader) = open_projected(&path, columns, None)? else {
+            continue;
+        };
+        for batch in reader {
+            let batch = batch.map_err(|e| format_err(&path, e))?;
+            each(&Columns::new(&batch, &path, dataset), batch.num_rows())?;
+        }
+    }
+    Ok(())
 }
 
 /// Opens one Parquet file reading only `columns` and, given a `window`, only
@@ -560,7 +588,7 @@ where
             room -= take;
             Some(Ok(batch.slice(0, take)))
         });
-        stats = stats + write_results(&folder.join(part_name(k)), schema, props, part)?;
+        stats = stats + write_batches(&folder.join(part_name(k)), schema, props, part)?;
         if left.is_none() && batches.peek().is_none() {
             break;
         }

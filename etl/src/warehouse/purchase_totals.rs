@@ -17,8 +17,7 @@ use cvm_shared::BaseAmount;
 use super::WarehouseError;
 use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, chunks, decimal_array,
-    opt_timestamp_array, opt_value, utf8_array, write_batches, write_results,
-    writer_properties_with,
+    opt_timestamp_array, opt_value, utf8_array, write_batches, writer_properties_with,
 };
 
 /// Dataset name used in errors.
@@ -177,7 +176,7 @@ pub fn merge_over<S: AsRef<str>>(
         let rest = &rows[next.get()..];
         chunks(rest.len()).map(|r| Ok(build(&rest[r])))
     });
-    write_results(&to.join(FILE), &schema(), &properties(), stored.chain(rest)).map(Some)
+    write_batches(&to.join(FILE), &schema(), &properties(), stored.chain(rest)).map(Some)
 }
 
 /// Whether a row's revenue does not fit the decimal column.

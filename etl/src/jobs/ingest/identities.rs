@@ -12,7 +12,7 @@ use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
-use crate::record::{CrmIdentities, CrmKeys, CrmRecord};
+use crate::record::{CrmIdentities, CrmRecord};
 
 /// The latest CRM records: the stored ones the drop leaves alone, and the
 /// drop's; and the stored ones the drop replaced.
@@ -23,7 +23,7 @@ pub(super) struct LatestCrm {
     /// The drop's winners, one record per CRM customer, owning its strings.
     pub records: Vec<CrmRecord>,
     /// Stored CRM customers whose record the drop replaced.
-    pub replaced: Vec<CrmKeys>,
+    pub replaced: CrmIdentities,
 }
 
 impl LatestCrm {
@@ -80,7 +80,7 @@ pub(super) fn directory<'a>(
     let superseded_claims = latest
         .replaced
         .iter()
-        .flat_map(|c| identity::identity_claims(c.identity()))
+        .flat_map(identity::identity_claims)
         .chain(superseded.iter().flat_map(identity::crm_claims));
     let records = latest.records.iter().map(CrmRecord::identity);
     let latest = latest.stored.iter().chain(records);
