@@ -33,9 +33,8 @@ impl LatestCrm {
     }
 }
 
-/// The stored CRM customers the drop leaves alone,
-/// plus the drop's winners (whose record state is pushed onto `state` as
-/// they are moved).
+/// The stored CRM customers the drop leaves alone, plus the drop's winners
+/// (whose record state is pushed onto `state` as they are moved).
 pub(super) fn latest_crm(
     mut stored: CrmIdentities,
     winners: Resolution<CrmRecord>,
