@@ -224,10 +224,9 @@ impl TxnKeysets {
         self.summarised
     }
 
-    /// Names every key set's customer anew (by index); returns the old names.
-    pub fn rename(&mut self, customers: Vec<Option<Box<str>>>) -> Vec<Option<Box<str>>> {
-        debug_assert_eq!(customers.len(), self.keys.len());
-        std::mem::replace(&mut self.customers, customers)
+    /// Names key set `k`'s customer anew.
+    pub fn set_customer(&mut self, k: u32, customer: Option<Box<str>>) {
+        self.customers[k as usize] = customer;
     }
 
     /// The index of `keys`, added (without a customer) if new.

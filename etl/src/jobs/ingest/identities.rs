@@ -105,7 +105,9 @@ pub(super) fn assign(
             .filter(|(k, used)| **used && *k != [None; 3] && directory.resolve_refs(*k).is_none())
             .map(|(k, _)| k),
     );
-    let named: Vec<Option<Box<str>>> = (0..sets.len() as u32)
+    // Borrowed: a key set's customer is copied only when it changes (a few
+    // hundred a night, of over a million key sets).
+    let named: Vec<Option<&str>> = (0..sets.len() as u32)
         .into_par_iter()
         .map(|k| {
             if !used[k as usize] {
@@ -114,32 +116,32 @@ pub(super) fn assign(
             let keys = sets.keys(k);
             directory
                 .resolve_refs(keys)
-                .map(Into::into)
-                .or_else(|| guests.resolve_refs(keys).map(|g| g.id.clone()))
+                .or_else(|| guests.resolve_refs(keys).map(|g| &*g.id))
         })
         .collect();
-    let before = txns.keysets.rename(named);
     let mut touched = Touched::tracking(track);
-    if !touched.tracked() {
-        return (guests, touched, Vec::new());
-    }
-    let sets = &txns.keysets;
-    let mut moved = vec![false; sets.len()];
-    for (k, old) in before.iter().enumerate() {
-        if !txns.used[k] {
+    let tracked = touched.tracked();
+    let mut moved = vec![false; if tracked { named.len() } else { 0 }];
+    let mut any_moved = false;
+    for (k, new) in named.into_iter().enumerate() {
+        let old = txns.keysets.customer(k as u32);
+        let tracking = tracked && txns.used[k];
+        if old == new {
+            if let Some(id) = new.filter(|_| tracking && txns.fresh[k]) {
+                touched.customer(id);
+            }
             continue;
         }
-        let new = sets.customer(k as u32);
-        if old.as_deref() != new {
-            for end in [old.as_deref(), new].into_iter().flatten() {
+        if tracking {
+            for end in [old, new].into_iter().flatten() {
                 touched.customer(end);
             }
             moved[k] = true;
-        } else if let Some(id) = new.filter(|_| txns.fresh[k]) {
-            touched.customer(id);
+            any_moved = true;
         }
+        txns.keysets.set_customer(k as u32, new.map(Into::into));
     }
-    if moved.iter().any(|&m| m) {
+    if any_moved {
         for t in txns.iter().filter(|t| moved[t.keyset as usize]) {
             touched.month(t.row.occurred_at);
         }
