@@ -592,3 +592,25 @@ fn files_out_of_id_order_are_read_whole_and_the_nights_still_equal_one_drop() {
     .unwrap();
     assert!(totals.is_sorted(), "{totals:?}");
 }
+
+/// Stored purchase totals with another cvm's columns are summed again for
+/// every customer the next night (which then reads the whole history), and
+/// that night's version has them all.
+#[test]
+fn purchase_totals_of_other_columns_are_summed_again_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    nights_over_an_earlier_version(tmp.path(), 3, |state| {
+        let path = state.join(warehouse::purchase_totals::FILE);
+        std::fs::remove_file(&path).unwrap();
+        let rows = [warehouse::event_keysets::KeysetRow {
+            keys: [Some("C1"), None, None],
+            customer: Some("C1"),
+            events: 1,
+        }];
+        // A file by that name with other columns.
+        let other = tempfile::tempdir().unwrap();
+        warehouse::event_keysets::write(other.path(), &rows).unwrap();
+        std::fs::copy(other.path().join(warehouse::event_keysets::FILE), &path).unwrap();
+        assert!(!warehouse::purchase_totals::usable(state));
+    });
+}

@@ -47,10 +47,16 @@ pub(super) fn write(
             let merged = match purchase_totals::usable(&from) {
                 true => purchase_totals::merge_over(&from, to, |id| ids.contains(id), &rows),
                 false if partial => return Err(unreadable(None)),
-                false => Ok(None),
+                // Missing, or another cvm's columns: summed again below.
+                false => Err(WarehouseError::Format {
+                    path: from.join(purchase_totals::FILE),
+                    message: "missing or not this cvm's columns".into(),
+                }),
             };
             match merged {
-                Ok(Some(_)) => return Ok(rows.len()),
+                // Written; or a total too big for the table, when none is
+                // (as `purchase_totals::write` does).
+                Ok(_) => return Ok(rows.len()),
                 // Out of id order (`erase` rewrites ids in place): the
                 // stored rows are read whole and merged in memory.
                 Err(WarehouseError::Unsorted { .. }) => {
@@ -64,15 +70,13 @@ pub(super) fn write(
                     purchase_totals::write(to, &sorted(all))?;
                     return Ok(summed);
                 }
-                // A total too big for the table: none is written (as below).
-                Ok(None) if from.join(purchase_totals::FILE).exists() => return Ok(rows.len()),
-                Ok(None) => {}
                 Err(e) if partial => return Err(unreadable(Some(e))),
                 // Derived state: unreadable stored totals (another cvm's
                 // columns, a damaged file) are summed again from scratch.
-                Err(e) => {
+                Err(e) if from.join(purchase_totals::FILE).exists() => {
                     tracing::warn!(error = %e, "stored purchase totals unreadable: summing every customer again");
                 }
+                Err(_) => {}
             }
         }
         _ if partial => return Err(unreadable(None)),
