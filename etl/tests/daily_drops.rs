@@ -391,6 +391,62 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
     );
 }
 
+/// Nights whose events fall in a month the version holds add them as a new
+/// part beside the month's shared files (the month is neither read whole nor
+/// written again), find an event delivered again by its key alone, and write
+/// the month again whole once it holds `APPEND_PARTS` parts; the nights
+/// equal one drop of the same files.
+#[test]
+fn a_nights_events_are_a_new_part_of_their_month_until_it_holds_too_many() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let event = |n: usize| {
+        format!(
+            r#"{{"email":"e{n}@example.com","type":"web_visit","ts":"2025-03-{:02}T10:00:00Z"}}"#,
+            n % 28 + 1
+        )
+    };
+    let limit = warehouse::months::APPEND_PARTS;
+    let (wh, one) = (tmp.path().join("wh"), tmp.path().join("one"));
+    let month = wh.join("current/events/month=2025-03");
+    let mut files = Vec::new();
+    for night in 0..=limit {
+        // Tonight's event, and last night's delivered again (a duplicate:
+        // one drop of the nights' first deliveries is what they add up to).
+        let mut text = event(night);
+        let name = format!("events/n{night:02}.jsonl");
+        files.push((name.clone(), text.clone()));
+        if night > 0 {
+            text = format!("{}\n{text}", event(night - 1));
+        }
+        let drop = tmp.path().join(format!("night-{night:02}"));
+        write_drop(&drop, &[(&name, text)]);
+        let report = ingest(&drop, &wh);
+        let m = &report.manifest;
+        let parts = std::fs::read_dir(&month).unwrap().count();
+        let appended = night > 0 && night < limit;
+        assert_eq!(m.totals.duplicate, u64::from(night > 0), "night {night}");
+        assert_eq!(m.event_months.written, 1, "night {night}");
+        assert_eq!(
+            m.event_months.appended,
+            u64::from(appended),
+            "night {night}"
+        );
+        assert_eq!(parts, if appended { night + 1 } else { 1 }, "night {night}");
+        if appended {
+            let first = std::fs::metadata(month.join("part-00000.parquet")).unwrap();
+            assert!(
+                first.nlink() >= 2,
+                "night {night}: the month's first part is shared"
+            );
+        }
+    }
+    let all: Vec<(&str, String)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+    write_drop(&tmp.path().join("all"), &all);
+    ingest(&tmp.path().join("all"), &one);
+    same_datasets(&datasets(&one), &datasets(&wh));
+}
+
 /// Busy nights ingested one by one, the stored version made to look like an
 /// earlier cvm's by `earlier` (given its `_state` folder) just before night
 /// `at`; checks that they still equal one drop. Returns each night's report

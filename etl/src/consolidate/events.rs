@@ -370,10 +370,14 @@ pub struct EventResolution {
     pub winner_files: Vec<u32>,
 }
 
+/// Record keys (digest, occurrence) of stored events that are not in a log.
+pub type KnownEvents = rustc_hash::FxHashSet<(u64, u32)>;
+
 /// Keeps the new events of `log` (those after the first `stored` ones) that
-/// are not stored yet, the last read of each record key winning; the others
-/// are removed and reported as duplicates. Stored events are never replaced.
-pub fn resolve(log: &mut EventLog, stored: usize) -> EventResolution {
+/// are not stored yet (neither in the log nor `known`), the last read of
+/// each record key winning; the others are removed and reported as
+/// duplicates. Stored events are never replaced.
+pub fn resolve(log: &mut EventLog, stored: usize, known: &KnownEvents) -> EventResolution {
     use rayon::prelude::*;
     // Keys are split into shards by digest, so each shard's hash table is a
     // sixteenth of the whole and shards run in parallel.
@@ -384,7 +388,7 @@ pub fn resolve(log: &mut EventLog, stored: usize) -> EventResolution {
     let duplicates: Vec<Vec<usize>> = (0..1usize << SHARD_BITS)
         .into_par_iter()
         .map(|s| {
-            let known: rustc_hash::FxHashSet<(u64, u32)> = events
+            let in_log: KnownEvents = events
                 .clone()
                 .take(stored)
                 .filter(|e| shard(e) == s)
@@ -396,7 +400,7 @@ pub fn resolve(log: &mut EventLog, stored: usize) -> EventResolution {
                 if shard(e) != s {
                     continue;
                 }
-                if known.contains(&key(e)) {
+                if in_log.contains(&key(e)) || known.contains(&key(e)) {
                     dup.push(i);
                 } else if let Some(prev) = last.insert(key(e), i) {
                     dup.push(prev);
@@ -532,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_and_earlier_reads_are_duplicates() {
+    fn stored_known_and_earlier_reads_are_duplicates() {
         let mut log = EventLog::default();
         let e = |digest, n, file| Event {
             ts: 0,
@@ -543,21 +547,23 @@ mod tests {
             kind: 0,
             file,
         };
-        // The stored event, then three files' parts.
+        // The stored event, then three files' parts; (7, 1) is stored but
+        // known only by its key.
         let parts = [
             vec![e(1, 1, 9)],
             vec![e(1, 1, 0), e(2, 1, 0), e(u64::MAX, 1, 0)],
-            vec![e(2, 1, 1), e(2, 2, 1)],
+            vec![e(2, 1, 1), e(7, 1, 1), e(2, 2, 1)],
             vec![e(u64::MAX, 1, 2)],
         ];
         for part in parts {
             log.start_part(part.len());
             part.into_iter().for_each(|ev| log.push(ev));
         }
-        let r = resolve(&mut log, 1);
+        let known: KnownEvents = [(7, 1)].into_iter().collect();
+        let r = resolve(&mut log, 1, &known);
         assert_eq!(r.winners, 3);
         assert_eq!(r.winner_files, [1, 1, 2]);
-        assert_eq!(r.duplicate_files, [0, 0, 0]);
+        assert_eq!(r.duplicate_files, [0, 0, 0, 1]);
         assert_eq!(
             log.iter().copied().collect::<Vec<_>>(),
             [e(1, 1, 9), e(2, 1, 1), e(2, 2, 1), e(u64::MAX, 1, 2)]

@@ -33,6 +33,9 @@ pub struct WarehouseTotals {
 pub struct MonthCounts {
     /// Months written.
     pub written: u64,
+    /// Of those, months whose files were shared and given the run's rows as
+    /// new parts (see `warehouse::months::APPEND_PARTS`).
+    pub appended: u64,
     /// Months linked from the previous version.
     pub shared: u64,
 }
@@ -42,6 +45,7 @@ impl MonthCounts {
     pub fn of(w: &crate::warehouse::months::Written) -> MonthCounts {
         MonthCounts {
             written: w.months as u64,
+            appended: w.appended_months as u64,
             shared: w.shared_months as u64,
         }
     }

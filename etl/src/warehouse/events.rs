@@ -18,7 +18,7 @@ use super::parquet_io::{
 };
 use super::{StoredEvent, WarehouseError};
 use crate::consolidate::events::{
-    Event, EventLog, KeySet, Strings, id_bytes, parse_hex_id, parse_record_key,
+    Event, EventLog, KeySet, KnownEvents, Strings, id_bytes, parse_hex_id, parse_record_key,
 };
 use crate::record::Keys;
 use rustc_hash::FxHashMap;
@@ -283,6 +283,24 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
         }
     }
     Ok(())
+}
+
+/// Adds the record keys of every event under `dir` to `known`, reading
+/// nothing else: what finding a re-delivered event needs of a month that
+/// is not written again.
+pub fn read_known(dir: &Path, known: &mut KnownEvents) -> Result<(), WarehouseError> {
+    parquet_io::for_each_projected(dir, &["record_key"], DATASET, |c, rows| {
+        let record_key = c.utf8("record_key", true)?;
+        known.reserve(rows);
+        for i in 0..rows {
+            let rk = record_key.value(i);
+            let key = parse_record_key(rk).ok_or_else(|| {
+                c.error(format!("column \"record_key\" has invalid value {rk:?}"))
+            })?;
+            known.insert(key);
+        }
+        Ok(())
+    })
 }
 
 /// Reads the events of one file (or folder) into `log`.

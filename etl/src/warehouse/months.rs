@@ -16,7 +16,7 @@ use parquet::file::properties::WriterProperties;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::WarehouseError;
-use super::parquet_io::{self, WriteStats, io_err, part_jobs, write_parts};
+use super::parquet_io::{self, MAX_PART_ROWS, WriteStats, io_err, part_jobs_from, write_parts};
 
 /// A month partition: calendar year and month.
 pub type Month = (i64, u32);
@@ -70,6 +70,36 @@ pub struct Unchanged<'a> {
     /// The months holding a row the run added, removed or changed; every
     /// other month of `previous` is shared.
     pub changed: &'a HashSet<Month>,
+    /// Changed months the run only adds rows to: their files are shared
+    /// too, and the run's rows written as new parts beside them.
+    pub appended: Option<&'a HashSet<Month>>,
+}
+
+/// Parts a month may hold and still be appended to: a month holding more is
+/// written again whole (one part) the next time it changes, so a month
+/// that every night adds to keeps a few parts, and each night writes its
+/// own rows, not the month's.
+pub const APPEND_PARTS: usize = 16;
+
+/// Whether the month folder `dir` of a stored version can take another
+/// part: it holds fewer than [`APPEND_PARTS`] files, each named as cvm names
+/// parts (a missing folder cannot: it is written whole).
+pub fn appendable(dir: &Path) -> Result<bool, WarehouseError> {
+    let files = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    let mut parts = 0;
+    for entry in files {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name();
+        if name.to_str().and_then(parquet_io::part_number).is_none() {
+            return Ok(false);
+        }
+        parts += 1;
+    }
+    Ok(parts > 0 && parts < APPEND_PARTS)
 }
 
 impl<'a> Unchanged<'a> {
@@ -80,12 +110,29 @@ impl<'a> Unchanged<'a> {
         previous: &'a Path,
         changed: &'a HashSet<Month>,
     ) -> Result<Option<Unchanged<'a>>, WarehouseError> {
-        Ok(partitioned(previous)?.then_some(Unchanged { previous, changed }))
+        Ok(partitioned(previous)?.then_some(Unchanged {
+            previous,
+            changed,
+            appended: None,
+        }))
+    }
+
+    /// The same, with the changed months that are only `appended` to.
+    pub fn appending(self, appended: &'a HashSet<Month>) -> Unchanged<'a> {
+        Unchanged {
+            appended: Some(appended),
+            ..self
+        }
     }
 
     /// Whether rows at `micros` must be written.
     pub fn writes(&self, micros: i64) -> bool {
         self.changed.contains(&month_of(micros))
+    }
+
+    /// Whether `month` keeps its files and gains the run's rows as new parts.
+    fn appends(&self, month: Month) -> bool {
+        self.appended.is_some_and(|a| a.contains(&month))
     }
 }
 
@@ -108,6 +155,8 @@ pub struct Written {
     pub stats: WriteStats,
     /// Month folders written.
     pub months: usize,
+    /// Of those, the folders whose files were linked and given new parts.
+    pub appended_months: usize,
     /// Month folders linked from the previous version.
     pub shared_months: usize,
 }
@@ -116,7 +165,8 @@ pub struct Written {
 /// `month=YYYY-MM/part-NNNNN.parquet`, a part per
 /// [`parquet_io::MAX_PART_ROWS`], parts in parallel; then, with `unchanged`,
 /// links every other month of the previous version. With `unchanged`,
-/// `sorted` holds only rows of changed months.
+/// `sorted` holds only rows of changed months; of an appended month, only
+/// the new rows, written as parts numbered after the files it links.
 pub(crate) fn write<T: Sync>(
     dir: &Path,
     sorted: &[&T],
@@ -129,14 +179,24 @@ pub(crate) fn write<T: Sync>(
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     // Sorted by time, so each month is one run of rows.
     let mut jobs = Vec::new();
-    let mut months = 0;
+    let (mut months, mut appended_months) = (0, 0);
     let mut start = 0;
     while start < sorted.len() {
         let month = month_of(at(sorted[start]));
         let len = sorted[start..].partition_point(|t| month_of(at(t)) == month);
-        jobs.extend(part_jobs(
-            &dir.join(folder(month)),
+        let to = dir.join(folder(month));
+        let first = match unchanged.filter(|u| u.appends(month)) {
+            Some(u) => {
+                appended_months += 1;
+                link_parts(&u.previous.join(folder(month)), &to)?
+            }
+            None => 0,
+        };
+        jobs.extend(part_jobs_from(
+            &to,
             &sorted[start..start + len],
+            MAX_PART_ROWS,
+            first,
         ));
         months += 1;
         start += len;
@@ -149,8 +209,27 @@ pub(crate) fn write<T: Sync>(
     Ok(Written {
         stats,
         months,
+        appended_months,
         shared_months,
     })
+}
+
+/// Links the parts of the month folder `from` into `to`; returns the number
+/// the next part takes.
+fn link_parts(from: &Path, to: &Path) -> Result<usize, WarehouseError> {
+    std::fs::create_dir_all(to).map_err(|e| io_err(to, e))?;
+    let mut next = 0;
+    for file in parquet_io::list_parquet_files(from)? {
+        let Some(name) = file.file_name() else {
+            continue;
+        };
+        if let Some(k) = name.to_str().and_then(parquet_io::part_number) {
+            next = next.max(k + 1);
+        }
+        let link = to.join(name);
+        parquet_io::link_or_copy(&file, &link).map_err(|e| io_err(&link, e))?;
+    }
+    Ok(next)
 }
 
 /// Links the files of every month folder of `u.previous` not in `u.changed`
@@ -171,15 +250,7 @@ fn share(dir: &Path, u: Unchanged<'_>) -> Result<usize, WarehouseError> {
         if u.changed.contains(&month) {
             continue;
         }
-        let to = dir.join(&name);
-        std::fs::create_dir_all(&to).map_err(|e| io_err(&to, e))?;
-        for file in parquet_io::list_parquet_files(&entry.path())? {
-            let Some(file_name) = file.file_name() else {
-                continue;
-            };
-            let link = to.join(file_name);
-            parquet_io::link_or_copy(&file, &link).map_err(|e| io_err(&link, e))?;
-        }
+        link_parts(&entry.path(), &dir.join(&name))?;
         shared += 1;
     }
     Ok(shared)

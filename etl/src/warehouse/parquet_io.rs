@@ -498,7 +498,7 @@ pub(crate) type PartJob<'a, T> = (PathBuf, &'a [&'a T]);
 /// [`MAX_PART_ROWS`]; no rows still make one (schema-only) part so the folder
 /// always has a readable file.
 pub(crate) fn part_jobs<'a, T>(folder: &Path, rows: &'a [&'a T]) -> Vec<PartJob<'a, T>> {
-    part_jobs_of(folder, rows, MAX_PART_ROWS)
+    part_jobs_from(folder, rows, MAX_PART_ROWS, 0)
 }
 
 /// [`part_jobs`] with parts of at most `max_rows`.
@@ -507,13 +507,31 @@ pub(crate) fn part_jobs_of<'a, T>(
     rows: &'a [&'a T],
     max_rows: usize,
 ) -> Vec<PartJob<'a, T>> {
+    part_jobs_from(folder, rows, max_rows, 0)
+}
+
+/// [`part_jobs_of`] numbering the parts from `first` (a folder that keeps
+/// the parts it holds and gains new ones).
+pub(crate) fn part_jobs_from<'a, T>(
+    folder: &Path,
+    rows: &'a [&'a T],
+    max_rows: usize,
+    first: usize,
+) -> Vec<PartJob<'a, T>> {
     if rows.is_empty() {
-        return vec![(folder.join(part_name(0)), rows)];
+        return vec![(folder.join(part_name(first)), rows)];
     }
     rows.chunks(max_rows.max(1))
         .enumerate()
-        .map(|(k, part)| (folder.join(part_name(k)), part))
+        .map(|(k, part)| (folder.join(part_name(first + k)), part))
         .collect()
+}
+
+/// The number of a part file's name (`part-NNNNN.parquet`), as [`part_name`] writes it.
+pub fn part_number(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let k = digits.parse().ok()?;
+    (part_name(k) == name).then_some(k)
 }
 
 /// The file name of the `k`-th part of a folder.

@@ -15,7 +15,7 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::read::DropRead;
 use super::stored::EventHistory;
-use crate::consolidate::events::EventLog;
+use crate::consolidate::events::{EventLog, KnownEvents};
 use crate::consolidate::identity::{Directory, Guests};
 use crate::record::KeyRefs;
 use crate::warehouse::event_keysets::{self, Carried, KeysetRow};
@@ -39,12 +39,23 @@ pub(super) struct EventsWritten {
     pub total: u64,
 }
 
-/// Reads the stored events of the months the drop's events fall in, ahead
-/// of the drop's: an event delivered again is in its own month, so these
-/// are all that finding duplicates needs.
+/// What a night reads of a stored month its events fall in.
+enum MonthRead {
+    /// Every event: the month is written again whole.
+    Whole(EventLog),
+    /// The record keys: the month is appended to.
+    Keys(KnownEvents),
+}
+
+/// Reads what finding duplicates needs of the stored events of the months
+/// the drop's events fall in (an event delivered again is in its own month):
+/// of a month that takes another part (see `months::appendable`), the
+/// record keys alone, into `input.known_events`, and the month is noted in
+/// `history.appended`; of another, every event, ahead of the drop's, and
+/// the month is written again whole.
 pub(super) fn load_drop_months(
     input: &mut DropRead,
-    history: &EventHistory,
+    history: &mut EventHistory,
 ) -> Result<(), WarehouseError> {
     let mut wanted: Vec<Month> = input
         .events
@@ -55,17 +66,28 @@ pub(super) fn load_drop_months(
         .into_iter()
         .collect();
     wanted.sort_unstable();
-    let logs = wanted
+    let read = wanted
         .par_iter()
         .map(|&m| {
+            let dir = history.dir.join(months::folder(m));
+            if months::appendable(&dir)? {
+                let mut known = KnownEvents::default();
+                warehouse::events::read_known(&dir, &mut known)?;
+                return Ok((m, MonthRead::Keys(known)));
+            }
             let mut own = EventLog::default();
-            warehouse::events::read_log(&history.dir.join(months::folder(m)), &mut own)
-                .map(|()| own)
+            warehouse::events::read_log(&dir, &mut own).map(|()| (m, MonthRead::Whole(own)))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, WarehouseError>>()?;
     let mut log = EventLog::default();
-    for own in logs {
-        log.append_stored(own);
+    for (month, month_read) in read {
+        match month_read {
+            MonthRead::Whole(own) => log.append_stored(own),
+            MonthRead::Keys(known) => {
+                history.appended.insert(month);
+                input.known_events.extend(known);
+            }
+        }
     }
     input.stored_events += log.len();
     input.events.prepend_stored(log);
@@ -114,7 +136,7 @@ pub(super) fn write(
         .collect();
     let ordered = events.ordered();
     let unchanged = match &history {
-        Some(h) => Unchanged::of(&h.dir, &changed)?,
+        Some(h) => Unchanged::of(&h.dir, &changed)?.map(|u| u.appending(&h.appended)),
         None => None,
     };
     let months =

@@ -18,7 +18,7 @@ use cvm_shared::{Currency, Rate, Settings};
 
 use super::IngestError;
 use super::stored::SmallState;
-use crate::consolidate::events::{EventLog, FileEvents};
+use crate::consolidate::events::{EventLog, FileEvents, KnownEvents};
 use crate::consolidate::versions::{KeyOrder, Numbers};
 use crate::manifest::Counts;
 use crate::memory::release_freed;
@@ -51,6 +51,9 @@ pub(super) struct DropRead {
     pub events: EventLog,
     /// How many of `events` were stored.
     pub stored_events: usize,
+    /// Record keys of stored events not in `events` (of the months the
+    /// drop's events are appended to): enough to find a duplicate.
+    pub known_events: KnownEvents,
     /// Rates in force after this drop: base, earlier runs', this drop's.
     pub small: SmallState,
     /// Clear values behind the drop's hashes (pseudonymised warehouse only).
@@ -128,6 +131,7 @@ pub(super) fn read_drop(
         crm: Vec::with_capacity(results.len()),
         stored_events: stored_events.len(),
         events: stored_events,
+        known_events: KnownEvents::default(),
         small: SmallState {
             rates: ctx
                 .rates

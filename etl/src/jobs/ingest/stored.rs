@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
+use rustc_hash::FxHashSet as HashSet;
 use serde::{Deserialize, Serialize};
 
 use super::IngestError;
@@ -13,7 +14,7 @@ use crate::consolidate::identity::KeyClaim;
 use crate::consolidate::versions::RecordState;
 use crate::record::CrmIdentities;
 use crate::sources::InputFile;
-use crate::warehouse::months;
+use crate::warehouse::months::{self, Month};
 use crate::warehouse::publish::Warehouse;
 use crate::warehouse::txn_keysets::{self, TxnKeysets};
 use crate::warehouse::{self, StoredTxn, WarehouseError};
@@ -74,6 +75,8 @@ pub(super) struct EventHistory {
     pub dir: PathBuf,
     /// Its `_state` folder, which holds the key set table.
     pub state: PathBuf,
+    /// The months the drop's events are appended to (see `events`).
+    pub appended: HashSet<Month>,
 }
 
 /// Reads the current version (nothing on a fresh warehouse). The stored
@@ -160,6 +163,7 @@ pub(super) fn load(
         event_history: ev?.then(|| EventHistory {
             dir: events_dir.clone(),
             state: state_dir.clone(),
+            appended: HashSet::default(),
         }),
         small,
     })

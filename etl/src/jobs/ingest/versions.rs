@@ -47,6 +47,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
     let new_txns = std::mem::take(&mut read.txns);
     let stored_events = read.stored_events;
     let log = &mut read.events;
+    let known_events = &read.known_events;
     let mut superseded_crm: Vec<CrmRecord> = Vec::new();
     let ((crm, txns), events) = rayon::join(
         || {
@@ -57,7 +58,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
             let txns = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
             (crm, txns)
         },
-        || events::resolve(log, stored_events),
+        || events::resolve(log, stored_events, known_events),
     );
     let per_file = &mut read.per_file;
     let txn_keys = &read.txn_keys;
