@@ -184,20 +184,33 @@ pub fn write(dir: &Path, rows: &[CustomerRow]) -> Result<WriteStats, WarehouseEr
     )
 }
 
-/// Writes `to/part-NNNNN.parquet` like [`write`] from the customers under
-/// `from` (a stored version's) and `rows` (sorted by id): each stored row
-/// `carry` keeps (after it has updated it), merged by id with `rows`; where
-/// both have an id, the row of `rows` stands. The stored rows are read a
-/// batch at a time, so they are never held, when in id order, as [`write`]
-/// leaves them; else (`erase` rewrites ids in place) they are read whole.
+/// What becomes of a stored customer's row in the version being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Left out (a guest: guests are formed anew every run).
+    Drop,
+    /// Copied as it is stored.
+    Keep,
+    /// Decoded and made this version's (its transactions changed).
+    Update,
+}
+
+/// Writes `rows` (sorted by id) with the stored customers of `from` into
+/// `to`: each stored row meets its [`Fate`] (`fate` of its id and whether
+/// it is a guest; `update` makes an updated row this version's), and is
+/// replaced by a row of `rows` with its id. The stored files are read a
+/// batch at a time and merged by id, so the stored rows are never held;
+/// kept rows are copied column by column, never decoded. A folder out of id
+/// order (as `privacy erase` leaves it) is read whole instead.
 pub fn write_over(
     from: &Path,
     to: &Path,
     rows: &[CustomerRow],
-    mut carry: impl FnMut(&mut CustomerRow) -> bool,
+    fate: impl Fn(&str, bool) -> Fate,
+    update: impl Fn(&mut CustomerRow),
 ) -> Result<WriteStats, WarehouseError> {
     debug_assert!(rows.is_sorted_by(|a, b| a.customer_id < b.customer_id));
-    match stream_over(from, to, rows, &mut carry) {
+    match stream_over(from, to, rows, &fate, &update) {
         Err(WarehouseError::Unsorted { path, .. }) => {
             tracing::debug!(file = %path.display(), "stored customers out of id order: read whole");
             // Parts written before the disorder was found go.
@@ -212,7 +225,13 @@ pub fn write_over(
             }
             let mut all = read(from)?;
             let new: HashSet<&str> = rows.iter().map(|r| &*r.customer_id).collect();
-            all.retain_mut(|r| carry(r) && !new.contains(&*r.customer_id));
+            all.retain_mut(|r| {
+                let fate = fate(&r.customer_id, r.is_guest);
+                if fate == Fate::Update {
+                    update(r);
+                }
+                fate != Fate::Drop && !new.contains(&*r.customer_id)
+            });
             all.extend_from_slice(rows);
             write(to, &all)
         }
@@ -226,32 +245,72 @@ fn stream_over(
     from: &Path,
     to: &Path,
     rows: &[CustomerRow],
-    carry: &mut impl FnMut(&mut CustomerRow) -> bool,
+    fate: &impl Fn(&str, bool) -> Fate,
+    update: &impl Fn(&mut CustomerRow),
 ) -> Result<WriteStats, WarehouseError> {
     let next = std::cell::Cell::new(0usize);
     let mut order = parquet_io::KeyOrder::of("customer_id");
     let stored = parquet_io::read_batches(from)?.map(|item| {
         let (file, batch) = item?;
-        let mut stored = decode(&batch, &file)?;
-        let mut kept = Vec::with_capacity(stored.len());
-        for r in &mut stored {
-            order.check(&r.customer_id, &file)?;
-            kept.push(carry(r));
+        let c = Columns::new(&batch, &file, DATASET);
+        let ids = c.utf8("customer_id", true)?;
+        let guests = c.boolean("is_guest", true)?;
+        // A batch of another schema (an earlier cvm's) is decoded whole.
+        let as_stored = batch.schema().fields() == schema().fields();
+        let mut fates = Vec::with_capacity(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            order.check(ids.value(i), &file)?;
+            fates.push(match fate(ids.value(i), guests.value(i)) {
+                Fate::Keep if !as_stored => Fate::Update,
+                f => f,
+            });
         }
-        let mut out: Vec<&CustomerRow> = Vec::with_capacity(stored.len());
-        let mut at = next.get();
-        for (r, kept) in stored.iter().zip(kept) {
-            while let Some(new) = rows.get(at).filter(|n| n.customer_id <= r.customer_id) {
-                out.push(new);
+        let picked: Vec<u32> = (0..fates.len() as u32)
+            .filter(|&i| fates[i as usize] == Fate::Update)
+            .collect();
+        let mut updated = match picked.is_empty() {
+            true => Vec::new(),
+            false => {
+                let picked = arrow_array::UInt32Array::from(picked);
+                let few = arrow_select::take::take_record_batch(&batch, &picked)
+                    .map_err(|e| c.error(e.to_string()))?;
+                decode(&few, &file)?
+            }
+        };
+        updated.iter_mut().for_each(update);
+        // The new batch: stored rows by index (source 0), the night's and
+        // the updated ones from a batch of their own (source 1), by id.
+        let mut extra: Vec<&CustomerRow> = Vec::new();
+        let mut plan: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
+        let (mut at, mut u) = (next.get(), 0);
+        for (i, fate) in fates.iter().enumerate() {
+            let id = ids.value(i);
+            while let Some(new) = rows.get(at).filter(|n| &*n.customer_id <= id) {
+                plan.push((1, extra.len()));
+                extra.push(new);
                 at += 1;
             }
-            let replaced = at > 0 && rows[at - 1].customer_id == r.customer_id;
-            if kept && !replaced {
-                out.push(r);
+            let replaced = at > 0 && &*rows[at - 1].customer_id == id;
+            match fate {
+                Fate::Drop => {}
+                Fate::Keep if !replaced => plan.push((0, i)),
+                Fate::Keep => {}
+                Fate::Update => {
+                    if !replaced {
+                        plan.push((1, extra.len()));
+                        extra.push(&updated[u]);
+                    }
+                    u += 1;
+                }
             }
         }
         next.set(at);
-        Ok(build(out.into_iter()))
+        let extra = build(extra.into_iter());
+        match as_stored {
+            true => arrow_select::interleave::interleave_record_batch(&[&batch, &extra], &plan)
+                .map_err(|e| c.error(e.to_string())),
+            false => Ok(extra),
+        }
     });
     let rest = std::iter::once(()).flat_map(|()| {
         let rest = &rows[next.get()..];
@@ -401,7 +460,7 @@ mod tests {
     }
 
     #[test]
-    fn writing_over_carries_kept_rows_merged_with_the_new_ones() {
+    fn writing_over_keeps_updates_and_drops_stored_rows_merged_with_the_new_ones() {
         let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let stored = [
             crm("C1", "a@x"),
@@ -410,25 +469,28 @@ mod tests {
             guest(),
         ];
         write(from.path(), &stored).unwrap();
-        // C3's record is replaced; C2 is new; a guest is formed again.
+        // C1 is updated, C5 kept as stored; C3's record is replaced; C2 is
+        // new; a guest is formed again.
         let new = [crm("C2", "b@x"), crm("C3", "c2@x"), guest()];
-        let carry = |r: &mut CustomerRow| {
-            r.channels = vec![Channel::Web];
-            !r.is_guest
+        let fate = |id: &str, is_guest: bool| match (id, is_guest) {
+            (_, true) => Fate::Drop,
+            ("C1" | "C3", _) => Fate::Update,
+            _ => Fate::Keep,
         };
-        let st = write_over(from.path(), to.path(), &new, carry).unwrap();
+        let update = |r: &mut CustomerRow| r.channels = vec![Channel::Web];
+        let st = write_over(from.path(), to.path(), &new, fate, update).unwrap();
         assert_eq!((st.files, st.rows), (1, 5));
-        let carried = |id: &str, email: &str| CustomerRow {
-            channels: vec![Channel::Web],
-            ..crm(id, email)
-        };
         let want = vec![
-            carried("C1", "a@x"),
+            CustomerRow {
+                channels: vec![Channel::Web],
+                ..crm("C1", "a@x")
+            },
             new[0].clone(),
             new[1].clone(),
-            carried("C5", "e@x"),
+            crm("C5", "e@x"),
             guest(),
         ];
+        assert_ne!(crm("C5", "e@x").channels, [Channel::Web]);
         assert_eq!(read(to.path()).unwrap(), want);
         // The keys a run holds of the stored ones: CRM only, in id order.
         let mut held = read_crm_identities(from.path()).unwrap();
@@ -465,7 +527,7 @@ mod tests {
         let ids: Vec<&str> = stored.iter().map(|c| c.customer_id).collect();
         assert_eq!(ids, ["C2", "C1", "C3"]);
         let new = [crm("C1", "a2@x"), crm("C4", "d@x")];
-        let st = write_over(from.path(), to.path(), &new, |_| true).unwrap();
+        let st = write_over(from.path(), to.path(), &new, |_, _| Fate::Keep, |_| {}).unwrap();
         assert_eq!(st.rows, 4);
         let want = vec![
             new[0].clone(),

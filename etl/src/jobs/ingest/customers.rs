@@ -2,11 +2,11 @@
 //! `first_seen` and `channels` from the consolidated transactions. The
 //! drop's CRM customers and every guest are made here; the stored CRM
 //! customers the drop left alone are carried over from the stored files as
-//! the new ones are written ([`Customers::carry`]), so they are never held.
+//! the new ones are written ([`Customers::fate`]), so they are never held.
 
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use cvm_shared::Channel;
 
@@ -14,6 +14,7 @@ use super::identities::LatestCrm;
 use super::transactions::Txns;
 use crate::consolidate::identity::Guests;
 use crate::warehouse::CustomerRow;
+use crate::warehouse::customers::Fate;
 
 /// The customers of the version being written.
 pub(super) struct Customers<'t> {
@@ -24,6 +25,9 @@ pub(super) struct Customers<'t> {
     /// Each customer's earliest transaction time and channels (a bit per
     /// `Channel::ALL`), from what its key sets' rows add up to.
     seen: HashMap<&'t str, (i64, u8)>,
+    /// The customers whose transactions changed, when tracked: only their
+    /// stored rows can change (`first_seen`, `channels`).
+    changed: Option<&'t HashSet<Box<str>>>,
 }
 
 impl Customers<'_> {
@@ -32,17 +36,24 @@ impl Customers<'_> {
         self.rows.len() + self.carried
     }
 
-    /// Makes a stored customer's row this version's: `first_seen` and
-    /// `channels` from tonight's transactions. False for a guest: guests
-    /// are formed anew every run, and are all in `rows`.
-    pub fn carry(&self, row: &mut CustomerRow) -> bool {
-        if row.is_guest {
-            return false;
+    /// What becomes of a stored customer's row: a guest's is dropped
+    /// (guests are formed anew every run, and are all in `rows`); a CRM
+    /// customer's is updated when its transactions changed (or when changes
+    /// are not tracked), else kept as stored.
+    pub fn fate(&self, id: &str, is_guest: bool) -> Fate {
+        match (is_guest, self.changed) {
+            (true, _) => Fate::Drop,
+            (false, Some(changed)) if !changed.contains(id) => Fate::Keep,
+            (false, _) => Fate::Update,
         }
+    }
+
+    /// Makes a stored CRM customer's row this version's: `first_seen` and
+    /// `channels` from tonight's transactions.
+    pub fn update(&self, row: &mut CustomerRow) {
         let (first_txn, mask) = self.seen(&row.customer_id);
         row.first_seen = first_seen(first_txn, row.signup_date);
         row.channels = channels(mask);
-        true
     }
 
     fn seen(&self, id: &str) -> (i64, u8) {
@@ -54,7 +65,12 @@ impl Customers<'_> {
 /// `first_seen` and `channels` from the history: from what each key set's
 /// rows add up to (kept in the key set table, so no row is read for them),
 /// per customer.
-pub(super) fn build<'t>(crm: LatestCrm, guests: &Guests, txns: &'t Txns) -> Customers<'t> {
+pub(super) fn build<'t>(
+    crm: LatestCrm,
+    guests: &Guests,
+    txns: &'t Txns,
+    changed: Option<&'t HashSet<Box<str>>>,
+) -> Customers<'t> {
     let (carried, crm_count) = (crm.stored.len(), crm.len());
     // The stored CRM customers are needed no longer: their rows are carried
     // over from the files.
@@ -112,6 +128,7 @@ pub(super) fn build<'t>(crm: LatestCrm, guests: &Guests, txns: &'t Txns) -> Cust
         rows,
         carried,
         seen,
+        changed,
     }
 }
 

@@ -366,7 +366,7 @@ pub fn run_locked(
     clock.lap("events");
 
     let crm_customers = crm.len() as u64;
-    let customers = customers::build(crm, &guests, &txns);
+    let customers = customers::build(crm, &guests, &txns, touched.customers());
     let (transactions, anonymous_transactions) = txns.counts();
     mf.warehouse = WarehouseTotals {
         customers: customers.len() as u64,
@@ -465,7 +465,8 @@ fn publish_version(
                             &from.join("customers"),
                             &to,
                             &customers.rows,
-                            |row| customers.carry(row),
+                            |id, is_guest| customers.fate(id, is_guest),
+                            |row| customers.update(row),
                         ),
                         None => warehouse::customers::write(&to, &customers.rows),
                     }
