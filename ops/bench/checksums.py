@@ -20,9 +20,14 @@ import sys
 import duckdb
 
 
-# Entries of `_state/records.parquet` changed since it was written: the
-# record state is the table with this over it (see etl/src/warehouse/state.rs).
-DELTA = "records-delta.parquet"
+# Tables of `_state/` written whole now and then, with the rows changed
+# since in a delta beside them: the table is its file with the delta's rows
+# over it, by key; a delta row matching `removes` takes the key out (see
+# etl/src/warehouse/state.rs and txn_keysets.rs).
+DELTAS = {
+    "records.parquet": ("records-delta.parquet", "key", None),
+    "txn_keysets.parquet": ("txn_keysets-delta.parquet", "keyset", "rows = 0"),
+}
 
 
 def datasets(wh, scores=True):
@@ -33,7 +38,7 @@ def datasets(wh, scores=True):
     for name in ("customers", "transactions", "events"):
         out[name] = os.path.join(cur, name, "**", "*.parquet")
     for f in sorted(glob.glob(os.path.join(cur, "_state", "*.parquet"))):
-        if os.path.basename(f) == DELTA:
+        if os.path.basename(f) in {d for d, _, _ in DELTAS.values()}:
             continue
         out["_state/" + os.path.basename(f)] = f
     for d in sorted(glob.glob(os.path.join(wh, "scores", "as_of=*")) if scores else []):
@@ -50,11 +55,13 @@ def checksums(wh, exclude=(), scores=True):
             continue
         # hive_partitioning off: the month folder is not a column of the files.
         rel = f"read_parquet('{pattern}', hive_partitioning = false)"
-        delta = os.path.join(os.path.dirname(pattern), DELTA)
-        if name == "_state/records.parquet" and os.path.exists(delta):
-            # The record state is the table with its delta over it, key by key.
+        table = name.removeprefix("_state/")
+        delta, key, removes = DELTAS.get(table, (None, None, None))
+        delta = delta and os.path.join(os.path.dirname(pattern), delta)
+        if delta and os.path.exists(delta):
             d = f"read_parquet('{delta}')"
-            rel = f"(select * from {rel} where key not in (select key from {d}) union all select * from {d})"
+            kept = f"(select * from {d} where not ({removes}))" if removes else d
+            rel = f"(select * from {rel} where {key} not in (select {key} from {d}) union all select * from {kept})"
         cols = [r[0] for r in con.execute(f"describe select * from {rel}").fetchall()]
         drop = [c for c in exclude if c in cols]
         if drop:

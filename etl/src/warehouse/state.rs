@@ -36,9 +36,9 @@ pub const DATASET: &str = "record state";
 pub const RECORDS_FILE: &str = "records.parquet";
 /// File name of the entries changed since the table was written.
 pub const DELTA_FILE: &str = "records-delta.parquet";
-/// The delta is merged into the table once it holds more than one entry
-/// for this many of the table's.
-const MERGE_RATIO: usize = 8;
+/// A delta is merged into its table once it holds more than one entry for
+/// this many of the table's (the record state's, the key set table's).
+pub const MERGE_RATIO: usize = 8;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![

@@ -13,6 +13,14 @@
 //! many, the first one's time, their channels), so a night builds
 //! `customers/` and counts the transactions without decoding the history.
 //!
+//! A night changes a few thousand of a million key sets (new ones, those
+//! its rows join or leave, those a claim moves), so it writes those alone,
+//! as `txn_keysets-delta.parquet` beside the table it shares with the
+//! version before: the delta's rows replace the table's by number (a row
+//! of no rows removes one), and hold every change since the table was
+//! written whole. Once the delta outgrows an eighth of the table, the night
+//! writes the table whole again (as the record state does: `state`).
+//!
 //! Derived state: a version without the table (an earlier cvm's), or whose
 //! table is unreadable or does not name a row's key set, is loaded from the
 //! rows' own keys, as a full rebuild always is.
@@ -30,8 +38,8 @@ use rayon::prelude::*;
 use super::WarehouseError;
 use super::event_keysets::{key_text, keyset_columns, keyset_fields};
 use super::parquet_io::{
-    self, Columns, UTC, WriteStats, chunks, opt_str, opt_str_ref, opt_timestamp_array,
-    opt_utf8_array, opt_value, write_batches, writer_properties_with,
+    self, Columns, UTC, WriteStats, chunks, opt_str_ref, opt_timestamp_array, opt_utf8_array,
+    opt_value, write_batches, writer_properties_with,
 };
 use crate::record::{KeyRefs, Keys};
 use crate::text_rows::TextRows;
@@ -40,6 +48,11 @@ use crate::text_rows::TextRows;
 pub const DATASET: &str = "transaction key sets";
 /// File name inside `_state/`.
 pub const FILE: &str = "txn_keysets.parquet";
+/// File name of the key sets changed since the table was written whole.
+pub const DELTA_FILE: &str = "txn_keysets-delta.parquet";
+/// [`TxnKeysets::stored`] of a key set read from the delta: it is written
+/// to the next delta whatever it holds then.
+const FROM_DELTA: u64 = u64::MAX;
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let number = Field::new("keyset", DataType::UInt64, false);
@@ -145,7 +158,26 @@ pub struct TxnKeysets {
     /// The index of every later key set, hashed by its number (4 bytes a
     /// slot: the number is in `hashes`).
     index: HashTable<u32>,
+    /// Of each key set read from `_state`, the [`fingerprint`] of its row
+    /// in the table's file (or [`FROM_DELTA`]): a night writes to the delta
+    /// those whose row changed.
+    stored: Vec<u64>,
+    /// Numbers the delta read removes from the table's file.
+    removed: Vec<u64>,
+    /// Rows of the table's file, when read from `_state`.
+    base_rows: Option<usize>,
     buf: String,
+}
+
+/// A hash of what a key set's row says beside its keys (its customer and
+/// [`KeysetRows`] as written), to tell whether a night changed it.
+fn fingerprint(customer: Option<&str>, rows: KeysetRows) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    customer.hash(&mut h);
+    rows.rows.hash(&mut h);
+    rows.named(customer.is_some()).hash(&mut h);
+    h.finish()
 }
 
 impl TxnKeysets {
@@ -306,9 +338,21 @@ impl TxnKeysets {
     }
 }
 
-/// The batch of `rows`: (number, index) pairs.
+/// A delta row that removes its key set from the table ([`build`]).
+const REMOVED: u32 = u32::MAX;
+
+/// The batch of `rows`: (number, index) pairs; an index of [`REMOVED`]
+/// makes a row of no keys and no rows.
 fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
-    let keys = |i: usize| opt_utf8_array(rows.iter().map(move |&(_, k)| sets.keys(k)[i]));
+    let get = |k: u32| (k != REMOVED).then_some(k);
+    let keys = |i: usize| {
+        opt_utf8_array(
+            rows.iter()
+                .map(move |&(_, k)| get(k).and_then(|k| sets.keys(k)[i])),
+        )
+    };
+    let summary = |k: u32| get(k).map(|k| sets.rows(k)).unwrap_or_default();
+    let customer = |k: u32| get(k).and_then(|k| sets.customer(k));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
             rows.iter().map(|&(n, _)| n),
@@ -316,26 +360,49 @@ fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
         keys(0),
         keys(1),
         keys(2),
-        opt_utf8_array(rows.iter().map(|&(_, k)| sets.customer(k))),
+        opt_utf8_array(rows.iter().map(|&(_, k)| customer(k))),
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
-            rows.iter().map(|&(_, k)| u64::from(sets.rows(k).rows)),
+            rows.iter().map(|&(_, k)| u64::from(summary(k).rows)),
         )),
         opt_timestamp_array(
             rows.iter()
-                .map(|&(_, k)| sets.rows(k).named(sets.customer(k).is_some()).0),
+                .map(|&(_, k)| summary(k).named(customer(k).is_some()).0),
         ),
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter(
             rows.iter()
-                .map(|&(_, k)| sets.rows(k).named(sets.customer(k).is_some()).1),
+                .map(|&(_, k)| summary(k).named(customer(k).is_some()).1),
         )),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
 
+/// Whether two of `rows` (sorted) share a number: so unlikely that it is
+/// only handled, by writing no table (the next run then reads the rows' keys).
+fn shared_number(rows: &[(u64, u32)]) -> bool {
+    let shared = rows.windows(2).any(|w| w[0].0 == w[1].0);
+    if shared {
+        tracing::warn!("two transaction key sets share a number: the key set table is not written");
+    }
+    shared
+}
+
+/// Writes `rows` (sorted) to `path`, atomically.
+fn write_rows(
+    path: &Path,
+    sets: &TxnKeysets,
+    rows: &[(u64, u32)],
+) -> Result<WriteStats, WarehouseError> {
+    write_batches(
+        path,
+        &schema(),
+        &writer_properties_with(&[], &[]),
+        chunks(rows.len()).map(|r| build(sets, &rows[r])),
+    )
+}
+
 /// Writes the key sets `used` marks (by index) to `dir/txn_keysets.parquet`
 /// (`dir` is the `_state` folder), by number, atomically. Writes nothing and
-/// returns None when two of them share a number (so unlikely that it is
-/// only handled: the next run then reads the rows' keys).
+/// returns None when two of them share a number.
 pub fn write(
     dir: &Path,
     sets: &TxnKeysets,
@@ -347,35 +414,81 @@ pub fn write(
         .map(|k| (sets.number(k), k))
         .collect();
     rows.par_sort_unstable();
-    if rows.windows(2).any(|w| w[0].0 == w[1].0) {
-        tracing::warn!("two transaction key sets share a number: the key set table is not written");
+    if shared_number(&rows) {
         return Ok(None);
     }
-    write_batches(
-        &dir.join(FILE),
-        &schema(),
-        &writer_properties_with(&[], &[]),
-        chunks(rows.len()).map(|r| build(sets, &rows[r])),
-    )
-    .map(Some)
+    write_rows(&dir.join(FILE), sets, &rows).map(Some)
 }
 
-/// Reads `dir/txn_keysets.parquet`: every key set with its customer; `None`
-/// when the version has no such file (written by an earlier cvm).
-pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
-    let path = dir.join(FILE);
-    if !path.exists() {
+/// Writes a night's key sets into `dir` (a staged `_state` folder): when
+/// `sets` were read from `previous` (the stored `_state` folder), the rows
+/// changed since its table was written whole as a new delta, the table
+/// linked; once the delta outgrows an eighth of the table, or when `sets`
+/// were not read from it, the table whole ([`write`]).
+pub fn write_over(
+    dir: &Path,
+    previous: Option<&Path>,
+    sets: &TxnKeysets,
+    used: &[bool],
+) -> Result<Option<WriteStats>, WarehouseError> {
+    let base = previous.map(|p| p.join(FILE)).filter(|b| b.exists());
+    let (Some(base), Some(base_rows), true) = (base, sets.base_rows, sets.summarised) else {
+        return write(dir, sets, used);
+    };
+    let read = sets.sorted as u32;
+    let changed = (0..sets.len() as u32).into_par_iter().filter_map(|k| {
+        let i = k as usize;
+        let row = match (k < read, used[i]) {
+            (true, false) => REMOVED,
+            (true, true) if sets.stored[i] == fingerprint(sets.customer(k), sets.rows(k)) => {
+                return None;
+            }
+            (_, true) => k,
+            (false, false) => return None,
+        };
+        Some((sets.number(k), row))
+    });
+    let mut rows: Vec<(u64, u32)> = changed.collect();
+    // Removals the stored delta made stay, unless the key set came back.
+    let back: rustc_hash::FxHashSet<u64> = rows.iter().map(|r| r.0).collect();
+    rows.extend(
+        sets.removed
+            .iter()
+            .filter(|h| !back.contains(h))
+            .map(|&h| (h, REMOVED)),
+    );
+    rows.par_sort_unstable();
+    if shared_number(&rows) {
         return Ok(None);
     }
-    let mut sets = TxnKeysets::default();
-    if let Some(rows) = parquet_io::row_count(&path)? {
-        sets.keys.reserve(rows);
-        sets.hashes.reserve_exact(rows);
-        sets.customers.reserve_exact(rows);
-        sets.rows.reserve_exact(rows);
+    if rows.len() * super::state::MERGE_RATIO > base_rows {
+        return write(dir, sets, used);
     }
-    sets.summarised = true;
-    for item in parquet_io::read_batches(&path)? {
+    let link = dir.join(FILE);
+    parquet_io::link_or_copy(&base, &link).map_err(|e| parquet_io::io_err(&link, e))?;
+    write_rows(&dir.join(DELTA_FILE), sets, &rows).map(Some)
+}
+
+/// One row of a key set file, borrowed from its batch.
+struct FileRow<'a> {
+    number: u64,
+    keys: KeyRefs<'a>,
+    customer: Option<&'a str>,
+    rows: KeysetRows,
+}
+
+/// Calls `each` with every row of the key set file `path`, in file order;
+/// returns whether the file keeps [`KeysetRows`] (an earlier cvm's did
+/// not). A row of no rows in a delta (`removal`) removes its key set and
+/// carries no keys; every other row's number must match its keys.
+fn for_each_row(
+    path: &Path,
+    removal: bool,
+    mut each: impl FnMut(FileRow<'_>) -> Result<(), String>,
+) -> Result<bool, WarehouseError> {
+    let mut summarised = true;
+    let mut buf = String::new();
+    for item in parquet_io::read_batches(path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
         let number = c.uint64("keyset", true)?;
@@ -388,24 +501,14 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
                 c.uint64("channels", false)?,
             )),
             None => {
-                sets.summarised = false;
+                summarised = false;
                 None
             }
         };
         for i in 0..batch.num_rows() {
             let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
             let h = number.value(i);
-            if keyset_hash(keys, &mut sets.buf) != h {
-                return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
-            }
-            // Written by number: ascending, each once (no lookup needed).
-            if sets.hashes.last().is_some_and(|&last| last >= h) {
-                return Err(c.error(format!("key set {h} is out of order or appears twice")));
-            }
-            sets.keys.push(keys);
-            sets.hashes.push(h);
-            sets.customers.push(opt_str(customer, i));
-            sets.rows.push(match summary {
+            let rows = match summary {
                 Some((rows, first_at, channels)) => KeysetRows {
                     rows: u32::try_from(rows.value(i))
                         .map_err(|_| c.error(format!("key set {h} has {} rows", rows.value(i))))?,
@@ -413,10 +516,124 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
                     channels: opt_value(channels, i).unwrap_or(0) as u8,
                 },
                 None => KeysetRows::default(),
-            });
+            };
+            let removes = removal && rows.rows == 0;
+            if !removes && keyset_hash(keys, &mut buf) != h {
+                return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
+            }
+            let customer = opt_str_ref(customer, i);
+            each(FileRow {
+                number: h,
+                keys,
+                customer,
+                rows,
+            })
+            .map_err(|e| c.error(e))?;
         }
     }
+    Ok(summarised)
+}
+
+/// A row of the delta, owned (the delta is small: it is read whole).
+struct DeltaRow {
+    number: u64,
+    keys: Keys,
+    customer: Option<Box<str>>,
+    rows: KeysetRows,
+}
+
+impl TxnKeysets {
+    /// Appends a key set read from `_state`, whose number must be greater
+    /// than every one read before it.
+    fn push_read(
+        &mut self,
+        h: u64,
+        keys: KeyRefs<'_>,
+        customer: Option<Box<str>>,
+        rows: KeysetRows,
+        stored: u64,
+    ) -> Result<(), String> {
+        // Written by number: ascending, each once (no lookup needed).
+        if self.hashes.last().is_some_and(|&last| last >= h) {
+            return Err(format!("key set {h} is out of order or appears twice"));
+        }
+        self.keys.push(keys);
+        self.hashes.push(h);
+        self.customers.push(customer);
+        self.rows.push(rows);
+        self.stored.push(stored);
+        Ok(())
+    }
+}
+
+/// Reads `dir/txn_keysets.parquet` with its delta over it: every key set
+/// with its customer, by number; `None` when the version has no such file
+/// (written by an earlier cvm).
+pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut delta: Vec<DeltaRow> = Vec::new();
+    let delta_path = dir.join(DELTA_FILE);
+    if delta_path.exists() {
+        for_each_row(&delta_path, true, |r| {
+            if delta.last().is_some_and(|last| last.number >= r.number) {
+                return Err(format!(
+                    "key set {} is out of order or appears twice",
+                    r.number
+                ));
+            }
+            delta.push(DeltaRow {
+                number: r.number,
+                keys: Keys::from_refs(r.keys),
+                customer: r.customer.map(Into::into),
+                rows: r.rows,
+            });
+            Ok(())
+        })?;
+    }
+    let mut sets = TxnKeysets::default();
+    let base_rows = parquet_io::row_count(&path)?.unwrap_or(0);
+    let rows = base_rows + delta.len();
+    sets.keys.reserve(rows);
+    sets.hashes.reserve_exact(rows);
+    sets.customers.reserve_exact(rows);
+    sets.rows.reserve_exact(rows);
+    sets.stored.reserve_exact(rows);
+    // The delta's rows go in by number as the table streams past them.
+    let mut pending = delta.iter().peekable();
+    let from_delta = |sets: &mut TxnKeysets, d: &DeltaRow| {
+        if d.rows.rows == 0 {
+            return Ok(());
+        }
+        let customer = d.customer.clone();
+        sets.push_read(d.number, d.keys.refs(), customer, d.rows, FROM_DELTA)
+    };
+    let summarised = for_each_row(&path, false, |r| {
+        while let Some(d) = pending.next_if(|d| d.number < r.number) {
+            from_delta(&mut sets, d)?;
+        }
+        if let Some(d) = pending.next_if(|d| d.number == r.number) {
+            if d.rows.rows == 0 {
+                sets.removed.push(d.number);
+                return Ok(());
+            }
+            return from_delta(&mut sets, d);
+        }
+        let fp = fingerprint(r.customer, r.rows);
+        sets.push_read(r.number, r.keys, r.customer.map(Into::into), r.rows, fp)
+    })?;
+    for d in pending {
+        from_delta(&mut sets, d).map_err(|e| WarehouseError::Schema {
+            path: delta_path.clone(),
+            dataset: DATASET,
+            message: e,
+        })?;
+    }
+    sets.summarised = summarised;
     sets.sorted = sets.keys.len();
+    sets.base_rows = Some(base_rows);
     Ok(Some(sets))
 }
 
@@ -505,6 +722,87 @@ mod tests {
         assert_eq!(back.keys(again), sets.keys(2));
         assert_eq!(back.intern(sets.keys(1)), 2);
         assert_eq!(back.intern(sets.keys(1)), 2);
+    }
+
+    /// The table as read: (number, keys, customer, rows) by number.
+    fn table(sets: &TxnKeysets) -> Vec<(u64, KeyRefs<'_>, Option<&str>, u32)> {
+        (0..sets.len() as u32)
+            .map(|k| {
+                (
+                    sets.number(k),
+                    sets.keys(k),
+                    sets.customer(k),
+                    sets.rows(k).rows,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_night_writes_the_changed_key_sets_as_a_delta_over_the_shared_table() {
+        let (v1, v2, v3) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        // 32 key sets, so a delta of three stays under an eighth.
+        let mut sets = TxnKeysets::default();
+        for i in 0..32 {
+            let k = sets.intern_stored(
+                keys(Some(&format!("C{i}")), None),
+                Some(format!("C{i}").into()),
+            );
+            sets.rows_mut(k).add(i, Channel::Web);
+        }
+        write(v1.path(), &sets, &[true; 32]).unwrap().unwrap();
+        // Night 1: one key set moves, one loses its rows, one is new.
+        let mut night = read(v1.path()).unwrap().unwrap();
+        let moved = night.intern(keys(Some("C3"), None));
+        night.set_customer(moved, Some("C9".into()));
+        let gone = night.intern(keys(Some("C5"), None));
+        night.rows_mut(gone).rows = 0;
+        let new = night.intern(keys(None, Some("n@x")));
+        night.set_customer(new, Some("G-1".into()));
+        night.rows_mut(new).add(99, Channel::Pos);
+        let used: Vec<bool> = night.all_rows().iter().map(|r| r.rows > 0).collect();
+        write_over(v2.path(), Some(v1.path()), &night, &used)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parquet_io::row_count(&v2.path().join(DELTA_FILE)).unwrap(),
+            Some(3)
+        );
+        let back = read(v2.path()).unwrap().unwrap();
+        let mut want: Vec<_> = table(&night).into_iter().filter(|r| r.3 > 0).collect();
+        want.sort_by_key(|r| r.0);
+        assert_eq!(table(&back), want);
+        // Night 2 changes nothing: the delta keeps night 1's changes (the
+        // removal too), over the same table.
+        let used: Vec<bool> = back.all_rows().iter().map(|r| r.rows > 0).collect();
+        write_over(v3.path(), Some(v2.path()), &back, &used)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            parquet_io::row_count(&v3.path().join(DELTA_FILE)).unwrap(),
+            Some(3)
+        );
+        assert_eq!(table(&read(v3.path()).unwrap().unwrap()), want);
+        // A delta past an eighth of the table: the table whole, no delta.
+        let mut busy = read(v3.path()).unwrap().unwrap();
+        for k in 0..4 {
+            busy.set_customer(k, Some("C0".into()));
+        }
+        let v4 = tempfile::tempdir().unwrap();
+        let used = vec![true; busy.len()];
+        write_over(v4.path(), Some(v3.path()), &busy, &used)
+            .unwrap()
+            .unwrap();
+        assert!(!v4.path().join(DELTA_FILE).exists());
+        assert_eq!(
+            parquet_io::row_count(&v4.path().join(FILE)).unwrap(),
+            Some(32)
+        );
+        assert_eq!(table(&read(v4.path()).unwrap().unwrap()), table(&busy));
     }
 
     #[test]

@@ -473,7 +473,13 @@ fn publish_version(
                 },
                 || {
                     let dir = d.join(warehouse::state::DIR);
-                    warehouse::txn_keysets::write(&dir, &txns.keysets, &txns.used)
+                    let from = previous.as_ref().map(|p| p.join(warehouse::state::DIR));
+                    warehouse::txn_keysets::write_over(
+                        &dir,
+                        from.as_deref(),
+                        &txns.keysets,
+                        &txns.used,
+                    )
                 },
             )
         },
