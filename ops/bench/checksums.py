@@ -23,10 +23,11 @@ import duckdb
 # Tables of `_state/` written whole now and then, with the rows changed
 # since in a delta beside them: the table is its file with the delta's rows
 # over it, by key; a delta row matching `removes` takes the key out (see
-# etl/src/warehouse/state.rs and txn_keysets.rs).
+# etl/src/warehouse/state.rs, txn_keysets.rs, purchase_totals.rs).
 DELTAS = {
     "records.parquet": ("records-delta.parquet", "key", None),
     "txn_keysets.parquet": ("txn_keysets-delta.parquet", "keyset", "rows = 0"),
+    "purchase_totals.parquet": ("purchase_totals-delta.parquet", "customer_id", "transactions = 0"),
 }
 
 

@@ -5,6 +5,13 @@
 //! ingest beside the transactions it sums; read by `score`. Internal state:
 //! its columns may change between versions of cvm, and a version without it
 //! is scored from its transactions.
+//!
+//! A night sums a few thousand of a million customers again, so it writes
+//! theirs alone, as `purchase_totals-delta.parquet` beside the table it
+//! shares with the version before: the delta's rows stand for the table's
+//! of the same customer (a row of no transactions removes one), and hold
+//! every change since the table was written whole; once the delta outgrows
+//! an eighth of the table, the night writes the table whole again.
 
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -24,6 +31,8 @@ use super::parquet_io::{
 pub const DATASET: &str = "purchase totals";
 /// File name of the purchase totals inside `_state/`.
 pub const FILE: &str = "purchase_totals.parquet";
+/// File name of the customers summed again since the table was written whole.
+pub const DELTA_FILE: &str = "purchase_totals-delta.parquet";
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let scale = BaseAmount::SCALE as i8;
@@ -124,13 +133,20 @@ pub fn write<S: AsRef<str>>(
     if rows.iter().any(too_big) {
         return Ok(None);
     }
+    write_file(&dir.join(FILE), rows).map(Some)
+}
+
+/// Writes `rows` to `path`, atomically.
+fn write_file<S: AsRef<str>>(
+    path: &Path,
+    rows: &[PurchaseTotalsRow<S>],
+) -> Result<WriteStats, WarehouseError> {
     write_batches(
-        &dir.join(FILE),
+        path,
         &schema(),
         &properties(),
         chunks(rows.len()).map(|r| build(&rows[r])),
     )
-    .map(Some)
 }
 
 /// Writes `to/purchase_totals.parquet` from `from/purchase_totals.parquet`
@@ -179,6 +195,66 @@ pub fn merge_over<S: AsRef<str>>(
     write_batches(&to.join(FILE), &schema(), &properties(), stored.chain(rest)).map(Some)
 }
 
+/// Writes a night's totals into `to` from `from` (both `_state` folders):
+/// `rows` (sorted by customer id: the customers summed again, those
+/// `summed` picks) over the stored delta as the new delta, a customer
+/// summed without a row (no transactions left) as a row of none, the table
+/// linked; once that delta outgrows an eighth of the table, the table
+/// merged whole ([`merge_over`]). Returns `None`, writing nothing, as
+/// [`write`] does; [`WarehouseError::Unsorted`] as [`merge_over`] does.
+pub fn write_over<S: AsRef<str>>(
+    from: &Path,
+    to: &Path,
+    summed: &rustc_hash::FxHashSet<Box<str>>,
+    rows: &[PurchaseTotalsRow<S>],
+) -> Result<Option<WriteStats>, WarehouseError> {
+    if rows.iter().any(too_big) {
+        return Ok(None);
+    }
+    let mut delta: Vec<PurchaseTotalsRow<Box<str>>> = Vec::new();
+    let stored_delta = from.join(DELTA_FILE);
+    if stored_delta.exists() {
+        read_file(&stored_delta, |r| {
+            if !summed.contains(r.customer_id) {
+                delta.push(r.with_id(r.customer_id.into()));
+            }
+        })?;
+    }
+    delta.extend(
+        rows.iter()
+            .map(|r| r.with_id(r.customer_id.as_ref().into())),
+    );
+    let with_row: rustc_hash::FxHashSet<&str> =
+        rows.iter().map(|r| r.customer_id.as_ref()).collect();
+    let gone = summed.iter().filter(|id| !with_row.contains(&***id));
+    delta.extend(gone.map(|id| PurchaseTotalsRow {
+        customer_id: id.clone(),
+        transactions: 0,
+        revenue: 0,
+        orders: None,
+        first_day: None,
+        last_day: None,
+        repeat_sum: 0.0,
+        last_at: None,
+    }));
+    drop(with_row);
+    delta.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
+    let base = from.join(FILE);
+    let base_rows = parquet_io::row_count(&base)?.unwrap_or(0);
+    if delta.len() * super::state::MERGE_RATIO > base_rows {
+        let ids: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
+        let live: Vec<PurchaseTotalsRow<&str>> = delta
+            .iter()
+            .filter(|r| r.transactions > 0)
+            .map(|r| r.with_id(&*r.customer_id))
+            .collect();
+        return merge_over(from, to, |id| ids.contains(id), &live);
+    }
+    let link = to.join(FILE);
+    parquet_io::link_or_copy(&base, &link).map_err(|e| parquet_io::io_err(&link, e))?;
+    write_file(&to.join(DELTA_FILE), &delta).map(Some)
+}
+
 /// Whether a row's revenue does not fit the decimal column.
 fn too_big<S>(r: &PurchaseTotalsRow<S>) -> bool {
     r.revenue.abs() > DECIMAL_MAX_UNITS
@@ -195,8 +271,10 @@ pub fn usable(dir: &Path) -> bool {
     parquet_io::has_schema(&dir.join(FILE), &schema())
 }
 
-/// Calls `each` with every row of `dir/purchase_totals.parquet`; `false`
-/// when the file does not exist.
+/// Calls `each` with every row of `dir/purchase_totals.parquet` with its
+/// delta over it: the table's rows of the customers the delta leaves alone,
+/// then the delta's rows of customers with transactions; `false` when the
+/// table does not exist.
 pub fn read_each(
     dir: &Path,
     mut each: impl FnMut(PurchaseTotalsRow<&str>),
@@ -205,14 +283,36 @@ pub fn read_each(
     if !path.exists() {
         return Ok(false);
     }
-    for item in parquet_io::read_batches(&path)? {
+    let mut delta: Vec<PurchaseTotalsRow<Box<str>>> = Vec::new();
+    let delta_path = dir.join(DELTA_FILE);
+    if delta_path.exists() {
+        read_file(&delta_path, |r| delta.push(r.with_id(r.customer_id.into())))?;
+    }
+    let over: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
+    read_file(&path, |r| {
+        if !over.contains(r.customer_id) {
+            each(r);
+        }
+    })?;
+    for r in delta.iter().filter(|r| r.transactions > 0) {
+        each(r.with_id(&*r.customer_id));
+    }
+    Ok(true)
+}
+
+/// Calls `each` with every row of the file `path`.
+fn read_file(
+    path: &Path,
+    mut each: impl FnMut(PurchaseTotalsRow<&str>),
+) -> Result<(), WarehouseError> {
+    for item in parquet_io::read_batches(path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
         rows_of(&c, batch.num_rows())?
             .into_iter()
             .for_each(&mut each);
     }
-    Ok(true)
+    Ok(())
 }
 
 /// The rows of one batch, borrowing its text.
@@ -370,6 +470,64 @@ mod tests {
         let want = [("A", 1), ("B", 2), ("C", 2), ("F", 2)];
         let want: Vec<(String, u64)> = want.iter().map(|(i, n)| (i.to_string(), *n)).collect();
         assert_eq!(ids_and_counts(to.path()), want);
+    }
+
+    #[test]
+    fn a_night_writes_the_customers_summed_again_as_a_delta_over_the_shared_table() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ids: Vec<String> = (0..32).map(|i| format!("C{i:02}")).collect();
+        let base: Vec<_> = ids.iter().map(|id| totals(id, 1)).collect();
+        write(dirs[0].path(), &base).unwrap();
+        let summed = |ids: &[&str]| -> rustc_hash::FxHashSet<Box<str>> {
+            ids.iter().map(|&id| Box::from(id)).collect()
+        };
+        // Night 1: C01 summed again, C02 has no transactions left, D is new.
+        let rows = [totals("C01", 5), totals("D", 1)];
+        let night = summed(&["C01", "C02", "D"]);
+        write_over(dirs[0].path(), dirs[1].path(), &night, &rows)
+            .unwrap()
+            .unwrap();
+        let delta = dirs[1].path().join(DELTA_FILE);
+        assert_eq!(parquet_io::row_count(&delta).unwrap(), Some(3));
+        let mut want: Vec<(String, u64)> = ids
+            .iter()
+            .filter(|id| *id != "C02")
+            .map(|id| (id.clone(), if id == "C01" { 5 } else { 1 }))
+            .chain([("D".to_string(), 1)])
+            .collect();
+        let sorted = |mut v: Vec<(String, u64)>| {
+            v.sort();
+            v
+        };
+        want = sorted(want);
+        assert_eq!(sorted(ids_and_counts(dirs[1].path())), want);
+        // Night 2 sums nobody: the delta keeps night 1's rows.
+        let none: [PurchaseTotalsRow<&str>; 0] = [];
+        write_over(dirs[1].path(), dirs[2].path(), &summed(&[]), &none)
+            .unwrap()
+            .unwrap();
+        let delta = dirs[2].path().join(DELTA_FILE);
+        assert_eq!(parquet_io::row_count(&delta).unwrap(), Some(3));
+        assert_eq!(sorted(ids_and_counts(dirs[2].path())), want);
+        // A delta past an eighth of the table: the table whole, no delta.
+        let busy: Vec<_> = ["C03", "C04"].iter().map(|id| totals(id, 7)).collect();
+        write_over(
+            dirs[2].path(),
+            dirs[3].path(),
+            &summed(&["C03", "C04"]),
+            &busy,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!dirs[3].path().join(DELTA_FILE).exists());
+        let whole = ids_and_counts(dirs[3].path());
+        assert_eq!(whole.len(), 32);
+        assert!(whole.is_sorted(), "the table whole is sorted by id");
+        let want: Vec<(String, u64)> = want
+            .into_iter()
+            .map(|(id, n)| (id.clone(), if id == "C03" || id == "C04" { 7 } else { n }))
+            .collect();
+        assert_eq!(whole, want);
     }
 
     #[test]

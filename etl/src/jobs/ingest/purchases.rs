@@ -2,7 +2,8 @@
 //! transactions (`scoring::totals`), stored in the version so `score` reads
 //! one row per customer instead of every transaction. Over a version that
 //! has them, only the customers whose transactions changed tonight are
-//! summed again; the others keep their stored row.
+//! summed again, and written as a delta over the stored table (see
+//! `warehouse::purchase_totals`); the others keep their stored row.
 
 use std::path::Path;
 
@@ -19,8 +20,8 @@ use cvm_shared::TxnKind;
 
 /// Writes every customer's purchase totals into `to` (the staged
 /// `_state` folder): the stored rows of `previous` (the version this run
-/// started from) for the customers not `touched`, merged with theirs summed
-/// again, a batch at a time; all summed when either is missing or the
+/// started from) for the customers not `touched`, with theirs summed
+/// again over them; all summed when either is missing or the
 /// stored rows cannot be read, unless `partial` (the run holds only part of
 /// the history: then unreadable stored rows are an error). Returns how many
 /// customers were summed.
@@ -45,7 +46,7 @@ pub(super) fn write(
             let from = dir.join(warehouse::state::DIR);
             let rows = sorted(summed(txns, |id| ids.contains(id)));
             let merged = match purchase_totals::usable(&from) {
-                true => purchase_totals::merge_over(&from, to, |id| ids.contains(id), &rows),
+                true => purchase_totals::write_over(&from, to, ids, &rows),
                 false if partial => return Err(unreadable(None)),
                 // Missing, or another cvm's columns: summed again below.
                 false => Err(WarehouseError::Format {
