@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::months::{self, Month, Unchanged, Written, month_of};
 use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, decimal_array, opt_str, opt_str_ref,
-    timestamp_array, writer_properties_with,
+    opt_utf8_array, timestamp_array, writer_properties_with,
 };
 use super::txn_keysets::TxnKeysets;
 use super::{SourceFile, StoredTxn, Transaction, WarehouseError};
@@ -332,19 +332,88 @@ pub fn write<'a>(
     // A month per thread at a time: memory holds as many months as threads.
     let months: Vec<Written> = reread
         .par_iter()
-        .map(|(_, files)| {
-            let rows: Vec<StoredTxn> = read_numbered_files(files, sets)?
-                .into_iter()
-                .flatten()
-                .collect();
-            write_rows(dir, &rows, sets, None)
-        })
+        .map(
+            |(&month, files)| match rename_customers(dir, month, files, sets)? {
+                Some(written) => Ok(written),
+                None => {
+                    let rows: Vec<StoredTxn> = read_numbered_files(files, sets)?
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    write_rows(dir, &rows, sets, None)
+                }
+            },
+        )
         .collect::<Result<_, _>>()?;
     for w in months {
         written.stats = written.stats + w.stats;
         written.months += w.months;
     }
     Ok(written)
+}
+
+/// Writes a re-read month's `files` (a stored version's) into `dir` again,
+/// a batch at a time, each as it is but for its `customer_id` column,
+/// named anew from its key set (`sets`): a claim moves key sets, and
+/// nothing else about the month changes, so its rows are neither decoded
+/// nor sorted again. `None`, writing nothing, when a file is not as this
+/// cvm writes it (its schema, or a key set `sets` lacks): the month is then
+/// read and written row by row.
+fn rename_customers(
+    dir: &Path,
+    month: Month,
+    files: &[PathBuf],
+    sets: &TxnKeysets,
+) -> Result<Option<Written>, WarehouseError> {
+    let schema = schema();
+    let customer = schema.index_of("customer_id").unwrap_or(1);
+    for file in files {
+        if !parquet_io::has_schema(file, &schema) {
+            return Ok(None);
+        }
+    }
+    let to = dir.join(months::folder(month));
+    let mut written = Written {
+        months: 1,
+        ..Written::default()
+    };
+    for file in files {
+        let Some(name) = file.file_name() else {
+            return Ok(None);
+        };
+        let missing = std::cell::Cell::new(false);
+        let batches = parquet_io::read_batches(file)?.map_while(|item| {
+            let renamed = item.and_then(|(path, batch)| {
+                let c = Columns::new(&batch, &path, DATASET);
+                let numbers = c.uint64("keyset", true)?;
+                let Ok(found) = sets.by_numbers(numbers.values()) else {
+                    return Ok(None);
+                };
+                let mut columns = batch.columns().to_vec();
+                columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
+                RecordBatch::try_new(schema.clone(), columns)
+                    .map(Some)
+                    .map_err(|e| c.error(e.to_string()))
+            });
+            match renamed {
+                Ok(Some(batch)) => Some(Ok(batch)),
+                Ok(None) => {
+                    missing.set(true);
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            }
+        });
+        let path = to.join(name);
+        let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
+        let stats = parquet_io::write_batches(&path, &schema, &props, batches)?;
+        if missing.get() {
+            std::fs::remove_dir_all(&to).map_err(|e| parquet_io::io_err(&to, e))?;
+            return Ok(None);
+        }
+        written.stats = written.stats + stats;
+    }
+    Ok(Some(written))
 }
 
 /// Writes `txns` as [`write`] does, without re-read months.
