@@ -512,7 +512,7 @@ impl CrmIdentities {
     }
 
     /// Every one not removed, in the order added.
-    pub fn iter(&self) -> impl Iterator<Item = CrmIdentity<'_>> {
+    pub fn iter(&self) -> impl Iterator<Item = CrmIdentity<'_>> + Clone {
         (0..self.text.len())
             .filter(|&i| !self.removed[i])
             .map(|i| self.get(i))

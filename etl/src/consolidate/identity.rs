@@ -56,12 +56,13 @@ type Rank<'a> = (Option<i64>, &'a str);
 #[derive(Debug, Default)]
 pub struct Directory<'a> {
     ids: HashSet<&'a str>,
-    /// Owner of each email: from the latest records, else from the history.
-    by_email: HashMap<&'a str, &'a str>,
+    /// Owner of each email (and its rank): from the latest records, else
+    /// from the history.
+    by_email: HashMap<&'a str, Rank<'a>>,
     /// Owner of each phone, as `by_email`.
-    by_phone: HashMap<&'a str, &'a str>,
+    by_phone: HashMap<&'a str, Rank<'a>>,
     /// Every latest carrier of a key several latest records carry.
-    shared: HashSet<(KeyKind, &'a str, &'a str)>,
+    shared: HashSet<SharedKey<'a>>,
     /// Keys of superseded CRM versions: the most recent carrier of each.
     history: HashMap<(KeyKind, &'a str), Rank<'a>>,
     /// Emails and phones shared by more than one CRM record (counted once each).
@@ -101,8 +102,8 @@ pub fn identity_claims(r: CrmIdentity<'_>) -> impl Iterator<Item = KeyClaim<&str
 
 impl<'a> Directory<'a> {
     /// Builds the directory from the latest CRM records alone.
-    pub fn from_crm(records: impl IntoIterator<Item = &'a CrmRecord>) -> Directory<'a> {
-        let latest = records.into_iter().map(CrmRecord::identity);
+    pub fn from_crm(records: &'a [CrmRecord]) -> Directory<'a> {
+        let latest = records.iter().map(CrmRecord::identity);
         Directory::with_history(latest, &[], std::iter::empty())
     }
 
@@ -110,49 +111,42 @@ impl<'a> Directory<'a> {
     /// most recently updated one (then the greater id); any other key to the
     /// customer whose record carried it most recently, from the `stored`
     /// history and this run's `superseded` claims (data contract, section 5).
-    pub fn with_history(
-        latest: impl IntoIterator<Item = CrmIdentity<'a>>,
+    pub fn with_history<I>(
+        latest: I,
         stored: &'a [KeyClaim],
         superseded: impl IntoIterator<Item = KeyClaim<&'a str>>,
-    ) -> Directory<'a> {
-        let mut d = Directory::default();
-        let mut email_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
-        let mut phone_owner: HashMap<&'a str, Rank<'a>> = HashMap::default();
-        for r in latest {
-            d.ids.insert(r.customer_id);
-            for c in identity_claims(r) {
-                let rank = (c.updated_at, c.customer_id);
-                let owners = match c.kind {
-                    KeyKind::Email => &mut email_owner,
-                    KeyKind::Phone => &mut phone_owner,
-                };
-                match owners.get_mut(c.key) {
-                    None => {
-                        owners.insert(c.key, rank);
-                    }
-                    Some(cur) => {
-                        if cur.1 != rank.1 {
-                            d.shared.insert((c.kind, c.key, cur.1));
-                            d.shared.insert((c.kind, c.key, rank.1));
-                        }
-                        if rank > *cur {
-                            *cur = rank;
-                        }
-                    }
-                }
-            }
-        }
+    ) -> Directory<'a>
+    where
+        I: IntoIterator<Item = CrmIdentity<'a>>,
+        I::IntoIter: Clone + Send + Sync,
+    {
+        let latest = latest.into_iter();
+        let n = latest.clone().count();
+        // The ids and each kind's owners are built side by side: a million
+        // customers' inserts are most of the run's identity resolution.
+        let (ids, ((by_email, email_shared), (by_phone, phone_shared))) = rayon::join(
+            || {
+                let mut ids = HashSet::with_capacity_and_hasher(n, Default::default());
+                ids.extend(latest.clone().map(|r| r.customer_id));
+                ids
+            },
+            || {
+                rayon::join(
+                    || owners(latest.clone(), KeyKind::Email, n),
+                    || owners(latest.clone(), KeyKind::Phone, n),
+                )
+            },
+        );
+        let mut d = Directory {
+            ids,
+            by_email,
+            by_phone,
+            ..Directory::default()
+        };
+        d.shared = email_shared.into_iter().chain(phone_shared).collect();
         let conflicted: HashSet<(KeyKind, &str)> =
             d.shared.iter().map(|&(kind, key, _)| (kind, key)).collect();
         d.conflicts = conflicted.len() as u64;
-        d.by_email = email_owner
-            .into_iter()
-            .map(|(k, (_, id))| (k, id))
-            .collect();
-        d.by_phone = phone_owner
-            .into_iter()
-            .map(|(k, (_, id))| (k, id))
-            .collect();
         let stored = stored.iter().map(|c| {
             let claim = KeyClaim {
                 kind: c.kind,
@@ -182,12 +176,12 @@ impl<'a> Directory<'a> {
                 }
             }
         }
-        for (&(kind, key), &(_, id)) in &d.history {
+        for (&(kind, key), &rank) in &d.history {
             let owners = match kind {
                 KeyKind::Email => &mut d.by_email,
                 KeyKind::Phone => &mut d.by_phone,
             };
-            owners.entry(key).or_insert(id);
+            owners.entry(key).or_insert(rank);
         }
         d
     }
@@ -200,7 +194,7 @@ impl<'a> Directory<'a> {
         };
         match owner {
             None => false,
-            Some(&owner) => {
+            Some(&(_, owner)) => {
                 owner == c.customer_id || self.shared.contains(&(c.kind, c.key, c.customer_id))
             }
         }
@@ -233,17 +227,56 @@ impl<'a> Directory<'a> {
             return Some(found);
         }
         if let Some(e) = email
-            && let Some(id) = self.by_email.get(e)
+            && let Some(&(_, id)) = self.by_email.get(e)
         {
             return Some(id);
         }
-        phone.and_then(|p| self.by_phone.get(p)).copied()
+        phone.and_then(|p| self.by_phone.get(p)).map(|&(_, id)| id)
     }
 
     /// Whether `id` is a CRM customer.
     pub fn is_crm(&self, id: &str) -> bool {
         self.ids.contains(id)
     }
+}
+
+/// A key several latest records carry, and one of its carriers.
+type SharedKey<'a> = (KeyKind, &'a str, &'a str);
+
+/// The owner of each key of `kind` the `latest` records carry: the most
+/// recently updated carrier (then the greater id); and every carrier of a
+/// key several carry (`n`: how many records, to size the table).
+fn owners<'a>(
+    latest: impl Iterator<Item = CrmIdentity<'a>>,
+    kind: KeyKind,
+    n: usize,
+) -> (HashMap<&'a str, Rank<'a>>, Vec<SharedKey<'a>>) {
+    let mut owners: HashMap<&'a str, Rank<'a>> =
+        HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut shared = Vec::new();
+    for r in latest {
+        let key = match kind {
+            KeyKind::Email => r.email,
+            KeyKind::Phone => r.phone,
+        };
+        let Some(key) = key else { continue };
+        let rank = (r.updated_at, r.customer_id);
+        match owners.get_mut(key) {
+            None => {
+                owners.insert(key, rank);
+            }
+            Some(cur) => {
+                if cur.1 != rank.1 {
+                    shared.push((kind, key, cur.1));
+                    shared.push((kind, key, rank.1));
+                }
+                if rank > *cur {
+                    *cur = rank;
+                }
+            }
+        }
+    }
+    (owners, shared)
 }
 
 /// A guest customer (not in CRM).
