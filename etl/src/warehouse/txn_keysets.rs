@@ -11,7 +11,10 @@
 //!
 //! Each key set also keeps what its rows add up to ([`KeysetRows`]: how
 //! many, the first one's time, their channels), so a night builds
-//! `customers/` and counts the transactions without decoding the history.
+//! `customers/` and counts the transactions without decoding the history;
+//! and whether its customer is the CRM customer one of its keys names
+//! (`crm`), so a night resolves again only the key sets whose keys a CRM
+//! record changes, the guests' and the new ones.
 //!
 //! A night changes a few thousand of a million key sets (new ones, those
 //! its rows join or leave, those a claim moves), so it writes those alone,
@@ -29,7 +32,7 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::UInt64Type;
-use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, PrimitiveArray, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::Channel;
 use hashbrown::HashTable;
@@ -64,6 +67,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             true,
         ),
         Field::new("channels", DataType::UInt64, true),
+        Field::new("crm", DataType::Boolean, true),
     ];
     Arc::new(Schema::new(
         std::iter::once(number)
@@ -147,6 +151,10 @@ pub struct TxnKeysets {
     keys: TextRows<3>,
     hashes: Vec<u64>,
     customers: Vec<Option<Box<str>>>,
+    /// Whether each key set's customer is the CRM customer one of its keys
+    /// names (not a guest): as long as none of its keys changes owner, it
+    /// stays so (see `jobs::ingest::identities`). False when not known.
+    crm: Vec<bool>,
     /// What each key set's rows add up to; filled up to every key set when
     /// first changed (a drop's own table never needs it).
     rows: Vec<KeysetRows>,
@@ -171,10 +179,11 @@ pub struct TxnKeysets {
 
 /// A hash of what a key set's row says beside its keys (its customer and
 /// [`KeysetRows`] as written), to tell whether a night changed it.
-fn fingerprint(customer: Option<&str>, rows: KeysetRows) -> u64 {
+fn fingerprint(customer: Option<&str>, crm: bool, rows: KeysetRows) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = rustc_hash::FxHasher::default();
     customer.hash(&mut h);
+    crm.hash(&mut h);
     rows.rows.hash(&mut h);
     rows.named(customer.is_some()).hash(&mut h);
     h.finish()
@@ -261,6 +270,17 @@ impl TxnKeysets {
         self.customers[k as usize] = customer;
     }
 
+    /// Whether key set `k`'s customer is known to be the CRM customer one of
+    /// its keys names.
+    pub fn crm(&self, k: u32) -> bool {
+        self.crm[k as usize]
+    }
+
+    /// Notes whether key set `k`'s customer is the CRM customer one of its keys names.
+    pub fn set_crm(&mut self, k: u32, crm: bool) {
+        self.crm[k as usize] = crm;
+    }
+
     /// The index of `keys`, added (without a customer) if new.
     pub fn intern(&mut self, keys: KeyRefs<'_>) -> u32 {
         let h = keyset_hash(keys, &mut self.buf);
@@ -288,6 +308,7 @@ impl TxnKeysets {
         let k = self.keys.push(keys) as u32;
         self.hashes.push(h);
         self.customers.push(None);
+        self.crm.push(false);
         let hashes = &self.hashes;
         self.index.insert_unique(h, k, |&k| hashes[k as usize]);
         k
@@ -372,6 +393,10 @@ fn build(sets: &TxnKeysets, rows: &[(u64, u32)]) -> RecordBatch {
             rows.iter()
                 .map(|&(_, k)| summary(k).named(customer(k).is_some()).1),
         )),
+        Arc::new(BooleanArray::from_iter(
+            rows.iter()
+                .map(|&(_, k)| Some(get(k).is_some_and(|k| sets.crm(k)))),
+        )),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
@@ -440,7 +465,9 @@ pub fn write_over(
         let i = k as usize;
         let row = match (k < read, used[i]) {
             (true, false) => REMOVED,
-            (true, true) if sets.stored[i] == fingerprint(sets.customer(k), sets.rows(k)) => {
+            (true, true)
+                if sets.stored[i] == fingerprint(sets.customer(k), sets.crm(k), sets.rows(k)) =>
+            {
                 return None;
             }
             (_, true) => k,
@@ -474,6 +501,7 @@ struct FileRow<'a> {
     number: u64,
     keys: KeyRefs<'a>,
     customer: Option<&'a str>,
+    crm: bool,
     rows: KeysetRows,
 }
 
@@ -505,6 +533,11 @@ fn for_each_row(
                 None
             }
         };
+        // An earlier cvm's table does not know which key sets are CRM's.
+        let crm = match batch.column_by_name("crm") {
+            Some(_) => Some(c.boolean("crm", false)?),
+            None => None,
+        };
         for i in 0..batch.num_rows() {
             let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
             let h = number.value(i);
@@ -522,10 +555,12 @@ fn for_each_row(
                 return Err(c.error(format!("key set {h} does not match its keys {keys:?}")));
             }
             let customer = opt_str_ref(customer, i);
+            let crm = crm.is_some_and(|a| a.is_valid(i) && a.value(i));
             each(FileRow {
                 number: h,
                 keys,
                 customer,
+                crm,
                 rows,
             })
             .map_err(|e| c.error(e))?;
@@ -539,6 +574,7 @@ struct DeltaRow {
     number: u64,
     keys: Keys,
     customer: Option<Box<str>>,
+    crm: bool,
     rows: KeysetRows,
 }
 
@@ -550,6 +586,7 @@ impl TxnKeysets {
         h: u64,
         keys: KeyRefs<'_>,
         customer: Option<Box<str>>,
+        crm: bool,
         rows: KeysetRows,
         stored: u64,
     ) -> Result<(), String> {
@@ -560,6 +597,7 @@ impl TxnKeysets {
         self.keys.push(keys);
         self.hashes.push(h);
         self.customers.push(customer);
+        self.crm.push(crm);
         self.rows.push(rows);
         self.stored.push(stored);
         Ok(())
@@ -588,6 +626,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
                 number: r.number,
                 keys: Keys::from_refs(r.keys),
                 customer: r.customer.map(Into::into),
+                crm: r.crm,
                 rows: r.rows,
             });
             Ok(())
@@ -599,6 +638,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
     sets.keys.reserve(rows);
     sets.hashes.reserve_exact(rows);
     sets.customers.reserve_exact(rows);
+    sets.crm.reserve_exact(rows);
     sets.rows.reserve_exact(rows);
     sets.stored.reserve_exact(rows);
     // The delta's rows go in by number as the table streams past them.
@@ -608,7 +648,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             return Ok(());
         }
         let customer = d.customer.clone();
-        sets.push_read(d.number, d.keys.refs(), customer, d.rows, FROM_DELTA)
+        sets.push_read(d.number, d.keys.refs(), customer, d.crm, d.rows, FROM_DELTA)
     };
     let summarised = for_each_row(&path, false, |r| {
         while let Some(d) = pending.next_if(|d| d.number < r.number) {
@@ -621,8 +661,9 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             }
             return from_delta(&mut sets, d);
         }
-        let fp = fingerprint(r.customer, r.rows);
-        sets.push_read(r.number, r.keys, r.customer.map(Into::into), r.rows, fp)
+        let fp = fingerprint(r.customer, r.crm, r.rows);
+        let customer = r.customer.map(Into::into);
+        sets.push_read(r.number, r.keys, customer, r.crm, r.rows, fp)
     })?;
     for d in pending {
         from_delta(&mut sets, d).map_err(|e| WarehouseError::Schema {

@@ -12,7 +12,7 @@ use super::transactions::Txns;
 use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
 use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
-use crate::record::{CrmIdentities, CrmRecord};
+use crate::record::{CrmIdentities, CrmRecord, KeyRefs};
 
 /// The latest CRM records: the stored ones the drop leaves alone, and the
 /// drop's; and the stored ones the drop replaced.
@@ -86,45 +86,118 @@ pub(super) fn directory<'a>(
     Directory::with_history(latest, history, superseded_claims)
 }
 
+/// The keys whose CRM owner may change tonight: every key of the CRM
+/// records the drop adds, of the stored ones they replace, and of its own
+/// superseded versions. A key set none of whose keys is here keeps the CRM
+/// customer it had (the directory changes only at these keys).
+pub(super) struct DirtyKeys<'a> {
+    ids: HashSet<&'a str>,
+    emails: HashSet<&'a str>,
+    phones: HashSet<&'a str>,
+}
+
+impl DirtyKeys<'_> {
+    /// Whether any of `keys` is one.
+    fn touch(&self, [id, email, phone]: KeyRefs<'_>) -> bool {
+        id.is_some_and(|k| self.ids.contains(k))
+            || email.is_some_and(|k| self.emails.contains(k))
+            || phone.is_some_and(|k| self.phones.contains(k))
+    }
+}
+
+/// The [`DirtyKeys`] of tonight's CRM records.
+pub(super) fn dirty_keys<'a>(latest: &'a LatestCrm, superseded: &'a [CrmRecord]) -> DirtyKeys<'a> {
+    let mut d = DirtyKeys {
+        ids: HashSet::default(),
+        emails: HashSet::default(),
+        phones: HashSet::default(),
+    };
+    let records = latest
+        .records
+        .iter()
+        .chain(superseded)
+        .map(CrmRecord::identity);
+    for r in records.chain(latest.replaced.iter()) {
+        d.ids.insert(r.customer_id);
+        d.emails.extend(r.email);
+        d.phones.extend(r.phone);
+    }
+    d
+}
+
+/// How a key set is named tonight.
+#[derive(Clone, Copy)]
+enum Named<'a> {
+    /// A CRM customer whose keys kept their owners: as it was.
+    Kept,
+    /// The CRM customer its keys name.
+    Crm(&'a str),
+    /// Its guest (or none: no key, or no row).
+    Other(Option<&'a str>),
+}
+
 /// Forms the guests from the keys no CRM record claims, and names every
 /// key set's customer: its CRM customer, else its guest. Resolution runs
-/// once per key set, not per row. The customers a key set leaves or joins,
-/// the customer of every key set the drop added rows to, and the months of
-/// the rows held that move, are touched (tracked when `track`). Returns the
-/// key sets that changed customer too, by index (when tracked).
+/// once per key set, not per row, and not at all for a key set known to be
+/// a CRM customer's none of whose keys is `dirty`. The customers a key set
+/// leaves or joins, the customer of every key set the drop added rows to,
+/// and the months of the rows held that move, are touched (tracked when
+/// `track`). Returns the key sets that changed customer too, by index (when
+/// tracked).
 pub(super) fn assign(
     txns: &mut Txns,
     directory: &Directory<'_>,
+    dirty: &DirtyKeys<'_>,
     track: bool,
 ) -> (Guests, Touched, Vec<bool>) {
     let sets = &txns.keysets;
     let used = &txns.used;
+    let mut named: Vec<Named<'_>> = (0..sets.len() as u32)
+        .into_par_iter()
+        .map(|k| {
+            let keys = sets.keys(k);
+            if !used[k as usize] {
+                return Named::Other(None);
+            }
+            if sets.crm(k) && !dirty.touch(keys) {
+                return Named::Kept;
+            }
+            match directory.resolve_refs(keys) {
+                Some(id) => Named::Crm(id),
+                None => Named::Other(None),
+            }
+        })
+        .collect();
+    let unresolved = |k: usize, n: Named<'_>| {
+        used[k] && matches!(n, Named::Other(None)) && !sets.is_anonymous(k as u32)
+    };
     let guests = Guests::build(
-        sets.all_keys()
-            .zip(used)
-            .filter(|(k, used)| **used && *k != [None; 3] && directory.resolve_refs(*k).is_none())
-            .map(|(k, _)| k),
+        (0..sets.len())
+            .filter(|&k| unresolved(k, named[k]))
+            .map(|k| sets.keys(k as u32)),
     );
     // Borrowed: a key set's customer is copied only when it changes (a few
     // hundred a night, of over a million key sets).
-    let named: Vec<Option<&str>> = (0..sets.len() as u32)
-        .into_par_iter()
-        .map(|k| {
-            if !used[k as usize] {
-                return None;
-            }
-            let keys = sets.keys(k);
-            directory
-                .resolve_refs(keys)
-                .or_else(|| guests.resolve_refs(keys).map(|g| &*g.id))
-        })
-        .collect();
+    named.par_iter_mut().enumerate().for_each(|(k, n)| {
+        if unresolved(k, *n) {
+            *n = Named::Other(guests.resolve_refs(sets.keys(k as u32)).map(|g| &*g.id));
+        }
+    });
     let mut touched = Touched::tracking(track);
     let tracked = touched.tracked();
     let mut moved = vec![false; if tracked { named.len() } else { 0 }];
     let mut any_moved = false;
-    for (k, new) in named.into_iter().enumerate() {
+    for (k, named) in named.into_iter().enumerate() {
+        if !matches!(named, Named::Kept) {
+            txns.keysets
+                .set_crm(k as u32, matches!(named, Named::Crm(_)));
+        }
         let old = txns.keysets.customer(k as u32);
+        let new = match named {
+            Named::Kept => old,
+            Named::Crm(id) => Some(id),
+            Named::Other(id) => id,
+        };
         let tracking = tracked && txns.used[k];
         if old == new {
             if let Some(id) = new.filter(|_| tracking && txns.fresh[k]) {

@@ -285,6 +285,7 @@ pub fn run_locked(
     );
     let crm = identities::latest_crm(std::mem::take(&mut stored.crm), crm_winners, &mut state);
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
+    let dirty = identities::dirty_keys(&crm, &superseded_crm);
     // Its tables of owners by rank, gone now, are handed back (`memory`).
     release_freed();
     let key_history = directory.history();
@@ -335,7 +336,7 @@ pub fn run_locked(
             }
             None => Ok(()),
         },
-        || identities::assign(&mut txns, &directory, over_stored),
+        || identities::assign(&mut txns, &directory, &dirty, over_stored),
     );
     let (guests, reassigned, moved) = guests;
     let mut touched = touched.merge(reassigned);
