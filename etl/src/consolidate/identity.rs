@@ -56,11 +56,10 @@ type Rank<'a> = (Option<i64>, &'a str);
 #[derive(Debug, Default)]
 pub struct Directory<'a> {
     ids: HashSet<&'a str>,
-    /// Owner of each email (and its rank): from the latest records, else
-    /// from the history.
-    by_email: HashMap<&'a str, Rank<'a>>,
+    /// Owner of each email: from the latest records, else from the history.
+    by_email: HashMap<&'a str, &'a str>,
     /// Owner of each phone, as `by_email`.
-    by_phone: HashMap<&'a str, Rank<'a>>,
+    by_phone: HashMap<&'a str, &'a str>,
     /// Every latest carrier of a key several latest records carry.
     shared: HashSet<SharedKey<'a>>,
     /// Keys of superseded CRM versions: the most recent carrier of each.
@@ -123,7 +122,7 @@ impl<'a> Directory<'a> {
         let latest = latest.into_iter();
         let n = latest.clone().count();
         // The ids and each kind's owners are built side by side: a million
-        // customers' inserts are most of the run's identity resolution.
+        // customers' inserts are most of the directory's cost.
         let (ids, ((by_email, email_shared), (by_phone, phone_shared))) = rayon::join(
             || {
                 let mut ids = HashSet::with_capacity_and_hasher(n, Default::default());
@@ -139,10 +138,10 @@ impl<'a> Directory<'a> {
         );
         let mut d = Directory {
             ids,
-            by_email,
-            by_phone,
+            by_email: unranked(by_email),
             ..Directory::default()
         };
+        d.by_phone = unranked(by_phone);
         d.shared = email_shared.into_iter().chain(phone_shared).collect();
         let conflicted: HashSet<(KeyKind, &str)> =
             d.shared.iter().map(|&(kind, key, _)| (kind, key)).collect();
@@ -176,12 +175,12 @@ impl<'a> Directory<'a> {
                 }
             }
         }
-        for (&(kind, key), &rank) in &d.history {
+        for (&(kind, key), &(_, id)) in &d.history {
             let owners = match kind {
                 KeyKind::Email => &mut d.by_email,
                 KeyKind::Phone => &mut d.by_phone,
             };
-            owners.entry(key).or_insert(rank);
+            owners.entry(key).or_insert(id);
         }
         d
     }
@@ -194,7 +193,7 @@ impl<'a> Directory<'a> {
         };
         match owner {
             None => false,
-            Some(&(_, owner)) => {
+            Some(&owner) => {
                 owner == c.customer_id || self.shared.contains(&(c.kind, c.key, c.customer_id))
             }
         }
@@ -227,11 +226,11 @@ impl<'a> Directory<'a> {
             return Some(found);
         }
         if let Some(e) = email
-            && let Some(&(_, id)) = self.by_email.get(e)
+            && let Some(&id) = self.by_email.get(e)
         {
             return Some(id);
         }
-        phone.and_then(|p| self.by_phone.get(p)).map(|&(_, id)| id)
+        phone.and_then(|p| self.by_phone.get(p)).copied()
     }
 
     /// Whether `id` is a CRM customer.
@@ -244,8 +243,8 @@ impl<'a> Directory<'a> {
 type SharedKey<'a> = (KeyKind, &'a str, &'a str);
 
 /// The owner of each key of `kind` the `latest` records carry: the most
-/// recently updated carrier (then the greater id); and every carrier of a
-/// key several carry (`n`: how many records, to size the table).
+/// recently updated carrier (then the greater id), with its rank; and every
+/// carrier of a key several carry (`n`: how many records, to size the table).
 fn owners<'a>(
     latest: impl Iterator<Item = CrmIdentity<'a>>,
     kind: KeyKind,
@@ -277,6 +276,13 @@ fn owners<'a>(
         }
     }
     (owners, shared)
+}
+
+/// The owners alone: the ranks are needed only while they are found, and
+/// the table kept is a third smaller without them. One table at a time, so
+/// only one is ever held twice.
+fn unranked<'a>(owners: HashMap<&'a str, Rank<'a>>) -> HashMap<&'a str, &'a str> {
+    owners.into_iter().map(|(k, (_, id))| (k, id)).collect()
 }
 
 /// A guest customer (not in CRM).

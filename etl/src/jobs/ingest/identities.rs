@@ -125,17 +125,6 @@ pub(super) fn dirty_keys<'a>(latest: &'a LatestCrm, superseded: &'a [CrmRecord])
     d
 }
 
-/// How a key set is named tonight.
-#[derive(Clone, Copy)]
-enum Named<'a> {
-    /// A CRM customer whose keys kept their owners: as it was.
-    Kept,
-    /// The CRM customer its keys name.
-    Crm(&'a str),
-    /// Its guest (or none: no key, or no row).
-    Other(Option<&'a str>),
-}
-
 /// Forms the guests from the keys no CRM record claims, and names every
 /// key set's customer: its CRM customer, else its guest. Resolution runs
 /// once per key set, not per row, and not at all for a key set known to be
@@ -152,52 +141,52 @@ pub(super) fn assign(
 ) -> (Guests, Touched, Vec<bool>) {
     let sets = &txns.keysets;
     let used = &txns.used;
-    let mut named: Vec<Named<'_>> = (0..sets.len() as u32)
+    // A key set known to be a CRM customer's none of whose keys changed
+    // owner is kept as it is, unresolved.
+    let kept = |k: u32| sets.crm(k) && !dirty.touch(sets.keys(k));
+    let unresolved: Vec<u32> = (0..sets.len() as u32)
         .into_par_iter()
-        .map(|k| {
-            let keys = sets.keys(k);
-            if !used[k as usize] {
-                return Named::Other(None);
-            }
-            if sets.crm(k) && !dirty.touch(keys) {
-                return Named::Kept;
-            }
-            match directory.resolve_refs(keys) {
-                Some(id) => Named::Crm(id),
-                None => Named::Other(None),
-            }
+        .filter(|&k| {
+            used[k as usize]
+                && !sets.is_anonymous(k)
+                && !kept(k)
+                && directory.resolve_refs(sets.keys(k)).is_none()
         })
         .collect();
-    let unresolved = |k: usize, n: Named<'_>| {
-        used[k] && matches!(n, Named::Other(None)) && !sets.is_anonymous(k as u32)
-    };
-    let guests = Guests::build(
-        (0..sets.len())
-            .filter(|&k| unresolved(k, named[k]))
-            .map(|k| sets.keys(k as u32)),
-    );
+    let guests = Guests::build(unresolved.iter().map(|&k| sets.keys(k)));
+    drop(unresolved);
     // Borrowed: a key set's customer is copied only when it changes (a few
-    // hundred a night, of over a million key sets).
-    named.par_iter_mut().enumerate().for_each(|(k, n)| {
-        if unresolved(k, *n) {
-            *n = Named::Other(guests.resolve_refs(sets.keys(k as u32)).map(|g| &*g.id));
-        }
-    });
+    // hundred a night, of over a million key sets). How each was named:
+    // `KEPT`, by its CRM customer (`CRM`), or else.
+    const KEPT: u8 = 0;
+    const CRM: u8 = 1;
+    const OTHER: u8 = 2;
+    let (named, how): (Vec<Option<&str>>, Vec<u8>) = (0..sets.len() as u32)
+        .into_par_iter()
+        .map(|k| {
+            if !used[k as usize] {
+                return (None, OTHER);
+            }
+            if kept(k) {
+                return (None, KEPT);
+            }
+            let keys = sets.keys(k);
+            match directory.resolve_refs(keys) {
+                Some(id) => (Some(id), CRM),
+                None => (guests.resolve_refs(keys).map(|g| &*g.id), OTHER),
+            }
+        })
+        .unzip();
     let mut touched = Touched::tracking(track);
     let tracked = touched.tracked();
     let mut moved = vec![false; if tracked { named.len() } else { 0 }];
     let mut any_moved = false;
-    for (k, named) in named.into_iter().enumerate() {
-        if !matches!(named, Named::Kept) {
-            txns.keysets
-                .set_crm(k as u32, matches!(named, Named::Crm(_)));
+    for (k, (named, how)) in named.into_iter().zip(how).enumerate() {
+        if how != KEPT {
+            txns.keysets.set_crm(k as u32, how == CRM);
         }
         let old = txns.keysets.customer(k as u32);
-        let new = match named {
-            Named::Kept => old,
-            Named::Crm(id) => Some(id),
-            Named::Other(id) => id,
-        };
+        let new = if how == KEPT { old } else { named };
         let tracking = tracked && txns.used[k];
         if old == new {
             if let Some(id) = new.filter(|_| tracking && txns.fresh[k]) {
