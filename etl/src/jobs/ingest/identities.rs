@@ -141,42 +141,43 @@ pub(super) fn assign(
 ) -> (Guests, Touched, Vec<bool>) {
     let sets = &txns.keysets;
     let used = &txns.used;
-    // A key set known to be a CRM customer's none of whose keys changed
-    // owner is kept as it is, unresolved.
-    let kept = |k: u32| sets.crm(k) && !dirty.touch(sets.keys(k));
-    let unresolved: Vec<u32> = (0..sets.len() as u32)
-        .into_par_iter()
-        .filter(|&k| {
-            used[k as usize]
-                && !sets.is_anonymous(k)
-                && !kept(k)
-                && directory.resolve_refs(sets.keys(k)).is_none()
-        })
-        .collect();
-    let guests = Guests::build(unresolved.iter().map(|&k| sets.keys(k)));
-    drop(unresolved);
-    // Borrowed: a key set's customer is copied only when it changes (a few
-    // hundred a night, of over a million key sets). How each was named:
-    // `KEPT`, by its CRM customer (`CRM`), or else.
+    // How each key set is named: kept as it is (known to be a CRM
+    // customer's, none of whose keys changed owner), by its CRM customer,
+    // by its guest (no CRM customer), or none (no row, or no key).
     const KEPT: u8 = 0;
     const CRM: u8 = 1;
-    const OTHER: u8 = 2;
-    let (named, how): (Vec<Option<&str>>, Vec<u8>) = (0..sets.len() as u32)
+    const GUEST: u8 = 2;
+    const NONE: u8 = 3;
+    let how: Vec<u8> = (0..sets.len() as u32)
         .into_par_iter()
         .map(|k| {
-            if !used[k as usize] {
-                return (None, OTHER);
-            }
-            if kept(k) {
-                return (None, KEPT);
-            }
             let keys = sets.keys(k);
-            match directory.resolve_refs(keys) {
-                Some(id) => (Some(id), CRM),
-                None => (guests.resolve_refs(keys).map(|g| &*g.id), OTHER),
+            if !used[k as usize] || sets.is_anonymous(k) {
+                NONE
+            } else if sets.crm(k) && !dirty.touch(keys) {
+                KEPT
+            } else if directory.resolve_refs(keys).is_some() {
+                CRM
+            } else {
+                GUEST
             }
         })
-        .unzip();
+        .collect();
+    let guests = Guests::build(
+        (0..sets.len() as u32)
+            .filter(|&k| how[k as usize] == GUEST)
+            .map(|k| sets.keys(k)),
+    );
+    // Borrowed: a key set's customer is copied only when it changes (a few
+    // hundred a night, of over a million key sets).
+    let named: Vec<Option<&str>> = (0..sets.len() as u32)
+        .into_par_iter()
+        .map(|k| match how[k as usize] {
+            CRM => directory.resolve_refs(sets.keys(k)),
+            GUEST => guests.resolve_refs(sets.keys(k)).map(|g| &*g.id),
+            _ => None,
+        })
+        .collect();
     let mut touched = Touched::tracking(track);
     let tracked = touched.tracked();
     let mut moved = vec![false; if tracked { named.len() } else { 0 }];
