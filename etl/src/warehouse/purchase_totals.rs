@@ -83,6 +83,21 @@ pub struct PurchaseTotalsRow<S> {
 }
 
 impl<S> PurchaseTotalsRow<S> {
+    /// The row of a customer without transactions (in a delta: one whose
+    /// stored row goes).
+    pub fn none(customer_id: S) -> PurchaseTotalsRow<S> {
+        PurchaseTotalsRow {
+            customer_id,
+            transactions: 0,
+            revenue: 0,
+            orders: None,
+            first_day: None,
+            last_day: None,
+            repeat_sum: 0.0,
+            last_at: None,
+        }
+    }
+
     /// The same totals under `customer_id` (say, owned instead of borrowed).
     pub fn with_id<T>(&self, customer_id: T) -> PurchaseTotalsRow<T> {
         PurchaseTotalsRow {
@@ -227,16 +242,7 @@ pub fn write_over<S: AsRef<str>>(
     let with_row: rustc_hash::FxHashSet<&str> =
         rows.iter().map(|r| r.customer_id.as_ref()).collect();
     let gone = summed.iter().filter(|id| !with_row.contains(&***id));
-    delta.extend(gone.map(|id| PurchaseTotalsRow {
-        customer_id: id.clone(),
-        transactions: 0,
-        revenue: 0,
-        orders: None,
-        first_day: None,
-        last_day: None,
-        repeat_sum: 0.0,
-        last_at: None,
-    }));
+    delta.extend(gone.map(|id| PurchaseTotalsRow::none(id.clone())));
     drop(with_row);
     delta.sort_unstable_by(|a, b| a.customer_id.cmp(&b.customer_id));
     let base = from.join(FILE);
@@ -362,14 +368,8 @@ mod tests {
                 last_at: Some(1_700_000_000_000_001),
             },
             PurchaseTotalsRow {
-                customer_id: "G-ab",
                 transactions: 1,
-                revenue: 0,
-                orders: None,
-                first_day: None,
-                last_day: None,
-                repeat_sum: 0.0,
-                last_at: None,
+                ..PurchaseTotalsRow::none("G-ab")
             },
         ];
         let st = write(d.path(), &rows).unwrap().unwrap();
