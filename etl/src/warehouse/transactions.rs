@@ -356,9 +356,9 @@ pub fn write<'a>(
 /// a batch at a time, each as it is but for its `customer_id` column,
 /// named anew from its key set (`sets`): a claim moves key sets, and
 /// nothing else about the month changes, so its rows are neither decoded
-/// nor sorted again. `None`, writing nothing, when a file is not as this
-/// cvm writes it (its schema, or a key set `sets` lacks): the month is then
-/// read and written row by row.
+/// nor sorted again. `None`, writing nothing, when a file's schema is not
+/// this cvm's: the month is then read and written row by row. A row whose
+/// key set `sets` lacks is an error, as reading it row by row would be.
 fn rename_customers(
     dir: &Path,
     month: Month,
@@ -367,51 +367,29 @@ fn rename_customers(
 ) -> Result<Option<Written>, WarehouseError> {
     let schema = schema();
     let customer = schema.index_of("customer_id").unwrap_or(1);
-    for file in files {
-        if !parquet_io::has_schema(file, &schema) {
-            return Ok(None);
-        }
+    if !files.iter().all(|f| parquet_io::has_schema(f, &schema)) {
+        return Ok(None);
     }
     let to = dir.join(months::folder(month));
+    let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
     let mut written = Written {
         months: 1,
         ..Written::default()
     };
     for file in files {
-        let Some(name) = file.file_name() else {
-            return Ok(None);
-        };
-        let missing = std::cell::Cell::new(false);
-        let batches = parquet_io::read_batches(file)?.map_while(|item| {
-            let renamed = item.and_then(|(path, batch)| {
-                let c = Columns::new(&batch, &path, DATASET);
-                let numbers = c.uint64("keyset", true)?;
-                let Ok(found) = sets.by_numbers(numbers.values()) else {
-                    return Ok(None);
-                };
-                let mut columns = batch.columns().to_vec();
-                columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
-                RecordBatch::try_new(schema.clone(), columns)
-                    .map(Some)
-                    .map_err(|e| c.error(e.to_string()))
-            });
-            match renamed {
-                Ok(Some(batch)) => Some(Ok(batch)),
-                Ok(None) => {
-                    missing.set(true);
-                    None
-                }
-                Err(e) => Some(Err(e)),
-            }
+        let name = file.file_name().unwrap_or_default();
+        let batches = parquet_io::read_batches(file)?.map(|item| {
+            let (path, batch) = item?;
+            let c = Columns::new(&batch, &path, DATASET);
+            let found = sets
+                .by_numbers(c.uint64("keyset", true)?.values())
+                .map_err(|n| c.error(format!("key set {n} is not in the key set table")))?;
+            let mut columns = batch.columns().to_vec();
+            columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| c.error(e.to_string()))
         });
-        let path = to.join(name);
-        let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
-        let stats = parquet_io::write_batches(&path, &schema, &props, batches)?;
-        if missing.get() {
-            std::fs::remove_dir_all(&to).map_err(|e| parquet_io::io_err(&to, e))?;
-            return Ok(None);
-        }
-        written.stats = written.stats + stats;
+        written.stats =
+            written.stats + parquet_io::write_batches(&to.join(name), &schema, &props, batches)?;
     }
     Ok(Some(written))
 }
