@@ -59,6 +59,9 @@ impl MonthCounts {
 pub struct HistoryRead {
     /// Months read whole.
     pub whole_months: u64,
+    /// Months changed but read in part: of each, only the files holding a
+    /// row replaced (the others are shared, or renamed).
+    pub partial_months: u64,
     /// Months the stored version holds.
     pub months: u64,
     /// Stored rows decoded.

@@ -139,7 +139,13 @@ fn write_months<T: Sync>(
             ..Written::default()
         });
     }
-    months::write(dir, sorted, at, unchanged, &schema(), &props, build)
+    let layout = months::Layout {
+        schema: &schema(),
+        props: &props,
+        // Events are written a night at a time and never rewritten in part.
+        parts_per_month: 1,
+    };
+    months::write(dir, sorted, at, unchanged, layout, build)
 }
 
 /// Reads every event under `dir`; a missing folder has none.

@@ -8,7 +8,7 @@
 //! history. Published files are never modified in place, so sharing is safe,
 //! and pruning a version removes only its links.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -49,6 +49,14 @@ pub fn files_by_month(
     Ok(out)
 }
 
+/// The path of a month's file within its dataset:
+/// `month=YYYY-MM/part-NNNNN.parquet` (see [`Unchanged::rewritten`]).
+pub fn in_dataset(file: &Path) -> PathBuf {
+    let mut parts: Vec<_> = file.components().rev().take(2).collect();
+    parts.reverse();
+    parts.iter().collect()
+}
+
 /// The Hive partition folder of a month: `month=YYYY-MM`.
 pub fn folder((y, m): Month) -> String {
     format!("month={y:04}-{m:02}")
@@ -70,9 +78,14 @@ pub struct Unchanged<'a> {
     /// The months holding a row the run added, removed or changed; every
     /// other month of `previous` is shared.
     pub changed: &'a HashSet<Month>,
-    /// Changed months the run only adds rows to: their files are shared
-    /// too, and the run's rows written as new parts beside them.
+    /// Changed months whose files are shared too (but for `rewritten`
+    /// ones), the run's rows of them written as new parts beside them.
     pub appended: Option<&'a HashSet<Month>>,
+    /// Files of the appended months that are not shared, by path within
+    /// the dataset (`month=YYYY-MM/part-NNNNN.parquet`): the run read them
+    /// whole and writes their rows again among its new parts, or writes
+    /// them anew itself under the same name.
+    pub rewritten: Option<&'a HashSet<PathBuf>>,
 }
 
 /// Parts a month may hold and still be appended to: a month holding more is
@@ -114,6 +127,7 @@ impl<'a> Unchanged<'a> {
             previous,
             changed,
             appended: None,
+            rewritten: None,
         }))
     }
 
@@ -125,13 +139,21 @@ impl<'a> Unchanged<'a> {
         }
     }
 
+    /// The same, not sharing the `rewritten` files of appended months.
+    pub fn rewriting(self, rewritten: &'a HashSet<PathBuf>) -> Unchanged<'a> {
+        Unchanged {
+            rewritten: Some(rewritten),
+            ..self
+        }
+    }
+
     /// Whether rows at `micros` must be written.
     pub fn writes(&self, micros: i64) -> bool {
         self.changed.contains(&month_of(micros))
     }
 
     /// Whether `month` keeps its files and gains the run's rows as new parts.
-    fn appends(&self, month: Month) -> bool {
+    pub fn appends(&self, month: Month) -> bool {
         self.appended.is_some_and(|a| a.contains(&month))
     }
 }
@@ -161,25 +183,49 @@ pub struct Written {
     pub shared_months: usize,
 }
 
+/// How a dataset's month folders are written.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    /// The files' schema.
+    pub schema: &'a SchemaRef,
+    /// Their writer properties.
+    pub props: &'a WriterProperties,
+    /// How many parts a month's rows are split into at most (each of at
+    /// least [`MIN_PART_ROWS`] rows, at most [`parquet_io::MAX_PART_ROWS`]):
+    /// more, smaller parts let a night that changes a few rows of a month
+    /// write again only the parts holding them.
+    pub parts_per_month: usize,
+}
+
+/// The fewest rows a month's part is split down to (see [`Layout`]).
+pub const MIN_PART_ROWS: usize = 1 << 14;
+
+/// The rows of each part when `rows` rows are split into `parts` parts at most.
+fn part_rows(rows: usize, parts: usize) -> usize {
+    rows.div_ceil(parts.max(1))
+        .clamp(MIN_PART_ROWS, MAX_PART_ROWS)
+}
+
 /// Writes `sorted` (ordered by `at`, microseconds UTC) under `dir` as
-/// `month=YYYY-MM/part-NNNNN.parquet`, a part per
-/// [`parquet_io::MAX_PART_ROWS`], parts in parallel; then, with `unchanged`,
-/// links every other month of the previous version. With `unchanged`,
-/// `sorted` holds only rows of changed months; of an appended month, only
-/// the new rows, written as parts numbered after the files it links.
+/// `month=YYYY-MM/part-NNNNN.parquet`, each month in parts as `layout`
+/// says, parts in parallel; then, with `unchanged`, links every other month
+/// of the previous version. With `unchanged`, `sorted` holds only rows of
+/// changed months; of an appended month, only the rows written again,
+/// as parts numbered after the files it had (those it shares linked, an
+/// appended month without rows included).
 pub(crate) fn write<T: Sync>(
     dir: &Path,
     sorted: &[&T],
     at: impl Fn(&T) -> i64,
     unchanged: Option<Unchanged<'_>>,
-    schema: &SchemaRef,
-    props: &WriterProperties,
+    layout: Layout<'_>,
     build: impl Fn(&[&T]) -> RecordBatch + Sync,
 ) -> Result<Written, WarehouseError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     // Sorted by time, so each month is one run of rows.
     let mut jobs = Vec::new();
     let (mut months, mut appended_months) = (0, 0);
+    let mut linked: HashSet<Month> = HashSet::default();
     let mut start = 0;
     while start < sorted.len() {
         let month = month_of(at(sorted[start]));
@@ -188,20 +234,38 @@ pub(crate) fn write<T: Sync>(
         let first = match unchanged.filter(|u| u.appends(month)) {
             Some(u) => {
                 appended_months += 1;
-                link_parts(&u.previous.join(folder(month)), &to)?
+                linked.insert(month);
+                link_parts(&u.previous.join(folder(month)), &to, u.rewritten)?
             }
             None => 0,
         };
         jobs.extend(part_jobs_from(
             &to,
             &sorted[start..start + len],
-            MAX_PART_ROWS,
+            part_rows(len, layout.parts_per_month),
             first,
         ));
         months += 1;
         start += len;
     }
-    let stats = write_parts(&jobs, schema, props, build)?;
+    // Appended months the run writes no row of still keep their shared
+    // files (a month left with none is gone).
+    if let Some(u) = unchanged
+        && let Some(appended) = u.appended
+    {
+        for &month in appended.iter().filter(|m| !linked.contains(*m)) {
+            let from = u.previous.join(folder(month));
+            let kept = parquet_io::list_parquet_files(&from)?
+                .iter()
+                .any(|f| u.rewritten.is_none_or(|r| !r.contains(&in_dataset(f))));
+            if kept {
+                link_parts(&from, &dir.join(folder(month)), u.rewritten)?;
+                appended_months += 1;
+                months += 1;
+            }
+        }
+    }
+    let stats = write_parts(&jobs, layout.schema, layout.props, build)?;
     let shared_months = match unchanged {
         Some(u) => share(dir, u)?,
         None => 0,
@@ -214,10 +278,16 @@ pub(crate) fn write<T: Sync>(
     })
 }
 
-/// Links the parts of the month folder `from` into `to`; returns the number
-/// the next part takes.
-fn link_parts(from: &Path, to: &Path) -> Result<usize, WarehouseError> {
+/// Links the parts of the month folder `from` into `to`, but for those
+/// `skip` names (by path within the dataset); returns the number the next part takes (after every part of
+/// `from`, so a part written anew under its own name keeps it).
+fn link_parts(
+    from: &Path,
+    to: &Path,
+    skip: Option<&HashSet<PathBuf>>,
+) -> Result<usize, WarehouseError> {
     std::fs::create_dir_all(to).map_err(|e| io_err(to, e))?;
+    let folder = Path::new(from.file_name().unwrap_or_default());
     let mut next = 0;
     for file in parquet_io::list_parquet_files(from)? {
         let Some(name) = file.file_name() else {
@@ -225,6 +295,9 @@ fn link_parts(from: &Path, to: &Path) -> Result<usize, WarehouseError> {
         };
         if let Some(k) = name.to_str().and_then(parquet_io::part_number) {
             next = next.max(k + 1);
+        }
+        if skip.is_some_and(|s| s.contains(&folder.join(name))) {
+            continue;
         }
         let link = to.join(name);
         parquet_io::link_or_copy(&file, &link).map_err(|e| io_err(&link, e))?;
@@ -250,7 +323,7 @@ fn share(dir: &Path, u: Unchanged<'_>) -> Result<usize, WarehouseError> {
         if u.changed.contains(&month) {
             continue;
         }
-        link_parts(&entry.path(), &dir.join(&name))?;
+        link_parts(&entry.path(), &dir.join(&name), None)?;
         shared += 1;
     }
     Ok(shared)

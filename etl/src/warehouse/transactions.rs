@@ -18,12 +18,12 @@ use rayon::prelude::*;
 
 use super::months::{self, Month, Unchanged, Written, month_of};
 use super::parquet_io::{
-    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, decimal_array, opt_str, opt_str_ref,
-    opt_utf8_array, timestamp_array, writer_properties_with,
+    self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
+    opt_str_ref, opt_utf8_array, timestamp_array, writer_properties_with,
 };
 use super::txn_keysets::TxnKeysets;
 use super::{SourceFile, StoredTxn, Transaction, WarehouseError};
-use crate::record::{Keys, TxnIds, TxnRow};
+use crate::record::{Keys, RecordKey, TxnIds, TxnRow};
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "transactions";
@@ -305,19 +305,26 @@ pub fn month_partition(occurred_at: i64) -> String {
     months::folder(month_of(occurred_at))
 }
 
-/// Months whose rows are all stored rows that change only their customer:
-/// written by reading the previous version's files again, a month at a
-/// time, instead of from rows held in memory.
+/// Stored files whose rows change only their customer (a claim moved one
+/// of their key sets), by month: written again from the previous version's
+/// files, each under its own name, instead of from rows held in memory.
 pub type Reread = BTreeMap<Month, Vec<PathBuf>>;
 
-/// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (a part per
-/// [`parquet_io::MAX_PART_ROWS`]), rows sorted by (`occurred_at`,
+/// How many parts a month of transactions is written in at most (see
+/// [`months::Layout`]): a night that refunds an earlier order or has a
+/// guest claimed writes again an eighth of each month it reaches.
+pub const PARTS_PER_MONTH: usize = 8;
+
+/// Writes `txns` under `dir` as `month=YYYY-MM/part-NNNNN.parquet` (up to
+/// [`PARTS_PER_MONTH`] parts a month), rows sorted by (`occurred_at`,
 /// `transaction_id`), parts in parallel. With `unchanged`, only the changed
-/// months are written and the others linked from the previous version (whose
-/// rows there are exactly `txns`' rows there). The months of `reread` are
-/// written from their files (each row with its key set's customer in
-/// `sets`), not from `txns`. `dir` should be a fresh folder: files already
-/// there are not removed.
+/// months are written and the others linked from the previous version
+/// (whose rows there are exactly `txns`' rows there); of an appended month,
+/// `txns` holds only the rows written again. The files of `reread` are
+/// written again from the previous version's (each row with its key set's
+/// customer in `sets`) under their own names; `unchanged` must name them
+/// rewritten, so they are not linked. `dir` should be a fresh folder: files
+/// already there are not removed.
 pub fn write<'a>(
     dir: &Path,
     txns: impl IntoIterator<Item = &'a StoredTxn>,
@@ -325,73 +332,79 @@ pub fn write<'a>(
     unchanged: Option<Unchanged<'_>>,
     reread: &Reread,
 ) -> Result<Written, WarehouseError> {
-    let held = txns
-        .into_iter()
-        .filter(|t| reread.is_empty() || !reread.contains_key(&month_of(t.row.occurred_at)));
-    let mut written = write_rows(dir, held, sets, unchanged)?;
-    // A month per thread at a time: memory holds as many months as threads.
-    let months: Vec<Written> = reread
+    let mut written = write_rows(dir, txns, sets, unchanged)?;
+    let files: Vec<(Month, &PathBuf)> = reread
+        .iter()
+        .flat_map(|(m, files)| files.iter().map(move |f| (*m, f)))
+        .collect();
+    // A file per thread at a time: memory holds as many files as threads.
+    let stats: Vec<WriteStats> = files
         .par_iter()
-        .map(
-            |(&month, files)| match rename_customers(dir, month, files, sets)? {
-                Some(written) => Ok(written),
-                None => {
-                    let rows: Vec<StoredTxn> = read_numbered_files(files, sets)?
-                        .into_iter()
-                        .flatten()
-                        .collect();
-                    write_rows(dir, &rows, sets, None)
-                }
-            },
-        )
+        .map(|(month, file)| rename_customers(&dir.join(months::folder(*month)), file, sets))
         .collect::<Result<_, _>>()?;
-    for w in months {
-        written.stats = written.stats + w.stats;
-        written.months += w.months;
+    for s in stats {
+        written.stats = written.stats + s;
+    }
+    // Months written only by renaming files are every month folder not shared.
+    if !reread.is_empty() {
+        written.months = months::files_by_month(dir)?.len() - written.shared_months;
     }
     Ok(written)
 }
 
-/// Writes a re-read month's `files` (a stored version's) into `dir` again,
-/// a batch at a time, each as it is but for its `customer_id` column,
-/// named anew from its key set (`sets`): a claim moves key sets, and
-/// nothing else about the month changes, so its rows are neither decoded
-/// nor sorted again. `None`, writing nothing, when a file's schema is not
-/// this cvm's: the month is then read and written row by row. A row whose
-/// key set `sets` lacks is an error, as reading it row by row would be.
+/// Writes a stored `file` into the month folder `to` again under its own
+/// name, a batch at a time, each as it is but for its `customer_id`
+/// column, named anew from its key set (`sets`): a claim moves key sets,
+/// and nothing else about the file changes, so its rows are neither
+/// decoded nor sorted again (but for a file of another schema, an earlier
+/// cvm's: read and written row by row). A row whose key set `sets` lacks is
+/// an error, as reading it row by row would be.
 fn rename_customers(
-    dir: &Path,
-    month: Month,
-    files: &[PathBuf],
+    to: &Path,
+    file: &Path,
     sets: &TxnKeysets,
-) -> Result<Option<Written>, WarehouseError> {
+) -> Result<WriteStats, WarehouseError> {
     let schema = schema();
     let customer = schema.index_of("customer_id").unwrap_or(1);
-    if !files.iter().all(|f| parquet_io::has_schema(f, &schema)) {
-        return Ok(None);
-    }
-    let to = dir.join(months::folder(month));
     let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
-    let mut written = Written {
-        months: 1,
-        ..Written::default()
-    };
-    for file in files {
-        let name = file.file_name().unwrap_or_default();
-        let batches = parquet_io::read_batches(file)?.map(|item| {
-            let (path, batch) = item?;
-            let c = Columns::new(&batch, &path, DATASET);
-            let found = sets
-                .by_numbers(c.uint64("keyset", true)?.values())
-                .map_err(|n| c.error(format!("key set {n} is not in the key set table")))?;
-            let mut columns = batch.columns().to_vec();
-            columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
-            RecordBatch::try_new(schema.clone(), columns).map_err(|e| c.error(e.to_string()))
-        });
-        written.stats =
-            written.stats + parquet_io::write_batches(&to.join(name), &schema, &props, batches)?;
+    let path = to.join(file.file_name().unwrap_or_default());
+    if !parquet_io::has_schema(file, &schema) {
+        let rows = read_numbered_rows(file, sets, None)?;
+        let batch = build(rows.iter(), sets);
+        return parquet_io::write_batches(&path, &schema, &props, [batch]);
     }
-    Ok(Some(written))
+    let batches = parquet_io::read_batches(file)?.map(|item| {
+        let (path, batch) = item?;
+        let c = Columns::new(&batch, &path, DATASET);
+        let found = sets
+            .by_numbers(c.uint64("keyset", true)?.values())
+            .map_err(|n| c.error(format!("key set {n} is not in the key set table")))?;
+        let mut columns = batch.columns().to_vec();
+        columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
+        RecordBatch::try_new(schema.clone(), columns).map_err(|e| c.error(e.to_string()))
+    });
+    parquet_io::write_batches(&path, &schema, &props, batches)
+}
+
+/// The record keys of the rows of the file at `path` that `wanted` picks,
+/// reading that column alone: what finding a re-delivered record, or the
+/// file holding a replaced one, needs of a file that is not read whole.
+pub fn record_keys_in(
+    path: &Path,
+    mut wanted: impl FnMut(&str) -> bool,
+) -> Result<Vec<RecordKey>, WarehouseError> {
+    let mut out = Vec::new();
+    parquet_io::for_each_projected(path, &["record_key"], DATASET, |c, rows| {
+        let keys = c.utf8("record_key", true)?;
+        out.extend(
+            (0..rows)
+                .map(|i| keys.value(i))
+                .filter(|k| wanted(k))
+                .map(RecordKey::from),
+        );
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Writes `txns` as [`write`] does, without re-read months.
@@ -423,13 +436,17 @@ fn write_rows<'a>(
         (a.row.occurred_at.cmp(&b.row.occurred_at))
             .then_with(|| a.transaction_id().cmp(&b.transaction_id()))
     });
+    let layout = months::Layout {
+        schema: &schema(),
+        props: &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+        parts_per_month: PARTS_PER_MONTH,
+    };
     months::write(
         dir,
         &sorted,
         |t| t.row.occurred_at,
         unchanged,
-        &schema(),
-        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+        layout,
         |rows| build(rows.iter().copied(), sets),
     )
 }

@@ -340,11 +340,11 @@ pub fn run_locked(
     );
     let (guests, reassigned, moved) = guests;
     let mut touched = touched.merge(reassigned);
-    let mut reread = warehouse::transactions::Reread::new();
+    let mut night = None;
     if let Some(unread) = stored.unread.take() {
-        let (read, months) = history::read_rest(unread, &mut txns, &mut touched, &moved)?;
-        mf.transactions_read = Some(read);
-        reread = months;
+        let read = history::read_rest(unread, &mut txns, &mut touched, &moved)?;
+        mf.transactions_read = Some(read.read);
+        night = Some(read);
     }
     state_written?;
     drop(state);
@@ -396,7 +396,7 @@ pub fn run_locked(
                 customers: &customers,
                 small: &input.small,
                 partial: mf.transactions_read.is_some(),
-                reread: &reread,
+                night: night.as_ref(),
             };
             publish_version(wh, staging, &datasets, &mut mf, &mut clock)?;
         }
@@ -421,8 +421,9 @@ struct Datasets<'a> {
     small: &'a stored::SmallState,
     /// Whether the run holds only part of the stored transactions.
     partial: bool,
-    /// Months written from the stored version's files (see `history`).
-    reread: &'a warehouse::transactions::Reread,
+    /// What a night read of the stored transactions, and how it writes
+    /// their months (see `history`).
+    night: Option<&'a history::NightRead>,
 }
 
 /// Writes the last datasets and a copy of the manifest into the staged
@@ -443,17 +444,17 @@ fn publish_version(
         (Some(previous), Some(changed)) => warehouse::months::Unchanged::of(previous, changed)?,
         _ => None,
     };
+    let unchanged = match datasets.night {
+        Some(n) => unchanged.map(|u| u.appending(&n.partial).rewriting(&n.rewritten)),
+        None => unchanged,
+    };
+    let no_reread = warehouse::transactions::Reread::new();
+    let reread = datasets.night.map_or(&no_reread, |n| &n.reread);
     let txns = datasets.txns;
     let (a, (c, k)) = rayon::join(
         || {
             let dir = d.join("transactions");
-            warehouse::transactions::write(
-                &dir,
-                txns.iter(),
-                &txns.keysets,
-                unchanged,
-                datasets.reread,
-            )
+            warehouse::transactions::write(&dir, txns.written(), &txns.keysets, unchanged, reread)
         },
         || {
             rayon::join(

@@ -45,6 +45,9 @@ pub(super) struct Stored {
     pub txns: Vec<Vec<StoredTxn>>,
     /// Their key sets.
     pub txn_keysets: TxnKeysets,
+    /// Record keys of stored transactions not read whole that the drop's
+    /// numbered records also have (see `history::read_for_drop`).
+    pub known_txn_keys: Vec<crate::record::RecordKey>,
     /// Whether the transactions were read by key set number: when not (an
     /// earlier cvm's version, a missing or unreadable table), every month is
     /// written again, so the next night can read them all by number.
@@ -155,6 +158,7 @@ pub(super) fn load(
         record_delta: record_delta.map(sorted),
         txns: txns.parts,
         txn_keysets: txns.sets,
+        known_txn_keys: Vec::new(),
         txns_by_number: txns.by_number,
         unread: txns.unread,
         crm: customers?,

@@ -21,6 +21,8 @@ use crate::warehouse::{SourceFile, StoredTxn};
 #[derive(Debug, Default)]
 pub(super) struct Txns {
     chunks: Vec<Vec<StoredTxn>>,
+    /// The chunks from here on were read only to be summed, not written.
+    summed_only: Option<usize>,
     /// Every row's key set: its keys and its customer.
     pub keysets: TxnKeysets,
     /// The key sets some row holds, by index (the table keeps those of
@@ -36,9 +38,17 @@ impl Txns {
         self.chunks.iter().flatten()
     }
 
-    /// Adds stored rows read after consolidation (they change nothing: their
-    /// key sets already count them).
+    /// The rows written: every row but those added by [`Txns::append`].
+    pub fn written(&self) -> impl Iterator<Item = &StoredTxn> + Clone {
+        let end = self.summed_only.unwrap_or(self.chunks.len());
+        self.chunks[..end].iter().flatten()
+    }
+
+    /// Adds stored rows read after consolidation to be summed, not
+    /// written (they change nothing: their key sets already count them,
+    /// and their files are shared).
     pub fn append(&mut self, mut parts: Vec<Vec<StoredTxn>>) {
+        self.summed_only.get_or_insert(self.chunks.len());
         self.chunks.append(&mut parts);
     }
 
@@ -196,6 +206,7 @@ pub(super) fn consolidate(
     fresh.resize(keysets.len(), false);
     let mut txns = Txns {
         chunks,
+        summed_only: None,
         used: Vec::new(),
         fresh,
         keysets,

@@ -43,6 +43,7 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
     let records = StoredIndex::of(&stored.records, &read.crm, &read.txns);
     let records = &records;
     let stored_txns = &stored.txns;
+    let known_txns = &stored.known_txn_keys;
     let new_crm = std::mem::take(&mut read.crm);
     let new_txns = std::mem::take(&mut read.txns);
     let stored_events = read.stored_events;
@@ -54,7 +55,8 @@ pub(super) fn resolve(read: &mut DropRead, stored: &Stored) -> Versions {
             let crm = versions::resolve_keeping_superseded(new_crm, records, |v| {
                 superseded_crm.push(v.body)
             });
-            let stored_keys = numbered_stored_keys(stored_txns, &new_txns);
+            let mut stored_keys = numbered_stored_keys(stored_txns, &new_txns);
+            stored_keys.extend(known_txns.iter().map(|k| &**k));
             let txns = versions::resolve_mixed(new_txns, records, |k| stored_keys.contains(k));
             (crm, txns)
         },
