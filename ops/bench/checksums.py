@@ -28,6 +28,12 @@ DELTAS = {
     "records.parquet": ("records-delta.parquet", "key", None),
     "txn_keysets.parquet": ("txn_keysets-delta.parquet", "keyset", "rows = 0"),
     "purchase_totals.parquet": ("purchase_totals-delta.parquet", "customer_id", "transactions = 0"),
+    # Key sets are found by all three keys, any of which may be null.
+    "event_keysets.parquet": (
+        "event_keysets-delta.parquet",
+        ("key_customer_id", "key_email", "key_phone"),
+        None,
+    ),
 }
 
 
@@ -62,7 +68,9 @@ def checksums(wh, exclude=(), scores=True):
         if delta and os.path.exists(delta):
             d = f"read_parquet('{delta}')"
             kept = f"(select * from {d} where not ({removes}))" if removes else d
-            rel = f"(select * from {rel} where {key} not in (select {key} from {d}) union all select * from {kept})"
+            keys = key if isinstance(key, tuple) else (key,)
+            same = " and ".join(f"d.{k} is not distinct from t.{k}" for k in keys)
+            rel = f"(select * from {rel} t where not exists (select 1 from {d} d where {same}) union all select * from {kept})"
         cols = [r[0] for r in con.execute(f"describe select * from {rel}").fetchall()]
         drop = [c for c in exclude if c in cols]
         if drop:

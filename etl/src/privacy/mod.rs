@@ -356,11 +356,14 @@ fn find(
     }
 
     // Every key their transactions and events gave, and their CRM key history.
-    let keysets_file = scan::if_exists(version.join("_state").join("event_keysets.parquet"));
-    let sources = [
-        scan::parquet_files(&version.join("transactions"))?,
-        keysets_file.clone(),
-    ];
+    // The event key set table and its delta: a key set that was theirs
+    // before a night moved it still carried their keys.
+    let state = version.join("_state");
+    let mut keysets = scan::if_exists(state.join(crate::warehouse::event_keysets::FILE));
+    keysets.extend(scan::if_exists(
+        state.join(crate::warehouse::event_keysets::DELTA_FILE),
+    ));
+    let sources = [scan::parquet_files(&version.join("transactions"))?, keysets];
     for (n, files) in sources.iter().enumerate() {
         let t = scan::rows_with(files, "customer_id", &ids)?;
         let c = |name| col(&t, name);

@@ -9,13 +9,23 @@
 //! table over into the new version a batch at a time ([`carry_over`]), so
 //! it never holds it. Readers join events to it on the three keys
 //! (null-safe).
+//!
+//! A night changes few rows (the key sets with events tonight, those a
+//! claim moves): it writes them as `_state/event_keysets-delta.parquet`
+//! beside the shared table (a delta row stands for the table's row with
+//! its keys, or adds one), and writes the table whole again once the delta
+//! it starts from holds more than one row for every
+//! [`super::state::MERGE_RATIO`] of the table's.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
+use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::filter::filter_record_batch;
 
 use super::WarehouseError;
 use super::parquet_io::{
@@ -27,6 +37,8 @@ use super::parquet_io::{
 pub const DATASET: &str = "event key sets";
 /// File name inside `_state/`.
 pub const FILE: &str = "event_keysets.parquet";
+/// The delta's file name inside `_state/`.
+pub const DELTA_FILE: &str = "event_keysets-delta.parquet";
 
 /// The columns both key set tables hold: a key set's customer id, email and
 /// phone as given, and the customer its rows belong to.
@@ -109,7 +121,54 @@ pub fn write_each<'a>(
 /// (read from its footer alone): a night then carries it over
 /// ([`carry_over`]) instead of reading every stored event.
 pub fn usable(dir: &Path) -> bool {
+    let delta = dir.join(DELTA_FILE);
     parquet_io::has_schema(&dir.join(FILE), &schema())
+        && (!delta.exists() || parquet_io::has_schema(&delta, &schema()))
+}
+
+/// A delta's rows, owned, in file order, found by their keys' text.
+#[derive(Default)]
+struct Delta {
+    rows: Vec<([Option<Box<str>>; 3], Option<Box<str>>, u64)>,
+    by_keys: rustc_hash::FxHashMap<String, usize>,
+}
+
+impl Delta {
+    /// The delta of the `_state` folder `dir` (none when it has none).
+    fn read(dir: &Path) -> Result<Delta, WarehouseError> {
+        let path = dir.join(DELTA_FILE);
+        let mut delta = Delta::default();
+        if !path.exists() {
+            return Ok(delta);
+        }
+        let mut text = String::new();
+        for item in parquet_io::read_batches(&path)? {
+            let (file, batch) = item?;
+            let c = Columns::new(&batch, &file, DATASET);
+            let [kc, ke, kp, customer] = keyset_columns(&c)?;
+            let events = c.uint64("events", true)?;
+            for i in 0..batch.num_rows() {
+                let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
+                key_text(keys, &mut text);
+                delta.by_keys.insert(text.clone(), delta.rows.len());
+                delta.rows.push((
+                    keys.map(|k| k.map(Box::from)),
+                    opt_str_ref(customer, i).map(Box::from),
+                    events.value(i),
+                ));
+            }
+        }
+        Ok(delta)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The delta row with the keys whose text is `text`, if any.
+    fn find(&self, text: &str) -> Option<usize> {
+        self.by_keys.get(text).copied()
+    }
 }
 
 /// What a night makes of one batch of stored rows (see [`carry_over`]).
@@ -120,55 +179,151 @@ pub struct Carried {
     pub events: Vec<u64>,
 }
 
-/// Writes `to/event_keysets.parquet` from `from/event_keysets.parquet` (both
-/// `_state` folders), a batch at a time, so neither table is ever held:
-/// each stored row keeps its keys and gets the customer and count `carry`
-/// gives it (from the row's key columns and stored counts); then come the
-/// rows of `tail` (key sets the stored table lacks), made once every stored
-/// row is carried. Returns the write and the events of the new table.
+/// What [`carry_over`] wrote.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CarriedOver {
+    /// The file written: the table, or the delta beside the shared table.
+    pub stats: WriteStats,
+    /// Whether it is the delta.
+    pub delta: bool,
+    /// The events the carried table counts.
+    pub events: u64,
+}
+
+/// Carries the key set table of `from` over into `to` (both `_state`
+/// folders), a batch at a time, so it is never held: each stored row (the
+/// table's, a delta row standing for it) keeps its keys and gets the
+/// customer and count `carry` gives it (from the row's key columns and
+/// stored counts); then come the rows of `tail` (key sets the stored table
+/// lacks), made once every stored row is carried. Written as a delta over
+/// the shared table (the rows that differ from the table's, and the rows it
+/// lacks) unless the stored delta is too big, then as the table whole.
 pub fn carry_over<'t, I>(
     from: &Path,
     to: &Path,
-    mut carry: impl FnMut([&StringArray; 3], &PrimitiveArray<UInt64Type>) -> Carried,
+    carry: impl FnMut([&StringArray; 3], &PrimitiveArray<UInt64Type>) -> Carried,
     tail: impl FnOnce() -> I,
-) -> Result<(WriteStats, u64), WarehouseError>
+) -> Result<CarriedOver, WarehouseError>
 where
     I: Iterator<Item = KeysetRow<'t>>,
 {
+    // Both the table's rows and the delta's other rows are carried.
+    let carry = RefCell::new(carry);
+    let base = from.join(FILE);
+    let stored = Delta::read(from)?;
+    let base_rows = parquet_io::row_count(&base)?.unwrap_or(0);
+    let as_delta = stored.rows.len() * super::state::MERGE_RATIO <= base_rows;
+    let met = RefCell::new(vec![false; stored.rows.len()]);
     let mut total = 0u64;
+    let mut text = String::new();
     let mut tail = Some(tail);
-    let stored = parquet_io::read_batches(&from.join(FILE))?.map(|item| {
+    let carried = parquet_io::read_batches(&base)?.map(|item| {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
-        let [kc, ke, kp, _] = keyset_columns(&c)?;
-        let carried = carry([kc, ke, kp], c.uint64("events", true)?);
+        let [kc, ke, kp, customer] = keyset_columns(&c)?;
+        let events = c.uint64("events", true)?;
+        // The stored counts: the delta's where it has the row.
+        let counts: PrimitiveArray<UInt64Type> = match stored.is_empty() {
+            true => events.clone(),
+            false => (0..batch.num_rows())
+                .map(|i| {
+                    key_text([kc, ke, kp].map(|a| opt_str_ref(a, i)), &mut text);
+                    match stored.find(&text) {
+                        Some(d) => {
+                            met.borrow_mut()[d] = true;
+                            stored.rows[d].2
+                        }
+                        None => events.value(i),
+                    }
+                })
+                .collect(),
+        };
+        let carried = (carry.borrow_mut())([kc, ke, kp], &counts);
         total += carried.events.iter().sum::<u64>();
-        let columns: Vec<ArrayRef> = vec![
-            batch.column(0).clone(),
-            batch.column(1).clone(),
-            batch.column(2).clone(),
-            carried.customers,
-            Arc::new(PrimitiveArray::<UInt64Type>::from(carried.events)),
-        ];
-        RecordBatch::try_new(schema(), columns).map_err(|e| c.error(e.to_string()))
+        let new_events = PrimitiveArray::<UInt64Type>::from(carried.events);
+        let out = RecordBatch::try_new(
+            schema(),
+            vec![
+                batch.column(0).clone(),
+                batch.column(1).clone(),
+                batch.column(2).clone(),
+                carried.customers,
+                Arc::new(new_events),
+            ],
+        )
+        .map_err(|e| c.error(e.to_string()))?;
+        if !as_delta {
+            return Ok(out);
+        }
+        // Only the rows that differ from the table's.
+        let new_customers = out.column(3).as_string::<i32>();
+        let new_events = out.column(4).as_primitive::<UInt64Type>();
+        let changed: BooleanArray = (0..out.num_rows())
+            .map(|i| {
+                Some(
+                    opt_str_ref(new_customers, i) != opt_str_ref(customer, i)
+                        || new_events.value(i) != events.value(i),
+                )
+            })
+            .collect();
+        filter_record_batch(&out, &changed).map_err(|e| c.error(e.to_string()))
     });
     let added = std::cell::Cell::new(0u64);
     let rest = std::iter::once(()).flat_map(|()| {
+        // The delta's rows the table lacks, carried as stored rows are.
+        let met = met.borrow();
+        let lacking: Vec<_> = (stored.rows.iter().zip(met.iter()))
+            .filter(|(_, m)| !**m)
+            .map(|(r, _)| r)
+            .collect();
+        let keys: [StringArray; 3] = [0, 1, 2].map(|k| {
+            lacking
+                .iter()
+                .map(|r| r.0[k].as_deref())
+                .collect::<StringArray>()
+        });
+        let counts: PrimitiveArray<UInt64Type> = lacking.iter().map(|r| r.2).collect();
+        let mut batches = Vec::new();
+        if !lacking.is_empty() {
+            let carried = (carry.borrow_mut())([&keys[0], &keys[1], &keys[2]], &counts);
+            added.set(added.get() + carried.events.iter().sum::<u64>());
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(keys[0].clone()),
+                Arc::new(keys[1].clone()),
+                Arc::new(keys[2].clone()),
+                carried.customers,
+                Arc::new(PrimitiveArray::<UInt64Type>::from(carried.events)),
+            ];
+            batches.push(RecordBatch::try_new(schema(), columns).map_err(|e| {
+                WarehouseError::Format {
+                    path: from.join(DELTA_FILE),
+                    message: e.to_string(),
+                }
+            }));
+        }
         let rows = tail.take().map(|f| f()).into_iter().flatten();
-        batched(rows.inspect(|r| added.set(added.get() + r.events)), build).map(Ok)
+        let tail = batched(rows.inspect(|r| added.set(added.get() + r.events)), build).map(Ok);
+        batches.into_iter().chain(tail)
     });
-    let stats = write_batches(
-        &to.join(FILE),
-        &schema(),
-        &writer_properties_with(&[], &[]),
-        stored.chain(rest),
-    )?;
-    Ok((stats, total + added.get()))
+    let props = writer_properties_with(&[], &[]);
+    let target = to.join(if as_delta { DELTA_FILE } else { FILE });
+    let stats = write_batches(&target, &schema(), &props, carried.chain(rest))?;
+    if as_delta {
+        let link = to.join(FILE);
+        parquet_io::link_or_copy(&base, &link).map_err(|e| parquet_io::io_err(&link, e))?;
+    }
+    Ok(CarriedOver {
+        stats,
+        delta: as_delta,
+        events: total + added.get(),
+    })
 }
 
-/// Calls `f(keys, customer, events)` for every row of
-/// `dir/event_keysets.parquet`, in file order; false when there is no such
-/// file. An `Err` of `f` is reported as a problem of the file.
+/// Calls `f(keys, customer, events)` for every row of the table of `dir`
+/// (the `_state` folder) as its delta leaves it: the table's rows in file
+/// order, each as the delta has it if it does, then the delta's other
+/// rows; false when there is no table. An `Err` of `f` is reported as a
+/// problem of the file.
 pub fn for_each(
     dir: &Path,
     mut f: impl FnMut([Option<&str>; 3], Option<&str>, u64) -> Result<(), String>,
@@ -177,6 +332,9 @@ pub fn for_each(
     if !path.exists() {
         return Ok(false);
     }
+    let delta = Delta::read(dir)?;
+    let mut met = vec![false; delta.rows.len()];
+    let mut text = String::new();
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
         let c = Columns::new(&batch, &file, DATASET);
@@ -185,8 +343,30 @@ pub fn for_each(
         let events = c.uint64("events", true)?;
         for i in 0..batch.num_rows() {
             let keys = keys.map(|a| opt_str_ref(a, i));
-            f(keys, opt_str_ref(customer, i), events.value(i)).map_err(|m| c.error(m))?;
+            let found = match delta.is_empty() {
+                true => None,
+                false => {
+                    key_text(keys, &mut text);
+                    delta.find(&text)
+                }
+            };
+            let done = match found {
+                Some(d) => {
+                    met[d] = true;
+                    let (_, customer, events) = &delta.rows[d];
+                    f(keys, customer.as_deref(), *events)
+                }
+                None => f(keys, opt_str_ref(customer, i), events.value(i)),
+            };
+            done.map_err(|m| c.error(m))?;
         }
+    }
+    for ((keys, customer, events), _) in delta.rows.iter().zip(&met).filter(|(_, m)| !**m) {
+        let keys = [0, 1, 2].map(|k| keys[k].as_deref());
+        f(keys, customer.as_deref(), *events).map_err(|m| WarehouseError::Format {
+            path: dir.join(DELTA_FILE),
+            message: m,
+        })?;
     }
     Ok(true)
 }
@@ -276,8 +456,10 @@ mod tests {
             }]
             .into_iter()
         };
-        let (stats, total) = carry_over(from.path(), to.path(), carry, tail).unwrap();
-        assert_eq!((stats.rows, total), (3, 3 + 3 + 4));
+        let w = carry_over(from.path(), to.path(), carry, tail).unwrap();
+        // A delta: the claimed row and the new one; the table is shared.
+        assert_eq!((w.delta, w.stats.rows, w.events), (true, 2, 3 + 3 + 4));
+        assert!(to.path().join(DELTA_FILE).exists());
         assert_eq!(
             read_rows(to.path()).unwrap(),
             [
@@ -286,6 +468,67 @@ mod tests {
                 row([None, None, Some("+3312")], None, 4),
             ]
         );
+    }
+
+    /// Carries `from` into `to` adding `more` events to the key set of
+    /// email `email`, and one new key set with `tail` events.
+    fn night(from: &Path, to: &Path, email: &str, more: u64, tail: u64) -> CarriedOver {
+        let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| Carried {
+            customers: opt_utf8_array((0..stored.len()).map(|i| opt_str_ref(keys[0], i))),
+            events: (0..stored.len())
+                .map(|i| stored.value(i) + u64::from(opt_str_ref(keys[1], i) == Some(email)) * more)
+                .collect(),
+        };
+        let rows = [KeysetRow {
+            keys: [None, None, Some("+3312")],
+            customer: None,
+            events: tail,
+        }];
+        carry_over(from, to, carry, || {
+            rows.into_iter().filter(|r| r.events > 0)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_delta_is_carried_night_after_night_and_merged_once_too_big() {
+        let emails: Vec<String> = (0..16).map(|i| format!("{i}@example.com")).collect();
+        let rows: Vec<KeysetRow<'_>> = emails
+            .iter()
+            .map(|e| KeysetRow {
+                keys: [None, Some(e), None],
+                customer: None,
+                events: 1,
+            })
+            .collect();
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        write(dirs[0].path(), &rows).unwrap();
+        // Night 1: one row changes, one is new: a delta of two.
+        let w = night(dirs[0].path(), dirs[1].path(), "3@example.com", 2, 5);
+        assert_eq!((w.delta, w.stats.rows, w.events), (true, 2, 16 + 2 + 5));
+        // Night 2 starts from that delta: the new row and the changed one
+        // keep their counts, another row changes.
+        let w = night(dirs[1].path(), dirs[2].path(), "7@example.com", 1, 0);
+        assert_eq!((w.delta, w.stats.rows, w.events), (true, 3, 16 + 2 + 5 + 1));
+        let mut expected: Vec<String> = emails
+            .iter()
+            .map(|e| {
+                let n = match e.as_str() {
+                    "3@example.com" => 3,
+                    "7@example.com" => 2,
+                    _ => 1,
+                };
+                row([None, Some(e), None], None, n)
+            })
+            .collect();
+        expected.push(row([None, None, Some("+3312")], None, 5));
+        assert_eq!(read_rows(dirs[2].path()).unwrap(), expected);
+        // Night 3 starts from a delta of 3 rows for a table of 16: too big
+        // (more than one for every 8), so the table is written whole.
+        let w = night(dirs[2].path(), dirs[3].path(), "none", 0, 0);
+        assert_eq!((w.delta, w.stats.rows, w.events), (false, 17, 24));
+        assert!(!dirs[3].path().join(DELTA_FILE).exists());
+        assert_eq!(read_rows(dirs[3].path()).unwrap(), expected);
     }
 
     #[test]

@@ -540,22 +540,43 @@ fn warehouse_parts(warehouse: &Path, row: &Customer) -> Result<Vec<Part>, Export
         &txns,
     ));
 
-    // Events name no customer: their key sets do.
-    let keysets = scan::rows_with(
-        &scan::if_exists(version.join("_state").join("event_keysets.parquet")),
+    // Events name no customer: their key sets do. A night writes the key
+    // sets it changes as a delta beside the table: a delta row stands for
+    // the table's row with its keys.
+    let state = version.join("_state");
+    let column = |t: &Table, name: &str| t.columns.iter().position(|c| c == name);
+    let triple_of = |t: &Table, r: &[String]| -> [String; 3] {
+        ["key_customer_id", "key_email", "key_phone"]
+            .map(|name| column(t, name).map(|i| r[i].clone()).unwrap_or_default())
+    };
+    let delta = scan::rows_where(
+        &scan::if_exists(state.join("event_keysets-delta.parquet")),
+        |_, _| true,
+    )?;
+    let in_delta: HashSet<[String; 3]> = delta.rows.iter().map(|r| triple_of(&delta, r)).collect();
+    let mut keysets = scan::rows_with(
+        &scan::if_exists(state.join("event_keysets.parquet")),
         "customer_id",
         &me,
     )?;
-    let column = |t: &Table, name: &str| t.columns.iter().position(|c| c == name);
-    let triple_of = |r: &[String], idx: [Option<usize>; 3]| -> [String; 3] {
-        idx.map(|i| i.map(|i| r[i].clone()).unwrap_or_default())
-    };
-    let idx = [
-        column(&keysets, "key_customer_id"),
-        column(&keysets, "key_email"),
-        column(&keysets, "key_phone"),
-    ];
-    let sets: HashSet<[String; 3]> = keysets.rows.iter().map(|r| triple_of(r, idx)).collect();
+    let table_rows = std::mem::take(&mut keysets.rows);
+    keysets.rows = (table_rows.into_iter())
+        .filter(|r| !in_delta.contains(&triple_of(&keysets, r)))
+        .collect();
+    if keysets.columns.is_empty() {
+        keysets.columns = delta.columns.clone();
+    }
+    let delta_customer = column(&delta, "customer_id");
+    keysets.rows.extend(
+        (delta.rows.iter())
+            .filter(|r| delta_customer.is_some_and(|i| me.contains(&r[i])))
+            .cloned(),
+    );
+    let sets: HashSet<[String; 3]> = keysets
+        .rows
+        .iter()
+        .map(|r| triple_of(&keysets, r))
+        .collect();
     note_keys(&revealed(&vault, keysets.clone()));
     let events = scan::rows_where(&scan::parquet_files(&version.join("events"))?, |b, i| {
         // Events of an earlier cvm still name their customer.

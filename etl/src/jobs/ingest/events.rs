@@ -242,7 +242,11 @@ fn carry_keysets(
                 }
             })
     };
-    let (written, total) = event_keysets::carry_over(from, to, carry, tail)?;
-    tracing::debug!(rows = written.rows, "event key sets carried over");
-    Ok(total)
+    let written = event_keysets::carry_over(from, to, carry, tail)?;
+    tracing::debug!(
+        rows = written.stats.rows,
+        delta = written.delta,
+        "event key sets carried over"
+    );
+    Ok(written.events)
 }
