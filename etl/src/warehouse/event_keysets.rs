@@ -126,10 +126,13 @@ pub fn usable(dir: &Path) -> bool {
         && (!delta.exists() || parquet_io::has_schema(&delta, &schema()))
 }
 
+/// A key set's row, owned: its keys, its customer, its events.
+type OwnedRow = ([Option<Box<str>>; 3], Option<Box<str>>, u64);
+
 /// A delta's rows, owned, in file order, found by their keys' text.
 #[derive(Default)]
 struct Delta {
-    rows: Vec<([Option<Box<str>>; 3], Option<Box<str>>, u64)>,
+    rows: Vec<OwnedRow>,
     by_keys: rustc_hash::FxHashMap<String, usize>,
 }
 
