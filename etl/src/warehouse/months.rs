@@ -379,4 +379,105 @@ mod tests {
         std::fs::write(d.path().join("part-00000.parquet"), b"x").unwrap();
         assert!(Unchanged::of(d.path(), &changed).unwrap().is_none());
     }
+
+    /// Writes rows of `at` (microseconds) as a one-column dataset.
+    fn write_at(dir: &Path, at: &[i64], unchanged: Option<Unchanged<'_>>) -> Written {
+        use arrow_array::{ArrayRef, Int64Array};
+        use arrow_schema::{DataType, Field, Schema};
+        let schema: SchemaRef =
+            std::sync::Arc::new(Schema::new(vec![Field::new("at", DataType::Int64, false)]));
+        let props = parquet_io::writer_properties_with(&[], &[]);
+        let layout = Layout {
+            schema: &schema,
+            props: &props,
+            parts_per_month: 1,
+        };
+        let rows: Vec<&i64> = at.iter().collect();
+        write(
+            dir,
+            &rows,
+            |t| *t,
+            unchanged,
+            layout,
+            |rows| {
+                let col: ArrayRef =
+                    std::sync::Arc::new(Int64Array::from_iter_values(rows.iter().map(|t| **t)));
+                RecordBatch::try_new(schema.clone(), vec![col]).unwrap()
+            },
+        )
+        .unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn an_appended_month_shares_its_files_but_the_rewritten_and_numbers_new_parts_after_all() {
+        let d = tempfile::tempdir().unwrap();
+        let (jan, feb, mar) = (
+            1_704_067_200_000_000,
+            1_706_745_600_000_000,
+            1_709_251_200_000_000,
+        );
+        let previous = d.path().join("v1");
+        // January in three parts, February and March in one each.
+        let template = d.path().join("template");
+        write_at(&template, &[jan, feb, mar], None);
+        for (month, parts) in [(jan, 3), (feb, 1), (mar, 1)] {
+            let folder = folder(month_of(month));
+            std::fs::create_dir_all(previous.join(&folder)).unwrap();
+            for k in 0..parts {
+                let to = previous.join(&folder).join(parquet_io::part_name(k));
+                std::fs::copy(template.join(&folder).join("part-00000.parquet"), to).unwrap();
+            }
+        }
+        let (m_jan, m_feb, m_mar) = (month_of(jan), month_of(feb), month_of(mar));
+        let changed: HashSet<Month> = [m_jan, m_feb, m_mar].into_iter().collect();
+        let appended = changed.clone();
+        // January's part 1 and February's only part are read whole; March's
+        // only part is renamed elsewhere (written under its own name).
+        let rewritten: HashSet<PathBuf> = [
+            Path::new(&folder(m_jan)).join("part-00001.parquet"),
+            Path::new(&folder(m_feb)).join("part-00000.parquet"),
+            Path::new(&folder(m_mar)).join("part-00000.parquet"),
+        ]
+        .into_iter()
+        .collect();
+        let u = Unchanged::of(&previous, &changed)
+            .unwrap()
+            .unwrap()
+            .appending(&appended)
+            .rewriting(&rewritten);
+        let next = d.path().join("v2");
+        // New rows in January only: February is left with no file at all.
+        let w = write_at(&next, &[jan + 1, jan + 2], Some(u));
+        assert_eq!(
+            names(&next.join(folder(m_jan))),
+            [
+                "part-00000.parquet",
+                "part-00002.parquet",
+                "part-00003.parquet"
+            ]
+        );
+        assert!(!next.join(folder(m_feb)).exists());
+        assert!(
+            !next.join(folder(m_mar)).exists(),
+            "renamed by the caller, not linked"
+        );
+        assert_eq!((w.months, w.appended_months, w.shared_months), (1, 1, 0));
+        // The shared parts are the same files, the new one holds the new rows.
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let part0 = Path::new(&folder(m_jan)).join("part-00000.parquet");
+        assert_eq!(inode(&previous.join(&part0)), inode(&next.join(&part0)));
+        assert_eq!(w.stats.rows, 2);
+        assert_eq!(in_dataset(&next.join(&part0)), part0);
+    }
 }
