@@ -11,6 +11,7 @@ use crate::jobs::nightly::NightlyError;
 use crate::jobs::score::ScoreError;
 use crate::privacy::PrivacyError;
 use crate::sources::reader::ReadError;
+use crate::warehouse::WarehouseError;
 use crate::warehouse::publish::PublishError;
 
 /// The run failed (input unreadable, warehouse error, ...): a retry may help.
@@ -65,6 +66,8 @@ impl ExitStatus for IngestError {
             | IngestError::Read(
                 ReadError::DuplicateColumn { .. } | ReadError::HeaderEncoding { .. },
             ) => USAGE,
+            // Only the cvm that wrote it can read it: no scheduler retry.
+            IngestError::Warehouse(WarehouseError::NewerFormat { .. }) => USAGE,
             IngestError::Read(_) | IngestError::Warehouse(_) | IngestError::RunFiles { .. } => {
                 FAILED
             }
@@ -76,7 +79,9 @@ impl ExitStatus for ScoreError {
     fn exit_code(&self) -> u8 {
         match self {
             ScoreError::Publish(e) => e.exit_code(),
-            ScoreError::Empty(_) => USAGE,
+            ScoreError::Empty(_) | ScoreError::Warehouse(WarehouseError::NewerFormat { .. }) => {
+                USAGE
+            }
             _ => FAILED,
         }
     }

@@ -72,6 +72,39 @@ fn transaction_count(wh: &Path) -> usize {
         .len()
 }
 
+/// A warehouse a newer cvm wrote (a higher format in `_state/small.json`)
+/// stops ingest and score with exit 2 and one line saying so, and
+/// publishes nothing: an older cvm would misread files it does not know.
+#[test]
+fn a_warehouse_of_a_newer_cvm_is_a_one_line_usage_error_and_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, wh) = (tmp.path().join("in"), tmp.path().join("wh"));
+    small_drop(&input, 20);
+    assert!(ingest(&input, &wh, &[]).status.success());
+    let small = wh.join("current").join("_state").join("small.json");
+    let text = std::fs::read_to_string(&small).unwrap();
+    let format = format!("\"format\": {}", cvm_etl::warehouse::state::FORMAT);
+    assert!(text.contains(&format), "{text}");
+    let newer = format!("\"format\": {}", cvm_etl::warehouse::state::FORMAT + 1);
+    std::fs::write(&small, text.replace(&format, &newer)).unwrap();
+    let before = versions(&wh);
+    small_drop(&input, 30);
+    let o = ingest(&input, &wh, &[]);
+    assert_one_line_error(&o, 2, "written by a newer cvm");
+    assert_eq!(versions(&wh), before);
+    let o = etl(
+        &[
+            "score",
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--as-of",
+            "2026-03-31",
+        ],
+        &[],
+    );
+    assert_one_line_error(&o, 2, "written by a newer cvm");
+}
+
 #[test]
 fn a_missing_input_folder_is_a_one_line_usage_error() {
     let d = tempfile::tempdir().unwrap();

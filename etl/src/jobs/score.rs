@@ -92,6 +92,7 @@ pub fn run_locked(wh: &Warehouse, opts: &ScoreOptions) -> Result<ScoreReport, Sc
     let version_dir = wh
         .current()?
         .ok_or_else(|| ScoreError::Empty(opts.warehouse.clone()))?;
+    crate::warehouse::state::check_format(&version_dir)?;
     let period = scoring::period(&opts.settings.scoring);
     let as_of_day = i64::from(opts.as_of.to_epoch_days());
 

@@ -63,6 +63,15 @@ pub enum WarehouseError {
         dataset: &'static str,
         message: String,
     },
+    /// A version a newer cvm wrote (see [`state::FORMAT`]).
+    #[error(
+        "{path}: written by a newer cvm (warehouse format {format}; this cvm reads up to {}): run that cvm or a newer one",
+        state::FORMAT
+    )]
+    NewerFormat {
+        path: std::path::PathBuf,
+        format: u32,
+    },
 }
 
 /// An input file's name (relative to its drop), held once for the process:

@@ -30,6 +30,30 @@ use crate::consolidate::versions::{RecordState, RowMonths};
 
 /// The folder of a version that holds its internal state.
 pub const DIR: &str = "_state";
+/// The warehouse format this cvm writes and reads up to, in
+/// `_state/small.json` (`format`; missing: 0). Raised whenever a version
+/// holds files a cvm that does not know them would misread (format 1: the
+/// event key set delta, which an older night would ignore), so that from
+/// then on an older cvm over a newer warehouse stops instead.
+pub const FORMAT: u32 = 1;
+
+/// Fails when the version folder `version` was written by a newer cvm (see
+/// [`FORMAT`]).
+pub fn check_format(version: &Path) -> Result<(), WarehouseError> {
+    #[derive(serde::Deserialize)]
+    struct Format {
+        #[serde(default)]
+        format: u32,
+    }
+    let path = version.join(DIR).join("small.json");
+    match read_json_if_exists::<Format>(&path)? {
+        Some(Format { format }) if format > FORMAT => {
+            Err(WarehouseError::NewerFormat { path, format })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Dataset name used in errors.
 pub const DATASET: &str = "record state";
 /// File name of the record state table inside `_state/`.

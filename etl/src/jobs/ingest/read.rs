@@ -133,6 +133,7 @@ pub(super) fn read_drop(
         events: stored_events,
         known_events: KnownEvents::default(),
         small: SmallState {
+            format: crate::warehouse::state::FORMAT,
             rates: ctx
                 .rates
                 .iter()

@@ -28,6 +28,9 @@ pub(super) struct SmallState {
     /// when it is not pseudonymised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pseudonymised: Option<String>,
+    /// The warehouse format of the version (see `warehouse::state::FORMAT`).
+    #[serde(default)]
+    pub format: u32,
 }
 
 /// The published state this run starts from.
@@ -98,6 +101,7 @@ pub(super) fn load(
             ..Stored::default()
         });
     };
+    warehouse::state::check_format(&dir)?;
     let events_dir = dir.join("events");
     let state_dir = dir.join(warehouse::state::DIR);
     // The key set table when it can stand for the events (carried over as
