@@ -235,7 +235,7 @@ pub(crate) fn write<T: Sync>(
             Some(u) => {
                 appended_months += 1;
                 linked.insert(month);
-                link_parts(&u.previous.join(folder(month)), &to, u.rewritten)?
+                link_parts(&u.previous.join(folder(month)), &to, u.rewritten)?.0
             }
             None => 0,
         };
@@ -254,14 +254,12 @@ pub(crate) fn write<T: Sync>(
         && let Some(appended) = u.appended
     {
         for &month in appended.iter().filter(|m| !linked.contains(*m)) {
-            let from = u.previous.join(folder(month));
-            let kept = parquet_io::list_parquet_files(&from)?
-                .iter()
-                .any(|f| u.rewritten.is_none_or(|r| !r.contains(&in_dataset(f))));
-            if kept {
-                link_parts(&from, &dir.join(folder(month)), u.rewritten)?;
+            let to = dir.join(folder(month));
+            if link_parts(&u.previous.join(folder(month)), &to, u.rewritten)?.1 > 0 {
                 appended_months += 1;
                 months += 1;
+            } else {
+                std::fs::remove_dir(&to).map_err(|e| io_err(&to, e))?;
             }
         }
     }
@@ -279,16 +277,17 @@ pub(crate) fn write<T: Sync>(
 }
 
 /// Links the parts of the month folder `from` into `to`, but for those
-/// `skip` names (by path within the dataset); returns the number the next part takes (after every part of
-/// `from`, so a part written anew under its own name keeps it).
+/// `skip` names (by path within the dataset); returns the number the next
+/// part takes (after every part of `from`, so a part written anew under its
+/// own name keeps it) and how many it linked.
 fn link_parts(
     from: &Path,
     to: &Path,
     skip: Option<&HashSet<PathBuf>>,
-) -> Result<usize, WarehouseError> {
+) -> Result<(usize, usize), WarehouseError> {
     std::fs::create_dir_all(to).map_err(|e| io_err(to, e))?;
     let folder = Path::new(from.file_name().unwrap_or_default());
-    let mut next = 0;
+    let (mut next, mut linked) = (0, 0);
     for file in parquet_io::list_parquet_files(from)? {
         let Some(name) = file.file_name() else {
             continue;
@@ -301,8 +300,9 @@ fn link_parts(
         }
         let link = to.join(name);
         parquet_io::link_or_copy(&file, &link).map_err(|e| io_err(&link, e))?;
+        linked += 1;
     }
-    Ok(next)
+    Ok((next, linked))
 }
 
 /// Links the files of every month folder of `u.previous` not in `u.changed`

@@ -124,13 +124,15 @@ impl UnreadMonths {
 
     /// Reads what the drop's records need of the months `wanted` they put
     /// rows in: of a month that takes another part, only the record keys
-    /// that `numbered` names (a numbered record's stored copy), and the
-    /// month is partial; of another, every row. Returns the rows read and
-    /// the keys found.
+    /// that `numbered` names (a numbered record's stored copy lies in its
+    /// own month: read only of `numbered_months`), and the month is
+    /// partial; of another, every row. Returns the rows read and the keys
+    /// found.
     pub fn read_drop(
         &mut self,
         wanted: &HashSet<Month>,
         numbered: &HashSet<&str>,
+        numbered_months: &HashSet<Month>,
         sets: &TxnKeysets,
     ) -> Result<(Vec<Vec<StoredTxn>>, Vec<RecordKey>), WarehouseError> {
         let mut whole = Vec::new();
@@ -141,7 +143,7 @@ impl UnreadMonths {
             }
             if self.in_part(month)? {
                 self.partial.insert(month);
-                if !numbered.is_empty() {
+                if numbered_months.contains(&month) {
                     keyed.extend(self.files[&month].iter().cloned());
                 }
             } else {
@@ -316,11 +318,19 @@ pub(super) fn read_for_drop(
     }
     if let Some(unread) = &mut stored.unread {
         let months = drop_months(&drop.txns);
-        let numbered: HashSet<&str> = (drop.txns.iter().flatten())
-            .filter(|v| v.numbered())
-            .map(|v| &*v.key)
-            .collect();
-        let (mut parts, known) = unread.read_drop(&months, &numbered, &stored.txn_keysets)?;
+        let numbered_records = || drop.txns.iter().flatten().filter(|v| v.numbered());
+        let numbered: HashSet<&str> = numbered_records().map(|v| &*v.key).collect();
+        // A numbered record without a time (no source makes one) could
+        // repeat a stored row of any month.
+        let numbered_months: HashSet<Month> = match numbered_records()
+            .map(|v| v.body.row.as_ref().map(|r| month_of(r.occurred_at)))
+            .collect::<Option<_>>()
+        {
+            Some(m) => m,
+            None => months.clone(),
+        };
+        let (mut parts, known) =
+            unread.read_drop(&months, &numbered, &numbered_months, &stored.txn_keysets)?;
         stored.txns.append(&mut parts);
         stored.known_txn_keys = known;
     }
