@@ -414,6 +414,49 @@ fn a_claim_rewrites_the_claimed_guests_months_from_their_files() {
     );
 }
 
+/// A customer who only gained purchases after their last transaction is
+/// summed from their stored totals, their history unread; one whose stored
+/// rows changed tonight (a guest claimed by their CRM record, an order
+/// delivered again on another day) is summed from all their rows, even
+/// when they also buy tonight. The nights equal one drop either way.
+#[test]
+fn only_customers_whose_stored_rows_changed_are_summed_from_their_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let history = [
+        web_order("W-1", "g@example.com", "2025-01-10", "2025-01-10", "paid"),
+        web_order("W-2", "r@example.com", "2025-02-10", "2025-02-10", "paid"),
+        web_order("W-3", "s@example.com", "2025-03-10", "2025-03-10", "paid"),
+    ]
+    .join("\n");
+    let crm = "customer_id,email,phone,updated_at\nC-1,g@example.com,,2025-05-01T00:00:00Z\n";
+    let tonight = [
+        // C-1 claims the guest's W-1 and buys.
+        web_order("W-4", "g@example.com", "2025-05-02", "2025-05-02", "paid"),
+        // W-2 again, moved to May: its February row goes.
+        web_order("W-2", "r@example.com", "2025-05-03", "2025-05-03", "paid"),
+        // s@ only buys again.
+        web_order("W-5", "s@example.com", "2025-05-04", "2025-05-04", "paid"),
+    ]
+    .join("\n");
+    let tonight = [("crm/c.csv", crm.to_string()), ("web/b.jsonl", tonight)];
+    let (wh_nights, night) = two_nights_equal_one_drop(tmp.path(), history, &tonight);
+    let state = wh_nights.join("current/_state");
+    let totals: BTreeMap<String, u64> = {
+        let mut t = BTreeMap::new();
+        warehouse::purchase_totals::read_each(&state, |r| {
+            t.insert(r.customer_id.to_owned(), r.transactions);
+        })
+        .unwrap();
+        t
+    };
+    assert_eq!(totals.get("C-1"), Some(&2), "{totals:?}");
+    assert_eq!(totals.values().sum::<u64>(), 5, "{totals:?}");
+    // Read: W-2's February file (its row replaced) and C-1's claimed W-1;
+    // not W-3, s@'s history.
+    let read = night.manifest.transactions_read.unwrap();
+    assert_eq!(read.rows, 2, "{read:?}");
+}
+
 /// Nights whose events fall in a month the version holds add them as a new
 /// part beside the month's shared files (the month is neither read whole nor
 /// written again), find an event delivered again by its key alone, and write

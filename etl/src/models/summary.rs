@@ -119,8 +119,16 @@ impl OccasionTotals {
     /// The occasions (sorted by day, one per day) up to `as_of_day`;
     /// later ones are ignored, so a full history can be passed for a backfill.
     pub fn of(occasions: &[(i64, f64)], as_of_day: i64) -> Result<Self, SummaryError> {
-        let mut previous: Option<i64> = None;
-        let mut t = OccasionTotals::default();
+        OccasionTotals::default().then(occasions, as_of_day)
+    }
+
+    /// These totals followed by `occasions` (sorted by day, one per day, each
+    /// after the last counted here), up to `as_of_day`: the same bits as
+    /// [`OccasionTotals::of`] all of them, since the repeat values are
+    /// added in day order either way.
+    pub fn then(self, occasions: &[(i64, f64)], as_of_day: i64) -> Result<Self, SummaryError> {
+        let mut previous: Option<i64> = self.last_day;
+        let mut t = self;
         for (index, &(day, value)) in occasions.iter().enumerate() {
             if previous.is_some_and(|p| day <= p) {
                 return Err(SummaryError::NotIncreasing { index, day });

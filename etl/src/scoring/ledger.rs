@@ -54,6 +54,27 @@ impl Tx {
         self.at
     }
 
+    /// Its customer's number.
+    pub(crate) fn customer(&self) -> u32 {
+        self.customer
+    }
+
+    /// Whether it is a refund.
+    pub(crate) fn is_refund(&self) -> bool {
+        self.refund
+    }
+
+    /// Its order's bit in a 64-bit filter of orders (see
+    /// [`CustomerTotals`]'s `refunded_orders`); 0 without an order.
+    pub(crate) fn order_bit(&self) -> u64 {
+        // The hash's low bit is always set: the top six bits pick.
+        if self.order == 0 {
+            0
+        } else {
+            1 << (self.order >> 58)
+        }
+    }
+
     /// The order every reader of transactions sorts them in: by customer,
     /// then time. Sums of a day's purchases follow it, so it is part of the
     /// scores' exact bits.
@@ -66,7 +87,7 @@ impl Tx {
 pub(crate) const DAY_MICROS: i64 = 86_400_000_000;
 
 /// The UTC day number of a timestamp in microseconds.
-fn day_of(micros: i64) -> i64 {
+pub(crate) fn day_of(micros: i64) -> i64 {
     micros.div_euclid(DAY_MICROS)
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use super::ledger::{Facts, Tx, occasions};
+use super::ledger::{Facts, Tx, day_of, occasions};
 use crate::models::summary::{OccasionTotals, Period};
 use crate::warehouse::purchase_totals::{self, PurchaseTotalsRow};
 use crate::warehouse::{self, WarehouseError};
@@ -25,6 +25,10 @@ pub(crate) struct CustomerTotals {
     pub(crate) occasions: Option<OccasionTotals>,
     /// The latest transaction's time (microseconds); `None` without transactions.
     pub(crate) last_at: Option<i64>,
+    /// A filter of the orders holding a refund: each sets its bit
+    /// ([`Tx::order_bit`]). A later purchase in an order whose bit is clear
+    /// cannot meet a refund counted here, so it adds to these totals alone.
+    pub(crate) refunded_orders: u64,
 }
 
 impl CustomerTotals {
@@ -39,6 +43,7 @@ impl CustomerTotals {
             repeat_sum: 0.0,
         }),
         last_at: None,
+        refunded_orders: 0,
     };
 
     /// The totals of one customer's transactions, sorted as the ledger sorts them.
@@ -49,7 +54,34 @@ impl CustomerTotals {
             revenue,
             occasions: OccasionTotals::of(&occ, i64::MAX).ok(),
             last_at: txs.iter().map(|t| t.at()).max(),
+            refunded_orders: refunded_orders(txs),
         }
+    }
+
+    /// These totals followed by `later` transactions (sorted as the ledger
+    /// sorts them), when that gives the bits [`CustomerTotals::of`] all of
+    /// them gives: `later` holds purchases alone, each on a day after the
+    /// last transaction counted here and none in an order that may hold a
+    /// counted refund (which could refund it fully, or stop refunding a
+    /// counted purchase fully). Then their occasions follow the counted
+    /// ones, and the repeat values are added in the same order. `None`
+    /// otherwise, and when the counted occasions could not be summarised.
+    pub(crate) fn then(&self, later: &[Tx]) -> Option<CustomerTotals> {
+        let after = self.last_at.map_or(i64::MIN, day_of);
+        let apart = |t: &Tx| {
+            !t.is_refund() && day_of(t.at()) > after && t.order_bit() & self.refunded_orders == 0
+        };
+        if !later.iter().all(apart) {
+            return None;
+        }
+        let (occ, revenue) = occasions(later);
+        Some(CustomerTotals {
+            transactions: self.transactions + later.len() as u64,
+            revenue: self.revenue + revenue,
+            occasions: Some(self.occasions?.then(&occ, i64::MAX).ok()?),
+            last_at: later.iter().map(|t| t.at()).chain(self.last_at).max(),
+            refunded_orders: self.refunded_orders,
+        })
     }
 
     /// The facts on `as_of_day`, a day no earlier than the last transaction's.
@@ -74,6 +106,7 @@ impl CustomerTotals {
             last_day: day(o.and_then(|o| o.last_day)),
             repeat_sum: o.map_or(0.0, |o| o.repeat_sum),
             last_at: self.last_at,
+            refunded_orders: self.refunded_orders,
         }
     }
 
@@ -89,8 +122,16 @@ impl CustomerTotals {
                 repeat_sum: r.repeat_sum,
             }),
             last_at: r.last_at,
+            refunded_orders: r.refunded_orders,
         }
     }
+}
+
+/// The [`CustomerTotals`] filter of the orders of `txs`' refunds.
+fn refunded_orders(txs: &[Tx]) -> u64 {
+    txs.iter()
+        .filter(|t| t.is_refund())
+        .fold(0, |bits, t| bits | t.order_bit())
 }
 
 /// The stored totals of the customers in `index`, in index order (customers
@@ -151,6 +192,67 @@ mod tests {
         let s = f.summary.expect("summary");
         assert_eq!((s.frequency, s.recency, s.t), (1, Some(7.0), Some(28.0)));
         assert_eq!(s.days_since_last_purchase, Some(21));
+    }
+
+    #[test]
+    fn later_purchases_extend_the_totals_only_when_they_cannot_meet_the_counted_ones() {
+        let sorted = |mut txs: Vec<Tx>| {
+            txs.sort_unstable_by_key(Tx::sort_key);
+            txs
+        };
+        let earlier = sorted(vec![
+            tx(0, 3, 5, Some("o1")),
+            tx(0, 9, 7, Some("o2")),
+            tx(0, 12, -7, Some("o2")),
+        ]);
+        let counted = CustomerTotals::of(&earlier);
+        assert_ne!(counted.refunded_orders, 0);
+        let later = sorted(vec![tx(0, 14, 2, Some("o3")), tx(0, 14, 1, None)]);
+        let all = sorted([earlier.clone(), later.clone()].concat());
+        assert_eq!(counted.then(&later), Some(CustomerTotals::of(&all)));
+        assert_eq!(
+            CustomerTotals::NONE.then(&later),
+            Some(CustomerTotals::of(&later))
+        );
+        // A refund; a purchase on the last counted transaction's day; one
+        // in an order holding a counted refund (it would be refunded fully).
+        for refused in [
+            tx(0, 14, -2, Some("o1")),
+            tx(0, 12, 4, Some("o4")),
+            tx(0, 20, 7, Some("o2")),
+        ] {
+            assert_eq!(counted.then(&[refused]), None, "{refused:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Split anywhere after a day, the totals of the earlier part
+        /// followed by the later one are the totals of all, to the bit,
+        /// whenever `then` takes the later part.
+        #[test]
+        fn extended_totals_equal_the_totals_of_all(
+            txs in proptest::collection::vec((0i64..40, -50i128..200, 0u8..6, 0u32..3600), 0..30),
+            split in 0i64..40,
+        ) {
+            let made: Vec<Tx> = txs
+                .iter()
+                .map(|&(day, amount, order, sec)| {
+                    let order = format!("o{order}");
+                    Tx::new(0, day * DAY_MICROS + i64::from(sec) * 1_000_000,
+                        amount * UNIT / 7, amount < 0, (order != "o0").then_some(&*order))
+                })
+                .collect();
+            let mut all = made.clone();
+            all.sort_unstable_by_key(Tx::sort_key);
+            let cut = all.partition_point(|t| t.at() < split * DAY_MICROS);
+            let counted = CustomerTotals::of(&all[..cut]);
+            if let Some(extended) = counted.then(&all[cut..]) {
+                let whole = CustomerTotals::of(&all);
+                proptest::prop_assert_eq!(extended, whole);
+                let bits = |t: CustomerTotals| t.occasions.map(|o| o.repeat_sum.to_bits());
+                proptest::prop_assert_eq!(bits(extended), bits(whole));
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `_state/purchase_totals.parquet`: one row per customer with transactions,
 //! the totals of all of them that any later day's scores need (how many,
 //! net revenue, purchase occasions, first and last occasion day, the sum of
-//! the repeat occasions' values, the latest transaction's time). Written by
+//! the repeat occasions' values, the latest transaction's time, a filter
+//! of the orders holding a refund). Written by
 //! ingest beside the transactions it sums; read by `score`. Internal state:
 //! its columns may change between versions of cvm, and a version without it
 //! is scored from its transactions.
@@ -53,6 +54,7 @@ static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
             DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from(UTC))),
             true,
         ),
+        Field::new("refunded_orders", DataType::UInt64, false),
     ]))
 });
 
@@ -80,6 +82,8 @@ pub struct PurchaseTotalsRow<S> {
     pub repeat_sum: f64,
     /// The latest transaction's time (microseconds).
     pub last_at: Option<i64>,
+    /// A bit per order holding a refund (a filter: see `scoring::totals`).
+    pub refunded_orders: u64,
 }
 
 impl<S> PurchaseTotalsRow<S> {
@@ -95,6 +99,7 @@ impl<S> PurchaseTotalsRow<S> {
             last_day: None,
             repeat_sum: 0.0,
             last_at: None,
+            refunded_orders: 0,
         }
     }
 
@@ -109,6 +114,7 @@ impl<S> PurchaseTotalsRow<S> {
             last_day: self.last_day,
             repeat_sum: self.repeat_sum,
             last_at: self.last_at,
+            refunded_orders: self.refunded_orders,
         }
     }
 }
@@ -133,6 +139,9 @@ fn build<S: AsRef<str>>(rows: &[PurchaseTotalsRow<S>]) -> RecordBatch {
             rows.iter().map(|r| r.repeat_sum),
         )),
         opt_timestamp_array(rows.iter().map(|r| r.last_at)),
+        Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
+            rows.iter().map(|r| r.refunded_orders),
+        )),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
@@ -334,6 +343,7 @@ fn rows_of<'a>(
     let last_day = c.date32("last_day", false)?;
     let repeat_sum = c.float64("repeat_sum", true)?;
     let last_at = c.timestamp_us("last_at", false)?;
+    let refunded_orders = c.uint64("refunded_orders", true)?;
     Ok((0..n)
         .map(|i| PurchaseTotalsRow {
             customer_id: customer_id.value(i),
@@ -344,6 +354,7 @@ fn rows_of<'a>(
             last_day: opt_value(last_day, i),
             repeat_sum: repeat_sum.value(i),
             last_at: opt_value(last_at, i),
+            refunded_orders: refunded_orders.value(i),
         })
         .collect())
 }
@@ -366,6 +377,7 @@ mod tests {
                 last_day: Some(19_000),
                 repeat_sum: 0.1 + 0.2,
                 last_at: Some(1_700_000_000_000_001),
+                refunded_orders: 1 << 63 | 5,
             },
             PurchaseTotalsRow {
                 transactions: 1,
@@ -393,6 +405,7 @@ mod tests {
             last_day: Some(1),
             repeat_sum: 0.0,
             last_at: Some(1),
+            refunded_orders: 0,
         };
         assert!(write(d.path(), &[row]).unwrap().is_none());
         assert!(!d.path().join(FILE).exists());
@@ -413,6 +426,7 @@ mod tests {
             last_day: Some(1),
             repeat_sum: 0.0,
             last_at: Some(1),
+            refunded_orders: 0,
         };
         write(d.path(), &[row]).unwrap().unwrap();
         assert!(usable(d.path()));
@@ -440,6 +454,7 @@ mod tests {
             last_day: Some(2),
             repeat_sum: 0.0,
             last_at: Some(3),
+            refunded_orders: 0,
         }
     }
 

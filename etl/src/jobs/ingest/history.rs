@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::purchases::{self, Extended};
 use super::read::DropRead;
 use super::stored::Stored;
 use super::touched::Touched;
@@ -355,6 +356,8 @@ pub(super) fn read_replaced(
 /// What a night read of the stored transactions, and how its months are
 /// written.
 pub(super) struct NightRead {
+    /// The touched customers summed without their history read.
+    pub extended: Extended,
     /// The manifest's account.
     pub read: HistoryRead,
     /// Files written again from the stored ones (see `Rest::reread`).
@@ -368,14 +371,20 @@ pub(super) struct NightRead {
 /// Reads the stored transactions a night still needs once identities are
 /// resolved (see `history`): of every month, the rows of the touched
 /// customers, whose purchase totals and key set summaries are then summed
-/// from all their rows; and names the files holding a key set that changed
-/// customer (`moved`, by index), which the write step reads again.
+/// from all their rows, but for those whose totals follow from their
+/// stored ones (in the `_state` folder `state`) and tonight's rows
+/// ([`purchases::extended`]; their key sets only gained rows, and their
+/// summaries count them already); and names the files holding a key set
+/// that changed customer (`moved`, by index), which the write step reads
+/// again.
 pub(super) fn read_rest(
     mut unread: UnreadMonths,
     txns: &mut Txns,
     touched: &mut Touched,
     moved: &[bool],
+    state: &Path,
 ) -> Result<NightRead, WarehouseError> {
+    let extended = purchases::extended(txns, touched, state)?;
     let sets = &txns.keysets;
     let moved: HashSet<u64> = (0..sets.len() as u32)
         .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
@@ -383,7 +392,10 @@ pub(super) fn read_rest(
         .collect();
     let complete: Vec<bool> = match touched.customers() {
         Some(ids) => (0..sets.len() as u32)
-            .map(|k| sets.customer(k).is_some_and(|id| ids.contains(id)))
+            .map(|k| {
+                sets.customer(k)
+                    .is_some_and(|id| ids.contains(id) && !extended.contains_key(id))
+            })
             .collect(),
         None => vec![true; sets.len()],
     };
@@ -397,6 +409,7 @@ pub(super) fn read_rest(
         partial_months = unread.partial.len(),
         rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
         keysets = wanted.len(),
+        extended = extended.len(),
         "stored transactions read after identities"
     );
     for month in &unread.partial {
@@ -406,6 +419,7 @@ pub(super) fn read_rest(
     txns.summarise(|k| complete[k as usize]);
     unread.read.partial_months = unread.partial.len() as u64;
     Ok(NightRead {
+        extended,
         read: unread.read,
         reread: rest.reread,
         partial: unread.partial,

@@ -182,6 +182,7 @@ pub(super) fn assign(
     let tracked = touched.tracked();
     let mut moved = vec![false; if tracked { named.len() } else { 0 }];
     let mut any_moved = false;
+    let stored_sets = txns.stored_sets;
     for (k, (named, how)) in named.into_iter().zip(how).enumerate() {
         if how != KEPT {
             txns.keysets.set_crm(k as u32, how == CRM);
@@ -196,8 +197,13 @@ pub(super) fn assign(
             continue;
         }
         if tracking {
-            for end in [old, new].into_iter().flatten() {
-                touched.customer(end);
+            if k < stored_sets {
+                for end in [old, new].into_iter().flatten() {
+                    touched.altered(end);
+                }
+            } else if let Some(id) = new {
+                // A key set new tonight: its rows are all added.
+                touched.customer(id);
             }
             moved[k] = true;
             any_moved = true;

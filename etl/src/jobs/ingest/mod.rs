@@ -342,7 +342,11 @@ pub fn run_locked(
     let mut touched = touched.merge(reassigned);
     let mut night = None;
     if let Some(unread) = stored.unread.take() {
-        let read = history::read_rest(unread, &mut txns, &mut touched, &moved)?;
+        let state = stored_dir
+            .as_deref()
+            .map(|d| d.join(warehouse::state::DIR))
+            .unwrap_or_default();
+        let read = history::read_rest(unread, &mut txns, &mut touched, &moved, &state)?;
         mf.transactions_read = Some(read.read);
         night = Some(read);
     }
@@ -501,6 +505,7 @@ fn publish_version(
     let summed = purchases::write(
         datasets.txns,
         datasets.touched,
+        datasets.night.map(|n| &n.extended),
         previous.as_deref(),
         datasets.partial,
         &d.join(warehouse::state::DIR),
@@ -508,6 +513,7 @@ fn publish_version(
     tracing::debug!(
         summed,
         touched = datasets.touched.customers().map(|c| c.len()),
+        extended = datasets.night.map(|n| n.extended.len()),
         "purchase totals"
     );
     release_freed();

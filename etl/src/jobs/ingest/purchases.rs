@@ -3,7 +3,10 @@
 //! one row per customer instead of every transaction. Over a version that
 //! has them, only the customers whose transactions changed tonight are
 //! summed again, and written as a delta over the stored table (see
-//! `warehouse::purchase_totals`); the others keep their stored row.
+//! `warehouse::purchase_totals`); the others keep their stored row. A
+//! touched customer who only gained purchases after their last transaction
+//! is summed from their stored row and tonight's rows alone
+//! ([`extended`]), so a night need not read their history.
 
 use std::path::Path;
 
@@ -28,6 +31,7 @@ use cvm_shared::TxnKind;
 pub(super) fn write(
     txns: &Txns,
     touched: &Touched,
+    extended: Option<&Extended>,
     previous: Option<&Path>,
     partial: bool,
     to: &Path,
@@ -44,7 +48,17 @@ pub(super) fn write(
     match (touched.customers(), previous) {
         (Some(ids), Some(dir)) => {
             let from = dir.join(warehouse::state::DIR);
-            let rows = sorted(summed(txns, |id| ids.contains(id)));
+            let extended = extended.filter(|e| !e.is_empty());
+            let mut rows = summed(txns, |id| {
+                ids.contains(id) && !extended.is_some_and(|e| e.contains_key(id))
+            });
+            rows.extend(
+                extended
+                    .into_iter()
+                    .flatten()
+                    .map(|(id, t)| t.to_row(id).with_id(id.clone())),
+            );
+            let rows = sorted(rows);
             let merged = match purchase_totals::usable(&from) {
                 true => purchase_totals::write_over(&from, to, ids, &rows),
                 false if partial => return Err(unreadable(None)),
@@ -86,6 +100,72 @@ pub(super) fn write(
     let rows = sorted(summed(txns, |_| true));
     purchase_totals::write(to, &rows)?;
     Ok(rows.len())
+}
+
+/// The touched customers whose totals follow from their stored row and
+/// tonight's rows alone, with those totals.
+pub(super) type Extended = HashMap<Box<str>, CustomerTotals>;
+
+/// The customers that only gained rows tonight (`touched`, none of their
+/// stored rows changed) and whose totals follow from their stored ones in
+/// the `_state` folder `state` and those rows ([`CustomerTotals::then`]),
+/// with those totals. The rows must be the drop's of `txns`, whose key
+/// sets are named.
+pub(super) fn extended(
+    txns: &Txns,
+    touched: &Touched,
+    state: &Path,
+) -> Result<Extended, WarehouseError> {
+    let mut number: HashMap<&str, u32> = HashMap::default();
+    let mut names: Vec<&str> = Vec::new();
+    let mut refunded: Vec<bool> = Vec::new();
+    let mut txs: Vec<Tx> = Vec::new();
+    for t in txns.drop_rows() {
+        let Some(id) = txns.keysets.customer(t.keyset) else {
+            continue;
+        };
+        if !touched.grown_only(id) {
+            continue;
+        }
+        let c = *number.entry(id).or_insert_with(|| {
+            names.push(id);
+            refunded.push(false);
+            (names.len() - 1) as u32
+        });
+        let refund = t.row.kind == TxnKind::Refund;
+        refunded[c as usize] |= refund;
+        txs.push(Tx::new(
+            c,
+            t.row.occurred_at,
+            t.row.amount_base.0,
+            refund,
+            t.order_id(),
+        ));
+    }
+    // A refund always needs the history (it may refund a stored purchase).
+    number.retain(|_, c| !refunded[*c as usize]);
+    if number.is_empty() {
+        return Ok(Extended::default());
+    }
+    let mut stored = vec![CustomerTotals::NONE; names.len()];
+    let found = purchase_totals::read_each(state, |r| {
+        if let Some(&c) = number.get(r.customer_id) {
+            stored[c as usize] = CustomerTotals::from_row(&r);
+        }
+    })?;
+    if !found {
+        return Ok(Extended::default());
+    }
+    txs.retain(|t| !refunded[t.customer() as usize]);
+    txs.par_sort_unstable_by_key(Tx::sort_key);
+    Ok(txs
+        .chunk_by(|a, b| a.customer() == b.customer())
+        .filter_map(|later| {
+            let c = later[0].customer() as usize;
+            let t = stored[c].then(later)?;
+            Some((Box::from(names[c]), t))
+        })
+        .collect())
 }
 
 fn sorted(mut rows: Vec<PurchaseTotalsRow<Box<str>>>) -> Vec<PurchaseTotalsRow<Box<str>>> {

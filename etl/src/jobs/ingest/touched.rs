@@ -18,6 +18,10 @@ pub(super) struct Touched(Option<Changed>);
 #[derive(Debug, Default)]
 struct Changed {
     customers: HashSet<Box<str>>,
+    /// Those of them whose stored rows changed: a row removed or replaced,
+    /// or a stored key set moved to or from them. The others only gained
+    /// rows.
+    altered: HashSet<Box<str>>,
     months: HashSet<Month>,
 }
 
@@ -27,12 +31,22 @@ impl Touched {
         Touched(on.then(Changed::default))
     }
 
-    /// Notes that a row of customer `id` changed.
+    /// Notes that customer `id` gained a row.
     pub fn customer(&mut self, id: &str) {
         if let Some(c) = &mut self.0
             && !c.customers.contains(id)
         {
             c.customers.insert(id.into());
+        }
+    }
+
+    /// Notes that a stored row of customer `id` changed (see `Changed::altered`).
+    pub fn altered(&mut self, id: &str) {
+        self.customer(id);
+        if let Some(c) = &mut self.0
+            && !c.altered.contains(id)
+        {
+            c.altered.insert(id.into());
         }
     }
 
@@ -53,7 +67,7 @@ impl Touched {
     /// Notes that stored row `t`, of `customer`, is removed or replaced.
     pub fn row(&mut self, t: &StoredTxn, customer: Option<&str>) {
         if let Some(id) = customer {
-            self.customer(id);
+            self.altered(id);
         }
         self.month(t.row.occurred_at);
     }
@@ -62,6 +76,7 @@ impl Touched {
     pub fn merge(mut self, other: Touched) -> Touched {
         if let (Some(a), Some(b)) = (&mut self.0, other.0) {
             a.customers.extend(b.customers);
+            a.altered.extend(b.altered);
             a.months.extend(b.months);
         }
         self
@@ -75,6 +90,12 @@ impl Touched {
     /// The customers, when tracked.
     pub fn customers(&self) -> Option<&HashSet<Box<str>>> {
         self.0.as_ref().map(|c| &c.customers)
+    }
+
+    /// Whether customer `id`'s stored rows are all still theirs, unchanged
+    /// (when tracked: else none is known to be).
+    pub fn grown_only(&self, id: &str) -> bool {
+        self.0.as_ref().is_some_and(|c| !c.altered.contains(id))
     }
 
     /// The months, when tracked.

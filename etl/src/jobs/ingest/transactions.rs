@@ -30,6 +30,10 @@ pub(super) struct Txns {
     pub used: Vec<bool>,
     /// The key sets the drop's rows hold, by index.
     pub fresh: Vec<bool>,
+    /// How many key sets the stored version had (the drop's new ones follow).
+    pub stored_sets: usize,
+    /// The chunks of the drop's rows.
+    drop_chunks: std::ops::Range<usize>,
 }
 
 impl Txns {
@@ -42,6 +46,11 @@ impl Txns {
     pub fn written(&self) -> impl Iterator<Item = &StoredTxn> + Clone {
         let end = self.summed_only.unwrap_or(self.chunks.len());
         self.chunks[..end].iter().flatten()
+    }
+
+    /// The drop's rows.
+    pub fn drop_rows(&self) -> impl Iterator<Item = &StoredTxn> {
+        self.chunks[self.drop_chunks.clone()].iter().flatten()
     }
 
     /// Adds stored rows read after consolidation to be summed, not
@@ -133,6 +142,7 @@ pub(super) fn consolidate(
     touched: &mut Touched,
 ) -> Txns {
     let replaced: HashSet<&str> = winners.replaced.iter().map(|k| &**k).collect();
+    let stored_sets = keysets.len();
     let counted = !whole && keysets.summarised();
     for part in &mut stored {
         part.retain(|t| {
@@ -148,6 +158,7 @@ pub(super) fn consolidate(
         });
     }
     let mut chunks = stored;
+    let drop_from = chunks.len();
     chunks.reserve(winners.winners.len());
     let mut fresh: Vec<bool> = Vec::new();
     let file_names: Vec<SourceFile> = files.iter().map(|f| SourceFile::intern(&f.name)).collect();
@@ -204,10 +215,13 @@ pub(super) fn consolidate(
     }
     release_freed();
     fresh.resize(keysets.len(), false);
+    let drop_chunks = drop_from..chunks.len();
     let mut txns = Txns {
         chunks,
         summed_only: None,
         used: Vec::new(),
+        stored_sets,
+        drop_chunks,
         fresh,
         keysets,
     };
