@@ -319,9 +319,14 @@ pub(crate) fn open_rows(
     columns: &[&str],
     rows: &[u32],
 ) -> Result<ParquetRecordBatchReader, WarehouseError> {
-    use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, RowSelection, RowSelector};
+    use parquet::file::metadata::PageIndexPolicy;
     let file = File::open(path).map_err(|e| io_err(path, e))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| format_err(path, e))?;
+    // The page index lets the reader skip the pages holding no picked row
+    // without decompressing them.
+    let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
+    let b = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+        .map_err(|e| format_err(path, e))?;
     let total = b.metadata().file_metadata().num_rows().max(0) as usize;
     let mut selectors = Vec::new();
     let mut at = 0usize;

@@ -298,11 +298,7 @@ pub fn read_each(
     if !path.exists() {
         return Ok(false);
     }
-    let mut delta: Vec<PurchaseTotalsRow<Box<str>>> = Vec::new();
-    let delta_path = dir.join(DELTA_FILE);
-    if delta_path.exists() {
-        read_file(&delta_path, |r| delta.push(r.with_id(r.customer_id.into())))?;
-    }
+    let delta = read_delta(dir)?;
     let over: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
     read_file(&path, |r| {
         if !over.contains(r.customer_id) {
@@ -313,6 +309,66 @@ pub fn read_each(
         each(r.with_id(&*r.customer_id));
     }
     Ok(true)
+}
+
+/// Calls `each` with the rows [`read_each`] gives of the customers `wanted`
+/// picks, reading of the table only its `customer_id` column and their
+/// rows (a night wants a few thousand of a million); `false` when the
+/// table does not exist.
+pub fn read_picked(
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+    mut each: impl FnMut(PurchaseTotalsRow<&str>),
+) -> Result<bool, WarehouseError> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let delta = read_delta(dir)?;
+    let over: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
+    let mut picked: Vec<u32> = Vec::new();
+    let mut at = 0u32;
+    parquet_io::for_each_projected(&path, &["customer_id"], DATASET, |c, n| {
+        let ids = c.utf8("customer_id", true)?;
+        picked.extend(
+            (0..n as u32)
+                .filter(|&i| {
+                    let id = ids.value(i as usize);
+                    wanted(id) && !over.contains(id)
+                })
+                .map(|i| at + i),
+        );
+        at += n as u32;
+        Ok(())
+    })?;
+    if !picked.is_empty() {
+        let schema = schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        for batch in parquet_io::open_rows(&path, &names, &picked)? {
+            let batch = batch.map_err(|e| parquet_io::format_err(&path, e))?;
+            let c = Columns::new(&batch, &path, DATASET);
+            rows_of(&c, batch.num_rows())?
+                .into_iter()
+                .for_each(&mut each);
+        }
+    }
+    for r in delta
+        .iter()
+        .filter(|r| r.transactions > 0 && wanted(&r.customer_id))
+    {
+        each(r.with_id(&*r.customer_id));
+    }
+    Ok(true)
+}
+
+/// The rows of `dir`'s delta, if any.
+fn read_delta(dir: &Path) -> Result<Vec<PurchaseTotalsRow<Box<str>>>, WarehouseError> {
+    let mut delta = Vec::new();
+    let path = dir.join(DELTA_FILE);
+    if path.exists() {
+        read_file(&path, |r| delta.push(r.with_id(r.customer_id.into())))?;
+    }
+    Ok(delta)
 }
 
 /// Calls `each` with every row of the file `path`.
@@ -543,6 +599,48 @@ mod tests {
             .map(|(id, n)| (id.clone(), if id == "C03" || id == "C04" { 7 } else { n }))
             .collect();
         assert_eq!(whole, want);
+    }
+
+    #[test]
+    fn picked_rows_are_the_rows_of_the_picked_customers_with_the_delta_over_them() {
+        let (from, to) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let ids: Vec<String> = (0..40).map(|i| format!("C{i:02}")).collect();
+        let base: Vec<_> = ids.iter().map(|id| totals(id, 1)).collect();
+        write(from.path(), &base).unwrap();
+        // C05 summed again, C06 without transactions now, D new: a delta.
+        let night: rustc_hash::FxHashSet<Box<str>> = ["C05", "C06", "D"]
+            .iter()
+            .map(|&id| Box::from(id))
+            .collect();
+        write_over(
+            from.path(),
+            to.path(),
+            &night,
+            &[totals("C05", 4), totals("D", 2)],
+        )
+        .unwrap()
+        .unwrap();
+        assert!(to.path().join(DELTA_FILE).exists());
+        let wanted = |id: &str| ["C01", "C05", "C06", "C39", "D", "E"].contains(&id);
+        let mut got = Vec::new();
+        assert!(
+            read_picked(to.path(), wanted, |r| got
+                .push((r.customer_id.to_owned(), r.transactions)))
+            .unwrap()
+        );
+        got.sort();
+        let mut want = Vec::new();
+        read_each(to.path(), |r| {
+            if wanted(r.customer_id) {
+                want.push((r.customer_id.to_owned(), r.transactions));
+            }
+        })
+        .unwrap();
+        want.sort();
+        assert_eq!(got, want);
+        let names: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(names, ["C01", "C05", "C39", "D"]);
+        assert!(!read_picked(from.path().join("none").as_path(), wanted, |_| {}).unwrap());
     }
 
     #[test]

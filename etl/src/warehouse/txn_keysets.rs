@@ -333,8 +333,8 @@ impl TxnKeysets {
     }
 
     /// The indices of the key sets read from `_state` numbered `numbers`,
-    /// in their order; `Err` with the first number not there. One merge of
-    /// the sorted numbers with the table, however many rows.
+    /// in their order; `Err` with the first number not there. The sorted
+    /// numbers are searched for in the table each from the one before.
     pub fn by_numbers(&self, numbers: &[u64]) -> Result<Vec<u32>, u64> {
         let mut order: Vec<(u64, u32)> = numbers
             .iter()
@@ -346,10 +346,14 @@ impl TxnKeysets {
         let mut out = vec![0u32; numbers.len()];
         let mut at = 0;
         for (n, i) in order {
-            // Galloping would skip faster; a forward scan is sequential.
-            while at < table.len() && table[at] < n {
-                at += 1;
+            // Galloping: a file's few wanted rows need not scan the whole
+            // table, and its many rows probe it close to the last one.
+            let mut step = 1;
+            while at + step < table.len() && table[at + step] < n {
+                step *= 2;
             }
+            let end = (at + step + 1).min(table.len());
+            at += table[at..end].partition_point(|&h| h < n);
             if table.get(at) != Some(&n) {
                 return Err(n);
             }

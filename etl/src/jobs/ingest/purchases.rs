@@ -148,11 +148,15 @@ pub(super) fn extended(
         return Ok(Extended::default());
     }
     let mut stored = vec![CustomerTotals::NONE; names.len()];
-    let found = purchase_totals::read_each(state, |r| {
-        if let Some(&c) = number.get(r.customer_id) {
-            stored[c as usize] = CustomerTotals::from_row(&r);
-        }
-    })?;
+    let found = purchase_totals::read_picked(
+        state,
+        |id| number.contains_key(id),
+        |r| {
+            if let Some(&c) = number.get(r.customer_id) {
+                stored[c as usize] = CustomerTotals::from_row(&r);
+            }
+        },
+    )?;
     if !found {
         return Ok(Extended::default());
     }
