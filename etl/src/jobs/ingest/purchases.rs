@@ -162,14 +162,23 @@ pub(super) fn extended(
     }
     txs.retain(|t| !refunded[t.customer() as usize]);
     txs.par_sort_unstable_by_key(Tx::sort_key);
-    Ok(txs
+    let extended: Extended = txs
         .chunk_by(|a, b| a.customer() == b.customer())
         .filter_map(|later| {
             let c = later[0].customer() as usize;
             let t = stored[c].then(later)?;
             Some((Box::from(names[c]), t))
         })
-        .collect())
+        .collect();
+    // Why the others are summed from all their rows: a refund tonight, or
+    // a purchase that may meet their stored transactions.
+    tracing::debug!(
+        grown_only = names.len(),
+        refunded = names.len() - number.len(),
+        extended = extended.len(),
+        "purchase totals extended"
+    );
+    Ok(extended)
 }
 
 fn sorted(mut rows: Vec<PurchaseTotalsRow<Box<str>>>) -> Vec<PurchaseTotalsRow<Box<str>>> {
