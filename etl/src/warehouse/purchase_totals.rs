@@ -292,23 +292,9 @@ pub fn usable(dir: &Path) -> bool {
 /// table does not exist.
 pub fn read_each(
     dir: &Path,
-    mut each: impl FnMut(PurchaseTotalsRow<&str>),
+    each: impl FnMut(PurchaseTotalsRow<&str>),
 ) -> Result<bool, WarehouseError> {
-    let path = dir.join(FILE);
-    if !path.exists() {
-        return Ok(false);
-    }
-    let delta = read_delta(dir)?;
-    let over: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
-    read_file(&path, |r| {
-        if !over.contains(r.customer_id) {
-            each(r);
-        }
-    })?;
-    for r in delta.iter().filter(|r| r.transactions > 0) {
-        each(r.with_id(&*r.customer_id));
-    }
-    Ok(true)
+    read_over(dir, None::<fn(&str) -> bool>, each)
 }
 
 /// Calls `each` with the rows [`read_each`] gives of the customers `wanted`
@@ -318,6 +304,15 @@ pub fn read_each(
 pub fn read_picked(
     dir: &Path,
     wanted: impl Fn(&str) -> bool,
+    each: impl FnMut(PurchaseTotalsRow<&str>),
+) -> Result<bool, WarehouseError> {
+    read_over(dir, Some(wanted), each)
+}
+
+/// [`read_each`] of every customer, or [`read_picked`] of those `wanted` picks.
+fn read_over(
+    dir: &Path,
+    wanted: Option<impl Fn(&str) -> bool>,
     mut each: impl FnMut(PurchaseTotalsRow<&str>),
 ) -> Result<bool, WarehouseError> {
     let path = dir.join(FILE);
@@ -326,35 +321,44 @@ pub fn read_picked(
     }
     let delta = read_delta(dir)?;
     let over: rustc_hash::FxHashSet<&str> = delta.iter().map(|r| &*r.customer_id).collect();
-    let mut picked: Vec<u32> = Vec::new();
-    let mut at = 0u32;
-    parquet_io::for_each_projected(&path, &["customer_id"], DATASET, |c, n| {
-        let ids = c.utf8("customer_id", true)?;
-        picked.extend(
-            (0..n as u32)
-                .filter(|&i| {
-                    let id = ids.value(i as usize);
-                    wanted(id) && !over.contains(id)
-                })
-                .map(|i| at + i),
-        );
-        at += n as u32;
-        Ok(())
-    })?;
-    if !picked.is_empty() {
-        let schema = schema();
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        for batch in parquet_io::open_rows(&path, &names, &picked)? {
-            let batch = batch.map_err(|e| parquet_io::format_err(&path, e))?;
-            let c = Columns::new(&batch, &path, DATASET);
-            rows_of(&c, batch.num_rows())?
-                .into_iter()
-                .for_each(&mut each);
+    let wants = |id: &str| wanted.as_ref().is_none_or(|w| w(id));
+    if wanted.is_none() {
+        read_file(&path, |r| {
+            if !over.contains(r.customer_id) {
+                each(r);
+            }
+        })?;
+    } else {
+        let mut picked: Vec<u32> = Vec::new();
+        let mut at = 0u32;
+        parquet_io::for_each_projected(&path, &["customer_id"], DATASET, |c, n| {
+            let ids = c.utf8("customer_id", true)?;
+            picked.extend(
+                (0..n as u32)
+                    .filter(|&i| {
+                        let id = ids.value(i as usize);
+                        wants(id) && !over.contains(id)
+                    })
+                    .map(|i| at + i),
+            );
+            at += n as u32;
+            Ok(())
+        })?;
+        if !picked.is_empty() {
+            let schema = schema();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            for batch in parquet_io::open_rows(&path, &names, &picked)? {
+                let batch = batch.map_err(|e| parquet_io::format_err(&path, e))?;
+                let c = Columns::new(&batch, &path, DATASET);
+                rows_of(&c, batch.num_rows())?
+                    .into_iter()
+                    .for_each(&mut each);
+            }
         }
     }
     for r in delta
         .iter()
-        .filter(|r| r.transactions > 0 && wanted(&r.customer_id))
+        .filter(|r| r.transactions > 0 && wants(&r.customer_id))
     {
         each(r.with_id(&*r.customer_id));
     }
