@@ -48,7 +48,6 @@ pub(super) fn write(
     match (touched.customers(), previous) {
         (Some(ids), Some(dir)) => {
             let from = dir.join(warehouse::state::DIR);
-            let extended = extended.filter(|e| !e.is_empty());
             let mut rows = summed(txns, |id| {
                 ids.contains(id) && !extended.is_some_and(|e| e.contains_key(id))
             });
@@ -132,15 +131,9 @@ pub(super) fn extended(
             refunded.push(false);
             (names.len() - 1) as u32
         });
-        let refund = t.row.kind == TxnKind::Refund;
-        refunded[c as usize] |= refund;
-        txs.push(Tx::new(
-            c,
-            t.row.occurred_at,
-            t.row.amount_base.0,
-            refund,
-            t.order_id(),
-        ));
+        let tx = tx_of(c, t);
+        refunded[c as usize] |= tx.is_refund();
+        txs.push(tx);
     }
     // A refund always needs the history (it may refund a stored purchase).
     number.retain(|_, c| !refunded[*c as usize]);
@@ -231,15 +224,7 @@ fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<B
             let mut txs: Vec<Tx> = grouped[starts[c]..starts[c + 1]]
                 .iter()
                 .flatten()
-                .map(|t| {
-                    Tx::new(
-                        c as u32,
-                        t.row.occurred_at,
-                        t.row.amount_base.0,
-                        t.row.kind == TxnKind::Refund,
-                        t.order_id(),
-                    )
-                })
+                .map(|t| tx_of(c as u32, t))
                 .collect();
             txs.sort_unstable_by_key(Tx::sort_key);
             CustomerTotals::of(&txs)
@@ -247,4 +232,15 @@ fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<B
                 .with_id(Box::from(names[c]))
         })
         .collect()
+}
+
+/// Row `t` as customer number `c`'s [`Tx`].
+fn tx_of(c: u32, t: &StoredTxn) -> Tx {
+    Tx::new(
+        c,
+        t.row.occurred_at,
+        t.row.amount_base.0,
+        t.row.kind == TxnKind::Refund,
+        t.order_id(),
+    )
 }
