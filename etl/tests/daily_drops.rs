@@ -604,6 +604,61 @@ fn a_version_without_the_key_set_tables_is_read_whole_and_gets_them() {
     assert!(rows.iter().map(Vec::len).sum::<usize>() > 0);
 }
 
+/// An event key set table whose rows do not say which customers are CRM
+/// customers (an earlier cvm's) is not carried over: the next night reads
+/// the stored events whole and writes the table again, with the flag, and
+/// every night still equals one drop; the nights after it carry it over.
+#[test]
+fn event_key_sets_without_the_crm_flag_are_made_again_from_the_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let at = 2;
+    let (reports, wh_nights) = nights_over_an_earlier_version(tmp.path(), at, |state| {
+        for name in [
+            warehouse::event_keysets::FILE,
+            warehouse::event_keysets::DELTA_FILE,
+        ] {
+            let path = state.join(name);
+            if path.exists() {
+                without_column(&path, "crm");
+            }
+        }
+        assert!(!warehouse::event_keysets::usable(state));
+    });
+    for (k, r) in reports.iter().enumerate().skip(1) {
+        let months = r.manifest.event_months;
+        assert_eq!(months.shared == 0, k == at, "night {k}: {months:?}");
+    }
+    let state = wh_nights.join("current/_state");
+    assert!(warehouse::event_keysets::usable(&state));
+    let rows = warehouse::event_keysets::read_rows(&state).unwrap();
+    assert!(rows.iter().any(|r| r.ends_with("crm=true")), "{rows:?}");
+    assert!(rows.iter().any(|r| r.ends_with("crm=false")), "{rows:?}");
+}
+
+/// Rewrites the Parquet file `path` without its column `name`.
+fn without_column(path: &Path, name: &str) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let schema = batches[0].schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).name() != name)
+        .collect();
+    assert!(keep.len() < schema.fields().len(), "no column {name}");
+    let schema = std::sync::Arc::new(schema.project(&keep).unwrap());
+    // A new file: the old one's inode is shared with other versions.
+    std::fs::remove_file(path).unwrap();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    for b in batches {
+        w.write(&b.project(&keep).unwrap()).unwrap();
+    }
+    w.close().unwrap();
+}
+
 /// `cvm-etl ingest` as a process, aborted at `crash_at` when given.
 fn ingest_process(input: &Path, wh: &Path, crash_at: Option<&str>) -> std::process::ExitStatus {
     let mut c = Command::new(env!("CARGO_BIN_EXE_cvm-etl"));
@@ -728,6 +783,7 @@ fn purchase_totals_of_other_columns_are_summed_again_whole() {
             keys: [Some("C1"), None, None],
             customer: Some("C1"),
             events: 1,
+            crm: true,
         }];
         // A file by that name with other columns.
         let other = tempfile::tempdir().unwrap();

@@ -10,6 +10,12 @@
 //! it never holds it. Readers join events to it on the three keys
 //! (null-safe).
 //!
+//! Each row notes whether its customer is the CRM customer one of its keys
+//! names (`crm`): such a row keeps its customer on a night that changes
+//! no CRM owner of its keys, so a night resolves only the other rows (the
+//! guests' and the unknown, a twentieth of the table) and those a CRM
+//! record of the night touches.
+//!
 //! A night changes few rows (the key sets with events tonight, those a
 //! claim moves): it writes them as `_state/event_keysets-delta.parquet`
 //! beside the shared table (a delta row stands for the table's row with
@@ -64,7 +70,10 @@ pub(crate) fn keyset_columns<'a>(c: &Columns<'a>) -> Result<[&'a StringArray; 4]
 }
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let fields = keyset_fields().chain([Field::new("events", DataType::UInt64, false)]);
+    let fields = keyset_fields().chain([
+        Field::new("events", DataType::UInt64, false),
+        Field::new("crm", DataType::Boolean, false),
+    ]);
     Arc::new(Schema::new(fields.collect::<Vec<_>>()))
 });
 
@@ -82,6 +91,8 @@ pub struct KeysetRow<'a> {
     pub customer: Option<&'a str>,
     /// How many events.
     pub events: u64,
+    /// Whether `customer` is the CRM customer one of `keys` names.
+    pub crm: bool,
 }
 
 fn build(rows: &[KeysetRow<'_>]) -> RecordBatch {
@@ -93,6 +104,7 @@ fn build(rows: &[KeysetRow<'_>]) -> RecordBatch {
         Arc::new(PrimitiveArray::<UInt64Type>::from_iter_values(
             rows.iter().map(|r| r.events),
         )),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.crm)))),
     ];
     RecordBatch::try_new(schema(), columns).expect("columns are built to match the schema")
 }
@@ -126,8 +138,18 @@ pub fn usable(dir: &Path) -> bool {
         && (!delta.exists() || parquet_io::has_schema(&delta, &schema()))
 }
 
-/// A key set's row, owned: its keys, its customer, its events.
-type OwnedRow = ([Option<Box<str>>; 3], Option<Box<str>>, u64);
+/// The `crm` column of a batch; `None` in a table an earlier cvm wrote
+/// (read as no row known to be a CRM customer's).
+fn crm_column<'a>(c: &Columns<'a>) -> Result<Option<&'a BooleanArray>, WarehouseError> {
+    match c.has("crm") {
+        true => c.boolean("crm", true).map(Some),
+        false => Ok(None),
+    }
+}
+
+/// A key set's row, owned: its keys, its customer, its events, whether the
+/// customer is a CRM customer.
+type OwnedRow = ([Option<Box<str>>; 3], Option<Box<str>>, u64, bool);
 
 /// A delta's rows, owned, in file order, found by their keys' text.
 #[derive(Default)]
@@ -150,6 +172,7 @@ impl Delta {
             let c = Columns::new(&batch, &file, DATASET);
             let [kc, ke, kp, customer] = keyset_columns(&c)?;
             let events = c.uint64("events", true)?;
+            let crm = crm_column(&c)?;
             for i in 0..batch.num_rows() {
                 let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
                 key_text(keys, &mut text);
@@ -158,6 +181,7 @@ impl Delta {
                     keys.map(|k| k.map(Box::from)),
                     opt_str_ref(customer, i).map(Box::from),
                     events.value(i),
+                    crm.is_some_and(|a| a.value(i)),
                 ));
             }
         }
@@ -174,12 +198,39 @@ impl Delta {
     }
 }
 
+/// A batch of stored rows as a night starts from them: the table's, with
+/// the values of the delta where it has the row (see [`carry_over`]).
+pub struct StoredRows<'a> {
+    /// Customer id, email and phone as given.
+    pub keys: [&'a StringArray; 3],
+    /// Each row's customer.
+    pub customers: &'a StringArray,
+    /// Whether each row's customer is a CRM customer.
+    pub crm: &'a BooleanArray,
+    /// Each row's events.
+    pub events: &'a PrimitiveArray<UInt64Type>,
+}
+
+impl StoredRows<'_> {
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
 /// What a night makes of one batch of stored rows (see [`carry_over`]).
 pub struct Carried {
     /// Each row's customer (text, nullable).
     pub customers: ArrayRef,
     /// Each row's events: its stored ones plus the night's.
     pub events: Vec<u64>,
+    /// Whether each row's customer is a CRM customer.
+    pub crm: Vec<bool>,
 }
 
 /// What [`carry_over`] wrote.
@@ -204,7 +255,7 @@ pub struct CarriedOver {
 pub fn carry_over<'t, I>(
     from: &Path,
     to: &Path,
-    carry: impl FnMut([&StringArray; 3], &PrimitiveArray<UInt64Type>) -> Carried,
+    carry: impl FnMut(&StoredRows<'_>) -> Carried,
     tail: impl FnOnce() -> I,
 ) -> Result<CarriedOver, WarehouseError>
 where
@@ -225,25 +276,40 @@ where
         let c = Columns::new(&batch, &file, DATASET);
         let [kc, ke, kp, customer] = keyset_columns(&c)?;
         let events = c.uint64("events", true)?;
-        // The stored counts: the delta's where it has the row.
-        let counts: PrimitiveArray<UInt64Type> = match stored.is_empty() {
-            true => events.clone(),
+        let crm = c.boolean("crm", true)?;
+        // The delta's row standing for each row, if any.
+        let found: Vec<Option<usize>> = match stored.is_empty() {
+            true => Vec::new(),
             false => (0..batch.num_rows())
                 .map(|i| {
                     key_text([kc, ke, kp].map(|a| opt_str_ref(a, i)), &mut text);
-                    match stored.find(&text) {
-                        Some(d) => {
-                            met.borrow_mut()[d] = true;
-                            stored.rows[d].2
-                        }
-                        None => events.value(i),
+                    let d = stored.find(&text);
+                    if let Some(d) = d {
+                        met.borrow_mut()[d] = true;
                     }
+                    d
                 })
                 .collect(),
         };
-        let carried = (carry.borrow_mut())([kc, ke, kp], &counts);
+        let from_delta = stored_rows(&stored, &found, customer, crm, events);
+        let rows = match &from_delta {
+            Some((customers, crm, events)) => StoredRows {
+                keys: [kc, ke, kp],
+                customers,
+                crm,
+                events,
+            },
+            None => StoredRows {
+                keys: [kc, ke, kp],
+                customers: customer,
+                crm,
+                events,
+            },
+        };
+        let carried = (carry.borrow_mut())(&rows);
         total += carried.events.iter().sum::<u64>();
         let new_events = PrimitiveArray::<UInt64Type>::from(carried.events);
+        let new_crm = BooleanArray::from(carried.crm);
         let out = RecordBatch::try_new(
             schema(),
             vec![
@@ -252,6 +318,7 @@ where
                 batch.column(2).clone(),
                 carried.customers,
                 Arc::new(new_events),
+                Arc::new(new_crm),
             ],
         )
         .map_err(|e| c.error(e.to_string()))?;
@@ -261,11 +328,13 @@ where
         // Only the rows that differ from the table's.
         let new_customers = out.column(3).as_string::<i32>();
         let new_events = out.column(4).as_primitive::<UInt64Type>();
+        let new_crm = out.column(5).as_boolean();
         let changed: BooleanArray = (0..out.num_rows())
             .map(|i| {
                 Some(
                     opt_str_ref(new_customers, i) != opt_str_ref(customer, i)
-                        || new_events.value(i) != events.value(i),
+                        || new_events.value(i) != events.value(i)
+                        || new_crm.value(i) != crm.value(i),
                 )
             })
             .collect();
@@ -285,10 +354,17 @@ where
                 .map(|r| r.0[k].as_deref())
                 .collect::<StringArray>()
         });
+        let customers: StringArray = lacking.iter().map(|r| r.1.as_deref()).collect();
+        let crm: BooleanArray = lacking.iter().map(|r| Some(r.3)).collect();
         let counts: PrimitiveArray<UInt64Type> = lacking.iter().map(|r| r.2).collect();
         let mut batches = Vec::new();
         if !lacking.is_empty() {
-            let carried = (carry.borrow_mut())([&keys[0], &keys[1], &keys[2]], &counts);
+            let carried = (carry.borrow_mut())(&StoredRows {
+                keys: [&keys[0], &keys[1], &keys[2]],
+                customers: &customers,
+                crm: &crm,
+                events: &counts,
+            });
             added.set(added.get() + carried.events.iter().sum::<u64>());
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(keys[0].clone()),
@@ -296,6 +372,7 @@ where
                 Arc::new(keys[2].clone()),
                 carried.customers,
                 Arc::new(PrimitiveArray::<UInt64Type>::from(carried.events)),
+                Arc::new(BooleanArray::from(carried.crm)),
             ];
             batches.push(RecordBatch::try_new(schema(), columns).map_err(|e| {
                 WarehouseError::Format {
@@ -322,14 +399,42 @@ where
     })
 }
 
-/// Calls `f(keys, customer, events)` for every row of the table of `dir`
+/// The customers, CRM flags and counts of a batch of the table's rows as
+/// the delta leaves them (`found`: each row's delta row), or `None` when
+/// the delta has none of them.
+fn stored_rows(
+    delta: &Delta,
+    found: &[Option<usize>],
+    customers: &StringArray,
+    crm: &BooleanArray,
+    events: &PrimitiveArray<UInt64Type>,
+) -> Option<(StringArray, BooleanArray, PrimitiveArray<UInt64Type>)> {
+    if found.iter().all(Option::is_none) {
+        return None;
+    }
+    let row = |i: usize| found[i].map(|d| &delta.rows[d]);
+    let n = found.len();
+    Some((
+        (0..n)
+            .map(|i| row(i).map_or(opt_str_ref(customers, i), |r| r.1.as_deref()))
+            .collect(),
+        (0..n)
+            .map(|i| Some(row(i).map_or(crm.value(i), |r| r.3)))
+            .collect(),
+        (0..n)
+            .map(|i| row(i).map_or(events.value(i), |r| r.2))
+            .collect(),
+    ))
+}
+
+/// Calls `f(keys, customer, events, crm)` for every row of the table of `dir`
 /// (the `_state` folder) as its delta leaves it: the table's rows in file
 /// order, each as the delta has it if it does, then the delta's other
 /// rows; false when there is no table. An `Err` of `f` is reported as a
 /// problem of the file.
 pub fn for_each(
     dir: &Path,
-    mut f: impl FnMut([Option<&str>; 3], Option<&str>, u64) -> Result<(), String>,
+    mut f: impl FnMut([Option<&str>; 3], Option<&str>, u64, bool) -> Result<(), String>,
 ) -> Result<bool, WarehouseError> {
     let path = dir.join(FILE);
     if !path.exists() {
@@ -344,6 +449,7 @@ pub fn for_each(
         let [kc, ke, kp, customer] = keyset_columns(&c)?;
         let keys = [kc, ke, kp];
         let events = c.uint64("events", true)?;
+        let crm = crm_column(&c)?;
         for i in 0..batch.num_rows() {
             let keys = keys.map(|a| opt_str_ref(a, i));
             let found = match delta.is_empty() {
@@ -356,17 +462,22 @@ pub fn for_each(
             let done = match found {
                 Some(d) => {
                     met[d] = true;
-                    let (_, customer, events) = &delta.rows[d];
-                    f(keys, customer.as_deref(), *events)
+                    let (_, customer, events, crm) = &delta.rows[d];
+                    f(keys, customer.as_deref(), *events, *crm)
                 }
-                None => f(keys, opt_str_ref(customer, i), events.value(i)),
+                None => f(
+                    keys,
+                    opt_str_ref(customer, i),
+                    events.value(i),
+                    crm.is_some_and(|a| a.value(i)),
+                ),
             };
             done.map_err(|m| c.error(m))?;
         }
     }
-    for ((keys, customer, events), _) in delta.rows.iter().zip(&met).filter(|(_, m)| !**m) {
+    for ((keys, customer, events, crm), _) in delta.rows.iter().zip(&met).filter(|(_, m)| !**m) {
         let keys = [0, 1, 2].map(|k| keys[k].as_deref());
-        f(keys, customer.as_deref(), *events).map_err(|m| WarehouseError::Format {
+        f(keys, customer.as_deref(), *events, *crm).map_err(|m| WarehouseError::Format {
             path: dir.join(DELTA_FILE),
             message: m,
         })?;
@@ -393,7 +504,7 @@ pub fn key_text(keys: [Option<&str>; 3], out: &mut String) {
 /// How many events the table of `dir` counts (0 when there is none).
 pub fn total(dir: &Path) -> Result<u64, WarehouseError> {
     let mut total = 0;
-    for_each(dir, |_, _, events| {
+    for_each(dir, |_, _, events, _| {
         total += events;
         Ok(())
     })?;
@@ -404,8 +515,10 @@ pub fn total(dir: &Path) -> Result<u64, WarehouseError> {
 /// checks and tools).
 pub fn read_rows(dir: &Path) -> Result<Vec<String>, WarehouseError> {
     let mut rows = Vec::new();
-    for_each(dir, |keys, customer, events| {
-        rows.push(format!("{keys:?} customer={customer:?} events={events}"));
+    for_each(dir, |keys, customer, events, crm| {
+        rows.push(format!(
+            "{keys:?} customer={customer:?} events={events} crm={crm}"
+        ));
         Ok(())
     })?;
     Ok(rows)
@@ -417,8 +530,8 @@ mod tests {
     use super::*;
     use arrow_array::Array;
 
-    fn row(keys: [Option<&str>; 3], customer: Option<&str>, events: u64) -> String {
-        format!("{keys:?} customer={customer:?} events={events}")
+    fn row(keys: [Option<&str>; 3], customer: Option<&str>, events: u64, crm: bool) -> String {
+        format!("{keys:?} customer={customer:?} events={events} crm={crm}")
     }
 
     #[test]
@@ -429,26 +542,33 @@ mod tests {
                 keys: [Some("C1"), None, None],
                 customer: Some("C1"),
                 events: 3,
+                crm: true,
             },
             KeysetRow {
                 keys: [None, Some("a@example.com"), None],
                 customer: None,
                 events: 1,
+                crm: false,
             },
         ];
         write(from.path(), &rows).unwrap();
-        let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| {
-            let n = keys[0].len();
+        let carry = |stored: &StoredRows<'_>| {
+            let (keys, n) = (stored.keys, stored.len());
+            assert_eq!(
+                (0..n).map(|i| stored.crm.value(i)).collect::<Vec<_>>(),
+                [true, false]
+            );
             // The email's key set is claimed by C9 and gets two events.
             let claimed = |i: usize| keys[1].is_valid(i);
             Carried {
                 customers: opt_utf8_array((0..n).map(|i| match claimed(i) {
                     true => Some("C9"),
-                    false => opt_str_ref(keys[0], i),
+                    false => opt_str_ref(stored.customers, i),
                 })),
                 events: (0..n)
-                    .map(|i| stored.value(i) + if claimed(i) { 2 } else { 0 })
+                    .map(|i| stored.events.value(i) + if claimed(i) { 2 } else { 0 })
                     .collect(),
+                crm: vec![true; n],
             }
         };
         let tail = || {
@@ -456,6 +576,7 @@ mod tests {
                 keys: [None, None, Some("+3312")],
                 customer: None,
                 events: 4,
+                crm: false,
             }]
             .into_iter()
         };
@@ -466,26 +587,38 @@ mod tests {
         assert_eq!(
             read_rows(to.path()).unwrap(),
             [
-                row([Some("C1"), None, None], Some("C1"), 3),
-                row([None, Some("a@example.com"), None], Some("C9"), 3),
-                row([None, None, Some("+3312")], None, 4),
+                row([Some("C1"), None, None], Some("C1"), 3, true),
+                row([None, Some("a@example.com"), None], Some("C9"), 3, true),
+                row([None, None, Some("+3312")], None, 4, false),
             ]
         );
     }
 
     /// Carries `from` into `to` adding `more` events to the key set of
-    /// email `email`, and one new key set with `tail` events.
+    /// email `email` and naming its customer `C-<email>` (a CRM customer),
+    /// and one new key set with `tail` events. Every other row keeps what
+    /// it had.
     fn night(from: &Path, to: &Path, email: &str, more: u64, tail: u64) -> CarriedOver {
-        let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| Carried {
-            customers: opt_utf8_array((0..stored.len()).map(|i| opt_str_ref(keys[0], i))),
-            events: (0..stored.len())
-                .map(|i| stored.value(i) + u64::from(opt_str_ref(keys[1], i) == Some(email)) * more)
-                .collect(),
+        let claimed = format!("C-{email}");
+        let carry = |stored: &StoredRows<'_>| {
+            let n = stored.len();
+            let hit = |i: usize| opt_str_ref(stored.keys[1], i) == Some(email);
+            Carried {
+                customers: opt_utf8_array((0..n).map(|i| match hit(i) {
+                    true => Some(claimed.as_str()),
+                    false => opt_str_ref(stored.customers, i),
+                })),
+                events: (0..n)
+                    .map(|i| stored.events.value(i) + u64::from(hit(i)) * more)
+                    .collect(),
+                crm: (0..n).map(|i| hit(i) || stored.crm.value(i)).collect(),
+            }
         };
         let rows = [KeysetRow {
             keys: [None, None, Some("+3312")],
             customer: None,
             events: tail,
+            crm: false,
         }];
         carry_over(from, to, carry, || {
             rows.into_iter().filter(|r| r.events > 0)
@@ -502,6 +635,7 @@ mod tests {
                 keys: [None, Some(e), None],
                 customer: None,
                 events: 1,
+                crm: false,
             })
             .collect();
         let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -516,15 +650,15 @@ mod tests {
         let mut expected: Vec<String> = emails
             .iter()
             .map(|e| {
-                let n = match e.as_str() {
-                    "3@example.com" => 3,
-                    "7@example.com" => 2,
-                    _ => 1,
-                };
-                row([None, Some(e), None], None, n)
+                let claimed = format!("C-{e}");
+                match e.as_str() {
+                    "3@example.com" => row([None, Some(e), None], Some(&claimed), 3, true),
+                    "7@example.com" => row([None, Some(e), None], Some(&claimed), 2, true),
+                    _ => row([None, Some(e), None], None, 1, false),
+                }
             })
             .collect();
-        expected.push(row([None, None, Some("+3312")], None, 5));
+        expected.push(row([None, None, Some("+3312")], None, 5, false));
         assert_eq!(read_rows(dirs[2].path()).unwrap(), expected);
         // Night 3 starts from a delta of 3 rows for a table of 16: too big
         // (more than one for every 8), so the table is written whole.

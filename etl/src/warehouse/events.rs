@@ -198,7 +198,7 @@ pub fn count_in_window(
         Ok(())
     })?;
     let mut text = String::new();
-    super::event_keysets::for_each(&state, |keys, customer, _| {
+    super::event_keysets::for_each(&state, |keys, customer, _, _| {
         super::event_keysets::key_text(keys, &mut text);
         if let (Some(customer), Some(&n)) = (customer, counts.get(text.as_str())) {
             f(customer, n);
@@ -602,11 +602,13 @@ mod tests {
                 keys: [Some("C-1"), Some("émile@exämple.org"), None],
                 customer: Some("C-1"),
                 events: 1,
+                crm: true,
             },
             KeysetRow {
                 keys: [None, Some("émile@exämple.org"), None],
                 customer: Some("G-9"),
                 events: 1,
+                crm: false,
             },
         ];
         super::super::event_keysets::write(&state, &keysets).unwrap();

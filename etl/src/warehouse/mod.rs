@@ -11,6 +11,7 @@
 //! ```
 
 pub mod customers;
+mod encoder;
 pub mod event_keysets;
 pub mod events;
 pub mod key_history;

@@ -71,19 +71,39 @@ pub(super) fn build<'t>(
     txns: &'t Txns,
     changed: Option<&'t HashSet<Box<str>>>,
 ) -> Customers<'t> {
-    let (carried, crm_count) = (crm.stored.len(), crm.len());
+    let carried = crm.stored.len();
     // The stored CRM customers are needed no longer: their rows are carried
     // over from the files.
     drop(crm.stored);
-    let mut seen: HashMap<&str, (i64, u8)> =
-        HashMap::with_capacity_and_hasher(crm_count + guests.list.len(), Default::default());
     let sets = &txns.keysets;
-    for (id, r) in sets.customers().iter().zip(sets.all_rows()) {
-        if let Some(id) = id.as_deref().filter(|_| r.rows > 0) {
-            let e = seen.entry(id).or_insert((i64::MAX, 0));
-            e.0 = e.0.min(r.first_at);
-            e.1 |= r.channels;
-        }
+    // Only the rows made here need what their key sets add up to: the
+    // drop's CRM customers', every guest's, and those of the stored CRM
+    // customers whose transactions changed. A stored CRM customer's other
+    // key sets (most of a million) are passed over in parallel, unhashed
+    // into the map.
+    let made: Option<HashSet<&str>> = changed.map(|changed| {
+        let drop_crm = crm.records.iter().map(|c| &*c.customer_id);
+        changed.iter().map(|id| &**id).chain(drop_crm).collect()
+    });
+    let picked: Vec<(&str, u32)> = (0..sets.len() as u32)
+        .into_par_iter()
+        .filter_map(|k| {
+            let id = sets.customer(k).filter(|_| sets.rows(k).rows > 0)?;
+            let wanted = match &made {
+                Some(made) => !sets.crm(k) || made.contains(id),
+                None => true,
+            };
+            wanted.then_some((id, k))
+        })
+        .collect();
+    drop(made);
+    let mut seen: HashMap<&str, (i64, u8)> =
+        HashMap::with_capacity_and_hasher(picked.len(), Default::default());
+    for (id, k) in picked {
+        let r = sets.rows(k);
+        let e = seen.entry(id).or_insert((i64::MAX, 0));
+        e.0 = e.0.min(r.first_at);
+        e.1 |= r.channels;
     }
     let seen_of = |id: &str| seen.get(id).copied().unwrap_or((i64::MAX, 0));
     let mut rows: Vec<CustomerRow> = Vec::with_capacity(crm.records.len() + guests.list.len());

@@ -8,17 +8,16 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use arrow_array::types::UInt64Type;
-use arrow_array::{PrimitiveArray, StringArray};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
+use super::identities::DirtyKeys;
 use super::read::DropRead;
 use super::stored::EventHistory;
 use crate::consolidate::events::{EventLog, KnownEvents};
 use crate::consolidate::identity::{Directory, Guests};
 use crate::record::KeyRefs;
-use crate::warehouse::event_keysets::{self, Carried, KeysetRow};
+use crate::warehouse::event_keysets::{self, Carried, KeysetRow, StoredRows};
 use crate::warehouse::months::{self, Month, Unchanged, Written};
 use crate::warehouse::parquet_io::{opt_str_ref, opt_utf8_array};
 use crate::warehouse::{self, WarehouseError};
@@ -98,15 +97,17 @@ pub(super) fn load_drop_months(
 /// its `_state` (nothing when no version is being staged). With `history`
 /// (the stored version's key set table) the log holds the stored events of
 /// the drop's months only: just the months of the new events are written,
-/// the others linked, and the table is carried over a batch at a time.
-/// Without, it holds every event, every month is written, and the table is
-/// made from the log. The log is consumed: it is freed before the customers
-/// are built.
+/// the others linked, and the table is carried over a batch at a time (a
+/// stored row naming a CRM customer, none of whose keys is `dirty`, keeps
+/// it unresolved). Without, it holds every event, every month is written,
+/// and the table is made from the log. The log is consumed: it is freed
+/// before the customers are built.
 pub(super) fn write(
     target: Option<Target<'_>>,
     mut events: EventLog,
     history: Option<EventHistory>,
     directory: &Directory<'_>,
+    dirty: &DirtyKeys<'_>,
     guests: &Guests,
 ) -> Result<EventsWritten, WarehouseError> {
     let Some(target) = target else {
@@ -144,23 +145,27 @@ pub(super) fn write(
     drop(ordered);
     let state = target.version.join(warehouse::state::DIR);
     let total = match &history {
-        Some(h) => carry_keysets(&h.state, &state, &events, directory, guests, &added)?,
+        Some(h) => carry_keysets(&h.state, &state, &events, directory, dirty, guests, &added)?,
         None => write_keysets(&state, &events, directory, guests, &added)?,
     };
     Ok(EventsWritten { months, total })
 }
 
+/// A key set's customer, and whether it is the CRM customer (see [`customer_of`]).
+type Named<'a> = (Option<&'a str>, bool);
+
 /// A key set's customer: its CRM customer, else its guest, else the
-/// customer id it gives (events create no customer).
+/// customer id it gives (events create no customer); and whether it is
+/// the CRM customer.
 fn customer_of<'a>(
     directory: &Directory<'a>,
     guests: &'a Guests,
     keys: KeyRefs<'a>,
-) -> Option<&'a str> {
-    directory
-        .resolve_refs(keys)
-        .or_else(|| guests.resolve_refs(keys).map(|g| &*g.id))
-        .or(keys[0])
+) -> Named<'a> {
+    match directory.resolve_refs(keys) {
+        Some(crm) => (Some(crm), true),
+        None => (guests.resolve_refs(keys).map(|g| &*g.id).or(keys[0]), false),
+    }
 }
 
 /// Writes the key set table of a log holding every event: each key set
@@ -173,7 +178,7 @@ fn write_keysets(
     guests: &Guests,
     added: &[u64],
 ) -> Result<u64, WarehouseError> {
-    let customers: Vec<Option<&str>> = (0..events.keysets.len() as u32)
+    let customers: Vec<Named<'_>> = (0..events.keysets.len() as u32)
         .into_par_iter()
         .map(|k| customer_of(directory, guests, events.keyset_refs(k)))
         .collect();
@@ -183,8 +188,9 @@ fn write_keysets(
         .filter(|&k| added[k as usize] > 0)
         .map(|k| KeysetRow {
             keys: events.keyset_refs(k),
-            customer: customers[k as usize],
+            customer: customers[k as usize].0,
             events: added[k as usize],
+            crm: customers[k as usize].1,
         });
     event_keysets::write_each(state, rows)?;
     Ok(added.iter().sum())
@@ -192,7 +198,8 @@ fn write_keysets(
 
 /// Carries the stored key set table of `from` over into `to` (both `_state`
 /// folders), a batch at a time, so it is never held: every stored key set
-/// named its customer again (a claim may have moved it) and given the
+/// named its customer again (a claim may have moved it; one naming a CRM
+/// customer, none of whose keys is `dirty`, keeps it) and given the
 /// `added` events of the log's key set with its keys; then the log's key
 /// sets with events that the table lacks. Returns the number of events.
 fn carry_keysets(
@@ -200,20 +207,22 @@ fn carry_keysets(
     to: &Path,
     events: &EventLog,
     directory: &Directory<'_>,
+    dirty: &DirtyKeys<'_>,
     guests: &Guests,
     added: &[u64],
 ) -> Result<u64, WarehouseError> {
     // The log's key sets found among the stored rows.
     let found = RefCell::new(vec![false; events.keysets.len()]);
-    let carry = |keys: [&StringArray; 3], stored: &PrimitiveArray<UInt64Type>| {
-        let rows: Vec<(Option<&str>, Option<u32>)> = (0..stored.len())
+    let carry = |stored: &StoredRows<'_>| {
+        let rows: Vec<(Named<'_>, Option<u32>)> = (0..stored.len())
             .into_par_iter()
             .map(|i| {
-                let k = keys.map(|a| opt_str_ref(a, i));
-                (
-                    customer_of(directory, guests, k),
-                    events.find_keyset(k[0], k[1], k[2]),
-                )
+                let k = stored.keys.map(|a| opt_str_ref(a, i));
+                let named = match stored.crm.value(i) && !dirty.touch(k) {
+                    true => (opt_str_ref(stored.customers, i), true),
+                    false => customer_of(directory, guests, k),
+                };
+                (named, events.find_keyset(k[0], k[1], k[2]))
             })
             .collect();
         let mut found = found.borrow_mut();
@@ -222,11 +231,12 @@ fn carry_keysets(
                 found[k as usize] = true;
                 added[k as usize]
             });
-            stored.value(i) + tonight
+            stored.events.value(i) + tonight
         });
         Carried {
             events: counts.collect(),
-            customers: opt_utf8_array(rows.iter().map(|(c, _)| *c)),
+            customers: opt_utf8_array(rows.iter().map(|((c, _), _)| *c)),
+            crm: rows.iter().map(|((_, crm), _)| *crm).collect(),
         }
     };
     let tail = || {
@@ -235,10 +245,12 @@ fn carry_keysets(
             .filter(move |&k| !found[k as usize] && added[k as usize] > 0)
             .map(|k| {
                 let keys = events.keyset_refs(k);
+                let (customer, crm) = customer_of(directory, guests, keys);
                 KeysetRow {
                     keys,
-                    customer: customer_of(directory, guests, keys),
+                    customer,
                     events: added[k as usize],
+                    crm,
                 }
             })
     };

@@ -98,7 +98,7 @@ pub(super) struct DirtyKeys<'a> {
 
 impl DirtyKeys<'_> {
     /// Whether any of `keys` is one.
-    fn touch(&self, [id, email, phone]: KeyRefs<'_>) -> bool {
+    pub(super) fn touch(&self, [id, email, phone]: KeyRefs<'_>) -> bool {
         id.is_some_and(|k| self.ids.contains(k))
             || email.is_some_and(|k| self.emails.contains(k))
             || phone.is_some_and(|k| self.phones.contains(k))

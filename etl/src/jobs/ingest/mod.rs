@@ -340,34 +340,45 @@ pub fn run_locked(
     );
     let (guests, reassigned, moved) = guests;
     let mut touched = touched.merge(reassigned);
-    let mut night = None;
-    if let Some(unread) = stored.unread.take() {
-        let state = stored_dir
-            .as_deref()
-            .map(|d| d.join(warehouse::state::DIR))
-            .unwrap_or_default();
-        let read = history::read_rest(unread, &mut txns, &mut touched, &moved, &state)?;
-        mf.transactions_read = Some(read.read);
-        night = Some(read);
-    }
     state_written?;
     drop(state);
     drop(key_history);
     release_freed();
     clock.lap("consolidate");
 
+    // The events step needs the resolved identities alone, the rest of the
+    // stored transactions (a night's read of the touched customers' rows)
+    // the transactions alone: the two run side by side. The event log was
+    // held through the read before anyway; only the events' write buffers
+    // come on top of the read's peak.
     let target = version.as_deref().map(|version| events::Target {
         version,
         stored: input.stored_events,
     });
     let history = stored.event_history.take();
-    let events_written = events::write(target, input.events, history, &directory, &guests)?;
+    let unread = stored.unread.take();
+    let (night, events_written) = rayon::join(
+        || {
+            let state = stored_dir
+                .as_deref()
+                .map(|d| d.join(warehouse::state::DIR))
+                .unwrap_or_default();
+            unread
+                .map(|unread| history::read_rest(unread, &mut txns, &mut touched, &moved, &state))
+                .transpose()
+        },
+        || events::write(target, input.events, history, &directory, &dirty, &guests),
+    );
+    let night = night?;
+    let events_written = events_written?;
+    mf.transactions_read = night.as_ref().map(|n| n.read);
     let event_count = events_written.total;
     mf.event_months = manifest::ingest::MonthCounts::of(&events_written.months);
     let crm_key_conflicts = directory.conflicts;
     drop(directory);
     drop(superseded_crm);
     release_freed();
+    // The events step and the night's read of the rest, side by side.
     clock.lap("events");
 
     let crm_customers = crm.len() as u64;

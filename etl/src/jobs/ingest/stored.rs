@@ -111,9 +111,12 @@ pub(super) fn load(
             if warehouse::event_keysets::usable(&state_dir) {
                 return Ok(true);
             }
-            // Derived state: an unreadable table means reading every event.
+            // Derived state: an unreadable table, or another cvm's (an
+            // upgrade), means reading every event, once.
             if state_dir.join(warehouse::event_keysets::FILE).exists() {
-                tracing::warn!("stored event key sets unreadable: reading every event");
+                tracing::warn!(
+                    "stored event key sets unreadable or of another cvm version: reading every event"
+                );
             }
         }
         warehouse::events::read_log(&events_dir, events).map(|()| false)
