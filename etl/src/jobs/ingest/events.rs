@@ -12,7 +12,6 @@ use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::identities::DirtyKeys;
-use super::read::DropRead;
 use super::stored::EventHistory;
 use crate::consolidate::events::{EventLog, KnownEvents};
 use crate::consolidate::identity::{Directory, Guests};
@@ -46,6 +45,17 @@ enum MonthRead {
     Keys(KnownEvents),
 }
 
+/// The drop's events as [`load_drop_months`] needs them (borrowed apart
+/// from its other records, which are read beside them).
+pub(super) struct DropEvents<'a> {
+    /// The event log: the drop's events, after the stored ones it holds.
+    pub events: &'a mut EventLog,
+    /// How many of the log's events are stored ones.
+    pub stored_events: &'a mut usize,
+    /// The record keys of stored events, to find those delivered again.
+    pub known_events: &'a mut KnownEvents,
+}
+
 /// Reads what finding duplicates needs of the stored events of the months
 /// the drop's events fall in (an event delivered again is in its own month):
 /// of a month that takes another part (see `months::appendable`), the
@@ -53,13 +63,13 @@ enum MonthRead {
 /// `history.appended`; of another, every event, ahead of the drop's, and
 /// the month is written again whole.
 pub(super) fn load_drop_months(
-    input: &mut DropRead,
+    input: DropEvents<'_>,
     history: &mut EventHistory,
 ) -> Result<(), WarehouseError> {
     let mut wanted: Vec<Month> = input
         .events
         .iter()
-        .skip(input.stored_events)
+        .skip(*input.stored_events)
         .map(|e| months::month_of(e.ts))
         .collect::<HashSet<Month>>()
         .into_iter()
@@ -88,7 +98,7 @@ pub(super) fn load_drop_months(
             }
         }
     }
-    input.stored_events += log.len();
+    *input.stored_events += log.len();
     input.events.prepend_stored(log);
     Ok(())
 }
@@ -157,11 +167,7 @@ type Named<'a> = (Option<&'a str>, bool);
 /// A key set's customer: its CRM customer, else its guest, else the
 /// customer id it gives (events create no customer); and whether it is
 /// the CRM customer.
-fn customer_of<'a>(
-    directory: &Directory<'a>,
-    guests: &'a Guests,
-    keys: KeyRefs<'a>,
-) -> Named<'a> {
+fn customer_of<'a>(directory: &Directory<'a>, guests: &'a Guests, keys: KeyRefs<'a>) -> Named<'a> {
     match directory.resolve_refs(keys) {
         Some(crm) => (Some(crm), true),
         None => (guests.resolve_refs(keys).map(|g| &*g.id).or(keys[0]), false),

@@ -21,13 +21,12 @@ use rayon::prelude::*;
 use rustc_hash::FxHashSet as HashSet;
 
 use super::purchases::{self, Extended};
-use super::read::DropRead;
 use super::stored::Stored;
 use super::touched::Touched;
 use super::transactions::Txns;
 use crate::consolidate::versions::{RecordState, StoredVersions};
 use crate::manifest::ingest::HistoryRead;
-use crate::record::{RecordKey, TxnRecord, Versioned};
+use crate::record::{CrmRecord, RecordKey, TxnRecord, Versioned};
 use crate::warehouse::months::{self, Month, month_of};
 use crate::warehouse::state;
 use crate::warehouse::transactions::Reread;
@@ -279,12 +278,21 @@ pub(super) fn replaced_months(records: &[RecordState], replaced: &[RecordKey]) -
         .collect()
 }
 
+/// The drop's CRM and transaction records (borrowed apart from its
+/// events, which are read beside them).
+pub(super) struct DropRecords<'a> {
+    /// CRM records, by file.
+    pub crm: &'a [Vec<Versioned<CrmRecord>>],
+    /// Transaction records, by file.
+    pub txns: &'a [Vec<Versioned<TxnRecord<u32>>>],
+}
+
 /// The stored state of the drop's keyed records (CRM and transactions with
 /// an id of their own), read from the `_state` folder `dir` a batch at a
 /// time, sorted by key.
 pub(super) fn stored_states(
     dir: &Path,
-    drop: &DropRead,
+    drop: &DropRecords<'_>,
 ) -> Result<Vec<RecordState>, WarehouseError> {
     let keys: HashSet<&str> = drop
         .crm
@@ -312,7 +320,7 @@ pub(super) fn stored_states(
 pub(super) fn read_for_drop(
     stored: &mut Stored,
     version: Option<&Path>,
-    drop: &DropRead,
+    drop: &DropRecords<'_>,
 ) -> Result<(), WarehouseError> {
     if let (Some(_), Some(dir)) = (&stored.record_delta, version) {
         stored.records = stored_states(&dir.join(state::DIR), drop)?;

@@ -184,10 +184,32 @@ pub fn run_locked(
         opts.progress,
     )?;
     input.small.pseudonymised = pseudonymiser.as_ref().map(Pseudonymiser::fingerprint);
-    if let Some(history) = &mut stored.event_history {
-        events::load_drop_months(&mut input, history)?;
-    }
-    history::read_for_drop(&mut stored, stored_dir.as_deref(), &input)?;
+    // What the drop's events need of the stored events, and what its other
+    // records need of the stored state and transactions: side by side.
+    let mut event_history = stored.event_history.take();
+    let (months_read, state_read) = rayon::join(
+        || match &mut event_history {
+            Some(history) => {
+                let events = events::DropEvents {
+                    events: &mut input.events,
+                    stored_events: &mut input.stored_events,
+                    known_events: &mut input.known_events,
+                };
+                events::load_drop_months(events, history)
+            }
+            None => Ok(()),
+        },
+        || {
+            let records = history::DropRecords {
+                crm: &input.crm,
+                txns: &input.txns,
+            };
+            history::read_for_drop(&mut stored, stored_dir.as_deref(), &records)
+        },
+    );
+    stored.event_history = event_history;
+    months_read?;
+    state_read?;
     clock.lap("read");
 
     let versions = versions::resolve(&mut input, &stored);
