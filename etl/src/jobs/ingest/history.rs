@@ -326,7 +326,7 @@ pub(super) fn read_for_drop(
         stored.records = stored_states(&dir.join(state::DIR), drop)?;
     }
     if let Some(unread) = &mut stored.unread {
-        let months = drop_months(&drop.txns);
+        let months = drop_months(drop.txns);
         let numbered_records = || drop.txns.iter().flatten().filter(|v| v.numbered());
         let numbered: HashSet<&str> = numbered_records().map(|v| &*v.key).collect();
         // A numbered record without a time (no source makes one) could
