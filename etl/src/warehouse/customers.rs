@@ -250,79 +250,82 @@ fn stream_over(
 ) -> Result<WriteStats, WarehouseError> {
     let next = std::cell::Cell::new(0usize);
     let mut order = parquet_io::KeyOrder::of("customer_id");
-    let stored = parquet_io::read_batches(from)?.map(|item| {
-        let (file, batch) = item?;
-        let c = Columns::new(&batch, &file, DATASET);
-        let ids = c.utf8("customer_id", true)?;
-        let guests = c.boolean("is_guest", true)?;
-        // A batch of another schema (an earlier cvm's) is decoded whole.
-        let as_stored = batch.schema().fields() == schema().fields();
-        let mut fates = Vec::with_capacity(batch.num_rows());
-        for i in 0..batch.num_rows() {
-            order.check(ids.value(i), &file)?;
-            fates.push(match fate(ids.value(i), guests.value(i)) {
-                Fate::Keep if !as_stored => Fate::Update,
-                f => f,
-            });
-        }
-        let picked: Vec<u32> = (0..fates.len() as u32)
-            .filter(|&i| fates[i as usize] == Fate::Update)
-            .collect();
-        let mut updated = match picked.is_empty() {
-            true => Vec::new(),
-            false => {
-                let picked = arrow_array::UInt32Array::from(picked);
-                let few = arrow_select::take::take_record_batch(&batch, &picked)
-                    .map_err(|e| c.error(e.to_string()))?;
-                decode(&few, &file)?
+    // Decoding the stored batches on a thread of their own, a batch ahead.
+    parquet_io::read_batches(from)?.read_ahead(|stored| {
+        let stored = stored.map(|item| {
+            let (file, batch) = item?;
+            let c = Columns::new(&batch, &file, DATASET);
+            let ids = c.utf8("customer_id", true)?;
+            let guests = c.boolean("is_guest", true)?;
+            // A batch of another schema (an earlier cvm's) is decoded whole.
+            let as_stored = batch.schema().fields() == schema().fields();
+            let mut fates = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                order.check(ids.value(i), &file)?;
+                fates.push(match fate(ids.value(i), guests.value(i)) {
+                    Fate::Keep if !as_stored => Fate::Update,
+                    f => f,
+                });
             }
-        };
-        updated.iter_mut().for_each(update);
-        // The new batch: stored rows by index (source 0), the night's and
-        // the updated ones from a batch of their own (source 1), by id.
-        let mut extra: Vec<&CustomerRow> = Vec::new();
-        let mut plan: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
-        let (mut at, mut u) = (next.get(), 0);
-        for (i, fate) in fates.iter().enumerate() {
-            let id = ids.value(i);
-            while let Some(new) = rows.get(at).filter(|n| &*n.customer_id <= id) {
-                plan.push((1, extra.len()));
-                extra.push(new);
-                at += 1;
-            }
-            let replaced = at > 0 && &*rows[at - 1].customer_id == id;
-            match fate {
-                Fate::Drop => {}
-                Fate::Keep if !replaced => plan.push((0, i)),
-                Fate::Keep => {}
-                Fate::Update => {
-                    if !replaced {
-                        plan.push((1, extra.len()));
-                        extra.push(&updated[u]);
+            let picked: Vec<u32> = (0..fates.len() as u32)
+                .filter(|&i| fates[i as usize] == Fate::Update)
+                .collect();
+            let mut updated = match picked.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let picked = arrow_array::UInt32Array::from(picked);
+                    let few = arrow_select::take::take_record_batch(&batch, &picked)
+                        .map_err(|e| c.error(e.to_string()))?;
+                    decode(&few, &file)?
+                }
+            };
+            updated.iter_mut().for_each(update);
+            // The new batch: stored rows by index (source 0), the night's and
+            // the updated ones from a batch of their own (source 1), by id.
+            let mut extra: Vec<&CustomerRow> = Vec::new();
+            let mut plan: Vec<(usize, usize)> = Vec::with_capacity(batch.num_rows());
+            let (mut at, mut u) = (next.get(), 0);
+            for (i, fate) in fates.iter().enumerate() {
+                let id = ids.value(i);
+                while let Some(new) = rows.get(at).filter(|n| &*n.customer_id <= id) {
+                    plan.push((1, extra.len()));
+                    extra.push(new);
+                    at += 1;
+                }
+                let replaced = at > 0 && &*rows[at - 1].customer_id == id;
+                match fate {
+                    Fate::Drop => {}
+                    Fate::Keep if !replaced => plan.push((0, i)),
+                    Fate::Keep => {}
+                    Fate::Update => {
+                        if !replaced {
+                            plan.push((1, extra.len()));
+                            extra.push(&updated[u]);
+                        }
+                        u += 1;
                     }
-                    u += 1;
                 }
             }
-        }
-        next.set(at);
-        let extra = build(extra.into_iter());
-        match as_stored {
-            true => arrow_select::interleave::interleave_record_batch(&[&batch, &extra], &plan)
-                .map_err(|e| c.error(e.to_string())),
-            false => Ok(extra),
-        }
-    });
-    let rest = std::iter::once(()).flat_map(|()| {
-        let rest = &rows[next.get()..];
-        parquet_io::chunks(rest.len()).map(|r| Ok(build(rest[r].iter())))
-    });
-    parquet_io::write_parts_streaming(
-        to,
-        &schema(),
-        &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
-        stored.chain(rest),
-        parquet_io::MAX_PART_ROWS,
-    )
+            next.set(at);
+            let extra = build(extra.into_iter());
+            match as_stored {
+                true => arrow_select::interleave::interleave_record_batch(&[&batch, &extra], &plan)
+                    .map_err(|e| c.error(e.to_string())),
+                false => Ok(extra),
+            }
+        });
+        let rest = std::iter::once(()).flat_map(|()| {
+            let rest = &rows[next.get()..];
+            parquet_io::chunks(rest.len()).map(|r| Ok(build(rest[r].iter())))
+        });
+        parquet_io::write_parts_streaming(
+            to,
+            &schema(),
+            &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+            stored.chain(rest),
+            parquet_io::MAX_PART_ROWS,
+        )
+    })
 }
 
 /// The CRM customers under `dir` (guests left out), as much of each as

@@ -453,6 +453,29 @@ pub struct BatchReader {
     current: Option<(Arc<Path>, ParquetRecordBatchReader)>,
 }
 
+impl BatchReader {
+    /// Runs `consume` over the batches, decoded on a thread of their own a
+    /// batch ahead of it: a write that turns each stored batch into a new
+    /// one then decodes on one core as it encodes on the other.
+    pub(crate) fn read_ahead<R>(
+        self,
+        consume: impl FnOnce(std::sync::mpsc::IntoIter<<Self as Iterator>::Item>) -> R,
+    ) -> R {
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            scope.spawn(move || {
+                for item in self {
+                    // The consumer stopped (an error): so does the reading.
+                    if tx.send(item).is_err() {
+                        break;
+                    }
+                }
+            });
+            consume(rx.into_iter())
+        })
+    }
+}
+
 impl Iterator for BatchReader {
     type Item = Result<(Arc<Path>, RecordBatch), WarehouseError>;
 
