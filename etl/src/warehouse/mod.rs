@@ -22,6 +22,7 @@ pub mod purchase_totals;
 pub mod rejects;
 pub mod runs;
 pub mod scores;
+mod splice;
 pub mod state;
 pub mod transactions;
 pub mod txn_keysets;

@@ -21,6 +21,7 @@ use super::parquet_io::{
     self, Columns, DECIMAL_MAX_UNITS, DECIMAL_PRECISION, UTC, WriteStats, decimal_array, opt_str,
     opt_str_ref, opt_utf8_array, timestamp_array, writer_properties_with,
 };
+use super::splice;
 use super::txn_keysets::TxnKeysets;
 use super::{SourceFile, StoredTxn, Transaction, WarehouseError};
 use crate::record::{Keys, RecordKey, TxnIds, TxnRow};
@@ -353,11 +354,11 @@ pub fn write<'a>(
 }
 
 /// Writes a stored `file` into the month folder `to` again under its own
-/// name, a batch at a time, each as it is but for its `customer_id`
-/// column, named anew from its key set (`sets`): a claim moves key sets,
-/// and nothing else about the file changes, so its rows are neither
-/// decoded nor sorted again (but for a file of another schema, an earlier
-/// cvm's: read and written row by row). A row whose key set `sets` lacks is
+/// name, as it is but for its `customer_id` column, named anew from its
+/// key set (`sets`): a claim moves key sets, and nothing else about the
+/// file changes, so its other columns' pages are copied, neither decoded
+/// nor encoded (`splice`), but for a file of another schema, an earlier
+/// cvm's: read and written row by row. A row whose key set `sets` lacks is
 /// an error, as reading it row by row would be.
 fn rename_customers(
     to: &Path,
@@ -373,17 +374,13 @@ fn rename_customers(
         let batch = build(rows.iter(), sets);
         return parquet_io::write_batches(&path, &schema, &props, [batch]);
     }
-    let batches = parquet_io::read_batches(file)?.map(|item| {
-        let (path, batch) = item?;
-        let c = Columns::new(&batch, &path, DATASET);
+    let inputs = (&["keyset"][..], DATASET);
+    splice::replace_column(file, &path, &schema, &props, customer, inputs, |c| {
         let found = sets
             .by_numbers(c.uint64("keyset", true)?.values())
             .map_err(|n| c.error(format!("key set {n} is not in the key set table")))?;
-        let mut columns = batch.columns().to_vec();
-        columns[customer] = opt_utf8_array(found.iter().map(|&k| sets.customer(k)));
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| c.error(e.to_string()))
-    });
-    parquet_io::write_batches(&path, &schema, &props, batches)
+        Ok(opt_utf8_array(found.iter().map(|&k| sets.customer(k))))
+    })
 }
 
 /// The record keys of the rows of the file at `path` that `wanted` picks,
