@@ -14,6 +14,7 @@ use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
+use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
 use super::months::{self, Month, Unchanged, Written, month_of};
@@ -33,6 +34,20 @@ const DICTIONARY_COLUMNS: &[&str] = &["channel", "currency", "kind", "source_fil
 /// Columns with page-level statistics: rows are sorted by time, so time-range
 /// readers can skip pages, not only row groups.
 const PAGE_INDEX_COLUMNS: &[&str] = &["occurred_at"];
+
+/// Rows per data page: a night reads a few rows of many files (its touched
+/// customers'), and skips, undecompressed, the pages holding none of them.
+/// At parquet's default (20,000 rows, about a whole part) it decompressed
+/// nearly every part whole; 1,024-row pages make the dataset 3.6% bigger.
+const PAGE_ROWS: usize = 1024;
+
+/// The writer settings of every transactions file.
+fn properties() -> WriterProperties {
+    writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS)
+        .into_builder()
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .build()
+}
 
 static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
@@ -367,7 +382,7 @@ fn rename_customers(
 ) -> Result<WriteStats, WarehouseError> {
     let schema = schema();
     let customer = schema.index_of("customer_id").unwrap_or(1);
-    let props = writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS);
+    let props = properties();
     let path = to.join(file.file_name().unwrap_or_default());
     if !parquet_io::has_schema(file, &schema) {
         let rows = read_numbered_rows(file, sets, None)?;
@@ -435,7 +450,7 @@ fn write_rows<'a>(
     });
     let layout = months::Layout {
         schema: &schema(),
-        props: &writer_properties_with(DICTIONARY_COLUMNS, PAGE_INDEX_COLUMNS),
+        props: &properties(),
         parts_per_month: PARTS_PER_MONTH,
     };
     months::write(
