@@ -308,7 +308,7 @@ pub fn run_locked(
     let crm = identities::latest_crm(std::mem::take(&mut stored.crm), crm_winners, &mut state);
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     let dirty = identities::dirty_keys(&crm, &superseded_crm);
-    // Its tables of owners by rank, gone now, are handed back (`memory`).
+    // What building it held only for a while is handed back (`memory`).
     release_freed();
     let key_history = directory.history();
     let changed = changed || directory.history_changed;
