@@ -16,6 +16,7 @@ use cvm_shared::money::{AMOUNT_SCALE, BASE_SCALE};
 use cvm_shared::{Amount, BaseAmount, Channel, Currency, TxnKind};
 use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
+use rustc_hash::FxHashMap;
 
 use super::months::{self, Month, Unchanged, Written, month_of};
 use super::parquet_io::{
@@ -324,7 +325,26 @@ pub fn month_partition(occurred_at: i64) -> String {
 /// Stored files whose rows change only their customer (a claim moved one
 /// of their key sets), by month: written again from the previous version's
 /// files, each under its own name, instead of from rows held in memory.
-pub type Reread = BTreeMap<Month, Vec<PathBuf>>;
+#[derive(Debug, Default)]
+pub struct Reread {
+    /// The files, by month.
+    pub files: BTreeMap<Month, Vec<PathBuf>>,
+    /// The key sets whose customer changed, by number (their index in the
+    /// table): a file's other rows keep the customer they have.
+    pub moved: FxHashMap<u64, u32>,
+}
+
+impl Reread {
+    /// Nothing to write again.
+    pub fn new() -> Reread {
+        Reread::default()
+    }
+
+    /// Whether no file is written again.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
 
 /// How many parts a month of transactions is written in at most (see
 /// [`months::Layout`]): a night that refunds an earlier order or has a
@@ -350,13 +370,17 @@ pub fn write<'a>(
 ) -> Result<Written, WarehouseError> {
     let mut written = write_rows(dir, txns, sets, unchanged)?;
     let files: Vec<(Month, &PathBuf)> = reread
+        .files
         .iter()
         .flat_map(|(m, files)| files.iter().map(move |f| (*m, f)))
         .collect();
     // A file per thread at a time: memory holds as many files as threads.
     let stats: Vec<WriteStats> = files
         .par_iter()
-        .map(|(month, file)| rename_customers(&dir.join(months::folder(*month)), file, sets))
+        .map(|(month, file)| {
+            let to = dir.join(months::folder(*month));
+            rename_customers(&to, file, sets, &reread.moved)
+        })
         .collect::<Result<_, _>>()?;
     for s in stats {
         written.stats = written.stats + s;
@@ -369,16 +393,17 @@ pub fn write<'a>(
 }
 
 /// Writes a stored `file` into the month folder `to` again under its own
-/// name, as it is but for its `customer_id` column, named anew from its
-/// key set (`sets`): a claim moves key sets, and nothing else about the
-/// file changes, so its other columns' pages are copied, neither decoded
-/// nor encoded (`splice`), but for a file of another schema, an earlier
-/// cvm's: read and written row by row. A row whose key set `sets` lacks is
-/// an error, as reading it row by row would be.
+/// name, as it is but for its `customer_id` column: a row of a `moved` key
+/// set (by number) gets its customer in `sets`, the others keep theirs. A
+/// claim moves key sets, and nothing else about the file changes, so its
+/// other columns' pages are copied, neither decoded nor encoded (`splice`),
+/// but for a file of another schema, an earlier cvm's: read and written row
+/// by row (a row whose key set `sets` lacks is an error there).
 fn rename_customers(
     to: &Path,
     file: &Path,
     sets: &TxnKeysets,
+    moved: &FxHashMap<u64, u32>,
 ) -> Result<WriteStats, WarehouseError> {
     let schema = schema();
     let customer = schema.index_of("customer_id").unwrap_or(1);
@@ -389,12 +414,18 @@ fn rename_customers(
         let batch = build(rows.iter(), sets);
         return parquet_io::write_batches(&path, &schema, &props, [batch]);
     }
-    let inputs = (&["keyset"][..], DATASET);
+    // Looked up among the moved key sets alone: finding every row's key set
+    // in the table took a third of renaming a file.
+    let inputs = (&["keyset", "customer_id"][..], DATASET);
     splice::replace_column(file, &path, &schema, &props, customer, inputs, |c| {
-        let found = sets
-            .by_numbers(c.uint64("keyset", true)?.values())
-            .map_err(|n| c.error(format!("key set {n} is not in the key set table")))?;
-        Ok(opt_utf8_array(found.iter().map(|&k| sets.customer(k))))
+        let numbers = c.uint64("keyset", true)?;
+        let stored = c.utf8("customer_id", false)?;
+        Ok(opt_utf8_array((0..numbers.len()).map(
+            |i| match moved.get(&numbers.value(i)) {
+                Some(&k) => sets.customer(k),
+                None => opt_str_ref(stored, i),
+            },
+        )))
     })
 }
 

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rustc_hash::FxHashSet as HashSet;
+use rustc_hash::{FxHashMap, FxHashSet as HashSet};
 
 use super::purchases::{self, Extended};
 use super::stored::Stored;
@@ -201,7 +201,7 @@ impl UnreadMonths {
     pub fn read_rest(
         &mut self,
         sets: &TxnKeysets,
-        moved: &HashSet<u64>,
+        moved: FxHashMap<u64, u32>,
         wanted: &HashSet<u64>,
     ) -> Result<Rest, WarehouseError> {
         let files: Vec<(Month, &PathBuf)> = self
@@ -215,7 +215,7 @@ impl UnreadMonths {
             .par_iter()
             .map(|(_, path)| {
                 let numbers = transactions::keyset_numbers(path)?;
-                let moves = numbers.iter().any(|n| moved.contains(n));
+                let moves = numbers.iter().any(|n| moved.contains_key(n));
                 let rows = (0..numbers.len() as u32)
                     .filter(|&i| wanted.contains(&numbers[i as usize]))
                     .collect();
@@ -230,9 +230,14 @@ impl UnreadMonths {
             .collect::<Result<_, _>>()?;
         let mut reread = Reread::new();
         for ((month, path), _) in files.iter().zip(&found).filter(|(_, (m, _))| *m) {
-            reread.entry(*month).or_default().push((*path).clone());
+            reread
+                .files
+                .entry(*month)
+                .or_default()
+                .push((*path).clone());
         }
-        for (month, files) in &reread {
+        reread.moved = moved;
+        for (month, files) in &reread.files {
             self.partial.insert(*month);
             self.rewritten
                 .extend(files.iter().map(|f| months::in_dataset(f)));
@@ -394,9 +399,9 @@ pub(super) fn read_rest(
 ) -> Result<NightRead, WarehouseError> {
     let extended = purchases::extended(txns, touched, state)?;
     let sets = &txns.keysets;
-    let moved: HashSet<u64> = (0..sets.len() as u32)
+    let moved: FxHashMap<u64, u32> = (0..sets.len() as u32)
         .filter(|&k| moved.get(k as usize).copied().unwrap_or(false))
-        .map(|k| sets.number(k))
+        .map(|k| (sets.number(k), k))
         .collect();
     let complete: Vec<bool> = match touched.customers() {
         Some(ids) => (0..sets.len() as u32)
@@ -411,9 +416,9 @@ pub(super) fn read_rest(
         .filter(|&k| complete[k as usize] && txns.used[k as usize])
         .map(|k| sets.number(k))
         .collect();
-    let rest = unread.read_rest(sets, &moved, &wanted)?;
+    let rest = unread.read_rest(sets, moved, &wanted)?;
     tracing::debug!(
-        reread_files = rest.reread.values().map(Vec::len).sum::<usize>(),
+        reread_files = rest.reread.files.values().map(Vec::len).sum::<usize>(),
         partial_months = unread.partial.len(),
         rows = rest.rows.iter().map(Vec::len).sum::<usize>(),
         keysets = wanted.len(),
