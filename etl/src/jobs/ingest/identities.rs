@@ -195,10 +195,11 @@ pub(super) fn assign(
         }
         let tracking = tracked && txns.used[k];
         if !changed {
-            if tracking && txns.fresh[k] {
-                if let Some(id) = txns.keysets.customer(k as u32) {
-                    touched.customer(id);
-                }
+            if tracking
+                && txns.fresh[k]
+                && let Some(id) = txns.keysets.customer(k as u32)
+            {
+                touched.customer(id);
             }
             continue;
         }
