@@ -213,20 +213,25 @@ pub fn lookup(
     let mut base = Vec::new();
     let path = dir.join(RECORDS_FILE);
     if path.exists() {
-        for item in parquet_io::read_batches(&path)? {
-            let (file, batch) = item?;
-            let c = Columns::new(&batch, &file, DATASET);
-            let key = c.utf8("key", true)?;
-            let picked: Vec<u32> = (0..batch.num_rows() as u32)
-                .into_par_iter()
-                .filter(|&i| wanted(key.value(i as usize)))
-                .collect();
-            base.extend(decode_rows(
-                &batch,
-                &file,
-                picked.into_iter().map(|i| i as usize),
-            )?);
-        }
+        // Decoded a batch ahead on a thread of their own while the keys of
+        // the one before are matched.
+        parquet_io::read_batches(&path)?.read_ahead(|batches| {
+            for item in batches {
+                let (file, batch) = item?;
+                let c = Columns::new(&batch, &file, DATASET);
+                let key = c.utf8("key", true)?;
+                let picked: Vec<u32> = (0..batch.num_rows() as u32)
+                    .into_par_iter()
+                    .filter(|&i| wanted(key.value(i as usize)))
+                    .collect();
+                base.extend(decode_rows(
+                    &batch,
+                    &file,
+                    picked.into_iter().map(|i| i as usize),
+                )?);
+            }
+            Ok::<(), WarehouseError>(())
+        })?;
     }
     let delta: Vec<RecordState> = read_delta(dir)?
         .into_iter()
