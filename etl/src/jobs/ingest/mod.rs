@@ -488,41 +488,65 @@ fn publish_version(
     let no_reread = warehouse::transactions::Reread::new();
     let reread = datasets.night.map_or(&no_reread, |n| &n.reread);
     let txns = datasets.txns;
-    let (a, (c, k)) = rayon::join(
-        || {
-            let dir = d.join("transactions");
-            warehouse::transactions::write(&dir, txns.written(), &txns.keysets, unchanged, reread)
-        },
-        || {
-            rayon::join(
-                || {
-                    let to = d.join("customers");
-                    let customers = datasets.customers;
-                    match &previous {
-                        // The stored CRM customers are carried over from their files.
-                        Some(from) => warehouse::customers::write_over(
-                            &from.join("customers"),
-                            &to,
-                            &customers.rows,
-                            |id, is_guest| customers.fate(id, is_guest),
-                            |row| customers.update(row),
-                        ),
-                        None => warehouse::customers::write(&to, &customers.rows),
-                    }
-                },
-                || {
-                    let dir = d.join(warehouse::state::DIR);
-                    let from = previous.as_ref().map(|p| p.join(warehouse::state::DIR));
-                    warehouse::txn_keysets::write_over(
-                        &dir,
-                        from.as_deref(),
-                        &txns.keysets,
-                        &txns.used,
-                    )
-                },
-            )
-        },
-    );
+    let state = d.join(warehouse::state::DIR);
+    let purchases = || {
+        let extended = datasets.night.map(|n| &n.extended);
+        let (previous, partial) = (previous.as_deref(), datasets.partial);
+        purchases::write(txns, datasets.touched, extended, previous, partial, &state)
+    };
+    let writes = || {
+        rayon::join(
+            || {
+                let dir = d.join("transactions");
+                warehouse::transactions::write(
+                    &dir,
+                    txns.written(),
+                    &txns.keysets,
+                    unchanged,
+                    reread,
+                )
+            },
+            || {
+                rayon::join(
+                    || {
+                        let to = d.join("customers");
+                        let customers = datasets.customers;
+                        match &previous {
+                            // The stored CRM customers are carried over from their files.
+                            Some(from) => warehouse::customers::write_over(
+                                &from.join("customers"),
+                                &to,
+                                &customers.rows,
+                                |id, is_guest| customers.fate(id, is_guest),
+                                |row| customers.update(row),
+                            ),
+                            None => warehouse::customers::write(&to, &customers.rows),
+                        }
+                    },
+                    || {
+                        let dir = d.join(warehouse::state::DIR);
+                        let from = previous.as_ref().map(|p| p.join(warehouse::state::DIR));
+                        warehouse::txn_keysets::write_over(
+                            &dir,
+                            from.as_deref(),
+                            &txns.keysets,
+                            &txns.used,
+                        )
+                    },
+                )
+            },
+        )
+    };
+    // A night's totals are few, and written beside the datasets. Over a
+    // first load or a full rebuild they come after the big writes, whose
+    // buffers are freed by then: their grouping adds little to the peak.
+    let ((a, (c, k)), summed) = match datasets.partial {
+        true => {
+            let (written, summed) = rayon::join(writes, purchases);
+            (written, Some(summed))
+        }
+        false => (writes(), None),
+    };
     let written = a?;
     c?;
     k?;
@@ -533,16 +557,10 @@ fn publish_version(
     )?;
     release_freed();
     clock.lap("write");
-    // After the big writes, whose buffers are freed by now: the totals'
-    // grouping then adds little to the run's peak.
-    let summed = purchases::write(
-        datasets.txns,
-        datasets.touched,
-        datasets.night.map(|n| &n.extended),
-        previous.as_deref(),
-        datasets.partial,
-        &d.join(warehouse::state::DIR),
-    )?;
+    let summed = match summed {
+        Some(summed) => summed?,
+        None => purchases()?,
+    };
     tracing::debug!(
         summed,
         touched = datasets.touched.customers().map(|c| c.len()),
