@@ -54,6 +54,17 @@ pub struct WriteStats {
     pub bytes: u64,
 }
 
+impl WriteStats {
+    /// One file of `rows` rows in `bytes` bytes.
+    pub fn file(rows: u64, bytes: u64) -> WriteStats {
+        WriteStats {
+            files: 1,
+            rows,
+            bytes,
+        }
+    }
+}
+
 impl std::ops::Add for WriteStats {
     type Output = WriteStats;
     fn add(self, o: WriteStats) -> WriteStats {
@@ -213,11 +224,7 @@ where
         out.flush().map_err(|e| io_err(path, e))?;
         Ok(out)
     })?;
-    Ok(WriteStats {
-        files: 1,
-        rows,
-        bytes,
-    })
+    Ok(WriteStats::file(rows, bytes))
 }
 
 /// A batch [`write_batches`] writes, or why it could not be made.

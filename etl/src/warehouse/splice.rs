@@ -123,11 +123,7 @@ where
         out.flush().map_err(|e| io_err(to, e))?;
         Ok(out)
     })?;
-    Ok(WriteStats {
-        files: 1,
-        rows,
-        bytes,
-    })
+    Ok(WriteStats::file(rows, bytes))
 }
 
 /// A column chunk's metadata as its writer made it. Read back, statistics
