@@ -524,10 +524,9 @@ fn publish_version(
                         }
                     },
                     || {
-                        let dir = d.join(warehouse::state::DIR);
                         let from = previous.as_ref().map(|p| p.join(warehouse::state::DIR));
                         warehouse::txn_keysets::write_over(
-                            &dir,
+                            &state,
                             from.as_deref(),
                             &txns.keysets,
                             &txns.used,
@@ -551,10 +550,7 @@ fn publish_version(
     c?;
     k?;
     mf.transaction_months = manifest::ingest::MonthCounts::of(&written);
-    warehouse::state::write_json(
-        &d.join(warehouse::state::DIR).join("small.json"),
-        datasets.small,
-    )?;
+    warehouse::state::write_json(&state.join("small.json"), datasets.small)?;
     release_freed();
     clock.lap("write");
     let summed = match summed {
