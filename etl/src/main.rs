@@ -19,20 +19,6 @@ use cvm_shared::Settings;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (index 15 of `mi_option_e` in mimalloc.h,
-/// v2 and v3; libmimalloc-sys names no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Makes mimalloc return freed memory to the OS at once. With its default
-/// 10 ms delay, freed memory not yet reused stays resident: `score` on 1M
-/// customers peaked at 2.4 GiB instead of 1.3 GiB.
-#[allow(unsafe_code)]
-fn purge_freed_memory_at_once() {
-    // SAFETY: mi_option_set only stores a value in mimalloc's option table
-    // (read atomically by the allocator); called before the job starts threads.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
-}
-
 use cvm_etl::exit::{self, ExitStatus};
 
 #[derive(Parser)]
@@ -736,13 +722,14 @@ fn main() -> ExitCode {
         }
     };
     // Ingest allocates and frees at a rate where purging at once costs ~30%
-    // of its time (and its peak is set by what it holds, not by what it
-    // frees); the other commands trade a little time for half the memory.
+    // of its time (it purges at once only in a first load's last steps, see
+    // `memory::PurgeAtOnce`); the other commands trade a little time for
+    // half the memory: `score` on 1M customers peaked at 2.4 GiB, not 1.3.
     if !matches!(
         cli.command,
         Command::Ingest { .. } | Command::Nightly { .. } | Command::Demo { .. }
     ) {
-        purge_freed_memory_at_once();
+        cvm_etl::memory::set_purge_delay(0);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -243,11 +243,13 @@ fn split_fields(text: &str, quoted: bool, out: &mut csv::StringRecord, field: &m
 }
 
 /// Reads a file of `format`, calling `on_batch` with the CSV header (empty for
-/// JSONL) and each batch of up to [`BATCH`] records, in file order.
+/// JSONL) and each batch of up to [`BATCH`] records, in file order. The
+/// batch's vector is cleared and refilled for the next batch (`on_batch`
+/// may drain it): one allocation a file, not one a batch.
 pub fn read_file(
     path: &Path,
     format: Format,
-    mut on_batch: impl FnMut(&Header, Vec<RawItem>),
+    mut on_batch: impl FnMut(&Header, &mut Vec<RawItem>),
 ) -> Result<(), ReadError> {
     let input = open(path)?;
     let io = |source| ReadError::Io {
@@ -310,14 +312,12 @@ pub fn read_file(
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(
-                        &names,
-                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                    );
+                    on_batch(&names, &mut batch);
+                    batch.clear();
                 }
             }
             if !batch.is_empty() {
-                on_batch(&names, batch);
+                on_batch(&names, &mut batch);
             }
         }
         Format::Jsonl => {
@@ -347,14 +347,12 @@ pub fn read_file(
                 };
                 batch.push(RawItem { line, body });
                 if batch.len() == BATCH {
-                    on_batch(
-                        &Header::default(),
-                        std::mem::replace(&mut batch, Vec::with_capacity(BATCH)),
-                    );
+                    on_batch(&Header::default(), &mut batch);
+                    batch.clear();
                 }
             }
             if !batch.is_empty() {
-                on_batch(&Header::default(), batch);
+                on_batch(&Header::default(), &mut batch);
             }
         }
     }
@@ -371,7 +369,7 @@ mod tests {
         let mut items = Vec::new();
         read_file(path, format, |h, b| {
             header = h.clone();
-            items.extend(b)
+            items.append(b)
         })
         .unwrap();
         (header, items)
@@ -568,7 +566,7 @@ mod split_tests {
         let p = d.path().join("a.csv");
         std::fs::write(&p, "id,n\n1,a\n\n3,c\n").unwrap();
         let mut items = Vec::new();
-        read_file(&p, Format::Csv, |_, b| items.extend(b)).unwrap();
+        read_file(&p, Format::Csv, |_, b| items.append(b)).unwrap();
         assert_eq!(items.iter().map(|i| i.line).collect::<Vec<_>>(), [2, 4]);
     }
 }

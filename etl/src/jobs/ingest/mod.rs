@@ -544,7 +544,11 @@ fn publish_version(
             let (written, summed) = rayon::join(writes, purchases);
             (written, Some(summed))
         }
-        false => (writes(), None),
+        false => {
+            // Their buffers freed go back at once (see `memory::PurgeAtOnce`).
+            let _purge = crate::memory::PurgeAtOnce::start();
+            (writes(), None)
+        }
     };
     let written = a?;
     c?;
@@ -555,7 +559,11 @@ fn publish_version(
     clock.lap("write");
     let summed = match summed {
         Some(summed) => summed?,
-        None => purchases()?,
+        None => {
+            // Summed from every row: freed grouping buffers go back at once.
+            let _purge = crate::memory::PurgeAtOnce::start();
+            purchases()?
+        }
     };
     tracing::debug!(
         summed,

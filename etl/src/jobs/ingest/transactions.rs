@@ -42,6 +42,11 @@ impl Txns {
         self.chunks.iter().flatten()
     }
 
+    /// Every row in chunks, in [`Txns::iter`]'s order.
+    pub fn chunks(&self) -> &[Vec<StoredTxn>] {
+        &self.chunks
+    }
+
     /// The rows written: every row but those added by [`Txns::append`].
     pub fn written(&self) -> impl Iterator<Item = &StoredTxn> + Clone {
         let end = self.summed_only.unwrap_or(self.chunks.len());
