@@ -501,6 +501,16 @@ impl CrmIdentities {
         self.len() == 0
     }
 
+    /// How many slots: the ones held and the removed ones.
+    pub fn slots(&self) -> usize {
+        self.text.len()
+    }
+
+    /// The one in slot `i` (below [`CrmIdentities::slots`]), unless removed.
+    pub fn slot(&self, i: usize) -> Option<CrmIdentity<'_>> {
+        (!self.removed[i]).then(|| self.get(i))
+    }
+
     fn get(&self, i: usize) -> CrmIdentity<'_> {
         let [id, email, phone] = self.text.get(i);
         CrmIdentity {

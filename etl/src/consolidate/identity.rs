@@ -8,11 +8,14 @@
 //! otherwise its id is derived from its smallest key, so the same guest gets
 //! the same id every night.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::{FxBuildHasher, FxHashMap as HashMap, FxHashSet as HashSet};
 
 use cvm_shared::identity::guest_id;
 
-use crate::record::{CrmIdentity, CrmRecord, KeyRefs, Keys};
+use crate::record::{CrmIdentities, CrmIdentity, CrmRecord, KeyRefs, Keys};
 
 /// Which customer key a claim is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -51,21 +54,113 @@ pub struct KeyClaim<S = Box<str>> {
 /// by customer id (for determinism): the greater wins.
 type Rank<'a> = (Option<i64>, &'a str);
 
+/// The latest CRM identities, by slot: the stored customers (a removed one's
+/// slot holds none), then the run's own records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Latest<'a> {
+    stored: Option<&'a CrmIdentities>,
+    records: &'a [CrmRecord],
+}
+
+impl<'a> Latest<'a> {
+    /// The `stored` customers, then the `records`.
+    pub fn new(stored: &'a CrmIdentities, records: &'a [CrmRecord]) -> Latest<'a> {
+        Latest {
+            stored: Some(stored),
+            records,
+        }
+    }
+
+    /// The `records` alone.
+    pub fn of_records(records: &'a [CrmRecord]) -> Latest<'a> {
+        Latest {
+            stored: None,
+            records,
+        }
+    }
+
+    fn stored_slots(&self) -> usize {
+        self.stored.map_or(0, CrmIdentities::slots)
+    }
+
+    /// How many slots.
+    fn slots(&self) -> usize {
+        self.stored_slots() + self.records.len()
+    }
+
+    /// The identity in slot `i`, unless it is a removed stored one.
+    fn slot(&self, i: usize) -> Option<CrmIdentity<'a>> {
+        let n = self.stored_slots();
+        match self.stored {
+            Some(stored) if i < n => stored.slot(i),
+            _ => self.records.get(i - n).map(CrmRecord::identity),
+        }
+    }
+
+    /// The identity in slot `i`, known to hold one.
+    fn at(&self, i: u32) -> CrmIdentity<'a> {
+        self.slot(i as usize).unwrap_or(CrmIdentity {
+            customer_id: "",
+            email: None,
+            phone: None,
+            updated_at: None,
+        })
+    }
+
+    /// Every identity held, with its slot.
+    fn iter(&self) -> impl Iterator<Item = (u32, CrmIdentity<'a>)> + '_ {
+        (0..self.slots()).filter_map(|i| self.slot(i).map(|c| (i as u32, c)))
+    }
+}
+
+/// The hash a [`Directory`] table files a key under.
+fn key_hash(key: &str) -> u64 {
+    FxBuildHasher.hash_one(key)
+}
+
+/// The key of `kind` an identity carries (`None`: its customer id).
+fn key_of(c: CrmIdentity<'_>, kind: Option<KeyKind>) -> Option<&str> {
+    match kind {
+        None => Some(c.customer_id),
+        Some(KeyKind::Email) => c.email,
+        Some(KeyKind::Phone) => c.phone,
+    }
+}
+
+/// The slot of the latest identity that owns each key of one kind, found
+/// by the key's text in the identity: 4 bytes a key, where a map from the
+/// borrowed text to its owner's rank took 56 (over a gigabyte for nine
+/// million customers).
+#[derive(Debug, Default)]
+struct Owners {
+    kind: Option<KeyKind>,
+    table: HashTable<u32>,
+}
+
+impl Owners {
+    fn get(&self, latest: &Latest<'_>, key: &str) -> Option<u32> {
+        self.table
+            .find(key_hash(key), |&i| {
+                key_of(latest.at(i), self.kind) == Some(key)
+            })
+            .copied()
+    }
+}
+
 /// The golden identities from CRM, borrowing the records' strings (a
 /// million customers' ids, emails and phones are not copied).
 #[derive(Debug, Default)]
 pub struct Directory<'a> {
-    ids: HashSet<&'a str>,
-    /// Owner of each email: from the latest records, else from the history.
-    /// Kept with the rank it won by: making a table of the owners alone
-    /// took a sixth of a second on one core, more than the bytes it saves
-    /// are worth.
-    by_email: HashMap<&'a str, Rank<'a>>,
+    latest: Latest<'a>,
+    ids: Owners,
+    /// Owner of each email the latest records carry.
+    by_email: Owners,
     /// Owner of each phone, as `by_email`.
-    by_phone: HashMap<&'a str, Rank<'a>>,
+    by_phone: Owners,
     /// Every latest carrier of a key several latest records carry.
     shared: HashSet<SharedKey<'a>>,
-    /// Keys of superseded CRM versions: the most recent carrier of each.
+    /// Keys of superseded CRM versions no latest record carries: the most
+    /// recent carrier of each.
     history: HashMap<(KeyKind, &'a str), Rank<'a>>,
     /// Emails and phones shared by more than one CRM record (counted once each).
     pub conflicts: u64,
@@ -105,41 +200,31 @@ pub fn identity_claims(r: CrmIdentity<'_>) -> impl Iterator<Item = KeyClaim<&str
 impl<'a> Directory<'a> {
     /// Builds the directory from the latest CRM records alone.
     pub fn from_crm(records: &'a [CrmRecord]) -> Directory<'a> {
-        let latest = records.iter().map(CrmRecord::identity);
-        Directory::with_history(latest, &[], std::iter::empty())
+        Directory::with_history(Latest::of_records(records), &[], std::iter::empty())
     }
 
     /// Builds the directory: a key carried by a latest record goes to the
     /// most recently updated one (then the greater id); any other key to the
     /// customer whose record carried it most recently, from the `stored`
     /// history and this run's `superseded` claims (data contract, section 5).
-    pub fn with_history<I>(
-        latest: I,
+    pub fn with_history(
+        latest: Latest<'a>,
         stored: &'a [KeyClaim],
         superseded: impl IntoIterator<Item = KeyClaim<&'a str>>,
-    ) -> Directory<'a>
-    where
-        I: IntoIterator<Item = CrmIdentity<'a>>,
-        I::IntoIter: Clone + Send + Sync,
-    {
-        let latest = latest.into_iter();
-        let n = latest.clone().count();
+    ) -> Directory<'a> {
         // The ids and each kind's owners are built side by side: a million
         // customers' inserts are most of the directory's cost.
         let (ids, ((by_email, email_shared), (by_phone, phone_shared))) = rayon::join(
-            || {
-                let mut ids = HashSet::with_capacity_and_hasher(n, Default::default());
-                ids.extend(latest.clone().map(|r| r.customer_id));
-                ids
-            },
+            || owners(&latest, None).0,
             || {
                 rayon::join(
-                    || owners(latest.clone(), KeyKind::Email, n),
-                    || owners(latest.clone(), KeyKind::Phone, n),
+                    || owners(&latest, Some(KeyKind::Email)),
+                    || owners(&latest, Some(KeyKind::Phone)),
                 )
             },
         );
         let mut d = Directory {
+            latest,
             ids,
             by_email,
             by_phone,
@@ -158,6 +243,7 @@ impl<'a> Directory<'a> {
             };
             (claim, false)
         });
+        let mut history: HashMap<(KeyKind, &'a str), Rank<'a>> = HashMap::default();
         for (c, is_new) in stored.chain(superseded.into_iter().map(|c| (c, true))) {
             // A key its customer's latest record still carries needs no
             // history: when that record is superseded, it is recorded with a
@@ -166,37 +252,45 @@ impl<'a> Directory<'a> {
                 continue;
             }
             let rank = (c.updated_at, c.customer_id);
-            match d.history.get_mut(&(c.kind, c.key)) {
+            match history.get_mut(&(c.kind, c.key)) {
                 Some(cur) if *cur >= rank => {}
                 Some(cur) => {
                     *cur = rank;
                     d.history_changed |= is_new;
                 }
                 None => {
-                    d.history.insert((c.kind, c.key), rank);
+                    history.insert((c.kind, c.key), rank);
                     d.history_changed |= is_new;
                 }
             }
         }
-        for (&(kind, key), &rank) in &d.history {
-            let owners = match kind {
-                KeyKind::Email => &mut d.by_email,
-                KeyKind::Phone => &mut d.by_phone,
-            };
-            owners.entry(key).or_insert(rank);
-        }
+        d.history = history;
         d
+    }
+
+    /// The latest owner of `key` of `kind`.
+    fn latest_owner(&self, kind: KeyKind, key: &str) -> Option<&'a str> {
+        let owners = match kind {
+            KeyKind::Email => &self.by_email,
+            KeyKind::Phone => &self.by_phone,
+        };
+        owners
+            .get(&self.latest, key)
+            .map(|i| self.latest.at(i).customer_id)
+    }
+
+    /// The owner of `key` of `kind`: its latest owner, else the most recent
+    /// carrier in the history.
+    fn owner(&self, kind: KeyKind, key: &str) -> Option<&'a str> {
+        self.latest_owner(kind, key)
+            .or_else(|| self.history.get(&(kind, key)).map(|&(_, id)| id))
     }
 
     /// Whether the claimed customer's latest record carries the claimed key.
     fn latest_carries(&self, c: &KeyClaim<&str>) -> bool {
-        let owner = match c.kind {
-            KeyKind::Email => self.by_email.get(c.key),
-            KeyKind::Phone => self.by_phone.get(c.key),
-        };
-        match owner {
+        match self.latest_owner(c.kind, c.key) {
             None => false,
-            Some(&(_, owner)) => {
+            Some(owner) => {
                 owner == c.customer_id || self.shared.contains(&(c.kind, c.key, c.customer_id))
             }
         }
@@ -224,61 +318,59 @@ impl<'a> Directory<'a> {
     /// [`Directory::resolve`] of borrowed keys.
     pub fn resolve_refs(&self, [id, email, phone]: KeyRefs<'_>) -> Option<&'a str> {
         if let Some(id) = id
-            && let Some(found) = self.ids.get(id)
+            && let Some(i) = self.ids.get(&self.latest, id)
         {
-            return Some(found);
+            return Some(self.latest.at(i).customer_id);
         }
         if let Some(e) = email
-            && let Some(&(_, id)) = self.by_email.get(e)
+            && let Some(id) = self.owner(KeyKind::Email, e)
         {
             return Some(id);
         }
-        phone.and_then(|p| self.by_phone.get(p)).map(|&(_, id)| id)
+        phone.and_then(|p| self.owner(KeyKind::Phone, p))
     }
 
     /// Whether `id` is a CRM customer.
     pub fn is_crm(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.ids.get(&self.latest, id).is_some()
     }
 }
 
 /// A key several latest records carry, and one of its carriers.
 type SharedKey<'a> = (KeyKind, &'a str, &'a str);
 
-/// The owner of each key of `kind` the `latest` records carry: the most
-/// recently updated carrier (then the greater id), with its rank; and every
-/// carrier of a key several carry (`n`: how many records, to size the table).
-fn owners<'a>(
-    latest: impl Iterator<Item = CrmIdentity<'a>>,
-    kind: KeyKind,
-    n: usize,
-) -> (HashMap<&'a str, Rank<'a>>, Vec<SharedKey<'a>>) {
-    let mut owners: HashMap<&'a str, Rank<'a>> =
-        HashMap::with_capacity_and_hasher(n, Default::default());
+/// The owner of each key of `kind` (`None`: the customer id) the `latest`
+/// records carry: the most recently updated carrier (then the greater id);
+/// and every carrier of a key several carry.
+fn owners<'a>(latest: &Latest<'a>, kind: Option<KeyKind>) -> (Owners, Vec<SharedKey<'a>>) {
+    let mut table: HashTable<u32> = HashTable::with_capacity(latest.slots());
     let mut shared = Vec::new();
-    for r in latest {
-        let key = match kind {
-            KeyKind::Email => r.email,
-            KeyKind::Phone => r.phone,
-        };
-        let Some(key) = key else { continue };
-        let rank = (r.updated_at, r.customer_id);
-        match owners.get_mut(key) {
+    let rank = |c: CrmIdentity<'a>| (c.updated_at, c.customer_id);
+    for (i, r) in latest.iter() {
+        let Some(key) = key_of(r, kind) else { continue };
+        let h = key_hash(key);
+        let found = table.find_mut(h, |&j| key_of(latest.at(j), kind) == Some(key));
+        match found {
             None => {
-                owners.insert(key, rank);
+                table.insert_unique(h, i, |&j| {
+                    key_hash(key_of(latest.at(j), kind).unwrap_or_default())
+                });
             }
             Some(cur) => {
-                if cur.1 != rank.1 {
-                    shared.push((kind, key, cur.1));
-                    shared.push((kind, key, rank.1));
+                let owner = latest.at(*cur);
+                if let Some(kind) = kind
+                    && owner.customer_id != r.customer_id
+                {
+                    shared.push((kind, key, owner.customer_id));
+                    shared.push((kind, key, r.customer_id));
                 }
-                if rank > *cur {
-                    *cur = rank;
+                if rank(r) > rank(owner) {
+                    *cur = i;
                 }
             }
         }
     }
-    (owners, shared)
+    (Owners { kind, table }, shared)
 }
 
 /// A guest customer (not in CRM).
@@ -505,7 +597,7 @@ mod tests {
     /// A directory from `latest` records and `superseded` versions (no stored history).
     fn with_superseded<'a>(latest: &'a [CrmRecord], superseded: &'a [CrmRecord]) -> Directory<'a> {
         Directory::with_history(
-            latest.iter().map(CrmRecord::identity),
+            Latest::of_records(latest),
             &[],
             superseded.iter().flat_map(crm_claims),
         )
@@ -568,7 +660,7 @@ mod tests {
         }];
         let rev: Vec<CrmRecord> = old.iter().rev().cloned().collect();
         let d2 = Directory::with_history(
-            latest.iter().map(CrmRecord::identity),
+            Latest::of_records(&latest),
             &stored,
             rev.iter().flat_map(crm_claims),
         );

@@ -291,19 +291,25 @@ pub fn read_log(dir: &Path, log: &mut EventLog) -> Result<(), WarehouseError> {
     Ok(())
 }
 
-/// Adds the record keys of every event under `dir` to `known`, reading
-/// nothing else: what finding a re-delivered event needs of a month that
-/// is not written again.
-pub fn read_known(dir: &Path, known: &mut KnownEvents) -> Result<(), WarehouseError> {
+/// Adds to `known` the record keys of the events under `dir` that are among
+/// `wanted` (the drop's), reading nothing else: what finding a re-delivered
+/// event needs of a month that is not written again. Only those: over a
+/// long history a month holds millions, a drop's rarely any.
+pub fn read_known(
+    dir: &Path,
+    wanted: &KnownEvents,
+    known: &mut KnownEvents,
+) -> Result<(), WarehouseError> {
     parquet_io::for_each_projected(dir, &["record_key"], DATASET, |c, rows| {
         let record_key = c.utf8("record_key", true)?;
-        known.reserve(rows);
         for i in 0..rows {
             let rk = record_key.value(i);
             let key = parse_record_key(rk).ok_or_else(|| {
                 c.error(format!("column \"record_key\" has invalid value {rk:?}"))
             })?;
-            known.insert(key);
+            if wanted.contains(&key) {
+                known.insert(key);
+            }
         }
         Ok(())
     })

@@ -10,6 +10,7 @@
 //! two are merged into a new table, streaming, a batch at a time. A night
 //! reads only the entries of its own records' keys, a batch at a time.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -205,39 +206,71 @@ pub fn read_delta(dir: &Path) -> Result<Vec<RecordState>, WarehouseError> {
 }
 
 /// The stored entries of the keys `wanted` picks, sorted by key: the table
-/// streamed a batch at a time, keeping only those, then the delta over them.
+/// and then the delta streamed a batch at a time, keeping only those, the
+/// delta's over the table's.
 pub fn lookup(
     dir: &Path,
     wanted: impl Fn(&str) -> bool + Sync,
 ) -> Result<Vec<RecordState>, WarehouseError> {
-    let mut base = Vec::new();
-    let path = dir.join(RECORDS_FILE);
-    if path.exists() {
-        // Decoded a batch ahead on a thread of their own while the keys of
-        // the one before are matched.
-        parquet_io::read_batches(&path)?.read_ahead(|batches| {
-            for item in batches {
-                let (file, batch) = item?;
-                let c = Columns::new(&batch, &file, DATASET);
-                let key = c.utf8("key", true)?;
-                let picked: Vec<u32> = (0..batch.num_rows() as u32)
-                    .into_par_iter()
-                    .filter(|&i| wanted(key.value(i as usize)))
-                    .collect();
-                base.extend(decode_rows(
-                    &batch,
-                    &file,
-                    picked.into_iter().map(|i| i as usize),
-                )?);
-            }
-            Ok::<(), WarehouseError>(())
-        })?;
-    }
-    let delta: Vec<RecordState> = read_delta(dir)?
-        .into_iter()
-        .filter(|r| wanted(&r.key))
-        .collect();
+    let base = picked(&dir.join(RECORDS_FILE), &wanted)?;
+    let delta = picked(&dir.join(DELTA_FILE), &wanted)?;
     Ok(Merged::new(base.into_iter(), delta.into_iter()).collect())
+}
+
+/// The entries of the file at `path` (none without it) whose keys `wanted`
+/// picks, in the file's order.
+fn picked(
+    path: &Path,
+    wanted: &(impl Fn(&str) -> bool + Sync),
+) -> Result<Vec<RecordState>, WarehouseError> {
+    let mut rows = Vec::new();
+    // Decoded a batch ahead on a thread of their own while the keys of the
+    // one before are matched.
+    parquet_io::read_batches(path)?.read_ahead(|batches| {
+        for item in batches {
+            let (file, batch) = item?;
+            let c = Columns::new(&batch, &file, DATASET);
+            let key = c.utf8("key", true)?;
+            let picked: Vec<u32> = (0..batch.num_rows() as u32)
+                .into_par_iter()
+                .filter(|&i| wanted(key.value(i as usize)))
+                .collect();
+            rows.extend(decode_rows(
+                &batch,
+                &file,
+                picked.into_iter().map(|i| i as usize),
+            )?);
+        }
+        Ok::<(), WarehouseError>(())
+    })?;
+    Ok(rows)
+}
+
+/// The entries of the file at `path` (none without it), decoded a batch at
+/// a time as they are taken; a read error ends them and is kept in `failed`.
+fn streamed<'f>(
+    path: &Path,
+    failed: &'f RefCell<Option<WarehouseError>>,
+) -> Result<impl Iterator<Item = RecordState> + 'f, WarehouseError> {
+    let mut batches = parquet_io::read_batches(path)?;
+    let mut rows = Vec::new().into_iter();
+    Ok(std::iter::from_fn(move || {
+        loop {
+            if let Some(r) = rows.next() {
+                return Some(r);
+            }
+            match batches
+                .next()?
+                .and_then(|(file, batch)| decode(&batch, &file))
+            {
+                Ok(next) => rows = next.into_iter(),
+                Err(e) => {
+                    *failed.borrow_mut() = Some(e);
+                    return None;
+                }
+            }
+        }
+    }))
 }
 
 /// Two key-sorted runs of entries merged, `over` winning on equal keys.
@@ -285,62 +318,47 @@ pub enum Written {
 }
 
 /// Writes a night's record state into `dir` (a staged `_state` folder):
-/// `delta` (every entry changed since `previous`'s table was written: its
-/// delta, less the keys replaced tonight, then tonight's entries) as the new
-/// delta, the table linked from `previous` (the stored `_state` folder);
-/// or, once the delta outgrows an eighth of the table, the two merged into
-/// a new table, streamed a batch at a time.
+/// the delta of `previous` (the stored `_state` folder) less the keys
+/// `replaced` picks, with `tonight`'s entries over it, as the new delta (all
+/// changed since the table was written whole), the table linked from
+/// `previous`; or, once the delta would outgrow an eighth of the table, the
+/// three merged into a new table. Either way streamed a batch at a time:
+/// over a long history the delta is millions of entries, never held.
 pub fn write_over(
     dir: &Path,
     previous: &Path,
-    delta: &[RecordState],
+    tonight: &[RecordState],
+    replaced: impl Fn(&str) -> bool,
 ) -> Result<Written, WarehouseError> {
     let base = previous.join(RECORDS_FILE);
+    let old_delta = previous.join(DELTA_FILE);
     let base_rows = parquet_io::row_count(&base)?.unwrap_or(0);
+    // At most this many: the keys of tonight's that the delta holds are
+    // counted twice.
+    let delta_rows = parquet_io::row_count(&old_delta)?.unwrap_or(0) + tonight.len();
     std::fs::create_dir_all(dir).map_err(|e| parquet_io::io_err(dir, e))?;
-    if base.exists() && delta.len() * MERGE_RATIO <= base_rows {
+    let mut sorted: Vec<&RecordState> = tonight.iter().collect();
+    sorted.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    let failed: RefCell<Option<WarehouseError>> = Default::default();
+    let kept = streamed(&old_delta, &failed)?.filter(|r| !replaced(&r.key));
+    let delta = Merged::new(kept, sorted.into_iter().cloned());
+    let props = writer_properties_with(&[], &["key"]);
+    let written = if base.exists() && delta_rows * MERGE_RATIO <= base_rows {
         let link = dir.join(RECORDS_FILE);
         parquet_io::link_or_copy(&base, &link).map_err(|e| parquet_io::io_err(&link, e))?;
-        write_sorted(&dir.join(DELTA_FILE), delta)?;
-        return Ok(Written::Delta);
-    }
-    let mut sorted: Vec<&RecordState> = delta.iter().collect();
-    sorted.par_sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    // The table's batches, decoded one at a time, merged with the delta
-    // into batches of the new table as the writer asks for them.
-    let failed: std::cell::RefCell<Option<WarehouseError>> = Default::default();
-    let mut batches = match base.exists() {
-        true => Some(parquet_io::read_batches(&base)?),
-        false => None,
+        let out = batched(delta, to_batch);
+        write_batches(&dir.join(DELTA_FILE), &schema(), &props, out)?;
+        Written::Delta
+    } else {
+        let merged = Merged::new(streamed(&base, &failed)?, delta);
+        let out = batched(merged, to_batch);
+        write_batches(&dir.join(RECORDS_FILE), &schema(), &props, out)?;
+        Written::Merged
     };
-    let mut rows = Vec::new().into_iter();
-    let under = std::iter::from_fn(|| {
-        loop {
-            if let Some(r) = rows.next() {
-                return Some(r);
-            }
-            let item = batches.as_mut()?.next()?;
-            match item.and_then(|(file, batch)| decode(&batch, &file)) {
-                Ok(next) => rows = next.into_iter(),
-                Err(e) => {
-                    *failed.borrow_mut() = Some(e);
-                    return None;
-                }
-            }
-        }
-    });
-    let merged = Merged::new(under, sorted.into_iter().cloned());
-    let out = batched(merged, to_batch);
-    write_batches(
-        &dir.join(RECORDS_FILE),
-        &schema(),
-        &writer_properties_with(&[], &["key"]),
-        out,
-    )?;
-    if let Some(e) = failed.into_inner() {
-        return Err(e);
+    match failed.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(written),
     }
-    Ok(Written::Merged)
 }
 
 /// Whether `dir/records.parquet` keeps each record's months (an earlier
@@ -453,7 +471,7 @@ mod tests {
         // Tonight: one key replaced, one added; unsorted, as a night has them.
         let delta = vec![entry("k999", 2), entry("k050", 2)];
         assert_eq!(
-            write_over(&night1, &night0, &delta).unwrap(),
+            write_over(&night1, &night0, &delta, |_| false).unwrap(),
             Written::Delta
         );
         let (a, b) = (night0.join(RECORDS_FILE), night1.join(RECORDS_FILE));
@@ -480,6 +498,31 @@ mod tests {
     }
 
     #[test]
+    fn the_next_night_streams_the_delta_before_it_less_the_replaced_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let [v0, v1, v2] = ["v0", "v1", "v2"].map(|v| d.path().join(v));
+        let table: Vec<RecordState> = (0..100).map(|i| entry(&format!("k{i:03}"), 1)).collect();
+        write(&v0, &table).unwrap();
+        let night1 = [entry("k100", 2), entry("k010", 2), entry("k020", 2)];
+        write_over(&v1, &v0, &night1, |_| false).unwrap();
+        // Tonight k010 is replaced again, k020 replaced by a version kept
+        // elsewhere (no entry tonight), and k101 is new.
+        let night2 = [entry("k101", 3), entry("k010", 3)];
+        let replaced = |k: &str| ["k010", "k020"].contains(&k);
+        assert_eq!(
+            write_over(&v2, &v1, &night2, replaced).unwrap(),
+            Written::Delta
+        );
+        assert_eq!(
+            read_delta(&v2).unwrap(),
+            vec![entry("k010", 3), entry("k100", 2), entry("k101", 3)]
+        );
+        let all = read(&v2).unwrap();
+        assert_eq!(all.len(), 102);
+        assert_eq!(all.iter().find(|r| &*r.key == "k020").unwrap().digest, 1);
+    }
+
+    #[test]
     fn a_delta_past_an_eighth_of_the_table_is_merged_into_a_new_one() {
         let d = tempfile::tempdir().unwrap();
         let (night0, night1) = (d.path().join("v0"), d.path().join("v1"));
@@ -488,7 +531,7 @@ mod tests {
         let mut delta: Vec<RecordState> = (70..81).map(|i| entry(&format!("k{i:03}"), 3)).collect();
         delta.reverse();
         assert_eq!(
-            write_over(&night1, &night0, &delta).unwrap(),
+            write_over(&night1, &night0, &delta, |_| false).unwrap(),
             Written::Merged
         );
         assert!(!night1.join(DELTA_FILE).exists());
@@ -498,7 +541,7 @@ mod tests {
         // No table before: the delta is the table.
         let night2 = d.path().join("v2");
         assert_eq!(
-            write_over(&night2, &d.path().join("none"), &[]).unwrap(),
+            write_over(&night2, &d.path().join("none"), &[], |_| false).unwrap(),
             Written::Merged
         );
         assert!(read(&night2).unwrap().is_empty());

@@ -178,7 +178,7 @@ pub fn keyed(rows: &[Transaction]) -> (Vec<StoredTxn>, TxnKeysets) {
     let txns = rows
         .iter()
         .map(|t| {
-            let keyset = sets.intern_stored(t.keys.refs(), t.customer_id.clone());
+            let keyset = sets.intern_stored(t.keys.refs(), t.customer_id.as_deref());
             StoredTxn {
                 keyset,
                 ..t.txn.clone()
@@ -288,7 +288,7 @@ fn decode(
             }
             KeysetColumns::Keys(sets, [kc, ke, kp, customer]) => {
                 let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
-                sets.intern_stored(keys, opt_str(customer, i))
+                sets.intern_stored(keys, opt_str_ref(customer, i))
             }
         };
         let t = StoredTxn {

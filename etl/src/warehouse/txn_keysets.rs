@@ -53,6 +53,10 @@ pub const DATASET: &str = "transaction key sets";
 pub const FILE: &str = "txn_keysets.parquet";
 /// File name of the key sets changed since the table was written whole.
 pub const DELTA_FILE: &str = "txn_keysets-delta.parquet";
+/// A key set without a customer.
+const NO_CUSTOMER: u32 = u32::MAX;
+/// A key set whose customer is its own customer id key.
+const OWN_ID: u32 = u32::MAX - 1;
 /// [`TxnKeysets::stored`] of a key set read from the delta: it is written
 /// to the next delta whatever it holds then.
 const FROM_DELTA: u64 = u64::MAX;
@@ -150,7 +154,13 @@ pub struct TxnKeysets {
     /// Each key set's customer id, email and phone, in one block of text.
     keys: TextRows<3>,
     hashes: Vec<u64>,
-    customers: Vec<Option<Box<str>>>,
+    /// Each key set's customer: [`NO_CUSTOMER`], [`OWN_ID`], or its index
+    /// in `names`. 4 bytes a key set, where a boxed name took 32: most key
+    /// sets belong to the CRM customer their own id key names.
+    customers: Vec<u32>,
+    /// The customers named otherwise, by index (a renamed key set's old
+    /// name stays, unused, for the run).
+    names: TextRows<1>,
     /// Whether each key set's customer is the CRM customer one of its keys
     /// names (not a guest): as long as none of its keys changes owner, it
     /// stays so (see `jobs::ingest::identities`). False when not known.
@@ -222,12 +232,29 @@ impl TxnKeysets {
 
     /// The customer of key set `k`'s transactions.
     pub fn customer(&self, k: u32) -> Option<&str> {
-        self.customers[k as usize].as_deref()
+        match self.customers[k as usize] {
+            NO_CUSTOMER => None,
+            OWN_ID => self.keys(k)[0],
+            i => self.names.get(i as usize)[0],
+        }
     }
 
     /// Every key set's customer, by index.
-    pub fn customers(&self) -> &[Option<Box<str>>] {
-        &self.customers
+    pub fn customers(&self) -> impl ExactSizeIterator<Item = Option<&str>> + '_ {
+        (0..self.len() as u32).map(|k| self.customer(k))
+    }
+
+    /// How key set `k` keeps `customer` as its own (see `customers`).
+    fn name(&mut self, k: u32, customer: Option<&str>) -> u32 {
+        match customer {
+            None => NO_CUSTOMER,
+            Some(c) if self.keys(k)[0] == Some(c) => OWN_ID,
+            Some(c) => {
+                // Indices stay below the markers: key sets, whose indices
+                // are `u32` too, number far fewer than four billion.
+                self.names.push([Some(c)]) as u32
+            }
+        }
     }
 
     /// What key set `k`'s rows add up to.
@@ -266,8 +293,8 @@ impl TxnKeysets {
     }
 
     /// Names key set `k`'s customer anew.
-    pub fn set_customer(&mut self, k: u32, customer: Option<Box<str>>) {
-        self.customers[k as usize] = customer;
+    pub fn set_customer(&mut self, k: u32, customer: Option<&str>) {
+        self.customers[k as usize] = self.name(k, customer);
     }
 
     /// Whether key set `k`'s customer is known to be the CRM customer one of
@@ -307,7 +334,7 @@ impl TxnKeysets {
         }
         let k = self.keys.push(keys) as u32;
         self.hashes.push(h);
-        self.customers.push(None);
+        self.customers.push(NO_CUSTOMER);
         self.crm.push(false);
         let hashes = &self.hashes;
         self.index.insert_unique(h, k, |&k| hashes[k as usize]);
@@ -316,10 +343,10 @@ impl TxnKeysets {
 
     /// The index of `keys`, added with `customer` if new (a stored row read
     /// by its keys: the first row of a key set names its customer).
-    pub fn intern_stored(&mut self, keys: KeyRefs<'_>, customer: Option<Box<str>>) -> u32 {
+    pub fn intern_stored(&mut self, keys: KeyRefs<'_>, customer: Option<&str>) -> u32 {
         let k = self.intern(keys);
-        if self.customers[k as usize].is_none() {
-            self.customers[k as usize] = customer;
+        if self.customers[k as usize] == NO_CUSTOMER {
+            self.customers[k as usize] = self.name(k, customer);
         }
         k
     }
@@ -600,7 +627,7 @@ impl TxnKeysets {
         &mut self,
         h: u64,
         keys: KeyRefs<'_>,
-        customer: Option<Box<str>>,
+        customer: Option<&str>,
         crm: bool,
         rows: KeysetRows,
         stored: u64,
@@ -609,9 +636,10 @@ impl TxnKeysets {
         if self.hashes.last().is_some_and(|&last| last >= h) {
             return Err(format!("key set {h} is out of order or appears twice"));
         }
-        self.keys.push(keys);
+        let k = self.keys.push(keys) as u32;
         self.hashes.push(h);
-        self.customers.push(customer);
+        let named = self.name(k, customer);
+        self.customers.push(named);
         self.crm.push(crm);
         self.rows.push(rows);
         self.stored.push(stored);
@@ -662,7 +690,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
         if d.rows.rows == 0 {
             return Ok(());
         }
-        let customer = d.customer.clone();
+        let customer = d.customer.as_deref();
         sets.push_read(d.number, d.keys.refs(), customer, d.crm, d.rows, FROM_DELTA)
     };
     let summarised = for_each_row(&path, false, |r| {
@@ -677,8 +705,7 @@ pub fn read(dir: &Path) -> Result<Option<TxnKeysets>, WarehouseError> {
             return from_delta(&mut sets, d);
         }
         let fp = fingerprint(r.customer, r.crm, r.rows);
-        let customer = r.customer.map(Into::into);
-        sets.push_read(r.number, r.keys, customer, r.crm, r.rows, fp)
+        sets.push_read(r.number, r.keys, r.customer, r.crm, r.rows, fp)
     })?;
     for d in pending {
         from_delta(&mut sets, d).map_err(|e| WarehouseError::Schema {
@@ -756,9 +783,9 @@ mod tests {
     fn round_trips_the_used_key_sets_by_number() {
         let d = tempfile::tempdir().unwrap();
         let mut sets = TxnKeysets::default();
-        sets.intern_stored(keys(Some("C1"), None), Some("C1".into()));
+        sets.intern_stored(keys(Some("C1"), None), Some("C1"));
         sets.intern(keys(Some("X"), None));
-        sets.intern_stored(keys(None, Some("a@example.com")), Some("G-1".into()));
+        sets.intern_stored(keys(None, Some("a@example.com")), Some("G-1"));
         write(d.path(), &sets, &[true, false, true])
             .unwrap()
             .unwrap();
@@ -804,21 +831,18 @@ mod tests {
         // 32 key sets, so a delta of three stays under an eighth.
         let mut sets = TxnKeysets::default();
         for i in 0..32 {
-            let k = sets.intern_stored(
-                keys(Some(&format!("C{i}")), None),
-                Some(format!("C{i}").into()),
-            );
+            let k = sets.intern_stored(keys(Some(&format!("C{i}")), None), Some(&*format!("C{i}")));
             sets.rows_mut(k).add(i, Channel::Web);
         }
         write(v1.path(), &sets, &[true; 32]).unwrap().unwrap();
         // Night 1: one key set moves, one loses its rows, one is new.
         let mut night = read(v1.path()).unwrap().unwrap();
         let moved = night.intern(keys(Some("C3"), None));
-        night.set_customer(moved, Some("C9".into()));
+        night.set_customer(moved, Some("C9"));
         let gone = night.intern(keys(Some("C5"), None));
         night.rows_mut(gone).rows = 0;
         let new = night.intern(keys(None, Some("n@x")));
-        night.set_customer(new, Some("G-1".into()));
+        night.set_customer(new, Some("G-1"));
         night.rows_mut(new).add(99, Channel::Pos);
         let used: Vec<bool> = night.all_rows().iter().map(|r| r.rows > 0).collect();
         write_over(v2.path(), Some(v1.path()), &night, &used)
@@ -846,7 +870,7 @@ mod tests {
         // A delta past an eighth of the table: the table whole, no delta.
         let mut busy = read(v3.path()).unwrap().unwrap();
         for k in 0..4 {
-            busy.set_customer(k, Some("C0".into()));
+            busy.set_customer(k, Some("C0"));
         }
         let v4 = tempfile::tempdir().unwrap();
         let used = vec![true; busy.len()];

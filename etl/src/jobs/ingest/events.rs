@@ -75,13 +75,20 @@ pub(super) fn load_drop_months(
         .into_iter()
         .collect();
     wanted.sort_unstable();
+    // The drop's record keys: of a month read by key, only these are kept.
+    let drop_keys: KnownEvents = input
+        .events
+        .iter()
+        .skip(*input.stored_events)
+        .map(|e| (e.digest, e.n))
+        .collect();
     let read = wanted
         .par_iter()
         .map(|&m| {
             let dir = history.dir.join(months::folder(m));
             if months::appendable(&dir)? {
                 let mut known = KnownEvents::default();
-                warehouse::events::read_known(&dir, &mut known)?;
+                warehouse::events::read_known(&dir, &drop_keys, &mut known)?;
                 return Ok((m, MonthRead::Keys(known)));
             }
             let mut own = EventLog::default();

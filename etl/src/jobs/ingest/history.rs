@@ -327,7 +327,9 @@ pub(super) fn read_for_drop(
     version: Option<&Path>,
     drop: &DropRecords<'_>,
 ) -> Result<(), WarehouseError> {
-    if let (Some(_), Some(dir)) = (&stored.record_delta, version) {
+    if stored.records_looked_up
+        && let Some(dir) = version
+    {
         stored.records = stored_states(&dir.join(state::DIR), drop)?;
     }
     if let Some(unread) = &mut stored.unread {

@@ -9,7 +9,7 @@ use rustc_hash::FxHashSet as HashSet;
 
 use super::touched::Touched;
 use super::transactions::Txns;
-use crate::consolidate::identity::{self, Directory, Guests, KeyClaim};
+use crate::consolidate::identity::{self, Directory, Guests, KeyClaim, Latest};
 use crate::consolidate::versions::{RecordState, Resolution, RowMonths};
 use crate::memory::release_freed;
 use crate::record::{CrmIdentities, CrmRecord, KeyRefs};
@@ -81,8 +81,7 @@ pub(super) fn directory<'a>(
         .iter()
         .flat_map(identity::identity_claims)
         .chain(superseded.iter().flat_map(identity::crm_claims));
-    let records = latest.records.iter().map(CrmRecord::identity);
-    let latest = latest.stored.iter().chain(records);
+    let latest = Latest::new(&latest.stored, &latest.records);
     Directory::with_history(latest, history, superseded_claims)
 }
 
@@ -169,42 +168,52 @@ pub(super) fn assign(
             .map(|k| sets.keys(k)),
     );
     // Borrowed: a key set's customer is copied only when it changes (a few
-    // hundred a night, of over a million key sets). Whether it changes is
-    // found in parallel too: compared on one thread, the names took a tenth
-    // of a second.
-    let named: Vec<(Option<&str>, bool)> = (0..sets.len() as u32)
+    // hundred a night, of over a million key sets), and only those are
+    // kept (one entry a key set was 24 bytes, 290 MB over 12M key sets).
+    // Whether it changes is found in parallel too: compared on one thread,
+    // the names took a tenth of a second.
+    let changes: Vec<(u32, Option<&str>)> = (0..sets.len() as u32)
         .into_par_iter()
-        .map(|k| {
+        .filter_map(|k| {
             let named = match how[k as usize] {
-                KEPT => return (None, false),
+                KEPT => return None,
                 CRM => directory.resolve_refs(sets.keys(k)),
                 GUEST => guests.resolve_refs(sets.keys(k)).map(|g| &*g.id),
                 _ => None,
             };
-            (named, named != sets.customer(k))
+            (named != sets.customer(k)).then_some((k, named))
         })
         .collect();
-    let mut touched = Touched::tracking(track);
-    let tracked = touched.tracked();
-    let mut moved = vec![false; if tracked { named.len() } else { 0 }];
-    let mut any_moved = false;
-    let stored_sets = txns.stored_sets;
-    for (k, ((new, changed), how)) in named.into_iter().zip(how).enumerate() {
+    for (k, &how) in how.iter().enumerate() {
         if how != KEPT {
             txns.keysets.set_crm(k as u32, how == CRM);
         }
-        let tracking = tracked && txns.used[k];
-        if !changed {
-            if tracking
+    }
+    drop(how);
+    let mut touched = Touched::tracking(track);
+    let tracked = touched.tracked();
+    let mut moved = vec![false; if tracked { txns.keysets.len() } else { 0 }];
+    let mut any_moved = false;
+    let stored_sets = txns.stored_sets;
+    if tracked {
+        // The customer of every key set the drop added rows to that keeps it.
+        let mut changed = changes.iter().map(|&(k, _)| k as usize).peekable();
+        for k in 0..txns.keysets.len() {
+            if changed.next_if_eq(&k).is_some() {
+                continue;
+            }
+            if txns.used[k]
                 && txns.fresh[k]
                 && let Some(id) = txns.keysets.customer(k as u32)
             {
                 touched.customer(id);
             }
-            continue;
         }
+    }
+    for (k, new) in changes {
+        let k = k as usize;
         let old = txns.keysets.customer(k as u32);
-        if tracking {
+        if tracked && txns.used[k] {
             if k < stored_sets {
                 for end in [old, new].into_iter().flatten() {
                     touched.altered(end);
@@ -216,7 +225,7 @@ pub(super) fn assign(
             moved[k] = true;
             any_moved = true;
         }
-        txns.keysets.set_customer(k as u32, new.map(Into::into));
+        txns.keysets.set_customer(k as u32, new);
     }
     if any_moved {
         for t in txns.iter().filter(|t| moved[t.keyset as usize]) {

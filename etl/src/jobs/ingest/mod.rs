@@ -23,13 +23,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cvm_shared::Settings;
+use rustc_hash::FxHashSet as HashSet;
 
 use self::versions::Versions;
 pub use crate::manifest::ingest::{IngestManifest, WarehouseTotals};
 use crate::manifest::{self, Counts, FileCounts, RunClock, now_rfc3339};
 use crate::memory::release_freed;
 use crate::privacy::pseudonymise::{self, Pseudonymiser, VaultEntry};
-use crate::record::RejectReason;
+use crate::record::{RecordKey, RejectReason};
 use crate::sources::{self, InputFile, reader};
 use crate::warehouse::publish::{PublishError, Warehouse};
 use crate::warehouse::runs::RunFolder;
@@ -294,17 +295,29 @@ pub fn run_locked(
         superseded_crm,
         ..
     } = versions;
-    // Over a delta (see `warehouse::state`), the night's state is the
-    // delta's entries it leaves and its own; else the whole table's.
-    let delta_state = stored.record_delta.is_some();
-    let mut state = versions::kept_state(
-        match stored.record_delta.take() {
-            Some(delta) => delta,
-            None => std::mem::take(&mut stored.records),
-        },
-        &crm_winners,
-        &txn_winners,
-    );
+    // A night's state is its own entries, written over the stored table
+    // and delta (see `warehouse::state`) less the keys it replaces; else
+    // the whole table's entries it keeps, and its own.
+    let delta_state = stored.records_looked_up;
+    let (mut state, replaced_keys): (Vec<_>, HashSet<RecordKey>) = match delta_state {
+        true => (
+            Vec::with_capacity(crm_winners.winner_count() + txn_winners.winner_count()),
+            crm_winners
+                .replaced
+                .iter()
+                .chain(&txn_winners.replaced)
+                .cloned()
+                .collect(),
+        ),
+        false => (
+            versions::kept_state(
+                std::mem::take(&mut stored.records),
+                &crm_winners,
+                &txn_winners,
+            ),
+            HashSet::default(),
+        ),
+    };
     let crm = identities::latest_crm(std::mem::take(&mut stored.crm), crm_winners, &mut state);
     let directory = identities::directory(&crm, &stored.key_history, &superseded_crm);
     let dirty = identities::dirty_keys(&crm, &superseded_crm);
@@ -349,7 +362,8 @@ pub fn run_locked(
                 match (delta_state, &stored_dir) {
                     (true, Some(from)) => {
                         let from = from.join(warehouse::state::DIR);
-                        let written = warehouse::state::write_over(&dir, &from, &state)?;
+                        let replaced = |k: &str| replaced_keys.contains(k);
+                        let written = warehouse::state::write_over(&dir, &from, &state, replaced)?;
                         tracing::debug!(?written, entries = state.len(), "record state");
                     }
                     _ => drop(warehouse::state::write(&dir, &state)?),

@@ -189,9 +189,8 @@ fn summed(txns: &Txns, wanted: impl Fn(&str) -> bool) -> Vec<PurchaseTotalsRow<B
     let by_set: Vec<u32> = txns
         .keysets
         .customers()
-        .iter()
         .zip(&txns.used)
-        .map(|(id, &used)| match id.as_deref() {
+        .map(|(id, &used)| match id {
             Some(id) if used && wanted(id) => *number.entry(id).or_insert_with(|| {
                 names.push(id);
                 (names.len() - 1) as u32

@@ -38,12 +38,12 @@ pub(super) struct SmallState {
 pub(super) struct Stored {
     /// The record state, sorted by key (looked up by binary search; the
     /// night's kept rows stay in order, so writing it back is a merge): all
-    /// of it, or with `record_delta` only the entries of the drop's keys.
+    /// of it, or when `records_looked_up` only the entries of the drop's keys.
     pub records: Vec<RecordState>,
-    /// When the night reads only the record state it needs: the entries
-    /// changed since the stored table was written whole (see
-    /// `warehouse::state`), sorted by key.
-    pub record_delta: Option<Vec<RecordState>>,
+    /// Whether the night reads only the record state it needs: the entries
+    /// of the drop's keys, looked up in the stored table and its delta (see
+    /// `warehouse::state`), which it writes over without holding them.
+    pub records_looked_up: bool,
     /// The stored transactions, in parts (a file's, a batch's).
     pub txns: Vec<Vec<StoredTxn>>,
     /// Their key sets.
@@ -148,11 +148,11 @@ pub(super) fn load(
         },
     );
     let txns = txns?;
-    let (records, record_delta) = match (records?, &txns.unread) {
-        (Some(records), _) => (records, None),
-        (None, Some(_)) => (Vec::new(), Some(warehouse::state::read_delta(&state_dir)?)),
+    let (records, records_looked_up) = match (records?, &txns.unread) {
+        (Some(records), _) => (records, false),
+        (None, Some(_)) => (Vec::new(), true),
         // The key set table could not stand for the transactions after all.
-        (None, None) => (warehouse::state::read(&state_dir)?, None),
+        (None, None) => (warehouse::state::read(&state_dir)?, false),
     };
     let small_path = dir.join(warehouse::state::DIR).join("small.json");
     let small: SmallState = if small_path.exists() {
@@ -162,7 +162,7 @@ pub(super) fn load(
     };
     Ok(Stored {
         records: sorted(records),
-        record_delta: record_delta.map(sorted),
+        records_looked_up,
         txns: txns.parts,
         txn_keysets: txns.sets,
         known_txn_keys: Vec::new(),
