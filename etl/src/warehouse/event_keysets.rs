@@ -24,6 +24,7 @@
 //! [`super::state::MERGE_RATIO`] of the table's.
 
 use std::cell::RefCell;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
 
@@ -32,12 +33,15 @@ use arrow_array::types::UInt64Type;
 use arrow_array::{ArrayRef, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use arrow_select::filter::filter_record_batch;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use super::WarehouseError;
 use super::parquet_io::{
     self, Columns, WriteStats, batched, opt_str_ref, opt_utf8_array, write_batches,
     writer_properties_with,
 };
+use crate::text_rows::TextRows;
 
 /// Dataset name used in errors.
 pub const DATASET: &str = "event key sets";
@@ -147,15 +151,27 @@ fn crm_column<'a>(c: &Columns<'a>) -> Result<Option<&'a BooleanArray>, Warehouse
     }
 }
 
-/// A key set's row, owned: its keys, its customer, its events, whether the
-/// customer is a CRM customer.
-type OwnedRow = ([Option<Box<str>>; 3], Option<Box<str>>, u64, bool);
+/// A delta row: its keys, its customer, its events, whether the customer
+/// is a CRM customer.
+type DeltaRow<'a> = ([Option<&'a str>; 3], Option<&'a str>, u64, bool);
 
-/// A delta's rows, owned, in file order, found by their keys' text.
+/// A delta's rows, in file order, found by their keys. Held in one block of
+/// text, 4-byte slots in the table: a long history's delta is millions of
+/// rows, which as owned strings and a map by their text took ~200 bytes each.
 #[derive(Default)]
 struct Delta {
-    rows: Vec<OwnedRow>,
-    by_keys: rustc_hash::FxHashMap<String, usize>,
+    /// Each row's customer id, email, phone and customer.
+    text: TextRows<4>,
+    events: Vec<u64>,
+    crm: Vec<bool>,
+    /// Each row's index, hashed by its keys' text ([`key_text`]).
+    by_keys: HashTable<u32>,
+}
+
+/// The hash a delta row is found by: its keys' text's.
+fn keys_hash(keys: [Option<&str>; 3], buf: &mut String) -> u64 {
+    key_text(keys, buf);
+    FxBuildHasher.hash_one(buf.as_str())
 }
 
 impl Delta {
@@ -163,9 +179,11 @@ impl Delta {
     fn read(dir: &Path) -> Result<Delta, WarehouseError> {
         let path = dir.join(DELTA_FILE);
         let mut delta = Delta::default();
-        if !path.exists() {
+        let Some(rows) = parquet_io::row_count(&path)? else {
             return Ok(delta);
-        }
+        };
+        delta.text.reserve(rows);
+        delta.by_keys.reserve(rows, |_| 0);
         let mut text = String::new();
         for item in parquet_io::read_batches(&path)? {
             let (file, batch) = item?;
@@ -175,26 +193,49 @@ impl Delta {
             let crm = crm_column(&c)?;
             for i in 0..batch.num_rows() {
                 let keys = [kc, ke, kp].map(|a| opt_str_ref(a, i));
-                key_text(keys, &mut text);
-                delta.by_keys.insert(text.clone(), delta.rows.len());
-                delta.rows.push((
-                    keys.map(|k| k.map(Box::from)),
-                    opt_str_ref(customer, i).map(Box::from),
-                    events.value(i),
-                    crm.is_some_and(|a| a.value(i)),
-                ));
+                let h = keys_hash(keys, &mut text);
+                let [id, email, phone] = keys;
+                let d = delta
+                    .text
+                    .push([id, email, phone, opt_str_ref(customer, i)])
+                    as u32;
+                delta.events.push(events.value(i));
+                delta.crm.push(crm.is_some_and(|a| a.value(i)));
+                let text = &delta.text;
+                delta.by_keys.insert_unique(h, d, |&d| {
+                    let [id, email, phone, _] = text.get(d as usize);
+                    keys_hash([id, email, phone], &mut String::new())
+                });
             }
         }
         Ok(delta)
     }
 
-    fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+    fn len(&self) -> usize {
+        self.events.len()
     }
 
-    /// The delta row with the keys whose text is `text`, if any.
-    fn find(&self, text: &str) -> Option<usize> {
-        self.by_keys.get(text).copied()
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Row `d`.
+    fn row(&self, d: usize) -> DeltaRow<'_> {
+        let [id, email, phone, customer] = self.text.get(d);
+        ([id, email, phone], customer, self.events[d], self.crm[d])
+    }
+
+    /// The row with `keys`, if any (`buf`: room for their text).
+    fn find(&self, keys: [Option<&str>; 3], buf: &mut String) -> Option<usize> {
+        let h = keys_hash(keys, buf);
+        self.by_keys
+            .find(h, |&d| self.row(d as usize).0 == keys)
+            .map(|&d| d as usize)
+    }
+
+    /// The rows not `met`, in file order.
+    fn unmet<'a>(&'a self, met: &'a [bool]) -> impl Iterator<Item = DeltaRow<'a>> + 'a {
+        (0..self.len()).filter(|&d| !met[d]).map(|d| self.row(d))
     }
 }
 
@@ -266,8 +307,8 @@ where
     let base = from.join(FILE);
     let stored = Delta::read(from)?;
     let base_rows = parquet_io::row_count(&base)?.unwrap_or(0);
-    let as_delta = stored.rows.len() * super::state::MERGE_RATIO <= base_rows;
-    let met = RefCell::new(vec![false; stored.rows.len()]);
+    let as_delta = stored.len() * super::state::MERGE_RATIO <= base_rows;
+    let met = RefCell::new(vec![false; stored.len()]);
     let mut total = 0u64;
     let mut text = String::new();
     let mut tail = Some(tail);
@@ -282,8 +323,7 @@ where
             true => Vec::new(),
             false => (0..batch.num_rows())
                 .map(|i| {
-                    key_text([kc, ke, kp].map(|a| opt_str_ref(a, i)), &mut text);
-                    let d = stored.find(&text);
+                    let d = stored.find([kc, ke, kp].map(|a| opt_str_ref(a, i)), &mut text);
                     if let Some(d) = d {
                         met.borrow_mut()[d] = true;
                     }
@@ -344,17 +384,10 @@ where
     let rest = std::iter::once(()).flat_map(|()| {
         // The delta's rows the table lacks, carried as stored rows are.
         let met = met.borrow();
-        let lacking: Vec<_> = (stored.rows.iter().zip(met.iter()))
-            .filter(|(_, m)| !**m)
-            .map(|(r, _)| r)
-            .collect();
-        let keys: [StringArray; 3] = [0, 1, 2].map(|k| {
-            lacking
-                .iter()
-                .map(|r| r.0[k].as_deref())
-                .collect::<StringArray>()
-        });
-        let customers: StringArray = lacking.iter().map(|r| r.1.as_deref()).collect();
+        let lacking: Vec<_> = stored.unmet(&met).collect();
+        let keys: [StringArray; 3] =
+            [0, 1, 2].map(|k| lacking.iter().map(|r| r.0[k]).collect::<StringArray>());
+        let customers: StringArray = lacking.iter().map(|r| r.1).collect();
         let crm: BooleanArray = lacking.iter().map(|r| Some(r.3)).collect();
         let counts: PrimitiveArray<UInt64Type> = lacking.iter().map(|r| r.2).collect();
         let mut batches = Vec::new();
@@ -412,11 +445,11 @@ fn stored_rows(
     if found.iter().all(Option::is_none) {
         return None;
     }
-    let row = |i: usize| found[i].map(|d| &delta.rows[d]);
+    let row = |i: usize| found[i].map(|d| delta.row(d));
     let n = found.len();
     Some((
         (0..n)
-            .map(|i| row(i).map_or(opt_str_ref(customers, i), |r| r.1.as_deref()))
+            .map(|i| row(i).map_or(opt_str_ref(customers, i), |r| r.1))
             .collect(),
         (0..n)
             .map(|i| Some(row(i).map_or(crm.value(i), |r| r.3)))
@@ -441,7 +474,7 @@ pub fn for_each(
         return Ok(false);
     }
     let delta = Delta::read(dir)?;
-    let mut met = vec![false; delta.rows.len()];
+    let mut met = vec![false; delta.len()];
     let mut text = String::new();
     for item in parquet_io::read_batches(&path)? {
         let (file, batch) = item?;
@@ -454,16 +487,13 @@ pub fn for_each(
             let keys = keys.map(|a| opt_str_ref(a, i));
             let found = match delta.is_empty() {
                 true => None,
-                false => {
-                    key_text(keys, &mut text);
-                    delta.find(&text)
-                }
+                false => delta.find(keys, &mut text),
             };
             let done = match found {
                 Some(d) => {
                     met[d] = true;
-                    let (_, customer, events, crm) = &delta.rows[d];
-                    f(keys, customer.as_deref(), *events, *crm)
+                    let (_, customer, events, crm) = delta.row(d);
+                    f(keys, customer, events, crm)
                 }
                 None => f(
                     keys,
@@ -475,9 +505,8 @@ pub fn for_each(
             done.map_err(|m| c.error(m))?;
         }
     }
-    for ((keys, customer, events, crm), _) in delta.rows.iter().zip(&met).filter(|(_, m)| !**m) {
-        let keys = [0, 1, 2].map(|k| keys[k].as_deref());
-        f(keys, customer.as_deref(), *events, *crm).map_err(|m| WarehouseError::Format {
+    for (keys, customer, events, crm) in delta.unmet(&met) {
+        f(keys, customer, events, crm).map_err(|m| WarehouseError::Format {
             path: dir.join(DELTA_FILE),
             message: m,
         })?;
