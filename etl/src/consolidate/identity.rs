@@ -159,8 +159,8 @@ pub struct Directory<'a> {
     by_phone: Owners,
     /// Every latest carrier of a key several latest records carry.
     shared: HashSet<SharedKey<'a>>,
-    /// Keys of superseded CRM versions no latest record carries: the most
-    /// recent carrier of each.
+    /// Keys of superseded CRM versions: the most recent carrier of each
+    /// (a key a latest record carries goes to that record's owner first).
     history: HashMap<(KeyKind, &'a str), Rank<'a>>,
     /// Emails and phones shared by more than one CRM record (counted once each).
     pub conflicts: u64,
@@ -580,6 +580,31 @@ mod tests {
             Some("C1")
         );
         assert_eq!(d.resolve(&keys(None, Some("b@x"), None)), None);
+    }
+
+    #[test]
+    fn stored_customers_resolve_by_slot_and_a_removed_one_resolves_no_more() {
+        let mut stored = CrmIdentities::default();
+        for r in [
+            crm("C1", Some("a@x"), Some("+1"), Some(10)),
+            crm("C2", Some("b@x"), None, Some(10)),
+            crm("C3", None, Some("+3"), Some(10)),
+        ] {
+            stored.push(r.identity());
+        }
+        // Tonight's record for C2 replaces the stored one, with a new email.
+        let replaced = stored.remove_where(|id| id == "C2");
+        assert_eq!(replaced.len(), 1);
+        let tonight = [crm("C2", Some("new@x"), Some("+3"), Some(20))];
+        let d = Directory::with_history(Latest::new(&stored, &tonight), &[], std::iter::empty());
+        assert_eq!(d.resolve(&keys(Some("C1"), None, None)), Some("C1"));
+        assert_eq!(d.resolve(&keys(None, None, Some("+1"))), Some("C1"));
+        assert_eq!(d.resolve(&keys(None, Some("b@x"), None)), None);
+        assert_eq!(d.resolve(&keys(None, Some("new@x"), None)), Some("C2"));
+        // C2's record is the later update of the phone C3 also carries.
+        assert_eq!(d.resolve(&keys(None, None, Some("+3"))), Some("C2"));
+        assert_eq!(d.conflicts, 1);
+        assert!(d.is_crm("C3") && !d.is_crm("C4"));
     }
 
     #[test]
