@@ -160,8 +160,18 @@ pub fn run_locked(
         tracing::warn!(file = %f, "not an input file of the data contract: ignored");
     }
 
-    let mut stored = stored::load(wh, &found.files, opts.full_rebuild)?;
     let stored_version = wh.current_id()?;
+    // Freed memory goes back at once (`memory::PurgeAtOnce`) while the
+    // stored state is loaded, and for the whole run of a large drop over a
+    // stored history (a long history delivered in parts): both free large
+    // buffers among what they keep, which waiting out mimalloc's delay set
+    // the peak. A night's small drop keeps the delay for the rest.
+    let _purge_all = (stored_version.is_some() && large_drop(&found.files))
+        .then(crate::memory::PurgeAtOnce::start);
+    let mut stored = {
+        let _purge = crate::memory::PurgeAtOnce::start();
+        stored::load(wh, &found.files, opts.full_rebuild)?
+    };
     let stored_dir = wh.current()?;
     let over_stored = stored_version.is_some();
     clock.lap("load_warehouse");
@@ -461,6 +471,20 @@ pub fn run_locked(
         manifest: mf,
         run_dir,
     })
+}
+
+/// A drop of this many bytes on disk or more is large (see [`large_drop`]).
+const LARGE_DROP_BYTES: u64 = 256 << 20;
+
+/// Whether the drop's `files` take [`LARGE_DROP_BYTES`] or more: a part of a
+/// long history, not a night (a day of a 10M-record history is ~30 MB).
+fn large_drop(files: &[InputFile]) -> bool {
+    let bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(&f.path).ok())
+        .map(|m| m.len())
+        .sum();
+    bytes >= LARGE_DROP_BYTES
 }
 
 /// The datasets written last, once every other one is written and freed.
